@@ -1,0 +1,57 @@
+// Prepended to every kernel file: the per-step uniform, the linear invocation
+// index and the counter-based random numbers (mirrored in src/rng.rs).
+
+// Written by the host once per step (src/kernels.rs: Step).
+struct Step {
+    seed: u32,        // --seed
+    step: u32,        // counter of the random streams (distinct for every batch)
+    rows: u32,        // valid rows in this batch; rows past it are padding
+    batch_start: u32, // offset of this batch in the order buffer
+    slot: u32,        // loss-history slot written by loss_reduce
+    inv_rows: f32,    // 1 / rows: the loss is averaged over the batch
+    noise: f32,       // 1: z is sampled; 0: z is the posterior mean
+    beta: f32,        // weight of the KL term
+    lr_t: f32,        // Adam: lr / (1 - beta1^t)
+    bc2_sqrt: f32,    // Adam: sqrt(1 - beta2^t)
+    pad0: u32,
+    pad1: u32,
+}
+
+// 1-D kernels run in workgroups of 64; more than 65535 of them spill into y.
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+// "lowbias32" integer hash (Wellons).
+fn hash_u32(x: u32) -> u32 {
+    var h = x;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+// 32 random bits for (seed, stream, step, index): a pure function, so any kernel
+// (and the CPU) can recompute the same number instead of storing it.
+fn rand_bits(seed: u32, stream: u32, step: u32, index: u32) -> u32 {
+    let key = hash_u32(hash_u32(seed + hash_u32(stream)) + step);
+    return hash_u32(key + index);
+}
+
+// Uniform in the open interval (0, 1), 24 bits.
+fn rand_uniform(seed: u32, stream: u32, step: u32, index: u32) -> f32 {
+    return (f32(rand_bits(seed, stream, step, index) >> 8u) + 0.5) * (1.0 / 16777216.0);
+}
+
+// Standard normal by Box-Muller from the uniforms at 2*index and 2*index+1.
+fn rand_normal(seed: u32, stream: u32, step: u32, index: u32) -> f32 {
+    let u1 = rand_uniform(seed, stream, step, 2u * index);
+    let u2 = rand_uniform(seed, stream, step, 2u * index + 1u);
+    return sqrt(-2.0 * log(u1)) * cos(6.2831853 * u2);
+}
+
+// Random streams.
+const STREAM_EPS: u32 = 0u;       // reparameterization noise
+const STREAM_BINARIZE: u32 = 1u;  // dynamic binarization of the input pixels

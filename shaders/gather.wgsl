@@ -1,0 +1,47 @@
+// Builds a batch on the GPU: the whole dataset sits in one buffer of bytes
+// (one per pixel) and the host only uploads a shuffled order once per epoch.
+
+struct Gather {
+    m: u32,        // rows, a multiple of 4
+    pixels: u32,   // D, bytes per image
+    binarize: u32, // 1: each pixel becomes 1 with probability x, else 0
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Gather;
+@group(0) @binding(1) var<uniform> step: Step;
+// the dataset, four pixels to a word (images * D bytes)
+@group(0) @binding(2) var<storage, read> data: array<u32>;
+// image indices in the order of this epoch
+@group(0) @binding(3) var<storage, read> order: array<u32>;
+// the batch x in [0, 1] (m, D)
+@group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c4s = (p.pixels + 3u) / 4u;
+    let i = linear_id(gid, nwg);
+    if i >= c4s * p.m {
+        return;
+    }
+    let c4 = i % c4s;
+    let row = i / c4s;
+    var x = vec4<f32>(0.0);
+    if row < step.rows {
+        let image = order[step.batch_start + row];
+        for (var lane = 0u; lane < 4u; lane++) {
+            let col = c4 * 4u + lane;
+            if col < p.pixels {
+                let byte = image * p.pixels + col;
+                let v = f32((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
+                if p.binarize == 1u {
+                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, row * p.pixels + col);
+                    x[lane] = select(0.0, 1.0, u < v);
+                } else {
+                    x[lane] = v;
+                }
+            }
+        }
+    }
+    textureStore(out, vec2<u32>(c4, row), x);
+}

@@ -1,0 +1,369 @@
+//! The GPU context: adapter selection, the device with its error handling,
+//! shader and pipeline creation inside error scopes, and the matrix textures
+//! every kernel reads and writes (layout in `shaders/gemm.wgsl`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// The hint printed wherever no adapter can be found.
+pub const NO_ADAPTER_HINT: &str = "no GPU adapter found. On Linux without a GPU, install Mesa's software Vulkan driver (lavapipe): `sudo apt-get install mesa-vulkan-drivers`; elsewhere, install your GPU's Vulkan, Metal or DirectX 12 driver";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl Backend {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            // GL compute is a last resort: it is only tried when nothing else is found.
+            Backend::Auto => wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How to pick an adapter: `--backend` and `--adapter SUBSTRING`.
+#[derive(Clone, Debug)]
+pub struct AdapterChoice {
+    pub backend: Backend,
+    pub name: Option<String>,
+}
+
+impl Default for AdapterChoice {
+    fn default() -> Self {
+        AdapterChoice { backend: Backend::Auto, name: None }
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    desc.flags = wgpu::InstanceFlags::empty();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the backends expose, best first (discrete, integrated, virtual, CPU).
+pub fn list_adapters(backend: Backend) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance(backend.backends()).enumerate_adapters(backend.backends()));
+    if adapters.is_empty() && backend == Backend::Auto {
+        adapters = pollster::block_on(instance(wgpu::Backends::GL).enumerate_adapters(wgpu::Backends::GL));
+    }
+    let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    adapters.sort_by_key(rank);
+    adapters
+}
+
+/// One line per adapter property that matters for elbo, for `elbo devices`.
+pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
+    let info = adapter.get_info();
+    let l = adapter.limits();
+    let f = adapter.features();
+    let has = |feature: wgpu::Features, name: &str| if f.contains(feature) { name.to_string() } else { format!("no-{name}") };
+    format!(
+        "{name}\n  backend {backend:?}, type {ty:?}, vendor 0x{vendor:04x}, device 0x{device:04x}\n  driver {driver} {driver_info}\n  \
+         limits: storage binding {sb} MiB, buffer {buf} MiB, texture 2D {tex}, workgroup storage {ws} B, invocations {inv}, storage buffers/stage {sbs}\n  \
+         features: {f16} {sg} {ts} {tsp}",
+        name = info.name,
+        backend = info.backend,
+        ty = info.device_type,
+        vendor = info.vendor,
+        device = info.device,
+        driver = info.driver,
+        driver_info = info.driver_info,
+        sb = l.max_storage_buffer_binding_size / (1 << 20),
+        buf = l.max_buffer_size / (1 << 20),
+        tex = l.max_texture_dimension_2d,
+        ws = l.max_compute_workgroup_storage_size,
+        inv = l.max_compute_invocations_per_workgroup,
+        sbs = l.max_storage_buffers_per_shader_stage,
+        f16 = has(wgpu::Features::SHADER_F16, "shader-f16"),
+        sg = has(wgpu::Features::SUBGROUP, "subgroup"),
+        ts = has(wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+        tsp = has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES, "timestamp-inside-passes"),
+    )
+}
+
+/// The device, its queue and the errors wgpu reported outside error scopes.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    pub fn new(choice: &AdapterChoice) -> Result<Gpu> {
+        let adapters = list_adapters(choice.backend);
+        if adapters.is_empty() {
+            bail!("{NO_ADAPTER_HINT}");
+        }
+        let adapter = match &choice.name {
+            None => adapters.into_iter().next().unwrap(),
+            Some(want) => {
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want.to_lowercase()))
+                    .ok_or_else(|| anyhow!("no adapter's name contains {want:?}; found: {}. Run `elbo devices` to list them", names.join(", ")))?
+            }
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let needed = wgpu::Features::empty();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("elbo"),
+            required_features: needed,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("could not open a device on adapter {} ({:?})", info.name, info.backend))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let what = match &e {
+                wgpu::Error::OutOfMemory { .. } => "the GPU ran out of memory",
+                wgpu::Error::Validation { .. } => "wgpu validation error",
+                _ => "GPU error",
+            };
+            sink.lock().unwrap().push(format!("{what}: {e}"));
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                sink.lock().unwrap().push(format!("the GPU device was lost ({reason:?}): {message}"));
+            }
+        });
+        Ok(Gpu { device, queue, info, limits, errors })
+    }
+
+    /// One line naming the adapter.
+    pub fn adapter_line(&self) -> String {
+        format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver)
+    }
+
+    /// Turns errors wgpu reported since the last check into one error.
+    pub fn check(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let all = errors.join("\n");
+        errors.clear();
+        bail!("{all}")
+    }
+
+    /// Waits until the GPU has finished everything submitted, then reports its errors.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+        self.check()
+    }
+
+    /// Compiles a kernel file with `shaders/common.wgsl` in front, reporting WGSL errors readably.
+    pub fn shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        let full = crate::kernels::with_common(source);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(full.into()),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("shader {name} does not compile on {}: {e}", self.info.name);
+        }
+        Ok(module)
+    }
+
+    pub fn pipeline(&self, module: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("pipeline {entry} cannot be created on {}: {e}", self.info.name);
+        }
+        Ok(pipeline)
+    }
+
+    /// A storage buffer of `bytes` bytes (zeroed), checked against the adapter's limits.
+    pub fn buffer(&self, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        self.check_size(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).next_multiple_of(16),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | extra,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data`, padded to 16 bytes.
+    pub fn buffer_with(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        self.check_size(label, data.len() as u64)?;
+        let mut padded = data.to_vec();
+        padded.resize(data.len().max(16).next_multiple_of(16), 0);
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &padded,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }))
+    }
+
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    fn check_size(&self, label: &str, bytes: u64) -> Result<()> {
+        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        if bytes > limit {
+            bail!(
+                "{label} needs {:.1} MiB but adapter {} allows at most {:.1} MiB in one storage buffer (max_storage_buffer_binding_size); use a smaller batch, model or dataset",
+                bytes as f64 / 1048576.0,
+                self.info.name,
+                limit as f64 / 1048576.0
+            );
+        }
+        Ok(())
+    }
+
+    /// A (rows, cols) f32 matrix texture; rows are padded to a multiple of 4.
+    pub fn matrix(&self, label: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let padded = rows.next_multiple_of(4);
+        let width = cols.div_ceil(4);
+        let max = self.limits.max_texture_dimension_2d as usize;
+        if padded > max || width > max {
+            bail!("{label} is a ({rows}, {cols}) matrix, stored as a {width}x{padded} texture, but adapter {} allows at most {max} texels a side; use a smaller batch or layer", self.info.name);
+        }
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d { width: width as u32, height: padded as u32, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_DST
+                | wgpu::TextureUsages::COPY_SRC,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        Ok(Matrix { texture, view, rows: padded, cols })
+    }
+
+    /// Writes row-major `data` (r rows of `cols`, r <= rows) into the matrix; the rest is zero.
+    pub fn write_matrix(&self, m: &Matrix, data: &[f32]) {
+        assert_eq!(data.len() % m.cols, 0, "data is not whole rows of {}", m.cols);
+        let width = m.cols.div_ceil(4) * 4;
+        let mut texels = vec![0f32; m.rows * width];
+        for (r, row) in data.chunks(m.cols).enumerate() {
+            texels[r * width..r * width + m.cols].copy_from_slice(row);
+        }
+        self.queue.write_texture(
+            m.texture.as_image_copy(),
+            bytemuck::cast_slice(&texels),
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((width * 4) as u32), rows_per_image: None },
+            m.texture.size(),
+        );
+    }
+
+    /// Reads the whole matrix back, (rows, cols) row-major with padding rows included.
+    pub fn read_matrix(&self, m: &Matrix) -> Result<Vec<f32>> {
+        let row_bytes = m.cols.div_ceil(4) * 16;
+        let stride = row_bytes.next_multiple_of(256);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read_matrix"),
+            size: (stride * m.rows) as u64,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_texture_to_buffer(
+            m.texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &staging,
+                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(stride as u32), rows_per_image: None },
+            },
+            m.texture.size(),
+        );
+        self.queue.submit([enc.finish()]);
+        let bytes = self.map_read(&staging)?;
+        let mut out = Vec::with_capacity(m.rows * m.cols);
+        for r in 0..m.rows {
+            let row: &[f32] = bytemuck::cast_slice(&bytes[r * stride..r * stride + row_bytes]);
+            out.extend_from_slice(&row[..m.cols]);
+        }
+        Ok(out)
+    }
+
+    /// Copies `bytes` bytes of a buffer from `offset` to the host.
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read_buffer"),
+            size,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let mut out = self.map_read(&staging)?;
+        out.truncate(bytes as usize);
+        Ok(out)
+    }
+
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset_floats: usize, count: usize) -> Result<Vec<f32>> {
+        let bytes = self.read_buffer(buffer, (offset_floats * 4) as u64, (count * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .context("the GPU dropped a read-back")?
+            .map_err(|e| anyhow!("mapping a read-back buffer failed: {e}"))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("{e}"))?.to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+/// A (rows, cols) f32 matrix in an rgba32float texture, four columns to a texel.
+pub struct Matrix {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    /// Rows including padding (a multiple of 4).
+    pub rows: usize,
+    pub cols: usize,
+}

@@ -1,0 +1,214 @@
+//! The WGSL kernels: their sources, the uniform structs they take (mirroring
+//! the WGSL structs field by field), their pipelines, and the prebuilt
+//! dispatch lists that a training step replays.
+
+use crate::gpu::Gpu;
+use anyhow::Result;
+use bytemuck::{Pod, Zeroable};
+
+pub const COMMON: &str = include_str!("../shaders/common.wgsl");
+
+/// Every kernel file, by name; each is compiled with `COMMON` in front.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
+    ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
+    ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
+    ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
+    ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
+    ("adam.wgsl", include_str!("../shaders/adam.wgsl")),
+    ("gather.wgsl", include_str!("../shaders/gather.wgsl")),
+];
+
+pub fn with_common(source: &str) -> String {
+    format!("{COMMON}\n{source}")
+}
+
+fn source(name: &str) -> &'static str {
+    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("known shader")
+}
+
+/// `Step` of common.wgsl: written once per step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct Step {
+    pub seed: u32,
+    pub step: u32,
+    pub rows: u32,
+    pub batch_start: u32,
+    pub slot: u32,
+    pub inv_rows: f32,
+    pub noise: f32,
+    pub beta: f32,
+    pub lr_t: f32,
+    pub bc2_sqrt: f32,
+    pub pad0: u32,
+    pub pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Gemm {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub act: u32,
+    pub bias: u32,
+    pub grad_w: u32,
+    pub stride: u32,
+    pub grad_b: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Elementwise {
+    pub m: u32,
+    pub cols: u32,
+    pub pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Reparam {
+    pub m: u32,
+    pub latent: u32,
+    pub pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Elbo {
+    pub m: u32,
+    pub pixels: u32,
+    pub latent: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Reduce {
+    pub m: u32,
+    pub pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Adam {
+    pub count: u32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Gather {
+    pub m: u32,
+    pub pixels: u32,
+    pub binarize: u32,
+    pub pad: u32,
+}
+
+/// Every pipeline, named after its WGSL entry point.
+pub struct Kernels {
+    pub gemm_forward: wgpu::ComputePipeline,
+    pub gemm_backward_input: wgpu::ComputePipeline,
+    pub gemm_backward_weight: wgpu::ComputePipeline,
+    pub relu_forward: wgpu::ComputePipeline,
+    pub relu_backward: wgpu::ComputePipeline,
+    pub sigmoid_forward: wgpu::ComputePipeline,
+    pub sigmoid_backward: wgpu::ComputePipeline,
+    pub reparam_forward: wgpu::ComputePipeline,
+    pub reparam_backward: wgpu::ComputePipeline,
+    pub elbo_forward_backward: wgpu::ComputePipeline,
+    pub loss_reduce: wgpu::ComputePipeline,
+    pub adam_update: wgpu::ComputePipeline,
+    pub gather_batch: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        let gemm = gpu.shader("gemm.wgsl", source("gemm.wgsl"))?;
+        let act = gpu.shader("activation.wgsl", source("activation.wgsl"))?;
+        let reparam = gpu.shader("reparam.wgsl", source("reparam.wgsl"))?;
+        let elbo = gpu.shader("elbo.wgsl", source("elbo.wgsl"))?;
+        let reduce = gpu.shader("reduce.wgsl", source("reduce.wgsl"))?;
+        let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
+        let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
+        Ok(Kernels {
+            gemm_forward: gpu.pipeline(&gemm, "gemm_forward")?,
+            gemm_backward_input: gpu.pipeline(&gemm, "gemm_backward_input")?,
+            gemm_backward_weight: gpu.pipeline(&gemm, "gemm_backward_weight")?,
+            relu_forward: gpu.pipeline(&act, "relu_forward")?,
+            relu_backward: gpu.pipeline(&act, "relu_backward")?,
+            sigmoid_forward: gpu.pipeline(&act, "sigmoid_forward")?,
+            sigmoid_backward: gpu.pipeline(&act, "sigmoid_backward")?,
+            reparam_forward: gpu.pipeline(&reparam, "reparam_forward")?,
+            reparam_backward: gpu.pipeline(&reparam, "reparam_backward")?,
+            elbo_forward_backward: gpu.pipeline(&elbo, "elbo_forward_backward")?,
+            loss_reduce: gpu.pipeline(&reduce, "loss_reduce")?,
+            adam_update: gpu.pipeline(&adam, "adam_update")?,
+            gather_batch: gpu.pipeline(&gather, "gather_batch")?,
+        })
+    }
+}
+
+/// What a binding slot holds.
+pub enum Bind<'a> {
+    Buffer(&'a wgpu::Buffer),
+    Texture(&'a wgpu::TextureView),
+}
+
+/// One recorded dispatch: pipeline, bind group and workgroup counts.
+pub struct Dispatch {
+    pub label: &'static str,
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    pub groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// A dispatch of `invocations` invocations in workgroups of `wg`
+    /// (more than 65535 workgroups spill into y; see `linear_id`).
+    pub fn new(gpu: &Gpu, label: &'static str, pipeline: &wgpu::ComputePipeline, binds: &[(u32, Bind)], invocations: usize, wg: usize) -> Dispatch {
+        let entries: Vec<wgpu::BindGroupEntry> = binds
+            .iter()
+            .map(|(binding, b)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: match b {
+                    Bind::Buffer(buf) => buf.as_entire_binding(),
+                    Bind::Texture(view) => wgpu::BindingResource::TextureView(view),
+                },
+            })
+            .collect();
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let groups = invocations.div_ceil(wg).max(1);
+        let (x, y) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+        Dispatch { label, pipeline: pipeline.clone(), bind_group, groups: [x as u32, y as u32, 1] }
+    }
+
+    pub fn encode(&self, pass: &mut wgpu::ComputePass) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+}
+
+/// Records `list` into one compute pass of `enc`.
+pub fn encode_all(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispatch]) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+    for d in list {
+        d.encode(&mut pass);
+    }
+}
+
+/// Runs `list` in one submit and waits for it (tests and one-off work).
+pub fn run(gpu: &Gpu, list: &[Dispatch]) -> Result<()> {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    encode_all(&mut enc, "run", list);
+    gpu.queue.submit([enc.finish()]);
+    gpu.wait()
+}

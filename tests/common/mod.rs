@@ -1,0 +1,54 @@
+//! Shared by the integration tests: one GPU per test binary, random data and
+//! a comparison that prints its evidence.
+#![allow(dead_code)]
+
+use elbo::gpu::{AdapterChoice, Gpu};
+use std::sync::OnceLock;
+
+/// The adapter every GPU test runs on. No adapter is a failure, not a skip:
+/// CI installs lavapipe, so a missing adapter means a broken setup.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(&AdapterChoice::default()) {
+        Ok(g) => {
+            eprintln!("testing on {}", g.adapter_line());
+            g
+        }
+        Err(e) => panic!("GPU tests need an adapter: {e:#}"),
+    })
+}
+
+/// Deterministic values uniform in [lo, hi).
+pub fn random(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|i| lo + (hi - lo) * elbo::rng::rand_uniform(seed, 99, 0, i as u32)).collect()
+}
+
+/// Asserts |got - want| <= atol + rtol * |want| everywhere; on failure prints
+/// the first mismatches, the max absolute and relative error and the tolerances.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: got {} values, want {}", got.len(), want.len());
+    let mut bad = Vec::new();
+    let (mut max_abs, mut max_rel) = (0f32, 0f32);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        max_abs = max_abs.max(err);
+        max_rel = max_rel.max(err / w.abs().max(1e-12));
+        if !(err <= atol + rtol * w.abs()) {
+            bad.push((i, g, w));
+        }
+    }
+    if !bad.is_empty() {
+        let first: Vec<String> = bad.iter().take(6).map(|(i, g, w)| format!("[{i}] got {g} want {w}")).collect();
+        panic!(
+            "{what}: {} of {} values differ (atol {atol}, rtol {rtol}); max abs error {max_abs}, max rel error {max_rel}; first: {}",
+            bad.len(),
+            got.len(),
+            first.join(", ")
+        );
+    }
+}
+
+/// Drops the padding rows of a matrix read back from the GPU.
+pub fn rows(v: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
+    v[..rows * cols].to_vec()
+}
