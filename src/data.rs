@@ -15,6 +15,16 @@ pub struct Dataset {
     pub len: usize,
 }
 
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "Dataset({}: {} images of {}x{})",
+            self.name, self.len, self.width, self.height
+        )
+    }
+}
+
 impl Dataset {
     pub fn image_len(&self) -> usize {
         self.width * self.height
@@ -63,29 +73,69 @@ fn load_split(dir: &Path, images: &str, labels: &str, name: &str) -> Result<Data
     let img = read_idx(&img_path)?;
     let lab = read_idx(&lab_path)?;
     if img.dims.len() != 3 {
-        bail!("{} holds a {}-dimensional array, expected images (count, rows, cols)", img_path.display(), img.dims.len());
+        bail!(
+            "{} holds a {}-dimensional array, expected images (count, rows, cols)",
+            img_path.display(),
+            img.dims.len()
+        );
     }
     if lab.dims.len() != 1 {
-        bail!("{} holds a {}-dimensional array, expected labels (count)", lab_path.display(), lab.dims.len());
+        bail!(
+            "{} holds a {}-dimensional array, expected labels (count)",
+            lab_path.display(),
+            lab.dims.len()
+        );
     }
     if img.dims[0] != lab.dims[0] {
-        bail!("{} has {} images but {} has {} labels; the files do not belong together", img_path.display(), img.dims[0], lab_path.display(), lab.dims[0]);
+        bail!(
+            "{} has {} images but {} has {} labels; the files do not belong together",
+            img_path.display(),
+            img.dims[0],
+            lab_path.display(),
+            lab.dims[0]
+        );
     }
     if img.dims[0] == 0 {
         bail!("{} holds no images", img_path.display());
     }
     if let Some(bad) = lab.data.iter().find(|&&l| l > 9) {
-        bail!("{} has label {bad}; MNIST labels are 0 to 9", lab_path.display());
+        bail!(
+            "{} has label {bad}; MNIST labels are 0 to 9",
+            lab_path.display()
+        );
     }
-    Ok(Dataset { name: name.to_string(), width: img.dims[2], height: img.dims[1], len: img.dims[0], pixels: img.data, labels: Some(lab.data) })
+    Ok(Dataset {
+        name: name.to_string(),
+        width: img.dims[2],
+        height: img.dims[1],
+        len: img.dims[0],
+        pixels: img.data,
+        labels: Some(lab.data),
+    })
 }
 
 /// MNIST's training and test sets.
 pub fn load_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let train = load_split(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "mnist-train")?;
-    let test = load_split(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "mnist-test")?;
+    let train = load_split(
+        dir,
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "mnist-train",
+    )?;
+    let test = load_split(
+        dir,
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "mnist-test",
+    )?;
     if (train.width, train.height) != (test.width, test.height) {
-        bail!("training images are {}x{} but test images {}x{}", train.width, train.height, test.width, test.height);
+        bail!(
+            "training images are {}x{} but test images {}x{}",
+            train.width,
+            train.height,
+            test.width,
+            test.height
+        );
     }
     Ok((train, test))
 }

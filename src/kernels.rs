@@ -11,7 +11,10 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// Every kernel file, by name; each is compiled with `COMMON` in front.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
-    ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
+    (
+        "activation.wgsl",
+        include_str!("../shaders/activation.wgsl"),
+    ),
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
     ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
@@ -24,7 +27,11 @@ pub fn with_common(source: &str) -> String {
 }
 
 fn source(name: &str) -> &'static str {
-    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("known shader")
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .expect("known shader")
 }
 
 /// `Step` of common.wgsl: written once per step.
@@ -169,7 +176,14 @@ pub struct Dispatch {
 impl Dispatch {
     /// A dispatch of `invocations` invocations in workgroups of `wg`
     /// (more than 65535 workgroups spill into y; see `linear_id`).
-    pub fn new(gpu: &Gpu, label: &'static str, pipeline: &wgpu::ComputePipeline, binds: &[(u32, Bind)], invocations: usize, wg: usize) -> Dispatch {
+    pub fn new(
+        gpu: &Gpu,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        binds: &[(u32, Bind)],
+        invocations: usize,
+        wg: usize,
+    ) -> Dispatch {
         let entries: Vec<wgpu::BindGroupEntry> = binds
             .iter()
             .map(|(binding, b)| wgpu::BindGroupEntry {
@@ -186,8 +200,17 @@ impl Dispatch {
             entries: &entries,
         });
         let groups = invocations.div_ceil(wg).max(1);
-        let (x, y) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
-        Dispatch { label, pipeline: pipeline.clone(), bind_group, groups: [x as u32, y as u32, 1] }
+        let (x, y) = if groups <= 65535 {
+            (groups, 1)
+        } else {
+            (65535, groups.div_ceil(65535))
+        };
+        Dispatch {
+            label,
+            pipeline: pipeline.clone(),
+            bind_group,
+            groups: [x as u32, y as u32, 1],
+        }
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass) {
@@ -199,7 +222,10 @@ impl Dispatch {
 
 /// Records `list` into one compute pass of `enc`.
 pub fn encode_all(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispatch]) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
     for d in list {
         d.encode(&mut pass);
     }

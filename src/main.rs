@@ -23,7 +23,10 @@ struct AdapterArgs {
 
 impl AdapterArgs {
     fn choice(&self) -> AdapterChoice {
-        AdapterChoice { backend: self.backend, name: self.adapter.clone() }
+        AdapterChoice {
+            backend: self.backend,
+            name: self.adapter.clone(),
+        }
     }
 }
 
@@ -90,6 +93,11 @@ enum Binarize {
 }
 
 fn main() {
+    // Mesa's device-select layer only prints "XDG_RUNTIME_DIR is invalid" on
+    // headless machines; wgpu lists every adapter without it.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -29,7 +29,7 @@ pub fn rand_uniform(seed: u32, stream: u32, step: u32, index: u32) -> f32 {
 pub fn rand_normal(seed: u32, stream: u32, step: u32, index: u32) -> f32 {
     let u1 = rand_uniform(seed, stream, step, 2 * index);
     let u2 = rand_uniform(seed, stream, step, 2 * index + 1);
-    (-2.0 * u1.ln()).sqrt() * (6.283_185_3 * u2).cos()
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
 #[cfg(test)]
@@ -39,7 +39,9 @@ mod tests {
     #[test]
     fn normal_has_unit_moments() {
         let n = 200_000;
-        let xs: Vec<f64> = (0..n).map(|i| rand_normal(7, STREAM_EPS, 3, i) as f64).collect();
+        let xs: Vec<f64> = (0..n)
+            .map(|i| rand_normal(7, STREAM_EPS, 3, i) as f64)
+            .collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
         assert!(mean.abs() < 0.01, "mean {mean} (tolerance 0.01)");

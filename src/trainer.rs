@@ -115,12 +115,25 @@ fn gemm_params(gpu: &Gpu, d: &Dense, m: usize, relu: bool) -> wgpu::Buffer {
 }
 
 impl<'g> Trainer<'g> {
-    pub fn new(gpu: &'g Gpu, model: Model, hyper: Hyper, batch: usize, train: &Dataset, test: &Dataset) -> Result<Trainer<'g>> {
+    pub fn new(
+        gpu: &'g Gpu,
+        model: Model,
+        hyper: Hyper,
+        batch: usize,
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<Trainer<'g>> {
         let c = model.config.clone();
         let l = model.layout.clone();
         let (d, hid, lat) = (c.pixels(), c.hidden, c.latent);
         if train.image_len() != d || test.image_len() != d {
-            bail!("the model expects {}x{} images but the data has {}x{}", c.width, c.height, train.width, train.height);
+            bail!(
+                "the model expects {}x{} images but the data has {}x{}",
+                c.width,
+                c.height,
+                train.width,
+                train.height
+            );
         }
         if batch == 0 {
             bail!("--batch-size must be at least 1");
@@ -135,10 +148,18 @@ impl<'g> Trainer<'g> {
         let step_uniform = gpu.uniform("step", &Step::default());
         let image_loss = gpu.buffer("image_loss", (m * 8) as u64, wgpu::BufferUsages::empty())?;
         let history_slots = train.len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
-        let history = gpu.buffer("history", (history_slots * 16) as u64, wgpu::BufferUsages::empty())?;
+        let history = gpu.buffer(
+            "history",
+            (history_slots * 16) as u64,
+            wgpu::BufferUsages::empty(),
+        )?;
         let train_data = gpu.buffer_with("training set", &train.pixels)?;
         let test_data = gpu.buffer_with("test set", &test.pixels)?;
-        let train_order = gpu.buffer("train order", (train.len * 4) as u64, wgpu::BufferUsages::empty())?;
+        let train_order = gpu.buffer(
+            "train order",
+            (train.len * 4) as u64,
+            wgpu::BufferUsages::empty(),
+        )?;
         let test_order_vec: Vec<u32> = (0..test.len as u32).collect();
         let test_order = gpu.buffer_with("test order", bytemuck::cast_slice(&test_order_vec))?;
 
@@ -168,98 +189,393 @@ impl<'g> Trainer<'g> {
         let texels = |rows: usize, cols: usize| rows * cols.div_ceil(4);
 
         // forward: y = act(x W^T + b)
-        let forward = |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, relu, input: &Matrix, w: &Matrix, output: &Matrix| {
+        let forward = |keep: &mut Vec<wgpu::Buffer>,
+                       label,
+                       dense: &Dense,
+                       relu,
+                       input: &Matrix,
+                       w: &Matrix,
+                       output: &Matrix| {
             let u = gemm_params(gpu, dense, m, relu);
-            let dsp = Dispatch::new(gpu, label, &k.gemm_forward, &[(0, B(&u)), (1, T(&input.view)), (2, T(&w.view)), (4, T(&output.view)), (5, B(&params))], tiles(m, dense.n), 64);
+            let dsp = Dispatch::new(
+                gpu,
+                label,
+                &k.gemm_forward,
+                &[
+                    (0, B(&u)),
+                    (1, T(&input.view)),
+                    (2, T(&w.view)),
+                    (4, T(&output.view)),
+                    (5, B(&params)),
+                ],
+                tiles(m, dense.n),
+                64,
+            );
             keep.push(u);
             dsp
         };
-        let backward_weight = |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, input: &Matrix| {
-            let u = gemm_params(gpu, dense, m, false);
-            let dsp = Dispatch::new(gpu, label, &k.gemm_backward_weight, &[(0, B(&u)), (1, T(&dy.view)), (2, T(&input.view)), (6, B(&grads))], dense.n.div_ceil(4) * dense.k.div_ceil(4), 64);
-            keep.push(u);
-            dsp
-        };
-        let backward_input = |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, w: &Matrix, mask: Option<&Matrix>, dx: &Matrix| {
+        let backward_weight =
+            |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, input: &Matrix| {
+                let u = gemm_params(gpu, dense, m, false);
+                let dsp = Dispatch::new(
+                    gpu,
+                    label,
+                    &k.gemm_backward_weight,
+                    &[
+                        (0, B(&u)),
+                        (1, T(&dy.view)),
+                        (2, T(&input.view)),
+                        (6, B(&grads)),
+                    ],
+                    dense.n.div_ceil(4) * dense.k.div_ceil(4),
+                    64,
+                );
+                keep.push(u);
+                dsp
+            };
+        let backward_input = |keep: &mut Vec<wgpu::Buffer>,
+                              label,
+                              dense: &Dense,
+                              dy: &Matrix,
+                              w: &Matrix,
+                              mask: Option<&Matrix>,
+                              dx: &Matrix| {
             let u = gemm_params(gpu, dense, m, mask.is_some());
             let mask = mask.unwrap_or(dy);
-            let dsp = Dispatch::new(gpu, label, &k.gemm_backward_input, &[(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&mask.view)), (4, T(&dx.view))], tiles(m, dense.k), 64);
+            let dsp = Dispatch::new(
+                gpu,
+                label,
+                &k.gemm_backward_input,
+                &[
+                    (0, B(&u)),
+                    (1, T(&dy.view)),
+                    (2, T(&w.view)),
+                    (3, T(&mask.view)),
+                    (4, T(&dx.view)),
+                ],
+                tiles(m, dense.k),
+                64,
+            );
             keep.push(u);
             dsp
         };
         let gather = |keep: &mut Vec<wgpu::Buffer>, data: &wgpu::Buffer, order: &wgpu::Buffer| {
-            let u = gpu.uniform("gather", &kernels::Gather { m: m as u32, pixels: d as u32, binarize: hyper.binarize as u32, pad: 0 });
-            let dsp = Dispatch::new(gpu, "gather_batch", &k.gather_batch, &[(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))], texels(m, d), 64);
+            let u = gpu.uniform(
+                "gather",
+                &kernels::Gather {
+                    m: m as u32,
+                    pixels: d as u32,
+                    binarize: hyper.binarize as u32,
+                    pad: 0,
+                },
+            );
+            let dsp = Dispatch::new(
+                gpu,
+                "gather_batch",
+                &k.gather_batch,
+                &[
+                    (0, B(&u)),
+                    (1, B(&step_uniform)),
+                    (2, B(data)),
+                    (3, B(order)),
+                    (4, T(&x.view)),
+                ],
+                texels(m, d),
+                64,
+            );
             keep.push(u);
             dsp
         };
-        let reparam_u = gpu.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
-        let reparam_forward = || Dispatch::new(gpu, "reparam_forward", &k.reparam_forward, &[(0, B(&reparam_u)), (1, B(&step_uniform)), (2, T(&mulv.view)), (4, T(&z.view))], texels(m, lat), 64);
-        let elbo_u = gpu.uniform("elbo", &kernels::Elbo { m: m as u32, pixels: d as u32, latent: lat as u32, pad: 0 });
+        let reparam_u = gpu.uniform(
+            "reparam",
+            &kernels::Reparam {
+                m: m as u32,
+                latent: lat as u32,
+                pad: [0; 2],
+            },
+        );
+        let reparam_forward = || {
+            Dispatch::new(
+                gpu,
+                "reparam_forward",
+                &k.reparam_forward,
+                &[
+                    (0, B(&reparam_u)),
+                    (1, B(&step_uniform)),
+                    (2, T(&mulv.view)),
+                    (4, T(&z.view)),
+                ],
+                texels(m, lat),
+                64,
+            )
+        };
+        let elbo_u = gpu.uniform(
+            "elbo",
+            &kernels::Elbo {
+                m: m as u32,
+                pixels: d as u32,
+                latent: lat as u32,
+                pad: 0,
+            },
+        );
         let elbo = || {
             Dispatch::new(
                 gpu,
                 "elbo_forward_backward",
                 &k.elbo_forward_backward,
-                &[(0, B(&elbo_u)), (1, B(&step_uniform)), (2, T(&logits.view)), (3, T(&x.view)), (4, T(&mulv.view)), (5, T(&dlogits.view)), (6, B(&image_loss))],
+                &[
+                    (0, B(&elbo_u)),
+                    (1, B(&step_uniform)),
+                    (2, T(&logits.view)),
+                    (3, T(&x.view)),
+                    (4, T(&mulv.view)),
+                    (5, T(&dlogits.view)),
+                    (6, B(&image_loss)),
+                ],
                 m,
                 64,
             )
         };
-        let reduce_u = gpu.uniform("reduce", &kernels::Reduce { m: m as u32, pad: [0; 3] });
-        let reduce = || Dispatch::new(gpu, "loss_reduce", &k.loss_reduce, &[(0, B(&reduce_u)), (1, B(&step_uniform)), (2, B(&image_loss)), (3, B(&history))], 1, 1);
+        let reduce_u = gpu.uniform(
+            "reduce",
+            &kernels::Reduce {
+                m: m as u32,
+                pad: [0; 3],
+            },
+        );
+        let reduce = || {
+            Dispatch::new(
+                gpu,
+                "loss_reduce",
+                &k.loss_reduce,
+                &[
+                    (0, B(&reduce_u)),
+                    (1, B(&step_uniform)),
+                    (2, B(&image_loss)),
+                    (3, B(&history)),
+                ],
+                1,
+                1,
+            )
+        };
 
         let mut train_step = vec![gather(&mut keep, &train_data, &train_order)];
-        train_step.push(forward(&mut keep, "gemm_forward enc", &l.enc, true, &x, &weights.enc, &h1));
-        train_step.push(forward(&mut keep, "gemm_forward heads", &l.heads, false, &h1, &weights.heads, &mulv));
+        train_step.push(forward(
+            &mut keep,
+            "gemm_forward enc",
+            &l.enc,
+            true,
+            &x,
+            &weights.enc,
+            &h1,
+        ));
+        train_step.push(forward(
+            &mut keep,
+            "gemm_forward heads",
+            &l.heads,
+            false,
+            &h1,
+            &weights.heads,
+            &mulv,
+        ));
         train_step.push(reparam_forward());
-        train_step.push(forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3));
-        train_step.push(forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits));
+        train_step.push(forward(
+            &mut keep,
+            "gemm_forward dec",
+            &l.dec,
+            true,
+            &z,
+            &weights.dec,
+            &h3,
+        ));
+        train_step.push(forward(
+            &mut keep,
+            "gemm_forward out",
+            &l.out,
+            false,
+            &h3,
+            &weights.out,
+            &logits,
+        ));
         train_step.push(elbo());
         train_step.push(reduce());
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight out", &l.out, &dlogits, &h3));
-        train_step.push(backward_input(&mut keep, "gemm_backward_input out", &l.out, &dlogits, &weights.out, Some(&h3), &dh3));
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight dec", &l.dec, &dh3, &z));
-        train_step.push(backward_input(&mut keep, "gemm_backward_input dec", &l.dec, &dh3, &weights.dec, None, &dz));
+        train_step.push(backward_weight(
+            &mut keep,
+            "gemm_backward_weight out",
+            &l.out,
+            &dlogits,
+            &h3,
+        ));
+        train_step.push(backward_input(
+            &mut keep,
+            "gemm_backward_input out",
+            &l.out,
+            &dlogits,
+            &weights.out,
+            Some(&h3),
+            &dh3,
+        ));
+        train_step.push(backward_weight(
+            &mut keep,
+            "gemm_backward_weight dec",
+            &l.dec,
+            &dh3,
+            &z,
+        ));
+        train_step.push(backward_input(
+            &mut keep,
+            "gemm_backward_input dec",
+            &l.dec,
+            &dh3,
+            &weights.dec,
+            None,
+            &dz,
+        ));
         train_step.push(Dispatch::new(
             gpu,
             "reparam_backward",
             &k.reparam_backward,
-            &[(0, B(&reparam_u)), (1, B(&step_uniform)), (2, T(&mulv.view)), (3, T(&dz.view)), (4, T(&dmulv.view))],
+            &[
+                (0, B(&reparam_u)),
+                (1, B(&step_uniform)),
+                (2, T(&mulv.view)),
+                (3, T(&dz.view)),
+                (4, T(&dmulv.view)),
+            ],
             texels(m, 2 * lat),
             64,
         ));
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight heads", &l.heads, &dmulv, &h1));
-        train_step.push(backward_input(&mut keep, "gemm_backward_input heads", &l.heads, &dmulv, &weights.heads, Some(&h1), &dh1));
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight enc", &l.enc, &dh1, &x));
-        let adam_u = gpu.uniform("adam", &kernels::Adam { count: (l.len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS });
+        train_step.push(backward_weight(
+            &mut keep,
+            "gemm_backward_weight heads",
+            &l.heads,
+            &dmulv,
+            &h1,
+        ));
+        train_step.push(backward_input(
+            &mut keep,
+            "gemm_backward_input heads",
+            &l.heads,
+            &dmulv,
+            &weights.heads,
+            Some(&h1),
+            &dh1,
+        ));
+        train_step.push(backward_weight(
+            &mut keep,
+            "gemm_backward_weight enc",
+            &l.enc,
+            &dh1,
+            &x,
+        ));
+        let adam_u = gpu.uniform(
+            "adam",
+            &kernels::Adam {
+                count: (l.len / 4) as u32,
+                beta1: ADAM_BETA1,
+                beta2: ADAM_BETA2,
+                eps: ADAM_EPS,
+            },
+        );
         train_step.push(Dispatch::new(
             gpu,
             "adam_update",
             &k.adam_update,
-            &[(0, B(&adam_u)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, B(&moment1)), (5, B(&moment2))],
+            &[
+                (0, B(&adam_u)),
+                (1, B(&step_uniform)),
+                (2, B(&params)),
+                (3, B(&grads)),
+                (4, B(&moment1)),
+                (5, B(&moment2)),
+            ],
             l.len / 4,
             64,
         ));
 
         let eval_step = vec![
             gather(&mut keep, &test_data, &test_order),
-            forward(&mut keep, "gemm_forward enc", &l.enc, true, &x, &weights.enc, &h1),
-            forward(&mut keep, "gemm_forward heads", &l.heads, false, &h1, &weights.heads, &mulv),
+            forward(
+                &mut keep,
+                "gemm_forward enc",
+                &l.enc,
+                true,
+                &x,
+                &weights.enc,
+                &h1,
+            ),
+            forward(
+                &mut keep,
+                "gemm_forward heads",
+                &l.heads,
+                false,
+                &h1,
+                &weights.heads,
+                &mulv,
+            ),
             reparam_forward(),
-            forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3),
-            forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits),
+            forward(
+                &mut keep,
+                "gemm_forward dec",
+                &l.dec,
+                true,
+                &z,
+                &weights.dec,
+                &h3,
+            ),
+            forward(
+                &mut keep,
+                "gemm_forward out",
+                &l.out,
+                false,
+                &h3,
+                &weights.out,
+                &logits,
+            ),
             elbo(),
             reduce(),
         ];
         let decode = vec![
-            forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3),
-            forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits),
+            forward(
+                &mut keep,
+                "gemm_forward dec",
+                &l.dec,
+                true,
+                &z,
+                &weights.dec,
+                &h3,
+            ),
+            forward(
+                &mut keep,
+                "gemm_forward out",
+                &l.out,
+                false,
+                &h3,
+                &weights.out,
+                &logits,
+            ),
         ];
-        let sig_u = gpu.uniform("sigmoid", &kernels::Elementwise { m: m as u32, cols: d as u32, pad: [0; 2] });
-        let sigmoid = vec![Dispatch::new(gpu, "sigmoid_forward", &k.sigmoid_forward, &[(0, B(&sig_u)), (1, T(&logits.view)), (3, T(&probs.view))], texels(m, d), 64)];
+        let sig_u = gpu.uniform(
+            "sigmoid",
+            &kernels::Elementwise {
+                m: m as u32,
+                cols: d as u32,
+                pad: [0; 2],
+            },
+        );
+        let sigmoid = vec![Dispatch::new(
+            gpu,
+            "sigmoid_forward",
+            &k.sigmoid_forward,
+            &[(0, B(&sig_u)), (1, T(&logits.view)), (3, T(&probs.view))],
+            texels(m, d),
+            64,
+        )];
 
-        keep.extend([moment1, moment2, image_loss, train_data, test_data, test_order, reparam_u, elbo_u, reduce_u, adam_u, sig_u]);
+        keep.extend([
+            moment1, moment2, image_loss, train_data, test_data, test_order, reparam_u, elbo_u,
+            reduce_u, adam_u, sig_u,
+        ]);
         let trainer = Trainer {
             gpu,
             model,
@@ -301,11 +617,20 @@ impl<'g> Trainer<'g> {
     /// Copies the flat parameters' weight matrices into the GEMMs' textures.
     fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
         let l = &self.model.layout;
-        for (dense, tex) in [(&l.enc, &self.weights.enc), (&l.heads, &self.weights.heads), (&l.dec, &self.weights.dec), (&l.out, &self.weights.out)] {
+        for (dense, tex) in [
+            (&l.enc, &self.weights.enc),
+            (&l.heads, &self.weights.heads),
+            (&l.dec, &self.weights.dec),
+            (&l.out, &self.weights.out),
+        ] {
             enc.copy_buffer_to_texture(
                 wgpu::TexelCopyBufferInfo {
                     buffer: &self.params,
-                    layout: wgpu::TexelCopyBufferLayout { offset: (dense.w * 4) as u64, bytes_per_row: Some((dense.stride * 4) as u32), rows_per_image: None },
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: (dense.w * 4) as u64,
+                        bytes_per_row: Some((dense.stride * 4) as u32),
+                        rows_per_image: None,
+                    },
                 },
                 tex.texture.as_image_copy(),
                 tex.texture.size(),
@@ -334,9 +659,15 @@ impl<'g> Trainer<'g> {
     /// Uploads this epoch's order of the training images.
     pub fn set_order(&self, order: &[u32]) -> Result<()> {
         if order.len() != self.train_len {
-            bail!("the order lists {} images but the training set has {}", order.len(), self.train_len);
+            bail!(
+                "the order lists {} images but the training set has {}",
+                order.len(),
+                self.train_len
+            );
         }
-        self.gpu.queue.write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
+        self.gpu
+            .queue
+            .write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
         Ok(())
     }
 
@@ -350,7 +681,9 @@ impl<'g> Trainer<'g> {
         let start = b * self.batch;
         let rows = self.batch.min(self.train_len - start);
         let step = self.step_values(rows, start, b, 1.0);
-        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.gpu
+            .queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         kernels::encode_all(&mut enc, "train step", &self.train_step);
         self.copy_weights(&mut enc);
@@ -361,7 +694,9 @@ impl<'g> Trainer<'g> {
 
     /// Reads the loss sums of history slots 0..n.
     pub fn read_history(&self, n: usize) -> Result<LossSums> {
-        let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
+        let v = self
+            .gpu
+            .read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
         let mut s = LossSums::default();
         for slot in v.chunks(4) {
             s.recon += slot[0] as f64;
@@ -373,15 +708,21 @@ impl<'g> Trainer<'g> {
 
     /// Per-batch losses (recon + beta kl, per image) of history slots 0..n.
     pub fn batch_losses(&self, n: usize) -> Result<Vec<f32>> {
-        let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
-        Ok(v.chunks(4).map(|s| (s[0] + self.hyper.beta * s[1]) / s[2].max(1.0)).collect())
+        let v = self
+            .gpu
+            .read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
+        Ok(v.chunks(4)
+            .map(|s| (s[0] + self.hyper.beta * s[1]) / s[2].max(1.0))
+            .collect())
     }
 
     fn eval_batch(&mut self, b: usize, noise: f32) {
         let start = b * self.batch;
         let rows = self.batch.min(self.test_len - start);
         let step = self.step_values(rows, start, b, noise);
-        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.gpu
+            .queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         kernels::encode_all(&mut enc, "eval step", &self.eval_step);
         self.gpu.queue.submit([enc.finish()]);
@@ -422,7 +763,10 @@ impl<'g> Trainer<'g> {
         list.extend(self.sigmoid.iter());
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("decode"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("decode"),
+                timestamp_writes: None,
+            });
             for d in list {
                 d.encode(&mut pass);
             }

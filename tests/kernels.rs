@@ -14,12 +14,32 @@ fn k() -> &'static Kernels {
 }
 
 fn step(rows: u32) -> Step {
-    Step { seed: 5, step: 3, rows, batch_start: 0, slot: 0, inv_rows: 1.0 / rows as f32, noise: 1.0, beta: 0.7, lr_t: 0.01, bc2_sqrt: 0.3, pad0: 0, pad1: 0 }
+    Step {
+        seed: 5,
+        step: 3,
+        rows,
+        batch_start: 0,
+        slot: 0,
+        inv_rows: 1.0 / rows as f32,
+        noise: 1.0,
+        beta: 0.7,
+        lr_t: 0.01,
+        bc2_sqrt: 0.3,
+        pad0: 0,
+        pad1: 0,
+    }
 }
 
 use Bind::{Buffer as B, Texture as T};
 
-const GEMM_SHAPES: &[(usize, usize, usize)] = &[(4, 4, 4), (5, 7, 9), (13, 37, 61), (128, 40, 400), (64, 784, 20), (3, 2, 1)];
+const GEMM_SHAPES: &[(usize, usize, usize)] = &[
+    (4, 4, 4),
+    (5, 7, 9),
+    (13, 37, 61),
+    (128, 40, 400),
+    (64, 784, 20),
+    (3, 2, 1),
+];
 
 #[test]
 fn gemm_forward_matches_reference() {
@@ -29,16 +49,48 @@ fn gemm_forward_matches_reference() {
             let x = random(m * kk, 1, -1.0, 1.0);
             let w = random(n * kk, 2, -1.0, 1.0);
             let b = random(n, 3, -1.0, 1.0);
-            let (xm, wm, ym) = (g.matrix("x", m, kk).unwrap(), g.matrix("w", n, kk).unwrap(), g.matrix("y", m, n).unwrap());
+            let (xm, wm, ym) = (
+                g.matrix("x", m, kk).unwrap(),
+                g.matrix("w", n, kk).unwrap(),
+                g.matrix("y", m, n).unwrap(),
+            );
             g.write_matrix(&xm, &x);
             g.write_matrix(&wm, &w);
             let params = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
-            let u = g.uniform("gemm", &kernels::Gemm { m: xm.rows as u32, n: n as u32, k: kk as u32, act: relu as u32, ..Default::default() });
-            let d = Dispatch::new(g, "gemm_forward", &k().gemm_forward, &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&params))], (xm.rows / 4) * n.div_ceil(4), 64);
+            let u = g.uniform(
+                "gemm",
+                &kernels::Gemm {
+                    m: xm.rows as u32,
+                    n: n as u32,
+                    k: kk as u32,
+                    act: relu as u32,
+                    ..Default::default()
+                },
+            );
+            let d = Dispatch::new(
+                g,
+                "gemm_forward",
+                &k().gemm_forward,
+                &[
+                    (0, B(&u)),
+                    (1, T(&xm.view)),
+                    (2, T(&wm.view)),
+                    (4, T(&ym.view)),
+                    (5, B(&params)),
+                ],
+                (xm.rows / 4) * n.div_ceil(4),
+                64,
+            );
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&ym).unwrap(), m, n);
             let want = r::gemm_forward(&x, &w, &b, m, n, kk, relu);
-            assert_close(&format!("gemm_forward m={m} n={n} k={kk} relu={relu}"), &got, &want, 1e-4, 1e-4);
+            assert_close(
+                &format!("gemm_forward m={m} n={n} k={kk} relu={relu}"),
+                &got,
+                &want,
+                1e-4,
+                1e-4,
+            );
         }
     }
 }
@@ -51,23 +103,49 @@ fn gemm_backward_input_matches_reference() {
             let dy = random(m * n, 4, -1.0, 1.0);
             let w = random(n * kk, 5, -1.0, 1.0);
             let x = random(m * kk, 6, -1.0, 1.0);
-            let (dym, wm, xm, dxm) = (g.matrix("dy", m, n).unwrap(), g.matrix("w", n, kk).unwrap(), g.matrix("x", m, kk).unwrap(), g.matrix("dx", m, kk).unwrap());
+            let (dym, wm, xm, dxm) = (
+                g.matrix("dy", m, n).unwrap(),
+                g.matrix("w", n, kk).unwrap(),
+                g.matrix("x", m, kk).unwrap(),
+                g.matrix("dx", m, kk).unwrap(),
+            );
             g.write_matrix(&dym, &dy);
             g.write_matrix(&wm, &w);
             g.write_matrix(&xm, &x);
-            let u = g.uniform("gemm", &kernels::Gemm { m: dym.rows as u32, n: n as u32, k: kk as u32, act: masked as u32, ..Default::default() });
+            let u = g.uniform(
+                "gemm",
+                &kernels::Gemm {
+                    m: dym.rows as u32,
+                    n: n as u32,
+                    k: kk as u32,
+                    act: masked as u32,
+                    ..Default::default()
+                },
+            );
             let d = Dispatch::new(
                 g,
                 "gemm_backward_input",
                 &k().gemm_backward_input,
-                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view))],
+                &[
+                    (0, B(&u)),
+                    (1, T(&dym.view)),
+                    (2, T(&wm.view)),
+                    (3, T(&xm.view)),
+                    (4, T(&dxm.view)),
+                ],
                 (dym.rows / 4) * kk.div_ceil(4),
                 64,
             );
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&dxm).unwrap(), m, kk);
             let want = r::gemm_backward_input(&dy, &w, masked.then_some(&x[..]), m, n, kk);
-            assert_close(&format!("gemm_backward_input m={m} n={n} k={kk} masked={masked}"), &got, &want, 1e-4, 1e-4);
+            assert_close(
+                &format!("gemm_backward_input m={m} n={n} k={kk} masked={masked}"),
+                &got,
+                &want,
+                1e-4,
+                1e-4,
+            );
         }
     }
 }
@@ -83,32 +161,104 @@ fn gemm_backward_weight_matches_reference() {
         g.write_matrix(&xm, &x);
         let stride = kk.next_multiple_of(64);
         let bias_at = n.next_multiple_of(4) * stride;
-        let grads = g.buffer("grads", ((bias_at + n) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
-        let u = g.uniform("gemm", &kernels::Gemm { m: dym.rows as u32, n: n as u32, k: kk as u32, act: 0, bias: 0, grad_w: 0, stride: stride as u32, grad_b: bias_at as u32 });
-        let d = Dispatch::new(g, "gemm_backward_weight", &k().gemm_backward_weight, &[(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))], n.div_ceil(4) * kk.div_ceil(4), 64);
+        let grads = g
+            .buffer(
+                "grads",
+                ((bias_at + n) * 4) as u64,
+                wgpu::BufferUsages::empty(),
+            )
+            .unwrap();
+        let u = g.uniform(
+            "gemm",
+            &kernels::Gemm {
+                m: dym.rows as u32,
+                n: n as u32,
+                k: kk as u32,
+                act: 0,
+                bias: 0,
+                grad_w: 0,
+                stride: stride as u32,
+                grad_b: bias_at as u32,
+            },
+        );
+        let d = Dispatch::new(
+            g,
+            "gemm_backward_weight",
+            &k().gemm_backward_weight,
+            &[
+                (0, B(&u)),
+                (1, T(&dym.view)),
+                (2, T(&xm.view)),
+                (6, B(&grads)),
+            ],
+            n.div_ceil(4) * kk.div_ceil(4),
+            64,
+        );
         kernels::run(g, &[d]).unwrap();
         let flat = g.read_f32(&grads, 0, bias_at + n).unwrap();
-        let got_w: Vec<f32> = (0..n).flat_map(|j| flat[j * stride..j * stride + kk].to_vec()).collect();
+        let got_w: Vec<f32> = (0..n)
+            .flat_map(|j| flat[j * stride..j * stride + kk].to_vec())
+            .collect();
         let (want_w, want_b) = r::gemm_backward_weight(&dy, &x, m, n, kk);
-        assert_close(&format!("gemm_backward_weight dW m={m} n={n} k={kk}"), &got_w, &want_w, 1e-4, 1e-4);
-        assert_close(&format!("gemm_backward_weight db m={m} n={n} k={kk}"), &flat[bias_at..bias_at + n], &want_b, 1e-4, 1e-4);
+        assert_close(
+            &format!("gemm_backward_weight dW m={m} n={n} k={kk}"),
+            &got_w,
+            &want_w,
+            1e-4,
+            1e-4,
+        );
+        assert_close(
+            &format!("gemm_backward_weight db m={m} n={n} k={kk}"),
+            &flat[bias_at..bias_at + n],
+            &want_b,
+            1e-4,
+            1e-4,
+        );
         // nothing written outside dW's rows and columns: the padding stays zero
-        let pad: f32 = (0..n.next_multiple_of(4)).flat_map(|j| flat[j * stride + kk..(j + 1) * stride].to_vec()).map(f32::abs).sum();
+        let pad: f32 = (0..n.next_multiple_of(4))
+            .flat_map(|j| flat[j * stride + kk..(j + 1) * stride].to_vec())
+            .map(f32::abs)
+            .sum();
         assert_eq!(pad, 0.0, "gemm_backward_weight wrote into the row padding");
     }
 }
 
-fn elementwise(pipeline: &wgpu::ComputePipeline, label: &'static str, src: &[f32], grad: Option<&[f32]>, m: usize, cols: usize) -> Vec<f32> {
+fn elementwise(
+    pipeline: &wgpu::ComputePipeline,
+    label: &'static str,
+    src: &[f32],
+    grad: Option<&[f32]>,
+    m: usize,
+    cols: usize,
+) -> Vec<f32> {
     let g = gpu();
-    let (sm, gm, om) = (g.matrix("src", m, cols).unwrap(), g.matrix("grad", m, cols).unwrap(), g.matrix("out", m, cols).unwrap());
+    let (sm, gm, om) = (
+        g.matrix("src", m, cols).unwrap(),
+        g.matrix("grad", m, cols).unwrap(),
+        g.matrix("out", m, cols).unwrap(),
+    );
     g.write_matrix(&sm, src);
-    let u = g.uniform("elementwise", &kernels::Elementwise { m: sm.rows as u32, cols: cols as u32, pad: [0; 2] });
+    let u = g.uniform(
+        "elementwise",
+        &kernels::Elementwise {
+            m: sm.rows as u32,
+            cols: cols as u32,
+            pad: [0; 2],
+        },
+    );
     let mut binds = vec![(0, B(&u)), (1, T(&sm.view)), (3, T(&om.view))];
     if let Some(gr) = grad {
         g.write_matrix(&gm, gr);
         binds.push((2, T(&gm.view)));
     }
-    let d = Dispatch::new(g, label, pipeline, &binds, (sm.rows / 4) * 4 * cols.div_ceil(4), 64);
+    let d = Dispatch::new(
+        g,
+        label,
+        pipeline,
+        &binds,
+        (sm.rows / 4) * 4 * cols.div_ceil(4),
+        64,
+    );
     kernels::run(g, &[d]).unwrap();
     rows(g.read_matrix(&om).unwrap(), m, cols)
 }
@@ -119,11 +269,42 @@ fn activations_match_reference() {
         let x = random(m * cols, 9, -4.0, 4.0);
         let dy = random(m * cols, 10, -1.0, 1.0);
         let what = |op: &str| format!("{op} m={m} cols={cols}");
-        assert_close(&what("relu_forward"), &elementwise(&k().relu_forward, "relu_forward", &x, None, m, cols), &r::relu_forward(&x), 0.0, 0.0);
-        assert_close(&what("relu_backward"), &elementwise(&k().relu_backward, "relu_backward", &x, Some(&dy), m, cols), &r::relu_backward(&x, &dy), 0.0, 0.0);
-        assert_close(&what("sigmoid_forward"), &elementwise(&k().sigmoid_forward, "sigmoid_forward", &x, None, m, cols), &r::sigmoid_forward(&x), 1e-6, 1e-5);
+        assert_close(
+            &what("relu_forward"),
+            &elementwise(&k().relu_forward, "relu_forward", &x, None, m, cols),
+            &r::relu_forward(&x),
+            0.0,
+            0.0,
+        );
+        assert_close(
+            &what("relu_backward"),
+            &elementwise(&k().relu_backward, "relu_backward", &x, Some(&dy), m, cols),
+            &r::relu_backward(&x, &dy),
+            0.0,
+            0.0,
+        );
+        assert_close(
+            &what("sigmoid_forward"),
+            &elementwise(&k().sigmoid_forward, "sigmoid_forward", &x, None, m, cols),
+            &r::sigmoid_forward(&x),
+            1e-6,
+            1e-5,
+        );
         let y = r::sigmoid_forward(&x);
-        assert_close(&what("sigmoid_backward"), &elementwise(&k().sigmoid_backward, "sigmoid_backward", &y, Some(&dy), m, cols), &r::sigmoid_backward(&y, &dy), 1e-6, 1e-5);
+        assert_close(
+            &what("sigmoid_backward"),
+            &elementwise(
+                &k().sigmoid_backward,
+                "sigmoid_backward",
+                &y,
+                Some(&dy),
+                m,
+                cols,
+            ),
+            &r::sigmoid_backward(&y, &dy),
+            1e-6,
+            1e-5,
+        );
     }
 }
 
@@ -134,56 +315,170 @@ fn reparam_matches_reference() {
         let mulv = random(m * 2 * lat, 11, -2.0, 2.0);
         let dz = random(m * lat, 12, -1.0, 1.0);
         let st = step(live);
-        let (mv, dzm, zm, dmv) = (g.matrix("mulv", m, 2 * lat).unwrap(), g.matrix("dz", m, lat).unwrap(), g.matrix("z", m, lat).unwrap(), g.matrix("dmulv", m, 2 * lat).unwrap());
+        let (mv, dzm, zm, dmv) = (
+            g.matrix("mulv", m, 2 * lat).unwrap(),
+            g.matrix("dz", m, lat).unwrap(),
+            g.matrix("z", m, lat).unwrap(),
+            g.matrix("dmulv", m, 2 * lat).unwrap(),
+        );
         g.write_matrix(&mv, &mulv);
         g.write_matrix(&dzm, &dz);
         let su = g.uniform("step", &st);
-        let u = g.uniform("reparam", &kernels::Reparam { m: mv.rows as u32, latent: lat as u32, pad: [0; 2] });
-        let f = Dispatch::new(g, "reparam_forward", &k().reparam_forward, &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (4, T(&zm.view))], (mv.rows) * lat.div_ceil(4), 64);
-        let b = Dispatch::new(g, "reparam_backward", &k().reparam_backward, &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (3, T(&dzm.view)), (4, T(&dmv.view))], mv.rows * (2 * lat).div_ceil(4), 64);
+        let u = g.uniform(
+            "reparam",
+            &kernels::Reparam {
+                m: mv.rows as u32,
+                latent: lat as u32,
+                pad: [0; 2],
+            },
+        );
+        let f = Dispatch::new(
+            g,
+            "reparam_forward",
+            &k().reparam_forward,
+            &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (4, T(&zm.view))],
+            (mv.rows) * lat.div_ceil(4),
+            64,
+        );
+        let b = Dispatch::new(
+            g,
+            "reparam_backward",
+            &k().reparam_backward,
+            &[
+                (0, B(&u)),
+                (1, B(&su)),
+                (2, T(&mv.view)),
+                (3, T(&dzm.view)),
+                (4, T(&dmv.view)),
+            ],
+            mv.rows * (2 * lat).div_ceil(4),
+            64,
+        );
         kernels::run(g, &[f, b]).unwrap();
         let z = rows(g.read_matrix(&zm).unwrap(), m, lat);
-        assert_close(&format!("reparam_forward m={m} L={lat}"), &z, &r::reparam_forward(&mulv, m, lat, &st), 1e-5, 1e-4);
+        assert_close(
+            &format!("reparam_forward m={m} L={lat}"),
+            &z,
+            &r::reparam_forward(&mulv, m, lat, &st),
+            1e-5,
+            1e-4,
+        );
         let d = rows(g.read_matrix(&dmv).unwrap(), m, 2 * lat);
-        assert_close(&format!("reparam_backward m={m} L={lat} rows={live}"), &d, &r::reparam_backward(&mulv, &dz, m, lat, &st), 1e-5, 1e-4);
+        assert_close(
+            &format!("reparam_backward m={m} L={lat} rows={live}"),
+            &d,
+            &r::reparam_backward(&mulv, &dz, m, lat, &st),
+            1e-5,
+            1e-4,
+        );
     }
 }
 
 #[test]
 fn elbo_and_loss_reduce_match_reference() {
     let g = gpu();
-    for (m, pixels, lat, live) in [(4, 4, 1, 4), (12, 29, 3, 10), (128, 784, 20, 128), (67, 100, 5, 66)] {
+    for (m, pixels, lat, live) in [
+        (4, 4, 1, 4),
+        (12, 29, 3, 10),
+        (128, 784, 20, 128),
+        (67, 100, 5, 66),
+    ] {
         let logits = random(m * pixels, 13, -8.0, 8.0);
         let x = random(m * pixels, 14, 0.0, 1.0);
         let mulv = random(m * 2 * lat, 15, -2.0, 2.0);
         let st = step(live);
-        let (lm, xm, mv, dm) = (g.matrix("logits", m, pixels).unwrap(), g.matrix("x", m, pixels).unwrap(), g.matrix("mulv", m, 2 * lat).unwrap(), g.matrix("dlogits", m, pixels).unwrap());
+        let (lm, xm, mv, dm) = (
+            g.matrix("logits", m, pixels).unwrap(),
+            g.matrix("x", m, pixels).unwrap(),
+            g.matrix("mulv", m, 2 * lat).unwrap(),
+            g.matrix("dlogits", m, pixels).unwrap(),
+        );
         g.write_matrix(&lm, &logits);
         g.write_matrix(&xm, &x);
         g.write_matrix(&mv, &mulv);
         let su = g.uniform("step", &Step { slot: 2, ..st });
-        let image_loss = g.buffer("image_loss", (lm.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
-        let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
-        let u = g.uniform("elbo", &kernels::Elbo { m: lm.rows as u32, pixels: pixels as u32, latent: lat as u32, pad: 0 });
-        let ru = g.uniform("reduce", &kernels::Reduce { m: lm.rows as u32, pad: [0; 3] });
+        let image_loss = g
+            .buffer(
+                "image_loss",
+                (lm.rows * 8) as u64,
+                wgpu::BufferUsages::empty(),
+            )
+            .unwrap();
+        let history = g
+            .buffer("history", 4 * 16, wgpu::BufferUsages::empty())
+            .unwrap();
+        let u = g.uniform(
+            "elbo",
+            &kernels::Elbo {
+                m: lm.rows as u32,
+                pixels: pixels as u32,
+                latent: lat as u32,
+                pad: 0,
+            },
+        );
+        let ru = g.uniform(
+            "reduce",
+            &kernels::Reduce {
+                m: lm.rows as u32,
+                pad: [0; 3],
+            },
+        );
         let e = Dispatch::new(
             g,
             "elbo_forward_backward",
             &k().elbo_forward_backward,
-            &[(0, B(&u)), (1, B(&su)), (2, T(&lm.view)), (3, T(&xm.view)), (4, T(&mv.view)), (5, T(&dm.view)), (6, B(&image_loss))],
+            &[
+                (0, B(&u)),
+                (1, B(&su)),
+                (2, T(&lm.view)),
+                (3, T(&xm.view)),
+                (4, T(&mv.view)),
+                (5, T(&dm.view)),
+                (6, B(&image_loss)),
+            ],
             lm.rows,
             64,
         );
-        let red = Dispatch::new(g, "loss_reduce", &k().loss_reduce, &[(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history))], 1, 1);
+        let red = Dispatch::new(
+            g,
+            "loss_reduce",
+            &k().loss_reduce,
+            &[
+                (0, B(&ru)),
+                (1, B(&su)),
+                (2, B(&image_loss)),
+                (3, B(&history)),
+            ],
+            1,
+            1,
+        );
         kernels::run(g, &[e, red]).unwrap();
         let (want_d, want_l) = r::elbo_forward_backward(&logits, &x, &mulv, m, pixels, lat, &st);
         let what = format!("m={m} D={pixels} L={lat} rows={live}");
-        assert_close(&format!("elbo dlogits {what}"), &rows(g.read_matrix(&dm).unwrap(), m, pixels), &want_d, 1e-6, 1e-4);
+        assert_close(
+            &format!("elbo dlogits {what}"),
+            &rows(g.read_matrix(&dm).unwrap(), m, pixels),
+            &want_d,
+            1e-6,
+            1e-4,
+        );
         let got_l = g.read_f32(&image_loss, 0, 2 * m).unwrap();
         let want_flat: Vec<f32> = want_l.iter().flatten().copied().collect();
-        assert_close(&format!("elbo image_loss {what}"), &got_l, &want_flat, 1e-3, 1e-5);
+        assert_close(
+            &format!("elbo image_loss {what}"),
+            &got_l,
+            &want_flat,
+            1e-3,
+            1e-5,
+        );
         let slot = g.read_f32(&history, 8, 4).unwrap();
-        assert_close(&format!("loss_reduce {what}"), &slot, &r::loss_reduce(&want_l, &st), 1e-2, 1e-5);
+        assert_close(
+            &format!("loss_reduce {what}"),
+            &slot,
+            &r::loss_reduce(&want_l, &st),
+            1e-2,
+            1e-5,
+        );
     }
 }
 
@@ -197,35 +492,119 @@ fn adam_matches_reference() {
         let mut m1 = random(n, 18, -0.01, 0.01);
         let mut m2 = random(n, 19, 0.0, 0.001);
         let st = step(1);
-        let bufs: Vec<wgpu::Buffer> = [&p, &grads, &m1, &m2].iter().map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap()).collect();
+        let bufs: Vec<wgpu::Buffer> = [&p, &grads, &m1, &m2]
+            .iter()
+            .map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap())
+            .collect();
         let su = g.uniform("step", &st);
-        let u = g.uniform("adam", &kernels::Adam { count: n4 as u32, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
-        let d = Dispatch::new(g, "adam_update", &k().adam_update, &[(0, B(&u)), (1, B(&su)), (2, B(&bufs[0])), (3, B(&bufs[1])), (4, B(&bufs[2])), (5, B(&bufs[3]))], n4, 64);
+        let u = g.uniform(
+            "adam",
+            &kernels::Adam {
+                count: n4 as u32,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        );
+        let d = Dispatch::new(
+            g,
+            "adam_update",
+            &k().adam_update,
+            &[
+                (0, B(&u)),
+                (1, B(&su)),
+                (2, B(&bufs[0])),
+                (3, B(&bufs[1])),
+                (4, B(&bufs[2])),
+                (5, B(&bufs[3])),
+            ],
+            n4,
+            64,
+        );
         kernels::run(g, &[d]).unwrap();
         r::adam_update(&mut p, &grads, &mut m1, &mut m2, 0.9, 0.999, 1e-8, &st);
-        assert_close(&format!("adam params n={n}"), &g.read_f32(&bufs[0], 0, n).unwrap(), &p, 1e-6, 1e-5);
-        assert_close(&format!("adam moment1 n={n}"), &g.read_f32(&bufs[2], 0, n).unwrap(), &m1, 1e-7, 1e-5);
-        assert_close(&format!("adam moment2 n={n}"), &g.read_f32(&bufs[3], 0, n).unwrap(), &m2, 1e-9, 1e-5);
+        assert_close(
+            &format!("adam params n={n}"),
+            &g.read_f32(&bufs[0], 0, n).unwrap(),
+            &p,
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("adam moment1 n={n}"),
+            &g.read_f32(&bufs[2], 0, n).unwrap(),
+            &m1,
+            1e-7,
+            1e-5,
+        );
+        assert_close(
+            &format!("adam moment2 n={n}"),
+            &g.read_f32(&bufs[3], 0, n).unwrap(),
+            &m2,
+            1e-9,
+            1e-5,
+        );
     }
 }
 
 #[test]
 fn gather_matches_reference() {
     let g = gpu();
-    for (images, pixels, m, live, start, binarize) in [(10, 784, 4, 4, 2, false), (37, 25, 12, 9, 20, true), (300, 784, 128, 128, 100, true), (5, 3, 8, 5, 0, false)] {
-        let data: Vec<u8> = (0..images * pixels).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
+    for (images, pixels, m, live, start, binarize) in [
+        (10, 784, 4, 4, 2, false),
+        (37, 25, 12, 9, 20, true),
+        (300, 784, 128, 128, 100, true),
+        (5, 3, 8, 5, 0, false),
+    ] {
+        let data: Vec<u8> = (0..images * pixels)
+            .map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8)
+            .collect();
         let order: Vec<u32> = (0..images as u32).rev().collect();
-        let st = Step { batch_start: start, ..step(live) };
+        let st = Step {
+            batch_start: start,
+            ..step(live)
+        };
         let xm = g.matrix("x", m, pixels).unwrap();
         let db = g.buffer_with("data", &data).unwrap();
-        let ob = g.buffer_with("order", bytemuck::cast_slice(&order)).unwrap();
+        let ob = g
+            .buffer_with("order", bytemuck::cast_slice(&order))
+            .unwrap();
         let su = g.uniform("step", &st);
-        let u = g.uniform("gather", &kernels::Gather { m: xm.rows as u32, pixels: pixels as u32, binarize: binarize as u32, pad: 0 });
-        let d = Dispatch::new(g, "gather_batch", &k().gather_batch, &[(0, B(&u)), (1, B(&su)), (2, B(&db)), (3, B(&ob)), (4, T(&xm.view))], xm.rows * pixels.div_ceil(4), 64);
+        let u = g.uniform(
+            "gather",
+            &kernels::Gather {
+                m: xm.rows as u32,
+                pixels: pixels as u32,
+                binarize: binarize as u32,
+                pad: 0,
+            },
+        );
+        let d = Dispatch::new(
+            g,
+            "gather_batch",
+            &k().gather_batch,
+            &[
+                (0, B(&u)),
+                (1, B(&su)),
+                (2, B(&db)),
+                (3, B(&ob)),
+                (4, T(&xm.view)),
+            ],
+            xm.rows * pixels.div_ceil(4),
+            64,
+        );
         kernels::run(g, &[d]).unwrap();
         let got = rows(g.read_matrix(&xm).unwrap(), m, pixels);
         let want = r::gather_batch(&data, &order, m, pixels, binarize, &st);
-        assert_close(&format!("gather_batch images={images} D={pixels} m={m} rows={live} binarize={binarize}"), &got, &want, 1e-6, 0.0);
+        assert_close(
+            &format!(
+                "gather_batch images={images} D={pixels} m={m} rows={live} binarize={binarize}"
+            ),
+            &got,
+            &want,
+            1e-6,
+            0.0,
+        );
     }
 }
 
@@ -236,13 +615,32 @@ fn random_streams_match_cpu() {
     let (m, lat) = (64, 8);
     let mulv = vec![0f32; m * 2 * lat];
     let st = step(m as u32);
-    let (mv, zm) = (g.matrix("mulv", m, 2 * lat).unwrap(), g.matrix("z", m, lat).unwrap());
+    let (mv, zm) = (
+        g.matrix("mulv", m, 2 * lat).unwrap(),
+        g.matrix("z", m, lat).unwrap(),
+    );
     g.write_matrix(&mv, &mulv);
     let su = g.uniform("step", &st);
-    let u = g.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
-    let f = Dispatch::new(g, "reparam_forward", &k().reparam_forward, &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (4, T(&zm.view))], m * 2, 64);
+    let u = g.uniform(
+        "reparam",
+        &kernels::Reparam {
+            m: m as u32,
+            latent: lat as u32,
+            pad: [0; 2],
+        },
+    );
+    let f = Dispatch::new(
+        g,
+        "reparam_forward",
+        &k().reparam_forward,
+        &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (4, T(&zm.view))],
+        m * 2,
+        64,
+    );
     kernels::run(g, &[f]).unwrap();
     let eps = g.read_matrix(&zm).unwrap();
-    let want: Vec<f32> = (0..m * lat).map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.step, i as u32)).collect();
+    let want: Vec<f32> = (0..m * lat)
+        .map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.step, i as u32))
+        .collect();
     assert_close("eps", &eps, &want, 1e-5, 1e-5);
 }

@@ -1,0 +1,249 @@
+//! Every backward reference against central finite differences of its forward
+//! reference (in f64 around f32 functions, so step sizes are modest).
+
+mod common;
+use common::{assert_close, random};
+use elbo::kernels::Step;
+use elbo::model::{Model, VaeConfig};
+use elbo::reference as r;
+
+const H: f32 = 1e-2;
+
+/// Central differences of `f` at `x`, one coordinate at a time.
+fn numeric_grad(x: &[f32], f: impl Fn(&[f32]) -> f64) -> Vec<f32> {
+    let mut x = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let v = x[i];
+            x[i] = v + H;
+            let up = f(&x);
+            x[i] = v - H;
+            let down = f(&x);
+            x[i] = v;
+            ((up - down) / (2.0 * H as f64)) as f32
+        })
+        .collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum()
+}
+
+/// Values in [-hi, -lo] or [lo, hi], away from ReLU's kink.
+fn away_from_zero(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    random(n, seed, lo, hi)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 3 == 0 { -v } else { *v })
+        .collect()
+}
+
+fn step(rows: u32) -> Step {
+    Step {
+        seed: 3,
+        step: 11,
+        rows,
+        batch_start: 0,
+        slot: 0,
+        inv_rows: 1.0 / rows as f32,
+        noise: 1.0,
+        beta: 0.6,
+        lr_t: 0.0,
+        bc2_sqrt: 1.0,
+        pad0: 0,
+        pad1: 0,
+    }
+}
+
+#[test]
+fn gemm_backward_matches_finite_differences() {
+    let (m, n, k) = (5, 6, 7);
+    let pre = away_from_zero(m * k, 1, 0.2, 1.0); // the layer input before the previous ReLU
+    let x = r::relu_forward(&pre);
+    let w = random(n * k, 2, -1.0, 1.0);
+    let b = random(n, 3, -1.0, 1.0);
+    let g = random(m * n, 4, -1.0, 1.0); // dJ/dy for J = sum g * y
+    let j_of = |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::gemm_forward(x, w, b, m, n, k, false));
+    let (dw, db) = r::gemm_backward_weight(&g, &x, m, n, k);
+    assert_close(
+        "dW",
+        &dw,
+        &numeric_grad(&w, |w| j_of(&x, w, &b)),
+        2e-3,
+        1e-2,
+    );
+    assert_close(
+        "db",
+        &db,
+        &numeric_grad(&b, |b| j_of(&x, &w, b)),
+        2e-3,
+        1e-2,
+    );
+    // through the previous layer's ReLU, which the mask stands for
+    let dpre = r::gemm_backward_input(&g, &w, Some(&x), m, n, k);
+    assert_close(
+        "dX (masked)",
+        &dpre,
+        &numeric_grad(&pre, |p| j_of(&r::relu_forward(p), &w, &b)),
+        2e-3,
+        1e-2,
+    );
+    let dx = r::gemm_backward_input(&g, &w, None, m, n, k);
+    assert_close(
+        "dX",
+        &dx,
+        &numeric_grad(&x, |x| j_of(x, &w, &b)),
+        2e-3,
+        1e-2,
+    );
+}
+
+#[test]
+fn activation_backward_matches_finite_differences() {
+    let x = away_from_zero(40, 5, 0.1, 3.0);
+    let g = random(40, 6, -1.0, 1.0);
+    let y = r::relu_forward(&x);
+    assert_close(
+        "relu_backward",
+        &r::relu_backward(&y, &g),
+        &numeric_grad(&x, |x| dot(&g, &r::relu_forward(x))),
+        1e-3,
+        1e-2,
+    );
+    let y = r::sigmoid_forward(&x);
+    assert_close(
+        "sigmoid_backward",
+        &r::sigmoid_backward(&y, &g),
+        &numeric_grad(&x, |x| dot(&g, &r::sigmoid_forward(x))),
+        1e-3,
+        1e-2,
+    );
+}
+
+#[test]
+fn reparam_backward_matches_finite_differences() {
+    let (m, lat) = (6, 3);
+    for live in [6u32, 4] {
+        let st = step(live);
+        let mulv = random(m * 2 * lat, 7, -1.5, 1.5);
+        let g: Vec<f32> = random(m * lat, 8, -1.0, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i / lat < live as usize { *v } else { 0.0 })
+            .collect();
+        // J = sum g * z + beta / rows * sum of the live images' KL
+        let j = |mv: &[f32]| {
+            let z = r::reparam_forward(mv, m, lat, &st);
+            let (_, per_image) =
+                r::elbo_forward_backward(&vec![0.0; m], &vec![0.0; m], mv, m, 1, lat, &st);
+            dot(&g, &z)
+                + (st.beta * st.inv_rows) as f64
+                    * per_image.iter().map(|l| l[1] as f64).sum::<f64>()
+        };
+        let got = r::reparam_backward(&mulv, &g, m, lat, &st);
+        assert_close(
+            &format!("reparam_backward rows={live}"),
+            &got,
+            &numeric_grad(&mulv, j),
+            2e-3,
+            1e-2,
+        );
+    }
+}
+
+#[test]
+fn elbo_backward_matches_finite_differences() {
+    let (m, pixels, lat) = (4, 9, 2);
+    for live in [4u32, 3] {
+        let st = step(live);
+        let logits = random(m * pixels, 9, -4.0, 4.0);
+        let x = random(m * pixels, 10, 0.0, 1.0);
+        let mulv = random(m * 2 * lat, 11, -1.0, 1.0);
+        let (dlogits, _) = r::elbo_forward_backward(&logits, &x, &mulv, m, pixels, lat, &st);
+        let j = |l: &[f32]| {
+            let (_, per_image) = r::elbo_forward_backward(l, &x, &mulv, m, pixels, lat, &st);
+            st.inv_rows as f64 * per_image.iter().map(|v| v[0] as f64).sum::<f64>()
+        };
+        assert_close(
+            &format!("dlogits rows={live}"),
+            &dlogits,
+            &numeric_grad(&logits, j),
+            1e-3,
+            1e-2,
+        );
+    }
+}
+
+#[test]
+fn bce_from_logits_is_the_bernoulli_log_likelihood() {
+    // recon = -sum [x log s + (1 - x) log(1 - s)], s = sigmoid(logit), where it is safe to compute directly
+    let st = step(1);
+    let logits = random(16, 12, -5.0, 5.0);
+    let x = random(16, 13, 0.0, 1.0);
+    let (_, per_image) = r::elbo_forward_backward(&logits, &x, &[0.0, 0.0], 1, 16, 1, &st);
+    let direct: f64 = logits
+        .iter()
+        .zip(&x)
+        .map(|(&l, &t)| {
+            let s = 1.0 / (1.0 + (-(l as f64)).exp());
+            -(t as f64 * s.ln() + (1.0 - t as f64) * (1.0 - s).ln())
+        })
+        .sum();
+    assert_close("recon", &[per_image[0][0]], &[direct as f32], 1e-4, 1e-5);
+    // and the KL term of a posterior equal to the prior is zero
+    assert_eq!(per_image[0][1], 0.0);
+}
+
+#[test]
+fn whole_model_gradient_matches_finite_differences() {
+    let config = VaeConfig {
+        width: 3,
+        height: 4,
+        hidden: 6,
+        latent: 2,
+    };
+    let model = Model::init(&config, 5);
+    let m = 5;
+    let x = random(m * config.pixels(), 14, 0.0, 1.0);
+    let st = step(4); // one padding row
+    let (_, grads) = r::vae_loss_and_grads(&model, &x, m, &st);
+    // every live parameter (the padding has no gradient)
+    let live: Vec<usize> = model
+        .layout
+        .tensors()
+        .iter()
+        .flat_map(|t| {
+            let rows = if t.shape.len() == 2 { t.shape[0] } else { 1 };
+            let cols = *t.shape.last().unwrap();
+            (0..rows).flat_map(move |r| (0..cols).map(move |c| t.offset + r * t.stride + c))
+        })
+        .collect();
+    let loss_at = |i: usize, v: f32| {
+        let mut p = model.clone();
+        p.params[i] = v;
+        r::vae_loss_and_grads(&p, &x, m, &st).0 as f64
+    };
+    let numeric: Vec<f32> = live
+        .iter()
+        .map(|&i| {
+            let v = model.params[i];
+            ((loss_at(i, v + H) - loss_at(i, v - H)) / (2.0 * H as f64)) as f32
+        })
+        .collect();
+    let analytic: Vec<f32> = live.iter().map(|&i| grads[i]).collect();
+    assert_close(
+        "VAE loss gradient, all parameters",
+        &analytic,
+        &numeric,
+        5e-3,
+        2e-2,
+    );
+    let padding: f32 = (0..grads.len())
+        .filter(|i| !live.contains(i))
+        .map(|i| grads[i].abs())
+        .sum();
+    assert_eq!(
+        padding, 0.0,
+        "the padding of the flat buffer got a gradient"
+    );
+}
