@@ -21,7 +21,7 @@ pub enum Backend {
 impl Backend {
     fn backends(self) -> wgpu::Backends {
         match self {
-            // GL compute is a last resort: it is only tried when nothing else is found.
+            // GL compute is slow and limited: it runs only when asked for.
             Backend::Auto => wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
             Backend::Vulkan => wgpu::Backends::VULKAN,
             Backend::Metal => wgpu::Backends::METAL,

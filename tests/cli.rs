@@ -1,0 +1,74 @@
+//! The binary as a user meets it: errors are one clear line and a non-zero exit.
+
+use std::process::Command;
+
+fn elbo() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_elbo"));
+    c.env("NODEVICE_SELECT", "1");
+    c
+}
+
+#[test]
+fn no_adapter_names_the_install_command() {
+    let out = elbo()
+        .args(["train", "--backend", "vulkan", "--epochs", "1", "--out"])
+        .arg(std::env::temp_dir().join("elbo-no-adapter"))
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded without a Vulkan driver");
+    assert!(
+        err.contains("apt-get install mesa-vulkan-drivers"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn a_missing_data_dir_is_a_clear_error() {
+    let out = elbo()
+        .args(["train", "--data-dir", "/nonexistent/mnist", "--out"])
+        .arg(std::env::temp_dir().join("elbo-no-data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("/nonexistent/mnist")
+            && err.contains("--data-dir"),
+        "stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
+
+#[test]
+fn an_unknown_adapter_lists_the_known_ones() {
+    let out = elbo()
+        .args(["train", "--adapter", "no-such-gpu-anywhere", "--out"])
+        .arg(std::env::temp_dir().join("elbo-no-such"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no-such-gpu-anywhere") && err.contains("elbo devices"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn devices_lists_adapters_with_their_properties() {
+    let out = elbo().arg("devices").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("backend") && text.contains("limits:") && text.contains("features:"),
+        "{text}"
+    );
+}
