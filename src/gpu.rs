@@ -115,6 +115,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -136,7 +137,9 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let needed = wgpu::Features::empty();
+        // Timestamps serve `elbo profile` and `elbo bench`; they are taken when offered.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let needed = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("elbo"),
             required_features: needed,
@@ -170,6 +173,7 @@ impl Gpu {
             }
         });
         Ok(Gpu {
+            features: device.features(),
             device,
             queue,
             info,

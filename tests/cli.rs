@@ -72,3 +72,14 @@ fn devices_lists_adapters_with_their_properties() {
         "{text}"
     );
 }
+
+#[test]
+fn a_validation_error_is_an_error_not_a_panic() {
+    let gpu = elbo::gpu::Gpu::new(&Default::default()).expect("an adapter");
+    let kernels = elbo::kernels::Kernels::new(&gpu).unwrap();
+    let u = gpu.uniform("adam", &elbo::kernels::Adam { count: 4, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    // adam_update binds six resources; give it one
+    let _ = elbo::kernels::Dispatch::new(&gpu, "adam_update", &kernels.adam_update, &[(0, elbo::kernels::Bind::Buffer(&u))], 4, 64);
+    let err = gpu.wait().expect_err("a bind group with missing entries was accepted");
+    assert!(format!("{err:#}").contains("validation"), "{err:#}");
+}
