@@ -17,11 +17,7 @@ pub struct Dataset {
 
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            f,
-            "Dataset({}: {} images of {}x{})",
-            self.name, self.len, self.width, self.height
-        )
+        write!(f, "Dataset({}: {} images of {}x{})", self.name, self.len, self.width, self.height)
     }
 }
 
@@ -80,11 +76,7 @@ fn load_split(dir: &Path, images: &str, labels: &str, name: &str) -> Result<Data
         );
     }
     if lab.dims.len() != 1 {
-        bail!(
-            "{} holds a {}-dimensional array, expected labels (count)",
-            lab_path.display(),
-            lab.dims.len()
-        );
+        bail!("{} holds a {}-dimensional array, expected labels (count)", lab_path.display(), lab.dims.len());
     }
     if img.dims[0] != lab.dims[0] {
         bail!(
@@ -99,10 +91,7 @@ fn load_split(dir: &Path, images: &str, labels: &str, name: &str) -> Result<Data
         bail!("{} holds no images", img_path.display());
     }
     if let Some(bad) = lab.data.iter().find(|&&l| l > 9) {
-        bail!(
-            "{} has label {bad}; MNIST labels are 0 to 9",
-            lab_path.display()
-        );
+        bail!("{} has label {bad}; MNIST labels are 0 to 9", lab_path.display());
     }
     Ok(Dataset {
         name: name.to_string(),
@@ -116,26 +105,10 @@ fn load_split(dir: &Path, images: &str, labels: &str, name: &str) -> Result<Data
 
 /// MNIST's training and test sets.
 pub fn load_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let train = load_split(
-        dir,
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "mnist-train",
-    )?;
-    let test = load_split(
-        dir,
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-        "mnist-test",
-    )?;
+    let train = load_split(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "mnist-train")?;
+    let test = load_split(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "mnist-test")?;
     if (train.width, train.height) != (test.width, test.height) {
-        bail!(
-            "training images are {}x{} but test images {}x{}",
-            train.width,
-            train.height,
-            test.width,
-            test.height
-        );
+        bail!("training images are {}x{} but test images {}x{}", train.width, train.height, test.width, test.height);
     }
     Ok((train, test))
 }

@@ -40,10 +40,7 @@ pub struct AdapterChoice {
 
 impl Default for AdapterChoice {
     fn default() -> Self {
-        AdapterChoice {
-            backend: Backend::Auto,
-            name: None,
-        }
+        AdapterChoice { backend: Backend::Auto, name: None }
     }
 }
 
@@ -56,11 +53,9 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 
 /// Every adapter the backends expose, best first (discrete, integrated, virtual, CPU).
 pub fn list_adapters(backend: Backend) -> Vec<wgpu::Adapter> {
-    let mut adapters =
-        pollster::block_on(instance(backend.backends()).enumerate_adapters(backend.backends()));
+    let mut adapters = pollster::block_on(instance(backend.backends()).enumerate_adapters(backend.backends()));
     if adapters.is_empty() && backend == Backend::Auto {
-        adapters =
-            pollster::block_on(instance(wgpu::Backends::GL).enumerate_adapters(wgpu::Backends::GL));
+        adapters = pollster::block_on(instance(wgpu::Backends::GL).enumerate_adapters(wgpu::Backends::GL));
     }
     let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -132,13 +127,20 @@ impl Gpu {
                 adapters
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&want.to_lowercase()))
-                    .ok_or_else(|| anyhow!("no adapter's name contains {want:?}; found: {}. Run `elbo devices` to list them", names.join(", ")))?
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no adapter's name contains {want:?}; found: {}. Run `elbo devices` to list them",
+                            names.join(", ")
+                        )
+                    })?
             }
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Timestamps serve `elbo profile` and `elbo bench`; they are taken when offered.
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let needed = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("elbo"),
@@ -148,12 +150,7 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .with_context(|| {
-            format!(
-                "could not open a device on adapter {} ({:?})",
-                info.name, info.backend
-            )
-        })?;
+        .with_context(|| format!("could not open a device on adapter {} ({:?})", info.name, info.backend))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -167,27 +164,15 @@ impl Gpu {
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, message| {
             if reason != wgpu::DeviceLostReason::Destroyed {
-                sink.lock()
-                    .unwrap()
-                    .push(format!("the GPU device was lost ({reason:?}): {message}"));
+                sink.lock().unwrap().push(format!("the GPU device was lost ({reason:?}): {message}"));
             }
         });
-        Ok(Gpu {
-            features: device.features(),
-            device,
-            queue,
-            info,
-            limits,
-            errors,
-        })
+        Ok(Gpu { features: device.features(), device, queue, info, limits, errors })
     }
 
     /// One line naming the adapter.
     pub fn adapter_line(&self) -> String {
-        format!(
-            "{} ({:?}, {:?}, {})",
-            self.info.name, self.info.backend, self.info.device_type, self.info.driver
-        )
+        format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver)
     }
 
     /// Turns errors wgpu reported since the last check into one error.
@@ -213,58 +198,39 @@ impl Gpu {
     pub fn shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
         let full = crate::kernels::with_common(source);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(full.into()),
-            });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(full.into()),
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("shader {name} does not compile on {}: {e}", self.info.name);
         }
         Ok(module)
     }
 
-    pub fn pipeline(
-        &self,
-        module: &wgpu::ShaderModule,
-        entry: &str,
-    ) -> Result<wgpu::ComputePipeline> {
+    pub fn pipeline(&self, module: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            bail!(
-                "pipeline {entry} cannot be created on {}: {e}",
-                self.info.name
-            );
+            bail!("pipeline {entry} cannot be created on {}: {e}", self.info.name);
         }
         Ok(pipeline)
     }
 
     /// A storage buffer of `bytes` bytes (zeroed), checked against the adapter's limits.
-    pub fn buffer(
-        &self,
-        label: &str,
-        bytes: u64,
-        extra: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    pub fn buffer(&self, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_size(label, bytes)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).next_multiple_of(16),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST
-                | extra,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | extra,
             mapped_at_creation: false,
         }))
     }
@@ -274,31 +240,23 @@ impl Gpu {
         self.check_size(label, data.len() as u64)?;
         let mut padded = data.to_vec();
         padded.resize(data.len().max(16).next_multiple_of(16), 0);
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: &padded,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            }))
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &padded,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }))
     }
 
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     fn check_size(&self, label: &str, bytes: u64) -> Result<()> {
-        let limit = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > limit {
             bail!(
                 "{label} needs {:.1} MiB but adapter {} allows at most {:.1} MiB in one storage buffer (max_storage_buffer_binding_size); use a smaller batch, model or dataset",
@@ -320,11 +278,7 @@ impl Gpu {
         }
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
-            size: wgpu::Extent3d {
-                width: width as u32,
-                height: padded as u32,
-                depth_or_array_layers: 1,
-            },
+            size: wgpu::Extent3d { width: width as u32, height: padded as u32, depth_or_array_layers: 1 },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
@@ -336,22 +290,12 @@ impl Gpu {
             view_formats: &[],
         });
         let view = texture.create_view(&Default::default());
-        Ok(Matrix {
-            texture,
-            view,
-            rows: padded,
-            cols,
-        })
+        Ok(Matrix { texture, view, rows: padded, cols })
     }
 
     /// Writes row-major `data` (r rows of `cols`, r <= rows) into the matrix; the rest is zero.
     pub fn write_matrix(&self, m: &Matrix, data: &[f32]) {
-        assert_eq!(
-            data.len() % m.cols,
-            0,
-            "data is not whole rows of {}",
-            m.cols
-        );
+        assert_eq!(data.len() % m.cols, 0, "data is not whole rows of {}", m.cols);
         let width = m.cols.div_ceil(4) * 4;
         let mut texels = vec![0f32; m.rows * width];
         for (r, row) in data.chunks(m.cols).enumerate() {
@@ -360,11 +304,7 @@ impl Gpu {
         self.queue.write_texture(
             m.texture.as_image_copy(),
             bytemuck::cast_slice(&texels),
-            wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some((width * 4) as u32),
-                rows_per_image: None,
-            },
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((width * 4) as u32), rows_per_image: None },
             m.texture.size(),
         );
     }
@@ -419,12 +359,7 @@ impl Gpu {
         Ok(out)
     }
 
-    pub fn read_f32(
-        &self,
-        buffer: &wgpu::Buffer,
-        offset_floats: usize,
-        count: usize,
-    ) -> Result<Vec<f32>> {
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset_floats: usize, count: usize) -> Result<Vec<f32>> {
         let bytes = self.read_buffer(buffer, (offset_floats * 4) as u64, (count * 4) as u64)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
@@ -438,11 +373,7 @@ impl Gpu {
         rx.recv()
             .context("the GPU dropped a read-back")?
             .map_err(|e| anyhow!("mapping a read-back buffer failed: {e}"))?;
-        let data = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| anyhow!("{e}"))?
-            .to_vec();
+        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("{e}"))?.to_vec();
         staging.unmap();
         Ok(data)
     }

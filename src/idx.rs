@@ -16,15 +16,13 @@ pub fn read_idx(path: &Path) -> Result<Idx> {
     let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| {
-                format!(
-                    "{} is a damaged or truncated gzip file ({} bytes); download or copy it again",
-                    path.display(),
-                    raw.len()
-                )
-            })?;
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| {
+            format!(
+                "{} is a damaged or truncated gzip file ({} bytes); download or copy it again",
+                path.display(),
+                raw.len()
+            )
+        })?;
         out
     } else {
         raw
@@ -35,23 +33,13 @@ pub fn read_idx(path: &Path) -> Result<Idx> {
 /// Parses IDX bytes: checks the magic number, the dimensions and the length.
 pub fn parse_idx(bytes: &[u8]) -> Result<Idx> {
     if bytes.len() < 4 {
-        bail!(
-            "it is {} bytes long, shorter than the 4-byte IDX magic number",
-            bytes.len()
-        );
+        bail!("it is {} bytes long, shorter than the 4-byte IDX magic number", bytes.len());
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        bail!(
-            "the magic number starts with {:02x} {:02x}, expected 00 00",
-            bytes[0],
-            bytes[1]
-        );
+        bail!("the magic number starts with {:02x} {:02x}, expected 00 00", bytes[0], bytes[1]);
     }
     if bytes[2] != 0x08 {
-        bail!(
-            "element type 0x{:02x}, expected 0x08 (unsigned bytes)",
-            bytes[2]
-        );
+        bail!("element type 0x{:02x}, expected 0x08 (unsigned bytes)", bytes[2]);
     }
     let ndim = bytes[3] as usize;
     if ndim == 0 || ndim > 4 {
@@ -59,24 +47,14 @@ pub fn parse_idx(bytes: &[u8]) -> Result<Idx> {
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        bail!(
-            "the header needs {header} bytes but the file has {}",
-            bytes.len()
-        );
+        bail!("the header needs {header} bytes but the file has {}", bytes.len());
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
-    let count = dims
-        .iter()
-        .try_fold(1usize, |a, d| a.checked_mul(*d))
-        .context("the dimensions overflow")?;
+    let dims: Vec<usize> =
+        (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let count = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).context("the dimensions overflow")?;
     let body = bytes.len() - header;
     if body != count {
         bail!("dimensions {dims:?} need {count} data bytes but the file has {body} (truncated or corrupt)");
     }
-    Ok(Idx {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok(Idx { dims, data: bytes[header..].to_vec() })
 }

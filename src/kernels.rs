@@ -11,10 +11,7 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// Every kernel file, by name; each is compiled with `COMMON` in front.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
-    (
-        "activation.wgsl",
-        include_str!("../shaders/activation.wgsl"),
-    ),
+    ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
     ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
@@ -27,11 +24,7 @@ pub fn with_common(source: &str) -> String {
 }
 
 fn source(name: &str) -> &'static str {
-    SHADERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .expect("known shader")
+    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("known shader")
 }
 
 /// `Step` of common.wgsl: written once per step.
@@ -171,6 +164,11 @@ pub struct Dispatch {
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
+    /// What the profiler reports: the problem's shape, and napkin-math floating-point
+    /// operations and bytes moved (each input read once, each output written once).
+    pub shape: String,
+    pub flops: f64,
+    pub bytes: f64,
 }
 
 impl Dispatch {
@@ -200,17 +198,36 @@ impl Dispatch {
             entries: &entries,
         });
         let groups = invocations.div_ceil(wg).max(1);
-        let (x, y) = if groups <= 65535 {
-            (groups, 1)
-        } else {
-            (65535, groups.div_ceil(65535))
-        };
+        let (x, y) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
         Dispatch {
             label,
             pipeline: pipeline.clone(),
             bind_group,
             groups: [x as u32, y as u32, 1],
+            shape: String::new(),
+            flops: 0.0,
+            bytes: 0.0,
         }
+    }
+
+    pub fn with_cost(mut self, shape: String, flops: f64, bytes: f64) -> Dispatch {
+        self.shape = shape;
+        self.flops = flops;
+        self.bytes = bytes;
+        self
+    }
+
+    /// The cost of a GEMM of an (m, k) by (k, n) product.
+    pub fn with_gemm_cost(self, m: usize, n: usize, k: usize) -> Dispatch {
+        let (mf, nf, kf) = (m as f64, n as f64, k as f64);
+        self.with_cost(format!("m={m} n={n} k={k}"), 2.0 * mf * nf * kf, 4.0 * (mf * kf + nf * kf + mf * nf))
+    }
+
+    /// The cost of an element-wise pass over `elements` values: `flops_each`
+    /// operations and `bytes_each` bytes moved per value.
+    pub fn with_elementwise_cost(self, shape: String, elements: usize, flops_each: f64, bytes_each: f64) -> Dispatch {
+        let e = elements as f64;
+        self.with_cost(shape, e * flops_each, e * bytes_each)
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass) {
@@ -222,10 +239,7 @@ impl Dispatch {
 
 /// Records `list` into one compute pass of `enc`.
 pub fn encode_all(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispatch]) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(label),
-        timestamp_writes: None,
-    });
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
     for d in list {
         d.encode(&mut pass);
     }
@@ -233,8 +247,18 @@ pub fn encode_all(enc: &mut wgpu::CommandEncoder, label: &str, list: &[Dispatch]
 
 /// Runs `list` in one submit and waits for it (tests and one-off work).
 pub fn run(gpu: &Gpu, list: &[Dispatch]) -> Result<()> {
+    run_refs(gpu, &list.iter().collect::<Vec<_>>())
+}
+
+pub fn run_refs(gpu: &Gpu, list: &[&Dispatch]) -> Result<()> {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
-    encode_all(&mut enc, "run", list);
+    {
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
+        for d in list {
+            d.encode(&mut pass);
+        }
+    }
     gpu.queue.submit([enc.finish()]);
     gpu.wait()
 }

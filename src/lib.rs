@@ -2,12 +2,14 @@
 //! kernel hand-written in WGSL (`shaders/`) and checked against a CPU
 //! reference of the same name (`reference`).
 
+pub mod bench;
 pub mod data;
 pub mod gpu;
 pub mod idx;
 pub mod images;
 pub mod kernels;
 pub mod model;
+pub mod profile;
 pub mod reference;
 pub mod rng;
 pub mod train;
@@ -21,14 +23,8 @@ use std::path::Path;
 /// flushed to disk, then renamed over the target. A crash leaves either the old
 /// file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_string_lossy();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("output path has no file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

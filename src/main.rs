@@ -23,10 +23,7 @@ struct AdapterArgs {
 
 impl AdapterArgs {
     fn choice(&self) -> AdapterChoice {
-        AdapterChoice {
-            backend: self.backend,
-            name: self.adapter.clone(),
-        }
+        AdapterChoice { backend: self.backend, name: self.adapter.clone() }
     }
 }
 
@@ -38,6 +35,60 @@ enum Command {
     Train(TrainArgs),
     /// List the GPU adapters with their backend, type, driver, limits and features.
     Devices(AdapterArgs),
+    /// Benchmark the kernels and whole training steps on the chosen adapter.
+    ///
+    /// Reports the adapter, each kernel at the model's shapes and on square GEMMs
+    /// (median and spread, GFLOP/s, GB/s), and training steps at several batch
+    /// sizes (median step time, images/s, dispatches and submits per step).
+    ///
+    /// Example: elbo bench --json lavapipe.json --pytorch python3
+    ///          elbo bench --compare lavapipe.json h100.json
+    Bench(BenchArgs),
+    /// Time every dispatch of a training step with GPU timestamps.
+    ///
+    /// Prints a table sorted by time (kernel, shape, calls, total and mean time,
+    /// share of the step, GFLOP/s) and optionally a Chrome trace.
+    ///
+    /// Example: elbo profile --steps 10 --trace step.json
+    Profile(ProfileArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Compare two JSON reports side by side instead of benchmarking.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    compare: Option<Vec<PathBuf>>,
+    /// Timed repetitions of each measurement (after warm-up).
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Batch sizes of the training-step benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
+    batch_sizes: Vec<usize>,
+    /// Sizes of the square GEMM benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    squares: Vec<usize>,
+    /// Also time PyTorch's CPU step of the same model with this Python (needs torch).
+    #[arg(long)]
+    pytorch: Option<String>,
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    /// Training steps to profile (after 5 untimed warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Write a Chrome trace (chrome://tracing, ui.perfetto.dev) of the profiled steps.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -115,6 +166,31 @@ fn run() -> Result<()> {
             for (i, adapter) in adapters.iter().enumerate() {
                 println!("[{i}] {}", elbo::gpu::describe_adapter(adapter));
             }
+        }
+        Command::Bench(b) => {
+            if let Some(files) = &b.compare {
+                let (a, c) = (elbo::bench::read_report(&files[0])?, elbo::bench::read_report(&files[1])?);
+                print!("{}", elbo::bench::compare(&a, &c));
+                return Ok(());
+            }
+            let gpu = elbo::gpu::Gpu::new(&b.adapter.choice())?;
+            let opts = elbo::bench::BenchOptions {
+                batches: b.batch_sizes,
+                steps: b.steps.max(3),
+                squares: b.squares,
+                pytorch: b.pytorch,
+            };
+            let report = elbo::bench::bench(&gpu, &opts, &|what| eprintln!("bench: {what}"))?;
+            print!("{}", elbo::bench::format_bench(&report));
+            if let Some(path) = &b.json {
+                elbo::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Profile(p) => {
+            let gpu = elbo::gpu::Gpu::new(&p.adapter.choice())?;
+            let opts = elbo::bench::ProfileOptions { batch: p.batch_size, steps: p.steps, trace: p.trace };
+            print!("{}", elbo::bench::profile_command(&gpu, &opts)?);
         }
         Command::Train(t) => {
             let opts = elbo::train::TrainOptions {

@@ -39,24 +39,14 @@ impl VaeConfig {
     pub fn from_metadata(meta: &HashMap<String, String>) -> Result<VaeConfig> {
         let get = |key: &str| -> Result<usize> {
             meta.get(key)
-                .with_context(|| {
-                    format!("the model file's metadata has no {key:?}; was it written by elbo?")
-                })?
+                .with_context(|| format!("the model file's metadata has no {key:?}; was it written by elbo?"))?
                 .parse()
                 .with_context(|| format!("the model file's metadata {key:?} is not a number"))
         };
         if meta.get("model").map(String::as_str) != Some("mlp-vae") {
-            bail!(
-                "the model file is not an elbo MLP VAE (metadata model = {:?})",
-                meta.get("model")
-            );
+            bail!("the model file is not an elbo MLP VAE (metadata model = {:?})", meta.get("model"));
         }
-        Ok(VaeConfig {
-            width: get("width")?,
-            height: get("height")?,
-            hidden: get("hidden")?,
-            latent: get("latent")?,
-        })
+        Ok(VaeConfig { width: get("width")?, height: get("height")?, hidden: get("hidden")?, latent: get("latent")? })
     }
 }
 
@@ -111,26 +101,13 @@ impl Layout {
             let w = len;
             let b = w + rows * stride;
             len = b + n.next_multiple_of(ALIGN);
-            Dense {
-                n,
-                k,
-                rows,
-                stride,
-                w,
-                b,
-            }
+            Dense { n, k, rows, stride, w, b }
         };
         let enc = dense(c.hidden, c.pixels());
         let heads = dense(2 * c.latent, c.hidden);
         let dec = dense(c.hidden, c.latent);
         let out = dense(c.pixels(), c.hidden);
-        Layout {
-            enc,
-            heads,
-            dec,
-            out,
-            len,
-        }
+        Layout { enc, heads, dec, out, len }
     }
 
     pub fn layers(&self) -> [&Dense; 4] {
@@ -141,23 +118,13 @@ impl Layout {
     pub fn tensors(&self) -> Vec<TensorSpec> {
         let l = self.heads.n / 2;
         let (e, h, d, o) = (&self.enc, &self.heads, &self.dec, &self.out);
-        let t = |name, shape: Vec<usize>, offset, stride| TensorSpec {
-            name,
-            shape,
-            offset,
-            stride,
-        };
+        let t = |name, shape: Vec<usize>, offset, stride| TensorSpec { name, shape, offset, stride };
         vec![
             t("fc1.weight", vec![e.n, e.k], e.w, e.stride),
             t("fc1.bias", vec![e.n], e.b, e.n),
             t("fc_mu.weight", vec![l, h.k], h.w, h.stride),
             t("fc_mu.bias", vec![l], h.b, l),
-            t(
-                "fc_logvar.weight",
-                vec![l, h.k],
-                h.w + l * h.stride,
-                h.stride,
-            ),
+            t("fc_logvar.weight", vec![l, h.k], h.w + l * h.stride, h.stride),
             t("fc_logvar.bias", vec![l], h.b + l, l),
             t("fc3.weight", vec![d.n, d.k], d.w, d.stride),
             t("fc3.bias", vec![d.n], d.b, d.n),
@@ -192,22 +159,12 @@ impl Model {
                 params[d.b + r] = rng.random_range(-bound..bound);
             }
         }
-        Model {
-            config: config.clone(),
-            layout,
-            params,
-        }
+        Model { config: config.clone(), layout, params }
     }
 
     /// Dense weight W (n, k) of a layer, without padding.
     pub fn weight(&self, d: &Dense) -> Vec<f32> {
-        (0..d.n)
-            .flat_map(|r| {
-                self.params[d.w + r * d.stride..d.w + r * d.stride + d.k]
-                    .iter()
-                    .copied()
-            })
-            .collect()
+        (0..d.n).flat_map(|r| self.params[d.w + r * d.stride..d.w + r * d.stride + d.k].iter().copied()).collect()
     }
 
     pub fn bias(&self, d: &Dense) -> Vec<f32> {
@@ -231,14 +188,7 @@ impl Model {
         let views: Vec<(String, safetensors::tensor::TensorView)> = blobs
             .iter()
             .map(|(n, shape, d)| {
-                Ok((
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(
-                        safetensors::Dtype::F32,
-                        shape.clone(),
-                        d,
-                    )?,
-                ))
+                Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)?))
             })
             .collect::<Result<_>>()?;
         let mut meta = self.config.to_metadata();
@@ -253,48 +203,28 @@ impl Model {
     }
 
     pub fn load(path: &Path) -> Result<Model> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read model file {}", path.display()))?;
-        Self::from_safetensors(&bytes)
-            .with_context(|| format!("{} is not a usable elbo model", path.display()))
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read model file {}", path.display()))?;
+        Self::from_safetensors(&bytes).with_context(|| format!("{} is not a usable elbo model", path.display()))
     }
 
     pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
-        let (_, meta) =
-            safetensors::SafeTensors::read_metadata(bytes).context("damaged safetensors header")?;
-        let st =
-            safetensors::SafeTensors::deserialize(bytes).context("damaged safetensors file")?;
-        let config = VaeConfig::from_metadata(
-            meta.metadata()
-                .as_ref()
-                .context("no metadata in the safetensors file")?,
-        )?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).context("damaged safetensors header")?;
+        let st = safetensors::SafeTensors::deserialize(bytes).context("damaged safetensors file")?;
+        let config =
+            VaeConfig::from_metadata(meta.metadata().as_ref().context("no metadata in the safetensors file")?)?;
         let layout = Layout::new(&config);
         let mut params = vec![0f32; layout.len];
         for s in layout.tensors() {
-            let t = st
-                .tensor(s.name)
-                .with_context(|| format!("tensor {} is missing", s.name))?;
+            let t = st.tensor(s.name).with_context(|| format!("tensor {} is missing", s.name))?;
             if t.shape() != s.shape.as_slice() || t.dtype() != safetensors::Dtype::F32 {
-                bail!(
-                    "tensor {} is {:?} {:?}, expected F32 {:?}",
-                    s.name,
-                    t.dtype(),
-                    t.shape(),
-                    s.shape
-                );
+                bail!("tensor {} is {:?} {:?}, expected F32 {:?}", s.name, t.dtype(), t.shape(), s.shape);
             }
             let values: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
             let cols = *s.shape.last().unwrap();
             for (r, row) in values.chunks(cols).enumerate() {
-                params[s.offset + r * s.stride..s.offset + r * s.stride + cols]
-                    .copy_from_slice(row);
+                params[s.offset + r * s.stride..s.offset + r * s.stride + cols].copy_from_slice(row);
             }
         }
-        Ok(Model {
-            config,
-            layout,
-            params,
-        })
+        Ok(Model { config, layout, params })
     }
 }

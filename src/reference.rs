@@ -10,15 +10,7 @@ use crate::kernels::Step;
 use crate::rng::{rand_normal, rand_uniform, STREAM_BINARIZE, STREAM_EPS};
 
 /// y (m, n) = act(x (m, k) . w (n, k)^T + b (n))
-pub fn gemm_forward(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    relu: bool,
-) -> Vec<f32> {
+pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usize, relu: bool) -> Vec<f32> {
     let mut y = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -34,14 +26,7 @@ pub fn gemm_forward(
 }
 
 /// dx (m, k) = dy (m, n) . w (n, k), times [x > 0] when `mask` (the layer's input x) is given
-pub fn gemm_backward_input(
-    dy: &[f32],
-    w: &[f32],
-    mask: Option<&[f32]>,
-    m: usize,
-    n: usize,
-    k: usize,
-) -> Vec<f32> {
+pub fn gemm_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut dx = vec![0f32; m * k];
     for i in 0..m {
         for t in 0..k {
@@ -57,13 +42,7 @@ pub fn gemm_backward_input(
 }
 
 /// dw (n, k) = dy (m, n)^T . x (m, k); db (n) = column sums of dy
-pub fn gemm_backward_weight(
-    dy: &[f32],
-    x: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-) -> (Vec<f32>, Vec<f32>) {
+pub fn gemm_backward_weight(dy: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
     let mut dw = vec![0f32; n * k];
     let mut db = vec![0f32; n];
     for j in 0..n {
@@ -86,10 +65,7 @@ pub fn relu_forward(x: &[f32]) -> Vec<f32> {
 
 /// dx = dy * [y > 0]
 pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
-    y.iter()
-        .zip(dy)
-        .map(|(y, d)| if *y > 0.0 { *d } else { 0.0 })
-        .collect()
+    y.iter().zip(dy).map(|(y, d)| if *y > 0.0 { *d } else { 0.0 }).collect()
 }
 
 /// y = 1 / (1 + exp(-x))
@@ -120,13 +96,7 @@ pub fn reparam_forward(mulv: &[f32], m: usize, latent: usize, step: &Step) -> Ve
 }
 
 /// d[mu | logvar] (m, 2L) from dz (m, L) and the KL term's gradient (beta / rows)
-pub fn reparam_backward(
-    mulv: &[f32],
-    dz: &[f32],
-    m: usize,
-    latent: usize,
-    step: &Step,
-) -> Vec<f32> {
+pub fn reparam_backward(mulv: &[f32], dz: &[f32], m: usize, latent: usize, step: &Step) -> Vec<f32> {
     let mut d = vec![0f32; m * 2 * latent];
     for r in 0..(step.rows as usize).min(m) {
         for j in 0..latent {
@@ -134,9 +104,8 @@ pub fn reparam_backward(
             let lv = mulv[r * 2 * latent + latent + j];
             let g = dz[r * latent + j];
             d[r * 2 * latent + j] = g + step.beta * mu * step.inv_rows;
-            d[r * 2 * latent + latent + j] =
-                g * step.noise * 0.5 * (0.5 * lv).exp() * eps(step, latent, r, j)
-                    + step.beta * 0.5 * (lv.exp() - 1.0) * step.inv_rows;
+            d[r * 2 * latent + latent + j] = g * step.noise * 0.5 * (0.5 * lv).exp() * eps(step, latent, r, j)
+                + step.beta * 0.5 * (lv.exp() - 1.0) * step.inv_rows;
         }
     }
     d
@@ -202,26 +171,14 @@ pub fn adam_update(
 }
 
 /// The batch x (m, D) in [0, 1] gathered from `data` (images * D bytes) in `order`.
-pub fn gather_batch(
-    data: &[u8],
-    order: &[u32],
-    m: usize,
-    pixels: usize,
-    binarize: bool,
-    step: &Step,
-) -> Vec<f32> {
+pub fn gather_batch(data: &[u8], order: &[u32], m: usize, pixels: usize, binarize: bool, step: &Step) -> Vec<f32> {
     let mut x = vec![0f32; m * pixels];
     for r in 0..(step.rows as usize).min(m) {
         let image = order[step.batch_start as usize + r] as usize;
         for p in 0..pixels {
             let v = data[image * pixels + p] as f32 / 255.0;
             x[r * pixels + p] = if binarize {
-                let u = rand_uniform(
-                    step.seed,
-                    STREAM_BINARIZE,
-                    step.step,
-                    (r * pixels + p) as u32,
-                );
+                let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, (r * pixels + p) as u32);
                 if u < v {
                     1.0
                 } else {
@@ -237,24 +194,10 @@ pub fn gather_batch(
 
 /// The whole model's batch loss and flat gradient, composed from the references
 /// above exactly as the training step composes the kernels.
-pub fn vae_loss_and_grads(
-    model: &crate::model::Model,
-    x: &[f32],
-    m: usize,
-    step: &Step,
-) -> (f32, Vec<f32>) {
+pub fn vae_loss_and_grads(model: &crate::model::Model, x: &[f32], m: usize, step: &Step) -> (f32, Vec<f32>) {
     let l = &model.layout;
-    let (d, hid, lat) = (
-        model.config.pixels(),
-        model.config.hidden,
-        model.config.latent,
-    );
-    let (we, wh, wd, wo) = (
-        model.weight(&l.enc),
-        model.weight(&l.heads),
-        model.weight(&l.dec),
-        model.weight(&l.out),
-    );
+    let (d, hid, lat) = (model.config.pixels(), model.config.hidden, model.config.latent);
+    let (we, wh, wd, wo) = (model.weight(&l.enc), model.weight(&l.heads), model.weight(&l.dec), model.weight(&l.out));
     let h1 = gemm_forward(x, &we, &model.bias(&l.enc), m, hid, d, true);
     let mulv = gemm_forward(&h1, &wh, &model.bias(&l.heads), m, 2 * lat, hid, false);
     let z = reparam_forward(&mulv, m, lat, step);

@@ -39,9 +39,7 @@ mod tests {
     #[test]
     fn normal_has_unit_moments() {
         let n = 200_000;
-        let xs: Vec<f64> = (0..n)
-            .map(|i| rand_normal(7, STREAM_EPS, 3, i) as f64)
-            .collect();
+        let xs: Vec<f64> = (0..n).map(|i| rand_normal(7, STREAM_EPS, 3, i) as f64).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
         assert!(mean.abs() < 0.01, "mean {mean} (tolerance 0.01)");

@@ -66,10 +66,7 @@ pub struct EpochReport {
 }
 
 fn new_run_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut dir = PathBuf::from(format!("runs/vae-{secs}"));
     let mut i = 1;
     while dir.exists() {
@@ -99,8 +96,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     }
     let gpu = Gpu::new(&opts.adapter)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("cannot create output folder {}", out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
     let say = |s: String| {
         if !opts.quiet {
             println!("{s}");
@@ -116,19 +112,10 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         dir.display()
     ));
 
-    let config = VaeConfig {
-        width: train_set.width,
-        height: train_set.height,
-        hidden: opts.hidden,
-        latent: opts.latent_dim,
-    };
+    let config =
+        VaeConfig { width: train_set.width, height: train_set.height, hidden: opts.hidden, latent: opts.latent_dim };
     let model = Model::init(&config, opts.seed);
-    let hyper = Hyper {
-        lr: opts.lr,
-        beta: opts.beta,
-        seed: opts.seed as u32,
-        binarize: opts.binarize,
-    };
+    let hyper = Hyper { lr: opts.lr, beta: opts.beta, seed: opts.seed as u32, binarize: opts.binarize };
     let mut trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set)?;
     say(format!(
         "model: MLP VAE {d}-{h}-({l} mu, {l} logvar)-{h}-{d}, Bernoulli decoder; {} dispatches and 1 submit per step; writing to {}",
@@ -140,30 +127,23 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     ));
 
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = std::fs::File::create(&metrics_path)
-        .with_context(|| format!("cannot create {}", metrics_path.display()))?;
+    let mut metrics =
+        std::fs::File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let mut order: Vec<u32> = (0..train_set.len as u32).collect();
     let steps = trainer.batches(train_set.len);
-    let prior: Vec<f32> = (0..64 * config.latent)
-        .map(|i| crate::rng::rand_normal(opts.seed as u32, 2, 0, i as u32))
-        .collect();
+    let prior: Vec<f32> =
+        (0..64 * config.latent).map(|i| crate::rng::rand_normal(opts.seed as u32, 2, 0, i as u32)).collect();
     let mut reports = Vec::new();
 
     for epoch in 1..=opts.epochs {
         order.shuffle(&mut rng);
         trainer.set_order(&order)?;
-        let bar = if opts.quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new(steps as u64)
-        };
+        let bar = if opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
         );
         bar.set_prefix(format!("{epoch}/{}", opts.epochs));
         let t0 = Instant::now();
@@ -233,10 +213,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         trainer.sync_model()?;
         let extra = std::collections::HashMap::from([
             ("epoch".to_string(), epoch.to_string()),
-            (
-                "test_loss".to_string(),
-                format!("{:.4}", test_sums.loss(1.0)),
-            ),
+            ("test_loss".to_string(), format!("{:.4}", test_sums.loss(1.0))),
             ("seed".to_string(), opts.seed.to_string()),
         ]);
         trainer.model.save(&out.join("model.safetensors"), &extra)?;
@@ -252,9 +229,6 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         ));
         reports.push(report);
     }
-    say(format!(
-        "wrote {}/{{metrics.jsonl, model.safetensors, samples.png, reconstructions.png}}",
-        out.display()
-    ));
+    say(format!("wrote {}/{{metrics.jsonl, model.safetensors, samples.png, reconstructions.png}}", out.display()));
     Ok(reports)
 }

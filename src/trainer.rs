@@ -148,18 +148,10 @@ impl<'g> Trainer<'g> {
         let step_uniform = gpu.uniform("step", &Step::default());
         let image_loss = gpu.buffer("image_loss", (m * 8) as u64, wgpu::BufferUsages::empty())?;
         let history_slots = train.len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
-        let history = gpu.buffer(
-            "history",
-            (history_slots * 16) as u64,
-            wgpu::BufferUsages::empty(),
-        )?;
+        let history = gpu.buffer("history", (history_slots * 16) as u64, wgpu::BufferUsages::empty())?;
         let train_data = gpu.buffer_with("training set", &train.pixels)?;
         let test_data = gpu.buffer_with("test set", &test.pixels)?;
-        let train_order = gpu.buffer(
-            "train order",
-            (train.len * 4) as u64,
-            wgpu::BufferUsages::empty(),
-        )?;
+        let train_order = gpu.buffer("train order", (train.len * 4) as u64, wgpu::BufferUsages::empty())?;
         let test_order_vec: Vec<u32> = (0..test.len as u32).collect();
         let test_order = gpu.buffer_with("test order", bytemuck::cast_slice(&test_order_vec))?;
 
@@ -189,50 +181,35 @@ impl<'g> Trainer<'g> {
         let texels = |rows: usize, cols: usize| rows * cols.div_ceil(4);
 
         // forward: y = act(x W^T + b)
-        let forward = |keep: &mut Vec<wgpu::Buffer>,
-                       label,
-                       dense: &Dense,
-                       relu,
-                       input: &Matrix,
-                       w: &Matrix,
-                       output: &Matrix| {
-            let u = gemm_params(gpu, dense, m, relu);
-            let dsp = Dispatch::new(
-                gpu,
-                label,
-                &k.gemm_forward,
-                &[
-                    (0, B(&u)),
-                    (1, T(&input.view)),
-                    (2, T(&w.view)),
-                    (4, T(&output.view)),
-                    (5, B(&params)),
-                ],
-                tiles(m, dense.n),
-                64,
-            );
-            keep.push(u);
-            dsp
-        };
-        let backward_weight =
-            |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, input: &Matrix| {
-                let u = gemm_params(gpu, dense, m, false);
+        let forward =
+            |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, relu, input: &Matrix, w: &Matrix, output: &Matrix| {
+                let u = gemm_params(gpu, dense, m, relu);
                 let dsp = Dispatch::new(
                     gpu,
                     label,
-                    &k.gemm_backward_weight,
-                    &[
-                        (0, B(&u)),
-                        (1, T(&dy.view)),
-                        (2, T(&input.view)),
-                        (6, B(&grads)),
-                    ],
-                    dense.n.div_ceil(4) * dense.k.div_ceil(4),
+                    &k.gemm_forward,
+                    &[(0, B(&u)), (1, T(&input.view)), (2, T(&w.view)), (4, T(&output.view)), (5, B(&params))],
+                    tiles(m, dense.n),
                     64,
-                );
+                )
+                .with_gemm_cost(m, dense.n, dense.k);
                 keep.push(u);
                 dsp
             };
+        let backward_weight = |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, input: &Matrix| {
+            let u = gemm_params(gpu, dense, m, false);
+            let dsp = Dispatch::new(
+                gpu,
+                label,
+                &k.gemm_backward_weight,
+                &[(0, B(&u)), (1, T(&dy.view)), (2, T(&input.view)), (6, B(&grads))],
+                dense.n.div_ceil(4) * dense.k.div_ceil(4),
+                64,
+            )
+            .with_gemm_cost(dense.n, dense.k, m);
+            keep.push(u);
+            dsp
+        };
         let backward_input = |keep: &mut Vec<wgpu::Buffer>,
                               label,
                               dense: &Dense,
@@ -246,78 +223,44 @@ impl<'g> Trainer<'g> {
                 gpu,
                 label,
                 &k.gemm_backward_input,
-                &[
-                    (0, B(&u)),
-                    (1, T(&dy.view)),
-                    (2, T(&w.view)),
-                    (3, T(&mask.view)),
-                    (4, T(&dx.view)),
-                ],
+                &[(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&mask.view)), (4, T(&dx.view))],
                 tiles(m, dense.k),
                 64,
-            );
+            )
+            .with_gemm_cost(m, dense.k, dense.n);
             keep.push(u);
             dsp
         };
         let gather = |keep: &mut Vec<wgpu::Buffer>, data: &wgpu::Buffer, order: &wgpu::Buffer| {
             let u = gpu.uniform(
                 "gather",
-                &kernels::Gather {
-                    m: m as u32,
-                    pixels: d as u32,
-                    binarize: hyper.binarize as u32,
-                    pad: 0,
-                },
+                &kernels::Gather { m: m as u32, pixels: d as u32, binarize: hyper.binarize as u32, pad: 0 },
             );
             let dsp = Dispatch::new(
                 gpu,
                 "gather_batch",
                 &k.gather_batch,
-                &[
-                    (0, B(&u)),
-                    (1, B(&step_uniform)),
-                    (2, B(data)),
-                    (3, B(order)),
-                    (4, T(&x.view)),
-                ],
+                &[(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))],
                 texels(m, d),
                 64,
-            );
+            )
+            .with_elementwise_cost(format!("m={m} D={d}"), m * d, 1.0, 5.0);
             keep.push(u);
             dsp
         };
-        let reparam_u = gpu.uniform(
-            "reparam",
-            &kernels::Reparam {
-                m: m as u32,
-                latent: lat as u32,
-                pad: [0; 2],
-            },
-        );
+        let reparam_u = gpu.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
         let reparam_forward = || {
             Dispatch::new(
                 gpu,
                 "reparam_forward",
                 &k.reparam_forward,
-                &[
-                    (0, B(&reparam_u)),
-                    (1, B(&step_uniform)),
-                    (2, T(&mulv.view)),
-                    (4, T(&z.view)),
-                ],
+                &[(0, B(&reparam_u)), (1, B(&step_uniform)), (2, T(&mulv.view)), (4, T(&z.view))],
                 texels(m, lat),
                 64,
             )
+            .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 30.0, 12.0)
         };
-        let elbo_u = gpu.uniform(
-            "elbo",
-            &kernels::Elbo {
-                m: m as u32,
-                pixels: d as u32,
-                latent: lat as u32,
-                pad: 0,
-            },
-        );
+        let elbo_u = gpu.uniform("elbo", &kernels::Elbo { m: m as u32, pixels: d as u32, latent: lat as u32, pad: 0 });
         let elbo = || {
             Dispatch::new(
                 gpu,
@@ -335,77 +278,30 @@ impl<'g> Trainer<'g> {
                 m,
                 64,
             )
+            .with_elementwise_cost(format!("m={m} D={d} L={lat}"), m * d, 12.0, 12.0)
         };
-        let reduce_u = gpu.uniform(
-            "reduce",
-            &kernels::Reduce {
-                m: m as u32,
-                pad: [0; 3],
-            },
-        );
+        let reduce_u = gpu.uniform("reduce", &kernels::Reduce { m: m as u32, pad: [0; 3] });
         let reduce = || {
             Dispatch::new(
                 gpu,
                 "loss_reduce",
                 &k.loss_reduce,
-                &[
-                    (0, B(&reduce_u)),
-                    (1, B(&step_uniform)),
-                    (2, B(&image_loss)),
-                    (3, B(&history)),
-                ],
+                &[(0, B(&reduce_u)), (1, B(&step_uniform)), (2, B(&image_loss)), (3, B(&history))],
                 1,
                 1,
             )
+            .with_elementwise_cost(format!("m={m}"), m, 2.0, 8.0)
         };
 
         let mut train_step = vec![gather(&mut keep, &train_data, &train_order)];
-        train_step.push(forward(
-            &mut keep,
-            "gemm_forward enc",
-            &l.enc,
-            true,
-            &x,
-            &weights.enc,
-            &h1,
-        ));
-        train_step.push(forward(
-            &mut keep,
-            "gemm_forward heads",
-            &l.heads,
-            false,
-            &h1,
-            &weights.heads,
-            &mulv,
-        ));
+        train_step.push(forward(&mut keep, "gemm_forward enc", &l.enc, true, &x, &weights.enc, &h1));
+        train_step.push(forward(&mut keep, "gemm_forward heads", &l.heads, false, &h1, &weights.heads, &mulv));
         train_step.push(reparam_forward());
-        train_step.push(forward(
-            &mut keep,
-            "gemm_forward dec",
-            &l.dec,
-            true,
-            &z,
-            &weights.dec,
-            &h3,
-        ));
-        train_step.push(forward(
-            &mut keep,
-            "gemm_forward out",
-            &l.out,
-            false,
-            &h3,
-            &weights.out,
-            &logits,
-        ));
+        train_step.push(forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3));
+        train_step.push(forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits));
         train_step.push(elbo());
         train_step.push(reduce());
-        train_step.push(backward_weight(
-            &mut keep,
-            "gemm_backward_weight out",
-            &l.out,
-            &dlogits,
-            &h3,
-        ));
+        train_step.push(backward_weight(&mut keep, "gemm_backward_weight out", &l.out, &dlogits, &h3));
         train_step.push(backward_input(
             &mut keep,
             "gemm_backward_input out",
@@ -415,43 +311,20 @@ impl<'g> Trainer<'g> {
             Some(&h3),
             &dh3,
         ));
-        train_step.push(backward_weight(
-            &mut keep,
-            "gemm_backward_weight dec",
-            &l.dec,
-            &dh3,
-            &z,
-        ));
-        train_step.push(backward_input(
-            &mut keep,
-            "gemm_backward_input dec",
-            &l.dec,
-            &dh3,
-            &weights.dec,
-            None,
-            &dz,
-        ));
-        train_step.push(Dispatch::new(
-            gpu,
-            "reparam_backward",
-            &k.reparam_backward,
-            &[
-                (0, B(&reparam_u)),
-                (1, B(&step_uniform)),
-                (2, T(&mulv.view)),
-                (3, T(&dz.view)),
-                (4, T(&dmulv.view)),
-            ],
-            texels(m, 2 * lat),
-            64,
-        ));
-        train_step.push(backward_weight(
-            &mut keep,
-            "gemm_backward_weight heads",
-            &l.heads,
-            &dmulv,
-            &h1,
-        ));
+        train_step.push(backward_weight(&mut keep, "gemm_backward_weight dec", &l.dec, &dh3, &z));
+        train_step.push(backward_input(&mut keep, "gemm_backward_input dec", &l.dec, &dh3, &weights.dec, None, &dz));
+        train_step.push(
+            Dispatch::new(
+                gpu,
+                "reparam_backward",
+                &k.reparam_backward,
+                &[(0, B(&reparam_u)), (1, B(&step_uniform)), (2, T(&mulv.view)), (3, T(&dz.view)), (4, T(&dmulv.view))],
+                texels(m, 2 * lat),
+                64,
+            )
+            .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0),
+        );
+        train_step.push(backward_weight(&mut keep, "gemm_backward_weight heads", &l.heads, &dmulv, &h1));
         train_step.push(backward_input(
             &mut keep,
             "gemm_backward_input heads",
@@ -461,108 +334,45 @@ impl<'g> Trainer<'g> {
             Some(&h1),
             &dh1,
         ));
-        train_step.push(backward_weight(
-            &mut keep,
-            "gemm_backward_weight enc",
-            &l.enc,
-            &dh1,
-            &x,
-        ));
+        train_step.push(backward_weight(&mut keep, "gemm_backward_weight enc", &l.enc, &dh1, &x));
         let adam_u = gpu.uniform(
             "adam",
-            &kernels::Adam {
-                count: (l.len / 4) as u32,
-                beta1: ADAM_BETA1,
-                beta2: ADAM_BETA2,
-                eps: ADAM_EPS,
-            },
+            &kernels::Adam { count: (l.len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS },
         );
-        train_step.push(Dispatch::new(
-            gpu,
-            "adam_update",
-            &k.adam_update,
-            &[
-                (0, B(&adam_u)),
-                (1, B(&step_uniform)),
-                (2, B(&params)),
-                (3, B(&grads)),
-                (4, B(&moment1)),
-                (5, B(&moment2)),
-            ],
-            l.len / 4,
-            64,
-        ));
+        train_step.push(
+            Dispatch::new(
+                gpu,
+                "adam_update",
+                &k.adam_update,
+                &[
+                    (0, B(&adam_u)),
+                    (1, B(&step_uniform)),
+                    (2, B(&params)),
+                    (3, B(&grads)),
+                    (4, B(&moment1)),
+                    (5, B(&moment2)),
+                ],
+                l.len / 4,
+                64,
+            )
+            .with_elementwise_cost(format!("params={}", l.len), l.len, 10.0, 28.0),
+        );
 
         let eval_step = vec![
             gather(&mut keep, &test_data, &test_order),
-            forward(
-                &mut keep,
-                "gemm_forward enc",
-                &l.enc,
-                true,
-                &x,
-                &weights.enc,
-                &h1,
-            ),
-            forward(
-                &mut keep,
-                "gemm_forward heads",
-                &l.heads,
-                false,
-                &h1,
-                &weights.heads,
-                &mulv,
-            ),
+            forward(&mut keep, "gemm_forward enc", &l.enc, true, &x, &weights.enc, &h1),
+            forward(&mut keep, "gemm_forward heads", &l.heads, false, &h1, &weights.heads, &mulv),
             reparam_forward(),
-            forward(
-                &mut keep,
-                "gemm_forward dec",
-                &l.dec,
-                true,
-                &z,
-                &weights.dec,
-                &h3,
-            ),
-            forward(
-                &mut keep,
-                "gemm_forward out",
-                &l.out,
-                false,
-                &h3,
-                &weights.out,
-                &logits,
-            ),
+            forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3),
+            forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits),
             elbo(),
             reduce(),
         ];
         let decode = vec![
-            forward(
-                &mut keep,
-                "gemm_forward dec",
-                &l.dec,
-                true,
-                &z,
-                &weights.dec,
-                &h3,
-            ),
-            forward(
-                &mut keep,
-                "gemm_forward out",
-                &l.out,
-                false,
-                &h3,
-                &weights.out,
-                &logits,
-            ),
+            forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3),
+            forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits),
         ];
-        let sig_u = gpu.uniform(
-            "sigmoid",
-            &kernels::Elementwise {
-                m: m as u32,
-                cols: d as u32,
-                pad: [0; 2],
-            },
-        );
+        let sig_u = gpu.uniform("sigmoid", &kernels::Elementwise { m: m as u32, cols: d as u32, pad: [0; 2] });
         let sigmoid = vec![Dispatch::new(
             gpu,
             "sigmoid_forward",
@@ -573,8 +383,7 @@ impl<'g> Trainer<'g> {
         )];
 
         keep.extend([
-            moment1, moment2, image_loss, train_data, test_data, test_order, reparam_u, elbo_u,
-            reduce_u, adam_u, sig_u,
+            moment1, moment2, image_loss, train_data, test_data, test_order, reparam_u, elbo_u, reduce_u, adam_u, sig_u,
         ]);
         let trainer = Trainer {
             gpu,
@@ -614,8 +423,13 @@ impl<'g> Trainer<'g> {
         self.train_step.len()
     }
 
+    /// Bytes copied into the weight textures per step.
+    pub fn weight_copy_bytes(&self) -> usize {
+        self.model.layout.layers().iter().map(|d| d.rows * d.k.div_ceil(4) * 16).sum()
+    }
+
     /// Copies the flat parameters' weight matrices into the GEMMs' textures.
-    fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
+    pub fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
         let l = &self.model.layout;
         for (dense, tex) in [
             (&l.enc, &self.weights.enc),
@@ -659,16 +473,15 @@ impl<'g> Trainer<'g> {
     /// Uploads this epoch's order of the training images.
     pub fn set_order(&self, order: &[u32]) -> Result<()> {
         if order.len() != self.train_len {
-            bail!(
-                "the order lists {} images but the training set has {}",
-                order.len(),
-                self.train_len
-            );
+            bail!("the order lists {} images but the training set has {}", order.len(), self.train_len);
         }
-        self.gpu
-            .queue
-            .write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
+        self.gpu.queue.write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
         Ok(())
+    }
+
+    /// Steps per epoch.
+    pub fn train_batches(&self) -> usize {
+        self.batches(self.train_len)
     }
 
     /// Steps per pass over `len` images.
@@ -676,27 +489,35 @@ impl<'g> Trainer<'g> {
         len.div_ceil(self.batch)
     }
 
-    /// Submits training step `b` of the epoch (its loss goes to history slot `b`). Does not wait.
-    pub fn train_step(&mut self, b: usize) {
+    /// Writes the uniform of training step `b` of the epoch (its loss goes to
+    /// history slot `b`) and advances the counters; the caller then encodes
+    /// `train_dispatches()` and `copy_weights` and submits.
+    pub fn begin_train_step(&mut self, b: usize) {
         let start = b * self.batch;
         let rows = self.batch.min(self.train_len - start);
         let step = self.step_values(rows, start, b, 1.0);
-        self.gpu
-            .queue
-            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        kernels::encode_all(&mut enc, "train step", &self.train_step);
-        self.copy_weights(&mut enc);
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         self.steps_done += 1;
         self.counter += 1;
     }
 
+    /// Submits training step `b` of the epoch. Does not wait.
+    pub fn train_step(&mut self, b: usize) {
+        self.begin_train_step(b);
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        kernels::encode_all(&mut enc, "train step", &self.train_step);
+        self.copy_weights(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// The dispatches of one training step, in order.
+    pub fn train_dispatches(&self) -> &[Dispatch] {
+        &self.train_step
+    }
+
     /// Reads the loss sums of history slots 0..n.
     pub fn read_history(&self, n: usize) -> Result<LossSums> {
-        let v = self
-            .gpu
-            .read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
+        let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
         let mut s = LossSums::default();
         for slot in v.chunks(4) {
             s.recon += slot[0] as f64;
@@ -708,21 +529,15 @@ impl<'g> Trainer<'g> {
 
     /// Per-batch losses (recon + beta kl, per image) of history slots 0..n.
     pub fn batch_losses(&self, n: usize) -> Result<Vec<f32>> {
-        let v = self
-            .gpu
-            .read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
-        Ok(v.chunks(4)
-            .map(|s| (s[0] + self.hyper.beta * s[1]) / s[2].max(1.0))
-            .collect())
+        let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
+        Ok(v.chunks(4).map(|s| (s[0] + self.hyper.beta * s[1]) / s[2].max(1.0)).collect())
     }
 
     fn eval_batch(&mut self, b: usize, noise: f32) {
         let start = b * self.batch;
         let rows = self.batch.min(self.test_len - start);
         let step = self.step_values(rows, start, b, noise);
-        self.gpu
-            .queue
-            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         kernels::encode_all(&mut enc, "eval step", &self.eval_step);
         self.gpu.queue.submit([enc.finish()]);
@@ -759,20 +574,8 @@ impl<'g> Trainer<'g> {
             bail!("can decode at most {} codes at once, got {n}", self.batch);
         }
         self.gpu.write_matrix(&self.z, z);
-        let mut list: Vec<&Dispatch> = self.decode.iter().collect();
-        list.extend(self.sigmoid.iter());
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("decode"),
-                timestamp_writes: None,
-            });
-            for d in list {
-                d.encode(&mut pass);
-            }
-        }
-        self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait()?;
+        let list: Vec<&Dispatch> = self.decode.iter().chain(self.sigmoid.iter()).collect();
+        kernels::run_refs(self.gpu, &list)?;
         let mut p = self.gpu.read_matrix(&self.probs)?;
         p.truncate(n * self.model.config.pixels());
         Ok(p)

@@ -19,10 +19,7 @@ fn no_adapter_names_the_install_command() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "succeeded without a Vulkan driver");
-    assert!(
-        err.contains("apt-get install mesa-vulkan-drivers"),
-        "stderr: {err}"
-    );
+    assert!(err.contains("apt-get install mesa-vulkan-drivers"), "stderr: {err}");
 }
 
 #[test]
@@ -35,9 +32,7 @@ fn a_missing_data_dir_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     assert!(
-        err.starts_with("error: ")
-            && err.contains("/nonexistent/mnist")
-            && err.contains("--data-dir"),
+        err.starts_with("error: ") && err.contains("/nonexistent/mnist") && err.contains("--data-dir"),
         "stderr: {err}"
     );
     assert!(!err.contains("panicked"), "stderr: {err}");
@@ -52,25 +47,15 @@ fn an_unknown_adapter_lists_the_known_ones() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        err.contains("no-such-gpu-anywhere") && err.contains("elbo devices"),
-        "stderr: {err}"
-    );
+    assert!(err.contains("no-such-gpu-anywhere") && err.contains("elbo devices"), "stderr: {err}");
 }
 
 #[test]
 fn devices_lists_adapters_with_their_properties() {
     let out = elbo().arg("devices").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("backend") && text.contains("limits:") && text.contains("features:"),
-        "{text}"
-    );
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("backend") && text.contains("limits:") && text.contains("features:"), "{text}");
 }
 
 #[test]
@@ -79,7 +64,14 @@ fn a_validation_error_is_an_error_not_a_panic() {
     let kernels = elbo::kernels::Kernels::new(&gpu).unwrap();
     let u = gpu.uniform("adam", &elbo::kernels::Adam { count: 4, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
     // adam_update binds six resources; give it one
-    let _ = elbo::kernels::Dispatch::new(&gpu, "adam_update", &kernels.adam_update, &[(0, elbo::kernels::Bind::Buffer(&u))], 4, 64);
+    let _ = elbo::kernels::Dispatch::new(
+        &gpu,
+        "adam_update",
+        &kernels.adam_update,
+        &[(0, elbo::kernels::Bind::Buffer(&u))],
+        4,
+        64,
+    );
     let err = gpu.wait().expect_err("a bind group with missing entries was accepted");
     assert!(format!("{err:#}").contains("validation"), "{err:#}");
 }

@@ -31,11 +31,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 
 /// Values in [-hi, -lo] or [lo, hi], away from ReLU's kink.
 fn away_from_zero(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    random(n, seed, lo, hi)
-        .iter()
-        .enumerate()
-        .map(|(i, v)| if i % 3 == 0 { -v } else { *v })
-        .collect()
+    random(n, seed, lo, hi).iter().enumerate().map(|(i, v)| if i % 3 == 0 { -v } else { *v }).collect()
 }
 
 fn step(rows: u32) -> Step {
@@ -65,37 +61,13 @@ fn gemm_backward_matches_finite_differences() {
     let g = random(m * n, 4, -1.0, 1.0); // dJ/dy for J = sum g * y
     let j_of = |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::gemm_forward(x, w, b, m, n, k, false));
     let (dw, db) = r::gemm_backward_weight(&g, &x, m, n, k);
-    assert_close(
-        "dW",
-        &dw,
-        &numeric_grad(&w, |w| j_of(&x, w, &b)),
-        2e-3,
-        1e-2,
-    );
-    assert_close(
-        "db",
-        &db,
-        &numeric_grad(&b, |b| j_of(&x, &w, b)),
-        2e-3,
-        1e-2,
-    );
+    assert_close("dW", &dw, &numeric_grad(&w, |w| j_of(&x, w, &b)), 2e-3, 1e-2);
+    assert_close("db", &db, &numeric_grad(&b, |b| j_of(&x, &w, b)), 2e-3, 1e-2);
     // through the previous layer's ReLU, which the mask stands for
     let dpre = r::gemm_backward_input(&g, &w, Some(&x), m, n, k);
-    assert_close(
-        "dX (masked)",
-        &dpre,
-        &numeric_grad(&pre, |p| j_of(&r::relu_forward(p), &w, &b)),
-        2e-3,
-        1e-2,
-    );
+    assert_close("dX (masked)", &dpre, &numeric_grad(&pre, |p| j_of(&r::relu_forward(p), &w, &b)), 2e-3, 1e-2);
     let dx = r::gemm_backward_input(&g, &w, None, m, n, k);
-    assert_close(
-        "dX",
-        &dx,
-        &numeric_grad(&x, |x| j_of(x, &w, &b)),
-        2e-3,
-        1e-2,
-    );
+    assert_close("dX", &dx, &numeric_grad(&x, |x| j_of(x, &w, &b)), 2e-3, 1e-2);
 }
 
 #[test]
@@ -134,20 +106,11 @@ fn reparam_backward_matches_finite_differences() {
         // J = sum g * z + beta / rows * sum of the live images' KL
         let j = |mv: &[f32]| {
             let z = r::reparam_forward(mv, m, lat, &st);
-            let (_, per_image) =
-                r::elbo_forward_backward(&vec![0.0; m], &vec![0.0; m], mv, m, 1, lat, &st);
-            dot(&g, &z)
-                + (st.beta * st.inv_rows) as f64
-                    * per_image.iter().map(|l| l[1] as f64).sum::<f64>()
+            let (_, per_image) = r::elbo_forward_backward(&vec![0.0; m], &vec![0.0; m], mv, m, 1, lat, &st);
+            dot(&g, &z) + (st.beta * st.inv_rows) as f64 * per_image.iter().map(|l| l[1] as f64).sum::<f64>()
         };
         let got = r::reparam_backward(&mulv, &g, m, lat, &st);
-        assert_close(
-            &format!("reparam_backward rows={live}"),
-            &got,
-            &numeric_grad(&mulv, j),
-            2e-3,
-            1e-2,
-        );
+        assert_close(&format!("reparam_backward rows={live}"), &got, &numeric_grad(&mulv, j), 2e-3, 1e-2);
     }
 }
 
@@ -164,13 +127,7 @@ fn elbo_backward_matches_finite_differences() {
             let (_, per_image) = r::elbo_forward_backward(l, &x, &mulv, m, pixels, lat, &st);
             st.inv_rows as f64 * per_image.iter().map(|v| v[0] as f64).sum::<f64>()
         };
-        assert_close(
-            &format!("dlogits rows={live}"),
-            &dlogits,
-            &numeric_grad(&logits, j),
-            1e-3,
-            1e-2,
-        );
+        assert_close(&format!("dlogits rows={live}"), &dlogits, &numeric_grad(&logits, j), 1e-3, 1e-2);
     }
 }
 
@@ -196,12 +153,7 @@ fn bce_from_logits_is_the_bernoulli_log_likelihood() {
 
 #[test]
 fn whole_model_gradient_matches_finite_differences() {
-    let config = VaeConfig {
-        width: 3,
-        height: 4,
-        hidden: 6,
-        latent: 2,
-    };
+    let config = VaeConfig { width: 3, height: 4, hidden: 6, latent: 2 };
     let model = Model::init(&config, 5);
     let m = 5;
     let x = random(m * config.pixels(), 14, 0.0, 1.0);
@@ -231,19 +183,7 @@ fn whole_model_gradient_matches_finite_differences() {
         })
         .collect();
     let analytic: Vec<f32> = live.iter().map(|&i| grads[i]).collect();
-    assert_close(
-        "VAE loss gradient, all parameters",
-        &analytic,
-        &numeric,
-        5e-3,
-        2e-2,
-    );
-    let padding: f32 = (0..grads.len())
-        .filter(|i| !live.contains(i))
-        .map(|i| grads[i].abs())
-        .sum();
-    assert_eq!(
-        padding, 0.0,
-        "the padding of the flat buffer got a gradient"
-    );
+    assert_close("VAE loss gradient, all parameters", &analytic, &numeric, 5e-3, 2e-2);
+    let padding: f32 = (0..grads.len()).filter(|i| !live.contains(i)).map(|i| grads[i].abs()).sum();
+    assert_eq!(padding, 0.0, "the padding of the flat buffer got a gradient");
 }

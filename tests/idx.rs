@@ -43,10 +43,7 @@ fn parses_a_valid_file() {
 fn reads_the_shipped_mnist() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
     let (train, test) = elbo::data::load_mnist(&dir).unwrap();
-    assert_eq!(
-        (train.len, test.len, train.width, train.height),
-        (60000, 10000, 28, 28)
-    );
+    assert_eq!((train.len, test.len, train.width, train.height), (60000, 10000, 28, 28));
     assert_eq!(train.pixels.len(), 60000 * 784);
     let labels = train.labels.as_ref().unwrap();
     let mut counts = [0usize; 10];
@@ -95,17 +92,10 @@ fn rejects_damaged_files_naming_them() {
 
 fn write_mnist(dir: &Path, train_images: u32, train_labels: u32) {
     let files = [
-        (
-            "train-images-idx3-ubyte.gz",
-            idx_bytes(&[train_images, 4, 4], 0),
-        ),
+        ("train-images-idx3-ubyte.gz", idx_bytes(&[train_images, 4, 4], 0)),
         (
             "train-labels-idx1-ubyte.gz",
-            idx_bytes(&[train_labels], 0)
-                .iter()
-                .enumerate()
-                .map(|(i, b)| if i >= 8 { b % 10 } else { *b })
-                .collect(),
+            idx_bytes(&[train_labels], 0).iter().enumerate().map(|(i, b)| if i >= 8 { b % 10 } else { *b }).collect(),
         ),
         ("t10k-images-idx3-ubyte.gz", idx_bytes(&[3, 4, 4], 0)),
         ("t10k-labels-idx1-ubyte.gz", idx_bytes(&[3], 0)),
@@ -129,8 +119,5 @@ fn mnist_loading_checks_the_files_belong_together() {
 
     let dir = tmp_dir("mnist-missing");
     let e = err_of(elbo::data::load_mnist(&dir));
-    assert!(
-        e.contains("train-images-idx3-ubyte") && e.contains("--data-dir"),
-        "{e}"
-    );
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("--data-dir"), "{e}");
 }

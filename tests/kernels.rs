@@ -32,14 +32,8 @@ fn step(rows: u32) -> Step {
 
 use Bind::{Buffer as B, Texture as T};
 
-const GEMM_SHAPES: &[(usize, usize, usize)] = &[
-    (4, 4, 4),
-    (5, 7, 9),
-    (13, 37, 61),
-    (128, 40, 400),
-    (64, 784, 20),
-    (3, 2, 1),
-];
+const GEMM_SHAPES: &[(usize, usize, usize)] =
+    &[(4, 4, 4), (5, 7, 9), (13, 37, 61), (128, 40, 400), (64, 784, 20), (3, 2, 1)];
 
 #[test]
 fn gemm_forward_matches_reference() {
@@ -49,48 +43,27 @@ fn gemm_forward_matches_reference() {
             let x = random(m * kk, 1, -1.0, 1.0);
             let w = random(n * kk, 2, -1.0, 1.0);
             let b = random(n, 3, -1.0, 1.0);
-            let (xm, wm, ym) = (
-                g.matrix("x", m, kk).unwrap(),
-                g.matrix("w", n, kk).unwrap(),
-                g.matrix("y", m, n).unwrap(),
-            );
+            let (xm, wm, ym) =
+                (g.matrix("x", m, kk).unwrap(), g.matrix("w", n, kk).unwrap(), g.matrix("y", m, n).unwrap());
             g.write_matrix(&xm, &x);
             g.write_matrix(&wm, &w);
             let params = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
             let u = g.uniform(
                 "gemm",
-                &kernels::Gemm {
-                    m: xm.rows as u32,
-                    n: n as u32,
-                    k: kk as u32,
-                    act: relu as u32,
-                    ..Default::default()
-                },
+                &kernels::Gemm { m: xm.rows as u32, n: n as u32, k: kk as u32, act: relu as u32, ..Default::default() },
             );
             let d = Dispatch::new(
                 g,
                 "gemm_forward",
                 &k().gemm_forward,
-                &[
-                    (0, B(&u)),
-                    (1, T(&xm.view)),
-                    (2, T(&wm.view)),
-                    (4, T(&ym.view)),
-                    (5, B(&params)),
-                ],
+                &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&params))],
                 (xm.rows / 4) * n.div_ceil(4),
                 64,
             );
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&ym).unwrap(), m, n);
             let want = r::gemm_forward(&x, &w, &b, m, n, kk, relu);
-            assert_close(
-                &format!("gemm_forward m={m} n={n} k={kk} relu={relu}"),
-                &got,
-                &want,
-                1e-4,
-                1e-4,
-            );
+            assert_close(&format!("gemm_forward m={m} n={n} k={kk} relu={relu}"), &got, &want, 1e-4, 1e-4);
         }
     }
 }
@@ -126,26 +99,14 @@ fn gemm_backward_input_matches_reference() {
                 g,
                 "gemm_backward_input",
                 &k().gemm_backward_input,
-                &[
-                    (0, B(&u)),
-                    (1, T(&dym.view)),
-                    (2, T(&wm.view)),
-                    (3, T(&xm.view)),
-                    (4, T(&dxm.view)),
-                ],
+                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view))],
                 (dym.rows / 4) * kk.div_ceil(4),
                 64,
             );
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&dxm).unwrap(), m, kk);
             let want = r::gemm_backward_input(&dy, &w, masked.then_some(&x[..]), m, n, kk);
-            assert_close(
-                &format!("gemm_backward_input m={m} n={n} k={kk} masked={masked}"),
-                &got,
-                &want,
-                1e-4,
-                1e-4,
-            );
+            assert_close(&format!("gemm_backward_input m={m} n={n} k={kk} masked={masked}"), &got, &want, 1e-4, 1e-4);
         }
     }
 }
@@ -161,13 +122,7 @@ fn gemm_backward_weight_matches_reference() {
         g.write_matrix(&xm, &x);
         let stride = kk.next_multiple_of(64);
         let bias_at = n.next_multiple_of(4) * stride;
-        let grads = g
-            .buffer(
-                "grads",
-                ((bias_at + n) * 4) as u64,
-                wgpu::BufferUsages::empty(),
-            )
-            .unwrap();
+        let grads = g.buffer("grads", ((bias_at + n) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
         let u = g.uniform(
             "gemm",
             &kernels::Gemm {
@@ -185,28 +140,15 @@ fn gemm_backward_weight_matches_reference() {
             g,
             "gemm_backward_weight",
             &k().gemm_backward_weight,
-            &[
-                (0, B(&u)),
-                (1, T(&dym.view)),
-                (2, T(&xm.view)),
-                (6, B(&grads)),
-            ],
+            &[(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))],
             n.div_ceil(4) * kk.div_ceil(4),
             64,
         );
         kernels::run(g, &[d]).unwrap();
         let flat = g.read_f32(&grads, 0, bias_at + n).unwrap();
-        let got_w: Vec<f32> = (0..n)
-            .flat_map(|j| flat[j * stride..j * stride + kk].to_vec())
-            .collect();
+        let got_w: Vec<f32> = (0..n).flat_map(|j| flat[j * stride..j * stride + kk].to_vec()).collect();
         let (want_w, want_b) = r::gemm_backward_weight(&dy, &x, m, n, kk);
-        assert_close(
-            &format!("gemm_backward_weight dW m={m} n={n} k={kk}"),
-            &got_w,
-            &want_w,
-            1e-4,
-            1e-4,
-        );
+        assert_close(&format!("gemm_backward_weight dW m={m} n={n} k={kk}"), &got_w, &want_w, 1e-4, 1e-4);
         assert_close(
             &format!("gemm_backward_weight db m={m} n={n} k={kk}"),
             &flat[bias_at..bias_at + n],
@@ -232,33 +174,16 @@ fn elementwise(
     cols: usize,
 ) -> Vec<f32> {
     let g = gpu();
-    let (sm, gm, om) = (
-        g.matrix("src", m, cols).unwrap(),
-        g.matrix("grad", m, cols).unwrap(),
-        g.matrix("out", m, cols).unwrap(),
-    );
+    let (sm, gm, om) =
+        (g.matrix("src", m, cols).unwrap(), g.matrix("grad", m, cols).unwrap(), g.matrix("out", m, cols).unwrap());
     g.write_matrix(&sm, src);
-    let u = g.uniform(
-        "elementwise",
-        &kernels::Elementwise {
-            m: sm.rows as u32,
-            cols: cols as u32,
-            pad: [0; 2],
-        },
-    );
+    let u = g.uniform("elementwise", &kernels::Elementwise { m: sm.rows as u32, cols: cols as u32, pad: [0; 2] });
     let mut binds = vec![(0, B(&u)), (1, T(&sm.view)), (3, T(&om.view))];
     if let Some(gr) = grad {
         g.write_matrix(&gm, gr);
         binds.push((2, T(&gm.view)));
     }
-    let d = Dispatch::new(
-        g,
-        label,
-        pipeline,
-        &binds,
-        (sm.rows / 4) * 4 * cols.div_ceil(4),
-        64,
-    );
+    let d = Dispatch::new(g, label, pipeline, &binds, (sm.rows / 4) * 4 * cols.div_ceil(4), 64);
     kernels::run(g, &[d]).unwrap();
     rows(g.read_matrix(&om).unwrap(), m, cols)
 }
@@ -293,14 +218,7 @@ fn activations_match_reference() {
         let y = r::sigmoid_forward(&x);
         assert_close(
             &what("sigmoid_backward"),
-            &elementwise(
-                &k().sigmoid_backward,
-                "sigmoid_backward",
-                &y,
-                Some(&dy),
-                m,
-                cols,
-            ),
+            &elementwise(&k().sigmoid_backward, "sigmoid_backward", &y, Some(&dy), m, cols),
             &r::sigmoid_backward(&y, &dy),
             1e-6,
             1e-5,
@@ -324,14 +242,7 @@ fn reparam_matches_reference() {
         g.write_matrix(&mv, &mulv);
         g.write_matrix(&dzm, &dz);
         let su = g.uniform("step", &st);
-        let u = g.uniform(
-            "reparam",
-            &kernels::Reparam {
-                m: mv.rows as u32,
-                latent: lat as u32,
-                pad: [0; 2],
-            },
-        );
+        let u = g.uniform("reparam", &kernels::Reparam { m: mv.rows as u32, latent: lat as u32, pad: [0; 2] });
         let f = Dispatch::new(
             g,
             "reparam_forward",
@@ -344,13 +255,7 @@ fn reparam_matches_reference() {
             g,
             "reparam_backward",
             &k().reparam_backward,
-            &[
-                (0, B(&u)),
-                (1, B(&su)),
-                (2, T(&mv.view)),
-                (3, T(&dzm.view)),
-                (4, T(&dmv.view)),
-            ],
+            &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (3, T(&dzm.view)), (4, T(&dmv.view))],
             mv.rows * (2 * lat).div_ceil(4),
             64,
         );
@@ -377,12 +282,7 @@ fn reparam_matches_reference() {
 #[test]
 fn elbo_and_loss_reduce_match_reference() {
     let g = gpu();
-    for (m, pixels, lat, live) in [
-        (4, 4, 1, 4),
-        (12, 29, 3, 10),
-        (128, 784, 20, 128),
-        (67, 100, 5, 66),
-    ] {
+    for (m, pixels, lat, live) in [(4, 4, 1, 4), (12, 29, 3, 10), (128, 784, 20, 128), (67, 100, 5, 66)] {
         let logits = random(m * pixels, 13, -8.0, 8.0);
         let x = random(m * pixels, 14, 0.0, 1.0);
         let mulv = random(m * 2 * lat, 15, -2.0, 2.0);
@@ -397,32 +297,11 @@ fn elbo_and_loss_reduce_match_reference() {
         g.write_matrix(&xm, &x);
         g.write_matrix(&mv, &mulv);
         let su = g.uniform("step", &Step { slot: 2, ..st });
-        let image_loss = g
-            .buffer(
-                "image_loss",
-                (lm.rows * 8) as u64,
-                wgpu::BufferUsages::empty(),
-            )
-            .unwrap();
-        let history = g
-            .buffer("history", 4 * 16, wgpu::BufferUsages::empty())
-            .unwrap();
-        let u = g.uniform(
-            "elbo",
-            &kernels::Elbo {
-                m: lm.rows as u32,
-                pixels: pixels as u32,
-                latent: lat as u32,
-                pad: 0,
-            },
-        );
-        let ru = g.uniform(
-            "reduce",
-            &kernels::Reduce {
-                m: lm.rows as u32,
-                pad: [0; 3],
-            },
-        );
+        let image_loss = g.buffer("image_loss", (lm.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
+        let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
+        let u =
+            g.uniform("elbo", &kernels::Elbo { m: lm.rows as u32, pixels: pixels as u32, latent: lat as u32, pad: 0 });
+        let ru = g.uniform("reduce", &kernels::Reduce { m: lm.rows as u32, pad: [0; 3] });
         let e = Dispatch::new(
             g,
             "elbo_forward_backward",
@@ -443,12 +322,7 @@ fn elbo_and_loss_reduce_match_reference() {
             g,
             "loss_reduce",
             &k().loss_reduce,
-            &[
-                (0, B(&ru)),
-                (1, B(&su)),
-                (2, B(&image_loss)),
-                (3, B(&history)),
-            ],
+            &[(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history))],
             1,
             1,
         );
@@ -464,21 +338,9 @@ fn elbo_and_loss_reduce_match_reference() {
         );
         let got_l = g.read_f32(&image_loss, 0, 2 * m).unwrap();
         let want_flat: Vec<f32> = want_l.iter().flatten().copied().collect();
-        assert_close(
-            &format!("elbo image_loss {what}"),
-            &got_l,
-            &want_flat,
-            1e-3,
-            1e-5,
-        );
+        assert_close(&format!("elbo image_loss {what}"), &got_l, &want_flat, 1e-3, 1e-5);
         let slot = g.read_f32(&history, 8, 4).unwrap();
-        assert_close(
-            &format!("loss_reduce {what}"),
-            &slot,
-            &r::loss_reduce(&want_l, &st),
-            1e-2,
-            1e-5,
-        );
+        assert_close(&format!("loss_reduce {what}"), &slot, &r::loss_reduce(&want_l, &st), 1e-2, 1e-5);
     }
 }
 
@@ -492,104 +354,48 @@ fn adam_matches_reference() {
         let mut m1 = random(n, 18, -0.01, 0.01);
         let mut m2 = random(n, 19, 0.0, 0.001);
         let st = step(1);
-        let bufs: Vec<wgpu::Buffer> = [&p, &grads, &m1, &m2]
-            .iter()
-            .map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap())
-            .collect();
+        let bufs: Vec<wgpu::Buffer> =
+            [&p, &grads, &m1, &m2].iter().map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap()).collect();
         let su = g.uniform("step", &st);
-        let u = g.uniform(
-            "adam",
-            &kernels::Adam {
-                count: n4 as u32,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-            },
-        );
+        let u = g.uniform("adam", &kernels::Adam { count: n4 as u32, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
         let d = Dispatch::new(
             g,
             "adam_update",
             &k().adam_update,
-            &[
-                (0, B(&u)),
-                (1, B(&su)),
-                (2, B(&bufs[0])),
-                (3, B(&bufs[1])),
-                (4, B(&bufs[2])),
-                (5, B(&bufs[3])),
-            ],
+            &[(0, B(&u)), (1, B(&su)), (2, B(&bufs[0])), (3, B(&bufs[1])), (4, B(&bufs[2])), (5, B(&bufs[3]))],
             n4,
             64,
         );
         kernels::run(g, &[d]).unwrap();
         r::adam_update(&mut p, &grads, &mut m1, &mut m2, 0.9, 0.999, 1e-8, &st);
-        assert_close(
-            &format!("adam params n={n}"),
-            &g.read_f32(&bufs[0], 0, n).unwrap(),
-            &p,
-            1e-6,
-            1e-5,
-        );
-        assert_close(
-            &format!("adam moment1 n={n}"),
-            &g.read_f32(&bufs[2], 0, n).unwrap(),
-            &m1,
-            1e-7,
-            1e-5,
-        );
-        assert_close(
-            &format!("adam moment2 n={n}"),
-            &g.read_f32(&bufs[3], 0, n).unwrap(),
-            &m2,
-            1e-9,
-            1e-5,
-        );
+        assert_close(&format!("adam params n={n}"), &g.read_f32(&bufs[0], 0, n).unwrap(), &p, 1e-6, 1e-5);
+        assert_close(&format!("adam moment1 n={n}"), &g.read_f32(&bufs[2], 0, n).unwrap(), &m1, 1e-7, 1e-5);
+        assert_close(&format!("adam moment2 n={n}"), &g.read_f32(&bufs[3], 0, n).unwrap(), &m2, 1e-9, 1e-5);
     }
 }
 
 #[test]
 fn gather_matches_reference() {
     let g = gpu();
-    for (images, pixels, m, live, start, binarize) in [
-        (10, 784, 4, 4, 2, false),
-        (37, 25, 12, 9, 20, true),
-        (300, 784, 128, 128, 100, true),
-        (5, 3, 8, 5, 0, false),
-    ] {
-        let data: Vec<u8> = (0..images * pixels)
-            .map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8)
-            .collect();
+    for (images, pixels, m, live, start, binarize) in
+        [(10, 784, 4, 4, 2, false), (37, 25, 12, 9, 20, true), (300, 784, 128, 128, 100, true), (5, 3, 8, 5, 0, false)]
+    {
+        let data: Vec<u8> = (0..images * pixels).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
         let order: Vec<u32> = (0..images as u32).rev().collect();
-        let st = Step {
-            batch_start: start,
-            ..step(live)
-        };
+        let st = Step { batch_start: start, ..step(live) };
         let xm = g.matrix("x", m, pixels).unwrap();
         let db = g.buffer_with("data", &data).unwrap();
-        let ob = g
-            .buffer_with("order", bytemuck::cast_slice(&order))
-            .unwrap();
+        let ob = g.buffer_with("order", bytemuck::cast_slice(&order)).unwrap();
         let su = g.uniform("step", &st);
         let u = g.uniform(
             "gather",
-            &kernels::Gather {
-                m: xm.rows as u32,
-                pixels: pixels as u32,
-                binarize: binarize as u32,
-                pad: 0,
-            },
+            &kernels::Gather { m: xm.rows as u32, pixels: pixels as u32, binarize: binarize as u32, pad: 0 },
         );
         let d = Dispatch::new(
             g,
             "gather_batch",
             &k().gather_batch,
-            &[
-                (0, B(&u)),
-                (1, B(&su)),
-                (2, B(&db)),
-                (3, B(&ob)),
-                (4, T(&xm.view)),
-            ],
+            &[(0, B(&u)), (1, B(&su)), (2, B(&db)), (3, B(&ob)), (4, T(&xm.view))],
             xm.rows * pixels.div_ceil(4),
             64,
         );
@@ -597,9 +403,7 @@ fn gather_matches_reference() {
         let got = rows(g.read_matrix(&xm).unwrap(), m, pixels);
         let want = r::gather_batch(&data, &order, m, pixels, binarize, &st);
         assert_close(
-            &format!(
-                "gather_batch images={images} D={pixels} m={m} rows={live} binarize={binarize}"
-            ),
+            &format!("gather_batch images={images} D={pixels} m={m} rows={live} binarize={binarize}"),
             &got,
             &want,
             1e-6,
@@ -615,20 +419,10 @@ fn random_streams_match_cpu() {
     let (m, lat) = (64, 8);
     let mulv = vec![0f32; m * 2 * lat];
     let st = step(m as u32);
-    let (mv, zm) = (
-        g.matrix("mulv", m, 2 * lat).unwrap(),
-        g.matrix("z", m, lat).unwrap(),
-    );
+    let (mv, zm) = (g.matrix("mulv", m, 2 * lat).unwrap(), g.matrix("z", m, lat).unwrap());
     g.write_matrix(&mv, &mulv);
     let su = g.uniform("step", &st);
-    let u = g.uniform(
-        "reparam",
-        &kernels::Reparam {
-            m: m as u32,
-            latent: lat as u32,
-            pad: [0; 2],
-        },
-    );
+    let u = g.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
     let f = Dispatch::new(
         g,
         "reparam_forward",
@@ -639,8 +433,7 @@ fn random_streams_match_cpu() {
     );
     kernels::run(g, &[f]).unwrap();
     let eps = g.read_matrix(&zm).unwrap();
-    let want: Vec<f32> = (0..m * lat)
-        .map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.step, i as u32))
-        .collect();
+    let want: Vec<f32> =
+        (0..m * lat).map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.step, i as u32)).collect();
     assert_close("eps", &eps, &want, 1e-5, 1e-5);
 }

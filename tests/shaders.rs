@@ -6,12 +6,9 @@ use elbo::kernels::{with_common, SHADERS};
 fn validate(name: &str, source: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(&with_common(source))
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&with_common(source))));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
     module
 }
 
@@ -24,10 +21,7 @@ fn every_shader_validates() {
         .filter(|n| n.ends_with(".wgsl") && n != "common.wgsl")
         .collect();
     for file in &on_disk {
-        assert!(
-            SHADERS.iter().any(|(n, _)| n == file),
-            "shaders/{file} is not listed in kernels::SHADERS"
-        );
+        assert!(SHADERS.iter().any(|(n, _)| n == file), "shaders/{file} is not listed in kernels::SHADERS");
     }
     for (name, source) in SHADERS {
         validate(name, source);

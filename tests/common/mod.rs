@@ -20,21 +20,13 @@ pub fn gpu() -> &'static Gpu {
 
 /// Deterministic values uniform in [lo, hi).
 pub fn random(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| lo + (hi - lo) * elbo::rng::rand_uniform(seed, 99, 0, i as u32))
-        .collect()
+    (0..n).map(|i| lo + (hi - lo) * elbo::rng::rand_uniform(seed, 99, 0, i as u32)).collect()
 }
 
 /// Asserts |got - want| <= atol + rtol * |want| everywhere; on failure prints
 /// the first mismatches, the max absolute and relative error and the tolerances.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: got {} values, want {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{what}: got {} values, want {}", got.len(), want.len());
     let mut bad = Vec::new();
     let (mut max_abs, mut max_rel) = (0f32, 0f32);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -46,11 +38,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         }
     }
     if !bad.is_empty() {
-        let first: Vec<String> = bad
-            .iter()
-            .take(6)
-            .map(|(i, g, w)| format!("[{i}] got {g} want {w}"))
-            .collect();
+        let first: Vec<String> = bad.iter().take(6).map(|(i, g, w)| format!("[{i}] got {g} want {w}")).collect();
         panic!(
             "{what}: {} of {} values differ (atol {atol}, rtol {rtol}); max abs error {max_abs}, max rel error {max_rel}; first: {}",
             bad.len(),

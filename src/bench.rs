@@ -1,0 +1,360 @@
+//! `elbo bench` and `elbo profile`: kernel and training-step timings on the
+//! chosen adapter, as tables and JSON that two machines can be compared by.
+
+use crate::data::{load_mnist, mnist_dir, Dataset};
+use crate::gpu::{Gpu, Matrix};
+use crate::kernels::{self, Bind, Dispatch, Kernels};
+use crate::model::{Model, VaeConfig};
+use crate::profile::{self, Event, Profiler, Tail};
+use crate::trainer::{Hyper, Trainer};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Instant;
+
+/// Median and the 10th and 90th percentiles.
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.1), at(0.9))
+}
+
+/// MNIST, for benchmarks: the shipped copy.
+pub fn mnist() -> Result<(Dataset, Dataset)> {
+    load_mnist(&mnist_dir(None))
+}
+
+/// The reference MLP VAE's trainer at `batch` rows.
+pub fn mlp_trainer<'g>(gpu: &'g Gpu, train: &Dataset, test: &Dataset, batch: usize) -> Result<Trainer<'g>> {
+    let config = VaeConfig { width: train.width, height: train.height, hidden: 400, latent: 20 };
+    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 1, binarize: false };
+    let t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
+    let order: Vec<u32> = (0..train.len as u32).collect();
+    t.set_order(&order)?;
+    Ok(t)
+}
+
+/// Profiles `steps` training steps after `warmup` untimed ones.
+pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) -> Result<Vec<Vec<Event>>> {
+    let batches = t.train_batches();
+    for b in 0..warmup {
+        t.train_step(b % batches);
+    }
+    t.wait()?;
+    let profiler = Profiler::new(gpu, t.dispatches_per_step());
+    let bytes = t.weight_copy_bytes() as f64;
+    let mut runs = Vec::new();
+    for s in 0..steps {
+        t.begin_train_step(s % batches);
+        let list: Vec<&Dispatch> = t.train_dispatches().iter().collect();
+        let copy = |enc: &mut wgpu::CommandEncoder| t.copy_weights(enc);
+        let tail = Tail { label: "copy weights to textures", bytes, encode: &copy };
+        runs.push(profiler.run(gpu, &list, Some(&tail))?);
+    }
+    Ok(runs)
+}
+
+/// Wall-clock milliseconds per training step, as training runs them: groups of
+/// `group` steps submitted back to back, then one wait; one value per group.
+pub fn time_steps(t: &mut Trainer, warmup: usize, groups: usize, group: usize) -> Result<Vec<f64>> {
+    let batches = t.train_batches();
+    for b in 0..warmup {
+        t.train_step(b % batches);
+    }
+    t.wait()?;
+    let mut ms = Vec::new();
+    let mut s = 0;
+    for _ in 0..groups {
+        let t0 = Instant::now();
+        for _ in 0..group {
+            t.train_step(s % batches);
+            s += 1;
+        }
+        t.wait()?;
+        ms.push(t0.elapsed().as_secs_f64() * 1e3 / group as f64);
+    }
+    Ok(ms)
+}
+
+#[derive(Clone, Debug)]
+pub struct ProfileOptions {
+    pub batch: usize,
+    pub steps: usize,
+    pub trace: Option<std::path::PathBuf>,
+}
+
+/// `elbo profile`: the table of one or more MLP VAE training steps, and the step time beside it.
+pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
+    let (train, test) = mnist()?;
+    let mut t = mlp_trainer(gpu, &train, &test, opts.batch)?;
+    let runs = profile_steps(gpu, &mut t, 5, opts.steps.max(1))?;
+    let rows = profile::summarize(&runs);
+    let timer = Profiler::new(gpu, 1).timer;
+    let mut out = format!(
+        "adapter: {}\ntiming: {}\nMLP VAE 784-400-20 training step, batch {}, {} step(s), {} dispatches + weight copies, 1 submit per step\n\n",
+        gpu.adapter_line(),
+        timer.describe(),
+        opts.batch,
+        runs.len(),
+        t.dispatches_per_step()
+    );
+    out += &profile::format_table(&rows);
+    let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;
+    let (median, p10, p90) = spread(&time_steps(&mut t, 2, 10, 5)?);
+    out += &format!(
+        "\nsum of the timed work per step: {sum_ms:.2} ms; measured step time as in training (10 groups of 5 steps, one wait per group): median {median:.2} ms (p10 {p10:.2}, p90 {p90:.2})\n"
+    );
+    if let Some(path) = &opts.trace {
+        let trace = profile::chrome_trace(&runs, &gpu.adapter_line());
+        crate::write_atomic(path, serde_json::to_string(&trace)?.as_bytes())?;
+        out +=
+            &format!("wrote the Chrome trace to {} (open it in chrome://tracing or ui.perfetto.dev)\n", path.display());
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub batches: Vec<usize>,
+    pub steps: usize,
+    pub squares: Vec<usize>,
+    pub pytorch: Option<String>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions { batches: vec![32, 128, 512], steps: 30, squares: vec![256, 512, 1024], pytorch: None }
+    }
+}
+
+fn adapter_json(gpu: &Gpu) -> Value {
+    let i = &gpu.info;
+    json!({
+        "name": i.name, "vendor": format!("0x{:04x}", i.vendor), "device": format!("0x{:04x}", i.device),
+        "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
+        "driver": i.driver, "driver_info": i.driver_info,
+    })
+}
+
+/// Per-kernel medians over profiled runs: one entry per (label, shape).
+fn kernel_entries(runs: &[Vec<Event>]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for e in runs.iter().flatten() {
+        let key = (e.label.clone(), e.shape.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let durs: Vec<f64> =
+            runs.iter().flatten().filter(|x| x.label == e.label && x.shape == e.shape).map(|x| x.dur_ns).collect();
+        let (med, p10, p90) = spread(&durs);
+        out.push(json!({
+            "kernel": e.label, "shape": e.shape, "median_us": med / 1e3, "p10_us": p10 / 1e3, "p90_us": p90 / 1e3,
+            "gflops": e.flops / med.max(1.0), "gbps": e.bytes / med.max(1.0), "runs": durs.len(),
+        }));
+    }
+    out
+}
+
+/// A standalone gemm_forward of an (n, n) by (n, n) product, profiled `runs` times.
+fn square_gemm(gpu: &Gpu, k: &Kernels, n: usize, runs: usize) -> Result<Vec<Vec<Event>>> {
+    let data: Vec<f32> = (0..n * n).map(|i| crate::rng::rand_uniform(1, 5, 0, i as u32) - 0.5).collect();
+    let (a, b, c): (Matrix, Matrix, Matrix) = (gpu.matrix("a", n, n)?, gpu.matrix("b", n, n)?, gpu.matrix("c", n, n)?);
+    gpu.write_matrix(&a, &data);
+    gpu.write_matrix(&b, &data);
+    let bias = gpu.buffer("bias", (n * 4) as u64, wgpu::BufferUsages::empty())?;
+    let u = gpu.uniform("gemm", &kernels::Gemm { m: n as u32, n: n as u32, k: n as u32, ..Default::default() });
+    use Bind::{Buffer as B, Texture as T};
+    let d = Dispatch::new(
+        gpu,
+        "gemm_forward square",
+        &k.gemm_forward,
+        &[(0, B(&u)), (1, T(&a.view)), (2, T(&b.view)), (4, T(&c.view)), (5, B(&bias))],
+        (n / 4) * n.div_ceil(4),
+        64,
+    )
+    .with_gemm_cost(n, n, n);
+    let profiler = Profiler::new(gpu, 1);
+    profiler.run(gpu, &[&d], None)?; // warm-up: pipeline compilation
+    (0..runs).map(|_| profiler.run(gpu, &[&d], None)).collect()
+}
+
+/// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its JSON.
+fn pytorch_step(python: &str, batch: usize) -> Result<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["step", "--batch", &batch.to_string(), "--data"])
+        .arg(mnist_dir(None))
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "{python} {} failed (it needs torch, numpy and safetensors): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `elbo bench`: the adapter, kernel timings at the model's shapes and on square
+/// GEMMs, and whole training steps at several batch sizes.
+pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Value> {
+    let (train, test) = mnist()?;
+    let k = Kernels::new(gpu)?;
+    progress("kernels of the MLP VAE step at batch 128");
+    let mut t = mlp_trainer(gpu, &train, &test, 128)?;
+    let runs = profile_steps(gpu, &mut t, 5, opts.steps)?;
+    drop(t);
+    let mut kernels = kernel_entries(&runs);
+    for &n in &opts.squares {
+        progress(&format!("square GEMM {n}"));
+        kernels.extend(kernel_entries(&square_gemm(gpu, &k, n, (opts.steps / 3).max(3))?));
+    }
+    let mut steps = Vec::new();
+    for &b in &opts.batches {
+        progress(&format!("MLP VAE training steps at batch {b}"));
+        let mut t = mlp_trainer(gpu, &train, &test, b)?;
+        let ms = time_steps(&mut t, 5, opts.steps, 5)?;
+        let (med, p10, p90) = spread(&ms);
+        steps.push(json!({
+            "model": "mlp-vae 784-400-20", "batch": b, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
+            "images_per_second": b as f64 / med * 1e3, "dispatches": t.dispatches_per_step(), "submits": 1,
+        }));
+    }
+    let mut report = json!({
+        "adapter": adapter_json(gpu),
+        "timing": Profiler::new(gpu, 1).timer.describe(),
+        "kernels": kernels,
+        "steps": steps,
+    });
+    if let Some(py) = &opts.pytorch {
+        progress("PyTorch CPU step at batch 128");
+        let p = pytorch_step(py, 128)?;
+        let ours = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["batch"] == 128)
+            .map(|s| s["median_ms"].as_f64().unwrap());
+        report["pytorch"] = p.clone();
+        if let (Some(ours), Some(theirs)) = (ours, p["median_ms"].as_f64()) {
+            report["pytorch"]["elbo_over_pytorch"] = json!(ours / theirs);
+        }
+    }
+    Ok(report)
+}
+
+/// The bench report as tables.
+pub fn format_bench(r: &Value) -> String {
+    let a = &r["adapter"];
+    let mut s = format!(
+        "adapter: {} (vendor {}, {}, {}, driver {} {})\ntiming: {}\n\n",
+        a["name"].as_str().unwrap_or("?"),
+        a["vendor"].as_str().unwrap_or("?"),
+        a["backend"].as_str().unwrap_or("?"),
+        a["device_type"].as_str().unwrap_or("?"),
+        a["driver"].as_str().unwrap_or("?"),
+        a["driver_info"].as_str().unwrap_or(""),
+        r["timing"].as_str().unwrap_or("?")
+    );
+    s += &format!(
+        "{:<30} {:<22} {:>10} {:>17} {:>8} {:>7}\n",
+        "kernel", "shape", "median us", "p10..p90 us", "GFLOP/s", "GB/s"
+    );
+    for k in r["kernels"].as_array().into_iter().flatten() {
+        s += &format!(
+            "{:<30} {:<22} {:>10.1} {:>8.1}..{:<8.1} {:>8.2} {:>7.2}\n",
+            k["kernel"].as_str().unwrap_or("?"),
+            k["shape"].as_str().unwrap_or(""),
+            k["median_us"].as_f64().unwrap_or(0.0),
+            k["p10_us"].as_f64().unwrap_or(0.0),
+            k["p90_us"].as_f64().unwrap_or(0.0),
+            k["gflops"].as_f64().unwrap_or(0.0),
+            k["gbps"].as_f64().unwrap_or(0.0)
+        );
+    }
+    s += &format!(
+        "\n{:<22} {:>6} {:>10} {:>17} {:>10} {:>10} {:>8}\n",
+        "training step", "batch", "median ms", "p10..p90 ms", "images/s", "dispatches", "submits"
+    );
+    for st in r["steps"].as_array().into_iter().flatten() {
+        s += &format!(
+            "{:<22} {:>6} {:>10.2} {:>8.2}..{:<8.2} {:>10.0} {:>10} {:>8}\n",
+            st["model"].as_str().unwrap_or("?"),
+            st["batch"],
+            st["median_ms"].as_f64().unwrap_or(0.0),
+            st["p10_ms"].as_f64().unwrap_or(0.0),
+            st["p90_ms"].as_f64().unwrap_or(0.0),
+            st["images_per_second"].as_f64().unwrap_or(0.0),
+            st["dispatches"],
+            st["submits"]
+        );
+    }
+    if let Some(p) = r.get("pytorch") {
+        s += &format!(
+            "\n{}: {:.2} ms per step at batch {} (p10 {:.2}, p90 {:.2}); elbo / PyTorch = {:.2}x\n",
+            p["system"].as_str().unwrap_or("PyTorch"),
+            p["median_ms"].as_f64().unwrap_or(0.0),
+            p["batch"],
+            p["p10_ms"].as_f64().unwrap_or(0.0),
+            p["p90_ms"].as_f64().unwrap_or(0.0),
+            p["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    s
+}
+
+/// Two bench reports side by side: each kernel and step, and the ratio B / A.
+pub fn compare(a: &Value, b: &Value) -> String {
+    let name = |r: &Value| r["adapter"]["name"].as_str().unwrap_or("?").to_string();
+    let mut s = format!("A: {}\nB: {}\n\n", name(a), name(b));
+    s += &format!("{:<30} {:<22} {:>12} {:>12} {:>8}\n", "kernel", "shape", "A median us", "B median us", "B/A");
+    for ka in a["kernels"].as_array().into_iter().flatten() {
+        let kb = b["kernels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|k| k["kernel"] == ka["kernel"] && k["shape"] == ka["shape"]);
+        let (ta, tb) = (ka["median_us"].as_f64().unwrap_or(0.0), kb.and_then(|k| k["median_us"].as_f64()));
+        s += &format!(
+            "{:<30} {:<22} {:>12.1} {:>12} {:>8}\n",
+            ka["kernel"].as_str().unwrap_or("?"),
+            ka["shape"].as_str().unwrap_or(""),
+            ta,
+            tb.map(|v| format!("{v:.1}")).unwrap_or("-".into()),
+            tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into())
+        );
+    }
+    s +=
+        &format!("\n{:<22} {:>6} {:>12} {:>12} {:>8}\n", "training step", "batch", "A median ms", "B median ms", "B/A");
+    for sa in a["steps"].as_array().into_iter().flatten() {
+        let sb = b["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["model"] == sa["model"] && x["batch"] == sa["batch"]);
+        let (ta, tb) = (sa["median_ms"].as_f64().unwrap_or(0.0), sb.and_then(|x| x["median_ms"].as_f64()));
+        s += &format!(
+            "{:<22} {:>6} {:>12.2} {:>12} {:>8}\n",
+            sa["model"].as_str().unwrap_or("?"),
+            sa["batch"],
+            ta,
+            tb.map(|v| format!("{v:.2}")).unwrap_or("-".into()),
+            tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into())
+        );
+    }
+    s
+}
+
+pub fn read_report(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if v.get("adapter").is_none() || v.get("steps").is_none() {
+        bail!("{} is not an `elbo bench --json` report (no adapter or steps)", path.display());
+    }
+    Ok(v)
+}

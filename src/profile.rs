@@ -1,0 +1,280 @@
+//! Per-dispatch GPU timing: a timestamp around every dispatch (inside the
+//! compute pass where the adapter allows it, one pass per dispatch where it
+//! only has pass-boundary timestamps, host wall-clock with a submit per
+//! dispatch where it has none), a table sorted by time, and Chrome traces.
+
+use crate::gpu::Gpu;
+use crate::kernels::Dispatch;
+use anyhow::{anyhow, Context, Result};
+use std::time::Instant;
+
+/// How the profiler times dispatches on this adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Timestamps written between dispatches inside one compute pass: the step runs as in training.
+    InsidePass,
+    /// Timestamps at the boundaries of one compute pass per dispatch.
+    PassBoundaries,
+    /// No timestamp queries: one submit and wait per dispatch, timed on the host (includes submit overhead).
+    HostClock,
+}
+
+impl Timer {
+    pub fn for_gpu(gpu: &Gpu) -> Timer {
+        if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+            Timer::InsidePass
+        } else if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            Timer::PassBoundaries
+        } else {
+            Timer::HostClock
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Timer::InsidePass => "GPU timestamps between dispatches inside one compute pass",
+            Timer::PassBoundaries => {
+                "GPU timestamps at pass boundaries, one compute pass per dispatch (this adapter has no timestamps inside passes)"
+            }
+            Timer::HostClock => {
+                "this adapter has no timestamp queries: host wall-clock time with one submit and wait per dispatch (includes submit overhead)"
+            }
+        }
+    }
+}
+
+/// One timed dispatch (or copy) of one run.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub label: String,
+    pub shape: String,
+    pub flops: f64,
+    pub bytes: f64,
+    /// Start, relative to the start of the run, and duration, in nanoseconds.
+    pub start_ns: f64,
+    pub dur_ns: f64,
+}
+
+/// Extra work timed after the dispatches, outside the compute pass (the weight copies).
+pub struct Tail<'a> {
+    pub label: &'static str,
+    pub bytes: f64,
+    pub encode: &'a dyn Fn(&mut wgpu::CommandEncoder),
+}
+
+pub struct Profiler {
+    pub timer: Timer,
+    queries: Option<wgpu::QuerySet>,
+    resolve: wgpu::Buffer,
+    capacity: u32,
+    period_ns: f64,
+}
+
+impl Profiler {
+    /// A profiler for runs of up to `max_dispatches` dispatches.
+    pub fn new(gpu: &Gpu, max_dispatches: usize) -> Profiler {
+        let timer = Timer::for_gpu(gpu);
+        let capacity = 2 * (max_dispatches as u32 + 2);
+        let queries = (timer != Timer::HostClock).then(|| {
+            gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profiler"),
+                ty: wgpu::QueryType::Timestamp,
+                count: capacity,
+            })
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profiler resolve"),
+            size: capacity as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Profiler { timer, queries, resolve, capacity, period_ns: gpu.queue.get_timestamp_period() as f64 }
+    }
+
+    /// Runs `list` (then `tail`) once, in one submit, and times every dispatch.
+    pub fn run(&self, gpu: &Gpu, list: &[&Dispatch], tail: Option<&Tail>) -> Result<Vec<Event>> {
+        let n = list.len() as u32;
+        if 2 * (n + 2) > self.capacity {
+            return Err(anyhow!("the profiler was built for {} dispatches, got {n}", self.capacity / 2 - 2));
+        }
+        let event = |d: &Dispatch, start: f64, dur: f64| Event {
+            label: d.label.to_string(),
+            shape: d.shape.clone(),
+            flops: d.flops,
+            bytes: d.bytes,
+            start_ns: start,
+            dur_ns: dur,
+        };
+        let tail_event = |t: &Tail, start: f64, dur: f64| Event {
+            label: t.label.to_string(),
+            shape: String::new(),
+            flops: 0.0,
+            bytes: t.bytes,
+            start_ns: start,
+            dur_ns: dur,
+        };
+        match (self.timer, &self.queries) {
+            (Timer::HostClock, _) | (_, None) => {
+                let origin = Instant::now();
+                let mut events = Vec::new();
+                for d in list {
+                    let t0 = origin.elapsed().as_nanos() as f64;
+                    crate::kernels::run_refs(gpu, &[d])?;
+                    events.push(event(d, t0, origin.elapsed().as_nanos() as f64 - t0));
+                }
+                if let Some(t) = tail {
+                    let t0 = origin.elapsed().as_nanos() as f64;
+                    let mut enc = gpu.device.create_command_encoder(&Default::default());
+                    (t.encode)(&mut enc);
+                    gpu.queue.submit([enc.finish()]);
+                    gpu.wait()?;
+                    events.push(tail_event(t, t0, origin.elapsed().as_nanos() as f64 - t0));
+                }
+                Ok(events)
+            }
+            (timer, Some(qs)) => {
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                // query layout: InsidePass: 0 = start, i + 1 = end of dispatch i;
+                //               PassBoundaries: 2i = start, 2i + 1 = end of dispatch i.
+                let used = if timer == Timer::InsidePass {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("profiled"),
+                        timestamp_writes: None,
+                    });
+                    pass.write_timestamp(qs, 0);
+                    for (i, d) in list.iter().enumerate() {
+                        d.encode(&mut pass);
+                        pass.write_timestamp(qs, i as u32 + 1);
+                    }
+                    n + 1
+                } else {
+                    for (i, d) in list.iter().enumerate() {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some(d.label),
+                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                query_set: qs,
+                                beginning_of_pass_write_index: Some(2 * i as u32),
+                                end_of_pass_write_index: Some(2 * i as u32 + 1),
+                            }),
+                        });
+                        d.encode(&mut pass);
+                    }
+                    2 * n
+                };
+                let can_time_tail = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+                let mut total = used;
+                if let Some(t) = tail {
+                    if can_time_tail {
+                        enc.write_timestamp(qs, used);
+                        (t.encode)(&mut enc);
+                        enc.write_timestamp(qs, used + 1);
+                        total += 2;
+                    } else {
+                        (t.encode)(&mut enc);
+                    }
+                }
+                enc.resolve_query_set(qs, 0..total, &self.resolve, 0);
+                gpu.queue.submit([enc.finish()]);
+                let raw = gpu.read_buffer(&self.resolve, 0, total as u64 * 8).context("reading the timestamps")?;
+                let ticks: &[u64] = bytemuck::cast_slice(&raw);
+                let ns = |i: u32| (ticks[i as usize].wrapping_sub(ticks[0])) as f64 * self.period_ns;
+                let mut events = Vec::new();
+                for (i, d) in list.iter().enumerate() {
+                    let i = i as u32;
+                    let (a, b) = if timer == Timer::InsidePass { (i, i + 1) } else { (2 * i, 2 * i + 1) };
+                    events.push(event(d, ns(a), (ns(b) - ns(a)).max(0.0)));
+                }
+                if let (Some(t), true) = (tail, can_time_tail) {
+                    events.push(tail_event(t, ns(used), (ns(used + 1) - ns(used)).max(0.0)));
+                }
+                Ok(events)
+            }
+        }
+    }
+}
+
+/// Per-label totals over several runs.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub label: String,
+    pub shape: String,
+    pub calls: usize,
+    pub total_ns: f64,
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl Row {
+    pub fn mean_ns(&self) -> f64 {
+        self.total_ns / self.calls.max(1) as f64
+    }
+    pub fn gflops(&self) -> f64 {
+        self.flops * self.calls as f64 / self.total_ns.max(1.0)
+    }
+    pub fn gbps(&self) -> f64 {
+        self.bytes * self.calls as f64 / self.total_ns.max(1.0)
+    }
+}
+
+/// Sums events by (label, shape), sorted by total time, longest first.
+pub fn summarize(runs: &[Vec<Event>]) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    for e in runs.iter().flatten() {
+        match rows.iter_mut().find(|r| r.label == e.label && r.shape == e.shape) {
+            Some(r) => {
+                r.calls += 1;
+                r.total_ns += e.dur_ns;
+            }
+            None => rows.push(Row {
+                label: e.label.clone(),
+                shape: e.shape.clone(),
+                calls: 1,
+                total_ns: e.dur_ns,
+                flops: e.flops,
+                bytes: e.bytes,
+            }),
+        }
+    }
+    rows.sort_by(|a, b| b.total_ns.total_cmp(&a.total_ns));
+    rows
+}
+
+/// The profile table, with each row's share of the summed time.
+pub fn format_table(rows: &[Row]) -> String {
+    let total: f64 = rows.iter().map(|r| r.total_ns).sum();
+    let mut s = format!(
+        "{:<30} {:<22} {:>5} {:>11} {:>10} {:>6} {:>8} {:>7}\n",
+        "kernel", "shape", "calls", "total ms", "mean us", "share", "GFLOP/s", "GB/s"
+    );
+    for r in rows {
+        s += &format!(
+            "{:<30} {:<22} {:>5} {:>11.3} {:>10.1} {:>5.1}% {:>8.2} {:>7.2}\n",
+            r.label,
+            r.shape,
+            r.calls,
+            r.total_ns / 1e6,
+            r.mean_ns() / 1e3,
+            100.0 * r.total_ns / total.max(1.0),
+            r.gflops(),
+            r.gbps()
+        );
+    }
+    s
+}
+
+/// A Chrome trace (chrome://tracing, Perfetto) of the runs laid end to end.
+pub fn chrome_trace(runs: &[Vec<Event>], adapter: &str) -> serde_json::Value {
+    let mut events = Vec::new();
+    let mut offset = 0.0;
+    for (i, run) in runs.iter().enumerate() {
+        for e in run {
+            events.push(serde_json::json!({
+                "name": e.label, "cat": "kernel", "ph": "X", "pid": 0, "tid": 0,
+                "ts": (offset + e.start_ns) / 1e3, "dur": e.dur_ns / 1e3,
+                "args": { "shape": e.shape, "run": i, "GFLOP/s": e.flops / e.dur_ns.max(1.0) },
+            }));
+        }
+        offset += run.iter().map(|e| e.start_ns + e.dur_ns).fold(0.0, f64::max) + 1000.0;
+    }
+    serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms", "otherData": { "adapter": adapter } })
+}

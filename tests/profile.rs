@@ -1,0 +1,61 @@
+//! The profiler's events and the bench report's shape, on the test adapter.
+
+mod common;
+use common::gpu;
+use elbo::data::Dataset;
+use elbo::model::{Model, VaeConfig};
+use elbo::trainer::{Hyper, Trainer};
+
+fn synthetic(len: usize) -> Dataset {
+    let pixels = (0..len * 64).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
+    Dataset { name: "synthetic".into(), width: 8, height: 8, pixels, labels: None, len }
+}
+
+#[test]
+fn profiler_times_every_dispatch_of_a_step() {
+    let g = gpu();
+    let (train, test) = (synthetic(64), synthetic(16));
+    let config = VaeConfig { width: 8, height: 8, hidden: 32, latent: 4 };
+    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 1, binarize: false };
+    let mut t = Trainer::new(g, Model::init(&config, 1), hyper, 16, &train, &test).unwrap();
+    t.set_order(&(0..64).collect::<Vec<u32>>()).unwrap();
+    let runs = elbo::bench::profile_steps(g, &mut t, 1, 3).unwrap();
+    assert_eq!(runs.len(), 3);
+    let timer = elbo::profile::Timer::for_gpu(g);
+    let expected =
+        t.dispatches_per_step() + usize::from(g.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS));
+    for run in &runs {
+        assert_eq!(run.len(), expected, "events: {:?}", run.iter().map(|e| &e.label).collect::<Vec<_>>());
+        assert!(run.iter().all(|e| e.dur_ns >= 0.0 && e.start_ns >= 0.0));
+        assert!(run.iter().map(|e| e.dur_ns).sum::<f64>() > 0.0, "{timer:?} gave no time at all");
+        // dispatches come in the order of the step and do not overlap
+        for w in run.windows(2) {
+            assert!(w[1].start_ns + 1.0 >= w[0].start_ns + w[0].dur_ns, "{} overlaps {}", w[0].label, w[1].label);
+        }
+    }
+    let rows = elbo::profile::summarize(&runs);
+    assert!(rows.windows(2).all(|w| w[0].total_ns >= w[1].total_ns), "rows are not sorted by time");
+    assert!(rows.iter().all(|r| r.calls == 3 || r.label.starts_with("gemm_forward")), "{rows:?}");
+    let table = elbo::profile::format_table(&rows);
+    assert!(table.contains("gemm_backward_weight enc") && table.contains("share"));
+    let trace = elbo::profile::chrome_trace(&runs, "test");
+    let events = trace["traceEvents"].as_array().unwrap();
+    assert_eq!(events.len(), 3 * expected);
+    assert!(events.iter().all(|e| e["ph"] == "X" && e["dur"].as_f64().is_some()));
+}
+
+#[test]
+fn spread_is_median_and_deciles() {
+    let v: Vec<f64> = (1..=11).map(f64::from).collect();
+    assert_eq!(elbo::bench::spread(&v), (6.0, 2.0, 10.0));
+}
+
+#[test]
+fn compare_lines_up_two_reports() {
+    let a = serde_json::json!({"adapter": {"name": "A"}, "kernels": [{"kernel": "gemm", "shape": "s", "median_us": 10.0}],
+        "steps": [{"model": "m", "batch": 128, "median_ms": 2.0}]});
+    let b = serde_json::json!({"adapter": {"name": "B"}, "kernels": [{"kernel": "gemm", "shape": "s", "median_us": 5.0}],
+        "steps": [{"model": "m", "batch": 128, "median_ms": 8.0}]});
+    let s = elbo::bench::compare(&a, &b);
+    assert!(s.contains("0.50") && s.contains("4.00"), "{s}");
+}
