@@ -137,8 +137,10 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Timestamps serve `elbo profile` and `elbo bench`; they are taken when offered.
-        let wanted = wgpu::Features::TIMESTAMP_QUERY
+        // Subgroup operations serve kernel variants, timestamps `elbo profile` and
+        // `elbo bench`; both are taken when offered.
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let needed = adapter.features() & wanted;

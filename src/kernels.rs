@@ -11,6 +11,7 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// Every kernel file, by name; each is compiled with `COMMON` in front.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
+    ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
     ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
     ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
@@ -123,6 +124,29 @@ pub struct Kernels {
     pub loss_reduce: wgpu::ComputePipeline,
     pub adam_update: wgpu::ComputePipeline,
     pub gather_batch: wgpu::ComputePipeline,
+    /// gemm_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
+    pub subgroup: Option<SubgroupGemms>,
+}
+
+pub struct SubgroupGemms {
+    pub gemm_forward_subgroup: wgpu::ComputePipeline,
+    pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
+    pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
+}
+
+/// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
+pub const VARIANT_SUFFIXES: &[&str] = &["_subgroup"];
+
+/// The CPU reference an entry point is checked against.
+pub fn reference_name(entry: &str) -> &str {
+    VARIANT_SUFFIXES.iter().find_map(|s| entry.strip_suffix(s)).unwrap_or(entry)
+}
+
+/// Whether the device runs gemm_subgroup.wgsl: SUBGROUP enabled and subgroups of exactly 8 lanes.
+pub fn has_subgroups_of_8(gpu: &Gpu) -> bool {
+    gpu.features.contains(wgpu::Features::SUBGROUP)
+        && gpu.info.subgroup_min_size == 8
+        && gpu.info.subgroup_max_size == 8
 }
 
 impl Kernels {
@@ -134,7 +158,18 @@ impl Kernels {
         let reduce = gpu.shader("reduce.wgsl", source("reduce.wgsl"))?;
         let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
         let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
+        let subgroup = if has_subgroups_of_8(gpu) {
+            let m = gpu.shader("gemm_subgroup.wgsl", source("gemm_subgroup.wgsl"))?;
+            Some(SubgroupGemms {
+                gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
+                gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
+                gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
+            })
+        } else {
+            None
+        };
         Ok(Kernels {
+            subgroup,
             gemm_forward: gpu.pipeline(&gemm, "gemm_forward")?,
             gemm_backward_input: gpu.pipeline(&gemm, "gemm_backward_input")?,
             gemm_backward_weight: gpu.pipeline(&gemm, "gemm_backward_weight")?,
@@ -208,6 +243,19 @@ impl Dispatch {
             flops: 0.0,
             bytes: 0.0,
         }
+    }
+
+    /// A dispatch of explicit workgroup counts.
+    pub fn with_groups(
+        gpu: &Gpu,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        binds: &[(u32, Bind)],
+        groups: [u32; 3],
+    ) -> Dispatch {
+        let mut d = Dispatch::new(gpu, label, pipeline, binds, 1, 1);
+        d.groups = groups;
+        d
     }
 
     pub fn with_cost(mut self, shape: String, flops: f64, bytes: f64) -> Dispatch {

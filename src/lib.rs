@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod gemm;
 pub mod gpu;
 pub mod idx;
 pub mod images;

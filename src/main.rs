@@ -135,6 +135,9 @@ struct TrainArgs {
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
+    /// GEMM kernels: timed on this adapter (auto) or forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    gemm: elbo::gemm::GemmPreference,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -209,6 +212,7 @@ fn run() -> Result<()> {
                 log_every: t.log_every,
                 quiet: t.quiet,
                 adapter: t.adapter.choice(),
+                gemm: t.gemm,
             };
             elbo::train::train(&opts)?;
         }

@@ -31,6 +31,7 @@ pub struct TrainOptions {
     pub log_every: usize,
     pub quiet: bool,
     pub adapter: AdapterChoice,
+    pub gemm: crate::gemm::GemmPreference,
 }
 
 impl Default for TrainOptions {
@@ -51,6 +52,7 @@ impl Default for TrainOptions {
             log_every: 25,
             quiet: false,
             adapter: AdapterChoice::default(),
+            gemm: crate::gemm::GemmPreference::Auto,
         }
     }
 }
@@ -115,8 +117,10 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     let config =
         VaeConfig { width: train_set.width, height: train_set.height, hidden: opts.hidden, latent: opts.latent_dim };
     let model = Model::init(&config, opts.seed);
-    let hyper = Hyper { lr: opts.lr, beta: opts.beta, seed: opts.seed as u32, binarize: opts.binarize };
+    let hyper =
+        Hyper { lr: opts.lr, beta: opts.beta, seed: opts.seed as u32, binarize: opts.binarize, gemm: opts.gemm };
     let mut trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set)?;
+    say(format!("GEMM kernels measured on this adapter:\n  {}", trainer.gemm_choice.describe().replace('\n', "\n  ")));
     say(format!(
         "model: MLP VAE {d}-{h}-({l} mu, {l} logvar)-{h}-{d}, Bernoulli decoder; {} dispatches and 1 submit per step; writing to {}",
         trainer.dispatches_per_step(),

@@ -18,6 +18,7 @@
 //!   then copies of the updated weights into the textures the GEMMs read.
 
 use crate::data::Dataset;
+use crate::gemm::{self, GemmPreference, Pass};
 use crate::gpu::{Gpu, Matrix};
 use crate::kernels::{self, Bind, Dispatch, Kernels, Step};
 use crate::model::{Dense, Model};
@@ -34,6 +35,8 @@ pub struct Hyper {
     pub beta: f32,
     pub seed: u32,
     pub binarize: bool,
+    /// Which GEMM kernels to use (measured on this adapter by default).
+    pub gemm: GemmPreference,
 }
 
 /// Sums over a pass of the data, in nats.
@@ -68,6 +71,8 @@ pub struct Trainer<'g> {
     gpu: &'g Gpu,
     pub model: Model,
     pub hyper: Hyper,
+    /// The GEMM variant of each layer and pass, measured fastest on this adapter (or forced).
+    pub gemm_choice: gemm::Choice,
     /// Batch rows (the largest batch; smaller last batches mask their padding rows).
     pub batch: usize,
     /// Adam steps taken.
@@ -176,37 +181,52 @@ impl<'g> Trainer<'g> {
 
         let mut keep = Vec::new();
         use Bind::{Buffer as B, Texture as T};
-        // GEMMs give each invocation a 4x4 block; element-wise kernels one texel
-        let tiles = |rows: usize, cols: usize| (rows / 4) * cols.div_ceil(4);
+        // element-wise kernels: one invocation per texel
         let texels = |rows: usize, cols: usize| rows * cols.div_ceil(4);
 
+        // the GEMM variants: measured on the model's two large layers unless forced
+        let gemms: Vec<(Pass, usize, usize, usize)> =
+            l.layers().iter().flat_map(|d| Pass::ALL.map(|p| (p, m, d.n, d.k))).collect();
+        let choice = gemm::choose(gpu, &k, hyper.gemm, &gemms)?;
         // forward: y = act(x W^T + b)
-        let forward =
-            |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, relu, input: &Matrix, w: &Matrix, output: &Matrix| {
-                let u = gemm_params(gpu, dense, m, relu);
-                let dsp = Dispatch::new(
-                    gpu,
-                    label,
-                    &k.gemm_forward,
-                    &[(0, B(&u)), (1, T(&input.view)), (2, T(&w.view)), (4, T(&output.view)), (5, B(&params))],
-                    tiles(m, dense.n),
-                    64,
-                )
-                .with_gemm_cost(m, dense.n, dense.k);
-                keep.push(u);
-                dsp
-            };
+        let forward = |keep: &mut Vec<wgpu::Buffer>,
+                       label,
+                       dense: &Dense,
+                       relu: bool,
+                       input: &Matrix,
+                       w: &Matrix,
+                       output: &Matrix| {
+            let u = gemm_params(gpu, dense, m, relu);
+            let binds = [(0, B(&u)), (1, T(&input.view)), (2, T(&w.view)), (4, T(&output.view)), (5, B(&params))];
+            let dsp = gemm::dispatch(
+                gpu,
+                &k,
+                Pass::Forward,
+                choice.get(Pass::Forward, m, dense.n, dense.k),
+                label,
+                &binds,
+                m,
+                dense.n,
+                dense.k,
+            );
+            keep.push(u);
+            dsp
+        };
         let backward_weight = |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, input: &Matrix| {
             let u = gemm_params(gpu, dense, m, false);
-            let dsp = Dispatch::new(
+            let binds = [(0, B(&u)), (1, T(&dy.view)), (2, T(&input.view)), (6, B(&grads))];
+            let pass = Pass::BackwardWeight;
+            let dsp = gemm::dispatch(
                 gpu,
+                &k,
+                pass,
+                choice.get(pass, m, dense.n, dense.k),
                 label,
-                &k.gemm_backward_weight,
-                &[(0, B(&u)), (1, T(&dy.view)), (2, T(&input.view)), (6, B(&grads))],
-                dense.n.div_ceil(4) * dense.k.div_ceil(4),
-                64,
-            )
-            .with_gemm_cost(dense.n, dense.k, m);
+                &binds,
+                m,
+                dense.n,
+                dense.k,
+            );
             keep.push(u);
             dsp
         };
@@ -219,15 +239,19 @@ impl<'g> Trainer<'g> {
                               dx: &Matrix| {
             let u = gemm_params(gpu, dense, m, mask.is_some());
             let mask = mask.unwrap_or(dy);
-            let dsp = Dispatch::new(
+            let binds = [(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&mask.view)), (4, T(&dx.view))];
+            let pass = Pass::BackwardInput;
+            let dsp = gemm::dispatch(
                 gpu,
+                &k,
+                pass,
+                choice.get(pass, m, dense.n, dense.k),
                 label,
-                &k.gemm_backward_input,
-                &[(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&mask.view)), (4, T(&dx.view))],
-                tiles(m, dense.k),
-                64,
-            )
-            .with_gemm_cost(m, dense.k, dense.n);
+                &binds,
+                m,
+                dense.n,
+                dense.k,
+            );
             keep.push(u);
             dsp
         };
@@ -389,6 +413,7 @@ impl<'g> Trainer<'g> {
             gpu,
             model,
             hyper,
+            gemm_choice: choice,
             batch,
             steps_done: 0,
             counter: 0,

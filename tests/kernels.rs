@@ -4,6 +4,7 @@
 
 mod common;
 use common::{assert_close, gpu, random, rows};
+use elbo::gemm::{self, GemmPreference, Pass, Variant};
 use elbo::kernels::{self, Bind, Dispatch, Kernels, Step};
 use elbo::reference as r;
 use std::sync::OnceLock;
@@ -33,12 +34,26 @@ fn step(rows: u32) -> Step {
 use Bind::{Buffer as B, Texture as T};
 
 const GEMM_SHAPES: &[(usize, usize, usize)] =
-    &[(4, 4, 4), (5, 7, 9), (13, 37, 61), (128, 40, 400), (64, 784, 20), (3, 2, 1)];
+    &[(4, 4, 4), (5, 7, 9), (13, 37, 61), (128, 40, 400), (64, 784, 20), (3, 2, 1), (40, 300, 12), (36, 9, 520)];
+
+/// Every GEMM variant this adapter runs. On lavapipe (subgroups of 8) that must
+/// include the subgroup kernels, so CI cannot silently test only one variant.
+fn variants() -> Vec<Variant> {
+    let v = gemm::available(k());
+    if gpu().info.driver.contains("llvmpipe") && gpu().info.subgroup_max_size == 8 {
+        assert!(v.contains(&Variant::Subgroup), "lavapipe with 8-lane subgroups should run gemm_subgroup.wgsl");
+    }
+    v
+}
+
+fn each_gemm_case() -> Vec<((usize, usize, usize), Variant)> {
+    GEMM_SHAPES.iter().flat_map(|&s| variants().into_iter().map(move |v| (s, v))).collect()
+}
 
 #[test]
 fn gemm_forward_matches_reference() {
     let g = gpu();
-    for &(m, n, kk) in GEMM_SHAPES {
+    for ((m, n, kk), variant) in each_gemm_case() {
         for relu in [false, true] {
             let x = random(m * kk, 1, -1.0, 1.0);
             let w = random(n * kk, 2, -1.0, 1.0);
@@ -48,22 +63,16 @@ fn gemm_forward_matches_reference() {
             g.write_matrix(&xm, &x);
             g.write_matrix(&wm, &w);
             let params = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
-            let u = g.uniform(
-                "gemm",
-                &kernels::Gemm { m: xm.rows as u32, n: n as u32, k: kk as u32, act: relu as u32, ..Default::default() },
-            );
-            let d = Dispatch::new(
-                g,
-                "gemm_forward",
-                &k().gemm_forward,
-                &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&params))],
-                (xm.rows / 4) * n.div_ceil(4),
-                64,
-            );
+            let gp =
+                kernels::Gemm { m: xm.rows as u32, n: n as u32, k: kk as u32, act: relu as u32, ..Default::default() };
+            let u = g.uniform("gemm", &gp);
+            let binds = [(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&params))];
+            let d = gemm::dispatch(g, k(), Pass::Forward, variant, "gemm_forward", &binds, xm.rows, n, kk);
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&ym).unwrap(), m, n);
             let want = r::gemm_forward(&x, &w, &b, m, n, kk, relu);
-            assert_close(&format!("gemm_forward m={m} n={n} k={kk} relu={relu}"), &got, &want, 1e-4, 1e-4);
+            let what = format!("gemm_forward {} m={m} n={n} k={kk} relu={relu}", variant.name());
+            assert_close(&what, &got, &want, 1e-4, 1e-4);
         }
     }
 }
@@ -71,42 +80,32 @@ fn gemm_forward_matches_reference() {
 #[test]
 fn gemm_backward_input_matches_reference() {
     let g = gpu();
-    for &(m, n, kk) in GEMM_SHAPES {
+    for ((m, n, kk), variant) in each_gemm_case() {
         for masked in [false, true] {
             let dy = random(m * n, 4, -1.0, 1.0);
             let w = random(n * kk, 5, -1.0, 1.0);
             let x = random(m * kk, 6, -1.0, 1.0);
-            let (dym, wm, xm, dxm) = (
-                g.matrix("dy", m, n).unwrap(),
-                g.matrix("w", n, kk).unwrap(),
-                g.matrix("x", m, kk).unwrap(),
-                g.matrix("dx", m, kk).unwrap(),
-            );
+            let (dym, wm) = (g.matrix("dy", m, n).unwrap(), g.matrix("w", n, kk).unwrap());
+            let (xm, dxm) = (g.matrix("x", m, kk).unwrap(), g.matrix("dx", m, kk).unwrap());
             g.write_matrix(&dym, &dy);
             g.write_matrix(&wm, &w);
             g.write_matrix(&xm, &x);
-            let u = g.uniform(
-                "gemm",
-                &kernels::Gemm {
-                    m: dym.rows as u32,
-                    n: n as u32,
-                    k: kk as u32,
-                    act: masked as u32,
-                    ..Default::default()
-                },
-            );
-            let d = Dispatch::new(
-                g,
-                "gemm_backward_input",
-                &k().gemm_backward_input,
-                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view))],
-                (dym.rows / 4) * kk.div_ceil(4),
-                64,
-            );
+            let gp = kernels::Gemm {
+                m: dym.rows as u32,
+                n: n as u32,
+                k: kk as u32,
+                act: masked as u32,
+                ..Default::default()
+            };
+            let u = g.uniform("gemm", &gp);
+            let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view))];
+            let d =
+                gemm::dispatch(g, k(), Pass::BackwardInput, variant, "gemm_backward_input", &binds, dym.rows, n, kk);
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&dxm).unwrap(), m, kk);
             let want = r::gemm_backward_input(&dy, &w, masked.then_some(&x[..]), m, n, kk);
-            assert_close(&format!("gemm_backward_input m={m} n={n} k={kk} masked={masked}"), &got, &want, 1e-4, 1e-4);
+            let what = format!("gemm_backward_input {} m={m} n={n} k={kk} masked={masked}", variant.name());
+            assert_close(&what, &got, &want, 1e-4, 1e-4);
         }
     }
 }
@@ -114,7 +113,7 @@ fn gemm_backward_input_matches_reference() {
 #[test]
 fn gemm_backward_weight_matches_reference() {
     let g = gpu();
-    for &(m, n, kk) in GEMM_SHAPES {
+    for ((m, n, kk), variant) in each_gemm_case() {
         let dy = random(m * n, 7, -1.0, 1.0);
         let x = random(m * kk, 8, -1.0, 1.0);
         let (dym, xm) = (g.matrix("dy", m, n).unwrap(), g.matrix("x", m, kk).unwrap());
@@ -123,46 +122,53 @@ fn gemm_backward_weight_matches_reference() {
         let stride = kk.next_multiple_of(64);
         let bias_at = n.next_multiple_of(4) * stride;
         let grads = g.buffer("grads", ((bias_at + n) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
-        let u = g.uniform(
-            "gemm",
-            &kernels::Gemm {
-                m: dym.rows as u32,
-                n: n as u32,
-                k: kk as u32,
-                act: 0,
-                bias: 0,
-                grad_w: 0,
-                stride: stride as u32,
-                grad_b: bias_at as u32,
-            },
-        );
-        let d = Dispatch::new(
-            g,
-            "gemm_backward_weight",
-            &k().gemm_backward_weight,
-            &[(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))],
-            n.div_ceil(4) * kk.div_ceil(4),
-            64,
-        );
+        let gp = kernels::Gemm {
+            m: dym.rows as u32,
+            n: n as u32,
+            k: kk as u32,
+            act: 0,
+            bias: 0,
+            grad_w: 0,
+            stride: stride as u32,
+            grad_b: bias_at as u32,
+        };
+        let u = g.uniform("gemm", &gp);
+        let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))];
+        let d = gemm::dispatch(g, k(), Pass::BackwardWeight, variant, "gemm_backward_weight", &binds, dym.rows, n, kk);
         kernels::run(g, &[d]).unwrap();
         let flat = g.read_f32(&grads, 0, bias_at + n).unwrap();
         let got_w: Vec<f32> = (0..n).flat_map(|j| flat[j * stride..j * stride + kk].to_vec()).collect();
         let (want_w, want_b) = r::gemm_backward_weight(&dy, &x, m, n, kk);
-        assert_close(&format!("gemm_backward_weight dW m={m} n={n} k={kk}"), &got_w, &want_w, 1e-4, 1e-4);
-        assert_close(
-            &format!("gemm_backward_weight db m={m} n={n} k={kk}"),
-            &flat[bias_at..bias_at + n],
-            &want_b,
-            1e-4,
-            1e-4,
-        );
+        let what = format!("gemm_backward_weight {} m={m} n={n} k={kk}", variant.name());
+        assert_close(&format!("{what} dW"), &got_w, &want_w, 1e-4, 1e-4);
+        assert_close(&format!("{what} db"), &flat[bias_at..bias_at + n], &want_b, 1e-4, 1e-4);
         // nothing written outside dW's rows and columns: the padding stays zero
         let pad: f32 = (0..n.next_multiple_of(4))
             .flat_map(|j| flat[j * stride + kk..(j + 1) * stride].to_vec())
             .map(f32::abs)
             .sum();
-        assert_eq!(pad, 0.0, "gemm_backward_weight wrote into the row padding");
+        assert_eq!(pad, 0.0, "{what} wrote into the row padding");
     }
+}
+
+#[test]
+fn gemm_choice_picks_an_available_variant_for_every_layer() {
+    let g = gpu();
+    let gemms = [(Pass::Forward, 64, 100, 30), (Pass::BackwardInput, 64, 100, 30), (Pass::BackwardWeight, 64, 100, 30)];
+    let auto = gemm::choose(g, k(), GemmPreference::Auto, &gemms).unwrap();
+    assert_eq!(auto.decisions.len(), 3);
+    for d in &auto.decisions {
+        assert!(variants().contains(&d.variant));
+        if variants().len() > 1 {
+            assert_eq!(d.timings.len(), variants().len(), "{}", auto.describe());
+            let best = d.timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+            assert_eq!(best, d.variant, "{}", auto.describe());
+        }
+    }
+    let texel = gemm::choose(g, k(), GemmPreference::Texel, &gemms).unwrap();
+    assert!(texel.decisions.iter().all(|d| d.variant == Variant::Texel && d.timings.is_empty()));
+    let forced = gemm::choose(g, k(), GemmPreference::Subgroup, &gemms);
+    assert_eq!(forced.is_ok(), variants().contains(&Variant::Subgroup));
 }
 
 fn elementwise(

@@ -16,7 +16,7 @@ fn profiler_times_every_dispatch_of_a_step() {
     let g = gpu();
     let (train, test) = (synthetic(64), synthetic(16));
     let config = VaeConfig { width: 8, height: 8, hidden: 32, latent: 4 };
-    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 1, binarize: false };
+    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 1, binarize: false, gemm: elbo::gemm::GemmPreference::Auto };
     let mut t = Trainer::new(g, Model::init(&config, 1), hyper, 16, &train, &test).unwrap();
     t.set_order(&(0..64).collect::<Vec<u32>>()).unwrap();
     let runs = elbo::bench::profile_steps(g, &mut t, 1, 3).unwrap();

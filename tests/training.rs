@@ -23,7 +23,7 @@ fn train_step_gradient_matches_reference_model() {
     let g = gpu();
     let (config, train, test) = small();
     let model = Model::init(&config, 3);
-    let hyper = Hyper { lr: 1e-3, beta: 0.8, seed: 9, binarize: false };
+    let hyper = Hyper { lr: 1e-3, beta: 0.8, seed: 9, binarize: false, gemm: elbo::gemm::GemmPreference::Auto };
     let batch = 10;
     let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
     let order: Vec<u32> = (0..25).map(|i| (i * 7) % 25).collect();
@@ -54,7 +54,7 @@ fn evaluation_matches_reference_model() {
     let g = gpu();
     let (config, train, test) = small();
     let model = Model::init(&config, 4);
-    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 2, binarize: false };
+    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 2, binarize: false, gemm: elbo::gemm::GemmPreference::Auto };
     let batch = 8;
     let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
     let got = t.evaluate().unwrap();
@@ -103,7 +103,8 @@ fn mnist_subset(n_train: usize, n_test: usize) -> (Dataset, Dataset) {
 /// Per-batch losses of `epochs` epochs on the MNIST subset.
 fn run_losses(train: &Dataset, test: &Dataset, seed: u64, epochs: usize) -> Vec<f32> {
     let config = VaeConfig { width: 28, height: 28, hidden: 64, latent: 8 };
-    let hyper = Hyper { lr: 3e-3, beta: 1.0, seed: seed as u32, binarize: true };
+    let hyper =
+        Hyper { lr: 3e-3, beta: 1.0, seed: seed as u32, binarize: true, gemm: elbo::gemm::GemmPreference::Auto };
     let mut t = Trainer::new(gpu(), Model::init(&config, seed), hyper, 64, train, test).unwrap();
     let mut losses = Vec::new();
     let steps = t.batches(train.len);

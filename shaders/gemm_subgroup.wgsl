@@ -1,0 +1,355 @@
+// The GEMMs of gemm.wgsl (same uniform, bindings and texture layout), for
+// adapters whose subgroups are exactly 8 lanes wide: lavapipe on AVX2 CPUs.
+// Each lane fetches one texel of the operand that all lanes share and hands
+// it to the others with subgroupBroadcast, so a texel fetch (per-lane scalar
+// code on llvmpipe) feeds 8 lanes' FMAs instead of one. Compiled only when
+// the device has Features::SUBGROUP; chosen by measurement (src/kernels.rs).
+
+struct Gemm {
+    m: u32,      // batch rows, a multiple of 4
+    n: u32,      // output features
+    k: u32,      // input features
+    act: u32,    // 0: identity; 1: ReLU (forward) or ReLU mask (backward_input)
+    bias: u32,   // forward: offset of b (n) in the flat parameters, floats
+    grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients
+    stride: u32, // backward_weight: row stride of dW, floats
+    grad_b: u32, // backward_weight: offset of db (n) in the flat gradients
+}
+
+@group(0) @binding(0) var<uniform> p: Gemm;
+// forward: X (m, k); backward_input: dY (m, n); backward_weight: dY (m, n)
+@group(0) @binding(1) var lhs: texture_2d<f32>;
+// forward: W (n, k); backward_input: W (n, k); backward_weight: X (m, k)
+@group(0) @binding(2) var rhs: texture_2d<f32>;
+// backward_input: the layer's input X (m, k), whose sign masks dX when act == 1
+@group(0) @binding(3) var mask: texture_2d<f32>;
+// forward: Y (m, n); backward_input: dX (m, k)
+@group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
+// forward: the flat parameter buffer (bias)
+@group(0) @binding(5) var<storage, read> params: array<f32>;
+// backward_weight: the flat gradient buffer (dW, db)
+@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
+
+// Texel (col4, row) of t, or zero past `rows` (out-of-range fetches are clamped, then zeroed).
+fn fetch_or_zero(t: texture_2d<f32>, col4: u32, row: u32, rows: u32) -> vec4<f32> {
+    let v = textureLoad(t, vec2<u32>(col4, min(row, rows - 1u)), 0);
+    return select(vec4<f32>(0.0), v, row < rows);
+}
+
+// Y (m, n) = act(X (m, k) . W (n, k)^T + b)
+// Workgroup (x, y): 128 columns from 128 x, 16 rows from 16 y. Lane l of subgroup s
+// owns columns c0 = 128 x + 8 s + l and c0 + 64, for all 16 rows; lanes fetch rows
+// 16 y + l and 16 y + 8 + l of X and broadcast them.
+@compute @workgroup_size(64)
+fn gemm_forward_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let c0 = wg.x * 128u + lid;
+    let c1 = c0 + 64u;
+    let r0 = wg.y * 16u;
+    let wrows = (p.n + 3u) / 4u * 4u;
+    let w0_row = min(c0, wrows - 1u);
+    let w1_row = min(c1, wrows - 1u);
+    var a0 = vec2<f32>(0.0);
+    var a1 = vec2<f32>(0.0);
+    var a2 = vec2<f32>(0.0);
+    var a3 = vec2<f32>(0.0);
+    var a4 = vec2<f32>(0.0);
+    var a5 = vec2<f32>(0.0);
+    var a6 = vec2<f32>(0.0);
+    var a7 = vec2<f32>(0.0);
+    var a8 = vec2<f32>(0.0);
+    var a9 = vec2<f32>(0.0);
+    var a10 = vec2<f32>(0.0);
+    var a11 = vec2<f32>(0.0);
+    var a12 = vec2<f32>(0.0);
+    var a13 = vec2<f32>(0.0);
+    var a14 = vec2<f32>(0.0);
+    var a15 = vec2<f32>(0.0);
+    let k4 = (p.k + 3u) / 4u;
+    for (var t = 0u; t < k4; t++) {
+        let w0 = textureLoad(rhs, vec2<u32>(t, w0_row), 0);
+        let w1 = textureLoad(rhs, vec2<u32>(t, w1_row), 0);
+        let xa = fetch_or_zero(lhs, t, r0 + lane, p.m);
+        let xb = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
+        var x = subgroupBroadcast(xa, 0u);
+        a0 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 1u);
+        a1 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 2u);
+        a2 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 3u);
+        a3 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 4u);
+        a4 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 5u);
+        a5 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 6u);
+        a6 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xa, 7u);
+        a7 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 0u);
+        a8 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 1u);
+        a9 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 2u);
+        a10 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 3u);
+        a11 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 4u);
+        a12 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 5u);
+        a13 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 6u);
+        a14 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(xb, 7u);
+        a15 += vec2<f32>(dot(x, w0), dot(x, w1));
+    }
+    var acc = array<vec2<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    let b = vec2<f32>(params[p.bias + min(c0, p.n - 1u)], params[p.bias + min(c1, p.n - 1u)]);
+    let live = vec2<f32>(f32(c0 < p.n), f32(c1 < p.n));
+    // lanes 4j..4j+3 hold the four columns of one output texel: gather them by shuffles
+    let first = lane & ~3u;
+    for (var r = 0u; r < 16u; r++) {
+        var v = acc[r] + b;
+        if p.act == 1u {
+            v = max(v, vec2<f32>(0.0));
+        }
+        v *= live;
+        let t0 = vec4<f32>(subgroupShuffle(v.x, first), subgroupShuffle(v.x, first + 1u), subgroupShuffle(v.x, first + 2u), subgroupShuffle(v.x, first + 3u));
+        let t1 = vec4<f32>(subgroupShuffle(v.y, first), subgroupShuffle(v.y, first + 1u), subgroupShuffle(v.y, first + 2u), subgroupShuffle(v.y, first + 3u));
+        let row = r0 + r;
+        if lane == first && row < p.m {
+            if c0 < p.n {
+                textureStore(out, vec2<u32>(c0 / 4u, row), t0);
+            }
+            if c1 < p.n {
+                textureStore(out, vec2<u32>(c1 / 4u, row), t1);
+            }
+        }
+    }
+}
+
+// dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
+// Workgroup (x, y): 64 k-texels from 64 x, 8 rows from 8 y. Lane l owns k-texel
+// 64 x + (its index) for all 8 rows; lanes fetch row 8 y + l of dY and broadcast it.
+@compute @workgroup_size(64)
+fn gemm_backward_input_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let k4 = (p.k + 3u) / 4u;
+    let c4 = wg.x * 64u + lid;
+    let col = min(c4, k4 - 1u);
+    let r0 = wg.y * 8u;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    let n4 = (p.n + 3u) / 4u;
+    for (var t = 0u; t < n4; t++) {
+        let w0 = textureLoad(rhs, vec2<u32>(col, 4u * t), 0);
+        let w1 = textureLoad(rhs, vec2<u32>(col, 4u * t + 1u), 0);
+        let w2 = textureLoad(rhs, vec2<u32>(col, 4u * t + 2u), 0);
+        let w3 = textureLoad(rhs, vec2<u32>(col, 4u * t + 3u), 0);
+        let gl = fetch_or_zero(lhs, t, r0 + lane, p.m);
+        var g = subgroupBroadcast(gl, 0u);
+        a0 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 1u);
+        a1 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 2u);
+        a2 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 3u);
+        a3 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 4u);
+        a4 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 5u);
+        a5 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 6u);
+        a6 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl, 7u);
+        a7 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+    }
+    if c4 >= k4 {
+        return;
+    }
+    var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    for (var r = 0u; r < 8u; r++) {
+        let row = r0 + r;
+        if row < p.m {
+            var v = acc[r];
+            if p.act == 1u {
+                v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, vec2<u32>(c4, row), 0) > vec4<f32>(0.0));
+            }
+            textureStore(out, vec2<u32>(c4, row), v);
+        }
+    }
+}
+
+// dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY.
+// Workgroup (x, y): 64 k-texels from 64 x, 8 outputs n from 8 y. Rows go in
+// chunks of 8: lane l fetches dY's two texels of row (chunk + l) and broadcasts them.
+@compute @workgroup_size(64)
+fn gemm_backward_weight_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let k4 = (p.k + 3u) / 4u;
+    let c4 = wg.x * 64u + lid;
+    let col = min(c4, k4 - 1u);
+    let n0 = wg.y * 8u;
+    let n4 = (p.n + 3u) / 4u;
+    let ta = min(n0 / 4u, n4 - 1u);
+    let tb = min(n0 / 4u + 1u, n4 - 1u);
+    let live_b = f32(n0 / 4u + 1u < n4);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var sa = vec4<f32>(0.0);
+    var sb = vec4<f32>(0.0);
+    for (var r0 = 0u; r0 < p.m; r0 += 8u) {
+        let ga = fetch_or_zero(lhs, ta, r0 + lane, p.m);
+        let gb = fetch_or_zero(lhs, tb, r0 + lane, p.m) * live_b;
+        // row r0 + j of X times the broadcast row r0 + j of dY, for j = 0..7
+        var x: vec4<f32>;
+        var da: vec4<f32>;
+        var db: vec4<f32>;
+        x = fetch_or_zero(rhs, col, r0 + 0u, p.m);
+        da = subgroupBroadcast(ga, 0u);
+        db = subgroupBroadcast(gb, 0u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 1u, p.m);
+        da = subgroupBroadcast(ga, 1u);
+        db = subgroupBroadcast(gb, 1u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 2u, p.m);
+        da = subgroupBroadcast(ga, 2u);
+        db = subgroupBroadcast(gb, 2u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 3u, p.m);
+        da = subgroupBroadcast(ga, 3u);
+        db = subgroupBroadcast(gb, 3u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 4u, p.m);
+        da = subgroupBroadcast(ga, 4u);
+        db = subgroupBroadcast(gb, 4u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 5u, p.m);
+        da = subgroupBroadcast(ga, 5u);
+        db = subgroupBroadcast(gb, 5u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 6u, p.m);
+        da = subgroupBroadcast(ga, 6u);
+        db = subgroupBroadcast(gb, 6u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+        x = fetch_or_zero(rhs, col, r0 + 7u, p.m);
+        da = subgroupBroadcast(ga, 7u);
+        db = subgroupBroadcast(gb, 7u);
+        a0 += da.x * x;
+        a1 += da.y * x;
+        a2 += da.z * x;
+        a3 += da.w * x;
+        a4 += db.x * x;
+        a5 += db.y * x;
+        a6 += db.z * x;
+        a7 += db.w * x;
+        sa += da;
+        sb += db;
+    }
+    if c4 >= k4 {
+        return;
+    }
+    var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    var sums = array<vec4<f32>, 2>(sa, sb);
+    for (var i = 0u; i < 8u; i++) {
+        let n = n0 + i;
+        if n >= p.n {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let k = c4 * 4u + j;
+            if k < p.k {
+                grads[p.grad_w + n * p.stride + k] = acc[i][j];
+            }
+        }
+        if c4 == 0u {
+            grads[p.grad_b + n] = sums[i / 4u][i % 4u];
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The GEMM kernel variants, their dispatch shapes, and the per-adapter choice
+//! between them, made by timing each variant on the model's own shapes.
+
+use crate::gpu::Gpu;
+use crate::kernels::{self, Bind, Dispatch, Kernels};
+use crate::profile::Profiler;
+use anyhow::Result;
+
+/// Which GEMM kernels to use: measured (auto), or forced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GemmPreference {
+    /// Time every variant the adapter supports on the model's shapes and keep the fastest.
+    Auto,
+    /// gemm.wgsl: 4x4 output blocks from texel fetches; runs everywhere.
+    Texel,
+    /// gemm_subgroup.wgsl: operands shared by subgroupBroadcast; needs subgroups of 8 lanes.
+    Subgroup,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Texel,
+    Subgroup,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Texel => "texel",
+            Variant::Subgroup => "subgroup",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Y (m, n) = act(X (m, k) W (n, k)^T + b)
+    Forward,
+    /// dX (m, k) = dY (m, n) W (n, k), masked
+    BackwardInput,
+    /// dW (n, k) = dY (m, n)^T X (m, k), db
+    BackwardWeight,
+}
+
+impl Pass {
+    pub const ALL: [Pass; 3] = [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight];
+
+    pub fn entry(self) -> &'static str {
+        match self {
+            Pass::Forward => "gemm_forward",
+            Pass::BackwardInput => "gemm_backward_input",
+            Pass::BackwardWeight => "gemm_backward_weight",
+        }
+    }
+}
+
+/// The variant chosen for one GEMM (pass and shape), with the timings that chose it.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub pass: Pass,
+    /// (m, n, k) as `dispatch` takes them.
+    pub shape: (usize, usize, usize),
+    pub variant: Variant,
+    /// (variant, median microseconds) for every variant timed; empty when forced.
+    pub timings: Vec<(Variant, f64)>,
+}
+
+/// The variant of every GEMM of a model.
+#[derive(Clone, Debug, Default)]
+pub struct Choice {
+    pub decisions: Vec<Decision>,
+}
+
+impl Choice {
+    /// The variant for `pass` at (m, n, k): the decision made for it, else the texel kernel.
+    pub fn get(&self, pass: Pass, m: usize, n: usize, k: usize) -> Variant {
+        self.decisions.iter().find(|d| d.pass == pass && d.shape == (m, n, k)).map_or(Variant::Texel, |d| d.variant)
+    }
+
+    /// One line per decision: pass, shape, variant and the timings behind it.
+    pub fn describe(&self) -> String {
+        self.decisions
+            .iter()
+            .map(|d| {
+                let times: Vec<String> = d.timings.iter().map(|(v, us)| format!("{} {us:.0} us", v.name())).collect();
+                let (m, n, k) = d.shape;
+                format!(
+                    "{} m={m} n={n} k={k}: {}{}",
+                    d.pass.entry(),
+                    d.variant.name(),
+                    if times.is_empty() { " (forced)".to_string() } else { format!(" ({})", times.join(", ")) }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The variants this device can run.
+pub fn available(k: &Kernels) -> Vec<Variant> {
+    let mut v = vec![Variant::Texel];
+    if k.subgroup.is_some() {
+        v.push(Variant::Subgroup);
+    }
+    v
+}
+
+/// A GEMM dispatch of `pass` in `variant` for batch rows m (a multiple of 4), n outputs, k inputs.
+/// `binds` follow gemm.wgsl's layout.
+#[allow(clippy::too_many_arguments)]
+pub fn dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    pass: Pass,
+    variant: Variant,
+    label: &'static str,
+    binds: &[(u32, Bind)],
+    m: usize,
+    n: usize,
+    kk: usize,
+) -> Dispatch {
+    let g = |x: usize| x.max(1) as u32;
+    let d = match (variant, &k.subgroup) {
+        (Variant::Subgroup, Some(s)) => match pass {
+            Pass::Forward => Dispatch::with_groups(
+                gpu,
+                label,
+                &s.gemm_forward_subgroup,
+                binds,
+                [g(n.div_ceil(128)), g(m.div_ceil(16)), 1],
+            ),
+            Pass::BackwardInput => Dispatch::with_groups(
+                gpu,
+                label,
+                &s.gemm_backward_input_subgroup,
+                binds,
+                [g(kk.div_ceil(4).div_ceil(64)), g(m.div_ceil(8)), 1],
+            ),
+            Pass::BackwardWeight => Dispatch::with_groups(
+                gpu,
+                label,
+                &s.gemm_backward_weight_subgroup,
+                binds,
+                [g(kk.div_ceil(4).div_ceil(64)), g(n.div_ceil(8)), 1],
+            ),
+        },
+        _ => match pass {
+            Pass::Forward => Dispatch::new(gpu, label, &k.gemm_forward, binds, (m / 4) * n.div_ceil(4), 64),
+            Pass::BackwardInput => {
+                Dispatch::new(gpu, label, &k.gemm_backward_input, binds, (m / 4) * kk.div_ceil(4), 64)
+            }
+            Pass::BackwardWeight => {
+                Dispatch::new(gpu, label, &k.gemm_backward_weight, binds, n.div_ceil(4) * kk.div_ceil(4), 64)
+            }
+        },
+    };
+    match pass {
+        Pass::Forward => d.with_gemm_cost(m, n, kk),
+        Pass::BackwardInput => d.with_gemm_cost(m, kk, n),
+        Pass::BackwardWeight => d.with_gemm_cost(n, kk, m),
+    }
+}
+
+/// Median microseconds of `pass` in `variant` on random data of the given shape.
+#[allow(clippy::too_many_arguments)]
+pub fn time_variant(
+    gpu: &Gpu,
+    k: &Kernels,
+    pass: Pass,
+    variant: Variant,
+    m: usize,
+    n: usize,
+    kk: usize,
+    runs: usize,
+) -> Result<f64> {
+    let m = m.next_multiple_of(4);
+    let fill = |rows: usize, cols: usize, seed: u32| -> Result<crate::gpu::Matrix> {
+        let mat = gpu.matrix("gemm timing", rows, cols)?;
+        let data: Vec<f32> = (0..rows * cols).map(|i| crate::rng::rand_uniform(seed, 9, 0, i as u32) - 0.5).collect();
+        gpu.write_matrix(&mat, &data);
+        Ok(mat)
+    };
+    let (lhs_cols, rhs_rows, rhs_cols, out_cols) = match pass {
+        Pass::Forward => (kk, n, kk, n),
+        Pass::BackwardInput => (n, n, kk, kk),
+        Pass::BackwardWeight => (n, m, kk, kk),
+    };
+    let (lhs, rhs, out) =
+        (fill(m, lhs_cols, 1)?, fill(rhs_rows, rhs_cols, 2)?, gpu.matrix("gemm timing out", m, out_cols)?);
+    let stride = kk.next_multiple_of(64);
+    let flat =
+        gpu.buffer("gemm timing flat", ((n.next_multiple_of(4) * stride + n) * 4) as u64, wgpu::BufferUsages::empty())?;
+    let u = gpu.uniform(
+        "gemm timing",
+        &kernels::Gemm {
+            m: m as u32,
+            n: n as u32,
+            k: kk as u32,
+            act: 1,
+            bias: 0,
+            grad_w: 0,
+            stride: stride as u32,
+            grad_b: (n.next_multiple_of(4) * stride) as u32,
+        },
+    );
+    let dx = gpu.matrix("gemm timing dx", m, kk)?;
+    use Bind::{Buffer as B, Texture as T};
+    let binds: Vec<(u32, Bind)> = match pass {
+        Pass::Forward => vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (4, T(&out.view)), (5, B(&flat))],
+        // `out` (m, k) serves as the ReLU mask
+        Pass::BackwardInput => {
+            vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (3, T(&out.view)), (4, T(&dx.view))]
+        }
+        Pass::BackwardWeight => vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (6, B(&flat))],
+    };
+    let d = dispatch(gpu, k, pass, variant, pass.entry(), &binds, m, n, kk);
+    let profiler = Profiler::new(gpu, 1);
+    profiler.run(gpu, &[&d], None)?; // first run compiles the pipeline
+    let mut t: Vec<f64> = (0..runs).map(|_| Ok(profiler.run(gpu, &[&d], None)?[0].dur_ns)).collect::<Result<_>>()?;
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2] / 1e3)
+}
+
+/// Chooses a variant for each (pass, m, n, k) of `gemms`: forced by `pref`, or
+/// the fastest of the adapter's variants timed at that shape.
+pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usize, usize, usize)]) -> Result<Choice> {
+    let avail = available(k);
+    let forced = match pref {
+        GemmPreference::Texel => Some(Variant::Texel),
+        GemmPreference::Subgroup if !avail.contains(&Variant::Subgroup) => anyhow::bail!(
+            "--gemm subgroup needs subgroups of exactly 8 lanes; adapter {} has {}..{} lanes{}. Use --gemm auto",
+            gpu.info.name,
+            gpu.info.subgroup_min_size,
+            gpu.info.subgroup_max_size,
+            if gpu.features.contains(wgpu::Features::SUBGROUP) { "" } else { " and no SUBGROUP feature" }
+        ),
+        GemmPreference::Subgroup => Some(Variant::Subgroup),
+        GemmPreference::Auto if avail.len() == 1 => Some(Variant::Texel),
+        GemmPreference::Auto => None,
+    };
+    let mut choice = Choice::default();
+    for &(pass, m, n, kk) in gemms {
+        if choice.decisions.iter().any(|d| d.pass == pass && d.shape == (m, n, kk)) {
+            continue;
+        }
+        let (variant, timings) = match forced {
+            Some(v) => (v, Vec::new()),
+            None => {
+                let timings: Vec<(Variant, f64)> = avail
+                    .iter()
+                    .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?)))
+                    .collect::<Result<_>>()?;
+                let best = timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+                (best, timings)
+            }
+        };
+        choice.decisions.push(Decision { pass, shape: (m, n, kk), variant, timings });
+    }
+    Ok(choice)
+}
