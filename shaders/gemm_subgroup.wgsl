@@ -196,6 +196,7 @@ fn gemm_backward_input_subgroup(
 // dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY.
 // Workgroup (x, y): 64 k-texels from 64 x, 8 outputs n from 8 y. Rows go in
 // chunks of 8: lane l fetches dY's two texels of row (chunk + l) and broadcasts them.
+// dY's padding rows are zero (the loss writes them so), so they add nothing.
 @compute @workgroup_size(64)
 fn gemm_backward_weight_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -218,8 +219,6 @@ fn gemm_backward_weight_subgroup(
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    var sa = vec4<f32>(0.0);
-    var sb = vec4<f32>(0.0);
     for (var r0 = 0u; r0 < p.m; r0 += 8u) {
         let ga = fetch_or_zero(lhs, ta, r0 + lane, p.m);
         let gb = fetch_or_zero(lhs, tb, r0 + lane, p.m) * live_b;
@@ -238,8 +237,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 1u, p.m);
         da = subgroupBroadcast(ga, 1u);
         db = subgroupBroadcast(gb, 1u);
@@ -251,8 +248,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 2u, p.m);
         da = subgroupBroadcast(ga, 2u);
         db = subgroupBroadcast(gb, 2u);
@@ -264,8 +259,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 3u, p.m);
         da = subgroupBroadcast(ga, 3u);
         db = subgroupBroadcast(gb, 3u);
@@ -277,8 +270,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 4u, p.m);
         da = subgroupBroadcast(ga, 4u);
         db = subgroupBroadcast(gb, 4u);
@@ -290,8 +281,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 5u, p.m);
         da = subgroupBroadcast(ga, 5u);
         db = subgroupBroadcast(gb, 5u);
@@ -303,8 +292,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 6u, p.m);
         da = subgroupBroadcast(ga, 6u);
         db = subgroupBroadcast(gb, 6u);
@@ -316,8 +303,6 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
         x = fetch_or_zero(rhs, col, r0 + 7u, p.m);
         da = subgroupBroadcast(ga, 7u);
         db = subgroupBroadcast(gb, 7u);
@@ -329,14 +314,29 @@ fn gemm_backward_weight_subgroup(
         a5 += db.y * x;
         a6 += db.z * x;
         a7 += db.w * x;
-        sa += da;
-        sb += db;
+    }
+    // db: the first column of workgroups also sums dY's 8 columns; lanes take every
+    // 8th row and subgroupAdd combines them
+    if wg.x == 0u {
+        var sa = vec4<f32>(0.0);
+        var sb = vec4<f32>(0.0);
+        for (var r = lane; r < p.m; r += 8u) {
+            sa += textureLoad(lhs, vec2<u32>(ta, r), 0);
+            sb += textureLoad(lhs, vec2<u32>(tb, r), 0) * live_b;
+        }
+        sa = subgroupAdd(sa);
+        sb = subgroupAdd(sb);
+        if lid == 0u {
+            var sums = array<vec4<f32>, 2>(sa, sb);
+            for (var i = 0u; i < 8u && n0 + i < p.n; i++) {
+                grads[p.grad_b + n0 + i] = sums[i / 4u][i % 4u];
+            }
+        }
     }
     if c4 >= k4 {
         return;
     }
     var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
-    var sums = array<vec4<f32>, 2>(sa, sb);
     for (var i = 0u; i < 8u; i++) {
         let n = n0 + i;
         if n >= p.n {
@@ -347,9 +347,6 @@ fn gemm_backward_weight_subgroup(
             if k < p.k {
                 grads[p.grad_w + n * p.stride + k] = acc[i][j];
             }
-        }
-        if c4 == 0u {
-            grads[p.grad_b + n] = sums[i / 4u][i % 4u];
         }
     }
 }
