@@ -2,8 +2,8 @@
 //! chosen adapter, as tables and JSON that two machines can be compared by.
 
 use crate::data::{load_mnist, mnist_dir, Dataset};
-use crate::gpu::{Gpu, Matrix};
-use crate::kernels::{self, Bind, Dispatch, Kernels};
+use crate::gpu::Gpu;
+use crate::kernels::{Dispatch, Kernels};
 use crate::model::{Model, VaeConfig};
 use crate::profile::{self, Event, Profiler, Tail};
 use crate::trainer::{Hyper, Trainer};
@@ -158,29 +158,6 @@ fn kernel_entries(runs: &[Vec<Event>]) -> Vec<Value> {
     out
 }
 
-/// A standalone gemm_forward of an (n, n) by (n, n) product, profiled `runs` times.
-fn square_gemm(gpu: &Gpu, k: &Kernels, n: usize, runs: usize) -> Result<Vec<Vec<Event>>> {
-    let data: Vec<f32> = (0..n * n).map(|i| crate::rng::rand_uniform(1, 5, 0, i as u32) - 0.5).collect();
-    let (a, b, c): (Matrix, Matrix, Matrix) = (gpu.matrix("a", n, n)?, gpu.matrix("b", n, n)?, gpu.matrix("c", n, n)?);
-    gpu.write_matrix(&a, &data);
-    gpu.write_matrix(&b, &data);
-    let bias = gpu.buffer("bias", (n * 4) as u64, wgpu::BufferUsages::empty())?;
-    let u = gpu.uniform("gemm", &kernels::Gemm { m: n as u32, n: n as u32, k: n as u32, ..Default::default() });
-    use Bind::{Buffer as B, Texture as T};
-    let d = Dispatch::new(
-        gpu,
-        "gemm_forward square",
-        &k.gemm_forward,
-        &[(0, B(&u)), (1, T(&a.view)), (2, T(&b.view)), (4, T(&c.view)), (5, B(&bias))],
-        (n / 4) * n.div_ceil(4),
-        64,
-    )
-    .with_gemm_cost(n, n, n);
-    let profiler = Profiler::new(gpu, 1);
-    profiler.run(gpu, &[&d], None)?; // warm-up: pipeline compilation
-    (0..runs).map(|_| profiler.run(gpu, &[&d], None)).collect()
-}
-
 /// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its JSON.
 fn pytorch_step(python: &str, batch: usize) -> Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
@@ -208,11 +185,31 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     progress("kernels of the MLP VAE step at batch 128");
     let mut t = mlp_trainer(gpu, &train, &test, 128)?;
     let runs = profile_steps(gpu, &mut t, 5, opts.steps)?;
+    let choice: Vec<Value> = t
+        .gemm_choice
+        .decisions
+        .iter()
+        .map(|d| {
+            let timings: serde_json::Map<String, Value> =
+                d.timings.iter().map(|(v, us)| (v.name().to_string(), json!(us))).collect();
+            json!({"kernel": d.pass.entry(), "m": d.shape.0, "n": d.shape.1, "k": d.shape.2,
+                   "variant": d.variant.name(), "timings_us": timings})
+        })
+        .collect();
     drop(t);
     let mut kernels = kernel_entries(&runs);
     for &n in &opts.squares {
-        progress(&format!("square GEMM {n}"));
-        kernels.extend(kernel_entries(&square_gemm(gpu, &k, n, (opts.steps / 3).max(3))?));
+        for v in crate::gemm::available(&k) {
+            progress(&format!("square GEMM {n} ({})", v.name()));
+            let us =
+                crate::gemm::time_variant(gpu, &k, crate::gemm::Pass::Forward, v, n, n, n, (opts.steps / 3).max(3))?;
+            let flops = 2.0 * (n as f64).powi(3);
+            kernels.push(json!({
+                "kernel": format!("gemm_forward ({})", v.name()), "shape": format!("m={n} n={n} k={n}"),
+                "median_us": us, "p10_us": us, "p90_us": us, "gflops": flops / (us * 1e3),
+                "gbps": 12.0 * (n * n) as f64 / (us * 1e3), "runs": (opts.steps / 3).max(3),
+            }));
+        }
     }
     let mut steps = Vec::new();
     for &b in &opts.batches {
@@ -229,6 +226,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         "adapter": adapter_json(gpu),
         "timing": Profiler::new(gpu, 1).timer.describe(),
         "kernels": kernels,
+        "gemm_choice": choice,
         "steps": steps,
     });
     if let Some(py) = &opts.pytorch {
@@ -275,6 +273,24 @@ pub fn format_bench(r: &Value) -> String {
             k["p90_us"].as_f64().unwrap_or(0.0),
             k["gflops"].as_f64().unwrap_or(0.0),
             k["gbps"].as_f64().unwrap_or(0.0)
+        );
+    }
+    s += "\nGEMM variant chosen per layer (median us of each variant on this adapter):\n";
+    for c in r["gemm_choice"].as_array().into_iter().flatten() {
+        let timings: Vec<String> = c["timings_us"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(v, us)| format!("{v} {:.0}", us.as_f64().unwrap_or(0.0)))
+            .collect();
+        s += &format!(
+            "  {:<22} m={:<4} n={:<4} k={:<4} -> {:<9} ({})\n",
+            c["kernel"].as_str().unwrap_or("?"),
+            c["m"],
+            c["n"],
+            c["k"],
+            c["variant"].as_str().unwrap_or("?"),
+            if timings.is_empty() { "forced or only variant".to_string() } else { timings.join(", ") }
         );
     }
     s += &format!(
