@@ -59,6 +59,8 @@ def main():
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--torchvision", action="store_true",
+                   help="train: read MNIST through torchvision's dataset and ToTensor, as pytorch/examples does")
     a = p.parse_args()
     torch.manual_seed(a.seed)
     if a.mode == "eval":
@@ -94,11 +96,25 @@ def main():
         model = VAE()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         x, xt = mnist(a.data, "train"), mnist(a.data, "t10k")
-        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=a.batch, shuffle=True)
+        if a.torchvision:
+            import os, shutil, tempfile
+            from torchvision import datasets, transforms
+            root = tempfile.mkdtemp()
+            os.makedirs(f"{root}/MNIST/raw")
+            for f in os.listdir(a.data):
+                if f.endswith(".gz"):
+                    shutil.copy(f"{a.data}/{f}", f"{root}/MNIST/raw/{f}")
+                    with gzip.open(f"{a.data}/{f}") as src, open(f"{root}/MNIST/raw/{f[:-3]}", "wb") as dst:
+                        dst.write(src.read())
+            ds = datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor())
+            loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, shuffle=True)
+        else:
+            loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=a.batch, shuffle=True)
         for epoch in range(1, a.epochs + 1):
             t0 = time.perf_counter()
             total = 0.0
-            for (xb,) in loader:
+            for batch in loader:
+                xb = batch[0].reshape(-1, 784)
                 opt.zero_grad()
                 logits, mu, lv = model(xb)
                 r, k = loss_sums(logits, xb, mu, lv)
