@@ -9,7 +9,10 @@ pub struct Dataset {
     pub name: String,
     pub width: usize,
     pub height: usize,
-    /// len * width * height bytes, greyscale, 0 = black.
+    /// 1 (greyscale) or 3 (RGB).
+    pub channels: usize,
+    /// len * height * width * channels bytes, row by row, the channels of a pixel
+    /// together (channels-last); 0 = black.
     pub pixels: Vec<u8>,
     pub labels: Option<Vec<u8>>,
     pub len: usize,
@@ -17,13 +20,14 @@ pub struct Dataset {
 
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "Dataset({}: {} images of {}x{})", self.name, self.len, self.width, self.height)
+        write!(f, "Dataset({}: {} images of {}x{}x{})", self.name, self.len, self.width, self.height, self.channels)
     }
 }
 
 impl Dataset {
+    /// Bytes per image.
     pub fn image_len(&self) -> usize {
-        self.width * self.height
+        self.width * self.height * self.channels
     }
 
     pub fn image(&self, i: usize) -> &[u8] {
@@ -94,6 +98,7 @@ fn load_split(dir: &Path, images: &str, labels: &str, name: &str) -> Result<Data
         bail!("{} has label {bad}; MNIST labels are 0 to 9", lab_path.display());
     }
     Ok(Dataset {
+        channels: 1,
         name: name.to_string(),
         width: img.dims[2],
         height: img.dims[1],

@@ -8,7 +8,7 @@ use elbo::trainer::{Hyper, Trainer};
 
 fn synthetic(len: usize) -> Dataset {
     let pixels = (0..len * 64).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
-    Dataset { name: "synthetic".into(), width: 8, height: 8, pixels, labels: None, len }
+    Dataset { name: "synthetic".into(), channels: 1, width: 8, height: 8, pixels, labels: None, len }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use elbo::trainer::{Hyper, Trainer};
 
 fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
     let pixels = (0..len * width * height).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
-    Dataset { name: "synthetic".into(), width, height, pixels, labels: None, len }
+    Dataset { name: "synthetic".into(), channels: 1, width, height, pixels, labels: None, len }
 }
 
 fn small() -> (VaeConfig, Dataset, Dataset) {
