@@ -12,6 +12,7 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
+    ("conv.wgsl", include_str!("../shaders/conv.wgsl")),
     ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
     ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
@@ -58,6 +59,34 @@ pub struct Gemm {
     pub stride: u32,
     pub grad_b: u32,
 }
+
+/// `Conv` of conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Conv {
+    pub batch: u32,
+    pub in_w: u32,
+    pub in_h: u32,
+    pub in_c: u32,
+    pub out_w: u32,
+    pub out_h: u32,
+    pub out_c: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub epilogue: u32,
+    pub bias: u32,
+    pub grad_w: u32,
+    pub w_stride: u32,
+    pub grad_b: u32,
+    pub bias_of: u32,
+}
+
+/// conv.wgsl epilogues.
+pub const EPILOGUE_NONE: u32 = 0;
+pub const EPILOGUE_BIAS: u32 = 1;
+pub const EPILOGUE_BIAS_RELU: u32 = 2;
+pub const EPILOGUE_RELU_MASK: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -124,6 +153,9 @@ pub struct Kernels {
     pub loss_reduce: wgpu::ComputePipeline,
     pub adam_update: wgpu::ComputePipeline,
     pub gather_batch: wgpu::ComputePipeline,
+    pub conv2d_forward: wgpu::ComputePipeline,
+    pub conv2d_backward_input: wgpu::ComputePipeline,
+    pub conv2d_backward_weight: wgpu::ComputePipeline,
     /// gemm_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
     pub subgroup: Option<SubgroupGemms>,
 }
@@ -158,6 +190,7 @@ impl Kernels {
         let reduce = gpu.shader("reduce.wgsl", source("reduce.wgsl"))?;
         let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
         let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
+        let conv = gpu.shader("conv.wgsl", source("conv.wgsl"))?;
         let subgroup = if has_subgroups_of_8(gpu) {
             let m = gpu.shader("gemm_subgroup.wgsl", source("gemm_subgroup.wgsl"))?;
             Some(SubgroupGemms {
@@ -183,6 +216,9 @@ impl Kernels {
             loss_reduce: gpu.pipeline(&reduce, "loss_reduce")?,
             adam_update: gpu.pipeline(&adam, "adam_update")?,
             gather_batch: gpu.pipeline(&gather, "gather_batch")?,
+            conv2d_forward: gpu.pipeline(&conv, "conv2d_forward")?,
+            conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
+            conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,
         })
     }
 }

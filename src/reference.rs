@@ -225,3 +225,124 @@ pub fn vae_loss_and_grads(model: &crate::model::Model, x: &[f32], m: usize, step
     put(&l.enc, gemm_backward_weight(&dh1, x, m, hid, d));
     (loss, grads)
 }
+
+/// The geometry of a 2-D convolution from (in_h, in_w, in_c) to (out_h, out_w, out_c)
+/// images, channels-last, k x k kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShape {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvShape {
+    /// The convolution of an (h, w, c_in) image to c_out channels, output size floor((h + 2 pad - k) / stride) + 1.
+    pub fn new(
+        in_h: usize,
+        in_w: usize,
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvShape {
+        let out = |n: usize| (n + 2 * pad - kernel) / stride + 1;
+        ConvShape { in_h, in_w, in_c, out_h: out(in_h), out_w: out(in_w), out_c, kernel, stride, pad }
+    }
+
+    /// Input pixel (iy, ix) that tap (ky, kx) of output pixel (oy, ox) reads, if inside the image.
+    fn tap(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride + ky).checked_sub(self.pad)?;
+        let ix = (ox * self.stride + kx).checked_sub(self.pad)?;
+        (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
+    }
+}
+
+/// y (batch, out_h, out_w, out_c) = conv(x (batch, in_h, in_w, in_c), w (out_c, in_c, k, k)) + b, ReLU when `relu`
+pub fn conv2d_forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, s: &ConvShape, relu: bool) -> Vec<f32> {
+    let k = s.kernel;
+    let mut y = vec![0f32; batch * s.out_h * s.out_w * s.out_c];
+    for n in 0..batch {
+        for oy in 0..s.out_h {
+            for ox in 0..s.out_w {
+                for o in 0..s.out_c {
+                    let mut acc = b[o] as f64;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            if let Some((iy, ix)) = s.tap(oy, ox, ky, kx) {
+                                for i in 0..s.in_c {
+                                    acc += x[((n * s.in_h + iy) * s.in_w + ix) * s.in_c + i] as f64
+                                        * w[((o * s.in_c + i) * k + ky) * k + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                    let v = acc as f32;
+                    y[((n * s.out_h + oy) * s.out_w + ox) * s.out_c + o] = if relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+    }
+    y
+}
+
+/// dx (batch, in_h, in_w, in_c) from dy (batch, out_h, out_w, out_c), times [x > 0] when `mask` (x) is given.
+/// With dy := a transposed convolution's input, it is that transposed convolution (without bias).
+pub fn conv2d_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, batch: usize, s: &ConvShape) -> Vec<f32> {
+    let k = s.kernel;
+    let mut dx = vec![0f64; batch * s.in_h * s.in_w * s.in_c];
+    for n in 0..batch {
+        for oy in 0..s.out_h {
+            for ox in 0..s.out_w {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        if let Some((iy, ix)) = s.tap(oy, ox, ky, kx) {
+                            for o in 0..s.out_c {
+                                let g = dy[((n * s.out_h + oy) * s.out_w + ox) * s.out_c + o] as f64;
+                                for i in 0..s.in_c {
+                                    dx[((n * s.in_h + iy) * s.in_w + ix) * s.in_c + i] +=
+                                        g * w[((o * s.in_c + i) * k + ky) * k + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx.iter().enumerate().map(|(j, &v)| if mask.is_none_or(|m| m[j] > 0.0) { v as f32 } else { 0.0 }).collect()
+}
+
+/// dw (out_c, in_c, k, k) and db (out_c) of a convolution from dy (batch, out_h, out_w, out_c) and x.
+pub fn conv2d_backward_weight(dy: &[f32], x: &[f32], batch: usize, s: &ConvShape) -> (Vec<f32>, Vec<f32>) {
+    let k = s.kernel;
+    let mut dw = vec![0f64; s.out_c * s.in_c * k * k];
+    let mut db = vec![0f64; s.out_c];
+    for n in 0..batch {
+        for oy in 0..s.out_h {
+            for ox in 0..s.out_w {
+                for o in 0..s.out_c {
+                    let g = dy[((n * s.out_h + oy) * s.out_w + ox) * s.out_c + o] as f64;
+                    db[o] += g;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            if let Some((iy, ix)) = s.tap(oy, ox, ky, kx) {
+                                for i in 0..s.in_c {
+                                    dw[((o * s.in_c + i) * k + ky) * k + kx] +=
+                                        g * x[((n * s.in_h + iy) * s.in_w + ix) * s.in_c + i] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dw.iter().map(|&v| v as f32).collect(), db.iter().map(|&v| v as f32).collect())
+}

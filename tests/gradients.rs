@@ -187,3 +187,35 @@ fn whole_model_gradient_matches_finite_differences() {
     let padding: f32 = (0..grads.len()).filter(|i| !live.contains(i)).map(|i| grads[i].abs()).sum();
     assert_eq!(padding, 0.0, "the padding of the flat buffer got a gradient");
 }
+
+#[test]
+fn conv_backward_matches_finite_differences() {
+    use elbo::reference::ConvShape;
+    for s in
+        [ConvShape::new(5, 6, 2, 3, 3, 2, 1), ConvShape::new(4, 4, 1, 2, 4, 2, 1), ConvShape::new(3, 5, 3, 2, 2, 1, 0)]
+    {
+        let batch = 2;
+        let pre = away_from_zero(batch * s.in_h * s.in_w * s.in_c, 21, 0.2, 1.0);
+        let x = r::relu_forward(&pre);
+        let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 22, -0.5, 0.5);
+        let b = random(s.out_c, 23, -0.5, 0.5);
+        let g = random(batch * s.out_h * s.out_w * s.out_c, 24, -1.0, 1.0);
+        let j_of = |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::conv2d_forward(x, w, b, batch, &s, false));
+        let (dw, db) = r::conv2d_backward_weight(&g, &x, batch, &s);
+        assert_close(&format!("conv dW {s:?}"), &dw, &numeric_grad(&w, |w| j_of(&x, w, &b)), 2e-3, 1e-2);
+        assert_close(&format!("conv db {s:?}"), &db, &numeric_grad(&b, |b| j_of(&x, &w, b)), 2e-3, 1e-2);
+        let dpre = r::conv2d_backward_input(&g, &w, Some(&x), batch, &s);
+        let numeric = numeric_grad(&pre, |p| j_of(&r::relu_forward(p), &w, &b));
+        assert_close(&format!("conv dX (masked) {s:?}"), &dpre, &numeric, 2e-3, 1e-2);
+        // the transposed convolution: y = conv2d_backward_input(x), so its gradients are the
+        // forward convolution (input side) and backward_weight with the roles swapped
+        let xt = random(batch * s.out_h * s.out_w * s.out_c, 25, -1.0, 1.0);
+        let gt = random(batch * s.in_h * s.in_w * s.in_c, 26, -1.0, 1.0);
+        let jt = |xt: &[f32], w: &[f32]| dot(&gt, &r::conv2d_backward_input(xt, w, None, batch, &s));
+        let zero = vec![0.0; s.out_c];
+        let dxt = r::conv2d_forward(&gt, &w, &zero, batch, &s, false);
+        assert_close(&format!("transposed conv dX {s:?}"), &dxt, &numeric_grad(&xt, |v| jt(v, &w)), 2e-3, 1e-2);
+        let (dwt, _) = r::conv2d_backward_weight(&xt, &gt, batch, &s);
+        assert_close(&format!("transposed conv dW {s:?}"), &dwt, &numeric_grad(&w, |v| jt(&xt, v)), 2e-3, 1e-2);
+    }
+}

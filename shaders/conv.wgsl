@@ -1,0 +1,243 @@
+// 2-D convolutions on batches of channels-last images. An image (h, w, c) is
+// one row of an rgba32float texture: texel (y * w + x) * c4 + q holds channels
+// 4q..4q+3 of pixel (y, x), with c4 = ceil(c / 4) and the padding channels
+// zero; row b is image b of the batch. Channels-last makes one texel fetch
+// carry four channels of a pixel, the unit every loop below steps by.
+//
+// The weight W of a convolution from c_in to c_out channels is stored as a
+// (c_out, k * k * c4_in * 4) matrix texture: row o, texel (ky * k + kx) * c4_in + q
+// holds W[o, 4q..4q+3, ky, kx]. A transposed convolution (PyTorch's
+// ConvTranspose2d, weight (in, out, kh, kw)) is the backward-input pass of the
+// convolution that maps its output back to its input, with the same storage.
+
+struct Conv {
+    batch: u32,    // images: texture rows, a multiple of 4
+    in_w: u32,
+    in_h: u32,
+    in_c: u32,     // channels of the convolution's input
+    out_w: u32,
+    out_h: u32,
+    out_c: u32,    // channels of the convolution's output
+    kernel: u32,   // k: the kernel is k x k
+    stride: u32,
+    pad: u32,      // zero padding on every side
+    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0]
+    bias: u32,     // offset of the bias in the flat parameters (out_c for forward, in_c for backward_input)
+    grad_w: u32,   // backward_weight: offset of dW in the flat gradients
+    w_stride: u32, // backward_weight: row stride of dW, floats
+    grad_b: u32,   // backward_weight: offset of db
+    bias_of: u32,  // backward_weight: db sums 0: dOut (convolution), 1: the input (transposed convolution), 2: none
+}
+
+@group(0) @binding(0) var<uniform> p: Conv;
+// forward: the input (batch, in_h * in_w * c4_in texels); backward_*: dOut (batch, out_h * out_w * c4_out)
+@group(0) @binding(1) var lhs: texture_2d<f32>;
+// forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
+@group(0) @binding(2) var rhs: texture_2d<f32>;
+// backward_input with epilogue 3: the convolution's input, whose sign masks dIn
+@group(0) @binding(3) var mask: texture_2d<f32>;
+// forward: the output; backward_input: dIn
+@group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
+// forward, backward_input: the flat parameters (bias)
+@group(0) @binding(5) var<storage, read> params: array<f32>;
+// backward_weight: the flat gradients (dW, db)
+@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
+
+fn c4_of(c: u32) -> u32 {
+    return (c + 3u) / 4u;
+}
+
+fn live_lanes(q: u32, c: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(c));
+}
+
+fn bias4(q: u32, c: u32) -> vec4<f32> {
+    var b = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if q * 4u + j < c {
+            b[j] = params[p.bias + q * 4u + j];
+        }
+    }
+    return b;
+}
+
+// out[b, oy, ox, o] = sum over ky, kx, i of in[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx] (+ bias, ReLU)
+// One invocation: 4 neighbouring output pixels of a row times 4 output channels.
+@compute @workgroup_size(64)
+fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    let blocks = (p.out_w + 3u) / 4u;
+    var i = linear_id(gid, nwg);
+    let q = i % out_c4;
+    i /= out_c4;
+    let xb = i % blocks;
+    i /= blocks;
+    let oy = i % p.out_h;
+    let b = i / p.out_h;
+    if b >= p.batch {
+        return;
+    }
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let iy = i32(oy * p.stride + ky) - i32(p.pad);
+        if iy < 0 || iy >= i32(p.in_h) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            for (var ci = 0u; ci < in_c4; ci++) {
+                let wcol = (ky * p.kernel + kx) * in_c4 + ci;
+                let w0 = textureLoad(rhs, vec2<u32>(wcol, q * 4u), 0);
+                let w1 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 1u), 0);
+                let w2 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 2u), 0);
+                let w3 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 3u), 0);
+                for (var px = 0u; px < 4u; px++) {
+                    let ox = xb * 4u + px;
+                    let ix = i32(ox * p.stride + kx) - i32(p.pad);
+                    if ox < p.out_w && ix >= 0 && ix < i32(p.in_w) {
+                        let x = textureLoad(lhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b), 0);
+                        acc[px] += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                    }
+                }
+            }
+        }
+    }
+    let live = live_lanes(q, p.out_c);
+    var bias = vec4<f32>(0.0);
+    if p.epilogue == 1u || p.epilogue == 2u {
+        bias = bias4(q, p.out_c);
+    }
+    for (var px = 0u; px < 4u; px++) {
+        let ox = xb * 4u + px;
+        if ox < p.out_w {
+            var v = acc[px] + bias;
+            if p.epilogue == 2u {
+                v = max(v, vec4<f32>(0.0));
+            }
+            textureStore(out, vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b), v * live);
+        }
+    }
+}
+
+// dIn[b, iy, ix, i] = sum over ky, kx, o of dOut[b, oy, ox, o] W[o, i, ky, kx], where iy = oy s + ky - pad
+// (and the same in x). Epilogue 1/2 (+ bias, ReLU) makes it a transposed
+// convolution's forward pass; 3 masks it by the ReLU that produced the input.
+// One invocation: one input pixel times 4 input channels.
+@compute @workgroup_size(64)
+fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    var i = linear_id(gid, nwg);
+    let q = i % in_c4;
+    i /= in_c4;
+    let ix = i % p.in_w;
+    i /= p.in_w;
+    let iy = i % p.in_h;
+    let b = i / p.in_h;
+    if b >= p.batch {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let ty = i32(iy + p.pad) - i32(ky);
+        if ty < 0 || u32(ty) % p.stride != 0u || u32(ty) / p.stride >= p.out_h {
+            continue;
+        }
+        let oy = u32(ty) / p.stride;
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let tx = i32(ix + p.pad) - i32(kx);
+            if tx < 0 || u32(tx) % p.stride != 0u || u32(tx) / p.stride >= p.out_w {
+                continue;
+            }
+            let ox = u32(tx) / p.stride;
+            let wcol = (ky * p.kernel + kx) * in_c4 + q;
+            for (var co = 0u; co < out_c4; co++) {
+                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + co, b), 0);
+                let w0 = textureLoad(rhs, vec2<u32>(wcol, co * 4u), 0);
+                let w1 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 1u), 0);
+                let w2 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 2u), 0);
+                let w3 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 3u), 0);
+                acc += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+            }
+        }
+    }
+    let texel = vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b);
+    if p.epilogue == 1u || p.epilogue == 2u {
+        acc += bias4(q, p.in_c);
+        if p.epilogue == 2u {
+            acc = max(acc, vec4<f32>(0.0));
+        }
+    } else if p.epilogue == 3u {
+        acc *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
+    }
+    textureStore(out, texel, acc * live_lanes(q, p.in_c));
+}
+
+// dW[o, i, ky, kx] = sum over images and output pixels of dOut[b, oy, ox, o] in[b, iy, ix, i],
+// written into the flat gradients; db per bias_of. One invocation: 4 output
+// channels times one tap (ky, kx) times 4 input channels.
+@compute @workgroup_size(64)
+fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    let taps = p.kernel * p.kernel;
+    var i = linear_id(gid, nwg);
+    let ci = i % in_c4;
+    i /= in_c4;
+    let tap = i % taps;
+    let q = i / taps;
+    if q >= out_c4 {
+        return;
+    }
+    let ky = tap / p.kernel;
+    let kx = tap % p.kernel;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var gsum = vec4<f32>(0.0);
+    for (var b = 0u; b < p.batch; b++) {
+        for (var oy = 0u; oy < p.out_h; oy++) {
+            let iy = i32(oy * p.stride + ky) - i32(p.pad);
+            for (var ox = 0u; ox < p.out_w; ox++) {
+                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b), 0);
+                gsum += g;
+                let ix = i32(ox * p.stride + kx) - i32(p.pad);
+                if iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) {
+                    let x = textureLoad(rhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b), 0);
+                    a0 += g.x * x;
+                    a1 += g.y * x;
+                    a2 += g.z * x;
+                    a3 += g.w * x;
+                }
+            }
+        }
+    }
+    var acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    let col = tap * in_c4 * 4u + ci * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let o = q * 4u + j;
+        if o < p.out_c {
+            for (var lane = 0u; lane < 4u; lane++) {
+                grads[p.grad_w + o * p.w_stride + col + lane] = acc[j][lane];
+            }
+            if p.bias_of == 0u && tap == 0u && ci == 0u {
+                grads[p.grad_b + o] = gsum[j];
+            }
+        }
+    }
+    // a transposed convolution's bias sits on this convolution's input side
+    if p.bias_of == 1u && q == 0u && tap == 0u {
+        var xsum = vec4<f32>(0.0);
+        for (var b = 0u; b < p.batch; b++) {
+            for (var px = 0u; px < p.in_h * p.in_w; px++) {
+                xsum += textureLoad(rhs, vec2<u32>(px * in_c4 + ci, b), 0);
+            }
+        }
+        for (var lane = 0u; lane < 4u; lane++) {
+            if ci * 4u + lane < p.in_c {
+                grads[p.grad_b + ci * 4u + lane] = xsum[lane];
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! conv.wgsl against the CPU references: convolution forward, backward-input
+//! (also as a transposed convolution's forward) and backward-weight, on
+//! strided, padded, odd-sized and multi-channel shapes.
+
+mod common;
+use common::{assert_close, gpu, random};
+use elbo::kernels::{
+    self, Bind, Dispatch, Kernels, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_NONE, EPILOGUE_RELU_MASK,
+};
+use elbo::reference::{self as r, ConvShape};
+use std::sync::OnceLock;
+use Bind::{Buffer as B, Texture as T};
+
+fn k() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| Kernels::new(gpu()).expect("kernels compile"))
+}
+
+/// (batch, h, w, c) -> one texture row per image, channels padded to 4.
+fn pad_channels(v: &[f32], c: usize) -> Vec<f32> {
+    let c4 = c.div_ceil(4) * 4;
+    v.chunks(c).flat_map(|px| (0..c4).map(move |i| if i < c { px[i] } else { 0.0 })).collect()
+}
+
+fn unpad_channels(v: &[f32], c: usize) -> Vec<f32> {
+    let c4 = c.div_ceil(4) * 4;
+    v.chunks(c4).flat_map(|px| px[..c].to_vec()).collect()
+}
+
+/// w (out_c, in_c, k, k) -> (out_c, k * k * c4_in) rows as conv.wgsl stores them.
+fn weight_rows(w: &[f32], s: &ConvShape) -> Vec<f32> {
+    let (k, c4) = (s.kernel, s.in_c.div_ceil(4) * 4);
+    let mut out = vec![0f32; s.out_c * k * k * c4];
+    for o in 0..s.out_c {
+        for i in 0..s.in_c {
+            for ky in 0..k {
+                for kx in 0..k {
+                    out[o * k * k * c4 + (ky * k + kx) * c4 + i] = w[((o * s.in_c + i) * k + ky) * k + kx];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn params(s: &ConvShape, batch: usize, epilogue: u32) -> kernels::Conv {
+    kernels::Conv {
+        batch: batch.next_multiple_of(4) as u32,
+        in_w: s.in_w as u32,
+        in_h: s.in_h as u32,
+        in_c: s.in_c as u32,
+        out_w: s.out_w as u32,
+        out_h: s.out_h as u32,
+        out_c: s.out_c as u32,
+        kernel: s.kernel as u32,
+        stride: s.stride as u32,
+        pad: s.pad as u32,
+        epilogue,
+        ..Default::default()
+    }
+}
+
+fn shapes() -> Vec<(usize, ConvShape)> {
+    vec![
+        (3, ConvShape::new(28, 28, 1, 32, 4, 2, 1)),
+        (2, ConvShape::new(14, 14, 32, 64, 4, 2, 1)),
+        (5, ConvShape::new(7, 6, 3, 5, 3, 1, 1)),
+        (4, ConvShape::new(9, 11, 6, 8, 4, 2, 1)),
+        (1, ConvShape::new(5, 5, 2, 3, 2, 2, 0)),
+    ]
+}
+
+fn texels(s_pixels: usize, c: usize) -> usize {
+    s_pixels * c.div_ceil(4) * 4
+}
+
+#[test]
+fn conv2d_forward_matches_reference() {
+    let g = gpu();
+    for (batch, s) in shapes() {
+        for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU] {
+            let x = random(batch * s.in_h * s.in_w * s.in_c, 1, -1.0, 1.0);
+            let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 2, -0.5, 0.5);
+            let b = random(s.out_c, 3, -0.5, 0.5);
+            let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+            let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
+            let ym = g.matrix("y", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+            g.write_matrix(&xm, &pad_channels(&x, s.in_c));
+            g.write_matrix(&wm, &weight_rows(&w, &s));
+            let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
+            let u = g.uniform("conv", &params(&s, batch, epilogue));
+            let n = batch.next_multiple_of(4) * s.out_h * s.out_w.div_ceil(4) * s.out_c.div_ceil(4);
+            let d = Dispatch::new(
+                g,
+                "conv2d_forward",
+                &k().conv2d_forward,
+                &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&flat))],
+                n,
+                64,
+            );
+            kernels::run(g, &[d]).unwrap();
+            let got =
+                unpad_channels(&g.read_matrix(&ym).unwrap()[..batch * texels(s.out_h * s.out_w, s.out_c)], s.out_c);
+            let zero = vec![0.0; s.out_c];
+            let bias = if epilogue == EPILOGUE_NONE { &zero } else { &b };
+            let want = r::conv2d_forward(&x, &w, bias, batch, &s, epilogue == EPILOGUE_BIAS_RELU);
+            assert_close(&format!("conv2d_forward {s:?} batch {batch} epilogue {epilogue}"), &got, &want, 1e-4, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn conv2d_backward_input_matches_reference() {
+    let g = gpu();
+    for (batch, s) in shapes() {
+        for epilogue in [EPILOGUE_NONE, EPILOGUE_RELU_MASK, EPILOGUE_BIAS_RELU] {
+            let dy = random(batch * s.out_h * s.out_w * s.out_c, 4, -1.0, 1.0);
+            let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 5, -0.5, 0.5);
+            let x = random(batch * s.in_h * s.in_w * s.in_c, 6, -1.0, 1.0);
+            let b = random(s.in_c, 7, -0.5, 0.5);
+            let dym = g.matrix("dy", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+            let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
+            let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+            let dxm = g.matrix("dx", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+            g.write_matrix(&dym, &pad_channels(&dy, s.out_c));
+            g.write_matrix(&wm, &weight_rows(&w, &s));
+            g.write_matrix(&xm, &pad_channels(&x, s.in_c));
+            let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
+            let u = g.uniform("conv", &params(&s, batch, epilogue));
+            let n = batch.next_multiple_of(4) * s.in_h * s.in_w * s.in_c.div_ceil(4);
+            let d = Dispatch::new(
+                g,
+                "conv2d_backward_input",
+                &k().conv2d_backward_input,
+                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view)), (5, B(&flat))],
+                n,
+                64,
+            );
+            kernels::run(g, &[d]).unwrap();
+            let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c);
+            let mut want =
+                r::conv2d_backward_input(&dy, &w, (epilogue == EPILOGUE_RELU_MASK).then_some(&x[..]), batch, &s);
+            if epilogue == EPILOGUE_BIAS_RELU {
+                // a transposed convolution's forward pass: + bias per input channel, then ReLU
+                for (j, v) in want.iter_mut().enumerate() {
+                    *v = (*v + b[j % s.in_c]).max(0.0);
+                }
+            }
+            assert_close(
+                &format!("conv2d_backward_input {s:?} batch {batch} epilogue {epilogue}"),
+                &got,
+                &want,
+                1e-4,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_backward_weight_matches_reference() {
+    let g = gpu();
+    for (batch, s) in shapes() {
+        for bias_of in [0u32, 1] {
+            let dy = random(batch * s.out_h * s.out_w * s.out_c, 8, -1.0, 1.0);
+            let x = random(batch * s.in_h * s.in_w * s.in_c, 9, -1.0, 1.0);
+            let dym = g.matrix("dy", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+            let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+            g.write_matrix(&dym, &pad_channels(&dy, s.out_c));
+            g.write_matrix(&xm, &pad_channels(&x, s.in_c));
+            let c4 = s.in_c.div_ceil(4) * 4;
+            let cols = s.kernel * s.kernel * c4;
+            let stride = cols.next_multiple_of(64);
+            let bias_at = s.out_c.next_multiple_of(4) * stride;
+            let grads =
+                g.buffer("grads", ((bias_at + s.out_c.max(s.in_c)) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+            let mut pr = params(&s, batch, 0);
+            pr.w_stride = stride as u32;
+            pr.grad_b = bias_at as u32;
+            pr.bias_of = bias_of;
+            let u = g.uniform("conv", &pr);
+            let n = s.out_c.div_ceil(4) * s.kernel * s.kernel * s.in_c.div_ceil(4);
+            let d = Dispatch::new(
+                g,
+                "conv2d_backward_weight",
+                &k().conv2d_backward_weight,
+                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))],
+                n,
+                64,
+            );
+            kernels::run(g, &[d]).unwrap();
+            let flat = g.read_f32(&grads, 0, bias_at + s.out_c.max(s.in_c)).unwrap();
+            let (want_w, want_b) = r::conv2d_backward_weight(&dy, &x, batch, &s);
+            let k2 = s.kernel * s.kernel;
+            let mut got_w = vec![0f32; want_w.len()];
+            for o in 0..s.out_c {
+                for i in 0..s.in_c {
+                    for t in 0..k2 {
+                        got_w[(o * s.in_c + i) * k2 + t] = flat[o * stride + t * c4 + i];
+                    }
+                }
+            }
+            let what = format!("conv2d_backward_weight {s:?} batch {batch} bias_of {bias_of}");
+            assert_close(&format!("{what} dW"), &got_w, &want_w, 1e-3, 1e-4);
+            if bias_of == 0 {
+                assert_close(&format!("{what} db"), &flat[bias_at..bias_at + s.out_c], &want_b, 1e-3, 1e-4);
+            } else {
+                let want_xb: Vec<f32> = (0..s.in_c).map(|i| x.iter().skip(i).step_by(s.in_c).sum()).collect();
+                assert_close(
+                    &format!("{what} db (input side)"),
+                    &flat[bias_at..bias_at + s.in_c],
+                    &want_xb,
+                    1e-3,
+                    1e-4,
+                );
+            }
+        }
+    }
+}
