@@ -21,7 +21,7 @@ struct Conv {
     kernel: u32,   // k: the kernel is k x k
     stride: u32,
     pad: u32,      // zero padding on every side
-    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0]
+    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0] (mask laid out as the result)
     bias: u32,     // offset of the bias in the flat parameters (out_c for forward, in_c for backward_input)
     grad_w: u32,   // backward_weight: offset of dW in the flat gradients
     w_stride: u32, // backward_weight: row stride of dW, floats
@@ -34,7 +34,7 @@ struct Conv {
 @group(0) @binding(1) var lhs: texture_2d<f32>;
 // forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
 @group(0) @binding(2) var rhs: texture_2d<f32>;
-// backward_input with epilogue 3: the convolution's input, whose sign masks dIn
+// epilogue 3: the activation (laid out as the result) whose sign masks it, as a ReLU's backward pass
 @group(0) @binding(3) var mask: texture_2d<f32>;
 // forward: the output; backward_input: dIn
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
@@ -62,6 +62,7 @@ fn bias4(q: u32, c: u32) -> vec4<f32> {
 }
 
 // out[b, oy, ox, o] = sum over ky, kx, i of in[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx] (+ bias, ReLU)
+// Epilogue 3 makes it a transposed convolution's backward-input pass through a ReLU.
 // One invocation: 4 neighbouring output pixels of a row times 4 output channels.
 @compute @workgroup_size(64)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -110,11 +111,14 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var px = 0u; px < 4u; px++) {
         let ox = xb * 4u + px;
         if ox < p.out_w {
+            let texel = vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b);
             var v = acc[px] + bias;
             if p.epilogue == 2u {
                 v = max(v, vec4<f32>(0.0));
+            } else if p.epilogue == 3u {
+                v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
             }
-            textureStore(out, vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b), v * live);
+            textureStore(out, texel, v * live);
         }
     }
 }

@@ -1,30 +1,69 @@
-// The fused ELBO loss and its gradient for a Bernoulli decoder with a
-// Gaussian posterior and a N(0, I) prior. One invocation per image:
-//   recon = sum over pixels of BCE(x, sigmoid(logit)), computed from the logit
-//   kl    = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))
-//   loss  = mean over the batch of recon + beta * kl  (nats per image)
-// It writes d loss / d logit = (sigmoid(logit) - x) / rows and the per-image
-// (recon, kl); the KL gradient is added in reparam_backward.
+// The fused ELBO loss and its gradient: one invocation per image.
+//   recon = -log p(x|z), summed over the image's values, for
+//     Bernoulli: p = sigmoid(logit), computed from the logit;
+//     Gaussian:  N(mean, exp(logvar)) with logvar = LOGVAR_MID + LOGVAR_HALF tanh(raw),
+//                including the constant 1/2 log(2 pi) per value;
+//   kl    = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j)) of the posterior;
+//   loss  = mean over the batch's live rows of recon + beta * kl.
+// It writes d loss / d (decoder output) and the per-image (recon, kl); the KL
+// gradient is added in reparam_backward.
+//
+// Layouts: the target x stores value (pixel, channel) at column pixel * x_cp + channel.
+// The decoder output holds the mean (or logit) and, for a Gaussian, the raw
+// log-variance of each value: with `halves` (dense decoders) at columns e and
+// D + e for value e = pixel * channels + channel; otherwise (convolutional
+// decoders) at pixel * o_cp + channel and pixel * o_cp + channels + channel.
+
+const LOGVAR_MID: f32 = -3.0;
+const LOGVAR_HALF: f32 = 6.0;
+const HALF_LOG_2PI: f32 = 0.9189385;
 
 struct Elbo {
-    m: u32,      // rows, a multiple of 4
-    pixels: u32, // D
-    latent: u32, // L
-    pad: u32,
+    m: u32,        // rows, a multiple of 4
+    latent: u32,   // L
+    pixels: u32,   // pixels per image (values / channels)
+    channels: u32, // channels per pixel
+    x_cp: u32,     // stored channels per pixel of x
+    o_cp: u32,     // stored channels per pixel of the decoder output
+    o_cols: u32,   // decoder output columns
+    halves: u32,   // 1: [means | raw log-variances]; 0: interleaved per pixel
+    gaussian: u32, // 0: Bernoulli; 1: Gaussian
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Elbo;
 @group(0) @binding(1) var<uniform> step: Step;
-// decoder logits (m, D)
-@group(0) @binding(2) var logits: texture_2d<f32>;
-// target pixels in [0, 1] (m, D)
+// the decoder output (m, o_cols)
+@group(0) @binding(2) var dec_out: texture_2d<f32>;
+// the target (m, pixels * x_cp)
 @group(0) @binding(3) var target_x: texture_2d<f32>;
 // [mu | logvar] (m, 2L)
 @group(0) @binding(4) var mulv: texture_2d<f32>;
-// d loss / d logits (m, D)
-@group(0) @binding(5) var dlogits: texture_storage_2d<rgba32float, write>;
+// d loss / d (decoder output) (m, o_cols)
+@group(0) @binding(5) var d_out: texture_storage_2d<rgba32float, write>;
 // per image (recon, kl) (m)
 @group(0) @binding(6) var<storage, read_write> image_loss: array<vec2<f32>>;
+
+fn element(t: texture_2d<f32>, row: u32, col: u32) -> f32 {
+    return textureLoad(t, vec2<u32>(col / 4u, row), 0)[col % 4u];
+}
+
+// Columns of the mean and raw log-variance of value (pixel, channel) in the decoder output.
+fn mean_col(pixel: u32, ch: u32) -> u32 {
+    if p.halves == 1u {
+        return pixel * p.channels + ch;
+    }
+    return pixel * p.o_cp + ch;
+}
+
+fn logvar_col(pixel: u32, ch: u32) -> u32 {
+    if p.halves == 1u {
+        return p.pixels * p.channels + pixel * p.channels + ch;
+    }
+    return pixel * p.o_cp + p.channels + ch;
+}
 
 @compute @workgroup_size(64)
 fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -34,25 +73,65 @@ fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     }
     let live_row = row < step.rows;
     let scale = select(0.0, step.inv_rows, live_row);
+    let values = p.pixels * p.channels;
     var recon = 0.0;
-    let d4 = (p.pixels + 3u) / 4u;
-    for (var t = 0u; t < d4; t++) {
-        let l = textureLoad(logits, vec2<u32>(t, row), 0);
-        let x = textureLoad(target_x, vec2<u32>(t, row), 0);
-        let live = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(t * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.pixels));
-        let e = exp(-abs(l));
-        // -[x log s + (1 - x) log(1 - s)] with s = sigmoid(l), without overflow
-        let bce = max(l, vec4<f32>(0.0)) - x * l + log(1.0 + e);
-        recon += dot(bce, live);
-        // sigmoid(l) from e = exp(-|l|): 1 / (1 + e) for l >= 0, e / (1 + e) otherwise
-        let s = select(e, vec4<f32>(1.0), l >= vec4<f32>(0.0)) / (1.0 + e);
-        textureStore(dlogits, vec2<u32>(t, row), (s - x) * scale * live);
+    for (var t = 0u; t < (p.o_cols + 3u) / 4u; t++) {
+        var grad = vec4<f32>(0.0);
+        for (var lane = 0u; lane < 4u; lane++) {
+            let col = t * 4u + lane;
+            // which value this column holds, and whether it is its mean (0) or log-variance (1)
+            var pixel = 0u;
+            var ch = 0u;
+            var role = 2u;
+            if p.halves == 1u {
+                let e = select(col, col - values, col >= values);
+                pixel = e / p.channels;
+                ch = e % p.channels;
+                if col < values {
+                    role = 0u;
+                } else if p.gaussian == 1u && col < 2u * values {
+                    role = 1u;
+                }
+            } else {
+                pixel = col / p.o_cp;
+                let r = col % p.o_cp;
+                if pixel < p.pixels && r < p.channels {
+                    role = 0u;
+                    ch = r;
+                } else if pixel < p.pixels && p.gaussian == 1u && r < 2u * p.channels {
+                    role = 1u;
+                    ch = r - p.channels;
+                }
+            }
+            if role == 2u {
+                continue;
+            }
+            let x = element(target_x, row, pixel * p.x_cp + ch);
+            let mean = element(dec_out, row, mean_col(pixel, ch));
+            if p.gaussian == 0u {
+                // Bernoulli from the logit: BCE = max(l, 0) - x l + log(1 + exp(-|l|))
+                let e = exp(-abs(mean));
+                recon += max(mean, 0.0) - x * mean + log(1.0 + e);
+                grad[lane] = (select(e, 1.0, mean >= 0.0) / (1.0 + e) - x) * scale;
+            } else {
+                let th = tanh(element(dec_out, row, logvar_col(pixel, ch)));
+                let lv = LOGVAR_MID + LOGVAR_HALF * th;
+                let inv_var = exp(-lv);
+                let diff = mean - x;
+                if role == 0u {
+                    recon += HALF_LOG_2PI + 0.5 * (lv + diff * diff * inv_var);
+                    grad[lane] = diff * inv_var * scale;
+                } else {
+                    grad[lane] = 0.5 * (1.0 - diff * diff * inv_var) * LOGVAR_HALF * (1.0 - th * th) * scale;
+                }
+            }
+        }
+        textureStore(d_out, vec2<u32>(t, row), grad);
     }
     var kl = 0.0;
     for (var j = 0u; j < p.latent; j++) {
-        let mu = textureLoad(mulv, vec2<u32>(j / 4u, row), 0)[j % 4u];
-        let c = p.latent + j;
-        let lv = textureLoad(mulv, vec2<u32>(c / 4u, row), 0)[c % 4u];
+        let mu = element(mulv, row, j);
+        let lv = element(mulv, row, p.latent + j);
         kl += -0.5 * (1.0 + lv - mu * mu - exp(lv));
     }
     image_loss[row] = select(vec2<f32>(0.0), vec2<f32>(recon, kl), live_row);

@@ -1,11 +1,17 @@
 // Builds a batch on the GPU: the whole dataset sits in one buffer of bytes
-// (one per pixel) and the host only uploads a shuffled order once per epoch.
+// (channels-last, one byte per value) and the host only uploads a shuffled
+// order once per epoch. With L Monte-Carlo samples per image, rows
+// r L .. r L + L - 1 all hold image r of the batch.
 
 struct Gather {
     m: u32,        // rows, a multiple of 4
-    pixels: u32,   // D, bytes per image
-    binarize: u32, // 1: each pixel becomes 1 with probability x, else 0
-    pad: u32,
+    pixels: u32,   // pixels per image
+    channels: u32, // channels per pixel in the dataset
+    x_cp: u32,     // stored channels per pixel in x (channels, or padded to 4)
+    binarize: u32, // 1: each value becomes 1 with probability x, else 0
+    samples: u32,  // rows per image (Monte-Carlo samples)
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Gather;
@@ -14,12 +20,13 @@ struct Gather {
 @group(0) @binding(2) var<storage, read> data: array<u32>;
 // image indices in the order of this epoch
 @group(0) @binding(3) var<storage, read> order: array<u32>;
-// the batch x in [0, 1] (m, D)
+// the batch x in [0, 1] (m, pixels * x_cp)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(64)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c4s = (p.pixels + 3u) / 4u;
+    let cols = p.pixels * p.x_cp;
+    let c4s = (cols + 3u) / 4u;
     let i = linear_id(gid, nwg);
     if i >= c4s * p.m {
         return;
@@ -28,14 +35,18 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let row = i / c4s;
     var x = vec4<f32>(0.0);
     if row < step.rows {
-        let image = order[step.batch_start + row];
+        let image = order[step.batch_start + row / p.samples];
+        let image_bytes = p.pixels * p.channels;
         for (var lane = 0u; lane < 4u; lane++) {
             let col = c4 * 4u + lane;
-            if col < p.pixels {
-                let byte = image * p.pixels + col;
+            let pixel = col / p.x_cp;
+            let ch = col % p.x_cp;
+            if pixel < p.pixels && ch < p.channels {
+                let value = pixel * p.channels + ch;
+                let byte = image * image_bytes + value;
                 let v = f32((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
                 if p.binarize == 1u {
-                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, row * p.pixels + col);
+                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, row * image_bytes + value);
                     x[lane] = select(0.0, 1.0, u < v);
                 } else {
                     x[lane] = v;

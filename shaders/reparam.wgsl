@@ -14,6 +14,8 @@ struct Reparam {
 @group(0) @binding(2) var mulv: texture_2d<f32>;
 // backward: dz (m, L)
 @group(0) @binding(3) var dz: texture_2d<f32>;
+// backward: per latent dimension, 1 if its KL term is optimised (free bits), else 0 (L)
+@group(0) @binding(5) var<storage, read> kl_mask: array<f32>;
 // forward: z (m, L); backward: d[mu | logvar] (m, 2L)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 
@@ -49,7 +51,7 @@ fn reparam_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 
 // d mu     = dz + beta * mu / rows
 // d logvar = dz * noise * exp(logvar / 2) * eps / 2 + beta * (exp(logvar) - 1) / (2 rows)
-// (the KL term's gradient of the batch-averaged loss; zero on padding rows)
+// (the KL term's gradient of the batch-averaged loss, times kl_mask; zero on padding rows)
 @compute @workgroup_size(64)
 fn reparam_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c4s = (2u * p.latent + 3u) / 4u;
@@ -65,12 +67,12 @@ fn reparam_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         let col = c4 * 4u + lane;
         if col < p.latent {
             let mu = element(mulv, row, col);
-            d[lane] = element(dz, row, col) + step.beta * mu * scale;
+            d[lane] = element(dz, row, col) + step.beta * kl_mask[col] * mu * scale;
         } else if col < 2u * p.latent {
             let j = col - p.latent;
             let lv = element(mulv, row, col);
             let dz_j = element(dz, row, j);
-            d[lane] = dz_j * step.noise * 0.5 * exp(0.5 * lv) * eps(row, j) + step.beta * 0.5 * (exp(lv) - 1.0) * scale;
+            d[lane] = dz_j * step.noise * 0.5 * exp(0.5 * lv) * eps(row, j) + step.beta * kl_mask[j] * 0.5 * (exp(lv) - 1.0) * scale;
         }
     }
     if row >= step.rows {

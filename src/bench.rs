@@ -27,8 +27,8 @@ pub fn mnist() -> Result<(Dataset, Dataset)> {
 
 /// The reference MLP VAE's trainer at `batch` rows.
 pub fn mlp_trainer<'g>(gpu: &'g Gpu, train: &Dataset, test: &Dataset, batch: usize) -> Result<Trainer<'g>> {
-    let config = VaeConfig { width: train.width, height: train.height, hidden: 400, latent: 20 };
-    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 1, binarize: false, gemm: crate::gemm::GemmPreference::Auto };
+    let config = VaeConfig::mlp(train.width, train.height, 400, 20);
+    let hyper = Hyper::new(1e-3, 1);
     let t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
     let order: Vec<u32> = (0..train.len as u32).collect();
     t.set_order(&order)?;

@@ -221,6 +221,12 @@ pub fn time_variant(
     Ok(t[t.len() / 2] / 1e3)
 }
 
+type ChoiceKey = (String, Pass, (usize, usize, usize));
+
+/// Choices already timed in this process, per adapter: later trainers (evaluation,
+/// tests, a second run) reuse them, so one process never mixes variants for a shape.
+static CHOSEN: std::sync::Mutex<Vec<(ChoiceKey, Decision)>> = std::sync::Mutex::new(Vec::new());
+
 /// Chooses a variant for each (pass, m, n, k) of `gemms`: forced by `pref`, or
 /// the fastest of the adapter's variants timed at that shape.
 pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usize, usize, usize)]) -> Result<Choice> {
@@ -246,12 +252,25 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
         let (variant, timings) = match forced {
             Some(v) => (v, Vec::new()),
             None => {
-                let timings: Vec<(Variant, f64)> = avail
-                    .iter()
-                    .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?)))
-                    .collect::<Result<_>>()?;
-                let best = timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
-                (best, timings)
+                let key = (gpu.info.name.clone(), pass, (m, n, kk));
+                let cached = CHOSEN.lock().unwrap().iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone());
+                match cached {
+                    Some(d) => (d.variant, d.timings),
+                    None => {
+                        let timings: Vec<(Variant, f64)> = avail
+                            .iter()
+                            .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?)))
+                            .collect::<Result<_>>()?;
+                        // the portable texel kernel unless another is clearly faster, so that
+                        // near-ties do not flip between runs
+                        let texel = timings.iter().find(|t| t.0 == Variant::Texel).map_or(f64::INFINITY, |t| t.1);
+                        let best = timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+                        let v = if best.1 < 0.9 * texel { best.0 } else { Variant::Texel };
+                        let d = Decision { pass, shape: (m, n, kk), variant: v, timings: timings.clone() };
+                        CHOSEN.lock().unwrap().push((key, d));
+                        (v, timings)
+                    }
+                }
             }
         };
         choice.decisions.push(Decision { pass, shape: (m, n, kk), variant, timings });

@@ -3,22 +3,37 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 
-/// Lays out `images` (each width*height values in [0, 1]) in rows of `cols`,
-/// with a 1-pixel border, scaled up `scale` times, and writes a greyscale PNG atomically.
-pub fn save_grid(path: &Path, images: &[&[f32]], width: usize, height: usize, cols: usize, scale: usize) -> Result<()> {
+/// Lays out `images` (each height * width * channels values in [0, 1], channels-last)
+/// in rows of `cols`, with a 1-pixel border, scaled up `scale` times, and writes a
+/// greyscale or RGB PNG atomically.
+pub fn save_grid(
+    path: &Path,
+    images: &[&[f32]],
+    width: usize,
+    height: usize,
+    channels: usize,
+    cols: usize,
+    scale: usize,
+) -> Result<()> {
     let rows = images.len().div_ceil(cols).max(1);
-    let (cw, ch) = ((width + 1) * scale, (height + 1) * scale);
-    let (w, h) = (cols * cw + scale, rows * ch + scale);
-    let mut img = image::GrayImage::from_pixel(w as u32, h as u32, image::Luma([64]));
+    let (cw, chh) = ((width + 1) * scale, (height + 1) * scale);
+    let (w, h) = (cols * cw + scale, rows * chh + scale);
+    let mut img = image::RgbImage::from_pixel(w as u32, h as u32, image::Rgb([64, 64, 64]));
     for (i, pix) in images.iter().enumerate() {
-        let (ox, oy) = ((i % cols) * cw + scale, (i / cols) * ch + scale);
+        let (ox, oy) = ((i % cols) * cw + scale, (i / cols) * chh + scale);
         for y in 0..height * scale {
             for x in 0..width * scale {
-                let v = pix[(y / scale) * width + x / scale].clamp(0.0, 1.0);
-                img.put_pixel((ox + x) as u32, (oy + y) as u32, image::Luma([(v * 255.0).round() as u8]));
+                let at = ((y / scale) * width + x / scale) * channels;
+                let v = |c: usize| (pix[at + c.min(channels - 1)].clamp(0.0, 1.0) * 255.0).round() as u8;
+                img.put_pixel((ox + x) as u32, (oy + y) as u32, image::Rgb([v(0), v(1), v(2)]));
             }
         }
     }
+    let img = if channels == 1 {
+        image::DynamicImage::ImageRgb8(img).into_luma8().into()
+    } else {
+        image::DynamicImage::ImageRgb8(img)
+    };
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .with_context(|| format!("encoding {}", path.display()))?;

@@ -108,16 +108,24 @@ pub struct Reparam {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Elbo {
     pub m: u32,
-    pub pixels: u32,
     pub latent: u32,
-    pub pad: u32,
+    pub pixels: u32,
+    pub channels: u32,
+    pub x_cp: u32,
+    pub o_cp: u32,
+    pub o_cols: u32,
+    pub halves: u32,
+    pub gaussian: u32,
+    pub pad: [u32; 3],
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Reduce {
     pub m: u32,
-    pub pad: [u32; 3],
+    pub latent: u32,
+    pub free_bits: f32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -134,8 +142,11 @@ pub struct Adam {
 pub struct Gather {
     pub m: u32,
     pub pixels: u32,
+    pub channels: u32,
+    pub x_cp: u32,
     pub binarize: u32,
-    pub pad: u32,
+    pub samples: u32,
+    pub pad: [u32; 2],
 }
 
 /// Every pipeline, named after its WGSL entry point.

@@ -1,6 +1,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use elbo::gpu::{AdapterChoice, Backend};
+use elbo::model::{Arch, Likelihood, ModelKind};
 use std::path::PathBuf;
 
 /// elbo: train variational autoencoders on any GPU (or none, through a software Vulkan driver).
@@ -29,9 +30,10 @@ impl AdapterArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train the MLP VAE on MNIST.
+    /// Train a VAE (or autoencoder) on MNIST, the faces, or any folder of images.
     ///
     /// Example: elbo train --epochs 10 --out runs/mnist
+    ///          elbo train --model conv --dataset faces --likelihood gaussian
     Train(TrainArgs),
     /// List the GPU adapters with their backend, type, driver, limits and features.
     Devices(AdapterArgs),
@@ -95,19 +97,43 @@ struct ProfileArgs {
 struct TrainArgs {
     #[command(flatten)]
     adapter: AdapterArgs,
-    /// Folder with the four MNIST IDX files (gzipped or not) [default: data/mnist]
+    /// `mnist`, `faces` (100 LFW crops, 25x25), or a folder of PNG/JPEG images (searched recursively).
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Folder holding the dataset's files [default: data/mnist or data/lfw-faces-25x25].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Folder datasets: 1 (greyscale) or 3 (RGB).
+    #[arg(long, default_value_t = 1)]
+    channels_in: usize,
+    /// Folder datasets: resize every image to N or WxH pixels [default: keep; all must match].
+    #[arg(long, value_parser = parse_size)]
+    image_size: Option<(usize, usize)>,
+    /// Faces and folders: the share of images held out for testing.
+    #[arg(long, default_value_t = 0.1)]
+    test_fraction: f64,
     /// Output folder [default: a new folder under runs/]
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Architecture: dense layers, or 4x4 stride-2 convolutions (images cropped to a multiple of 4).
+    #[arg(long, value_enum, default_value = "mlp")]
+    model: Arch,
+    /// `vae`, or `ae`: a plain autoencoder (z = mu(x), reconstruction loss only).
+    #[arg(long, value_enum, default_value = "vae")]
+    model_kind: ModelKind,
+    /// Decoder: Bernoulli (pixels in [0, 1]) or Gaussian with a learned per-pixel variance.
+    #[arg(long, value_enum, default_value = "bernoulli")]
+    likelihood: Likelihood,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Width of the hidden layers.
-    #[arg(long, default_value_t = 400)]
-    hidden: usize,
+    /// Hidden width: the MLP's layers [400], or a dense layer after the convolutions [none].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Channels of the two convolutions.
+    #[arg(long, value_delimiter = ',', num_args = 2, default_value = "32,64")]
+    channels: Vec<usize>,
     /// Dimension of the latent code z.
     #[arg(long, default_value_t = 20)]
     latent_dim: usize,
@@ -117,6 +143,15 @@ struct TrainArgs {
     /// Weight of the KL term (1 = the ELBO).
     #[arg(long, default_value_t = 1.0)]
     beta: f32,
+    /// Epochs over which the KL weight rises linearly from 0 to --beta.
+    #[arg(long, default_value_t = 0.0)]
+    kl_warmup: f64,
+    /// Free bits: a latent dimension whose batch-average KL is below this many nats gets no KL gradient.
+    #[arg(long, default_value_t = 0.0)]
+    free_bits: f32,
+    /// Monte-Carlo samples of z per image (the ELBO's estimate averages them).
+    #[arg(long, default_value_t = 1)]
+    mc_samples: usize,
     /// Seed of the initialisation, the data order and the GPU's random streams.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -129,7 +164,7 @@ struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     test_limit: Option<usize>,
-    /// Steps between loss read-backs (progress bar updates).
+    /// Steps between loss read-backs (progress-bar updates).
     #[arg(long, default_value_t = 25)]
     log_every: usize,
     /// Print nothing but errors.
@@ -138,6 +173,17 @@ struct TrainArgs {
     /// GEMM kernels: timed on this adapter (auto) or forced.
     #[arg(long, value_enum, default_value = "auto")]
     gemm: elbo::gemm::GemmPreference,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let parts: Vec<&str> = s.split(['x', 'X']).collect();
+    let num = |t: &str| t.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    match parts.as_slice() {
+        [n] => num(n).map(|n| (n, n)),
+        [w, h] => num(w).zip(num(h)),
+        _ => None,
+    }
+    .ok_or_else(|| format!("expected N or WxH with positive numbers, got {s:?}"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -197,14 +243,25 @@ fn run() -> Result<()> {
         }
         Command::Train(t) => {
             let opts = elbo::train::TrainOptions {
+                dataset: t.dataset.parse().unwrap(),
                 data_dir: t.data_dir,
+                channels_in: t.channels_in,
+                image_size: t.image_size,
+                test_fraction: t.test_fraction,
                 out: t.out,
+                arch: t.model,
+                kind: t.model_kind,
+                likelihood: t.likelihood,
                 epochs: t.epochs,
                 batch_size: t.batch_size,
                 hidden: t.hidden,
+                conv_channels: [t.channels[0], t.channels[1]],
                 latent_dim: t.latent_dim,
                 lr: t.lr,
                 beta: t.beta,
+                kl_warmup: t.kl_warmup,
+                free_bits: t.free_bits,
+                mc_samples: t.mc_samples,
                 seed: t.seed,
                 binarize: t.binarize == Binarize::Dynamic,
                 train_limit: t.train_limit,

@@ -95,42 +95,67 @@ pub fn reparam_forward(mulv: &[f32], m: usize, latent: usize, step: &Step) -> Ve
     z
 }
 
-/// d[mu | logvar] (m, 2L) from dz (m, L) and the KL term's gradient (beta / rows)
-pub fn reparam_backward(mulv: &[f32], dz: &[f32], m: usize, latent: usize, step: &Step) -> Vec<f32> {
+/// d[mu | logvar] (m, 2L) from dz (m, L) and the KL term's gradient (beta / rows, times kl_mask)
+pub fn reparam_backward(mulv: &[f32], dz: &[f32], kl_mask: &[f32], m: usize, latent: usize, step: &Step) -> Vec<f32> {
     let mut d = vec![0f32; m * 2 * latent];
     for r in 0..(step.rows as usize).min(m) {
         for j in 0..latent {
             let mu = mulv[r * 2 * latent + j];
             let lv = mulv[r * 2 * latent + latent + j];
             let g = dz[r * latent + j];
-            d[r * 2 * latent + j] = g + step.beta * mu * step.inv_rows;
-            d[r * 2 * latent + latent + j] = g * step.noise * 0.5 * (0.5 * lv).exp() * eps(step, latent, r, j)
-                + step.beta * 0.5 * (lv.exp() - 1.0) * step.inv_rows;
+            let kl = step.beta * kl_mask[j] * step.inv_rows;
+            d[r * 2 * latent + j] = g + kl * mu;
+            d[r * 2 * latent + latent + j] =
+                g * step.noise * 0.5 * (0.5 * lv).exp() * eps(step, latent, r, j) + kl * 0.5 * (lv.exp() - 1.0);
         }
     }
     d
 }
 
-/// Per image (recon, kl) (m) and d loss / d logits (m, D), for the loss
-/// mean over rows of [sum_pixels BCE(x, sigmoid(logits)) + beta * KL(q || N(0, I))].
+/// -log p(x|z) of one value and its gradients with respect to the mean (or logit) and the raw log-variance.
+pub fn value_nll(x: f32, mean: f32, raw_logvar: f32, gaussian: bool) -> (f32, f32, f32) {
+    if !gaussian {
+        let e = (-mean.abs()).exp();
+        let nll = mean.max(0.0) - x * mean + e.ln_1p();
+        return (nll, 1.0 / (1.0 + (-mean).exp()) - x, 0.0);
+    }
+    let th = raw_logvar.tanh();
+    let lv = crate::model::LOGVAR_MID + crate::model::LOGVAR_HALF * th;
+    let inv_var = (-lv).exp();
+    let diff = mean - x;
+    let nll = 0.918_938_5 + 0.5 * (lv + diff * diff * inv_var);
+    let d_raw = 0.5 * (1.0 - diff * diff * inv_var) * crate::model::LOGVAR_HALF * (1.0 - th * th);
+    (nll, diff * inv_var, d_raw)
+}
+
+/// Per image (recon, kl) (m) and d loss / d (decoder output) (m, o_cols), for the loss
+/// mean over live rows of [-log p(x|z) + beta * KL(q || N(0, I))]; layouts as in elbo.wgsl.
 pub fn elbo_forward_backward(
-    logits: &[f32],
+    dec_out: &[f32],
     x: &[f32],
     mulv: &[f32],
     m: usize,
-    pixels: usize,
+    lay: &crate::model::LossLayout,
     latent: usize,
     step: &Step,
 ) -> (Vec<f32>, Vec<[f32; 2]>) {
-    let mut dlogits = vec![0f32; m * pixels];
+    let x_cols = lay.pixels * lay.x_cp;
+    let mut d_out = vec![0f32; m * lay.o_cols];
     let mut image_loss = vec![[0f32; 2]; m];
     for r in 0..(step.rows as usize).min(m) {
         let mut recon = 0f64;
-        for p in 0..pixels {
-            let l = logits[r * pixels + p];
-            let t = x[r * pixels + p];
-            recon += (l.max(0.0) - t * l + (-l.abs()).exp().ln_1p()) as f64;
-            dlogits[r * pixels + p] = (1.0 / (1.0 + (-l).exp()) - t) * step.inv_rows;
+        for pixel in 0..lay.pixels {
+            for ch in 0..lay.channels {
+                let xv = x[r * x_cols + pixel * lay.x_cp + ch];
+                let (mc, lc) = (lay.mean_col(pixel, ch), lay.logvar_col(pixel, ch));
+                let raw = if lay.gaussian { dec_out[r * lay.o_cols + lc] } else { 0.0 };
+                let (nll, d_mean, d_raw) = value_nll(xv, dec_out[r * lay.o_cols + mc], raw, lay.gaussian);
+                recon += nll as f64;
+                d_out[r * lay.o_cols + mc] = d_mean * step.inv_rows;
+                if lay.gaussian {
+                    d_out[r * lay.o_cols + lc] = d_raw * step.inv_rows;
+                }
+            }
         }
         let mut kl = 0f64;
         for j in 0..latent {
@@ -140,15 +165,42 @@ pub fn elbo_forward_backward(
         }
         image_loss[r] = [recon as f32, kl as f32];
     }
-    (dlogits, image_loss)
+    (d_out, image_loss)
 }
 
-/// The batch's (recon sum, kl sum, rows, 0) for its loss-history slot.
-pub fn loss_reduce(image_loss: &[[f32; 2]], step: &Step) -> [f32; 4] {
+/// The batch's (recon sum, kl sum, rows, 0) for its loss-history slot, and the
+/// free-bits mask: 1 for each latent dimension whose batch-mean KL is at least `free_bits`.
+pub fn loss_reduce(
+    image_loss: &[[f32; 2]],
+    mulv: &[f32],
+    latent: usize,
+    free_bits: f32,
+    step: &Step,
+) -> ([f32; 4], Vec<f32>) {
     let rows = (step.rows as usize).min(image_loss.len());
     let recon = image_loss[..rows].iter().map(|l| l[0] as f64).sum::<f64>();
     let kl = image_loss[..rows].iter().map(|l| l[1] as f64).sum::<f64>();
-    [recon as f32, kl as f32, rows as f32, 0.0]
+    let mask = (0..latent)
+        .map(|j| {
+            let mean = if free_bits > 0.0 {
+                (0..rows)
+                    .map(|r| {
+                        let (mu, lv) = (mulv[r * 2 * latent + j], mulv[r * 2 * latent + latent + j]);
+                        -0.5 * (1.0 + lv - mu * mu - lv.exp())
+                    })
+                    .sum::<f32>()
+                    / rows.max(1) as f32
+            } else {
+                0.0
+            };
+            if mean >= free_bits {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    ([recon as f32, kl as f32, rows as f32, 0.0], mask)
 }
 
 /// One Adam step in place (PyTorch's formulation; bias corrections in `step`).
@@ -170,60 +222,42 @@ pub fn adam_update(
     }
 }
 
-/// The batch x (m, D) in [0, 1] gathered from `data` (images * D bytes) in `order`.
-pub fn gather_batch(data: &[u8], order: &[u32], m: usize, pixels: usize, binarize: bool, step: &Step) -> Vec<f32> {
-    let mut x = vec![0f32; m * pixels];
+/// The batch x (m, pixels * x_cp) in [0, 1] gathered from `data` (images of
+/// pixels * channels bytes) in `order`, `samples` rows per image.
+pub fn gather_batch(
+    data: &[u8],
+    order: &[u32],
+    m: usize,
+    pixels: usize,
+    channels: usize,
+    x_cp: usize,
+    binarize: bool,
+    samples: usize,
+    step: &Step,
+) -> Vec<f32> {
+    let cols = pixels * x_cp;
+    let image_bytes = pixels * channels;
+    let mut x = vec![0f32; m * cols];
     for r in 0..(step.rows as usize).min(m) {
-        let image = order[step.batch_start as usize + r] as usize;
-        for p in 0..pixels {
-            let v = data[image * pixels + p] as f32 / 255.0;
-            x[r * pixels + p] = if binarize {
-                let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, (r * pixels + p) as u32);
-                if u < v {
-                    1.0
+        let image = order[step.batch_start as usize + r / samples] as usize;
+        for pixel in 0..pixels {
+            for ch in 0..channels {
+                let value = pixel * channels + ch;
+                let v = data[image * image_bytes + value] as f32 / 255.0;
+                x[r * cols + pixel * x_cp + ch] = if binarize {
+                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, (r * image_bytes + value) as u32);
+                    if u < v {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 } else {
-                    0.0
-                }
-            } else {
-                v
-            };
+                    v
+                };
+            }
         }
     }
     x
-}
-
-/// The whole model's batch loss and flat gradient, composed from the references
-/// above exactly as the training step composes the kernels.
-pub fn vae_loss_and_grads(model: &crate::model::Model, x: &[f32], m: usize, step: &Step) -> (f32, Vec<f32>) {
-    let l = &model.layout;
-    let (d, hid, lat) = (model.config.pixels(), model.config.hidden, model.config.latent);
-    let (we, wh, wd, wo) = (model.weight(&l.enc), model.weight(&l.heads), model.weight(&l.dec), model.weight(&l.out));
-    let h1 = gemm_forward(x, &we, &model.bias(&l.enc), m, hid, d, true);
-    let mulv = gemm_forward(&h1, &wh, &model.bias(&l.heads), m, 2 * lat, hid, false);
-    let z = reparam_forward(&mulv, m, lat, step);
-    let h3 = gemm_forward(&z, &wd, &model.bias(&l.dec), m, hid, lat, true);
-    let logits = gemm_forward(&h3, &wo, &model.bias(&l.out), m, d, hid, false);
-    let (dlogits, image_loss) = elbo_forward_backward(&logits, x, &mulv, m, d, lat, step);
-    let sums = loss_reduce(&image_loss, step);
-    let loss = (sums[0] + step.beta * sums[1]) * step.inv_rows;
-
-    let mut grads = vec![0f32; l.len];
-    let mut put = |dense: &crate::model::Dense, (dw, db): (Vec<f32>, Vec<f32>)| {
-        for r in 0..dense.n {
-            grads[dense.w + r * dense.stride..dense.w + r * dense.stride + dense.k]
-                .copy_from_slice(&dw[r * dense.k..(r + 1) * dense.k]);
-        }
-        grads[dense.b..dense.b + dense.n].copy_from_slice(&db);
-    };
-    put(&l.out, gemm_backward_weight(&dlogits, &h3, m, d, hid));
-    let dh3 = gemm_backward_input(&dlogits, &wo, Some(&h3), m, d, hid);
-    put(&l.dec, gemm_backward_weight(&dh3, &z, m, hid, lat));
-    let dz = gemm_backward_input(&dh3, &wd, None, m, hid, lat);
-    let dmulv = reparam_backward(&mulv, &dz, m, lat, step);
-    put(&l.heads, gemm_backward_weight(&dmulv, &h1, m, 2 * lat, hid));
-    let dh1 = gemm_backward_input(&dmulv, &wh, Some(&h1), m, 2 * lat, hid);
-    put(&l.enc, gemm_backward_weight(&dh1, x, m, hid, d));
-    (loss, grads)
 }
 
 /// The geometry of a 2-D convolution from (in_h, in_w, in_c) to (out_h, out_w, out_c)
@@ -345,4 +379,169 @@ pub fn conv2d_backward_weight(dy: &[f32], x: &[f32], batch: usize, s: &ConvShape
         }
     }
     (dw.iter().map(|&v| v as f32).collect(), db.iter().map(|&v| v as f32).collect())
+}
+
+/// Image activations (m, h * w * c) without channel padding -> the stored layout (m, shape.cols()).
+pub fn pad_channels(v: &[f32], m: usize, shape: crate::model::Shape) -> Vec<f32> {
+    let (cs, c) = (shape.channel_stride(), shape.c);
+    if cs == c {
+        return v.to_vec();
+    }
+    let mut out = vec![0f32; m * shape.cols()];
+    for (i, px) in v.chunks(c).enumerate() {
+        out[i * cs..i * cs + c].copy_from_slice(px);
+    }
+    out
+}
+
+/// The stored layout -> image activations without channel padding.
+pub fn unpad_channels(v: &[f32], shape: crate::model::Shape) -> Vec<f32> {
+    let (cs, c) = (shape.channel_stride(), shape.c);
+    if cs == c {
+        return v.to_vec();
+    }
+    v.chunks(cs).flat_map(|px| px[..c].iter().copied()).collect()
+}
+
+/// One layer's forward pass in stored layouts, as the training step dispatches it.
+pub fn layer_forward(model: &crate::model::Model, l: &crate::model::Layer, input: &[f32], m: usize) -> Vec<f32> {
+    use crate::model::Op;
+    match l.op {
+        Op::Dense => {
+            let (n, k) = l.gemm_nk();
+            gemm_forward(input, &model.weight(l), &model.bias(l), m, n, k, l.relu)
+        }
+        Op::Conv { .. } => {
+            let s = l.conv_shape();
+            let y =
+                conv2d_forward(&unpad_channels(input, l.input), &model.conv_weight(l), &model.bias(l), m, &s, l.relu);
+            pad_channels(&y, m, l.output)
+        }
+        Op::Deconv { .. } => {
+            let s = l.conv_shape();
+            let y = conv2d_backward_input(&unpad_channels(input, l.input), &model.conv_weight(l), None, m, &s);
+            let b = model.bias(l);
+            let y: Vec<f32> = y
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let v = v + b[i % s.in_c];
+                    if l.relu {
+                        v.max(0.0)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            pad_channels(&y, m, l.output)
+        }
+    }
+}
+
+/// One layer's backward pass in stored layouts: writes dW and db into `grads` and
+/// returns d input, masked by [input > 0] when the input came out of a ReLU.
+pub fn layer_backward(
+    model: &crate::model::Model,
+    l: &crate::model::Layer,
+    input: &[f32],
+    d_out: &[f32],
+    mask_input: bool,
+    m: usize,
+    grads: &mut [f32],
+) -> Vec<f32> {
+    use crate::model::Op;
+    let (w_offs, b_offs) = (l.weight_offsets().1, l.bias_offsets());
+    match l.op {
+        Op::Dense => {
+            let (n, k) = l.gemm_nk();
+            let (dw, db) = gemm_backward_weight(d_out, input, m, n, k);
+            for r in 0..n {
+                grads[l.w + r * l.stride..l.w + r * l.stride + k].copy_from_slice(&dw[r * k..(r + 1) * k]);
+            }
+            grads[l.b..l.b + n].copy_from_slice(&db);
+            gemm_backward_input(d_out, &model.weight(l), mask_input.then_some(input), m, n, k)
+        }
+        Op::Conv { .. } => {
+            let s = l.conv_shape();
+            let (x, dy) = (unpad_channels(input, l.input), unpad_channels(d_out, l.output));
+            let (dw, db) = conv2d_backward_weight(&dy, &x, m, &s);
+            w_offs.iter().zip(&dw).for_each(|(&o, &v)| grads[o] = v);
+            b_offs.iter().zip(&db).for_each(|(&o, &v)| grads[o] = v);
+            let dx = conv2d_backward_input(&dy, &model.conv_weight(l), mask_input.then_some(&x[..]), m, &s);
+            pad_channels(&dx, m, l.input)
+        }
+        Op::Deconv { .. } => {
+            // the convolution from the deconv's output (its "in") back to its input (its "out")
+            let s = l.conv_shape();
+            let (x, dy) = (unpad_channels(input, l.input), unpad_channels(d_out, l.output));
+            let (dw, _) = conv2d_backward_weight(&x, &dy, m, &s);
+            w_offs.iter().zip(&dw).for_each(|(&o, &v)| grads[o] = v);
+            for (c, &o) in b_offs.iter().enumerate() {
+                grads[o] = dy.iter().skip(c).step_by(s.in_c).map(|&v| v as f64).sum::<f64>() as f32;
+            }
+            let dx = conv2d_forward(&dy, &model.conv_weight(l), &vec![0.0; s.out_c], m, &s, false);
+            let dx: Vec<f32> =
+                if mask_input { dx.iter().zip(&x).map(|(d, v)| if *v > 0.0 { *d } else { 0.0 }).collect() } else { dx };
+            pad_channels(&dx, m, l.input)
+        }
+    }
+}
+
+/// The whole model's batch loss (mean over live rows of recon + beta kl), the flat
+/// gradient of the objective (the same, with free bits' floor when `free_bits` > 0)
+/// and that objective, composed from the references above as the training step
+/// composes the kernels; `x` in the model's stored input layout (m rows).
+pub fn vae_loss_and_grads(
+    model: &crate::model::Model,
+    x: &[f32],
+    m: usize,
+    free_bits: f32,
+    step: &Step,
+) -> (f32, Vec<f32>, f64) {
+    let lay = &model.layout;
+    let lat = model.config.latent;
+    let mut grads = vec![0f32; lay.len];
+    let mut enc_in = vec![x.to_vec()];
+    for l in &lay.encoder {
+        let y = layer_forward(model, l, enc_in.last().unwrap(), m);
+        enc_in.push(y);
+    }
+    let h = enc_in.pop().unwrap();
+    let mulv = layer_forward(model, &lay.heads, &h, m);
+    let z = reparam_forward(&mulv, m, lat, step);
+    let mut dec_in = vec![z];
+    for l in &lay.decoder {
+        let y = layer_forward(model, l, dec_in.last().unwrap(), m);
+        dec_in.push(y);
+    }
+    let out = dec_in.pop().unwrap();
+    let (mut d, image_loss) = elbo_forward_backward(&out, x, &mulv, m, &model.config.loss_layout(), lat, step);
+    let (sums, kl_mask) = loss_reduce(&image_loss, &mulv, lat, free_bits, step);
+    let loss = (sums[0] + step.beta * sums[1]) * step.inv_rows;
+    // the objective optimised: with free bits, sum_j max(free_bits, batch-mean KL_j) replaces the KL
+    let mut objective = loss as f64;
+    if free_bits > 0.0 {
+        let rows = (step.rows as usize).min(m);
+        let mut kl_used = 0f64;
+        for r in 0..rows {
+            for j in 0..lat {
+                let (mu, lv) = (mulv[r * 2 * lat + j] as f64, mulv[r * 2 * lat + lat + j] as f64);
+                kl_used += kl_mask[j] as f64 * -0.5 * (1.0 + lv - mu * mu - lv.exp());
+            }
+        }
+        let floor: f64 = kl_mask.iter().map(|&k| (1.0 - k as f64) * free_bits as f64).sum();
+        objective = (sums[0] as f64 + step.beta as f64 * kl_used) * step.inv_rows as f64 + step.beta as f64 * floor;
+    }
+    for (i, l) in lay.decoder.iter().enumerate().rev() {
+        let masked = i > 0 && lay.decoder[i - 1].relu;
+        d = layer_backward(model, l, &dec_in[i], &d, masked, m, &mut grads);
+    }
+    let dmulv = reparam_backward(&mulv, &d, &kl_mask, m, lat, step);
+    let masked = lay.encoder.last().is_some_and(|l| l.relu);
+    d = layer_backward(model, &lay.heads, &h, &dmulv, masked, m, &mut grads);
+    for (i, l) in lay.encoder.iter().enumerate().rev() {
+        let masked = i > 0 && lay.encoder[i - 1].relu;
+        d = layer_backward(model, l, &enc_in[i], &d, masked, m, &mut grads);
+    }
+    (loss, grads, objective)
 }

@@ -1,10 +1,10 @@
 //! `elbo train`: the epoch loop around the Trainer, with progress, metrics,
 //! image grids and atomic checkpoints.
 
-use crate::data::{load_mnist, mnist_dir};
+use crate::data::{crop_to_multiple, faces_dir, load_faces, load_image_folder, load_mnist, mnist_dir, Dataset};
 use crate::gpu::{AdapterChoice, Gpu};
 use crate::images::save_grid;
-use crate::model::{Model, VaeConfig};
+use crate::model::{Arch, Layout, Likelihood, Model, ModelKind, Op, VaeConfig};
 use crate::trainer::{Hyper, LossSums, Trainer};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -13,16 +13,54 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Which images to train on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatasetChoice {
+    /// MNIST from `--data-dir` (default data/mnist).
+    Mnist,
+    /// The 100 LFW face crops (25x25 greyscale) in data/lfw-faces-25x25.
+    Faces,
+    /// Any folder of PNG/JPEG images, searched recursively.
+    Folder(PathBuf),
+}
+
+impl std::str::FromStr for DatasetChoice {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s {
+            "mnist" => DatasetChoice::Mnist,
+            "faces" => DatasetChoice::Faces,
+            path => DatasetChoice::Folder(PathBuf::from(path)),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    pub dataset: DatasetChoice,
     pub data_dir: Option<PathBuf>,
+    /// Folder datasets: 1 (greyscale) or 3 (RGB).
+    pub channels_in: usize,
+    /// Folder datasets: resize every image to (width, height).
+    pub image_size: Option<(usize, usize)>,
+    /// Faces and folders: the share held out for testing.
+    pub test_fraction: f64,
     pub out: Option<PathBuf>,
+    pub arch: Arch,
+    pub kind: ModelKind,
+    pub likelihood: Likelihood,
     pub epochs: usize,
     pub batch_size: usize,
-    pub hidden: usize,
+    /// Default: 400 for the MLP, 0 (no dense layer) for the convolutional model.
+    pub hidden: Option<usize>,
+    pub conv_channels: [usize; 2],
     pub latent_dim: usize,
     pub lr: f32,
     pub beta: f32,
+    /// Epochs over which the KL weight rises linearly from 0 to beta.
+    pub kl_warmup: f64,
+    pub free_bits: f32,
+    pub mc_samples: usize,
     pub seed: u64,
     pub binarize: bool,
     /// Use only the first N training / test images (quick runs).
@@ -37,14 +75,25 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
+            dataset: DatasetChoice::Mnist,
             data_dir: None,
+            channels_in: 1,
+            image_size: None,
+            test_fraction: 0.1,
             out: None,
+            arch: Arch::Mlp,
+            kind: ModelKind::Vae,
+            likelihood: Likelihood::Bernoulli,
             epochs: 10,
             batch_size: 128,
-            hidden: 400,
+            hidden: None,
+            conv_channels: [32, 64],
             latent_dim: 20,
             lr: 1e-3,
             beta: 1.0,
+            kl_warmup: 0.0,
+            free_bits: 0.0,
+            mc_samples: 1,
             seed: 1,
             binarize: false,
             train_limit: None,
@@ -55,6 +104,40 @@ impl Default for TrainOptions {
             gemm: crate::gemm::GemmPreference::Auto,
         }
     }
+}
+
+/// Loads the chosen dataset, cropped to a multiple of 4 for the convolutional model.
+pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
+    let (mut train, mut test, from) = match &opts.dataset {
+        DatasetChoice::Mnist => {
+            let dir = mnist_dir(opts.data_dir.as_deref());
+            let (a, b) = load_mnist(&dir)?;
+            (a, b, dir.display().to_string())
+        }
+        DatasetChoice::Faces => {
+            let dir = faces_dir(opts.data_dir.as_deref());
+            let (a, b) = load_faces(&dir, opts.test_fraction, opts.seed)?;
+            (a, b, dir.display().to_string())
+        }
+        DatasetChoice::Folder(dir) => {
+            let (a, b) = load_image_folder(dir, opts.channels_in, opts.image_size, opts.test_fraction, opts.seed)?;
+            (a, b, dir.display().to_string())
+        }
+    };
+    if let Some(n) = opts.train_limit {
+        train.truncate(n);
+    }
+    if let Some(n) = opts.test_limit {
+        test.truncate(n);
+    }
+    if opts.arch == Arch::Conv && (!train.width.is_multiple_of(4) || !train.height.is_multiple_of(4)) {
+        if train.width < 4 || train.height < 4 {
+            bail!("the convolutional model needs images of at least 4x4 pixels, got {}x{}", train.width, train.height);
+        }
+        train = crop_to_multiple(&train, 4);
+        test = crop_to_multiple(&test, 4);
+    }
+    Ok((train, test, from))
 }
 
 /// What an epoch measured.
@@ -82,20 +165,16 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     if opts.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    if opts.hidden == 0 || opts.latent_dim == 0 {
-        bail!("--hidden and --latent-dim must be at least 1");
+    if opts.latent_dim == 0 || opts.mc_samples == 0 {
+        bail!("--latent-dim and --mc-samples must be at least 1");
     }
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         bail!("--lr must be a positive number, got {}", opts.lr);
     }
-    let dir = mnist_dir(opts.data_dir.as_deref());
-    let (mut train_set, mut test_set) = load_mnist(&dir)?;
-    if let Some(n) = opts.train_limit {
-        train_set.truncate(n);
+    if !(opts.beta >= 0.0 && opts.free_bits >= 0.0 && opts.kl_warmup >= 0.0) {
+        bail!("--beta, --free-bits and --kl-warmup must not be negative");
     }
-    if let Some(n) = opts.test_limit {
-        test_set.truncate(n);
-    }
+    let (train_set, test_set, from) = load_dataset(opts)?;
     let gpu = Gpu::new(&opts.adapter)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
@@ -106,28 +185,44 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     };
     say(format!("adapter: {}", gpu.adapter_line()));
     say(format!(
-        "data: {} training and {} test images of {}x{} from {}",
-        train_set.len,
-        test_set.len,
-        train_set.width,
-        train_set.height,
-        dir.display()
+        "data: {} training and {} test images of {}x{}x{} from {}",
+        train_set.len, test_set.len, train_set.width, train_set.height, train_set.channels, from
     ));
 
-    let config =
-        VaeConfig { width: train_set.width, height: train_set.height, hidden: opts.hidden, latent: opts.latent_dim };
+    let config = VaeConfig {
+        arch: opts.arch,
+        kind: opts.kind,
+        likelihood: opts.likelihood,
+        width: train_set.width,
+        height: train_set.height,
+        channels: train_set.channels,
+        hidden: opts.hidden.unwrap_or(match opts.arch {
+            Arch::Mlp => 400,
+            Arch::Conv => 0,
+        }),
+        conv_channels: opts.conv_channels,
+        latent: opts.latent_dim,
+    };
+    config.check()?;
     let model = Model::init(&config, opts.seed);
-    let hyper =
-        Hyper { lr: opts.lr, beta: opts.beta, seed: opts.seed as u32, binarize: opts.binarize, gemm: opts.gemm };
+    let hyper = Hyper {
+        lr: opts.lr,
+        beta: if opts.kl_warmup > 0.0 { 0.0 } else { opts.beta },
+        seed: opts.seed as u32,
+        binarize: opts.binarize,
+        gemm: opts.gemm,
+        samples: opts.mc_samples,
+        free_bits: opts.free_bits,
+    };
     let mut trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set)?;
-    say(format!("GEMM kernels measured on this adapter:\n  {}", trainer.gemm_choice.describe().replace('\n', "\n  ")));
+    if !trainer.gemm_choice.decisions.is_empty() {
+        say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice.describe().replace('\n', "\n  ")));
+    }
     say(format!(
-        "model: MLP VAE {d}-{h}-({l} mu, {l} logvar)-{h}-{d}, Bernoulli decoder; {} dispatches and 1 submit per step; writing to {}",
+        "model: {}; {} dispatches and 1 submit per step; writing to {}",
+        describe(&config),
         trainer.dispatches_per_step(),
         out.display(),
-        d = config.pixels(),
-        h = config.hidden,
-        l = config.latent
     ));
 
     let metrics_path = out.join("metrics.jsonl");
@@ -139,6 +234,9 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     let prior: Vec<f32> =
         (0..64 * config.latent).map(|i| crate::rng::rand_normal(opts.seed as u32, 2, 0, i as u32)).collect();
     let mut reports = Vec::new();
+    // the reported loss: -ELBO for a VAE (KL weight 1), the reconstruction term for an autoencoder
+    let kl_weight = if config.kind == ModelKind::Ae { 0.0 } else { 1.0 };
+    let samples = opts.mc_samples as f64;
 
     for epoch in 1..=opts.epochs {
         order.shuffle(&mut rng);
@@ -152,10 +250,14 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         bar.set_prefix(format!("{epoch}/{}", opts.epochs));
         let t0 = Instant::now();
         for b in 0..steps {
+            if opts.kl_warmup > 0.0 {
+                let progress = ((epoch - 1) * steps + b + 1) as f64 / (opts.kl_warmup * steps as f64);
+                trainer.hyper.beta = opts.beta * progress.min(1.0) as f32;
+            }
             trainer.train_step(b);
             if (b + 1) % opts.log_every.max(1) == 0 || b + 1 == steps {
                 let sums = trainer.read_history(b + 1)?;
-                let loss = sums.loss(opts.beta as f64);
+                let loss = sums.loss(kl_weight);
                 if !loss.is_finite() {
                     bar.abandon();
                     bail!(
@@ -166,7 +268,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
                         out.display()
                     );
                 }
-                let rate = sums.images / t0.elapsed().as_secs_f64();
+                let rate = sums.images / samples / t0.elapsed().as_secs_f64();
                 bar.set_message(format!("loss {loss:.2} {rate:.0} img/s"));
                 bar.set_position((b + 1) as u64);
             }
@@ -181,16 +283,17 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
             train: train_sums,
             test: test_sums,
             seconds,
-            images_per_second: train_sums.images / seconds,
+            images_per_second: train_sums.images / samples / seconds,
         };
         let line = serde_json::json!({
             "epoch": epoch,
-            "train_loss": train_sums.loss(opts.beta as f64),
+            "train_loss": train_sums.loss(kl_weight),
             "train_recon": train_sums.recon_per_image(),
-            "train_kl": train_sums.kl_per_image(),
-            "test_loss": test_sums.loss(1.0),
+            "train_kl": train_sums.kl_per_image() * kl_weight,
+            "test_loss": test_sums.loss(kl_weight),
             "test_recon": test_sums.recon_per_image(),
-            "test_kl": test_sums.kl_per_image(),
+            "test_kl": test_sums.kl_per_image() * kl_weight,
+            "kl_weight": trainer.hyper.beta,
             "epoch_seconds": seconds,
             "images_per_second": report.images_per_second,
             "steps": trainer.steps_done,
@@ -201,10 +304,11 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
 
         // pictures and weights after every epoch
         let d = config.pixels();
-        let (w, h) = (config.width, config.height);
-        let samples = trainer.decode(&prior[..prior.len().min(trainer.batch * config.latent)])?;
-        let tiles: Vec<&[f32]> = samples.chunks(d).collect();
-        save_grid(&out.join("samples.png"), &tiles, w, h, 8, 2)?;
+        let (w, h, ch) = (config.width, config.height, config.channels);
+        let scale = (112 / w.max(h)).clamp(2, 8);
+        let drawn = trainer.decode(&prior[..prior.len().min(trainer.z.rows * config.latent)])?;
+        let tiles: Vec<&[f32]> = drawn.chunks(d).collect();
+        save_grid(&out.join("samples.png"), &tiles, w, h, ch, 8, scale)?;
         let (x, recon) = trainer.reconstruct_first_batch()?;
         let n = (x.len() / d).min(32);
         let mut tiles: Vec<&[f32]> = Vec::new();
@@ -213,21 +317,21 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
             tiles.extend(idx.clone().map(|i| &x[i * d..(i + 1) * d]));
             tiles.extend(idx.map(|i| &recon[i * d..(i + 1) * d]));
         }
-        save_grid(&out.join("reconstructions.png"), &tiles, w, h, 8, 2)?;
+        save_grid(&out.join("reconstructions.png"), &tiles, w, h, ch, 8, scale)?;
         trainer.sync_model()?;
         let extra = std::collections::HashMap::from([
             ("epoch".to_string(), epoch.to_string()),
-            ("test_loss".to_string(), format!("{:.4}", test_sums.loss(1.0))),
+            ("test_loss".to_string(), format!("{:.4}", test_sums.loss(kl_weight))),
             ("seed".to_string(), opts.seed.to_string()),
         ]);
         trainer.model.save(&out.join("model.safetensors"), &extra)?;
         say(format!(
             "epoch {epoch:>3}/{}  train {:.2}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s",
             opts.epochs,
-            train_sums.loss(opts.beta as f64),
-            test_sums.loss(1.0),
+            train_sums.loss(kl_weight),
+            test_sums.loss(kl_weight),
             test_sums.recon_per_image(),
-            test_sums.kl_per_image(),
+            test_sums.kl_per_image() * kl_weight,
             seconds,
             report.images_per_second
         ));
@@ -235,4 +339,33 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     }
     say(format!("wrote {}/{{metrics.jsonl, model.safetensors, samples.png, reconstructions.png}}", out.display()));
     Ok(reports)
+}
+
+/// One line naming the architecture.
+pub fn describe(c: &VaeConfig) -> String {
+    let kind = match c.kind {
+        ModelKind::Vae => "VAE",
+        ModelKind::Ae => "autoencoder",
+    };
+    let lik = match c.likelihood {
+        Likelihood::Bernoulli => "Bernoulli",
+        Likelihood::Gaussian => "Gaussian",
+    };
+    let layers: Vec<String> = Layout::new(c)
+        .layers()
+        .iter()
+        .map(|l| match l.op {
+            Op::Dense => format!("{} {}->{}", l.name, l.input.values(), l.output.values()),
+            _ => format!(
+                "{} {}x{}x{}->{}x{}x{}",
+                l.name, l.input.h, l.input.w, l.input.c, l.output.h, l.output.w, l.output.c
+            ),
+        })
+        .collect();
+    format!(
+        "{} {kind}, latent {}, {lik} decoder: {}",
+        if c.arch == Arch::Mlp { "MLP" } else { "convolutional" },
+        c.latent,
+        layers.join(", ")
+    )
 }

@@ -1,27 +1,26 @@
 //! The host scheduler: owns every buffer, texture and prebuilt dispatch list
-//! of the MLP VAE, and replays them: one encoder and one submit per training
-//! step, no host read-back except the loss history at logging intervals.
+//! of a model, and replays them: one encoder and one submit per training step,
+//! no host read-back except the loss history at logging intervals.
 //!
-//! The step, as dispatched (shapes for batch m, pixels D, hidden H, latent L):
-//!   gather_batch          order, dataset      -> x (m, D)
-//!   gemm_forward  enc     x, W_enc            -> h1 (m, H), ReLU
-//!   gemm_forward  heads   h1, W_heads         -> mulv (m, 2L) = [mu | logvar]
-//!   reparam_forward       mulv, eps           -> z (m, L)
-//!   gemm_forward  dec     z, W_dec            -> h3 (m, H), ReLU
-//!   gemm_forward  out     h3, W_out           -> logits (m, D)
-//!   elbo_forward_backward logits, x, mulv     -> dlogits (m, D), image_loss (m)
-//!   loss_reduce           image_loss          -> history[slot]
-//!   gemm_backward_weight  out / dec / heads / enc -> grads (flat)
-//!   gemm_backward_input   out / dec / heads   -> dh3, dz, dh1
-//!   reparam_backward      dz, mulv            -> dmulv (m, 2L)
-//!   adam_update           grads               -> params, moments (flat)
-//!   then copies of the updated weights into the textures the GEMMs read.
+//! The step, as dispatched (batch m rows, latent L):
+//!   gather_batch           order, dataset        -> x
+//!   encoder layers         x -> ... -> h          (gemm_forward / conv2d_forward, bias and ReLU fused)
+//!   gemm_forward heads     h                     -> mulv (m, 2L) = [mu | logvar]
+//!   reparam_forward        mulv, eps             -> z (m, L)
+//!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
+//!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
+//!   loss_reduce            image_loss, mulv      -> history[slot], free-bits mask
+//!   decoder layers, last to first: backward_weight -> grads (flat); backward_input -> d input
+//!   reparam_backward       dz, mulv              -> d mulv
+//!   heads, encoder layers, last to first: the same
+//!   adam_update            grads                 -> params, moments (flat)
+//!   then copies of the updated weights into the textures the kernels read.
 
 use crate::data::Dataset;
 use crate::gemm::{self, GemmPreference, Pass};
 use crate::gpu::{Gpu, Matrix};
 use crate::kernels::{self, Bind, Dispatch, Kernels, Step};
-use crate::model::{Dense, Model};
+use crate::model::{Layer, Model, ModelKind, Op};
 use anyhow::{bail, Result};
 
 pub const ADAM_BETA1: f32 = 0.9;
@@ -32,11 +31,22 @@ pub const ADAM_EPS: f32 = 1e-8;
 #[derive(Clone, Debug)]
 pub struct Hyper {
     pub lr: f32,
+    /// Weight of the KL term (changed per step during a warm-up).
     pub beta: f32,
     pub seed: u32,
     pub binarize: bool,
     /// Which GEMM kernels to use (measured on this adapter by default).
     pub gemm: GemmPreference,
+    /// Monte-Carlo samples of z per image.
+    pub samples: usize,
+    /// Free bits: per-dimension KL floor in nats (0: off).
+    pub free_bits: f32,
+}
+
+impl Hyper {
+    pub fn new(lr: f32, seed: u32) -> Hyper {
+        Hyper { lr, beta: 1.0, seed, binarize: false, gemm: GemmPreference::Auto, samples: 1, free_bits: 0.0 }
+    }
 }
 
 /// Sums over a pass of the data, in nats.
@@ -44,6 +54,7 @@ pub struct Hyper {
 pub struct LossSums {
     pub recon: f64,
     pub kl: f64,
+    /// Rows summed: images times Monte-Carlo samples.
     pub images: f64,
 }
 
@@ -60,20 +71,13 @@ impl LossSums {
     }
 }
 
-struct Weights {
-    enc: Matrix,
-    heads: Matrix,
-    dec: Matrix,
-    out: Matrix,
-}
-
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
     pub model: Model,
     pub hyper: Hyper,
-    /// The GEMM variant of each layer and pass, measured fastest on this adapter (or forced).
+    /// The GEMM variant of each dense layer and pass, measured fastest on this adapter (or forced).
     pub gemm_choice: gemm::Choice,
-    /// Batch rows (the largest batch; smaller last batches mask their padding rows).
+    /// Images per batch; the textures hold batch * samples rows.
     pub batch: usize,
     /// Adam steps taken.
     pub steps_done: u32,
@@ -89,34 +93,227 @@ pub struct Trainer<'g> {
     train_len: usize,
     test_len: usize,
 
-    weights: Weights,
+    /// Per layer (encoder, heads, decoder): its weight texture.
+    weights: Vec<Matrix>,
     pub x: Matrix,
     pub z: Matrix,
+    /// The decoder's output (logits, or means and raw log-variances).
+    pub out: Matrix,
+    /// Bernoulli: sigmoid of the logits.
     pub probs: Matrix,
 
     train_step: Vec<Dispatch>,
     eval_step: Vec<Dispatch>,
     decode: Vec<Dispatch>,
-    sigmoid: Vec<Dispatch>,
     // kept alive for the bind groups
     _keep: Vec<wgpu::Buffer>,
     _mats: Vec<Matrix>,
 }
 
-fn gemm_params(gpu: &Gpu, d: &Dense, m: usize, relu: bool) -> wgpu::Buffer {
-    gpu.uniform(
-        "gemm",
-        &kernels::Gemm {
-            m: m as u32,
-            n: d.n as u32,
-            k: d.k as u32,
-            act: relu as u32,
-            bias: d.b as u32,
-            grad_w: d.w as u32,
-            stride: d.stride as u32,
-            grad_b: d.b as u32,
-        },
-    )
+fn gemm_params(l: &Layer, m: usize, relu: bool) -> kernels::Gemm {
+    let (n, k) = l.gemm_nk();
+    kernels::Gemm {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        act: relu as u32,
+        bias: l.b as u32,
+        grad_w: l.w as u32,
+        stride: l.stride as u32,
+        grad_b: l.b as u32,
+    }
+}
+
+fn conv_params(l: &Layer, m: usize, epilogue: u32, bias_of: u32) -> kernels::Conv {
+    let s = l.conv_shape();
+    kernels::Conv {
+        batch: m as u32,
+        in_w: s.in_w as u32,
+        in_h: s.in_h as u32,
+        in_c: s.in_c as u32,
+        out_w: s.out_w as u32,
+        out_h: s.out_h as u32,
+        out_c: s.out_c as u32,
+        kernel: s.kernel as u32,
+        stride: s.stride as u32,
+        pad: s.pad as u32,
+        epilogue,
+        bias: l.b as u32,
+        grad_w: l.w as u32,
+        w_stride: l.stride as u32,
+        grad_b: l.b as u32,
+        bias_of,
+    }
+}
+
+/// Builds dispatches for one model at batch rows m.
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    k: &'a Kernels,
+    choice: &'a gemm::Choice,
+    m: usize,
+    params: &'a wgpu::Buffer,
+    grads: &'a wgpu::Buffer,
+    keep: Vec<wgpu::Buffer>,
+}
+
+impl Builder<'_> {
+    fn uniform<T: bytemuck::Pod>(&mut self, v: &T) -> wgpu::Buffer {
+        let u = self.gpu.uniform("params", v);
+        self.keep.push(u.clone());
+        u
+    }
+
+    fn gemm(&self, pass: Pass, l: &Layer, binds: &[(u32, Bind)]) -> Dispatch {
+        let (n, k) = l.gemm_nk();
+        let v = self.choice.get(pass, self.m, n, k);
+        gemm::dispatch(self.gpu, self.k, pass, v, label(l, pass.entry()), binds, self.m, n, k)
+    }
+
+    /// y = act(layer(x)), bias and ReLU fused.
+    fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Dispatch {
+        use Bind::{Buffer as B, Texture as T};
+        let m = self.m;
+        let params = self.params;
+        match l.op {
+            Op::Dense => {
+                let u = self.uniform(&gemm_params(l, m, l.relu));
+                self.gemm(
+                    Pass::Forward,
+                    l,
+                    &[(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (4, T(&y.view)), (5, B(params))],
+                )
+            }
+            Op::Conv { .. } => {
+                let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
+                let u = self.uniform(&conv_params(l, m, epi, 0));
+                let s = l.conv_shape();
+                let binds =
+                    [(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))];
+                Dispatch::new(
+                    self.gpu,
+                    label(l, "conv2d_forward"),
+                    &self.k.conv2d_forward,
+                    &binds,
+                    m * s.out_h * s.out_w.div_ceil(4) * s.out_c.div_ceil(4),
+                    64,
+                )
+                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+            }
+            Op::Deconv { .. } => {
+                let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
+                let u = self.uniform(&conv_params(l, m, epi, 0));
+                let s = l.conv_shape();
+                let binds =
+                    [(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))];
+                Dispatch::new(
+                    self.gpu,
+                    label(l, "conv2d_backward_input"),
+                    &self.k.conv2d_backward_input,
+                    &binds,
+                    m * s.in_h * s.in_w * s.in_c.div_ceil(4),
+                    64,
+                )
+                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+            }
+        }
+    }
+
+    /// dW and db of a layer from d out (gradient of its pre-activation) and its input x.
+    fn backward_weight(&mut self, l: &Layer, x: &Matrix, dy: &Matrix) -> Dispatch {
+        use Bind::{Buffer as B, Texture as T};
+        let (m, grads) = (self.m, self.grads);
+        match l.op {
+            Op::Dense => {
+                let u = self.uniform(&gemm_params(l, m, false));
+                self.gemm(Pass::BackwardWeight, l, &[(0, B(&u)), (1, T(&dy.view)), (2, T(&x.view)), (6, B(grads))])
+            }
+            Op::Conv { .. } | Op::Deconv { .. } => {
+                // a transposed convolution is the convolution from its output to its input
+                let (lhs, rhs, bias_of) = if matches!(l.op, Op::Conv { .. }) { (dy, x, 0) } else { (x, dy, 1) };
+                let u = self.uniform(&conv_params(l, m, 0, bias_of));
+                let s = l.conv_shape();
+                let binds = [(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (6, B(grads))];
+                Dispatch::new(
+                    self.gpu,
+                    label(l, "conv2d_backward_weight"),
+                    &self.k.conv2d_backward_weight,
+                    &binds,
+                    s.out_c.div_ceil(4) * s.kernel * s.kernel * s.in_c.div_ceil(4),
+                    64,
+                )
+                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+            }
+        }
+    }
+
+    /// d input of a layer, masked by [x > 0] when its input came out of a ReLU.
+    fn backward_input(
+        &mut self,
+        l: &Layer,
+        x: &Matrix,
+        w: &Matrix,
+        dy: &Matrix,
+        dx: &Matrix,
+        masked: bool,
+    ) -> Dispatch {
+        use Bind::{Buffer as B, Texture as T};
+        let (m, params) = (self.m, self.params);
+        let epi = if masked { kernels::EPILOGUE_RELU_MASK } else { kernels::EPILOGUE_NONE };
+        match l.op {
+            Op::Dense => {
+                let u = self.uniform(&gemm_params(l, m, masked));
+                self.gemm(
+                    Pass::BackwardInput,
+                    l,
+                    &[(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view))],
+                )
+            }
+            Op::Conv { .. } => {
+                let u = self.uniform(&conv_params(l, m, epi, 0));
+                let s = l.conv_shape();
+                let binds =
+                    [(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view)), (5, B(params))];
+                Dispatch::new(
+                    self.gpu,
+                    label(l, "conv2d_backward_input"),
+                    &self.k.conv2d_backward_input,
+                    &binds,
+                    m * s.in_h * s.in_w * s.in_c.div_ceil(4),
+                    64,
+                )
+                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+            }
+            Op::Deconv { .. } => {
+                let u = self.uniform(&conv_params(l, m, epi, 0));
+                let s = l.conv_shape();
+                let binds =
+                    [(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view)), (5, B(params))];
+                Dispatch::new(
+                    self.gpu,
+                    label(l, "conv2d_forward"),
+                    &self.k.conv2d_forward,
+                    &binds,
+                    m * s.out_h * s.out_w.div_ceil(4) * s.out_c.div_ceil(4),
+                    64,
+                )
+                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+            }
+        }
+    }
+}
+
+/// "<entry point> <layer>": the profiler's row names. Leaked once per layer and pass at start-up.
+fn label(l: &Layer, entry: &str) -> &'static str {
+    Box::leak(format!("{entry} {}", l.name).into_boxed_str())
+}
+
+fn shape_text(s: &crate::reference::ConvShape) -> String {
+    format!("{}x{}x{}>{}x{}x{} k{}s{}", s.in_h, s.in_w, s.in_c, s.out_h, s.out_w, s.out_c, s.kernel, s.stride)
+}
+
+fn conv_flops(s: &crate::reference::ConvShape, m: usize) -> f64 {
+    2.0 * (m * s.out_h * s.out_w * s.out_c * s.in_c * s.kernel * s.kernel) as f64
 }
 
 impl<'g> Trainer<'g> {
@@ -129,22 +326,30 @@ impl<'g> Trainer<'g> {
         test: &Dataset,
     ) -> Result<Trainer<'g>> {
         let c = model.config.clone();
+        c.check()?;
         let l = model.layout.clone();
-        let (d, hid, lat) = (c.pixels(), c.hidden, c.latent);
-        if train.image_len() != d || test.image_len() != d {
-            bail!(
-                "the model expects {}x{} images but the data has {}x{}",
-                c.width,
-                c.height,
-                train.width,
-                train.height
-            );
+        let lat = c.latent;
+        for (what, ds) in [("training", train), ("test", test)] {
+            if (ds.width, ds.height, ds.channels) != (c.width, c.height, c.channels) {
+                bail!(
+                    "the model expects {}x{} images with {} channel(s) but the {what} set has {}x{} with {}",
+                    c.width,
+                    c.height,
+                    c.channels,
+                    ds.width,
+                    ds.height,
+                    ds.channels
+                );
+            }
+            if ds.len == 0 {
+                bail!("the {what} set is empty");
+            }
         }
-        if batch == 0 {
-            bail!("--batch-size must be at least 1");
+        if batch == 0 || hyper.samples == 0 {
+            bail!("--batch-size and --mc-samples must be at least 1");
         }
         let k = Kernels::new(gpu)?;
-        let m = batch.next_multiple_of(4);
+        let m = (batch * hyper.samples).next_multiple_of(4);
         let floats = (l.len * 4) as u64;
         let params = gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?;
         let grads = gpu.buffer("grads", floats, wgpu::BufferUsages::empty())?;
@@ -152,6 +357,7 @@ impl<'g> Trainer<'g> {
         let moment2 = gpu.buffer("adam moment2", floats, wgpu::BufferUsages::empty())?;
         let step_uniform = gpu.uniform("step", &Step::default());
         let image_loss = gpu.buffer("image_loss", (m * 8) as u64, wgpu::BufferUsages::empty())?;
+        let kl_mask = gpu.buffer("kl_mask", (lat * 4) as u64, wgpu::BufferUsages::empty())?;
         let history_slots = train.len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
         let history = gpu.buffer("history", (history_slots * 16) as u64, wgpu::BufferUsages::empty())?;
         let train_data = gpu.buffer_with("training set", &train.pixels)?;
@@ -160,119 +366,64 @@ impl<'g> Trainer<'g> {
         let test_order_vec: Vec<u32> = (0..test.len as u32).collect();
         let test_order = gpu.buffer_with("test order", bytemuck::cast_slice(&test_order_vec))?;
 
-        let weights = Weights {
-            enc: gpu.matrix("W_enc", l.enc.rows, l.enc.k)?,
-            heads: gpu.matrix("W_heads", l.heads.rows, l.heads.k)?,
-            dec: gpu.matrix("W_dec", l.dec.rows, l.dec.k)?,
-            out: gpu.matrix("W_out", l.out.rows, l.out.k)?,
-        };
-        let x = gpu.matrix("x", m, d)?;
-        let h1 = gpu.matrix("h1", m, hid)?;
-        let mulv = gpu.matrix("mulv", m, 2 * lat)?;
+        let layers = l.layers();
+        let weights: Vec<Matrix> =
+            layers.iter().map(|ly| gpu.matrix(ly.name, ly.rows, ly.cols)).collect::<Result<_>>()?;
+        let act = |ly: &Layer, what: &str| gpu.matrix(&format!("{what} {}", ly.name), m, ly.output.cols());
+        // activations: enc_out[i] is encoder layer i's output; h = the last; dec_out likewise
+        let x = gpu.matrix("x", m, c.input_shape().cols())?;
+        let enc_out: Vec<Matrix> = l.encoder.iter().map(|ly| act(ly, "out")).collect::<Result<_>>()?;
+        let enc_grad: Vec<Matrix> = l.encoder.iter().map(|ly| act(ly, "grad")).collect::<Result<_>>()?;
+        let mulv = act(&l.heads, "out")?;
+        let dmulv = act(&l.heads, "grad")?;
         let z = gpu.matrix("z", m, lat)?;
-        let h3 = gpu.matrix("h3", m, hid)?;
-        let logits = gpu.matrix("logits", m, d)?;
-        let dlogits = gpu.matrix("dlogits", m, d)?;
-        let dh3 = gpu.matrix("dh3", m, hid)?;
         let dz = gpu.matrix("dz", m, lat)?;
-        let dmulv = gpu.matrix("dmulv", m, 2 * lat)?;
-        let dh1 = gpu.matrix("dh1", m, hid)?;
-        let probs = gpu.matrix("probs", m, d)?;
+        let dec_out: Vec<Matrix> = l.decoder.iter().map(|ly| act(ly, "out")).collect::<Result<_>>()?;
+        let dec_grad: Vec<Matrix> = l.decoder.iter().map(|ly| act(ly, "grad")).collect::<Result<_>>()?;
+        let out_shape = l.decoder.last().unwrap().output;
+        let probs = gpu.matrix("probs", m, out_shape.cols())?;
 
-        let mut keep = Vec::new();
-        use Bind::{Buffer as B, Texture as T};
-        // element-wise kernels: one invocation per texel
-        let texels = |rows: usize, cols: usize| rows * cols.div_ceil(4);
-
-        // the GEMM variants: measured on the model's two large layers unless forced
-        let gemms: Vec<(Pass, usize, usize, usize)> =
-            l.layers().iter().flat_map(|d| Pass::ALL.map(|p| (p, m, d.n, d.k))).collect();
+        // the GEMM variants: every dense layer's passes, timed unless forced
+        let gemms: Vec<(Pass, usize, usize, usize)> = layers
+            .iter()
+            .filter(|ly| ly.op == Op::Dense)
+            .flat_map(|ly| Pass::ALL.map(|p| (p, m, ly.gemm_nk().0, ly.gemm_nk().1)))
+            .collect();
         let choice = gemm::choose(gpu, &k, hyper.gemm, &gemms)?;
-        // forward: y = act(x W^T + b)
-        let forward = |keep: &mut Vec<wgpu::Buffer>,
-                       label,
-                       dense: &Dense,
-                       relu: bool,
-                       input: &Matrix,
-                       w: &Matrix,
-                       output: &Matrix| {
-            let u = gemm_params(gpu, dense, m, relu);
-            let binds = [(0, B(&u)), (1, T(&input.view)), (2, T(&w.view)), (4, T(&output.view)), (5, B(&params))];
-            let dsp = gemm::dispatch(
-                gpu,
-                &k,
-                Pass::Forward,
-                choice.get(Pass::Forward, m, dense.n, dense.k),
-                label,
-                &binds,
-                m,
-                dense.n,
-                dense.k,
-            );
-            keep.push(u);
-            dsp
-        };
-        let backward_weight = |keep: &mut Vec<wgpu::Buffer>, label, dense: &Dense, dy: &Matrix, input: &Matrix| {
-            let u = gemm_params(gpu, dense, m, false);
-            let binds = [(0, B(&u)), (1, T(&dy.view)), (2, T(&input.view)), (6, B(&grads))];
-            let pass = Pass::BackwardWeight;
-            let dsp = gemm::dispatch(
-                gpu,
-                &k,
-                pass,
-                choice.get(pass, m, dense.n, dense.k),
-                label,
-                &binds,
-                m,
-                dense.n,
-                dense.k,
-            );
-            keep.push(u);
-            dsp
-        };
-        let backward_input = |keep: &mut Vec<wgpu::Buffer>,
-                              label,
-                              dense: &Dense,
-                              dy: &Matrix,
-                              w: &Matrix,
-                              mask: Option<&Matrix>,
-                              dx: &Matrix| {
-            let u = gemm_params(gpu, dense, m, mask.is_some());
-            let mask = mask.unwrap_or(dy);
-            let binds = [(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&mask.view)), (4, T(&dx.view))];
-            let pass = Pass::BackwardInput;
-            let dsp = gemm::dispatch(
-                gpu,
-                &k,
-                pass,
-                choice.get(pass, m, dense.n, dense.k),
-                label,
-                &binds,
-                m,
-                dense.n,
-                dense.k,
-            );
-            keep.push(u);
-            dsp
-        };
-        let gather = |keep: &mut Vec<wgpu::Buffer>, data: &wgpu::Buffer, order: &wgpu::Buffer| {
-            let u = gpu.uniform(
-                "gather",
-                &kernels::Gather { m: m as u32, pixels: d as u32, binarize: hyper.binarize as u32, pad: 0 },
-            );
-            let dsp = Dispatch::new(
+        let mut bld = Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new() };
+        let wi = |i: usize| &weights[i];
+        let (ne, nd) = (l.encoder.len(), l.decoder.len());
+        let heads_w = wi(ne);
+        let enc_in = |i: usize| if i == 0 { &x } else { &enc_out[i - 1] };
+        let h = enc_out.last().unwrap_or(&x);
+        let dec_in = |i: usize| if i == 0 { &z } else { &dec_out[i - 1] };
+        let out = dec_out.last().unwrap();
+
+        use Bind::{Buffer as B, Texture as T};
+        let lay = c.loss_layout();
+        let texels = |rows: usize, cols: usize| rows * cols.div_ceil(4);
+        let gather = |bld: &mut Builder, data: &wgpu::Buffer, order: &wgpu::Buffer| {
+            let shape = c.input_shape();
+            let u = bld.uniform(&kernels::Gather {
+                m: m as u32,
+                pixels: lay.pixels as u32,
+                channels: c.channels as u32,
+                x_cp: lay.x_cp as u32,
+                binarize: hyper.binarize as u32,
+                samples: hyper.samples as u32,
+                pad: [0; 2],
+            });
+            Dispatch::new(
                 gpu,
                 "gather_batch",
                 &k.gather_batch,
                 &[(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))],
-                texels(m, d),
+                texels(m, shape.cols()),
                 64,
             )
-            .with_elementwise_cost(format!("m={m} D={d}"), m * d, 1.0, 5.0);
-            keep.push(u);
-            dsp
+            .with_elementwise_cost(format!("m={m} D={}", shape.cols()), m * shape.cols(), 1.0, 5.0)
         };
-        let reparam_u = gpu.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
+        let reparam_u = bld.uniform(&kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
         let reparam_forward = || {
             Dispatch::new(
                 gpu,
@@ -284,131 +435,149 @@ impl<'g> Trainer<'g> {
             )
             .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 30.0, 12.0)
         };
-        let elbo_u = gpu.uniform("elbo", &kernels::Elbo { m: m as u32, pixels: d as u32, latent: lat as u32, pad: 0 });
-        let elbo = || {
-            Dispatch::new(
-                gpu,
-                "elbo_forward_backward",
-                &k.elbo_forward_backward,
-                &[
+        let elbo_u = bld.uniform(&kernels::Elbo {
+            m: m as u32,
+            latent: lat as u32,
+            pixels: lay.pixels as u32,
+            channels: lay.channels as u32,
+            x_cp: lay.x_cp as u32,
+            o_cp: lay.o_cp as u32,
+            o_cols: lay.o_cols as u32,
+            halves: lay.halves as u32,
+            gaussian: lay.gaussian as u32,
+            pad: [0; 3],
+        });
+        let d_out = dec_grad.last().unwrap();
+        let elbo =
+            || {
+                let binds = [
                     (0, B(&elbo_u)),
                     (1, B(&step_uniform)),
-                    (2, T(&logits.view)),
+                    (2, T(&out.view)),
                     (3, T(&x.view)),
                     (4, T(&mulv.view)),
-                    (5, T(&dlogits.view)),
+                    (5, T(&d_out.view)),
                     (6, B(&image_loss)),
-                ],
-                m,
-                64,
-            )
-            .with_elementwise_cost(format!("m={m} D={d} L={lat}"), m * d, 12.0, 12.0)
-        };
-        let reduce_u = gpu.uniform("reduce", &kernels::Reduce { m: m as u32, pad: [0; 3] });
+                ];
+                Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, &binds, m, 64)
+                    .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 12.0, 12.0)
+            };
+        let reduce_u =
+            bld.uniform(&kernels::Reduce { m: m as u32, latent: lat as u32, free_bits: hyper.free_bits, pad: 0 });
         let reduce = || {
-            Dispatch::new(
-                gpu,
-                "loss_reduce",
-                &k.loss_reduce,
-                &[(0, B(&reduce_u)), (1, B(&step_uniform)), (2, B(&image_loss)), (3, B(&history))],
-                1,
-                1,
+            let binds = [
+                (0, B(&reduce_u)),
+                (1, B(&step_uniform)),
+                (2, B(&image_loss)),
+                (3, B(&history)),
+                (4, T(&mulv.view)),
+                (5, B(&kl_mask)),
+            ];
+            Dispatch::new(gpu, "loss_reduce", &k.loss_reduce, &binds, 1, 1).with_elementwise_cost(
+                format!("m={m}"),
+                m,
+                2.0,
+                8.0,
             )
-            .with_elementwise_cost(format!("m={m}"), m, 2.0, 8.0)
         };
 
-        let mut train_step = vec![gather(&mut keep, &train_data, &train_order)];
-        train_step.push(forward(&mut keep, "gemm_forward enc", &l.enc, true, &x, &weights.enc, &h1));
-        train_step.push(forward(&mut keep, "gemm_forward heads", &l.heads, false, &h1, &weights.heads, &mulv));
-        train_step.push(reparam_forward());
-        train_step.push(forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3));
-        train_step.push(forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits));
-        train_step.push(elbo());
-        train_step.push(reduce());
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight out", &l.out, &dlogits, &h3));
-        train_step.push(backward_input(
-            &mut keep,
-            "gemm_backward_input out",
-            &l.out,
-            &dlogits,
-            &weights.out,
-            Some(&h3),
-            &dh3,
-        ));
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight dec", &l.dec, &dh3, &z));
-        train_step.push(backward_input(&mut keep, "gemm_backward_input dec", &l.dec, &dh3, &weights.dec, None, &dz));
+        // forward
+        let forward_list = |bld: &mut Builder, list: &mut Vec<Dispatch>| {
+            for (i, ly) in l.encoder.iter().enumerate() {
+                list.push(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
+            }
+            list.push(bld.forward(&l.heads, h, heads_w, &mulv));
+            list.push(reparam_forward());
+            for (i, ly) in l.decoder.iter().enumerate() {
+                list.push(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
+            }
+            list.push(elbo());
+            list.push(reduce());
+        };
+        let mut train_step = vec![gather(&mut bld, &train_data, &train_order)];
+        forward_list(&mut bld, &mut train_step);
+        // backward: decoder, reparam, heads, encoder
+        for i in (0..nd).rev() {
+            let ly = &l.decoder[i];
+            let dy = &dec_grad[i];
+            train_step.push(bld.backward_weight(ly, dec_in(i), dy));
+            let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
+            train_step.push(bld.backward_input(ly, dec_in(i), wi(ne + 1 + i), dy, dx, masked));
+        }
+        let binds = [
+            (0, B(&reparam_u)),
+            (1, B(&step_uniform)),
+            (2, T(&mulv.view)),
+            (3, T(&dz.view)),
+            (4, T(&dmulv.view)),
+            (5, B(&kl_mask)),
+        ];
         train_step.push(
-            Dispatch::new(
-                gpu,
-                "reparam_backward",
-                &k.reparam_backward,
-                &[(0, B(&reparam_u)), (1, B(&step_uniform)), (2, T(&mulv.view)), (3, T(&dz.view)), (4, T(&dmulv.view))],
-                texels(m, 2 * lat),
-                64,
-            )
-            .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0),
+            Dispatch::new(gpu, "reparam_backward", &k.reparam_backward, &binds, texels(m, 2 * lat), 64)
+                .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0),
         );
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight heads", &l.heads, &dmulv, &h1));
-        train_step.push(backward_input(
-            &mut keep,
-            "gemm_backward_input heads",
-            &l.heads,
-            &dmulv,
-            &weights.heads,
-            Some(&h1),
-            &dh1,
-        ));
-        train_step.push(backward_weight(&mut keep, "gemm_backward_weight enc", &l.enc, &dh1, &x));
-        let adam_u = gpu.uniform(
-            "adam",
-            &kernels::Adam { count: (l.len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS },
-        );
+        train_step.push(bld.backward_weight(&l.heads, h, &dmulv));
+        if ne > 0 {
+            let masked = l.encoder[ne - 1].relu;
+            train_step.push(bld.backward_input(&l.heads, h, heads_w, &dmulv, &enc_grad[ne - 1], masked));
+        }
+        for i in (0..ne).rev() {
+            let ly = &l.encoder[i];
+            train_step.push(bld.backward_weight(ly, enc_in(i), &enc_grad[i]));
+            if i > 0 {
+                let masked = l.encoder[i - 1].relu;
+                train_step.push(bld.backward_input(ly, enc_in(i), wi(i), &enc_grad[i], &enc_grad[i - 1], masked));
+            }
+        }
+        let adam_u = bld.uniform(&kernels::Adam {
+            count: (l.len / 4) as u32,
+            beta1: ADAM_BETA1,
+            beta2: ADAM_BETA2,
+            eps: ADAM_EPS,
+        });
+        let binds = [
+            (0, B(&adam_u)),
+            (1, B(&step_uniform)),
+            (2, B(&params)),
+            (3, B(&grads)),
+            (4, B(&moment1)),
+            (5, B(&moment2)),
+        ];
         train_step.push(
-            Dispatch::new(
-                gpu,
-                "adam_update",
-                &k.adam_update,
-                &[
-                    (0, B(&adam_u)),
-                    (1, B(&step_uniform)),
-                    (2, B(&params)),
-                    (3, B(&grads)),
-                    (4, B(&moment1)),
-                    (5, B(&moment2)),
-                ],
-                l.len / 4,
-                64,
-            )
-            .with_elementwise_cost(format!("params={}", l.len), l.len, 10.0, 28.0),
+            Dispatch::new(gpu, "adam_update", &k.adam_update, &binds, l.len / 4, 64).with_elementwise_cost(
+                format!("params={}", l.len),
+                l.len,
+                10.0,
+                28.0,
+            ),
         );
 
-        let eval_step = vec![
-            gather(&mut keep, &test_data, &test_order),
-            forward(&mut keep, "gemm_forward enc", &l.enc, true, &x, &weights.enc, &h1),
-            forward(&mut keep, "gemm_forward heads", &l.heads, false, &h1, &weights.heads, &mulv),
-            reparam_forward(),
-            forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3),
-            forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits),
-            elbo(),
-            reduce(),
-        ];
-        let decode = vec![
-            forward(&mut keep, "gemm_forward dec", &l.dec, true, &z, &weights.dec, &h3),
-            forward(&mut keep, "gemm_forward out", &l.out, false, &h3, &weights.out, &logits),
-        ];
-        let sig_u = gpu.uniform("sigmoid", &kernels::Elementwise { m: m as u32, cols: d as u32, pad: [0; 2] });
-        let sigmoid = vec![Dispatch::new(
+        let mut eval_step = vec![gather(&mut bld, &test_data, &test_order)];
+        forward_list(&mut bld, &mut eval_step);
+        let mut decode = Vec::new();
+        for (i, ly) in l.decoder.iter().enumerate() {
+            decode.push(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
+        }
+        let sig_u = bld.uniform(&kernels::Elementwise { m: m as u32, cols: out_shape.cols() as u32, pad: [0; 2] });
+        decode.push(Dispatch::new(
             gpu,
             "sigmoid_forward",
             &k.sigmoid_forward,
-            &[(0, B(&sig_u)), (1, T(&logits.view)), (3, T(&probs.view))],
-            texels(m, d),
+            &[(0, B(&sig_u)), (1, T(&out.view)), (3, T(&probs.view))],
+            texels(m, out_shape.cols()),
             64,
-        )];
+        ));
 
-        keep.extend([
-            moment1, moment2, image_loss, train_data, test_data, test_order, reparam_u, elbo_u, reduce_u, adam_u, sig_u,
-        ]);
+        let mut keep = bld.keep;
+        keep.extend([moment1, moment2, image_loss, kl_mask, train_data, test_data, test_order]);
+        let mut mats = enc_out;
+        mats.extend(enc_grad);
+        let out_index = dec_out.len() - 1;
+        let mut dec_out = dec_out;
+        let out = dec_out.remove(out_index);
+        mats.extend(dec_out);
+        mats.extend(dec_grad);
+        mats.extend([mulv, dmulv, dz]);
         let trainer = Trainer {
             gpu,
             model,
@@ -428,13 +597,13 @@ impl<'g> Trainer<'g> {
             weights,
             x,
             z,
+            out,
             probs,
             train_step,
             eval_step,
             decode,
-            sigmoid,
             _keep: keep,
-            _mats: vec![h1, mulv, h3, logits, dlogits, dh3, dz, dmulv, dh1],
+            _mats: mats,
         };
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         trainer.copy_weights(&mut enc);
@@ -450,24 +619,18 @@ impl<'g> Trainer<'g> {
 
     /// Bytes copied into the weight textures per step.
     pub fn weight_copy_bytes(&self) -> usize {
-        self.model.layout.layers().iter().map(|d| d.rows * d.k.div_ceil(4) * 16).sum()
+        self.model.layout.layers().iter().map(|d| d.rows * d.cols * 4).sum()
     }
 
-    /// Copies the flat parameters' weight matrices into the GEMMs' textures.
+    /// Copies the flat parameters' weight matrices into the textures the kernels read.
     pub fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
-        let l = &self.model.layout;
-        for (dense, tex) in [
-            (&l.enc, &self.weights.enc),
-            (&l.heads, &self.weights.heads),
-            (&l.dec, &self.weights.dec),
-            (&l.out, &self.weights.out),
-        ] {
+        for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
             enc.copy_buffer_to_texture(
                 wgpu::TexelCopyBufferInfo {
                     buffer: &self.params,
                     layout: wgpu::TexelCopyBufferLayout {
-                        offset: (dense.w * 4) as u64,
-                        bytes_per_row: Some((dense.stride * 4) as u32),
+                        offset: (layer.w * 4) as u64,
+                        bytes_per_row: Some((layer.stride * 4) as u32),
                         rows_per_image: None,
                     },
                 },
@@ -477,8 +640,12 @@ impl<'g> Trainer<'g> {
         }
     }
 
-    pub fn step_values(&self, rows: usize, batch_start: usize, slot: usize, noise: f32) -> Step {
+    /// The per-step uniform for a batch of `images` images starting at `batch_start`.
+    /// An autoencoder always decodes the posterior mean and has no KL term.
+    pub fn step_values(&self, images: usize, batch_start: usize, slot: usize, noise: f32) -> Step {
         let t = (self.steps_done + 1) as i32;
+        let rows = images * self.hyper.samples;
+        let ae = self.model.config.kind == ModelKind::Ae;
         Step {
             seed: self.hyper.seed,
             step: self.counter,
@@ -486,8 +653,8 @@ impl<'g> Trainer<'g> {
             batch_start: batch_start as u32,
             slot: slot as u32,
             inv_rows: 1.0 / rows.max(1) as f32,
-            noise,
-            beta: self.hyper.beta,
+            noise: if ae { 0.0 } else { noise },
+            beta: if ae { 0.0 } else { self.hyper.beta },
             lr_t: self.hyper.lr / (1.0 - ADAM_BETA1.powi(t)),
             bc2_sqrt: (1.0 - ADAM_BETA2.powi(t)).sqrt(),
             pad0: 0,
@@ -555,7 +722,8 @@ impl<'g> Trainer<'g> {
     /// Per-batch losses (recon + beta kl, per image) of history slots 0..n.
     pub fn batch_losses(&self, n: usize) -> Result<Vec<f32>> {
         let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
-        Ok(v.chunks(4).map(|s| (s[0] + self.hyper.beta * s[1]) / s[2].max(1.0)).collect())
+        let beta = if self.model.config.kind == ModelKind::Ae { 0.0 } else { self.hyper.beta };
+        Ok(v.chunks(4).map(|s| (s[0] + beta * s[1]) / s[2].max(1.0)).collect())
     }
 
     fn eval_batch(&mut self, b: usize, noise: f32) {
@@ -578,32 +746,54 @@ impl<'g> Trainer<'g> {
         self.read_history(n)
     }
 
-    /// The first test batch and its reconstructions (sigmoid of the logits at z = mu),
-    /// both (batch, D) with values in [0, 1].
+    /// The first test batch and its reconstructions from the posterior mean, both
+    /// (images, pixels * channels) channels-last with values in [0, 1].
     pub fn reconstruct_first_batch(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
         self.eval_batch(0, 0.0);
-        kernels::run(self.gpu, &self.sigmoid)?;
-        let d = self.model.config.pixels();
-        let mut x = self.gpu.read_matrix(&self.x)?;
-        let mut p = self.gpu.read_matrix(&self.probs)?;
-        x.truncate(self.batch.min(self.test_len) * d);
-        p.truncate(x.len());
-        Ok((x, p))
+        kernels::run_refs(self.gpu, &[self.decode.last().unwrap()])?;
+        let rows = self.batch.min(self.test_len) * self.hyper.samples;
+        let c = &self.model.config;
+        let lay = c.loss_layout();
+        let x = self.gpu.read_matrix(&self.x)?;
+        let x_cols = c.input_shape().cols();
+        let images: Vec<f32> = (0..rows)
+            .step_by(self.hyper.samples)
+            .flat_map(|r| (0..lay.pixels).flat_map(move |p| (0..lay.channels).map(move |ch| (r, p, ch))))
+            .map(|(r, p, ch)| x[r * x_cols + p * lay.x_cp + ch])
+            .collect();
+        let recon = self.decoded_means(rows)?;
+        let recon = recon.chunks(c.pixels()).step_by(self.hyper.samples).flatten().copied().collect();
+        Ok((images, recon))
     }
 
-    /// Decodes latent codes z (n, L), n <= batch, to pixel probabilities (n, D).
+    /// The decoder's means for the first `rows` rows, (rows, pixels * channels) channels-last:
+    /// sigmoid of the logits, or the Gaussian means clamped to [0, 1].
+    fn decoded_means(&self, rows: usize) -> Result<Vec<f32>> {
+        let c = &self.model.config;
+        let lay = c.loss_layout();
+        let bernoulli = c.likelihood == crate::model::Likelihood::Bernoulli;
+        let v = self.gpu.read_matrix(if bernoulli { &self.probs } else { &self.out })?;
+        let mut means = Vec::with_capacity(rows * c.pixels());
+        for r in 0..rows {
+            for p in 0..lay.pixels {
+                for ch in 0..lay.channels {
+                    means.push(v[r * lay.o_cols + lay.mean_col(p, ch)].clamp(0.0, 1.0));
+                }
+            }
+        }
+        Ok(means)
+    }
+
+    /// Decodes latent codes z (n, L), n <= the batch rows, to images (n, pixels * channels).
     pub fn decode(&mut self, z: &[f32]) -> Result<Vec<f32>> {
         let lat = self.model.config.latent;
         let n = z.len() / lat;
-        if n > self.batch {
-            bail!("can decode at most {} codes at once, got {n}", self.batch);
+        if n > self.z.rows {
+            bail!("can decode at most {} codes at once, got {n}", self.z.rows);
         }
         self.gpu.write_matrix(&self.z, z);
-        let list: Vec<&Dispatch> = self.decode.iter().chain(self.sigmoid.iter()).collect();
-        kernels::run_refs(self.gpu, &list)?;
-        let mut p = self.gpu.read_matrix(&self.probs)?;
-        p.truncate(n * self.model.config.pixels());
-        Ok(p)
+        kernels::run(self.gpu, &self.decode)?;
+        self.decoded_means(n)
     }
 
     /// Copies the GPU's parameters back into `self.model`.

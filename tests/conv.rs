@@ -94,7 +94,7 @@ fn conv2d_forward_matches_reference() {
                 g,
                 "conv2d_forward",
                 &k().conv2d_forward,
-                &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&flat))],
+                &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&ym.view)), (5, B(&flat))],
                 n,
                 64,
             );

@@ -6,6 +6,7 @@ mod common;
 use common::{assert_close, gpu, random, rows};
 use elbo::gemm::{self, GemmPreference, Pass, Variant};
 use elbo::kernels::{self, Bind, Dispatch, Kernels, Step};
+use elbo::model::{Arch, Likelihood, VaeConfig};
 use elbo::reference as r;
 use std::sync::OnceLock;
 
@@ -161,8 +162,11 @@ fn gemm_choice_picks_an_available_variant_for_every_layer() {
         assert!(variants().contains(&d.variant));
         if variants().len() > 1 {
             assert_eq!(d.timings.len(), variants().len(), "{}", auto.describe());
-            let best = d.timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
-            assert_eq!(best, d.variant, "{}", auto.describe());
+            // the fastest, unless it beats the texel kernel by less than 10%
+            let best = d.timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+            let texel = d.timings.iter().find(|t| t.0 == Variant::Texel).unwrap().1;
+            let want = if best.1 < 0.9 * texel { best.0 } else { Variant::Texel };
+            assert_eq!(want, d.variant, "{}", auto.describe());
         }
     }
     let texel = gemm::choose(g, k(), GemmPreference::Texel, &gemms).unwrap();
@@ -239,6 +243,9 @@ fn reparam_matches_reference() {
         let mulv = random(m * 2 * lat, 11, -2.0, 2.0);
         let dz = random(m * lat, 12, -1.0, 1.0);
         let st = step(live);
+        // free bits switch some dimensions' KL gradient off
+        let kl_mask: Vec<f32> = (0..lat).map(|j| (j % 3 != 1) as u32 as f32).collect();
+        let maskb = g.buffer_with("kl_mask", bytemuck::cast_slice(&kl_mask)).unwrap();
         let (mv, dzm, zm, dmv) = (
             g.matrix("mulv", m, 2 * lat).unwrap(),
             g.matrix("dz", m, lat).unwrap(),
@@ -261,7 +268,7 @@ fn reparam_matches_reference() {
             g,
             "reparam_backward",
             &k().reparam_backward,
-            &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (3, T(&dzm.view)), (4, T(&dmv.view))],
+            &[(0, B(&u)), (1, B(&su)), (2, T(&mv.view)), (3, T(&dzm.view)), (4, T(&dmv.view)), (5, B(&maskb))],
             mv.rows * (2 * lat).div_ceil(4),
             64,
         );
@@ -278,75 +285,121 @@ fn reparam_matches_reference() {
         assert_close(
             &format!("reparam_backward m={m} L={lat} rows={live}"),
             &d,
-            &r::reparam_backward(&mulv, &dz, m, lat, &st),
+            &r::reparam_backward(&mulv, &dz, &kl_mask, m, lat, &st),
             1e-5,
             1e-4,
         );
     }
 }
 
+/// The loss layouts of every model: (config, rows, live rows).
+fn loss_cases() -> Vec<(VaeConfig, usize, u32)> {
+    let mut cases = Vec::new();
+    for (arch, w, h, c, lat, m, live) in [
+        (Arch::Mlp, 2, 2, 1, 1, 4, 4),
+        (Arch::Mlp, 7, 4, 1, 3, 12, 10),
+        (Arch::Mlp, 28, 28, 1, 20, 128, 128),
+        (Arch::Mlp, 5, 4, 3, 5, 67, 66),
+        (Arch::Conv, 8, 4, 1, 2, 9, 7),
+        (Arch::Conv, 4, 8, 3, 3, 16, 16),
+    ] {
+        for likelihood in [Likelihood::Bernoulli, Likelihood::Gaussian] {
+            let mut cfg = VaeConfig::mlp(w, h, 8, lat);
+            cfg.arch = arch;
+            cfg.channels = c;
+            cfg.likelihood = likelihood;
+            cfg.conv_channels = [4, 8];
+            cases.push((cfg, m, live));
+        }
+    }
+    cases
+}
+
 #[test]
 fn elbo_and_loss_reduce_match_reference() {
     let g = gpu();
-    for (m, pixels, lat, live) in [(4, 4, 1, 4), (12, 29, 3, 10), (128, 784, 20, 128), (67, 100, 5, 66)] {
-        let logits = random(m * pixels, 13, -8.0, 8.0);
-        let x = random(m * pixels, 14, 0.0, 1.0);
+    for (cfg, m, live) in loss_cases() {
+        let lay = cfg.loss_layout();
+        let lat = cfg.latent;
+        let x_cols = cfg.input_shape().cols();
+        // Gaussian log-variances near the bounds of their tanh map lose precision on GPUs' tanh
+        let span = if lay.gaussian { 2.5 } else { 6.0 };
+        let out = random(m * lay.o_cols, 13, -span, span);
+        let x: Vec<f32> = random(m * x_cols, 14, 0.0, 1.0);
         let mulv = random(m * 2 * lat, 15, -2.0, 2.0);
-        let st = step(live);
-        let (lm, xm, mv, dm) = (
-            g.matrix("logits", m, pixels).unwrap(),
-            g.matrix("x", m, pixels).unwrap(),
-            g.matrix("mulv", m, 2 * lat).unwrap(),
-            g.matrix("dlogits", m, pixels).unwrap(),
-        );
-        g.write_matrix(&lm, &logits);
-        g.write_matrix(&xm, &x);
-        g.write_matrix(&mv, &mulv);
-        let su = g.uniform("step", &Step { slot: 2, ..st });
-        let image_loss = g.buffer("image_loss", (lm.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
-        let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
-        let u =
-            g.uniform("elbo", &kernels::Elbo { m: lm.rows as u32, pixels: pixels as u32, latent: lat as u32, pad: 0 });
-        let ru = g.uniform("reduce", &kernels::Reduce { m: lm.rows as u32, pad: [0; 3] });
-        let e = Dispatch::new(
-            g,
-            "elbo_forward_backward",
-            &k().elbo_forward_backward,
-            &[
+        for free_bits in [0.0f32, 0.8] {
+            let st = step(live);
+            let (om, xm, mv, dm) = (
+                g.matrix("out", m, lay.o_cols).unwrap(),
+                g.matrix("x", m, x_cols).unwrap(),
+                g.matrix("mulv", m, 2 * lat).unwrap(),
+                g.matrix("d_out", m, lay.o_cols).unwrap(),
+            );
+            g.write_matrix(&om, &out);
+            g.write_matrix(&xm, &x);
+            g.write_matrix(&mv, &mulv);
+            let su = g.uniform("step", &Step { slot: 2, ..st });
+            let image_loss = g.buffer("image_loss", (om.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
+            let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
+            let maskb = g.buffer("kl_mask", (lat * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+            let u = g.uniform(
+                "elbo",
+                &kernels::Elbo {
+                    m: om.rows as u32,
+                    latent: lat as u32,
+                    pixels: lay.pixels as u32,
+                    channels: lay.channels as u32,
+                    x_cp: lay.x_cp as u32,
+                    o_cp: lay.o_cp as u32,
+                    o_cols: lay.o_cols as u32,
+                    halves: lay.halves as u32,
+                    gaussian: lay.gaussian as u32,
+                    pad: [0; 3],
+                },
+            );
+            let ru = g.uniform("reduce", &kernels::Reduce { m: om.rows as u32, latent: lat as u32, free_bits, pad: 0 });
+            let binds = [
                 (0, B(&u)),
                 (1, B(&su)),
-                (2, T(&lm.view)),
+                (2, T(&om.view)),
                 (3, T(&xm.view)),
                 (4, T(&mv.view)),
                 (5, T(&dm.view)),
                 (6, B(&image_loss)),
-            ],
-            lm.rows,
-            64,
-        );
-        let red = Dispatch::new(
-            g,
-            "loss_reduce",
-            &k().loss_reduce,
-            &[(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history))],
-            1,
-            1,
-        );
-        kernels::run(g, &[e, red]).unwrap();
-        let (want_d, want_l) = r::elbo_forward_backward(&logits, &x, &mulv, m, pixels, lat, &st);
-        let what = format!("m={m} D={pixels} L={lat} rows={live}");
-        assert_close(
-            &format!("elbo dlogits {what}"),
-            &rows(g.read_matrix(&dm).unwrap(), m, pixels),
-            &want_d,
-            1e-6,
-            1e-4,
-        );
-        let got_l = g.read_f32(&image_loss, 0, 2 * m).unwrap();
-        let want_flat: Vec<f32> = want_l.iter().flatten().copied().collect();
-        assert_close(&format!("elbo image_loss {what}"), &got_l, &want_flat, 1e-3, 1e-5);
-        let slot = g.read_f32(&history, 8, 4).unwrap();
-        assert_close(&format!("loss_reduce {what}"), &slot, &r::loss_reduce(&want_l, &st), 1e-2, 1e-5);
+            ];
+            let e = Dispatch::new(g, "elbo_forward_backward", &k().elbo_forward_backward, &binds, om.rows, 64);
+            let binds =
+                [(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history)), (4, T(&mv.view)), (5, B(&maskb))];
+            let red = Dispatch::new(g, "loss_reduce", &k().loss_reduce, &binds, 1, 1);
+            kernels::run(g, &[e, red]).unwrap();
+            let (want_d, want_l) = r::elbo_forward_backward(&out, &x, &mulv, m, &lay, lat, &st);
+            let what = format!(
+                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits}",
+                cfg.arch, cfg.likelihood, cfg.width, cfg.height, cfg.channels
+            );
+            assert_close(
+                &format!("elbo d_out {what}"),
+                &rows(g.read_matrix(&dm).unwrap(), m, lay.o_cols),
+                &want_d,
+                1e-6,
+                1e-4,
+            );
+            let got_l = g.read_f32(&image_loss, 0, 2 * m).unwrap();
+            let want_flat: Vec<f32> = want_l.iter().flatten().copied().collect();
+            assert_close(&format!("elbo image_loss {what}"), &got_l, &want_flat, 1e-3, 1e-5);
+            let (want_slot, want_mask) = r::loss_reduce(&want_l, &mulv, lat, free_bits, &st);
+            assert_close(&format!("loss_reduce {what}"), &g.read_f32(&history, 8, 4).unwrap(), &want_slot, 1e-2, 1e-5);
+            assert_close(
+                &format!("loss_reduce kl_mask {what}"),
+                &g.read_f32(&maskb, 0, lat).unwrap(),
+                &want_mask,
+                0.0,
+                0.0,
+            );
+            if free_bits > 0.0 && lat > 2 {
+                assert!(want_mask.contains(&0.0) || want_mask.iter().all(|&v| v == 1.0));
+            }
+        }
     }
 }
 
@@ -383,38 +436,40 @@ fn adam_matches_reference() {
 #[test]
 fn gather_matches_reference() {
     let g = gpu();
-    for (images, pixels, m, live, start, binarize) in
-        [(10, 784, 4, 4, 2, false), (37, 25, 12, 9, 20, true), (300, 784, 128, 128, 100, true), (5, 3, 8, 5, 0, false)]
-    {
-        let data: Vec<u8> = (0..images * pixels).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
+    // (images, pixels, channels, stored channels per pixel, rows, live rows, start, binarize, samples)
+    for (images, pixels, ch, cp, m, live, start, binarize, samples) in [
+        (10, 784, 1, 1, 4, 4, 2, false, 1),
+        (37, 25, 1, 1, 12, 9, 20, true, 1),
+        (300, 784, 1, 1, 128, 128, 100, true, 1),
+        (5, 3, 1, 1, 8, 5, 0, false, 1),
+        (20, 16, 3, 3, 12, 12, 4, false, 2),
+        (20, 16, 1, 4, 12, 9, 4, true, 3),
+        (20, 16, 3, 4, 8, 8, 1, false, 1),
+    ] {
+        let data: Vec<u8> = (0..images * pixels * ch).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
         let order: Vec<u32> = (0..images as u32).rev().collect();
         let st = Step { batch_start: start, ..step(live) };
-        let xm = g.matrix("x", m, pixels).unwrap();
+        let xm = g.matrix("x", m, pixels * cp).unwrap();
         let db = g.buffer_with("data", &data).unwrap();
         let ob = g.buffer_with("order", bytemuck::cast_slice(&order)).unwrap();
         let su = g.uniform("step", &st);
-        let u = g.uniform(
-            "gather",
-            &kernels::Gather { m: xm.rows as u32, pixels: pixels as u32, binarize: binarize as u32, pad: 0 },
-        );
-        let d = Dispatch::new(
-            g,
-            "gather_batch",
-            &k().gather_batch,
-            &[(0, B(&u)), (1, B(&su)), (2, B(&db)), (3, B(&ob)), (4, T(&xm.view))],
-            xm.rows * pixels.div_ceil(4),
-            64,
-        );
+        let gp = kernels::Gather {
+            m: xm.rows as u32,
+            pixels: pixels as u32,
+            channels: ch as u32,
+            x_cp: cp as u32,
+            binarize: binarize as u32,
+            samples: samples as u32,
+            pad: [0; 2],
+        };
+        let u = g.uniform("gather", &gp);
+        let binds = [(0, B(&u)), (1, B(&su)), (2, B(&db)), (3, B(&ob)), (4, T(&xm.view))];
+        let d = Dispatch::new(g, "gather_batch", &k().gather_batch, &binds, xm.rows * (pixels * cp).div_ceil(4), 64);
         kernels::run(g, &[d]).unwrap();
-        let got = rows(g.read_matrix(&xm).unwrap(), m, pixels);
-        let want = r::gather_batch(&data, &order, m, pixels, binarize, &st);
-        assert_close(
-            &format!("gather_batch images={images} D={pixels} m={m} rows={live} binarize={binarize}"),
-            &got,
-            &want,
-            1e-6,
-            0.0,
-        );
+        let got = rows(g.read_matrix(&xm).unwrap(), m, pixels * cp);
+        let want = r::gather_batch(&data, &order, m, pixels, ch, cp, binarize, samples, &st);
+        let what = format!("gather_batch images={images} pixels={pixels} channels={ch}/{cp} m={m} rows={live} binarize={binarize} samples={samples}");
+        assert_close(&what, &got, &want, 1e-6, 0.0);
     }
 }
 

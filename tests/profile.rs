@@ -15,8 +15,8 @@ fn synthetic(len: usize) -> Dataset {
 fn profiler_times_every_dispatch_of_a_step() {
     let g = gpu();
     let (train, test) = (synthetic(64), synthetic(16));
-    let config = VaeConfig { width: 8, height: 8, hidden: 32, latent: 4 };
-    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 1, binarize: false, gemm: elbo::gemm::GemmPreference::Auto };
+    let config = VaeConfig::mlp(8, 8, 32, 4);
+    let hyper = Hyper::new(1e-3, 1);
     let mut t = Trainer::new(g, Model::init(&config, 1), hyper, 16, &train, &test).unwrap();
     t.set_order(&(0..64).collect::<Vec<u32>>()).unwrap();
     let runs = elbo::bench::profile_steps(g, &mut t, 1, 3).unwrap();
@@ -37,7 +37,7 @@ fn profiler_times_every_dispatch_of_a_step() {
     assert!(rows.windows(2).all(|w| w[0].total_ns >= w[1].total_ns), "rows are not sorted by time");
     assert!(rows.iter().all(|r| r.calls == 3 || r.label.starts_with("gemm_forward")), "{rows:?}");
     let table = elbo::profile::format_table(&rows);
-    assert!(table.contains("gemm_backward_weight enc") && table.contains("share"));
+    assert!(table.contains("gemm_backward_weight fc1") && table.contains("share"));
     let trace = elbo::profile::chrome_trace(&runs, "test");
     let events = trace["traceEvents"].as_array().unwrap();
     assert_eq!(events.len(), 3 * expected);

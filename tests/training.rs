@@ -4,7 +4,7 @@
 mod common;
 use common::{assert_close, gpu};
 use elbo::data::Dataset;
-use elbo::model::{Model, VaeConfig};
+use elbo::model::{Arch, Likelihood, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
 use elbo::trainer::{Hyper, Trainer};
 
@@ -13,83 +13,115 @@ fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
     Dataset { name: "synthetic".into(), channels: 1, width, height, pixels, labels: None, len }
 }
 
-fn small() -> (VaeConfig, Dataset, Dataset) {
-    let config = VaeConfig { width: 5, height: 6, hidden: 13, latent: 3 };
-    (config, synthetic(25, 5, 6, 1), synthetic(17, 5, 6, 2))
+/// Small models of every kind: (name, config, hyper-parameters).
+fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
+    let base = VaeConfig::mlp(5, 6, 13, 3);
+    let hyper = Hyper { beta: 0.8, ..Hyper::new(1e-3, 9) };
+    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: 0, ..base.clone() };
+    vec![
+        ("mlp bernoulli", base.clone(), hyper.clone()),
+        (
+            "mlp gaussian rgb",
+            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, ..base.clone() },
+            hyper.clone(),
+        ),
+        ("mlp autoencoder", VaeConfig { kind: ModelKind::Ae, ..base.clone() }, hyper.clone()),
+        ("mlp 3 samples, free bits", base.clone(), Hyper { samples: 3, free_bits: 0.05, ..hyper.clone() }),
+        ("conv bernoulli", conv.clone(), hyper.clone()),
+        (
+            "conv gaussian rgb, hidden",
+            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: 6, ..conv.clone() },
+            hyper.clone(),
+        ),
+        (
+            "conv autoencoder, 2 samples",
+            VaeConfig { kind: ModelKind::Ae, conv_channels: [3, 5], ..conv },
+            Hyper { samples: 2, ..hyper },
+        ),
+    ]
+}
+
+fn data_for(c: &VaeConfig) -> (Dataset, Dataset) {
+    let mk = |len, seed| {
+        let mut d = synthetic(len, c.width, c.height, seed);
+        d.channels = c.channels;
+        d.pixels = (0..len * c.pixels()).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
+        d
+    };
+    (mk(25, 1), mk(17, 2))
 }
 
 #[test]
 fn train_step_gradient_matches_reference_model() {
     let g = gpu();
-    let (config, train, test) = small();
-    let model = Model::init(&config, 3);
-    let hyper = Hyper { lr: 1e-3, beta: 0.8, seed: 9, binarize: false, gemm: elbo::gemm::GemmPreference::Auto };
-    let batch = 10;
-    let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
-    let order: Vec<u32> = (0..25).map(|i| (i * 7) % 25).collect();
-    t.set_order(&order).unwrap();
-    // the last batch of the epoch: 5 live rows out of 10
-    for b in [0usize, 2] {
-        let st = t.step_values(if b == 2 { 5 } else { 10 }, b * batch, b, 1.0);
-        let before = Model {
-            params: {
-                t.sync_model().unwrap();
-                t.model.params.clone()
-            },
-            ..model.clone()
-        };
-        t.train_step(b);
-        t.wait().unwrap();
-        let x = r::gather_batch(&train.pixels, &order, batch, config.pixels(), false, &st);
-        let (loss, want) = r::vae_loss_and_grads(&before, &x, batch, &st);
-        let got = t.read_grads().unwrap();
-        assert_close(&format!("flat gradient, batch {b}"), &got, &want, 1e-5, 1e-3);
-        let slot = t.batch_losses(b + 1).unwrap()[b];
-        assert_close(&format!("batch loss, batch {b}"), &[slot], &[loss], 1e-4, 1e-4);
+    for (name, config, hyper) in small_models() {
+        let (train, test) = data_for(&config);
+        let model = Model::init(&config, 3);
+        let batch = 10;
+        let samples = hyper.samples;
+        let free_bits = hyper.free_bits;
+        let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
+        let order: Vec<u32> = (0..25).map(|i| (i * 7) % 25).collect();
+        t.set_order(&order).unwrap();
+        let lay = config.loss_layout();
+        // the first batch, and the last of the epoch: 5 live images out of 10
+        for b in [0usize, 2] {
+            let st = t.step_values(if b == 2 { 5 } else { 10 }, b * batch, b, 1.0);
+            t.sync_model().unwrap();
+            let before = Model { params: t.model.params.clone(), ..model.clone() };
+            t.train_step(b);
+            t.wait().unwrap();
+            let m = (batch * samples).next_multiple_of(4);
+            let x =
+                r::gather_batch(&train.pixels, &order, m, lay.pixels, config.channels, lay.x_cp, false, samples, &st);
+            let (loss, want, _) = r::vae_loss_and_grads(&before, &x, m, free_bits, &st);
+            let got = t.read_grads().unwrap();
+            assert_close(&format!("{name}: flat gradient, batch {b}"), &got, &want, 1e-5, 2e-3);
+            let slot = t.batch_losses(b + 1).unwrap()[b];
+            assert_close(&format!("{name}: batch loss, batch {b}"), &[slot], &[loss], 1e-4, 1e-4);
+        }
     }
 }
 
 #[test]
 fn evaluation_matches_reference_model() {
     let g = gpu();
-    let (config, train, test) = small();
-    let model = Model::init(&config, 4);
-    let hyper = Hyper { lr: 1e-3, beta: 1.0, seed: 2, binarize: false, gemm: elbo::gemm::GemmPreference::Auto };
-    let batch = 8;
-    let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
-    let got = t.evaluate().unwrap();
-    // the same batches through the reference, with the same random-stream counters
-    let order: Vec<u32> = (0..test.len as u32).collect();
-    let (mut recon, mut kl) = (0f64, 0f64);
-    let d = config.pixels();
-    for b in 0..test.len.div_ceil(batch) {
-        let rows = batch.min(test.len - b * batch);
-        let mut st = t.step_values(rows, b * batch, b, 1.0);
-        st.step = b as u32;
-        let x = r::gather_batch(&test.pixels, &order, batch, d, false, &st);
-        let l = &model.layout;
-        let h1 = r::gemm_forward(&x, &model.weight(&l.enc), &model.bias(&l.enc), batch, config.hidden, d, true);
-        let mulv = r::gemm_forward(
-            &h1,
-            &model.weight(&l.heads),
-            &model.bias(&l.heads),
-            batch,
-            2 * config.latent,
-            config.hidden,
-            false,
-        );
-        let z = r::reparam_forward(&mulv, batch, config.latent, &st);
-        let h3 =
-            r::gemm_forward(&z, &model.weight(&l.dec), &model.bias(&l.dec), batch, config.hidden, config.latent, true);
-        let logits = r::gemm_forward(&h3, &model.weight(&l.out), &model.bias(&l.out), batch, d, config.hidden, false);
-        let (_, per_image) = r::elbo_forward_backward(&logits, &x, &mulv, batch, d, config.latent, &st);
-        let s = r::loss_reduce(&per_image, &st);
-        recon += s[0] as f64;
-        kl += s[1] as f64;
+    for (name, config, hyper) in small_models() {
+        let (train, test) = data_for(&config);
+        let model = Model::init(&config, 4);
+        let batch = 8;
+        let samples = hyper.samples;
+        let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
+        let got = t.evaluate().unwrap();
+        // the same batches through the reference, with the same random-stream counters
+        let order: Vec<u32> = (0..test.len as u32).collect();
+        let lay = config.loss_layout();
+        let (mut recon, mut kl) = (0f64, 0f64);
+        let m = (batch * samples).next_multiple_of(4);
+        for b in 0..test.len.div_ceil(batch) {
+            let images = batch.min(test.len - b * batch);
+            let mut st = t.step_values(images, b * batch, b, 1.0);
+            st.step = b as u32;
+            let x =
+                r::gather_batch(&test.pixels, &order, m, lay.pixels, config.channels, lay.x_cp, false, samples, &st);
+            let mut h = x.clone();
+            for l in &model.layout.encoder {
+                h = r::layer_forward(&model, l, &h, m);
+            }
+            let mulv = r::layer_forward(&model, &model.layout.heads, &h, m);
+            let mut y = r::reparam_forward(&mulv, m, config.latent, &st);
+            for l in &model.layout.decoder {
+                y = r::layer_forward(&model, l, &y, m);
+            }
+            let (_, per_image) = r::elbo_forward_backward(&y, &x, &mulv, m, &lay, config.latent, &st);
+            let (s, _) = r::loss_reduce(&per_image, &mulv, config.latent, 0.0, &st);
+            recon += s[0] as f64;
+            kl += s[1] as f64;
+        }
+        assert_eq!(got.images, (test.len * samples) as f64, "{name}");
+        assert_close(&format!("{name}: test recon sum"), &[got.recon as f32], &[recon as f32], 1e-3, 1e-5);
+        assert_close(&format!("{name}: test kl sum"), &[got.kl as f32], &[kl as f32], 1e-3, 1e-5);
     }
-    assert_eq!(got.images, test.len as f64);
-    assert_close("test recon sum", &[got.recon as f32], &[recon as f32], 1e-3, 1e-5);
-    assert_close("test kl sum", &[got.kl as f32], &[kl as f32], 1e-3, 1e-5);
 }
 
 fn mnist_subset(n_train: usize, n_test: usize) -> (Dataset, Dataset) {
@@ -102,9 +134,8 @@ fn mnist_subset(n_train: usize, n_test: usize) -> (Dataset, Dataset) {
 
 /// Per-batch losses of `epochs` epochs on the MNIST subset.
 fn run_losses(train: &Dataset, test: &Dataset, seed: u64, epochs: usize) -> Vec<f32> {
-    let config = VaeConfig { width: 28, height: 28, hidden: 64, latent: 8 };
-    let hyper =
-        Hyper { lr: 3e-3, beta: 1.0, seed: seed as u32, binarize: true, gemm: elbo::gemm::GemmPreference::Auto };
+    let config = VaeConfig::mlp(28, 28, 64, 8);
+    let hyper = Hyper { binarize: true, ..Hyper::new(3e-3, seed as u32) };
     let mut t = Trainer::new(gpu(), Model::init(&config, seed), hyper, 64, train, test).unwrap();
     let mut losses = Vec::new();
     let steps = t.batches(train.len);
@@ -149,7 +180,7 @@ fn train_command_writes_its_outputs() {
     let opts = elbo::train::TrainOptions {
         out: Some(out.clone()),
         epochs: 2,
-        hidden: 32,
+        hidden: Some(32),
         latent_dim: 4,
         train_limit: Some(600),
         test_limit: Some(100),
@@ -173,7 +204,7 @@ fn train_command_writes_its_outputs() {
     }
     // the checkpoint loads back with its configuration, and PyTorch's names and shapes
     let model = Model::load(&out.join("model.safetensors")).unwrap();
-    assert_eq!(model.config, VaeConfig { width: 28, height: 28, hidden: 32, latent: 4 });
+    assert_eq!(model.config, VaeConfig::mlp(28, 28, 32, 4));
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("fc1.weight").unwrap().shape(), &[32, 784]);
@@ -188,12 +219,16 @@ fn train_command_writes_its_outputs() {
 
 #[test]
 fn safetensors_round_trip_is_exact() {
-    let config = VaeConfig { width: 7, height: 3, hidden: 10, latent: 3 };
+    for (name, config, _) in small_models() {
+        let model = Model::init(&config, 12);
+        let bytes = model.to_safetensors(&Default::default()).unwrap();
+        let back = Model::from_safetensors(&bytes).unwrap();
+        assert_eq!(back.config, config, "{name}");
+        assert_eq!(back.params, model.params, "{name}: parameters changed in a round trip");
+    }
+    let config = VaeConfig::mlp(7, 3, 10, 3);
     let model = Model::init(&config, 12);
     let bytes = model.to_safetensors(&Default::default()).unwrap();
-    let back = Model::from_safetensors(&bytes).unwrap();
-    assert_eq!(back.config, config);
-    assert_eq!(back.params, model.params);
     let mut damaged = bytes.clone();
     damaged.truncate(bytes.len() - 10);
     assert!(Model::from_safetensors(&damaged).is_err());
