@@ -10,7 +10,13 @@ fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--test");
     let gpu = elbo::gpu::Gpu::new(&Default::default())?;
     let opts = if quick {
-        elbo::bench::BenchOptions { batches: vec![32], steps: 3, squares: vec![64], pytorch: None }
+        elbo::bench::BenchOptions {
+            batches: vec![32],
+            conv_batches: vec![8],
+            steps: 3,
+            squares: vec![64],
+            pytorch: None,
+        }
     } else {
         elbo::bench::BenchOptions::default()
     };

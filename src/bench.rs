@@ -4,7 +4,7 @@
 use crate::data::{load_mnist, mnist_dir, Dataset};
 use crate::gpu::Gpu;
 use crate::kernels::{Dispatch, Kernels};
-use crate::model::{Model, VaeConfig};
+use crate::model::{Arch, Model, VaeConfig};
 use crate::profile::{self, Event, Profiler, Tail};
 use crate::trainer::{Hyper, Trainer};
 use anyhow::{bail, Context, Result};
@@ -25,9 +25,36 @@ pub fn mnist() -> Result<(Dataset, Dataset)> {
     load_mnist(&mnist_dir(None))
 }
 
-/// The reference MLP VAE's trainer at `batch` rows.
-pub fn mlp_trainer<'g>(gpu: &'g Gpu, train: &Dataset, test: &Dataset, batch: usize) -> Result<Trainer<'g>> {
-    let config = VaeConfig::mlp(train.width, train.height, 400, 20);
+/// The benchmarked models: the reference MLP VAE (784-400-20) and the
+/// convolutional VAE (1 -> 32 -> 64 channels, 4x4 stride-2 convolutions, latent 16).
+pub fn bench_config(arch: Arch, train: &Dataset) -> VaeConfig {
+    match arch {
+        Arch::Mlp => VaeConfig::mlp(train.width, train.height, 400, 20),
+        Arch::Conv => VaeConfig {
+            arch: Arch::Conv,
+            hidden: 0,
+            conv_channels: [32, 64],
+            ..VaeConfig::mlp(train.width, train.height, 0, 16)
+        },
+    }
+}
+
+pub fn model_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Mlp => "mlp-vae 784-400-20",
+        Arch::Conv => "conv-vae 32-64-16",
+    }
+}
+
+/// A benchmark model's trainer at `batch` rows.
+pub fn model_trainer<'g>(
+    gpu: &'g Gpu,
+    arch: Arch,
+    train: &Dataset,
+    test: &Dataset,
+    batch: usize,
+) -> Result<Trainer<'g>> {
+    let config = bench_config(arch, train);
     let hyper = Hyper::new(1e-3, 1);
     let t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
     let order: Vec<u32> = (0..train.len as u32).collect();
@@ -79,6 +106,7 @@ pub fn time_steps(t: &mut Trainer, warmup: usize, groups: usize, group: usize) -
 
 #[derive(Clone, Debug)]
 pub struct ProfileOptions {
+    pub arch: Arch,
     pub batch: usize,
     pub steps: usize,
     pub trace: Option<std::path::PathBuf>,
@@ -87,23 +115,25 @@ pub struct ProfileOptions {
 /// `elbo profile`: the table of one or more MLP VAE training steps, and the step time beside it.
 pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
     let (train, test) = mnist()?;
-    let mut t = mlp_trainer(gpu, &train, &test, opts.batch)?;
-    let runs = profile_steps(gpu, &mut t, 5, opts.steps.max(1))?;
+    let mut t = model_trainer(gpu, opts.arch, &train, &test, opts.batch)?;
+    let runs = profile_steps(gpu, &mut t, 2, opts.steps.max(1))?;
     let rows = profile::summarize(&runs);
     let timer = Profiler::new(gpu, 1).timer;
     let mut out = format!(
-        "adapter: {}\ntiming: {}\nMLP VAE 784-400-20 training step, batch {}, {} step(s), {} dispatches + weight copies, 1 submit per step\n\n",
+        "adapter: {}\ntiming: {}\n{} training step, batch {}, {} step(s), {} dispatches + weight copies, 1 submit per step\n\n",
         gpu.adapter_line(),
         timer.describe(),
+        model_name(opts.arch),
         opts.batch,
         runs.len(),
         t.dispatches_per_step()
     );
     out += &profile::format_table(&rows);
     let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;
-    let (median, p10, p90) = spread(&time_steps(&mut t, 2, 10, 5)?);
+    let groups = if opts.arch == Arch::Conv { 3 } else { 10 };
+    let (median, p10, p90) = spread(&time_steps(&mut t, 1, groups, 5)?);
     out += &format!(
-        "\nsum of the timed work per step: {sum_ms:.2} ms; measured step time as in training (10 groups of 5 steps, one wait per group): median {median:.2} ms (p10 {p10:.2}, p90 {p90:.2})\n"
+        "\nsum of the timed work per step: {sum_ms:.2} ms; measured step time as in training ({groups} groups of 5 steps, one wait per group): median {median:.2} ms (p10 {p10:.2}, p90 {p90:.2})\n"
     );
     if let Some(path) = &opts.trace {
         let trace = profile::chrome_trace(&runs, &gpu.adapter_line());
@@ -117,6 +147,8 @@ pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub batches: Vec<usize>,
+    /// Batch sizes of the convolutional VAE's step benchmark (slower: fewer, smaller).
+    pub conv_batches: Vec<usize>,
     pub steps: usize,
     pub squares: Vec<usize>,
     pub pytorch: Option<String>,
@@ -124,7 +156,13 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { batches: vec![32, 128, 512], steps: 30, squares: vec![256, 512, 1024], pytorch: None }
+        BenchOptions {
+            batches: vec![32, 128, 512],
+            conv_batches: vec![32, 128],
+            steps: 30,
+            squares: vec![256, 512, 1024],
+            pytorch: None,
+        }
     }
 }
 
@@ -183,7 +221,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     let (train, test) = mnist()?;
     let k = Kernels::new(gpu)?;
     progress("kernels of the MLP VAE step at batch 128");
-    let mut t = mlp_trainer(gpu, &train, &test, 128)?;
+    let mut t = model_trainer(gpu, Arch::Mlp, &train, &test, 128)?;
     let runs = profile_steps(gpu, &mut t, 5, opts.steps)?;
     let choice: Vec<Value> = t
         .gemm_choice
@@ -212,15 +250,18 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         }
     }
     let mut steps = Vec::new();
-    for &b in &opts.batches {
-        progress(&format!("MLP VAE training steps at batch {b}"));
-        let mut t = mlp_trainer(gpu, &train, &test, b)?;
-        let ms = time_steps(&mut t, 5, opts.steps, 5)?;
-        let (med, p10, p90) = spread(&ms);
-        steps.push(json!({
-            "model": "mlp-vae 784-400-20", "batch": b, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
-            "images_per_second": b as f64 / med * 1e3, "dispatches": t.dispatches_per_step(), "submits": 1,
-        }));
+    let runs_of = |arch: Arch| if arch == Arch::Conv { (opts.steps / 5).max(3) } else { opts.steps };
+    for (arch, batches) in [(Arch::Mlp, &opts.batches), (Arch::Conv, &opts.conv_batches)] {
+        for &b in batches {
+            progress(&format!("{} training steps at batch {b}", model_name(arch)));
+            let mut t = model_trainer(gpu, arch, &train, &test, b)?;
+            let ms = time_steps(&mut t, 2, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?;
+            let (med, p10, p90) = spread(&ms);
+            steps.push(json!({
+                "model": model_name(arch), "batch": b, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
+                "images_per_second": b as f64 / med * 1e3, "dispatches": t.dispatches_per_step(), "submits": 1,
+            }));
+        }
     }
     let mut report = json!({
         "adapter": adapter_json(gpu),

@@ -68,9 +68,12 @@ struct BenchArgs {
     /// Timed repetitions of each measurement (after warm-up).
     #[arg(long, default_value_t = 30)]
     steps: usize,
-    /// Batch sizes of the training-step benchmark.
+    /// Batch sizes of the MLP VAE's training-step benchmark.
     #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
     batch_sizes: Vec<usize>,
+    /// Batch sizes of the convolutional VAE's training-step benchmark (empty: skip it).
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    conv_batch_sizes: Vec<usize>,
     /// Sizes of the square GEMM benchmark.
     #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
     squares: Vec<usize>,
@@ -88,6 +91,9 @@ struct ProfileArgs {
     steps: usize,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// The model: the reference MLP VAE, or the convolutional VAE (32-64 channels, latent 16).
+    #[arg(long, value_enum, default_value = "mlp")]
+    model: Arch,
     /// Write a Chrome trace (chrome://tracing, ui.perfetto.dev) of the profiled steps.
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -225,6 +231,7 @@ fn run() -> Result<()> {
             let gpu = elbo::gpu::Gpu::new(&b.adapter.choice())?;
             let opts = elbo::bench::BenchOptions {
                 batches: b.batch_sizes,
+                conv_batches: b.conv_batch_sizes,
                 steps: b.steps.max(3),
                 squares: b.squares,
                 pytorch: b.pytorch,
@@ -238,7 +245,8 @@ fn run() -> Result<()> {
         }
         Command::Profile(p) => {
             let gpu = elbo::gpu::Gpu::new(&p.adapter.choice())?;
-            let opts = elbo::bench::ProfileOptions { batch: p.batch_size, steps: p.steps, trace: p.trace };
+            let opts =
+                elbo::bench::ProfileOptions { arch: p.model, batch: p.batch_size, steps: p.steps, trace: p.trace };
             print!("{}", elbo::bench::profile_command(&gpu, &opts)?);
         }
         Command::Train(t) => {
