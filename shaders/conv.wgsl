@@ -126,22 +126,27 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // dIn[b, iy, ix, i] = sum over ky, kx, o of dOut[b, oy, ox, o] W[o, i, ky, kx], where iy = oy s + ky - pad
 // (and the same in x). Epilogue 1/2 (+ bias, ReLU) makes it a transposed
 // convolution's forward pass; 3 masks it by the ReLU that produced the input.
-// One invocation: one input pixel times 4 input channels.
+// One invocation: 4 input pixels of a row, `stride` apart (so the same taps
+// reach them, from 4 neighbouring output pixels), times 4 input channels.
 @compute @workgroup_size(64)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let in_c4 = c4_of(p.in_c);
     let out_c4 = c4_of(p.out_c);
+    let span = 4u * p.stride;
+    let groups = (p.in_w + span - 1u) / span * p.stride;
     var i = linear_id(gid, nwg);
     let q = i % in_c4;
     i /= in_c4;
-    let ix = i % p.in_w;
-    i /= p.in_w;
+    let g = i % groups;
+    i /= groups;
     let iy = i % p.in_h;
     let b = i / p.in_h;
     if b >= p.batch {
         return;
     }
-    var acc = vec4<f32>(0.0);
+    // pixels ix0 + stride * px, px = 0..3
+    let ix0 = (g / p.stride) * span + g % p.stride;
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     for (var ky = 0u; ky < p.kernel; ky++) {
         let ty = i32(iy + p.pad) - i32(ky);
         if ty < 0 || u32(ty) % p.stride != 0u || u32(ty) / p.stride >= p.out_h {
@@ -149,32 +154,47 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         }
         let oy = u32(ty) / p.stride;
         for (var kx = 0u; kx < p.kernel; kx++) {
-            let tx = i32(ix + p.pad) - i32(kx);
-            if tx < 0 || u32(tx) % p.stride != 0u || u32(tx) / p.stride >= p.out_w {
+            // tx = ix + pad - kx has the same remainder for all four pixels
+            let tx0 = i32(ix0 + p.pad) - i32(kx);
+            if u32(tx0 + i32(span)) % p.stride != 0u {
                 continue;
             }
-            let ox = u32(tx) / p.stride;
             let wcol = (ky * p.kernel + kx) * in_c4 + q;
             for (var co = 0u; co < out_c4; co++) {
-                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + co, b), 0);
                 let w0 = textureLoad(rhs, vec2<u32>(wcol, co * 4u), 0);
                 let w1 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 1u), 0);
                 let w2 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 2u), 0);
                 let w3 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 3u), 0);
-                acc += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+                for (var px = 0u; px < 4u; px++) {
+                    let tx = tx0 + i32(px * p.stride);
+                    let ox = tx / i32(p.stride);
+                    if tx >= 0 && ox < i32(p.out_w) && ix0 + px * p.stride < p.in_w {
+                        let gv = textureLoad(lhs, vec2<u32>((oy * p.out_w + u32(ox)) * out_c4 + co, b), 0);
+                        acc[px] += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                    }
+                }
             }
         }
     }
-    let texel = vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b);
+    let live = live_lanes(q, p.in_c);
+    var bias = vec4<f32>(0.0);
     if p.epilogue == 1u || p.epilogue == 2u {
-        acc += bias4(q, p.in_c);
-        if p.epilogue == 2u {
-            acc = max(acc, vec4<f32>(0.0));
-        }
-    } else if p.epilogue == 3u {
-        acc *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
+        bias = bias4(q, p.in_c);
     }
-    textureStore(out, texel, acc * live_lanes(q, p.in_c));
+    for (var px = 0u; px < 4u; px++) {
+        let ix = ix0 + px * p.stride;
+        if ix >= p.in_w {
+            continue;
+        }
+        let texel = vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b);
+        var v = acc[px] + bias;
+        if p.epilogue == 2u {
+            v = max(v, vec4<f32>(0.0));
+        } else if p.epilogue == 3u {
+            v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
+        }
+        textureStore(out, texel, v * live);
+    }
 }
 
 // dW[o, i, ky, kx] = sum over images and output pixels of dOut[b, oy, ox, o] in[b, iy, ix, i],

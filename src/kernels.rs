@@ -82,6 +82,17 @@ pub struct Conv {
     pub bias_of: u32,
 }
 
+/// Invocations of a conv.wgsl entry point for `batch` rows of images of geometry `s`.
+pub fn conv_invocations(entry: &str, s: &crate::reference::ConvShape, batch: usize) -> usize {
+    let (c4_in, c4_out) = (s.in_c.div_ceil(4), s.out_c.div_ceil(4));
+    match entry {
+        "conv2d_forward" => batch * s.out_h * s.out_w.div_ceil(4) * c4_out,
+        "conv2d_backward_input" => batch * s.in_h * s.in_w.div_ceil(4 * s.stride) * s.stride * c4_in,
+        "conv2d_backward_weight" => c4_out * s.kernel * s.kernel * c4_in,
+        _ => panic!("{entry} is not a conv.wgsl entry point"),
+    }
+}
+
 /// conv.wgsl epilogues.
 pub const EPILOGUE_NONE: u32 = 0;
 pub const EPILOGUE_BIAS: u32 = 1;

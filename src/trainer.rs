@@ -195,7 +195,7 @@ impl Builder<'_> {
                     label(l, "conv2d_forward"),
                     &self.k.conv2d_forward,
                     &binds,
-                    m * s.out_h * s.out_w.div_ceil(4) * s.out_c.div_ceil(4),
+                    kernels::conv_invocations("conv2d_forward", &s, m),
                     64,
                 )
                 .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
@@ -239,7 +239,7 @@ impl Builder<'_> {
                     label(l, "conv2d_backward_weight"),
                     &self.k.conv2d_backward_weight,
                     &binds,
-                    s.out_c.div_ceil(4) * s.kernel * s.kernel * s.in_c.div_ceil(4),
+                    kernels::conv_invocations("conv2d_backward_weight", &s, m),
                     64,
                 )
                 .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
@@ -294,7 +294,7 @@ impl Builder<'_> {
                     label(l, "conv2d_forward"),
                     &self.k.conv2d_forward,
                     &binds,
-                    m * s.out_h * s.out_w.div_ceil(4) * s.out_c.div_ceil(4),
+                    kernels::conv_invocations("conv2d_forward", &s, m),
                     64,
                 )
                 .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)

@@ -89,7 +89,7 @@ fn conv2d_forward_matches_reference() {
             g.write_matrix(&wm, &weight_rows(&w, &s));
             let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
             let u = g.uniform("conv", &params(&s, batch, epilogue));
-            let n = batch.next_multiple_of(4) * s.out_h * s.out_w.div_ceil(4) * s.out_c.div_ceil(4);
+            let n = kernels::conv_invocations("conv2d_forward", &s, batch.next_multiple_of(4));
             let d = Dispatch::new(
                 g,
                 "conv2d_forward",
@@ -127,7 +127,7 @@ fn conv2d_backward_input_matches_reference() {
             g.write_matrix(&xm, &pad_channels(&x, s.in_c));
             let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
             let u = g.uniform("conv", &params(&s, batch, epilogue));
-            let n = batch.next_multiple_of(4) * s.in_h * s.in_w * s.in_c.div_ceil(4);
+            let n = kernels::conv_invocations("conv2d_backward_input", &s, batch.next_multiple_of(4));
             let d = Dispatch::new(
                 g,
                 "conv2d_backward_input",
@@ -179,7 +179,7 @@ fn conv2d_backward_weight_matches_reference() {
             pr.grad_b = bias_at as u32;
             pr.bias_of = bias_of;
             let u = g.uniform("conv", &pr);
-            let n = s.out_c.div_ceil(4) * s.kernel * s.kernel * s.in_c.div_ceil(4);
+            let n = kernels::conv_invocations("conv2d_backward_weight", &s, batch.next_multiple_of(4));
             let d = Dispatch::new(
                 g,
                 "conv2d_backward_weight",

@@ -6,7 +6,7 @@ peer that `elbo bench --pytorch PYTHON` measures beside it.
     python3 tools/pytorch_vae.py train [--epochs 10]               # the reference run, with per-epoch times
 
 Needs torch, numpy and safetensors (pip install torch numpy safetensors)."""
-import argparse, gzip, json, statistics, sys, time
+import argparse, gzip, json, math, statistics, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
@@ -29,8 +29,53 @@ class VAE(nn.Module):
         return self.fc4(F.relu(self.fc3(z))), mu, logvar
 
 
-def loss_sums(logits, x, mu, logvar):
-    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+class ConvVAE(nn.Module):
+    """elbo's --model conv: two 4x4 stride-2 convolutions, the latent heads on their
+    flattened output (optionally through a dense layer), mirrored by a dense layer
+    and two 4x4 stride-2 transposed convolutions."""
+
+    def __init__(self, h=28, w=28, c=1, c1=32, c2=64, hidden=0, latent=16, planes=1):
+        super().__init__()
+        self.shape = (c2, h // 4, w // 4)
+        feat = c2 * (h // 4) * (w // 4)
+        self.enc = nn.Module()
+        self.enc.conv1 = nn.Conv2d(c, c1, 4, 2, 1)
+        self.enc.conv2 = nn.Conv2d(c1, c2, 4, 2, 1)
+        self.hidden = hidden
+        if hidden:
+            self.enc.fc = nn.Linear(feat, hidden)
+        self.fc_mu = nn.Linear(hidden or feat, latent)
+        self.fc_logvar = nn.Linear(hidden or feat, latent)
+        self.dec = nn.Module()
+        if hidden:
+            self.dec.fc0 = nn.Linear(latent, hidden)
+        self.dec.fc = nn.Linear(hidden or latent, feat)
+        self.dec.deconv1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
+        self.dec.deconv2 = nn.ConvTranspose2d(c1, planes * c, 4, 2, 1)
+        self.c = c
+
+    def forward(self, x, sample=True):
+        h = F.relu(self.enc.conv2(F.relu(self.enc.conv1(x)))).flatten(1)
+        if self.hidden:
+            h = F.relu(self.enc.fc(h))
+        mu, logvar = self.fc_mu(h), self.fc_logvar(h)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+        if self.hidden:
+            z = F.relu(self.dec.fc0(z))
+        d = F.relu(self.dec.fc(z)).view(-1, *self.shape)
+        return self.dec.deconv2(F.relu(self.dec.deconv1(d))), mu, logvar
+
+
+def loss_sums(out, x, mu, logvar, gaussian=False, channels=1):
+    """-log p(x|z) and KL, summed; `out` holds logits, or means then raw log-variances
+    (along dim 1: channels for convolutional models, features for the MLP)."""
+    if gaussian:
+        split = channels if out.dim() == 4 else x.shape[1]
+        mean, raw = out[:, :split], out[:, split:]
+        lv = -3.0 + 6.0 * torch.tanh(raw)
+        recon = torch.sum(0.5 * (math.log(2 * math.pi) + lv + (x - mean) ** 2 * torch.exp(-lv)))
+    else:
+        recon = F.binary_cross_entropy_with_logits(out, x, reduction="sum")
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return recon, kl
 
@@ -40,12 +85,12 @@ def mnist(data, split):
     return torch.from_numpy(np.frombuffer(raw[16:], dtype=np.uint8).reshape(-1, 784).astype(np.float32) / 255.0)
 
 
-def evaluate(model, x, sample=True):
+def evaluate(model, x, sample=True, gaussian=False, channels=1):
     with torch.no_grad():
         r = k = 0.0
         for i in range(0, len(x), 1000):
-            logits, mu, lv = model(x[i:i + 1000], sample)
-            a, b = loss_sums(logits, x[i:i + 1000], mu, lv)
+            out, mu, lv = model(x[i:i + 1000], sample)
+            a, b = loss_sums(out, x[i:i + 1000], mu, lv, gaussian, channels)
             r, k = r + a.item(), k + b.item()
     return (r + k) / len(x), r / len(x), k / len(x)
 
@@ -68,12 +113,29 @@ def main():
         from safetensors import safe_open
         with safe_open(a.model, "pt") as f:
             meta = f.metadata()
-        model = VAE(int(meta["width"]) * int(meta["height"]), int(meta["hidden"]), int(meta["latent"]))
+        h, w, c = int(meta["height"]), int(meta["width"]), int(meta["channels"])
+        gaussian = meta["likelihood"] == "gaussian"
+        if meta["arch"] == "conv":
+            c1, c2 = (int(v) for v in meta["conv_channels"].split(","))
+            model = ConvVAE(h, w, c, c1, c2, int(meta["hidden"]), int(meta["latent"]), 2 if gaussian else 1)
+            x = mnist(a.data, "t10k").view(-1, 1, 28, 28)
+        else:
+            model = VAE(w * h * c, int(meta["hidden"]), int(meta["latent"]))
+            if gaussian:
+                model.fc4_logvar = nn.Linear(int(meta["hidden"]), w * h * c)
+                def forward(x, sample=True, model=model):
+                    hh = F.relu(model.fc1(x))
+                    mu, lv = model.fc_mu(hh), model.fc_logvar(hh)
+                    z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu) if sample else mu
+                    d = F.relu(model.fc3(z))
+                    return torch.cat([model.fc4(d), model.fc4_logvar(d)], 1), mu, lv
+                model.forward = forward
+            x = mnist(a.data, "t10k")
         model.load_state_dict(load_file(a.model))
-        x = mnist(a.data, "t10k")
-        loss, recon, kl = evaluate(model, x)
-        mean_loss, _, _ = evaluate(model, x, sample=False)
-        print(json.dumps({"test_loss": loss, "test_recon": recon, "test_kl": kl, "test_loss_at_mean": mean_loss}))
+        loss, recon, kl = evaluate(model, x, True, gaussian, c)
+        mean_loss, mean_recon, _ = evaluate(model, x, False, gaussian, c)
+        print(json.dumps({"test_loss": loss, "test_recon": recon, "test_kl": kl, "test_loss_at_mean": mean_loss,
+                          "test_recon_at_mean": mean_recon}))
     elif a.mode == "step":
         model = VAE()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
