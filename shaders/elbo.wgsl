@@ -1,7 +1,7 @@
 // The fused ELBO loss and its gradient: one invocation per image.
 //   recon = -log p(x|z), summed over the image's values, for
 //     Bernoulli: p = sigmoid(logit), computed from the logit;
-//     Gaussian:  N(mean, exp(logvar)) with logvar = LOGVAR_MID + LOGVAR_HALF tanh(raw),
+//     Gaussian:  N(sigmoid(a), exp(logvar)) with logvar = LOGVAR_MID + LOGVAR_HALF tanh(raw),
 //                including the constant 1/2 log(2 pi) per value;
 //   kl    = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j)) of the posterior;
 //   loss  = mean over the batch's live rows of recon + beta * kl.
@@ -14,8 +14,8 @@
 // D + e for value e = pixel * channels + channel; otherwise (convolutional
 // decoders) at pixel * o_cp + channel and pixel * o_cp + channels + channel.
 
-const LOGVAR_MID: f32 = -3.0;
-const LOGVAR_HALF: f32 = 6.0;
+const LOGVAR_MID: f32 = -1.5;
+const LOGVAR_HALF: f32 = 2.5;
 const HALF_LOG_2PI: f32 = 0.9189385;
 
 struct Elbo {
@@ -117,10 +117,12 @@ fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
                 let th = tanh(element(dec_out, row, logvar_col(pixel, ch)));
                 let lv = LOGVAR_MID + LOGVAR_HALF * th;
                 let inv_var = exp(-lv);
-                let diff = mean - x;
+                // the mean is sigmoid(output): pixels live in [0, 1]
+                let mu = 1.0 / (1.0 + exp(-mean));
+                let diff = mu - x;
                 if role == 0u {
                     recon += HALF_LOG_2PI + 0.5 * (lv + diff * diff * inv_var);
-                    grad[lane] = diff * inv_var * scale;
+                    grad[lane] = diff * inv_var * mu * (1.0 - mu) * scale;
                 } else {
                     grad[lane] = 0.5 * (1.0 - diff * diff * inv_var) * LOGVAR_HALF * (1.0 - th * th) * scale;
                 }

@@ -24,7 +24,8 @@ pub enum Arch {
 pub enum Likelihood {
     /// p(x|z) = Bernoulli(sigmoid(logits)); pixels in [0, 1].
     Bernoulli,
-    /// p(x|z) = N(mu(z), sigma^2(z) I) with a learned per-pixel log-variance.
+    /// p(x|z) = N(mu(z), sigma^2(z) I) with a learned per-pixel log-variance;
+    /// mu = sigmoid(decoder output), as pixels are in [0, 1].
     Gaussian,
 }
 
@@ -37,9 +38,9 @@ pub enum ModelKind {
 }
 
 /// The Gaussian decoder's log-variance is bounded: logvar = MID + HALF tanh(raw),
-/// so sigma stays within [exp(-4.5), exp(1.5)] and cannot run away.
-pub const LOGVAR_MID: f32 = -3.0;
-pub const LOGVAR_HALF: f32 = 6.0;
+/// so sigma stays within [exp(-2), exp(0.5)] = [0.135, 1.65] and cannot run away.
+pub const LOGVAR_MID: f32 = -1.5;
+pub const LOGVAR_HALF: f32 = 2.5;
 
 fn name_of<T: clap::ValueEnum>(v: T) -> String {
     v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()

@@ -112,7 +112,8 @@ pub fn reparam_backward(mulv: &[f32], dz: &[f32], kl_mask: &[f32], m: usize, lat
     d
 }
 
-/// -log p(x|z) of one value and its gradients with respect to the mean (or logit) and the raw log-variance.
+/// -log p(x|z) of one value and its gradients with respect to the decoder's two outputs:
+/// the logit (Bernoulli) or the pre-sigmoid mean (Gaussian), and the raw log-variance.
 pub fn value_nll(x: f32, mean: f32, raw_logvar: f32, gaussian: bool) -> (f32, f32, f32) {
     if !gaussian {
         let e = (-mean.abs()).exp();
@@ -122,10 +123,11 @@ pub fn value_nll(x: f32, mean: f32, raw_logvar: f32, gaussian: bool) -> (f32, f3
     let th = raw_logvar.tanh();
     let lv = crate::model::LOGVAR_MID + crate::model::LOGVAR_HALF * th;
     let inv_var = (-lv).exp();
-    let diff = mean - x;
+    let mu = 1.0 / (1.0 + (-mean).exp());
+    let diff = mu - x;
     let nll = 0.918_938_5 + 0.5 * (lv + diff * diff * inv_var);
     let d_raw = 0.5 * (1.0 - diff * diff * inv_var) * crate::model::LOGVAR_HALF * (1.0 - th * th);
-    (nll, diff * inv_var, d_raw)
+    (nll, diff * inv_var * mu * (1.0 - mu), d_raw)
 }
 
 /// Per image (recon, kl) (m) and d loss / d (decoder output) (m, o_cols), for the loss

@@ -293,7 +293,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
             "test_loss": test_sums.loss(kl_weight),
             "test_recon": test_sums.recon_per_image(),
             "test_kl": test_sums.kl_per_image() * kl_weight,
-            "kl_weight": trainer.hyper.beta,
+            "kl_weight": if config.kind == ModelKind::Ae { 0.0 } else { trainer.hyper.beta },
             "epoch_seconds": seconds,
             "images_per_second": report.images_per_second,
             "steps": trainer.steps_done,

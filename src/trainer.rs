@@ -99,7 +99,7 @@ pub struct Trainer<'g> {
     pub z: Matrix,
     /// The decoder's output (logits, or means and raw log-variances).
     pub out: Matrix,
-    /// Bernoulli: sigmoid of the logits.
+    /// The sigmoid of the decoder's output: the means of both likelihoods.
     pub probs: Matrix,
 
     train_step: Vec<Dispatch>,
@@ -766,13 +766,12 @@ impl<'g> Trainer<'g> {
         Ok((images, recon))
     }
 
-    /// The decoder's means for the first `rows` rows, (rows, pixels * channels) channels-last:
-    /// sigmoid of the logits, or the Gaussian means clamped to [0, 1].
+    /// The decoder's means for the first `rows` rows, (rows, pixels * channels) channels-last.
     fn decoded_means(&self, rows: usize) -> Result<Vec<f32>> {
         let c = &self.model.config;
         let lay = c.loss_layout();
-        let bernoulli = c.likelihood == crate::model::Likelihood::Bernoulli;
-        let v = self.gpu.read_matrix(if bernoulli { &self.probs } else { &self.out })?;
+        // both likelihoods' means are the sigmoid of the decoder's first output
+        let v = self.gpu.read_matrix(&self.probs)?;
         let mut means = Vec::with_capacity(rows * c.pixels());
         for r in 0..rows {
             for p in 0..lay.pixels {

@@ -164,11 +164,12 @@ fn elbo_backward_matches_finite_differences() {
 
 #[test]
 fn gaussian_nll_is_the_normal_log_density() {
-    // -log N(x; mean, sigma^2) with logvar = MID + HALF tanh(raw), directly
+    // -log N(x; sigmoid(a), sigma^2) with logvar = MID + HALF tanh(raw), directly
     for (x, mean, raw) in [(0.3f32, 0.5f32, 0.2f32), (0.9, 0.1, -0.7), (0.0, 0.0, 1.3)] {
         let lv = elbo::model::LOGVAR_MID as f64 + elbo::model::LOGVAR_HALF as f64 * (raw as f64).tanh();
         let var = lv.exp();
-        let direct = 0.5 * (2.0 * std::f64::consts::PI * var).ln() + (x as f64 - mean as f64).powi(2) / (2.0 * var);
+        let mu = 1.0 / (1.0 + (-(mean as f64)).exp());
+        let direct = 0.5 * (2.0 * std::f64::consts::PI * var).ln() + (x as f64 - mu).powi(2) / (2.0 * var);
         let (nll, _, _) = r::value_nll(x, mean, raw, true);
         assert_close(&format!("nll x={x} mean={mean} raw={raw}"), &[nll], &[direct as f32], 1e-4, 1e-5);
     }

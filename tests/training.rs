@@ -233,3 +233,68 @@ fn safetensors_round_trip_is_exact() {
     damaged.truncate(bytes.len() - 10);
     assert!(Model::from_safetensors(&damaged).is_err());
 }
+
+#[test]
+fn kl_warmup_raises_the_weight_linearly() {
+    let out = std::env::temp_dir().join(format!("elbo-warmup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = elbo::train::TrainOptions {
+        out: Some(out.clone()),
+        epochs: 2,
+        hidden: Some(16),
+        latent_dim: 2,
+        kl_warmup: 4.0,
+        beta: 0.5,
+        train_limit: Some(256),
+        test_limit: Some(64),
+        quiet: true,
+        ..Default::default()
+    };
+    elbo::train::train(&opts).unwrap();
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let weights: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kl_weight"].as_f64().unwrap())
+        .collect();
+    // after epoch e of a 4-epoch warm-up the weight is beta * e / 4
+    assert_close(
+        "kl_weight by epoch",
+        &weights.iter().map(|&w| w as f32).collect::<Vec<_>>(),
+        &[0.125, 0.25],
+        1e-6,
+        0.0,
+    );
+}
+
+#[test]
+fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
+    let dir = std::env::temp_dir().join(format!("elbo-rgb-folder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    for i in 0..40u32 {
+        // 21x14 images: neither side divisible by 4, so the model crops to 20x12
+        let img = image::RgbImage::from_fn(21, 14, |x, y| image::Rgb([(x * 12) as u8, (y * 18) as u8, (i * 6) as u8]));
+        img.save(dir.join(if i % 2 == 0 { "nested" } else { "" }).join(format!("{i}.png"))).unwrap();
+    }
+    let out = dir.join("run");
+    let opts = elbo::train::TrainOptions {
+        dataset: elbo::train::DatasetChoice::Folder(dir.clone()),
+        channels_in: 3,
+        arch: Arch::Conv,
+        likelihood: Likelihood::Gaussian,
+        conv_channels: [4, 8],
+        latent_dim: 3,
+        batch_size: 8,
+        epochs: 2,
+        test_fraction: 0.2,
+        out: Some(out.clone()),
+        quiet: true,
+        ..Default::default()
+    };
+    let reports = elbo::train::train(&opts).unwrap();
+    assert!(reports.iter().all(|r| r.test.loss(1.0).is_finite()));
+    let model = Model::load(&out.join("model.safetensors")).unwrap();
+    assert_eq!((model.config.width, model.config.height, model.config.channels), (20, 12, 3));
+    let samples = image::open(out.join("samples.png")).unwrap();
+    assert_eq!(samples.color(), image::ColorType::Rgb8, "RGB data gives colour grids");
+}

@@ -72,8 +72,8 @@ def loss_sums(out, x, mu, logvar, gaussian=False, channels=1):
     if gaussian:
         split = channels if out.dim() == 4 else x.shape[1]
         mean, raw = out[:, :split], out[:, split:]
-        lv = -3.0 + 6.0 * torch.tanh(raw)
-        recon = torch.sum(0.5 * (math.log(2 * math.pi) + lv + (x - mean) ** 2 * torch.exp(-lv)))
+        lv = -1.5 + 2.5 * torch.tanh(raw)
+        recon = torch.sum(0.5 * (math.log(2 * math.pi) + lv + (x - torch.sigmoid(mean)) ** 2 * torch.exp(-lv)))
     else:
         recon = F.binary_cross_entropy_with_logits(out, x, reduction="sum")
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
