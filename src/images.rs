@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Lays out `images` (each height * width * channels values in [0, 1], channels-last)
 /// in rows of `cols`, with a 1-pixel border, scaled up `scale` times, and writes a
-/// greyscale or RGB PNG atomically.
+/// greyscale or RGB PNG atomically. An empty image leaves its cell blank.
 pub fn save_grid(
     path: &Path,
     images: &[&[f32]],
@@ -19,7 +19,7 @@ pub fn save_grid(
     let (cw, chh) = ((width + 1) * scale, (height + 1) * scale);
     let (w, h) = (cols * cw + scale, rows * chh + scale);
     let mut img = image::RgbImage::from_pixel(w as u32, h as u32, image::Rgb([64, 64, 64]));
-    for (i, pix) in images.iter().enumerate() {
+    for (i, pix) in images.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
         let (ox, oy) = ((i % cols) * cw + scale, (i / cols) * chh + scale);
         for y in 0..height * scale {
             for x in 0..width * scale {

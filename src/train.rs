@@ -313,9 +313,16 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         let n = (x.len() / d).min(32);
         let mut tiles: Vec<&[f32]> = Vec::new();
         for row in 0..n.div_ceil(8) {
-            let idx = row * 8..(row * 8 + 8).min(n);
-            tiles.extend(idx.clone().map(|i| &x[i * d..(i + 1) * d]));
-            tiles.extend(idx.map(|i| &recon[i * d..(i + 1) * d]));
+            // originals above their reconstructions; a short last row is padded with blank tiles
+            fn cell(v: &[f32], i: usize, n: usize, d: usize) -> &[f32] {
+                if i < n {
+                    &v[i * d..(i + 1) * d]
+                } else {
+                    &[]
+                }
+            }
+            tiles.extend((row * 8..row * 8 + 8).map(|i| cell(&x, i, n, d)));
+            tiles.extend((row * 8..row * 8 + 8).map(|i| cell(&recon, i, n, d)));
         }
         save_grid(&out.join("reconstructions.png"), &tiles, w, h, ch, 8, scale)?;
         trainer.sync_model()?;
