@@ -197,14 +197,14 @@ fn kernel_entries(runs: &[Vec<Event>]) -> Vec<Value> {
 }
 
 /// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its JSON.
-fn pytorch_step(python: &str, batch: usize) -> Result<Value> {
+fn pytorch_step(python: &str, arch: Arch, batch: usize) -> Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .args(["step", "--batch", &batch.to_string(), "--data"])
-        .arg(mnist_dir(None))
-        .output()
-        .with_context(|| format!("cannot run {python}"))?;
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&script).args(["step", "--batch", &batch.to_string()]);
+    if arch == Arch::Conv {
+        cmd.args(["--conv", "--steps", "20"]);
+    }
+    let out = cmd.arg("--data").arg(mnist_dir(None)).output().with_context(|| format!("cannot run {python}"))?;
     if !out.status.success() {
         bail!(
             "{python} {} failed (it needs torch, numpy and safetensors): {}",
@@ -271,18 +271,25 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         "steps": steps,
     });
     if let Some(py) = &opts.pytorch {
-        progress("PyTorch CPU step at batch 128");
-        let p = pytorch_step(py, 128)?;
-        let ours = report["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["batch"] == 128)
-            .map(|s| s["median_ms"].as_f64().unwrap());
-        report["pytorch"] = p.clone();
-        if let (Some(ours), Some(theirs)) = (ours, p["median_ms"].as_f64()) {
-            report["pytorch"]["elbo_over_pytorch"] = json!(ours / theirs);
+        let mut peers = Vec::new();
+        for arch in [Arch::Mlp, Arch::Conv] {
+            if arch == Arch::Conv && opts.conv_batches.is_empty() {
+                continue;
+            }
+            progress(&format!("PyTorch CPU step of the {} at batch 128", model_name(arch)));
+            let mut p = pytorch_step(py, arch, 128)?;
+            let ours = report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["batch"] == 128 && s["model"] == model_name(arch))
+                .map(|s| s["median_ms"].as_f64().unwrap());
+            if let (Some(ours), Some(theirs)) = (ours, p["median_ms"].as_f64()) {
+                p["elbo_over_pytorch"] = json!(ours / theirs);
+            }
+            peers.push(p);
         }
+        report["pytorch"] = json!(peers);
     }
     Ok(report)
 }
@@ -351,10 +358,11 @@ pub fn format_bench(r: &Value) -> String {
             st["submits"]
         );
     }
-    if let Some(p) = r.get("pytorch") {
+    for p in r["pytorch"].as_array().into_iter().flatten() {
         s += &format!(
-            "\n{}: {:.2} ms per step at batch {} (p10 {:.2}, p90 {:.2}); elbo / PyTorch = {:.2}x\n",
+            "\n{} ({}): {:.2} ms per step at batch {} (p10 {:.2}, p90 {:.2}); elbo / PyTorch = {:.2}x",
             p["system"].as_str().unwrap_or("PyTorch"),
+            p["model"].as_str().unwrap_or("?"),
             p["median_ms"].as_f64().unwrap_or(0.0),
             p["batch"],
             p["p10_ms"].as_f64().unwrap_or(0.0),
@@ -362,6 +370,7 @@ pub fn format_bench(r: &Value) -> String {
             p["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN)
         );
     }
+    s += "\n";
     s
 }
 

@@ -46,6 +46,38 @@ enum Command {
     /// Example: elbo bench --json lavapipe.json --pytorch python3
     ///          elbo bench --compare lavapipe.json h100.json
     Bench(BenchArgs),
+    /// Decode N images from z ~ N(0, T^2 I) into a PNG grid.
+    ///
+    /// Example: elbo sample --model runs/mnist --n 64 --temperature 0.8
+    Sample(SampleArgs),
+    /// Test images above their reconstructions from the posterior mean and from a sampled z.
+    ///
+    /// Example: elbo reconstruct --model runs/mnist --n 16
+    Reconstruct(ReconstructArgs),
+    /// Decode a grid over two latent dimensions placed through the inverse Gaussian CDF.
+    ///
+    /// For a 2-D latent this is Kingma & Welling's manifold figure; for larger ones the
+    /// other dimensions stay at 0. Example: elbo manifold --model runs/mnist2d --grid 20
+    Manifold(ManifoldArgs),
+    /// Sweep each latent dimension (the K with the largest average KL) from -3 to 3.
+    ///
+    /// The other dimensions stay at a test image's posterior mean.
+    /// Example: elbo traverse --model runs/mnist --top 8 --index 3
+    Traverse(TraverseArgs),
+    /// Decode the straight path between two test images' posterior means.
+    ///
+    /// Example: elbo interpolate --model runs/mnist --from 0 --to 1 --steps 10
+    Interpolate(InterpolateArgs),
+    /// Write the test set's posterior means to CSV and plot them coloured by class.
+    ///
+    /// 2-D latents are plotted as they are; larger ones by their first two principal
+    /// components. Example: elbo embed --model runs/mnist
+    Embed(EmbedArgs),
+    /// The test set's ELBO, its terms, and the importance-weighted log-likelihood.
+    ///
+    /// log p(x) is estimated with K samples per image (Burda et al., 2015), in nats
+    /// per image and bits per dimension. Example: elbo eval --model runs/mnist --iw-samples 1000
+    Eval(EvalArgs),
     /// Time every dispatch of a training step with GPU timestamps.
     ///
     /// Prints a table sorted by time (kernel, shape, calls, total and mean time,
@@ -181,6 +213,136 @@ struct TrainArgs {
     gemm: elbo::gemm::GemmPreference,
 }
 
+#[derive(Args)]
+struct UseArgs {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    /// A run folder written by `elbo train`, or its model.safetensors.
+    #[arg(long)]
+    model: PathBuf,
+    /// The data the model was trained on: `mnist`, `faces`, or a folder of images.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Folder holding the dataset's files [default: data/mnist or data/lfw-faces-25x25].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder datasets: resize to N or WxH [default: the model's size].
+    #[arg(long, value_parser = parse_size)]
+    image_size: Option<(usize, usize)>,
+    /// Faces and folders: the test share and seed of the split used in training.
+    #[arg(long, default_value_t = 0.1)]
+    test_fraction: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output folder [default: the model's folder].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print nothing but the paths written (and errors).
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl UseArgs {
+    fn options(&self) -> elbo::inference::UseOptions {
+        elbo::inference::UseOptions {
+            model: self.model.clone(),
+            dataset: self.dataset.parse().unwrap(),
+            data_dir: self.data_dir.clone(),
+            channels_in: 1,
+            image_size: self.image_size,
+            test_fraction: self.test_fraction,
+            seed: self.seed,
+            out: self.out.clone(),
+            adapter: self.adapter.choice(),
+            quiet: self.quiet,
+        }
+    }
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    /// Images to draw.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Scales the prior's standard deviation.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+}
+
+#[derive(Args)]
+struct ReconstructArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    /// Test images to reconstruct.
+    #[arg(long, default_value_t = 32)]
+    n: usize,
+}
+
+#[derive(Args)]
+struct ManifoldArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    /// Images per side.
+    #[arg(long, default_value_t = 20)]
+    grid: usize,
+    /// The two latent dimensions to sweep.
+    #[arg(long, value_delimiter = ',', num_args = 2, default_value = "0,1")]
+    dims: Vec<usize>,
+}
+
+#[derive(Args)]
+struct TraverseArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    /// The test image whose posterior mean fixes the other dimensions.
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    /// How many dimensions, by largest average KL [default: all, at most 20].
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Images per sweep.
+    #[arg(long, default_value_t = 11)]
+    steps: usize,
+}
+
+#[derive(Args)]
+struct InterpolateArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    #[arg(long, default_value_t = 0)]
+    from: usize,
+    #[arg(long, default_value_t = 1)]
+    to: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    /// Embed only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    common: UseArgs,
+    /// K: importance samples per image.
+    #[arg(long, default_value_t = 1000)]
+    iw_samples: usize,
+    /// Evaluate only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let parts: Vec<&str> = s.split(['x', 'X']).collect();
     let num = |t: &str| t.trim().parse::<usize>().ok().filter(|&n| n > 0);
@@ -240,6 +402,69 @@ fn run() -> Result<()> {
             print!("{}", elbo::bench::format_bench(&report));
             if let Some(path) = &b.json {
                 elbo::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Sample(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let path = elbo::inference::sample(&s, a.n.max(1), a.temperature, a.common.seed)?;
+            println!("wrote {}", path.display());
+        }
+        Command::Reconstruct(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let path = elbo::inference::reconstruct(&s, a.n)?;
+            println!(
+                "wrote {} (rows: test images, reconstructions from the posterior mean, from a sampled z)",
+                path.display()
+            );
+        }
+        Command::Manifold(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let path = elbo::inference::manifold(&s, a.grid.max(2), (a.dims[0], a.dims[1]))?;
+            println!("wrote {}", path.display());
+        }
+        Command::Traverse(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let (path, dims) = elbo::inference::traverse(&s, a.index, a.top.max(1), a.steps.max(2))?;
+            if !a.common.quiet {
+                for (row, (j, kl)) in dims.iter().enumerate() {
+                    println!("row {row}: z{j} (average KL {kl:.3} nats)");
+                }
+            }
+            println!("wrote {}", path.display());
+        }
+        Command::Interpolate(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let path = elbo::inference::interpolate(&s, a.from, a.to, a.steps.max(2))?;
+            println!("wrote {}", path.display());
+        }
+        Command::Embed(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let (csv, png) = elbo::inference::embed(&s, a.limit)?;
+            println!("wrote {} and {}", csv.display(), png.display());
+        }
+        Command::Eval(a) => {
+            let s = elbo::inference::Session::open(&a.common.options())?;
+            let n = a.limit.unwrap_or(s.test.len).min(s.test.len) as u64;
+            let bar = if a.common.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} images, eta {eta}")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            let r = elbo::inference::eval(&s, a.iw_samples, a.limit, &|done, _| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            let json = serde_json::json!({
+                "images": r.images, "elbo": r.elbo, "recon": r.recon, "kl": r.kl,
+                "iw_samples": r.iw_samples, "log_px": r.log_px, "bits_per_dim": r.bits_per_dim,
+                "elbo_bits_per_dim": -r.elbo / (s.model.config.pixels() as f64 * std::f64::consts::LN_2),
+            });
+            println!(
+                "{} test images: ELBO {:.3} nats (recon {:.3}, KL {:.3}); log p(x) >= {:.3} nats with K = {} ({:.4} bits/dim)",
+                r.images, r.elbo, r.recon, r.kl, r.log_px, r.iw_samples, r.bits_per_dim
+            );
+            if let Some(path) = &a.json {
+                elbo::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
                 println!("wrote {}", path.display());
             }
         }

@@ -49,6 +49,15 @@ impl Hyper {
     }
 }
 
+/// One evaluated batch, per row (images times samples).
+pub struct EvalRows {
+    pub recon: Vec<f32>,
+    pub kl: Vec<f32>,
+    pub mu: Vec<f32>,
+    pub logvar: Vec<f32>,
+    pub z: Vec<f32>,
+}
+
 /// Sums over a pass of the data, in nats.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LossSums {
@@ -96,6 +105,10 @@ pub struct Trainer<'g> {
     /// Per layer (encoder, heads, decoder): its weight texture.
     weights: Vec<Matrix>,
     pub x: Matrix,
+    /// [mu | logvar] of the last batch (rows, 2L).
+    pub mulv: Matrix,
+    /// Per row (recon, kl) of the last batch.
+    image_loss: wgpu::Buffer,
     pub z: Matrix,
     /// The decoder's output (logits, or means and raw log-variances).
     pub out: Matrix,
@@ -569,7 +582,7 @@ impl<'g> Trainer<'g> {
         ));
 
         let mut keep = bld.keep;
-        keep.extend([moment1, moment2, image_loss, kl_mask, train_data, test_data, test_order]);
+        keep.extend([moment1, moment2, kl_mask, train_data, test_data, test_order]);
         let mut mats = enc_out;
         mats.extend(enc_grad);
         let out_index = dec_out.len() - 1;
@@ -577,7 +590,7 @@ impl<'g> Trainer<'g> {
         let out = dec_out.remove(out_index);
         mats.extend(dec_out);
         mats.extend(dec_grad);
-        mats.extend([mulv, dmulv, dz]);
+        mats.extend([dmulv, dz]);
         let trainer = Trainer {
             gpu,
             model,
@@ -596,6 +609,8 @@ impl<'g> Trainer<'g> {
             test_len: test.len,
             weights,
             x,
+            mulv,
+            image_loss,
             z,
             out,
             probs,
@@ -735,6 +750,30 @@ impl<'g> Trainer<'g> {
         kernels::encode_all(&mut enc, "eval step", &self.eval_step);
         self.gpu.queue.submit([enc.finish()]);
         self.counter += 1;
+    }
+
+    /// Runs test batch `b` forward (z sampled when `noise` is 1, the posterior mean when 0)
+    /// and returns per row: (recon, kl), then mu and logvar (rows, L each) and z (rows, L).
+    pub fn eval_rows(&mut self, b: usize, noise: f32) -> Result<EvalRows> {
+        self.eval_batch(b, noise);
+        let images = self.batch.min(self.test_len - b * self.batch);
+        let rows = images * self.hyper.samples;
+        let lat = self.model.config.latent;
+        let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
+        let mulv = self.gpu.read_matrix(&self.mulv)?;
+        let z = self.gpu.read_matrix(&self.z)?;
+        Ok(EvalRows {
+            recon: loss.chunks(2).map(|v| v[0]).collect(),
+            kl: loss.chunks(2).map(|v| v[1]).collect(),
+            mu: (0..rows).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect(),
+            logvar: (0..rows).flat_map(|r| mulv[r * 2 * lat + lat..(r + 1) * 2 * lat].to_vec()).collect(),
+            z: z[..rows * lat].to_vec(),
+        })
+    }
+
+    /// Test images in this trainer's test set.
+    pub fn test_len(&self) -> usize {
+        self.test_len
     }
 
     /// The test set's loss sums with z sampled (one Monte-Carlo sample per image).

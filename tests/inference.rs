@@ -1,0 +1,159 @@
+//! The commands that use a trained model, on a small model trained here.
+
+mod common;
+use common::assert_close;
+use elbo::inference::{self as inf, Session, UseOptions};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// A small MLP VAE (latent 2) trained for 2 epochs on 2,000 MNIST images, once per test binary.
+fn trained() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("elbo-inference-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let opts = elbo::train::TrainOptions {
+            out: Some(out.clone()),
+            epochs: 2,
+            hidden: Some(64),
+            latent_dim: 2,
+            train_limit: Some(2000),
+            test_limit: Some(300),
+            quiet: true,
+            ..Default::default()
+        };
+        elbo::train::train(&opts).unwrap();
+        out
+    })
+}
+
+fn session(out: &str) -> Session {
+    let dir = trained().join(out);
+    let opts = UseOptions {
+        model: trained().clone(),
+        dataset: elbo::train::DatasetChoice::Mnist,
+        data_dir: None,
+        channels_in: 1,
+        image_size: None,
+        test_fraction: 0.1,
+        seed: 1,
+        out: Some(dir),
+        adapter: Default::default(),
+        quiet: true,
+    };
+    Session::open(&opts).unwrap()
+}
+
+fn png_size(p: &std::path::Path) -> (u32, u32) {
+    let img = image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (img.width(), img.height())
+}
+
+#[test]
+fn inverse_normal_cdf_is_accurate() {
+    for (p, want) in [(0.975, 1.959_963_985), (0.5, 0.0), (0.05, -1.644_853_627), (0.001, -3.090_232_306)] {
+        assert_close(&format!("inverse cdf at {p}"), &[inf::inverse_normal_cdf(p) as f32], &[want as f32], 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn log_sum_exp_is_stable() {
+    assert_close("large", &[inf::log_sum_exp(&[1000.0, 1000.0]) as f32], &[(1000.0 + 2f64.ln()) as f32], 1e-4, 0.0);
+    assert_close(
+        "small",
+        &[inf::log_sum_exp(&[-1000.0, -1001.0]) as f32],
+        &[(-1000.0 + (1.0 + (-1f64).exp()).ln()) as f32],
+        1e-4,
+        0.0,
+    );
+}
+
+#[test]
+fn pca_finds_the_long_axis() {
+    // points spread along (1, 1, 0) with a little noise elsewhere
+    let v: Vec<f32> = (0..200)
+        .flat_map(|i| {
+            let t = i as f32 / 20.0 - 5.0;
+            let e = elbo::rng::rand_uniform(3, 1, 0, i) - 0.5;
+            [t + 0.1 * e, t - 0.1 * e, 0.05 * e]
+        })
+        .collect();
+    let p = elbo::plot::project_2d(&v, 3);
+    let spread = |k: usize| p.iter().map(|q| q[k] * q[k]).sum::<f32>() / p.len() as f32;
+    assert!(spread(0) > 100.0 * spread(1), "first component {} vs second {}", spread(0), spread(1));
+    // the first component is the projection on (1, 1, 0) / sqrt 2, up to sign
+    let want =
+        (v[0] + v[1]) / 2f32.sqrt() - (0..200).map(|i| (v[3 * i] + v[3 * i + 1]) / 2f32.sqrt()).sum::<f32>() / 200.0;
+    assert_close("projection", &[p[0][0].abs()], &[want.abs()], 0.05, 0.01);
+}
+
+#[test]
+fn image_commands_write_their_grids() {
+    let s = session("grids");
+    let scale: u32 = 4; // 112 / 28
+    let cell = (28 + 1) * scale;
+    assert_eq!(png_size(&inf::sample(&s, 16, 1.0, 3).unwrap()), (8 * cell + scale, 2 * cell + scale));
+    let (w, h) = png_size(&inf::reconstruct(&s, 10).unwrap());
+    assert_eq!((w, h), (8 * cell + scale, 6 * cell + scale), "two rows of three (original, mean, sample)");
+    assert_eq!(png_size(&inf::manifold(&s, 7, (0, 1)).unwrap()), (7 * cell + scale, 7 * cell + scale));
+    let (path, dims) = inf::traverse(&s, 3, 5, 9).unwrap();
+    assert_eq!(dims.len(), 2, "a 2-D latent has two dimensions to traverse");
+    assert!(dims[0].1 >= dims[1].1, "rows are ordered by KL: {dims:?}");
+    assert_eq!(png_size(&path), (9 * cell + scale, 2 * cell + scale));
+    assert_eq!(png_size(&inf::interpolate(&s, 0, 5, 6).unwrap()), (8 * cell + scale, cell + scale));
+    assert!(inf::manifold(&s, 5, (0, 2)).is_err(), "a dimension past the latent size is refused");
+    assert!(inf::interpolate(&s, 0, 100_000, 3).is_err());
+}
+
+#[test]
+fn embed_writes_every_mean_with_its_label() {
+    let s = session("embed");
+    let (csv, png) = inf::embed(&s, Some(120)).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "index,label,z0,z1");
+    assert_eq!(lines.len(), 121);
+    let labels = s.test.labels.as_ref().unwrap();
+    for (i, line) in lines[1..].iter().enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[1], labels[i].to_string(), "line {i}: {line}");
+        assert!(f[2].parse::<f32>().unwrap().is_finite());
+    }
+    assert_eq!(png_size(&png), (640, 640));
+    // the means match a direct encoding
+    let mut t = s.trainer(64, 1).unwrap();
+    let (mu, _) = s.encode(&mut t, 3).unwrap();
+    let first: Vec<f32> = lines[1].split(',').skip(2).map(|v| v.parse().unwrap()).collect();
+    assert_close("first embedding", &first, &mu[..2], 1e-6, 1e-6);
+}
+
+#[test]
+fn importance_weighted_bound_is_above_the_elbo() {
+    let s = session("eval");
+    let one = inf::eval(&s, 1, Some(100), &|_, _| {}).unwrap();
+    let many = inf::eval(&s, 64, Some(100), &|_, _| {}).unwrap();
+    assert!(one.elbo.is_finite() && many.log_px.is_finite());
+    assert_close("ELBO = -(recon + KL)", &[one.elbo as f32], &[-(one.recon + one.kl) as f32], 1e-3, 1e-6);
+    assert!(many.log_px > many.elbo, "log p(x) estimate {} not above the ELBO {}", many.log_px, many.elbo);
+    assert!(many.log_px > one.log_px, "K = 64 ({}) not above K = 1 ({})", many.log_px, one.log_px);
+    let d = 784.0 * std::f64::consts::LN_2;
+    assert_close("bits per dim", &[many.bits_per_dim as f32], &[(-many.log_px / d) as f32], 1e-6, 1e-6);
+}
+
+#[test]
+fn a_missing_model_is_a_clear_error() {
+    let opts = UseOptions {
+        model: PathBuf::from("/nonexistent/run"),
+        dataset: elbo::train::DatasetChoice::Mnist,
+        data_dir: None,
+        channels_in: 1,
+        image_size: None,
+        test_fraction: 0.1,
+        seed: 1,
+        out: None,
+        adapter: Default::default(),
+        quiet: true,
+    };
+    let e = format!("{:#}", Session::open(&opts).err().expect("opened a missing model"));
+    assert!(e.contains("/nonexistent/run") && e.contains("elbo train"), "{e}");
+}
