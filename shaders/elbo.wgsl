@@ -28,7 +28,7 @@ struct Elbo {
     o_cols: u32,   // decoder output columns
     halves: u32,   // 1: [means | raw log-variances]; 0: interleaved per pixel
     gaussian: u32, // 0: Bernoulli; 1: Gaussian
-    pad0: u32,
+    masked: u32,   // 1: only values with observed > 0 count (restoration by MAP search)
     pad1: u32,
     pad2: u32,
 }
@@ -45,6 +45,8 @@ struct Elbo {
 @group(0) @binding(5) var d_out: texture_storage_2d<rgba32float, write>;
 // per image (recon, kl) (m)
 @group(0) @binding(6) var<storage, read_write> image_loss: array<vec2<f32>>;
+// with `masked`: 1 where x is observed, 0 where it is unknown (laid out as x)
+@group(0) @binding(7) var observed: texture_2d<f32>;
 
 fn element(t: texture_2d<f32>, row: u32, col: u32) -> f32 {
     return textureLoad(t, vec2<u32>(col / 4u, row), 0)[col % 4u];
@@ -107,12 +109,13 @@ fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
                 continue;
             }
             let x = element(target_x, row, pixel * p.x_cp + ch);
+            let weight = select(1.0, element(observed, row, pixel * p.x_cp + ch), p.masked == 1u);
             let mean = element(dec_out, row, mean_col(pixel, ch));
             if p.gaussian == 0u {
                 // Bernoulli from the logit: BCE = max(l, 0) - x l + log(1 + exp(-|l|))
                 let e = exp(-abs(mean));
-                recon += max(mean, 0.0) - x * mean + log(1.0 + e);
-                grad[lane] = (select(e, 1.0, mean >= 0.0) / (1.0 + e) - x) * scale;
+                recon += weight * (max(mean, 0.0) - x * mean + log(1.0 + e));
+                grad[lane] = weight * (select(e, 1.0, mean >= 0.0) / (1.0 + e) - x) * scale;
             } else {
                 let th = tanh(element(dec_out, row, logvar_col(pixel, ch)));
                 let lv = LOGVAR_MID + LOGVAR_HALF * th;
@@ -121,10 +124,10 @@ fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
                 let mu = 1.0 / (1.0 + exp(-mean));
                 let diff = mu - x;
                 if role == 0u {
-                    recon += HALF_LOG_2PI + 0.5 * (lv + diff * diff * inv_var);
-                    grad[lane] = diff * inv_var * mu * (1.0 - mu) * scale;
+                    recon += weight * (HALF_LOG_2PI + 0.5 * (lv + diff * diff * inv_var));
+                    grad[lane] = weight * diff * inv_var * mu * (1.0 - mu) * scale;
                 } else {
-                    grad[lane] = 0.5 * (1.0 - diff * diff * inv_var) * LOGVAR_HALF * (1.0 - th * th) * scale;
+                    grad[lane] = weight * 0.5 * (1.0 - diff * diff * inv_var) * LOGVAR_HALF * (1.0 - th * th) * scale;
                 }
             }
         }

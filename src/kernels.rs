@@ -127,7 +127,8 @@ pub struct Elbo {
     pub o_cols: u32,
     pub halves: u32,
     pub gaussian: u32,
-    pub pad: [u32; 3],
+    pub masked: u32,
+    pub pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -251,7 +252,8 @@ pub enum Bind<'a> {
     Texture(&'a wgpu::TextureView),
 }
 
-/// One recorded dispatch: pipeline, bind group and workgroup counts.
+/// One recorded dispatch: pipeline, bind group and workgroup counts (cloning shares the handles).
+#[derive(Clone)]
 pub struct Dispatch {
     pub label: &'static str,
     pub pipeline: wgpu::ComputePipeline,

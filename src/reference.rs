@@ -141,6 +141,20 @@ pub fn elbo_forward_backward(
     latent: usize,
     step: &Step,
 ) -> (Vec<f32>, Vec<[f32; 2]>) {
+    elbo_forward_backward_observed(dec_out, x, mulv, None, m, lay, latent, step)
+}
+
+/// elbo_forward_backward with `masked`: only the values where `observed` (laid out as x) is 1 count.
+pub fn elbo_forward_backward_observed(
+    dec_out: &[f32],
+    x: &[f32],
+    mulv: &[f32],
+    observed: Option<&[f32]>,
+    m: usize,
+    lay: &crate::model::LossLayout,
+    latent: usize,
+    step: &Step,
+) -> (Vec<f32>, Vec<[f32; 2]>) {
     let x_cols = lay.pixels * lay.x_cp;
     let mut d_out = vec![0f32; m * lay.o_cols];
     let mut image_loss = vec![[0f32; 2]; m];
@@ -149,13 +163,14 @@ pub fn elbo_forward_backward(
         for pixel in 0..lay.pixels {
             for ch in 0..lay.channels {
                 let xv = x[r * x_cols + pixel * lay.x_cp + ch];
+                let w = observed.map_or(1.0, |o| o[r * x_cols + pixel * lay.x_cp + ch]);
                 let (mc, lc) = (lay.mean_col(pixel, ch), lay.logvar_col(pixel, ch));
                 let raw = if lay.gaussian { dec_out[r * lay.o_cols + lc] } else { 0.0 };
                 let (nll, d_mean, d_raw) = value_nll(xv, dec_out[r * lay.o_cols + mc], raw, lay.gaussian);
-                recon += nll as f64;
-                d_out[r * lay.o_cols + mc] = d_mean * step.inv_rows;
+                recon += (w * nll) as f64;
+                d_out[r * lay.o_cols + mc] = w * d_mean * step.inv_rows;
                 if lay.gaussian {
-                    d_out[r * lay.o_cols + lc] = d_raw * step.inv_rows;
+                    d_out[r * lay.o_cols + lc] = w * d_raw * step.inv_rows;
                 }
             }
         }

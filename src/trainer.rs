@@ -118,6 +118,13 @@ pub struct Trainer<'g> {
     train_step: Vec<Dispatch>,
     eval_step: Vec<Dispatch>,
     decode: Vec<Dispatch>,
+    /// x -> [mu | logvar]
+    encode: Vec<Dispatch>,
+    /// z -> decoded, -log p(x_observed | z) and d/dz of it
+    map_step: Vec<Dispatch>,
+    /// 1 where x is observed (restoration)
+    pub observed: Matrix,
+    dz: Matrix,
     // kept alive for the bind groups
     _keep: Vec<wgpu::Buffer>,
     _mats: Vec<Matrix>,
@@ -458,7 +465,8 @@ impl<'g> Trainer<'g> {
             o_cols: lay.o_cols as u32,
             halves: lay.halves as u32,
             gaussian: lay.gaussian as u32,
-            pad: [0; 3],
+            masked: 0,
+            pad: [0; 2],
         });
         let d_out = dec_grad.last().unwrap();
         let elbo =
@@ -471,6 +479,7 @@ impl<'g> Trainer<'g> {
                     (4, T(&mulv.view)),
                     (5, T(&d_out.view)),
                     (6, B(&image_loss)),
+                    (7, T(&x.view)),
                 ];
                 Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, &binds, m, 64)
                     .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 12.0, 12.0)
@@ -581,6 +590,40 @@ impl<'g> Trainer<'g> {
             64,
         ));
 
+        // restoration by MAP search: encode a given x; then, from a given z, decode, the
+        // likelihood of the observed values only, and its gradient back to dz
+        let observed = gpu.matrix("observed", m, c.input_shape().cols())?;
+        let encode: Vec<Dispatch> = eval_step[1..ne + 2].to_vec();
+        let mut map_step: Vec<Dispatch> = decode[..nd].to_vec();
+        let masked_u = bld.uniform(&kernels::Elbo {
+            m: m as u32,
+            latent: lat as u32,
+            pixels: lay.pixels as u32,
+            channels: lay.channels as u32,
+            x_cp: lay.x_cp as u32,
+            o_cp: lay.o_cp as u32,
+            o_cols: lay.o_cols as u32,
+            halves: lay.halves as u32,
+            gaussian: lay.gaussian as u32,
+            masked: 1,
+            pad: [0; 2],
+        });
+        let binds = [
+            (0, B(&masked_u)),
+            (1, B(&step_uniform)),
+            (2, T(&out.view)),
+            (3, T(&x.view)),
+            (4, T(&mulv.view)),
+            (5, T(&d_out.view)),
+            (6, B(&image_loss)),
+            (7, T(&observed.view)),
+        ];
+        map_step.push(Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, &binds, m, 64));
+        for i in (0..nd).rev() {
+            let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
+            map_step.push(bld.backward_input(&l.decoder[i], dec_in(i), wi(ne + 1 + i), &dec_grad[i], dx, masked));
+        }
+
         let mut keep = bld.keep;
         keep.extend([moment1, moment2, kl_mask, train_data, test_data, test_order]);
         let mut mats = enc_out;
@@ -590,7 +633,7 @@ impl<'g> Trainer<'g> {
         let out = dec_out.remove(out_index);
         mats.extend(dec_out);
         mats.extend(dec_grad);
-        mats.extend([dmulv, dz]);
+        mats.extend([dmulv]);
         let trainer = Trainer {
             gpu,
             model,
@@ -617,6 +660,10 @@ impl<'g> Trainer<'g> {
             train_step,
             eval_step,
             decode,
+            encode,
+            map_step,
+            observed,
+            dz,
             _keep: keep,
             _mats: mats,
         };
@@ -832,6 +879,34 @@ impl<'g> Trainer<'g> {
         self.gpu.write_matrix(&self.z, z);
         kernels::run(self.gpu, &self.decode)?;
         self.decoded_means(n)
+    }
+
+    /// Posterior [mu | logvar] (rows, 2L) of images x (rows, x columns) given directly.
+    pub fn encode_images(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        self.gpu.write_matrix(&self.x, x);
+        kernels::run(self.gpu, &self.encode)?;
+        let rows = x.len() / self.model.config.input_shape().cols();
+        let v = self.gpu.read_matrix(&self.mulv)?;
+        Ok(v[..rows * 2 * self.model.config.latent].to_vec())
+    }
+
+    /// For codes z (rows, L) and targets x with their observed mask (rows, x columns):
+    /// per row -log p(x_observed | g(z)) and its gradient d/dz (rows, L).
+    pub fn observed_nll_and_grad(&mut self, z: &[f32], x: &[f32], observed: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let lat = self.model.config.latent;
+        let rows = z.len() / lat;
+        if rows > self.z.rows {
+            bail!("at most {} codes at once, got {rows}", self.z.rows);
+        }
+        let step = Step { rows: rows as u32, inv_rows: 1.0, ..self.step_values(0, 0, 0, 0.0) };
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.gpu.write_matrix(&self.z, z);
+        self.gpu.write_matrix(&self.x, x);
+        self.gpu.write_matrix(&self.observed, observed);
+        kernels::run(self.gpu, &self.map_step)?;
+        let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
+        let dz = self.gpu.read_matrix(&self.dz)?;
+        Ok((loss.chunks(2).map(|v| v[0]).collect(), dz[..rows * lat].to_vec()))
     }
 
     /// Copies the GPU's parameters back into `self.model`.

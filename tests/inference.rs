@@ -27,9 +27,8 @@ fn trained() -> &'static PathBuf {
     })
 }
 
-fn session(out: &str) -> Session {
-    let dir = trained().join(out);
-    let opts = UseOptions {
+fn use_options() -> UseOptions {
+    UseOptions {
         model: trained().clone(),
         dataset: elbo::train::DatasetChoice::Mnist,
         data_dir: None,
@@ -37,11 +36,14 @@ fn session(out: &str) -> Session {
         image_size: None,
         test_fraction: 0.1,
         seed: 1,
-        out: Some(dir),
+        out: None,
         adapter: Default::default(),
         quiet: true,
-    };
-    Session::open(&opts).unwrap()
+    }
+}
+
+fn session(out: &str) -> Session {
+    Session::open(&UseOptions { out: Some(trained().join(out)), ..use_options() }).unwrap()
 }
 
 fn png_size(p: &std::path::Path) -> (u32, u32) {
@@ -156,4 +158,72 @@ fn a_missing_model_is_a_clear_error() {
     };
     let e = format!("{:#}", Session::open(&opts).err().expect("opened a missing model"));
     assert!(e.contains("/nonexistent/run") && e.contains("elbo train"), "{e}");
+}
+
+#[test]
+fn map_gradient_matches_the_reference_decoder() {
+    let s = session("map-gradient");
+    let c = &s.model.config;
+    let mut t = s.trainer(8, 1).unwrap();
+    let n = 6;
+    let (lat, shape) = (c.latent, c.input_shape());
+    let z: Vec<f32> = (0..n * lat).map(|i| elbo::rng::rand_normal(2, 9, 0, i as u32)).collect();
+    let x: Vec<f32> =
+        (0..n).flat_map(|i| s.test.image(i).iter().map(|&b| b as f32 / 255.0).collect::<Vec<_>>()).collect();
+    let observed: Vec<f32> = (0..x.len()).map(|i| ((i % 784) < 392) as u32 as f32).collect();
+    let (x_st, obs_st) =
+        (elbo::reference::pad_channels(&x, n, shape), elbo::reference::pad_channels(&observed, n, shape));
+    let (nll, dz) = t.observed_nll_and_grad(&z, &x_st, &obs_st).unwrap();
+    // the reference: decoder forward, masked likelihood, decoder backward to z
+    let r = elbo::kernels::Step { rows: n as u32, inv_rows: 1.0, ..Default::default() };
+    let m = n;
+    let mut acts = vec![z.clone()];
+    for l in &s.model.layout.decoder {
+        acts.push(elbo::reference::layer_forward(&s.model, l, acts.last().unwrap(), m));
+    }
+    let out = acts.pop().unwrap();
+    let mulv = vec![0.0; m * 2 * lat];
+    let (mut d, per_image) = elbo::reference::elbo_forward_backward_observed(
+        &out,
+        &x_st,
+        &mulv,
+        Some(&obs_st),
+        m,
+        &c.loss_layout(),
+        lat,
+        &r,
+    );
+    let mut scratch = vec![0f32; s.model.layout.len];
+    for (i, l) in s.model.layout.decoder.iter().enumerate().rev() {
+        let masked = i > 0 && s.model.layout.decoder[i - 1].relu;
+        d = elbo::reference::layer_backward(&s.model, l, &acts[i], &d, masked, m, &mut scratch);
+    }
+    let want_nll: Vec<f32> = per_image.iter().map(|v| v[0]).collect();
+    assert_close("observed nll", &nll, &want_nll, 1e-2, 1e-4);
+    assert_close("d nll / dz", &dz, &d, 1e-3, 1e-3);
+}
+
+#[test]
+fn map_restoration_beats_the_encoder_and_the_mean_image() {
+    // a model good enough for the comparison to mean something: latent 10, 3 epochs on 10,000 images
+    let dir = std::env::temp_dir().join(format!("elbo-restore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = elbo::train::TrainOptions {
+        out: Some(dir.clone()),
+        epochs: 3,
+        hidden: Some(200),
+        latent_dim: 10,
+        train_limit: Some(10_000),
+        test_limit: Some(500),
+        quiet: true,
+        ..Default::default()
+    };
+    elbo::train::train(&opts).unwrap();
+    let s = Session::open(&UseOptions { model: dir.clone(), out: Some(dir.join("restore")), ..use_options() }).unwrap();
+    let r = inf::restore(&s, 16, &inf::Corruption::Half, 150, 0.05, 1).unwrap();
+    assert_eq!(r.values, 16 * 392, "the bottom half of 16 images is unknown");
+    assert!(r.mse_restored < r.mse_encoder, "MAP {} not below encoder-only {}", r.mse_restored, r.mse_encoder);
+    assert!(r.mse_restored < r.mse_mean_image, "MAP {} not below the mean image {}", r.mse_restored, r.mse_mean_image);
+    assert_eq!(png_size(&r.path), (8 * 116 + 4, 8 * 116 + 4));
+    assert!("random:0.3".parse::<inf::Corruption>().is_ok() && "random:2".parse::<inf::Corruption>().is_err());
 }

@@ -327,7 +327,10 @@ fn elbo_and_loss_reduce_match_reference() {
         let out = random(m * lay.o_cols, 13, -span, span);
         let x: Vec<f32> = random(m * x_cols, 14, 0.0, 1.0);
         let mulv = random(m * 2 * lat, 15, -2.0, 2.0);
-        for free_bits in [0.0f32, 0.8] {
+        // some values unobserved (restoration's likelihood)
+        let observed: Vec<f32> =
+            (0..m * x_cols).map(|i| !elbo::rng::hash_u32(i as u32).is_multiple_of(3) as u32 as f32).collect();
+        for (free_bits, masked) in [(0.0f32, false), (0.8, false), (0.0, true)] {
             let st = step(live);
             let (om, xm, mv, dm) = (
                 g.matrix("out", m, lay.o_cols).unwrap(),
@@ -354,10 +357,13 @@ fn elbo_and_loss_reduce_match_reference() {
                     o_cols: lay.o_cols as u32,
                     halves: lay.halves as u32,
                     gaussian: lay.gaussian as u32,
-                    pad: [0; 3],
+                    masked: masked as u32,
+                    pad: [0; 2],
                 },
             );
             let ru = g.uniform("reduce", &kernels::Reduce { m: om.rows as u32, latent: lat as u32, free_bits, pad: 0 });
+            let obs = g.matrix("observed", m, x_cols).unwrap();
+            g.write_matrix(&obs, &observed);
             let binds = [
                 (0, B(&u)),
                 (1, B(&su)),
@@ -366,15 +372,17 @@ fn elbo_and_loss_reduce_match_reference() {
                 (4, T(&mv.view)),
                 (5, T(&dm.view)),
                 (6, B(&image_loss)),
+                (7, T(&obs.view)),
             ];
             let e = Dispatch::new(g, "elbo_forward_backward", &k().elbo_forward_backward, &binds, om.rows, 64);
             let binds =
                 [(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history)), (4, T(&mv.view)), (5, B(&maskb))];
             let red = Dispatch::new(g, "loss_reduce", &k().loss_reduce, &binds, 1, 1);
             kernels::run(g, &[e, red]).unwrap();
-            let (want_d, want_l) = r::elbo_forward_backward(&out, &x, &mulv, m, &lay, lat, &st);
+            let (want_d, want_l) =
+                r::elbo_forward_backward_observed(&out, &x, &mulv, masked.then_some(&observed[..]), m, &lay, lat, &st);
             let what = format!(
-                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits}",
+                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits} masked={masked}",
                 cfg.arch, cfg.likelihood, cfg.width, cfg.height, cfg.channels
             );
             assert_close(
