@@ -50,6 +50,7 @@ pub fn model_paths(given: &Path) -> Result<(PathBuf, PathBuf)> {
 pub struct Session {
     pub gpu: Gpu,
     pub model: Model,
+    pub train: crate::data::Dataset,
     pub test: crate::data::Dataset,
     pub out_dir: PathBuf,
 }
@@ -72,7 +73,7 @@ impl Session {
             arch: c.arch,
             ..Default::default()
         };
-        let (_, test, _) = load_dataset(&load)?;
+        let (train, test, _) = load_dataset(&load)?;
         if (test.width, test.height, test.channels) != (c.width, c.height, c.channels) {
             bail!(
                 "the model was trained on {}x{} images with {} channel(s) but the data is {}x{} with {}; pass the --dataset (and --image-size) it was trained with",
@@ -82,7 +83,7 @@ impl Session {
         let gpu = Gpu::new(&opts.adapter)?;
         let out_dir = opts.out.clone().unwrap_or(out_dir);
         std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-        Ok(Session { gpu, model, test, out_dir })
+        Ok(Session { gpu, model, train, test, out_dir })
     }
 
     /// A trainer over the test set with `samples` rows per image (only its forward lists are used).
@@ -551,4 +552,66 @@ pub fn restore(
     }
     let path = s.save("restore.png", &tiles, 8)?;
     Ok(RestoreReport { images: n, values, mse_restored, mse_encoder, mse_mean_image, mse_input, path })
+}
+
+/// What `elbo probe` measured: test accuracy of a softmax regression trained on
+/// the VAE's posterior means, and of the same on raw pixels.
+#[derive(Clone, Debug)]
+pub struct ProbeReport {
+    pub train_images: usize,
+    pub test_images: usize,
+    pub latent_accuracy: f64,
+    pub latent_loss: f64,
+    pub pixel_accuracy: f64,
+    pub pixel_loss: f64,
+}
+
+/// Posterior means (n, L) of every image of `data`.
+fn encode_dataset(s: &Session, data: &crate::data::Dataset) -> Result<Vec<f32>> {
+    let hyper = Hyper::new(1e-3, 1);
+    let mut t = Trainer::new(&s.gpu, s.model.clone(), hyper, 256, data, data)?;
+    let lat = s.model.config.latent;
+    let mut mu = Vec::with_capacity(data.len * lat);
+    for b in 0..data.len.div_ceil(256) {
+        mu.extend(t.eval_rows(b, 0.0)?.mu);
+    }
+    Ok(mu)
+}
+
+/// `elbo probe`: the encoder's features used for supervision. A linear softmax
+/// classifier is trained on the GPU (Adam, `epochs` passes) on the training set's
+/// posterior means, and the same on raw pixels; both are scored on the test set.
+pub fn probe(s: &Session, epochs: usize, lr: f32, seed: u64, progress: &dyn Fn(&str)) -> Result<ProbeReport> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let (Some(ytr), Some(yte)) = (s.train.labels.as_ref(), s.test.labels.as_ref()) else {
+        bail!("probe needs class labels, and this dataset has none (MNIST has them)");
+    };
+    let classes = ytr.iter().chain(yte).copied().max().unwrap_or(0) as usize + 1;
+    let pixels = |d: &crate::data::Dataset| -> Vec<f32> { d.pixels.iter().map(|&b| b as f32 / 255.0).collect() };
+    progress("encoding the training and test sets");
+    let (ftr, fte) = (encode_dataset(s, &s.train)?, encode_dataset(s, &s.test)?);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut run = |name: &str, k: usize, xtr: &[f32], xte: &[f32]| -> Result<(f64, f64)> {
+        let mut p = crate::probe::LinearProbe::new(&s.gpu, k, classes, 256, lr)?;
+        let mut order: Vec<usize> = (0..s.train.len).collect();
+        for e in 1..=epochs {
+            order.shuffle(&mut rng);
+            p.train_epoch(xtr, ytr, &order)?;
+            progress(&format!("{name}: epoch {e}/{epochs}"));
+        }
+        p.evaluate(xte, yte)
+    };
+    let lat = s.model.config.latent;
+    let (latent_loss, latent_accuracy) = run("posterior means", lat, &ftr, &fte)?;
+    let d = s.model.config.pixels();
+    let (pixel_loss, pixel_accuracy) = run("raw pixels", d, &pixels(&s.train), &pixels(&s.test))?;
+    Ok(ProbeReport {
+        train_images: s.train.len,
+        test_images: s.test.len,
+        latent_accuracy,
+        latent_loss,
+        pixel_accuracy,
+        pixel_loss,
+    })
 }

@@ -13,6 +13,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
     ("conv.wgsl", include_str!("../shaders/conv.wgsl")),
+    ("classify.wgsl", include_str!("../shaders/classify.wgsl")),
     ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
     ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
@@ -91,6 +92,15 @@ pub fn conv_invocations(entry: &str, s: &crate::reference::ConvShape, batch: usi
         "conv2d_backward_weight" => c4_out * s.kernel * s.kernel * c4_in,
         _ => panic!("{entry} is not a conv.wgsl entry point"),
     }
+}
+
+/// `Classify` of classify.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Classify {
+    pub m: u32,
+    pub classes: u32,
+    pub pad: [u32; 2],
 }
 
 /// conv.wgsl epilogues.
@@ -179,6 +189,7 @@ pub struct Kernels {
     pub conv2d_forward: wgpu::ComputePipeline,
     pub conv2d_backward_input: wgpu::ComputePipeline,
     pub conv2d_backward_weight: wgpu::ComputePipeline,
+    pub softmax_cross_entropy: wgpu::ComputePipeline,
     /// gemm_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
     pub subgroup: Option<SubgroupGemms>,
 }
@@ -214,6 +225,7 @@ impl Kernels {
         let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
         let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
         let conv = gpu.shader("conv.wgsl", source("conv.wgsl"))?;
+        let classify = gpu.shader("classify.wgsl", source("classify.wgsl"))?;
         let subgroup = if has_subgroups_of_8(gpu) {
             let m = gpu.shader("gemm_subgroup.wgsl", source("gemm_subgroup.wgsl"))?;
             Some(SubgroupGemms {
@@ -242,6 +254,7 @@ impl Kernels {
             conv2d_forward: gpu.pipeline(&conv, "conv2d_forward")?,
             conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
             conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,
+            softmax_cross_entropy: gpu.pipeline(&classify, "softmax_cross_entropy")?,
         })
     }
 }

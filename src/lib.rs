@@ -12,6 +12,7 @@ pub mod inference;
 pub mod kernels;
 pub mod model;
 pub mod plot;
+pub mod probe;
 pub mod profile;
 pub mod reference;
 pub mod rng;

@@ -292,3 +292,17 @@ fn conv_backward_matches_finite_differences() {
         assert_close(&format!("transposed conv dW {s:?}"), &dwt, &numeric_grad(&w, |v| jt(&xt, v)), 2e-3, 1e-2);
     }
 }
+
+#[test]
+fn softmax_cross_entropy_matches_finite_differences() {
+    let (m, classes) = (5, 4);
+    let st = step(4);
+    let logits = random(m * classes, 30, -3.0, 3.0);
+    let labels = [0u32, 3, 1, 2, 2];
+    let (d, _) = r::softmax_cross_entropy(&logits, &labels, m, classes, &st);
+    let j = |l: &[f32]| {
+        let (_, rows) = r::softmax_cross_entropy(l, &labels, m, classes, &st);
+        st.inv_rows as f64 * rows.iter().map(|v| v[0] as f64).sum::<f64>()
+    };
+    assert_close("d logits", &d, &numeric_grad(&logits, j), 1e-3, 1e-2);
+}

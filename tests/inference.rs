@@ -227,3 +227,36 @@ fn map_restoration_beats_the_encoder_and_the_mean_image() {
     assert_eq!(png_size(&r.path), (8 * 116 + 4, 8 * 116 + 4));
     assert!("random:0.3".parse::<inf::Corruption>().is_ok() && "random:2".parse::<inf::Corruption>().is_err());
 }
+
+#[test]
+fn linear_probe_learns_a_separable_problem() {
+    let g = common::gpu();
+    // 3 classes in 5 dimensions, separated along the first two
+    let n = 600;
+    let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
+    let x: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let c = (i % 3) as f32;
+            (0..5).map(move |j| {
+                let noise = elbo::rng::rand_normal(4, 2, i as u32, j) * 0.3;
+                noise
+                    + if j == 0 {
+                        c
+                    } else if j == 1 {
+                        -c
+                    } else {
+                        0.0
+                    }
+            })
+        })
+        .collect();
+    let mut p = elbo::probe::LinearProbe::new(g, 5, 3, 64, 0.05).unwrap();
+    let order: Vec<usize> = (0..n).collect();
+    let (loss0, _) = p.evaluate(&x, &labels).unwrap();
+    assert_close("untrained loss is log 3", &[loss0 as f32], &[3f32.ln()], 1e-4, 0.0);
+    for _ in 0..20 {
+        p.train_epoch(&x, &labels, &order).unwrap();
+    }
+    let (loss, acc) = p.evaluate(&x, &labels).unwrap();
+    assert!(acc > 0.95 && loss < 0.3, "accuracy {acc}, loss {loss}");
+}

@@ -506,3 +506,29 @@ fn random_streams_match_cpu() {
         (0..m * lat).map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.step, i as u32)).collect();
     assert_close("eps", &eps, &want, 1e-5, 1e-5);
 }
+
+#[test]
+fn softmax_cross_entropy_matches_reference() {
+    let g = gpu();
+    for (m, classes, live) in [(4, 10, 4), (13, 3, 11), (128, 10, 128), (9, 7, 9)] {
+        let logits = random(m * classes, 20, -4.0, 4.0);
+        let labels: Vec<u32> = (0..m).map(|i| elbo::rng::hash_u32(i as u32) % classes as u32).collect();
+        let st = step(live);
+        let (lm, dm) = (g.matrix("logits", m, classes).unwrap(), g.matrix("d", m, classes).unwrap());
+        g.write_matrix(&lm, &logits);
+        let mut padded = labels.clone();
+        padded.resize(lm.rows, 0);
+        let lb = g.buffer_with("labels", bytemuck::cast_slice(&padded)).unwrap();
+        let rl = g.buffer("row_loss", (lm.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
+        let su = g.uniform("step", &st);
+        let u = g.uniform("classify", &kernels::Classify { m: lm.rows as u32, classes: classes as u32, pad: [0; 2] });
+        let binds = [(0, B(&u)), (1, B(&su)), (2, T(&lm.view)), (3, B(&lb)), (4, T(&dm.view)), (5, B(&rl))];
+        let d = Dispatch::new(g, "softmax_cross_entropy", &k().softmax_cross_entropy, &binds, lm.rows, 64);
+        kernels::run(g, &[d]).unwrap();
+        let (want_d, want_rows) = r::softmax_cross_entropy(&logits, &labels, m, classes, &st);
+        let what = format!("softmax_cross_entropy m={m} classes={classes} rows={live}");
+        assert_close(&format!("{what} d logits"), &rows(g.read_matrix(&dm).unwrap(), m, classes), &want_d, 1e-6, 1e-4);
+        let want_flat: Vec<f32> = want_rows.iter().flatten().copied().collect();
+        assert_close(&format!("{what} per row"), &g.read_f32(&rl, 0, 2 * m).unwrap(), &want_flat, 1e-5, 1e-5);
+    }
+}
