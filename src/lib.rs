@@ -1,6 +1,30 @@
 //! elbo: variational autoencoders trained on any GPU through wgpu, with every
 //! kernel hand-written in WGSL (`shaders/`) and checked against a CPU
 //! reference of the same name (`reference`).
+//!
+//! The library in a few lines (see `examples/train_and_sample.rs`):
+//!
+//! ```no_run
+//! use elbo::{Dataset, Gpu, Hyper, Model, Trainer, VaeConfig};
+//! # fn main() -> anyhow::Result<()> {
+//! let gpu = Gpu::new(&Default::default())?; // the best adapter, lavapipe on a machine without a GPU
+//! let (train, test): (Dataset, Dataset) = elbo::data::load_mnist(&elbo::data::mnist_dir(None))?;
+//! let config = VaeConfig::mlp(28, 28, 400, 20);
+//! let mut trainer = Trainer::new(&gpu, Model::init(&config, 1), Hyper::new(1e-3, 1), 128, &train, &test)?;
+//! trainer.set_order(&(0..train.len as u32).collect::<Vec<_>>())?;
+//! for b in 0..trainer.train_batches() {
+//!     trainer.train_step(b); // one submit; nothing read back
+//! }
+//! println!("test -ELBO {:.2} nats", trainer.evaluate()?.loss(1.0));
+//! let z = vec![0.0; 20]; // the prior's mean
+//! let image = trainer.decode(&z)?; // 784 pixel means in [0, 1]
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`gpu`] (adapter, device, textures), [`kernels`] (pipelines and
+//! dispatches), [`model`] (architectures, flat parameters, safetensors),
+//! [`trainer`] (the training step), [`train`] (the `train` command's loop),
+//! [`inference`] (sample, restore, eval, ...), [`reference`] (CPU references).
 
 pub mod bench;
 pub mod data;
@@ -18,6 +42,11 @@ pub mod reference;
 pub mod rng;
 pub mod train;
 pub mod trainer;
+
+pub use data::Dataset;
+pub use gpu::Gpu;
+pub use model::{Model, VaeConfig};
+pub use trainer::{Hyper, Trainer};
 
 use anyhow::{Context, Result};
 use std::io::Write;
