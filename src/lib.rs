@@ -24,7 +24,7 @@
 //! Modules: [`gpu`] (adapter, device, textures), [`kernels`] (pipelines and
 //! dispatches), [`model`] (architectures, flat parameters, safetensors),
 //! [`trainer`] (the training step), [`train`] (the `train` command's loop),
-//! [`inference`] (sample, restore, eval, ...), [`reference`] (CPU references).
+//! [`inference`] (sample, restore, eval, ...), [`reference`](mod@reference) (CPU references).
 
 pub mod bench;
 pub mod data;

@@ -25,7 +25,7 @@ pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usiz
     y
 }
 
-/// dx (m, k) = dy (m, n) . w (n, k), times [x > 0] when `mask` (the layer's input x) is given
+/// dx (m, k) = dy (m, n) . w (n, k), times `[x > 0]` when `mask` (the layer's input x) is given
 pub fn gemm_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut dx = vec![0f32; m * k];
     for i in 0..m {
@@ -63,7 +63,7 @@ pub fn relu_forward(x: &[f32]) -> Vec<f32> {
     x.iter().map(|v| v.max(0.0)).collect()
 }
 
-/// dx = dy * [y > 0]
+/// dx = dy * `[y > 0]`
 pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
     y.iter().zip(dy).map(|(y, d)| if *y > 0.0 { *d } else { 0.0 }).collect()
 }
@@ -343,7 +343,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, s: &ConvSha
     y
 }
 
-/// dx (batch, in_h, in_w, in_c) from dy (batch, out_h, out_w, out_c), times [x > 0] when `mask` (x) is given.
+/// dx (batch, in_h, in_w, in_c) from dy (batch, out_h, out_w, out_c), times `[x > 0]` when `mask` (x) is given.
 /// With dy := a transposed convolution's input, it is that transposed convolution (without bias).
 pub fn conv2d_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, batch: usize, s: &ConvShape) -> Vec<f32> {
     let k = s.kernel;
@@ -456,7 +456,7 @@ pub fn layer_forward(model: &crate::model::Model, l: &crate::model::Layer, input
 }
 
 /// One layer's backward pass in stored layouts: writes dW and db into `grads` and
-/// returns d input, masked by [input > 0] when the input came out of a ReLU.
+/// returns d input, masked by `[input > 0]` when the input came out of a ReLU.
 pub fn layer_backward(
     model: &crate::model::Model,
     l: &crate::model::Layer,
@@ -563,7 +563,7 @@ pub fn vae_loss_and_grads(
     (loss, grads, objective)
 }
 
-/// d loss / d logits (m, C) for the mean over live rows of -log softmax(logits)[label],
+/// d loss / d logits (m, C) for the mean over live rows of `-log softmax(logits)[label]`,
 /// and per row (loss, 1 if the largest logit is the label's).
 pub fn softmax_cross_entropy(
     logits: &[f32],

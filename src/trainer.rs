@@ -9,7 +9,7 @@
 //!   reparam_forward        mulv, eps             -> z (m, L)
 //!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
 //!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
-//!   loss_reduce            image_loss, mulv      -> history[slot], free-bits mask
+//!   loss_reduce            image_loss, mulv      -> `history[slot]`, free-bits mask
 //!   decoder layers, last to first: backward_weight -> grads (flat); backward_input -> d input
 //!   reparam_backward       dz, mulv              -> d mulv
 //!   heads, encoder layers, last to first: the same
@@ -267,7 +267,7 @@ impl Builder<'_> {
         }
     }
 
-    /// d input of a layer, masked by [x > 0] when its input came out of a ReLU.
+    /// d input of a layer, masked by `[x > 0]` when its input came out of a ReLU.
     fn backward_input(
         &mut self,
         l: &Layer,
