@@ -27,6 +27,7 @@
 //! [`inference`] (sample, restore, eval, ...), [`reference`](mod@reference) (CPU references).
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod gemm;
 pub mod gpu;

@@ -223,6 +223,12 @@ struct TrainArgs {
     /// GEMM kernels: timed on this adapter (auto) or forced.
     #[arg(long, value_enum, default_value = "auto")]
     gemm: elbo::gemm::GemmPreference,
+    /// Continue the run in this folder from its checkpoint, with its saved options.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Also save a checkpoint every N steps (one is always saved after every epoch and on Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
 }
 
 #[derive(Args)]
@@ -420,10 +426,18 @@ fn main() {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) if e.downcast_ref::<elbo::train::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            130
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
 }
 
 fn run() -> Result<()> {
@@ -608,6 +622,9 @@ fn run() -> Result<()> {
                 quiet: t.quiet,
                 adapter: t.adapter.choice(),
                 gemm: t.gemm,
+                resume: t.resume,
+                checkpoint_every: t.checkpoint_every,
+                stop_after_steps: None,
             };
             elbo::train::train(&opts)?;
         }

@@ -70,6 +70,129 @@ pub struct TrainOptions {
     pub quiet: bool,
     pub adapter: AdapterChoice,
     pub gemm: crate::gemm::GemmPreference,
+    /// Continue the run in this folder from its checkpoint (its saved options win).
+    pub resume: Option<PathBuf>,
+    /// Also checkpoint every N steps (0: at the end of every epoch only).
+    pub checkpoint_every: usize,
+    /// Stop as Ctrl-C would after this many steps of this process (tests).
+    pub stop_after_steps: Option<u32>,
+}
+
+/// Returned when Ctrl-C (or `stop_after_steps`) stopped a run after saving it.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ctrl-C finishes the current step, saves a checkpoint and stops (a second Ctrl-C kills).
+fn catch_ctrl_c() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
+        });
+    });
+}
+
+fn enum_name<T: clap::ValueEnum>(v: T) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
+impl TrainOptions {
+    /// The options that define a run, as saved in its checkpoint.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dataset": match &self.dataset {
+                DatasetChoice::Mnist => "mnist".to_string(),
+                DatasetChoice::Faces => "faces".to_string(),
+                DatasetChoice::Folder(p) => p.display().to_string(),
+            },
+            "data_dir": self.data_dir.as_ref().map(|p| p.display().to_string()),
+            "channels_in": self.channels_in,
+            "image_size": self.image_size.map(|(w, h)| [w, h]),
+            "test_fraction": self.test_fraction,
+            "arch": enum_name(self.arch),
+            "kind": enum_name(self.kind),
+            "likelihood": enum_name(self.likelihood),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "hidden": self.hidden,
+            "conv_channels": self.conv_channels,
+            "latent_dim": self.latent_dim,
+            "lr": self.lr,
+            "beta": self.beta,
+            "kl_warmup": self.kl_warmup,
+            "free_bits": self.free_bits,
+            "mc_samples": self.mc_samples,
+            "seed": self.seed,
+            "binarize": self.binarize,
+            "train_limit": self.train_limit,
+            "test_limit": self.test_limit,
+            "checkpoint_every": self.checkpoint_every,
+        })
+    }
+
+    /// `base` with the saved run-defining options of `v` put back.
+    pub fn from_json(v: &serde_json::Value, base: &TrainOptions) -> Result<TrainOptions> {
+        let bad = |k: &str| anyhow::anyhow!("the checkpoint's option {k} is missing or damaged");
+        let u = |k: &str| v[k].as_u64().map(|x| x as usize).ok_or_else(|| bad(k));
+        let f = |k: &str| v[k].as_f64().ok_or_else(|| bad(k));
+        let opt_u = |k: &str| v[k].as_u64().map(|x| x as usize);
+        let e = |k: &str| v[k].as_str().ok_or_else(|| bad(k));
+        let parse = |k: &str| -> Result<String> { Ok(e(k)?.to_string()) };
+        use clap::ValueEnum;
+        Ok(TrainOptions {
+            dataset: parse("dataset")?.parse().unwrap(),
+            data_dir: v["data_dir"].as_str().map(PathBuf::from),
+            channels_in: u("channels_in")?,
+            image_size: v["image_size"]
+                .as_array()
+                .and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))),
+            test_fraction: f("test_fraction")?,
+            arch: Arch::from_str(e("arch")?, true).map_err(|_| bad("arch"))?,
+            kind: ModelKind::from_str(e("kind")?, true).map_err(|_| bad("kind"))?,
+            likelihood: Likelihood::from_str(e("likelihood")?, true).map_err(|_| bad("likelihood"))?,
+            epochs: u("epochs")?,
+            batch_size: u("batch_size")?,
+            hidden: opt_u("hidden"),
+            conv_channels: [
+                v["conv_channels"][0].as_u64().ok_or_else(|| bad("conv_channels"))? as usize,
+                v["conv_channels"][1].as_u64().ok_or_else(|| bad("conv_channels"))? as usize,
+            ],
+            latent_dim: u("latent_dim")?,
+            lr: f("lr")? as f32,
+            beta: f("beta")? as f32,
+            kl_warmup: f("kl_warmup")?,
+            free_bits: f("free_bits")? as f32,
+            mc_samples: u("mc_samples")?,
+            seed: v["seed"].as_u64().ok_or_else(|| bad("seed"))?,
+            binarize: v["binarize"].as_bool().ok_or_else(|| bad("binarize"))?,
+            train_limit: opt_u("train_limit"),
+            test_limit: opt_u("test_limit"),
+            checkpoint_every: u("checkpoint_every")?,
+            ..base.clone()
+        })
+    }
+}
+
+/// The order of the training images in `epoch`: a function of the seed and the
+/// epoch alone, so a resumed run sees the same order.
+pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    order.shuffle(&mut rng);
+    order
 }
 
 impl Default for TrainOptions {
@@ -102,6 +225,9 @@ impl Default for TrainOptions {
             quiet: false,
             adapter: AdapterChoice::default(),
             gemm: crate::gemm::GemmPreference::Auto,
+            resume: None,
+            checkpoint_every: 0,
+            stop_after_steps: None,
         }
     }
 }
@@ -161,7 +287,22 @@ fn new_run_dir() -> PathBuf {
     dir
 }
 
-pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
+pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
+    // a resumed run takes its options from the checkpoint, its output folder from --resume
+    let resumed = match &given.resume {
+        Some(dir) => Some(crate::checkpoint::Checkpoint::load(&dir.join(crate::checkpoint::FILE))?),
+        None => None,
+    };
+    let owned;
+    let opts = match &resumed {
+        Some(ck) => {
+            owned = TrainOptions { out: given.resume.clone(), ..TrainOptions::from_json(&ck.options, given)? };
+            &owned
+        }
+        None => given,
+    };
+    catch_ctrl_c();
+    INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
     if opts.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
@@ -205,6 +346,11 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     };
     config.check()?;
     let model = Model::init(&config, opts.seed);
+    if let Some(ck) = &resumed {
+        if ck.state.params.len() != model.layout.len {
+            bail!("the checkpoint's model ({} parameters) does not match the options it was saved with ({}); the checkpoint is damaged", ck.state.params.len(), model.layout.len);
+        }
+    }
     let hyper = Hyper {
         lr: opts.lr,
         beta: if opts.kl_warmup > 0.0 { 0.0 } else { opts.beta },
@@ -213,8 +359,13 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         gemm: opts.gemm,
         samples: opts.mc_samples,
         free_bits: opts.free_bits,
+        gemm_fixed: resumed.as_ref().map(|ck| ck.gemm.clone()),
     };
     let mut trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set)?;
+    if let Some(ck) = &resumed {
+        trainer.restore_state(&ck.state)?;
+        say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
+    }
     if !trainer.gemm_choice.decisions.is_empty() {
         say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice.describe().replace('\n', "\n  ")));
     }
@@ -226,11 +377,44 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     ));
 
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics =
-        std::fs::File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-    let mut order: Vec<u32> = (0..train_set.len as u32).collect();
+    // a resumed run keeps the metrics of the epochs its checkpoint finished
+    let kept: String = match &resumed {
+        Some(ck) => std::fs::read_to_string(&metrics_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["epoch"].as_u64())
+                    .is_some_and(|e| e as usize <= ck.epoch)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        None => String::new(),
+    };
+    crate::write_atomic(&metrics_path, kept.as_bytes())?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+    let checkpoint_path = out.join(crate::checkpoint::FILE);
+    let save_checkpoint = |trainer: &Trainer, epoch: usize, step: usize, partial: LossSums| -> Result<()> {
+        let ck = crate::checkpoint::Checkpoint {
+            options: opts.to_json(),
+            epoch,
+            step,
+            partial,
+            state: trainer.state()?,
+            gemm: trainer.gemm_choice.clone(),
+        };
+        ck.save(&checkpoint_path)
+    };
     let steps = trainer.batches(train_set.len);
+    let (first_epoch, first_step, first_partial) = match &resumed {
+        Some(ck) => (ck.epoch + 1, ck.step, ck.partial),
+        None => (1, 0, LossSums::default()),
+    };
+    let mut steps_this_process = 0u32;
     let prior: Vec<f32> =
         (0..64 * config.latent).map(|i| crate::rng::rand_normal(opts.seed as u32, 2, 0, i as u32)).collect();
     let mut reports = Vec::new();
@@ -238,9 +422,10 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
     let kl_weight = if config.kind == ModelKind::Ae { 0.0 } else { 1.0 };
     let samples = opts.mc_samples as f64;
 
-    for epoch in 1..=opts.epochs {
-        order.shuffle(&mut rng);
+    for epoch in first_epoch..=opts.epochs {
+        let order = epoch_order(opts.seed, epoch, train_set.len);
         trainer.set_order(&order)?;
+        let (start, base) = if epoch == first_epoch { (first_step, first_partial) } else { (0, LossSums::default()) };
         let bar = if opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
         bar.set_style(
             indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
@@ -249,19 +434,50 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         );
         bar.set_prefix(format!("{epoch}/{}", opts.epochs));
         let t0 = Instant::now();
-        for b in 0..steps {
+        bar.set_position(start as u64);
+        // the KL weight of step b of this epoch during a warm-up
+        let warm = |b: usize| {
+            opts.beta * (((epoch - 1) * steps + b + 1) as f64 / (opts.kl_warmup * steps as f64)).min(1.0) as f32
+        };
+        if opts.kl_warmup > 0.0 && start > 0 {
+            trainer.hyper.beta = warm(start - 1);
+        }
+        for b in start..steps {
             if opts.kl_warmup > 0.0 {
-                let progress = ((epoch - 1) * steps + b + 1) as f64 / (opts.kl_warmup * steps as f64);
-                trainer.hyper.beta = opts.beta * progress.min(1.0) as f32;
+                trainer.hyper.beta = warm(b);
             }
             trainer.train_step(b);
+            steps_this_process += 1;
+            let stop = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+                || opts.stop_after_steps.is_some_and(|n| steps_this_process >= n);
+            if stop
+                || (opts.checkpoint_every > 0
+                    && (trainer.steps_done as usize).is_multiple_of(opts.checkpoint_every)
+                    && b + 1 < steps)
+            {
+                trainer.wait()?;
+                let sums = trainer.read_history_from(start, b + 1, base)?;
+                if sums.loss(kl_weight).is_finite() {
+                    save_checkpoint(&trainer, epoch - 1, b + 1, sums)?;
+                }
+                if stop {
+                    bar.abandon();
+                    return Err(Interrupted(format!(
+                        "stopped after step {} of epoch {epoch}; the checkpoint is in {}. Continue with: elbo train --resume {}",
+                        b + 1,
+                        out.display(),
+                        out.display()
+                    ))
+                    .into());
+                }
+            }
             if (b + 1) % opts.log_every.max(1) == 0 || b + 1 == steps {
-                let sums = trainer.read_history(b + 1)?;
+                let sums = trainer.read_history_from(start, b + 1, base)?;
                 let loss = sums.loss(kl_weight);
                 if !loss.is_finite() {
                     bar.abandon();
                     bail!(
-                        "the loss became {loss} by step {} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}). {} holds the metrics of the finished epochs and the model of the last one",
+                        "the loss became {loss} by step {} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {} holds the metrics of the finished epochs, the model and the checkpoint of the last good one",
                         b + 1,
                         opts.lr,
                         opts.beta,
@@ -276,7 +492,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
         trainer.wait()?;
         let seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let train_sums = trainer.read_history(steps)?;
+        let train_sums = trainer.read_history_from(start, steps, base)?;
         let test_sums = trainer.evaluate()?;
         let report = EpochReport {
             epoch,
@@ -332,6 +548,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<EpochReport>> {
             ("seed".to_string(), opts.seed.to_string()),
         ]);
         trainer.model.save(&out.join("model.safetensors"), &extra)?;
+        save_checkpoint(&trainer, epoch, 0, LossSums::default())?;
         say(format!(
             "epoch {epoch:>3}/{}  train {:.2}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s",
             opts.epochs,

@@ -41,12 +41,33 @@ pub struct Hyper {
     pub samples: usize,
     /// Free bits: per-dimension KL floor in nats (0: off).
     pub free_bits: f32,
+    /// GEMM variants decided earlier (a resumed run replays its first run's choice).
+    pub gemm_fixed: Option<gemm::Choice>,
 }
 
 impl Hyper {
     pub fn new(lr: f32, seed: u32) -> Hyper {
-        Hyper { lr, beta: 1.0, seed, binarize: false, gemm: GemmPreference::Auto, samples: 1, free_bits: 0.0 }
+        Hyper {
+            lr,
+            beta: 1.0,
+            seed,
+            binarize: false,
+            gemm: GemmPreference::Auto,
+            samples: 1,
+            free_bits: 0.0,
+            gemm_fixed: None,
+        }
     }
+}
+
+/// The optimiser's state: parameters, Adam's moments, steps taken and the random-stream counter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    pub params: Vec<f32>,
+    pub moment1: Vec<f32>,
+    pub moment2: Vec<f32>,
+    pub steps_done: u32,
+    pub counter: u32,
 }
 
 /// One evaluated batch, per row (images times samples).
@@ -96,6 +117,8 @@ pub struct Trainer<'g> {
 
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
+    moment1: wgpu::Buffer,
+    moment2: wgpu::Buffer,
     step_uniform: wgpu::Buffer,
     history: wgpu::Buffer,
     train_order: wgpu::Buffer,
@@ -409,7 +432,10 @@ impl<'g> Trainer<'g> {
             .filter(|ly| ly.op == Op::Dense)
             .flat_map(|ly| Pass::ALL.map(|p| (p, m, ly.gemm_nk().0, ly.gemm_nk().1)))
             .collect();
-        let choice = gemm::choose(gpu, &k, hyper.gemm, &gemms)?;
+        let choice = match &hyper.gemm_fixed {
+            Some(c) => c.clone(),
+            None => gemm::choose(gpu, &k, hyper.gemm, &gemms)?,
+        };
         let mut bld = Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new() };
         let wi = |i: usize| &weights[i];
         let (ne, nd) = (l.encoder.len(), l.decoder.len());
@@ -625,7 +651,7 @@ impl<'g> Trainer<'g> {
         }
 
         let mut keep = bld.keep;
-        keep.extend([moment1, moment2, kl_mask, train_data, test_data, test_order]);
+        keep.extend([kl_mask, train_data, test_data, test_order]);
         let mut mats = enc_out;
         mats.extend(enc_grad);
         let out_index = dec_out.len() - 1;
@@ -645,6 +671,8 @@ impl<'g> Trainer<'g> {
             history_slots,
             params,
             grads,
+            moment1,
+            moment2,
             step_uniform,
             history,
             train_order,
@@ -771,8 +799,18 @@ impl<'g> Trainer<'g> {
 
     /// Reads the loss sums of history slots 0..n.
     pub fn read_history(&self, n: usize) -> Result<LossSums> {
-        let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
-        let mut s = LossSums::default();
+        self.read_history_from(0, n, LossSums::default())
+    }
+
+    /// Continues `sums` with history slots start..n, in order (a resumed epoch adds
+    /// exactly what the uninterrupted one would have).
+    pub fn read_history_from(&self, start: usize, n: usize, sums: LossSums) -> Result<LossSums> {
+        let n = n.min(self.history_slots);
+        if start >= n {
+            return Ok(sums);
+        }
+        let v = self.gpu.read_f32(&self.history, start * 4, (n - start) * 4)?;
+        let mut s = sums;
         for slot in v.chunks(4) {
             s.recon += slot[0] as f64;
             s.kl += slot[1] as f64;
@@ -913,6 +951,36 @@ impl<'g> Trainer<'g> {
     pub fn sync_model(&mut self) -> Result<()> {
         self.model.params = self.gpu.read_f32(&self.params, 0, self.model.layout.len)?;
         Ok(())
+    }
+
+    /// Everything a resumed run needs from this one (read back from the GPU).
+    pub fn state(&self) -> Result<TrainState> {
+        let len = self.model.layout.len;
+        Ok(TrainState {
+            params: self.gpu.read_f32(&self.params, 0, len)?,
+            moment1: self.gpu.read_f32(&self.moment1, 0, len)?,
+            moment2: self.gpu.read_f32(&self.moment2, 0, len)?,
+            steps_done: self.steps_done,
+            counter: self.counter,
+        })
+    }
+
+    /// Puts a saved state back: parameters, Adam's moments and the counters.
+    pub fn restore_state(&mut self, st: &TrainState) -> Result<()> {
+        let len = self.model.layout.len;
+        if st.params.len() != len || st.moment1.len() != len || st.moment2.len() != len {
+            bail!("the checkpoint holds {} parameters but this model has {len}", st.params.len());
+        }
+        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&st.params));
+        self.gpu.queue.write_buffer(&self.moment1, 0, bytemuck::cast_slice(&st.moment1));
+        self.gpu.queue.write_buffer(&self.moment2, 0, bytemuck::cast_slice(&st.moment2));
+        self.steps_done = st.steps_done;
+        self.counter = st.counter;
+        self.model.params = st.params.clone();
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.copy_weights(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.wait()
     }
 
     /// The flat gradient of the last step (for tests).

@@ -1,0 +1,82 @@
+//! Interrupting a run and resuming it reproduces the uninterrupted run bit for bit.
+
+use elbo::train::{train, Interrupted, TrainOptions};
+use std::path::PathBuf;
+
+fn opts(out: &PathBuf) -> TrainOptions {
+    TrainOptions {
+        out: Some(out.clone()),
+        epochs: 2,
+        batch_size: 64,
+        hidden: Some(32),
+        latent_dim: 4,
+        train_limit: Some(600),
+        test_limit: Some(100),
+        binarize: true,
+        kl_warmup: 1.5,
+        quiet: true,
+        ..Default::default()
+    }
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("elbo-resume-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// (epoch, train_loss, test_loss, test_recon, test_kl, kl_weight, steps) per line of metrics.jsonl.
+fn metrics(d: &PathBuf) -> Vec<(u64, f64, f64, f64, f64, f64, u64)> {
+    std::fs::read_to_string(d.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let f = |k: &str| v[k].as_f64().unwrap();
+            (
+                v["epoch"].as_u64().unwrap(),
+                f("train_loss"),
+                f("test_loss"),
+                f("test_recon"),
+                f("test_kl"),
+                f("kl_weight"),
+                v["steps"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn resuming_reproduces_the_uninterrupted_run() {
+    let whole = dir("whole");
+    train(&opts(&whole)).unwrap();
+    let want = metrics(&whole);
+    assert_eq!(want.len(), 2);
+    let want_params = elbo::Model::load(&whole.join("model.safetensors")).unwrap().params;
+
+    // stopped mid-epoch 2 (10 steps an epoch), and at the boundary of epoch 1
+    for stop in [13u32, 10] {
+        let part = dir(&format!("part{stop}"));
+        let err =
+            train(&TrainOptions { stop_after_steps: Some(stop), ..opts(&part) }).expect_err("the run did not stop");
+        assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
+        assert!(format!("{err}").contains("--resume"), "{err}");
+        assert!(metrics(&part).len() < 2);
+        // the resumed run takes its options from the checkpoint: pass nothing else
+        train(&TrainOptions { resume: Some(part.clone()), quiet: true, ..Default::default() }).unwrap();
+        assert_eq!(metrics(&part), want, "stopped after {stop} steps, then resumed");
+        let got_params = elbo::Model::load(&part.join("model.safetensors")).unwrap().params;
+        assert!(got_params == want_params, "stopped after {stop} steps: the final parameters differ");
+    }
+}
+
+#[test]
+fn resume_rejects_missing_and_damaged_checkpoints() {
+    let d = dir("bad");
+    std::fs::create_dir_all(&d).unwrap();
+    let e = format!("{:#}", train(&TrainOptions { resume: Some(d.clone()), ..Default::default() }).unwrap_err());
+    assert!(e.contains("checkpoint.safetensors") && e.contains("--resume"), "{e}");
+    std::fs::write(d.join("checkpoint.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
+    let e = format!("{:#}", train(&TrainOptions { resume: Some(d.clone()), ..Default::default() }).unwrap_err());
+    assert!(e.contains("not a usable elbo checkpoint"), "{e}");
+}
