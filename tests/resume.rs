@@ -1,11 +1,11 @@
 //! Interrupting a run and resuming it reproduces the uninterrupted run bit for bit.
 
 use elbo::train::{train, Interrupted, TrainOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn opts(out: &PathBuf) -> TrainOptions {
+fn opts(out: &Path) -> TrainOptions {
     TrainOptions {
-        out: Some(out.clone()),
+        out: Some(out.to_path_buf()),
         epochs: 2,
         batch_size: 64,
         hidden: Some(32),
@@ -26,7 +26,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 /// (epoch, train_loss, test_loss, test_recon, test_kl, kl_weight, steps) per line of metrics.jsonl.
-fn metrics(d: &PathBuf) -> Vec<(u64, f64, f64, f64, f64, f64, u64)> {
+fn metrics(d: &Path) -> Vec<(u64, f64, f64, f64, f64, f64, u64)> {
     std::fs::read_to_string(d.join("metrics.jsonl"))
         .unwrap()
         .lines()
