@@ -484,7 +484,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
                         out.display()
                     );
                 }
-                let rate = sums.images / samples / t0.elapsed().as_secs_f64();
+                let rate = (sums.images - base.images) / samples / t0.elapsed().as_secs_f64();
                 bar.set_message(format!("loss {loss:.2} {rate:.0} img/s"));
                 bar.set_position((b + 1) as u64);
             }
@@ -499,7 +499,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             train: train_sums,
             test: test_sums,
             seconds,
-            images_per_second: train_sums.images / samples / seconds,
+            images_per_second: (train_sums.images - base.images) / samples / seconds,
         };
         let line = serde_json::json!({
             "epoch": epoch,
