@@ -36,6 +36,8 @@ enum Command {
     ///          elbo train --model conv --dataset faces --likelihood gaussian
     Train(TrainArgs),
     /// List the GPU adapters with their backend, type, driver, limits and features.
+    ///
+    /// Example: elbo devices --backend vulkan
     Devices(AdapterArgs),
     /// Benchmark the kernels and whole training steps on the chosen adapter.
     ///

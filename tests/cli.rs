@@ -75,3 +75,50 @@ fn a_validation_error_is_an_error_not_a_panic() {
     let err = gpu.wait().expect_err("a bind group with missing entries was accepted");
     assert!(format!("{err:#}").contains("validation"), "{err:#}");
 }
+
+#[test]
+fn a_batch_beyond_the_adapters_limits_names_the_limit() {
+    let out = elbo()
+        .args([
+            "train",
+            "--batch-size",
+            "40000",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "50000",
+            "--test-limit",
+            "10",
+            "--out",
+        ])
+        .arg(std::env::temp_dir().join("elbo-too-large"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("texels a side") && err.contains("smaller batch"), "stderr: {err}");
+}
+
+#[test]
+fn every_subcommand_explains_itself_with_an_example() {
+    for cmd in [
+        "train",
+        "devices",
+        "bench",
+        "profile",
+        "sample",
+        "reconstruct",
+        "manifold",
+        "traverse",
+        "interpolate",
+        "embed",
+        "restore",
+        "eval",
+        "probe",
+    ] {
+        let out = elbo().args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd} --help failed");
+        assert!(text.contains("Example: elbo"), "{cmd} --help shows no example:\n{text}");
+    }
+}
