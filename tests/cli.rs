@@ -122,3 +122,22 @@ fn every_subcommand_explains_itself_with_an_example() {
         assert!(text.contains("Example: elbo"), "{cmd} --help shows no example:\n{text}");
     }
 }
+
+#[test]
+fn a_damaged_or_foreign_model_file_is_refused() {
+    let dir = std::env::temp_dir().join(format!("elbo-bad-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file at all").unwrap();
+    // a real safetensors file, but not elbo's: no configuration in its metadata
+    let foreign = dir.join("foreign.safetensors");
+    let data = vec![0u8; 16];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+    std::fs::write(&foreign, safetensors::tensor::serialize([("w", view)], None).unwrap()).unwrap();
+    for (file, want) in [(&garbage, "damaged safetensors"), (&foreign, "metadata")] {
+        let out = elbo().args(["sample", "--model"]).arg(file).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("not a usable elbo model") && err.contains(want), "{}: {err}", file.display());
+    }
+}
