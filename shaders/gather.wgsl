@@ -1,7 +1,7 @@
 // Builds a batch on the GPU: the whole dataset sits in one buffer of bytes
 // (channels-last, one byte per value) and the host only uploads a shuffled
 // order once per epoch. With L Monte-Carlo samples per image, rows
-// r L .. r L + L - 1 all hold image r of the batch.
+// r L .. r L + L - 1 all hold image r of the batch (binarized the same way).
 
 struct Gather {
     m: u32,        // rows, a multiple of 4
@@ -46,7 +46,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
                 let byte = image * image_bytes + value;
                 let v = f32((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
                 if p.binarize == 1u {
-                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, row * image_bytes + value);
+                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, (row / p.samples) * image_bytes + value);
                     x[lane] = select(0.0, 1.0, u < v);
                 } else {
                     x[lane] = v;

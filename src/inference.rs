@@ -88,7 +88,12 @@ impl Session {
 
     /// A trainer over the test set with `samples` rows per image (only its forward lists are used).
     pub fn trainer(&self, batch: usize, samples: usize) -> Result<Trainer<'_>> {
-        let hyper = Hyper { samples, ..Hyper::new(1e-3, 1) };
+        self.trainer_binarized(batch, samples, false)
+    }
+
+    /// The same, scoring stochastically binarized images when `binarize`.
+    pub fn trainer_binarized(&self, batch: usize, samples: usize, binarize: bool) -> Result<Trainer<'_>> {
+        let hyper = Hyper { samples, binarize, ..Hyper::new(1e-3, 1) };
         Trainer::new(&self.gpu, self.model.clone(), hyper, batch, &self.test, &self.test)
     }
 
@@ -350,10 +355,13 @@ pub fn log_sum_exp(v: &[f64]) -> f64 {
 
 /// `elbo eval`: the test set's ELBO with its terms, and the importance-weighted estimate
 /// log p(x) ~ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al., 2015).
+/// With `binarize`, each test image is binarized at random once (the same for its K samples),
+/// the literature's setting for models trained with dynamic binarization.
 pub fn eval(
     s: &Session,
     iw_samples: usize,
     limit: Option<usize>,
+    binarize: bool,
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalReport> {
     if s.model.config.kind == ModelKind::Ae {
@@ -364,7 +372,7 @@ pub fn eval(
     let lat = s.model.config.latent;
     // rows: images times K samples, up to about 1024 rows a batch
     let batch = (1024 / k).clamp(1, 128);
-    let mut t = s.trainer(batch, k)?;
+    let mut t = s.trainer_binarized(batch, k, binarize)?;
     let (mut recon, mut kl, mut log_px) = (0f64, 0f64, 0f64);
     for b in 0..n.div_ceil(batch) {
         let rows = t.eval_rows(b, 1.0)?;

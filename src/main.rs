@@ -400,6 +400,9 @@ struct EvalArgs {
     /// Evaluate only the first N test images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Score the test images binarized at random (for models trained with --binarize dynamic).
+    #[arg(long)]
+    binarized: bool,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -573,7 +576,9 @@ fn run() -> Result<()> {
                     .unwrap()
                     .progress_chars("=> "),
             );
-            let r = elbo::inference::eval(&s, a.iw_samples, a.limit, &|done, _| bar.set_position(done as u64))?;
+            let r = elbo::inference::eval(&s, a.iw_samples, a.limit, a.binarized, &|done, _| {
+                bar.set_position(done as u64)
+            })?;
             bar.finish_and_clear();
             let json = serde_json::json!({
                 "images": r.images, "elbo": r.elbo, "recon": r.recon, "kl": r.kl,

@@ -262,7 +262,12 @@ pub fn gather_batch(
                 let value = pixel * channels + ch;
                 let v = data[image * image_bytes + value] as f32 / 255.0;
                 x[r * cols + pixel * x_cp + ch] = if binarize {
-                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, (r * image_bytes + value) as u32);
+                    let u = rand_uniform(
+                        step.seed,
+                        STREAM_BINARIZE,
+                        step.step,
+                        ((r / samples) * image_bytes + value) as u32,
+                    );
                     if u < v {
                         1.0
                     } else {

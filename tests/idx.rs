@@ -121,3 +121,32 @@ fn mnist_loading_checks_the_files_belong_together() {
     let e = err_of(elbo::data::load_mnist(&dir));
     assert!(e.contains("train-images-idx3-ubyte") && e.contains("--data-dir"), "{e}");
 }
+
+#[test]
+fn mutated_files_never_panic() {
+    // a small fuzzer: random bit flips, truncations and extensions of a valid file,
+    // plain and gzipped; every outcome must be Ok or a clean Err
+    let good = idx_bytes(&[7, 5, 3], 9);
+    let dir = tmp_dir("fuzz");
+    let path = dir.join("f.gz");
+    let mut errors = 0;
+    for i in 0..3000u32 {
+        let h = |k: u32| elbo::rng::hash_u32(i.wrapping_mul(7919) ^ k);
+        let mut b = if i % 2 == 0 { good.clone() } else { gz(&good) };
+        for f in 0..(h(1) % 4) {
+            let at = (h(2 + f) as usize) % b.len();
+            b[at] ^= 1 << (h(10 + f) % 8);
+        }
+        match h(20) % 4 {
+            0 => b.truncate((h(21) as usize) % (b.len() + 1)),
+            1 => b.extend((0..h(22) % 9).map(|k| h(30 + k) as u8)),
+            _ => {}
+        }
+        let outcome = std::panic::catch_unwind(|| parse_idx(&b).is_err());
+        assert!(outcome.is_ok(), "parse_idx panicked on case {i}: {b:?}");
+        std::fs::write(&path, &b).unwrap();
+        let outcome = std::panic::catch_unwind(|| read_idx(&path).is_err());
+        errors += outcome.unwrap_or_else(|_| panic!("read_idx panicked on case {i}: {b:?}")) as u32;
+    }
+    assert!(errors > 1000, "only {errors} of 3000 damaged files were rejected");
+}

@@ -132,8 +132,8 @@ fn embed_writes_every_mean_with_its_label() {
 #[test]
 fn importance_weighted_bound_is_above_the_elbo() {
     let s = session("eval");
-    let one = inf::eval(&s, 1, Some(100), &|_, _| {}).unwrap();
-    let many = inf::eval(&s, 64, Some(100), &|_, _| {}).unwrap();
+    let one = inf::eval(&s, 1, Some(100), false, &|_, _| {}).unwrap();
+    let many = inf::eval(&s, 64, Some(100), false, &|_, _| {}).unwrap();
     assert!(one.elbo.is_finite() && many.log_px.is_finite());
     assert_close("ELBO = -(recon + KL)", &[one.elbo as f32], &[-(one.recon + one.kl) as f32], 1e-3, 1e-6);
     assert!(many.log_px > many.elbo, "log p(x) estimate {} not above the ELBO {}", many.log_px, many.elbo);
