@@ -219,6 +219,9 @@ struct TrainArgs {
     /// Steps between loss read-backs (progress-bar updates).
     #[arg(long, default_value_t = 25)]
     log_every: usize,
+    /// Print each epoch's metrics as one JSON line on stdout, and nothing else.
+    #[arg(long)]
+    json: bool,
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
@@ -627,6 +630,7 @@ fn run() -> Result<()> {
                 test_limit: t.test_limit,
                 log_every: t.log_every,
                 quiet: t.quiet,
+                json: t.json,
                 adapter: t.adapter.choice(),
                 gemm: t.gemm,
                 resume: t.resume,

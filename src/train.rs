@@ -68,6 +68,8 @@ pub struct TrainOptions {
     pub test_limit: Option<usize>,
     pub log_every: usize,
     pub quiet: bool,
+    /// Print each epoch's metrics as one JSON line on stdout, and nothing else.
+    pub json: bool,
     pub adapter: AdapterChoice,
     pub gemm: crate::gemm::GemmPreference,
     /// Continue the run in this folder from its checkpoint (its saved options win).
@@ -223,6 +225,7 @@ impl Default for TrainOptions {
             test_limit: None,
             log_every: 25,
             quiet: false,
+            json: false,
             adapter: AdapterChoice::default(),
             gemm: crate::gemm::GemmPreference::Auto,
             resume: None,
@@ -319,8 +322,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     let gpu = Gpu::new(&opts.adapter)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
+    let quiet = opts.quiet || opts.json;
     let say = |s: String| {
-        if !opts.quiet {
+        if !quiet {
             println!("{s}");
         }
     };
@@ -426,7 +430,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         let order = epoch_order(opts.seed, epoch, train_set.len);
         trainer.set_order(&order)?;
         let (start, base) = if epoch == first_epoch { (first_step, first_partial) } else { (0, LossSums::default()) };
-        let bar = if opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
+        let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
         bar.set_style(
             indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
                 .unwrap()
@@ -514,6 +518,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             "images_per_second": report.images_per_second,
             "steps": trainer.steps_done,
         });
+        if opts.json {
+            println!("{line}");
+        }
         writeln!(metrics, "{line}")
             .and_then(|_| metrics.flush())
             .with_context(|| format!("cannot write {}", metrics_path.display()))?;

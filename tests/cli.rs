@@ -141,3 +141,31 @@ fn a_damaged_or_foreign_model_file_is_refused() {
         assert!(err.contains("not a usable elbo model") && err.contains(want), "{}: {err}", file.display());
     }
 }
+
+#[test]
+fn train_json_prints_only_metrics_lines() {
+    let out = elbo()
+        .args([
+            "train",
+            "--epochs",
+            "2",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "50",
+            "--hidden",
+            "16",
+            "--json",
+            "--out",
+        ])
+        .arg(std::env::temp_dir().join(format!("elbo-json-{}", std::process::id())))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["epoch"], 2);
+    assert!(lines[1]["test_loss"].as_f64().unwrap().is_finite());
+}
