@@ -137,3 +137,97 @@ pub fn scatter(path: &Path, points: &[[f32; 2]], labels: Option<&[u8]>, _title: 
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
     crate::write_atomic(path, &bytes)
 }
+
+/// One curve of a panel: its name, its values by epoch and its colour.
+pub struct Curve<'a> {
+    pub name: &'a str,
+    pub values: Vec<f64>,
+    pub color: [u8; 3],
+}
+
+/// Panels of curves side by side over epochs 1..=n, drawn with plotters (text in
+/// DejaVu Sans, embedded), written atomically as a PNG.
+pub fn line_panels(path: &Path, panels: &[(&str, Vec<Curve>)]) -> Result<()> {
+    use plotters::prelude::*;
+    static FONT: std::sync::Once = std::sync::Once::new();
+    FONT.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+    let (w, h) = (420 * panels.len().max(1) as u32, 360u32);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        for ((title, curves), area) in panels.iter().zip(areas) {
+            let all: Vec<f64> =
+                curves.iter().flat_map(|c| c.values.iter().copied()).filter(|v| v.is_finite()).collect();
+            let n = curves.iter().map(|c| c.values.len()).max().unwrap_or(1).max(2);
+            let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = if lo.is_finite() { (lo, hi.max(lo + 1e-9)) } else { (0.0, 1.0) };
+            let pad = (hi - lo) * 0.08;
+            let mut chart = ChartBuilder::on(&area)
+                .caption(*title, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(32)
+                .y_label_area_size(56)
+                .build_cartesian_2d(1f64..n as f64, (lo - pad)..(hi + pad))
+                .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+            for c in curves {
+                let color = RGBColor(c.color[0], c.color[1], c.color[2]);
+                let points: Vec<(f64, f64)> = c
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(i, &v)| ((i + 1) as f64, v))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(|e| anyhow::anyhow!("plot: {e}"))?
+                    .label(c.name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+        }
+        root.present().map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    }
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow::anyhow!("plot buffer has the wrong size"))?;
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    crate::write_atomic(path, &bytes)
+}
+
+/// `loss.png` from a run's metrics.jsonl: the loss, reconstruction and KL terms, train and test.
+pub fn loss_curves(metrics: &Path, out: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(metrics)?;
+    let rows: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let col = |k: &str| rows.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>();
+    let (blue, orange) = (PALETTE[0], PALETTE[1]);
+    let pair = |a: &'static str, b: &'static str| {
+        vec![
+            Curve { name: "train", values: col(a), color: blue },
+            Curve { name: "test", values: col(b), color: orange },
+        ]
+    };
+    line_panels(
+        out,
+        &[
+            ("loss (nats per image)", pair("train_loss", "test_loss")),
+            ("reconstruction", pair("train_recon", "test_recon")),
+            ("KL", pair("train_kl", "test_kl")),
+        ],
+    )
+}

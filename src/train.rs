@@ -555,6 +555,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             ("seed".to_string(), opts.seed.to_string()),
         ]);
         trainer.model.save(&out.join("model.safetensors"), &extra)?;
+        crate::plot::loss_curves(&metrics_path, &out.join("loss.png"))?;
         save_checkpoint(&trainer, epoch, 0, LossSums::default())?;
         say(format!(
             "epoch {epoch:>3}/{}  train {:.2}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s",
@@ -568,7 +569,10 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         ));
         reports.push(report);
     }
-    say(format!("wrote {}/{{metrics.jsonl, model.safetensors, samples.png, reconstructions.png}}", out.display()));
+    say(format!(
+        "wrote {}/{{metrics.jsonl, loss.png, model.safetensors, checkpoint.safetensors, samples.png, reconstructions.png}}",
+        out.display()
+    ));
     Ok(reports)
 }
 

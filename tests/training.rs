@@ -198,6 +198,8 @@ fn train_command_writes_its_outputs() {
     let tl = lines[1]["test_loss"].as_f64().unwrap();
     let parts = lines[1]["test_recon"].as_f64().unwrap() + lines[1]["test_kl"].as_f64().unwrap();
     assert!((tl - parts).abs() < 1e-6 * tl.abs(), "test_loss {tl} is not recon + kl {parts}");
+    let curves = image::open(out.join("loss.png")).unwrap();
+    assert_eq!((curves.width(), curves.height()), (1260, 360), "three loss panels");
     for png in ["samples.png", "reconstructions.png"] {
         let img = image::open(out.join(png)).unwrap();
         assert!(img.width() > 100 && img.height() > 50, "{png} is {}x{}", img.width(), img.height());
