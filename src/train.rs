@@ -481,11 +481,15 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
                 if !loss.is_finite() {
                     bar.abandon();
                     bail!(
-                        "the loss became {loss} by step {} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {} holds the metrics of the finished epochs, the model and the checkpoint of the last good one",
+                        "the loss became {loss} by step {} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {}",
                         b + 1,
                         opts.lr,
                         opts.beta,
-                        out.display()
+                        if epoch > 1 {
+                            format!("{} keeps the metrics, model and checkpoint of epoch {}", out.display(), epoch - 1)
+                        } else {
+                            "No epoch had finished, so nothing was saved".to_string()
+                        }
                     );
                 }
                 let rate = (sums.images - base.images) / samples / t0.elapsed().as_secs_f64();

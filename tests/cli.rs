@@ -169,3 +169,43 @@ fn train_json_prints_only_metrics_lines() {
     assert_eq!(lines[1]["epoch"], 2);
     assert!(lines[1]["test_loss"].as_f64().unwrap().is_finite());
 }
+
+#[test]
+fn a_model_of_other_images_is_refused_with_its_shape() {
+    let dir = std::env::temp_dir().join(format!("elbo-other-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // a model of 25x25 faces, used on MNIST (the default dataset)
+    let faces = elbo::VaeConfig::mlp(25, 25, 16, 3);
+    elbo::Model::init(&faces, 1).save(&dir.join("model.safetensors"), &Default::default()).unwrap();
+    let out = elbo().args(["sample", "--model"]).arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("25x25") && err.contains("28x28") && err.contains("--dataset"), "{err}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_remedies() {
+    let dir = std::env::temp_dir().join(format!("elbo-diverge-{}", std::process::id()));
+    let out = elbo()
+        .args([
+            "train",
+            "--epochs",
+            "3",
+            "--lr",
+            "1e9",
+            "--train-limit",
+            "2000",
+            "--test-limit",
+            "50",
+            "--log-every",
+            "1",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("lower --lr") && err.contains("step"), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
