@@ -213,6 +213,19 @@ impl Builder<'_> {
         gemm::dispatch(self.gpu, self.k, pass, v, label(l, pass.entry()), binds, self.m, n, k)
     }
 
+    /// A conv.wgsl dispatch of `entry` for layer `l` (the transposed convolution's
+    /// passes are the convolution's in the other order); `binds` as conv.wgsl's.
+    fn conv(&self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Dispatch {
+        let (s, m) = (l.conv_shape(), self.m);
+        let pipeline = match entry {
+            "conv2d_forward" => &self.k.conv2d_forward,
+            "conv2d_backward_input" => &self.k.conv2d_backward_input,
+            _ => &self.k.conv2d_backward_weight,
+        };
+        Dispatch::new(self.gpu, label(l, entry), pipeline, binds, kernels::conv_invocations(entry, &s, m), 64)
+            .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+    }
+
     /// y = act(layer(x)), bias and ReLU fused.
     fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Dispatch {
         use Bind::{Buffer as B, Texture as T};
@@ -227,37 +240,16 @@ impl Builder<'_> {
                     &[(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (4, T(&y.view)), (5, B(params))],
                 )
             }
-            Op::Conv { .. } => {
+            Op::Conv { .. } | Op::Deconv { .. } => {
+                // a transposed convolution runs the backward-input pass of its convolution
+                let entry = if matches!(l.op, Op::Conv { .. }) { "conv2d_forward" } else { "conv2d_backward_input" };
                 let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
                 let u = self.uniform(&conv_params(l, m, epi, 0));
-                let s = l.conv_shape();
-                let binds =
-                    [(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))];
-                Dispatch::new(
-                    self.gpu,
-                    label(l, "conv2d_forward"),
-                    &self.k.conv2d_forward,
-                    &binds,
-                    kernels::conv_invocations("conv2d_forward", &s, m),
-                    64,
+                self.conv(
+                    l,
+                    entry,
+                    &[(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))],
                 )
-                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
-            }
-            Op::Deconv { .. } => {
-                let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
-                let u = self.uniform(&conv_params(l, m, epi, 0));
-                let s = l.conv_shape();
-                let binds =
-                    [(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))];
-                Dispatch::new(
-                    self.gpu,
-                    label(l, "conv2d_backward_input"),
-                    &self.k.conv2d_backward_input,
-                    &binds,
-                    m * s.in_h * s.in_w * s.in_c.div_ceil(4),
-                    64,
-                )
-                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
             }
         }
     }
@@ -275,17 +267,11 @@ impl Builder<'_> {
                 // a transposed convolution is the convolution from its output to its input
                 let (lhs, rhs, bias_of) = if matches!(l.op, Op::Conv { .. }) { (dy, x, 0) } else { (x, dy, 1) };
                 let u = self.uniform(&conv_params(l, m, 0, bias_of));
-                let s = l.conv_shape();
-                let binds = [(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (6, B(grads))];
-                Dispatch::new(
-                    self.gpu,
-                    label(l, "conv2d_backward_weight"),
-                    &self.k.conv2d_backward_weight,
-                    &binds,
-                    kernels::conv_invocations("conv2d_backward_weight", &s, m),
-                    64,
+                self.conv(
+                    l,
+                    "conv2d_backward_weight",
+                    &[(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (6, B(grads))],
                 )
-                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
             }
         }
     }
@@ -312,35 +298,13 @@ impl Builder<'_> {
                     &[(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view))],
                 )
             }
-            Op::Conv { .. } => {
+            Op::Conv { .. } | Op::Deconv { .. } => {
+                // and a transposed convolution's input gradient is its convolution's forward pass
+                let entry = if matches!(l.op, Op::Conv { .. }) { "conv2d_backward_input" } else { "conv2d_forward" };
                 let u = self.uniform(&conv_params(l, m, epi, 0));
-                let s = l.conv_shape();
                 let binds =
                     [(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view)), (5, B(params))];
-                Dispatch::new(
-                    self.gpu,
-                    label(l, "conv2d_backward_input"),
-                    &self.k.conv2d_backward_input,
-                    &binds,
-                    m * s.in_h * s.in_w * s.in_c.div_ceil(4),
-                    64,
-                )
-                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
-            }
-            Op::Deconv { .. } => {
-                let u = self.uniform(&conv_params(l, m, epi, 0));
-                let s = l.conv_shape();
-                let binds =
-                    [(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view)), (5, B(params))];
-                Dispatch::new(
-                    self.gpu,
-                    label(l, "conv2d_forward"),
-                    &self.k.conv2d_forward,
-                    &binds,
-                    kernels::conv_invocations("conv2d_forward", &s, m),
-                    64,
-                )
-                .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+                self.conv(l, entry, &binds)
             }
         }
     }
