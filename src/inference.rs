@@ -572,6 +572,8 @@ pub struct ProbeReport {
     pub latent_loss: f64,
     pub pixel_accuracy: f64,
     pub pixel_loss: f64,
+    /// With `--finetune`: the encoder plus a new dense layer, trained end to end.
+    pub finetuned: Option<(f64, f64)>,
 }
 
 /// Posterior means (n, L) of every image of `data`.
@@ -589,7 +591,14 @@ fn encode_dataset(s: &Session, data: &crate::data::Dataset) -> Result<Vec<f32>> 
 /// `elbo probe`: the encoder's features used for supervision. A linear softmax
 /// classifier is trained on the GPU (Adam, `epochs` passes) on the training set's
 /// posterior means, and the same on raw pixels; both are scored on the test set.
-pub fn probe(s: &Session, epochs: usize, lr: f32, seed: u64, progress: &dyn Fn(&str)) -> Result<ProbeReport> {
+pub fn probe(
+    s: &Session,
+    epochs: usize,
+    lr: f32,
+    seed: u64,
+    finetune: bool,
+    progress: &dyn Fn(&str),
+) -> Result<ProbeReport> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let (Some(ytr), Some(yte)) = (s.train.labels.as_ref(), s.test.labels.as_ref()) else {
@@ -614,6 +623,19 @@ pub fn probe(s: &Session, epochs: usize, lr: f32, seed: u64, progress: &dyn Fn(&
     let (latent_loss, latent_accuracy) = run("posterior means", lat, &ftr, &fte)?;
     let d = s.model.config.pixels();
     let (pixel_loss, pixel_accuracy) = run("raw pixels", d, &pixels(&s.train), &pixels(&s.test))?;
+    let finetuned = if finetune {
+        let mut cl = crate::finetune::Classifier::new(&s.gpu, &s.model, classes, 128, 1e-3, &s.train, &s.test, seed)?;
+        for e in 1..=epochs {
+            let mut order: Vec<u32> = (0..s.train.len as u32).collect();
+            order.shuffle(&mut rng);
+            cl.train_epoch(&order, ytr)?;
+            progress(&format!("fine-tuned encoder: epoch {e}/{epochs}"));
+        }
+        let (loss, acc) = cl.evaluate(yte)?;
+        Some((acc, loss))
+    } else {
+        None
+    };
     Ok(ProbeReport {
         train_images: s.train.len,
         test_images: s.test.len,
@@ -621,5 +643,6 @@ pub fn probe(s: &Session, epochs: usize, lr: f32, seed: u64, progress: &dyn Fn(&
         latent_loss,
         pixel_accuracy,
         pixel_loss,
+        finetuned,
     })
 }

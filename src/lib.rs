@@ -29,6 +29,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod finetune;
 pub mod gemm;
 pub mod gpu;
 pub mod idx;

@@ -388,6 +388,9 @@ struct ProbeArgs {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-2)]
     lr: f32,
+    /// Also fine-tune: the encoder plus a new dense layer to the classes, trained end to end.
+    #[arg(long)]
+    finetune: bool,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -546,7 +549,7 @@ fn run() -> Result<()> {
         Command::Probe(a) => {
             let s = elbo::inference::Session::open(&a.common.options())?;
             let quiet = a.common.quiet;
-            let r = elbo::inference::probe(&s, a.epochs.max(1), a.lr, a.common.seed, &|what| {
+            let r = elbo::inference::probe(&s, a.epochs.max(1), a.lr, a.common.seed, a.finetune, &|what| {
                 if !quiet {
                     eprintln!("probe: {what}");
                 }
@@ -562,10 +565,17 @@ fn run() -> Result<()> {
                 s.model.config.pixels(),
                 r.pixel_loss
             );
+            if let Some((acc, loss)) = r.finetuned {
+                println!(
+                    "fine-tuned encoder with a new dense layer: test accuracy {:.2}% (loss {loss:.4})",
+                    100.0 * acc
+                );
+            }
             if let Some(path) = &a.json {
                 let json = serde_json::json!({"train_images": r.train_images, "test_images": r.test_images,
                     "latent_accuracy": r.latent_accuracy, "latent_loss": r.latent_loss,
-                    "pixel_accuracy": r.pixel_accuracy, "pixel_loss": r.pixel_loss});
+                    "pixel_accuracy": r.pixel_accuracy, "pixel_loss": r.pixel_loss,
+                    "finetuned_accuracy": r.finetuned.map(|f| f.0), "finetuned_loss": r.finetuned.map(|f| f.1)});
                 elbo::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
                 println!("wrote {}", path.display());
             }

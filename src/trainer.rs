@@ -190,18 +190,18 @@ fn conv_params(l: &Layer, m: usize, epilogue: u32, bias_of: u32) -> kernels::Con
 }
 
 /// Builds dispatches for one model at batch rows m.
-struct Builder<'a> {
-    gpu: &'a Gpu,
-    k: &'a Kernels,
-    choice: &'a gemm::Choice,
-    m: usize,
-    params: &'a wgpu::Buffer,
-    grads: &'a wgpu::Buffer,
-    keep: Vec<wgpu::Buffer>,
+pub(crate) struct Builder<'a> {
+    pub(crate) gpu: &'a Gpu,
+    pub(crate) k: &'a Kernels,
+    pub(crate) choice: &'a gemm::Choice,
+    pub(crate) m: usize,
+    pub(crate) params: &'a wgpu::Buffer,
+    pub(crate) grads: &'a wgpu::Buffer,
+    pub(crate) keep: Vec<wgpu::Buffer>,
 }
 
 impl Builder<'_> {
-    fn uniform<T: bytemuck::Pod>(&mut self, v: &T) -> wgpu::Buffer {
+    pub(crate) fn uniform<T: bytemuck::Pod>(&mut self, v: &T) -> wgpu::Buffer {
         let u = self.gpu.uniform("params", v);
         self.keep.push(u.clone());
         u
@@ -227,7 +227,7 @@ impl Builder<'_> {
     }
 
     /// y = act(layer(x)), bias and ReLU fused.
-    fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Dispatch {
+    pub(crate) fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Dispatch {
         use Bind::{Buffer as B, Texture as T};
         let m = self.m;
         let params = self.params;
@@ -255,7 +255,7 @@ impl Builder<'_> {
     }
 
     /// dW and db of a layer from d out (gradient of its pre-activation) and its input x.
-    fn backward_weight(&mut self, l: &Layer, x: &Matrix, dy: &Matrix) -> Dispatch {
+    pub(crate) fn backward_weight(&mut self, l: &Layer, x: &Matrix, dy: &Matrix) -> Dispatch {
         use Bind::{Buffer as B, Texture as T};
         let (m, grads) = (self.m, self.grads);
         match l.op {
@@ -277,7 +277,7 @@ impl Builder<'_> {
     }
 
     /// d input of a layer, masked by `[x > 0]` when its input came out of a ReLU.
-    fn backward_input(
+    pub(crate) fn backward_input(
         &mut self,
         l: &Layer,
         x: &Matrix,

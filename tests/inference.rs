@@ -260,3 +260,43 @@ fn linear_probe_learns_a_separable_problem() {
     let (loss, acc) = p.evaluate(&x, &labels).unwrap();
     assert!(acc > 0.95 && loss < 0.3, "accuracy {acc}, loss {loss}");
 }
+
+#[test]
+fn fine_tuning_the_encoder_learns_the_classes() {
+    let s = session("finetune");
+    let (ytr, yte) = (s.train.labels.clone().unwrap(), s.test.labels.clone().unwrap());
+    let mut cl = elbo::finetune::Classifier::new(&s.gpu, &s.model, 10, 128, 1e-3, &s.train, &s.test, 1).unwrap();
+    let (loss0, acc0) = cl.evaluate(&yte).unwrap();
+    let order: Vec<u32> = (0..s.train.len as u32).map(|i| (i * 7919) % s.train.len as u32).collect();
+    cl.train_epoch(&order, &ytr).unwrap();
+    let (loss, acc) = cl.evaluate(&yte).unwrap();
+    assert!(acc0 < 0.3, "an untrained head scored {acc0}");
+    assert!(acc > 0.9 && loss < loss0, "after one epoch: accuracy {acc} (from {acc0}), loss {loss} (from {loss0})");
+}
+
+#[test]
+fn fine_tuning_a_convolutional_encoder_runs() {
+    let dir = std::env::temp_dir().join(format!("elbo-finetune-conv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = elbo::VaeConfig {
+        arch: elbo::model::Arch::Conv,
+        conv_channels: [4, 8],
+        hidden: 0,
+        ..elbo::VaeConfig::mlp(28, 28, 0, 4)
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    elbo::Model::init(&config, 2).save(&dir.join("model.safetensors"), &Default::default()).unwrap();
+    let s = Session::open(&UseOptions { model: dir.clone(), ..use_options() }).unwrap();
+    let mut train = s.train.clone();
+    train.truncate(2000);
+    let mut test = s.test.clone();
+    test.truncate(500);
+    let (ytr, yte) = (train.labels.clone().unwrap(), test.labels.clone().unwrap());
+    let mut cl = elbo::finetune::Classifier::new(&s.gpu, &s.model, 10, 100, 3e-3, &train, &test, 1).unwrap();
+    let order: Vec<u32> = (0..2000).collect();
+    for _ in 0..3 {
+        cl.train_epoch(&order, &ytr).unwrap();
+    }
+    let (_, acc) = cl.evaluate(&yte).unwrap();
+    assert!(acc > 0.6, "a convolutional classifier reached only {acc} after 3 epochs on 2,000 digits");
+}

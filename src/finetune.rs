@@ -1,0 +1,261 @@
+//! `probe --finetune`: a classifier initialised from a VAE's encoder — its
+//! layers, then a new dense layer to the classes — trained end to end on the
+//! GPU with softmax cross-entropy through the encoder's own backward kernels.
+
+use crate::data::Dataset;
+use crate::gemm;
+use crate::gpu::{Gpu, Matrix};
+use crate::kernels::{self, Bind, Dispatch, Kernels, Step};
+use crate::model::{Layer, Model, Op, Shape};
+use crate::trainer::{Builder, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+
+pub struct Classifier<'g> {
+    gpu: &'g Gpu,
+    layers: Vec<Layer>,
+    batch: usize,
+    params: wgpu::Buffer,
+    step_uniform: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    row_loss: wgpu::Buffer,
+    weights: Vec<Matrix>,
+    train_order: wgpu::Buffer,
+    train_list: Vec<Dispatch>,
+    eval_list: Vec<Dispatch>,
+    lr: f32,
+    t: i32,
+    _keep: Vec<wgpu::Buffer>,
+    _mats: Vec<Matrix>,
+}
+
+impl<'g> Classifier<'g> {
+    /// The encoder of `model` and a new dense layer to `classes` classes (PyTorch's
+    /// initialisation, seeded), trained with Adam at `lr` on batches of `batch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &'g Gpu,
+        model: &Model,
+        classes: usize,
+        batch: usize,
+        lr: f32,
+        train: &Dataset,
+        test: &Dataset,
+        seed: u64,
+    ) -> Result<Classifier<'g>> {
+        let c = &model.config;
+        let enc = model.layout.encoder.clone();
+        if enc.is_empty() {
+            bail!("this model's encoder has no layers to fine-tune");
+        }
+        // the head takes the place of the latent heads in the flat buffer
+        let features = enc.last().unwrap().output;
+        let (rows, cols) = (classes.next_multiple_of(4), features.cols());
+        let stride = cols.next_multiple_of(64);
+        let w = model.layout.heads.w;
+        let head = Layer {
+            name: "classifier",
+            op: Op::Dense,
+            relu: false,
+            input: features,
+            output: Shape::flat(classes),
+            rows,
+            cols,
+            stride,
+            w,
+            b: w + rows * stride,
+        };
+        let len = head.b + classes.next_multiple_of(64);
+        let mut init = model.params[..w].to_vec();
+        init.resize(len, 0.0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let bound = 1.0 / (cols as f32).sqrt();
+        for o in head.weight_offsets().1.into_iter().chain(head.bias_offsets()) {
+            init[o] = rng.random_range(-bound..bound);
+        }
+        let mut layers = enc.clone();
+        layers.push(head);
+
+        let k = Kernels::new(gpu)?;
+        let m = batch.next_multiple_of(4);
+        let floats = (len * 4) as u64;
+        let params = gpu.buffer_with("classifier params", bytemuck::cast_slice(&init))?;
+        let grads = gpu.buffer("classifier grads", floats, wgpu::BufferUsages::empty())?;
+        let m1 = gpu.buffer("classifier moment1", floats, wgpu::BufferUsages::empty())?;
+        let m2 = gpu.buffer("classifier moment2", floats, wgpu::BufferUsages::empty())?;
+        let step_uniform = gpu.uniform("step", &Step::default());
+        let labels = gpu.buffer("labels", (m * 4) as u64, wgpu::BufferUsages::empty())?;
+        let row_loss = gpu.buffer("row loss", (m * 8) as u64, wgpu::BufferUsages::empty())?;
+        let train_data = gpu.buffer_with("training set", &train.pixels)?;
+        let test_data = gpu.buffer_with("test set", &test.pixels)?;
+        let train_order = gpu.buffer("train order", (train.len * 4) as u64, wgpu::BufferUsages::empty())?;
+        let test_order_v: Vec<u32> = (0..test.len as u32).collect();
+        let test_order = gpu.buffer_with("test order", bytemuck::cast_slice(&test_order_v))?;
+        let weights: Vec<Matrix> = layers.iter().map(|l| gpu.matrix(l.name, l.rows, l.cols)).collect::<Result<_>>()?;
+        let x = gpu.matrix("x", m, c.input_shape().cols())?;
+        let outs: Vec<Matrix> = layers.iter().map(|l| gpu.matrix("out", m, l.output.cols())).collect::<Result<_>>()?;
+        let grads_t: Vec<Matrix> =
+            layers.iter().map(|l| gpu.matrix("grad", m, l.output.cols())).collect::<Result<_>>()?;
+        let choice = gemm::Choice::default(); // the portable texel GEMMs
+        let mut bld = Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new() };
+        use Bind::{Buffer as B, Texture as T};
+        let lay = c.loss_layout();
+        let gather = |bld: &mut Builder, data: &wgpu::Buffer, order: &wgpu::Buffer| {
+            let u = bld.uniform(&kernels::Gather {
+                m: m as u32,
+                pixels: lay.pixels as u32,
+                channels: c.channels as u32,
+                x_cp: lay.x_cp as u32,
+                binarize: 0,
+                samples: 1,
+                pad: [0; 2],
+            });
+            let binds = [(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))];
+            Dispatch::new(gpu, "gather_batch", &k.gather_batch, &binds, m * c.input_shape().cols().div_ceil(4), 64)
+        };
+        let input = |i: usize| if i == 0 { &x } else { &outs[i - 1] };
+        let n = layers.len();
+        let cu = bld.uniform(&kernels::Classify { m: m as u32, classes: classes as u32, pad: [0; 2] });
+        let ce = Dispatch::new(
+            gpu,
+            "softmax_cross_entropy",
+            &k.softmax_cross_entropy,
+            &[
+                (0, B(&cu)),
+                (1, B(&step_uniform)),
+                (2, T(&outs[n - 1].view)),
+                (3, B(&labels)),
+                (4, T(&grads_t[n - 1].view)),
+                (5, B(&row_loss)),
+            ],
+            m,
+            64,
+        );
+        let forward = |bld: &mut Builder, list: &mut Vec<Dispatch>| {
+            for (i, l) in layers.iter().enumerate() {
+                list.push(bld.forward(l, input(i), &weights[i], &outs[i]));
+            }
+            list.push(ce.clone());
+        };
+        let mut train_list = vec![gather(&mut bld, &train_data, &train_order)];
+        forward(&mut bld, &mut train_list);
+        for i in (0..n).rev() {
+            train_list.push(bld.backward_weight(&layers[i], input(i), &grads_t[i]));
+            if i > 0 {
+                let masked = layers[i - 1].relu;
+                train_list.push(bld.backward_input(
+                    &layers[i],
+                    input(i),
+                    &weights[i],
+                    &grads_t[i],
+                    &grads_t[i - 1],
+                    masked,
+                ));
+            }
+        }
+        let au = bld.uniform(&kernels::Adam {
+            count: (len / 4) as u32,
+            beta1: ADAM_BETA1,
+            beta2: ADAM_BETA2,
+            eps: ADAM_EPS,
+        });
+        train_list.push(Dispatch::new(
+            gpu,
+            "adam_update",
+            &k.adam_update,
+            &[(0, B(&au)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, B(&m1)), (5, B(&m2))],
+            len / 4,
+            64,
+        ));
+        let mut eval_list = vec![gather(&mut bld, &test_data, &test_order)];
+        forward(&mut bld, &mut eval_list);
+        let mut keep = bld.keep;
+        keep.extend([grads, m1, m2, train_data, test_data, test_order]);
+        let mut mats = outs;
+        mats.extend(grads_t);
+        mats.push(x);
+        let cl = Classifier {
+            gpu,
+            layers,
+            batch,
+            params,
+            step_uniform,
+            labels,
+            row_loss,
+            weights,
+            train_order,
+            train_list,
+            eval_list,
+            lr,
+            t: 0,
+            _keep: keep,
+            _mats: mats,
+        };
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        cl.copy_weights(&mut enc);
+        gpu.queue.submit([enc.finish()]);
+        gpu.wait()?;
+        Ok(cl)
+    }
+
+    fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
+        for (l, tex) in self.layers.iter().zip(&self.weights) {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.params,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: (l.w * 4) as u64,
+                        bytes_per_row: Some((l.stride * 4) as u32),
+                        rows_per_image: None,
+                    },
+                },
+                tex.texture.as_image_copy(),
+                tex.texture.size(),
+            );
+        }
+    }
+
+    fn set_step(&self, rows: usize, start: usize, labels: &[u8]) {
+        let t = self.t.max(1);
+        let step = Step {
+            rows: rows as u32,
+            batch_start: start as u32,
+            inv_rows: 1.0 / rows.max(1) as f32,
+            lr_t: self.lr / (1.0 - ADAM_BETA1.powi(t)),
+            bc2_sqrt: (1.0 - ADAM_BETA2.powi(t)).sqrt(),
+            ..Default::default()
+        };
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        let l: Vec<u32> = labels.iter().map(|&v| v as u32).collect();
+        self.gpu.queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(&l));
+    }
+
+    /// One epoch over the training set in `order`, whose labels are `labels`.
+    pub fn train_epoch(&mut self, order: &[u32], labels: &[u8]) -> Result<()> {
+        self.gpu.queue.write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
+        for (b, idx) in order.chunks(self.batch).enumerate() {
+            let y: Vec<u8> = idx.iter().map(|&i| labels[i as usize]).collect();
+            self.t += 1;
+            self.set_step(idx.len(), b * self.batch, &y);
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            kernels::encode_all(&mut enc, "classifier step", &self.train_list);
+            self.copy_weights(&mut enc);
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        self.gpu.wait()
+    }
+
+    /// Mean cross-entropy and accuracy over the test set, whose labels are `labels`.
+    pub fn evaluate(&mut self, labels: &[u8]) -> Result<(f64, f64)> {
+        let (mut loss, mut correct) = (0f64, 0f64);
+        for (b, y) in labels.chunks(self.batch).enumerate() {
+            self.set_step(y.len(), b * self.batch, y);
+            kernels::run(self.gpu, &self.eval_list)?;
+            for v in self.gpu.read_f32(&self.row_loss, 0, 2 * y.len())?.chunks(2) {
+                loss += v[0] as f64;
+                correct += v[1] as f64;
+            }
+        }
+        Ok((loss / labels.len().max(1) as f64, correct / labels.len().max(1) as f64))
+    }
+}
