@@ -253,8 +253,9 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
             Some(v) => (v, Vec::new()),
             None => {
                 let key = (gpu.info.name.clone(), pass, (m, n, kk));
-                let cached = CHOSEN.lock().unwrap().iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone());
-                match cached {
+                // the lock is held while timing, so concurrent trainers agree on every shape
+                let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+                match chosen.iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()) {
                     Some(d) => (d.variant, d.timings),
                     None => {
                         let timings: Vec<(Variant, f64)> = avail
@@ -267,7 +268,7 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
                         let best = timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
                         let v = if best.1 < 0.9 * texel { best.0 } else { Variant::Texel };
                         let d = Decision { pass, shape: (m, n, kk), variant: v, timings: timings.clone() };
-                        CHOSEN.lock().unwrap().push((key, d));
+                        chosen.push((key, d));
                         (v, timings)
                     }
                 }

@@ -176,8 +176,9 @@ struct TrainArgs {
     /// Decoder: Bernoulli (pixels in [0, 1]) or Gaussian with a learned per-pixel variance.
     #[arg(long, value_enum, default_value = "bernoulli")]
     likelihood: Likelihood,
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
+    /// Epochs [default: 10]; with --resume, a count above the saved one extends the run.
+    #[arg(long)]
+    epochs: Option<usize>,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
     /// Hidden width: the MLP's layers [400], or a dense layer after the convolutions [none].
@@ -228,7 +229,8 @@ struct TrainArgs {
     /// GEMM kernels: timed on this adapter (auto) or forced.
     #[arg(long, value_enum, default_value = "auto")]
     gemm: elbo::gemm::GemmPreference,
-    /// Continue the run in this folder from its checkpoint, with its saved options.
+    /// Continue the run in this folder from its checkpoint, with its saved options
+    /// (an --epochs above the saved count extends the run).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Also save a checkpoint every N steps (one is always saved after every epoch and on Ctrl-C).
@@ -624,7 +626,8 @@ fn run() -> Result<()> {
                 arch: t.model,
                 kind: t.model_kind,
                 likelihood: t.likelihood,
-                epochs: t.epochs,
+                epochs: t.epochs.unwrap_or(10),
+                extend_to: t.epochs,
                 batch_size: t.batch_size,
                 hidden: t.hidden,
                 conv_channels: [t.channels[0], t.channels[1]],

@@ -74,6 +74,8 @@ pub struct TrainOptions {
     pub gemm: crate::gemm::GemmPreference,
     /// Continue the run in this folder from its checkpoint (its saved options win).
     pub resume: Option<PathBuf>,
+    /// With `resume`: train up to this many epochs when it exceeds the saved count.
+    pub extend_to: Option<usize>,
     /// Also checkpoint every N steps (0: at the end of every epoch only).
     pub checkpoint_every: usize,
     /// Stop as Ctrl-C would after this many steps of this process (tests).
@@ -229,6 +231,7 @@ impl Default for TrainOptions {
             adapter: AdapterChoice::default(),
             gemm: crate::gemm::GemmPreference::Auto,
             resume: None,
+            extend_to: None,
             checkpoint_every: 0,
             stop_after_steps: None,
         }
@@ -299,7 +302,10 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     let owned;
     let opts = match &resumed {
         Some(ck) => {
-            owned = TrainOptions { out: given.resume.clone(), ..TrainOptions::from_json(&ck.options, given)? };
+            let saved = TrainOptions::from_json(&ck.options, given)?;
+            // an epoch count beyond the saved one extends the run
+            let epochs = given.extend_to.map_or(saved.epochs, |e| e.max(saved.epochs));
+            owned = TrainOptions { out: given.resume.clone(), epochs, ..saved };
             &owned
         }
         None => given,

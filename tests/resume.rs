@@ -80,3 +80,15 @@ fn resume_rejects_missing_and_damaged_checkpoints() {
     let e = format!("{:#}", train(&TrainOptions { resume: Some(d.clone()), ..Default::default() }).unwrap_err());
     assert!(e.contains("not a usable elbo checkpoint"), "{e}");
 }
+
+#[test]
+fn a_larger_epoch_count_extends_a_finished_run() {
+    let d = dir("extend");
+    train(&opts(&d)).unwrap();
+    assert_eq!(metrics(&d).len(), 2);
+    // --epochs above the saved count extends the run
+    train(&TrainOptions { resume: Some(d.clone()), extend_to: Some(3), quiet: true, ..Default::default() }).unwrap();
+    let m = metrics(&d);
+    assert_eq!(m.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(m[2].6, 30, "epoch 3 continues the step count");
+}
