@@ -141,6 +141,26 @@ pub struct Elbo {
     pub pad: [u32; 2],
 }
 
+impl Elbo {
+    /// The loss kernel's parameters for `m` rows, latent `latent`, the model's loss layout,
+    /// and whether only observed values count.
+    pub fn new(m: usize, latent: usize, lay: &crate::model::LossLayout, masked: bool) -> Elbo {
+        Elbo {
+            m: m as u32,
+            latent: latent as u32,
+            pixels: lay.pixels as u32,
+            channels: lay.channels as u32,
+            x_cp: lay.x_cp as u32,
+            o_cp: lay.o_cp as u32,
+            o_cols: lay.o_cols as u32,
+            halves: lay.halves as u32,
+            gaussian: lay.gaussian as u32,
+            masked: masked as u32,
+            pad: [0; 2],
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Reduce {

@@ -445,19 +445,7 @@ impl<'g> Trainer<'g> {
             )
             .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 30.0, 12.0)
         };
-        let elbo_u = bld.uniform(&kernels::Elbo {
-            m: m as u32,
-            latent: lat as u32,
-            pixels: lay.pixels as u32,
-            channels: lay.channels as u32,
-            x_cp: lay.x_cp as u32,
-            o_cp: lay.o_cp as u32,
-            o_cols: lay.o_cols as u32,
-            halves: lay.halves as u32,
-            gaussian: lay.gaussian as u32,
-            masked: 0,
-            pad: [0; 2],
-        });
+        let elbo_u = bld.uniform(&kernels::Elbo::new(m, lat, &lay, false));
         let d_out = dec_grad.last().unwrap();
         let elbo =
             || {
@@ -585,19 +573,7 @@ impl<'g> Trainer<'g> {
         let observed = gpu.matrix("observed", m, c.input_shape().cols())?;
         let encode: Vec<Dispatch> = eval_step[1..ne + 2].to_vec();
         let mut map_step: Vec<Dispatch> = decode[..nd].to_vec();
-        let masked_u = bld.uniform(&kernels::Elbo {
-            m: m as u32,
-            latent: lat as u32,
-            pixels: lay.pixels as u32,
-            channels: lay.channels as u32,
-            x_cp: lay.x_cp as u32,
-            o_cp: lay.o_cp as u32,
-            o_cols: lay.o_cols as u32,
-            halves: lay.halves as u32,
-            gaussian: lay.gaussian as u32,
-            masked: 1,
-            pad: [0; 2],
-        });
+        let masked_u = bld.uniform(&kernels::Elbo::new(m, lat, &lay, true));
         let binds = [
             (0, B(&masked_u)),
             (1, B(&step_uniform)),

@@ -345,22 +345,7 @@ fn elbo_and_loss_reduce_match_reference() {
             let image_loss = g.buffer("image_loss", (om.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
             let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
             let maskb = g.buffer("kl_mask", (lat * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
-            let u = g.uniform(
-                "elbo",
-                &kernels::Elbo {
-                    m: om.rows as u32,
-                    latent: lat as u32,
-                    pixels: lay.pixels as u32,
-                    channels: lay.channels as u32,
-                    x_cp: lay.x_cp as u32,
-                    o_cp: lay.o_cp as u32,
-                    o_cols: lay.o_cols as u32,
-                    halves: lay.halves as u32,
-                    gaussian: lay.gaussian as u32,
-                    masked: masked as u32,
-                    pad: [0; 2],
-                },
-            );
+            let u = g.uniform("elbo", &kernels::Elbo::new(om.rows, lat, &lay, masked));
             let ru = g.uniform("reduce", &kernels::Reduce { m: om.rows as u32, latent: lat as u32, free_bits, pad: 0 });
             let obs = g.matrix("observed", m, x_cols).unwrap();
             g.write_matrix(&obs, &observed);
