@@ -83,6 +83,27 @@ pub struct Conv {
     pub bias_of: u32,
 }
 
+impl Conv {
+    /// The geometry of `s` for `batch` rows (a multiple of 4) with `epilogue`; the
+    /// offsets into the flat buffers are left at 0 for the caller to set.
+    pub fn new(s: &crate::reference::ConvShape, batch: usize, epilogue: u32) -> Conv {
+        Conv {
+            batch: batch as u32,
+            in_w: s.in_w as u32,
+            in_h: s.in_h as u32,
+            in_c: s.in_c as u32,
+            out_w: s.out_w as u32,
+            out_h: s.out_h as u32,
+            out_c: s.out_c as u32,
+            kernel: s.kernel as u32,
+            stride: s.stride as u32,
+            pad: s.pad as u32,
+            epilogue,
+            ..Default::default()
+        }
+    }
+}
+
 /// Invocations of a conv.wgsl entry point for `batch` rows of images of geometry `s`.
 pub fn conv_invocations(entry: &str, s: &crate::reference::ConvShape, batch: usize) -> usize {
     let (c4_in, c4_out) = (s.in_c.div_ceil(4), s.out_c.div_ceil(4));

@@ -168,24 +168,13 @@ fn gemm_params(l: &Layer, m: usize, relu: bool) -> kernels::Gemm {
 }
 
 fn conv_params(l: &Layer, m: usize, epilogue: u32, bias_of: u32) -> kernels::Conv {
-    let s = l.conv_shape();
     kernels::Conv {
-        batch: m as u32,
-        in_w: s.in_w as u32,
-        in_h: s.in_h as u32,
-        in_c: s.in_c as u32,
-        out_w: s.out_w as u32,
-        out_h: s.out_h as u32,
-        out_c: s.out_c as u32,
-        kernel: s.kernel as u32,
-        stride: s.stride as u32,
-        pad: s.pad as u32,
-        epilogue,
         bias: l.b as u32,
         grad_w: l.w as u32,
         w_stride: l.stride as u32,
         grad_b: l.b as u32,
         bias_of,
+        ..kernels::Conv::new(&l.conv_shape(), m, epilogue)
     }
 }
 

@@ -44,20 +44,7 @@ fn weight_rows(w: &[f32], s: &ConvShape) -> Vec<f32> {
 }
 
 fn params(s: &ConvShape, batch: usize, epilogue: u32) -> kernels::Conv {
-    kernels::Conv {
-        batch: batch.next_multiple_of(4) as u32,
-        in_w: s.in_w as u32,
-        in_h: s.in_h as u32,
-        in_c: s.in_c as u32,
-        out_w: s.out_w as u32,
-        out_h: s.out_h as u32,
-        out_c: s.out_c as u32,
-        kernel: s.kernel as u32,
-        stride: s.stride as u32,
-        pad: s.pad as u32,
-        epilogue,
-        ..Default::default()
-    }
+    kernels::Conv::new(s, batch.next_multiple_of(4), epilogue)
 }
 
 fn shapes() -> Vec<(usize, ConvShape)> {
