@@ -61,6 +61,17 @@ fn bias4(q: u32, c: u32) -> vec4<f32> {
     return b;
 }
 
+// Writes a result texel after the epilogue's ReLU (2) or ReLU mask (3); `live` zeroes padding channels.
+fn store(texel: vec2<u32>, value: vec4<f32>, live: vec4<f32>) {
+    var v = value;
+    if p.epilogue == 2u {
+        v = max(v, vec4<f32>(0.0));
+    } else if p.epilogue == 3u {
+        v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
+    }
+    textureStore(out, texel, v * live);
+}
+
 // out[b, oy, ox, o] = sum over ky, kx, i of in[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx] (+ bias, ReLU)
 // Epilogue 3 makes it a transposed convolution's backward-input pass through a ReLU.
 // One invocation: 4 neighbouring output pixels of a row times 4 output channels.
@@ -111,14 +122,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var px = 0u; px < 4u; px++) {
         let ox = xb * 4u + px;
         if ox < p.out_w {
-            let texel = vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b);
-            var v = acc[px] + bias;
-            if p.epilogue == 2u {
-                v = max(v, vec4<f32>(0.0));
-            } else if p.epilogue == 3u {
-                v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
-            }
-            textureStore(out, texel, v * live);
+            store(vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b), acc[px] + bias, live);
         }
     }
 }
@@ -186,14 +190,7 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         if ix >= p.in_w {
             continue;
         }
-        let texel = vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b);
-        var v = acc[px] + bias;
-        if p.epilogue == 2u {
-            v = max(v, vec4<f32>(0.0));
-        } else if p.epilogue == 3u {
-            v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
-        }
-        textureStore(out, texel, v * live);
+        store(vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b), acc[px] + bias, live);
     }
 }
 

@@ -113,7 +113,7 @@ pub fn dispatch(
     k: &Kernels,
     pass: Pass,
     variant: Variant,
-    label: &'static str,
+    label: impl Into<std::borrow::Cow<'static, str>>,
     binds: &[(u32, Bind)],
     m: usize,
     n: usize,

@@ -309,7 +309,7 @@ pub enum Bind<'a> {
 /// One recorded dispatch: pipeline, bind group and workgroup counts (cloning shares the handles).
 #[derive(Clone)]
 pub struct Dispatch {
-    pub label: &'static str,
+    pub label: std::borrow::Cow<'static, str>,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
@@ -325,7 +325,7 @@ impl Dispatch {
     /// (more than 65535 workgroups spill into y; see `linear_id`).
     pub fn new(
         gpu: &Gpu,
-        label: &'static str,
+        label: impl Into<std::borrow::Cow<'static, str>>,
         pipeline: &wgpu::ComputePipeline,
         binds: &[(u32, Bind)],
         invocations: usize,
@@ -341,8 +341,9 @@ impl Dispatch {
                 },
             })
             .collect();
+        let label = label.into();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
+            label: Some(&label),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
@@ -362,7 +363,7 @@ impl Dispatch {
     /// A dispatch of explicit workgroup counts.
     pub fn with_groups(
         gpu: &Gpu,
-        label: &'static str,
+        label: impl Into<std::borrow::Cow<'static, str>>,
         pipeline: &wgpu::ComputePipeline,
         binds: &[(u32, Bind)],
         groups: [u32; 3],

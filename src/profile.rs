@@ -150,7 +150,7 @@ impl Profiler {
                 } else {
                     for (i, d) in list.iter().enumerate() {
                         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some(d.label),
+                            label: Some(&d.label),
                             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                                 query_set: qs,
                                 beginning_of_pass_write_index: Some(2 * i as u32),

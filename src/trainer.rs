@@ -299,9 +299,9 @@ impl Builder<'_> {
     }
 }
 
-/// "<entry point> <layer>": the profiler's row names. Leaked once per layer and pass at start-up.
-fn label(l: &Layer, entry: &str) -> &'static str {
-    Box::leak(format!("{entry} {}", l.name).into_boxed_str())
+/// "<entry point> <layer>": the profiler's row names.
+fn label(l: &Layer, entry: &str) -> String {
+    format!("{entry} {}", l.name)
 }
 
 fn shape_text(s: &crate::reference::ConvShape) -> String {
@@ -436,21 +436,23 @@ impl<'g> Trainer<'g> {
         };
         let elbo_u = bld.uniform(&kernels::Elbo::new(m, lat, &lay, false));
         let d_out = dec_grad.last().unwrap();
-        let elbo =
-            || {
+        // the loss for training and evaluation (every value observed), and for restoration
+        let elbo_with =
+            |u: &wgpu::Buffer, observed: &Matrix| {
                 let binds = [
-                    (0, B(&elbo_u)),
+                    (0, B(u)),
                     (1, B(&step_uniform)),
                     (2, T(&out.view)),
                     (3, T(&x.view)),
                     (4, T(&mulv.view)),
                     (5, T(&d_out.view)),
                     (6, B(&image_loss)),
-                    (7, T(&x.view)),
+                    (7, T(&observed.view)),
                 ];
                 Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, &binds, m, 64)
                     .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 12.0, 12.0)
             };
+        let elbo = || elbo_with(&elbo_u, &x);
         let reduce_u =
             bld.uniform(&kernels::Reduce { m: m as u32, latent: lat as u32, free_bits: hyper.free_bits, pad: 0 });
         let reduce = || {
@@ -563,17 +565,7 @@ impl<'g> Trainer<'g> {
         let encode: Vec<Dispatch> = eval_step[1..ne + 2].to_vec();
         let mut map_step: Vec<Dispatch> = decode[..nd].to_vec();
         let masked_u = bld.uniform(&kernels::Elbo::new(m, lat, &lay, true));
-        let binds = [
-            (0, B(&masked_u)),
-            (1, B(&step_uniform)),
-            (2, T(&out.view)),
-            (3, T(&x.view)),
-            (4, T(&mulv.view)),
-            (5, T(&d_out.view)),
-            (6, B(&image_loss)),
-            (7, T(&observed.view)),
-        ];
-        map_step.push(Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, &binds, m, 64));
+        map_step.push(elbo_with(&masked_u, &observed));
         for i in (0..nd).rev() {
             let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
             map_step.push(bld.backward_input(&l.decoder[i], dec_in(i), wi(ne + 1 + i), &dec_grad[i], dx, masked));
