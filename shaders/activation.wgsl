@@ -9,9 +9,9 @@ struct Elementwise {
 
 @group(0) @binding(0) var<uniform> p: Elementwise;
 // forward: the pre-activation X (m, cols); backward: the forward output Y (m, cols)
-@group(0) @binding(1) var src: texture_2d<f32>;
+@group(0) @binding(1) var src: texture_storage_2d<rgba32float, read>;
 // backward: the incoming gradient dY (m, cols)
-@group(0) @binding(2) var grad: texture_2d<f32>;
+@group(0) @binding(2) var grad: texture_storage_2d<rgba32float, read>;
 // forward: Y (m, cols); backward: dX (m, cols)
 @group(0) @binding(3) var out: texture_storage_2d<rgba32float, write>;
 
@@ -33,7 +33,7 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if t.z == 0u {
         return;
     }
-    let x = textureLoad(src, t.xy, 0);
+    let x = textureLoad(src, t.xy);
     textureStore(out, t.xy, max(x, vec4<f32>(0.0)));
 }
 
@@ -44,8 +44,8 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if t.z == 0u {
         return;
     }
-    let y = textureLoad(src, t.xy, 0);
-    let dy = textureLoad(grad, t.xy, 0);
+    let y = textureLoad(src, t.xy);
+    let dy = textureLoad(grad, t.xy);
     textureStore(out, t.xy, select(vec4<f32>(0.0), dy, y > vec4<f32>(0.0)));
 }
 
@@ -56,7 +56,7 @@ fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     if t.z == 0u {
         return;
     }
-    let x = textureLoad(src, t.xy, 0);
+    let x = textureLoad(src, t.xy);
     textureStore(out, t.xy, live_lanes(t.x) / (1.0 + exp(-x)));
 }
 
@@ -67,7 +67,7 @@ fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if t.z == 0u {
         return;
     }
-    let y = textureLoad(src, t.xy, 0);
-    let dy = textureLoad(grad, t.xy, 0);
+    let y = textureLoad(src, t.xy);
+    let dy = textureLoad(grad, t.xy);
     textureStore(out, t.xy, dy * y * (1.0 - y));
 }

@@ -12,7 +12,7 @@ struct Classify {
 @group(0) @binding(0) var<uniform> p: Classify;
 @group(0) @binding(1) var<uniform> step: Step;
 // logits (m, C)
-@group(0) @binding(2) var logits: texture_2d<f32>;
+@group(0) @binding(2) var logits: texture_storage_2d<rgba32float, read>;
 // class of each row (m)
 @group(0) @binding(3) var<storage, read> labels: array<u32>;
 // d loss / d logits (m, C)
@@ -21,7 +21,7 @@ struct Classify {
 @group(0) @binding(5) var<storage, read_write> row_loss: array<vec2<f32>>;
 
 fn logit(row: u32, c: u32) -> f32 {
-    return textureLoad(logits, vec2<u32>(c / 4u, row), 0)[c % 4u];
+    return textureLoad(logits, vec2<u32>(c / 4u, row))[c % 4u];
 }
 
 @compute @workgroup_size(64)

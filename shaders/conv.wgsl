@@ -31,11 +31,11 @@ struct Conv {
 
 @group(0) @binding(0) var<uniform> p: Conv;
 // forward: the input (batch, in_h * in_w * c4_in texels); backward_*: dOut (batch, out_h * out_w * c4_out)
-@group(0) @binding(1) var lhs: texture_2d<f32>;
+@group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
 // forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
-@group(0) @binding(2) var rhs: texture_2d<f32>;
+@group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
 // epilogue 3: the activation (laid out as the result) whose sign masks it, as a ReLU's backward pass
-@group(0) @binding(3) var mask: texture_2d<f32>;
+@group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
 // forward: the output; backward_input: dIn
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 // forward, backward_input: the flat parameters (bias)
@@ -67,7 +67,7 @@ fn store(texel: vec2<u32>, value: vec4<f32>, live: vec4<f32>) {
     if p.epilogue == 2u {
         v = max(v, vec4<f32>(0.0));
     } else if p.epilogue == 3u {
-        v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel, 0) > vec4<f32>(0.0));
+        v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
     }
     textureStore(out, texel, v * live);
 }
@@ -99,15 +99,15 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         for (var kx = 0u; kx < p.kernel; kx++) {
             for (var ci = 0u; ci < in_c4; ci++) {
                 let wcol = (ky * p.kernel + kx) * in_c4 + ci;
-                let w0 = textureLoad(rhs, vec2<u32>(wcol, q * 4u), 0);
-                let w1 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 1u), 0);
-                let w2 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 2u), 0);
-                let w3 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 3u), 0);
+                let w0 = textureLoad(rhs, vec2<u32>(wcol, q * 4u));
+                let w1 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 1u));
+                let w2 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 2u));
+                let w3 = textureLoad(rhs, vec2<u32>(wcol, q * 4u + 3u));
                 for (var px = 0u; px < 4u; px++) {
                     let ox = xb * 4u + px;
                     let ix = i32(ox * p.stride + kx) - i32(p.pad);
                     if ox < p.out_w && ix >= 0 && ix < i32(p.in_w) {
-                        let x = textureLoad(lhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b), 0);
+                        let x = textureLoad(lhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b));
                         acc[px] += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
                     }
                 }
@@ -165,15 +165,15 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
             }
             let wcol = (ky * p.kernel + kx) * in_c4 + q;
             for (var co = 0u; co < out_c4; co++) {
-                let w0 = textureLoad(rhs, vec2<u32>(wcol, co * 4u), 0);
-                let w1 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 1u), 0);
-                let w2 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 2u), 0);
-                let w3 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 3u), 0);
+                let w0 = textureLoad(rhs, vec2<u32>(wcol, co * 4u));
+                let w1 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 1u));
+                let w2 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 2u));
+                let w3 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 3u));
                 for (var px = 0u; px < 4u; px++) {
                     let tx = tx0 + i32(px * p.stride);
                     let ox = tx / i32(p.stride);
                     if tx >= 0 && ox < i32(p.out_w) && ix0 + px * p.stride < p.in_w {
-                        let gv = textureLoad(lhs, vec2<u32>((oy * p.out_w + u32(ox)) * out_c4 + co, b), 0);
+                        let gv = textureLoad(lhs, vec2<u32>((oy * p.out_w + u32(ox)) * out_c4 + co, b));
                         acc[px] += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
                     }
                 }
@@ -221,11 +221,11 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         for (var oy = 0u; oy < p.out_h; oy++) {
             let iy = i32(oy * p.stride + ky) - i32(p.pad);
             for (var ox = 0u; ox < p.out_w; ox++) {
-                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b), 0);
+                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b));
                 gsum += g;
                 let ix = i32(ox * p.stride + kx) - i32(p.pad);
                 if iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) {
-                    let x = textureLoad(rhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b), 0);
+                    let x = textureLoad(rhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b));
                     a0 += g.x * x;
                     a1 += g.y * x;
                     a2 += g.z * x;
@@ -252,7 +252,7 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         var xsum = vec4<f32>(0.0);
         for (var b = 0u; b < p.batch; b++) {
             for (var px = 0u; px < p.in_h * p.in_w; px++) {
-                xsum += textureLoad(rhs, vec2<u32>(px * in_c4 + ci, b), 0);
+                xsum += textureLoad(rhs, vec2<u32>(px * in_c4 + ci, b));
             }
         }
         for (var lane = 0u; lane < 4u; lane++) {

@@ -36,20 +36,20 @@ struct Elbo {
 @group(0) @binding(0) var<uniform> p: Elbo;
 @group(0) @binding(1) var<uniform> step: Step;
 // the decoder output (m, o_cols)
-@group(0) @binding(2) var dec_out: texture_2d<f32>;
+@group(0) @binding(2) var dec_out: texture_storage_2d<rgba32float, read>;
 // the target (m, pixels * x_cp)
-@group(0) @binding(3) var target_x: texture_2d<f32>;
+@group(0) @binding(3) var target_x: texture_storage_2d<rgba32float, read>;
 // [mu | logvar] (m, 2L)
-@group(0) @binding(4) var mulv: texture_2d<f32>;
+@group(0) @binding(4) var mulv: texture_storage_2d<rgba32float, read>;
 // d loss / d (decoder output) (m, o_cols)
 @group(0) @binding(5) var d_out: texture_storage_2d<rgba32float, write>;
 // per image (recon, kl) (m)
 @group(0) @binding(6) var<storage, read_write> image_loss: array<vec2<f32>>;
 // with `masked`: 1 where x is observed, 0 where it is unknown (laid out as x)
-@group(0) @binding(7) var observed: texture_2d<f32>;
+@group(0) @binding(7) var observed: texture_storage_2d<rgba32float, read>;
 
-fn element(t: texture_2d<f32>, row: u32, col: u32) -> f32 {
-    return textureLoad(t, vec2<u32>(col / 4u, row), 0)[col % 4u];
+fn element(t: texture_storage_2d<rgba32float, read>, row: u32, col: u32) -> f32 {
+    return textureLoad(t, vec2<u32>(col / 4u, row))[col % 4u];
 }
 
 // Columns of the mean and raw log-variance of value (pixel, channel) in the decoder output.

@@ -2,8 +2,9 @@
 // in an rgba32float texture: a (rows, cols) matrix is a texture of width
 // ceil(cols / 4) texels and height rows (padded to a multiple of 4); texel
 // (t, r) holds columns 4t..4t+3 of row r and columns past `cols` are zero.
-// Texel fetches become wide vector loads on CPU drivers (lavapipe) and are
-// cached on GPUs; each invocation computes a 4x4 block of the output.
+// Inputs are read-only storage textures: on lavapipe their loads are inline
+// vector code (a sampled texture's textureLoad is an out-of-line call); each
+// invocation computes a 4x4 block of the output.
 //
 // Weights follow PyTorch's nn.Linear: W is (out = n, in = k).
 
@@ -20,11 +21,11 @@ struct Gemm {
 
 @group(0) @binding(0) var<uniform> p: Gemm;
 // forward: X (m, k); backward_input: dY (m, n); backward_weight: dY (m, n)
-@group(0) @binding(1) var lhs: texture_2d<f32>;
+@group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
 // forward: W (n, k); backward_input: W (n, k); backward_weight: X (m, k)
-@group(0) @binding(2) var rhs: texture_2d<f32>;
+@group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
 // backward_input: the layer's input X (m, k), whose sign masks dX when act == 1
-@group(0) @binding(3) var mask: texture_2d<f32>;
+@group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
 // forward: Y (m, n); backward_input: dX (m, k)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 // forward: the flat parameter buffer (bias)
@@ -32,8 +33,8 @@ struct Gemm {
 // backward_weight: the flat gradient buffer (dW, db)
 @group(0) @binding(6) var<storage, read_write> grads: array<f32>;
 
-fn fetch(t: texture_2d<f32>, col4: u32, row: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(col4, row), 0);
+fn fetch(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(col4, row));
 }
 
 // 1.0 for the lanes of texel c4 that hold one of the first `cols` columns.

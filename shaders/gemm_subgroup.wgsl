@@ -1,8 +1,8 @@
 // The GEMMs of gemm.wgsl (same uniform, bindings and texture layout), for
 // adapters whose subgroups are exactly 8 lanes wide: lavapipe on AVX2 CPUs.
 // Each lane fetches one texel of the operand that all lanes share and hands
-// it to the others with subgroupBroadcast, so a texel fetch (per-lane scalar
-// code on llvmpipe) feeds 8 lanes' FMAs instead of one. Compiled only when
+// it to the others with subgroupBroadcast, so a texel fetch (a gather of 8
+// lanes on llvmpipe) feeds 8 lanes' multiply-adds instead of one. Compiled only when
 // the device has Features::SUBGROUP; chosen by measurement (src/kernels.rs).
 
 struct Gemm {
@@ -18,11 +18,11 @@ struct Gemm {
 
 @group(0) @binding(0) var<uniform> p: Gemm;
 // forward: X (m, k); backward_input: dY (m, n); backward_weight: dY (m, n)
-@group(0) @binding(1) var lhs: texture_2d<f32>;
+@group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
 // forward: W (n, k); backward_input: W (n, k); backward_weight: X (m, k)
-@group(0) @binding(2) var rhs: texture_2d<f32>;
+@group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
 // backward_input: the layer's input X (m, k), whose sign masks dX when act == 1
-@group(0) @binding(3) var mask: texture_2d<f32>;
+@group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
 // forward: Y (m, n); backward_input: dX (m, k)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 // forward: the flat parameter buffer (bias)
@@ -31,8 +31,8 @@ struct Gemm {
 @group(0) @binding(6) var<storage, read_write> grads: array<f32>;
 
 // Texel (col4, row) of t, or zero past `rows` (out-of-range fetches are clamped, then zeroed).
-fn fetch_or_zero(t: texture_2d<f32>, col4: u32, row: u32, rows: u32) -> vec4<f32> {
-    let v = textureLoad(t, vec2<u32>(col4, min(row, rows - 1u)), 0);
+fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, rows: u32) -> vec4<f32> {
+    let v = textureLoad(t, vec2<u32>(col4, min(row, rows - 1u)));
     return select(vec4<f32>(0.0), v, row < rows);
 }
 
@@ -70,8 +70,8 @@ fn gemm_forward_subgroup(
     var a15 = vec2<f32>(0.0);
     let k4 = (p.k + 3u) / 4u;
     for (var t = 0u; t < k4; t++) {
-        let w0 = textureLoad(rhs, vec2<u32>(t, w0_row), 0);
-        let w1 = textureLoad(rhs, vec2<u32>(t, w1_row), 0);
+        let w0 = textureLoad(rhs, vec2<u32>(t, w0_row));
+        let w1 = textureLoad(rhs, vec2<u32>(t, w1_row));
         let xa = fetch_or_zero(lhs, t, r0 + lane, p.m);
         let xb = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
         var x = subgroupBroadcast(xa, 0u);
@@ -155,10 +155,10 @@ fn gemm_backward_input_subgroup(
     var a7 = vec4<f32>(0.0);
     let n4 = (p.n + 3u) / 4u;
     for (var t = 0u; t < n4; t++) {
-        let w0 = textureLoad(rhs, vec2<u32>(col, 4u * t), 0);
-        let w1 = textureLoad(rhs, vec2<u32>(col, 4u * t + 1u), 0);
-        let w2 = textureLoad(rhs, vec2<u32>(col, 4u * t + 2u), 0);
-        let w3 = textureLoad(rhs, vec2<u32>(col, 4u * t + 3u), 0);
+        let w0 = textureLoad(rhs, vec2<u32>(col, 4u * t));
+        let w1 = textureLoad(rhs, vec2<u32>(col, 4u * t + 1u));
+        let w2 = textureLoad(rhs, vec2<u32>(col, 4u * t + 2u));
+        let w3 = textureLoad(rhs, vec2<u32>(col, 4u * t + 3u));
         let gl = fetch_or_zero(lhs, t, r0 + lane, p.m);
         var g = subgroupBroadcast(gl, 0u);
         a0 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
@@ -186,7 +186,7 @@ fn gemm_backward_input_subgroup(
         if row < p.m {
             var v = acc[r];
             if p.act == 1u {
-                v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, vec2<u32>(c4, row), 0) > vec4<f32>(0.0));
+                v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, vec2<u32>(c4, row)) > vec4<f32>(0.0));
             }
             textureStore(out, vec2<u32>(c4, row), v);
         }
@@ -321,8 +321,8 @@ fn gemm_backward_weight_subgroup(
         var sa = vec4<f32>(0.0);
         var sb = vec4<f32>(0.0);
         for (var r = lane; r < p.m; r += 8u) {
-            sa += textureLoad(lhs, vec2<u32>(ta, r), 0);
-            sb += textureLoad(lhs, vec2<u32>(tb, r), 0) * live_b;
+            sa += textureLoad(lhs, vec2<u32>(ta, r));
+            sb += textureLoad(lhs, vec2<u32>(tb, r)) * live_b;
         }
         sa = subgroupAdd(sa);
         sb = subgroupAdd(sb);

@@ -18,12 +18,12 @@ struct Reduce {
 // per batch (recon sum, kl sum, rows, 0) (slots)
 @group(0) @binding(3) var<storage, read_write> history: array<vec4<f32>>;
 // [mu | logvar] (m, 2L)
-@group(0) @binding(4) var mulv: texture_2d<f32>;
+@group(0) @binding(4) var mulv: texture_storage_2d<rgba32float, read>;
 // per latent dimension: 1 if its KL term is optimised this step, else 0 (L)
 @group(0) @binding(5) var<storage, read_write> kl_mask: array<f32>;
 
-fn element(t: texture_2d<f32>, row: u32, col: u32) -> f32 {
-    return textureLoad(t, vec2<u32>(col / 4u, row), 0)[col % 4u];
+fn element(t: texture_storage_2d<rgba32float, read>, row: u32, col: u32) -> f32 {
+    return textureLoad(t, vec2<u32>(col / 4u, row))[col % 4u];
 }
 
 @compute @workgroup_size(1)

@@ -11,16 +11,16 @@ struct Reparam {
 @group(0) @binding(0) var<uniform> p: Reparam;
 @group(0) @binding(1) var<uniform> step: Step;
 // [mu | logvar] (m, 2L)
-@group(0) @binding(2) var mulv: texture_2d<f32>;
+@group(0) @binding(2) var mulv: texture_storage_2d<rgba32float, read>;
 // backward: dz (m, L)
-@group(0) @binding(3) var dz: texture_2d<f32>;
+@group(0) @binding(3) var dz: texture_storage_2d<rgba32float, read>;
 // backward: per latent dimension, 1 if its KL term is optimised (free bits), else 0 (L)
 @group(0) @binding(5) var<storage, read> kl_mask: array<f32>;
 // forward: z (m, L); backward: d[mu | logvar] (m, 2L)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 
-fn element(t: texture_2d<f32>, row: u32, col: u32) -> f32 {
-    return textureLoad(t, vec2<u32>(col / 4u, row), 0)[col % 4u];
+fn element(t: texture_storage_2d<rgba32float, read>, row: u32, col: u32) -> f32 {
+    return textureLoad(t, vec2<u32>(col / 4u, row))[col % 4u];
 }
 
 fn eps(row: u32, j: u32) -> f32 {
