@@ -12,6 +12,7 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
+    ("conv_subgroup.wgsl", include_str!("../shaders/conv_subgroup.wgsl")),
     ("conv.wgsl", include_str!("../shaders/conv.wgsl")),
     ("classify.wgsl", include_str!("../shaders/classify.wgsl")),
     ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
@@ -112,6 +113,78 @@ pub fn conv_invocations(entry: &str, s: &crate::reference::ConvShape, batch: usi
         "conv2d_backward_input" => batch * s.in_h * s.in_w.div_ceil(4 * s.stride) * s.stride * c4_in,
         "conv2d_backward_weight" => c4_out * s.kernel * s.kernel * c4_in,
         _ => panic!("{entry} is not a conv.wgsl entry point"),
+    }
+}
+
+/// Which implementation runs a convolution pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// conv.wgsl: one invocation per block of outputs.
+    Plain,
+    /// conv_subgroup.wgsl: implicit GEMM sharing operands by subgroupBroadcast.
+    Subgroup,
+}
+
+/// The variant to run `entry` of geometry `s` with: the subgroup kernels where the
+/// adapter has 8-lane subgroups and (for backward_input) the input channels fill at
+/// least half of a subgroup's lanes. Measured on lavapipe at batch 128: forward
+/// 14x14x32 -> 7x7x64 55 against 22 GFLOP/s, 28x28x1 -> 14x14x32 equal;
+/// backward_input 14x14x32 <- 7x7x64 45 against 11 GFLOP/s, but 28x28x1 <- 14x14x32
+/// 1.1 against 1.4 (one lane in eight busy). backward_weight has no subgroup
+/// variant: one built like gemm_backward_weight_subgroup was no faster.
+pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -> ConvVariant {
+    let fits = match entry {
+        "conv2d_forward" => true,
+        "conv2d_backward_input" => s.in_c.div_ceil(4) >= 4,
+        _ => false,
+    };
+    if k.subgroup.is_some() && fits {
+        ConvVariant::Subgroup
+    } else {
+        ConvVariant::Plain
+    }
+}
+
+/// A dispatch of conv.wgsl's `entry` (or its subgroup variant) for `batch` rows of
+/// images of geometry `s`; `binds` as conv.wgsl's. The label gets the variant's name.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    entry: &'static str,
+    variant: ConvVariant,
+    label: &str,
+    binds: &[(u32, Bind)],
+    s: &crate::reference::ConvShape,
+    batch: usize,
+) -> Dispatch {
+    let g = |x: usize| x.max(1) as u32;
+    match (variant, &k.subgroup, entry) {
+        (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
+            let groups = [g(s.out_c.div_ceil(64)), g((batch * s.out_h * s.out_w).div_ceil(16)), 1];
+            Dispatch::with_groups(
+                gpu,
+                format!("conv2d_forward_subgroup {label}"),
+                &sg.conv2d_forward_subgroup,
+                binds,
+                groups,
+            )
+        }
+        (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
+            let blocks = batch * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
+            let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks.div_ceil(8)), 1];
+            let pipeline = &sg.conv2d_backward_input_subgroup;
+            Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
+        }
+        _ => {
+            let pipeline = match entry {
+                "conv2d_forward" => &k.conv2d_forward,
+                "conv2d_backward_input" => &k.conv2d_backward_input,
+                "conv2d_backward_weight" => &k.conv2d_backward_weight,
+                _ => panic!("{entry} is not a conv.wgsl entry point"),
+            };
+            Dispatch::new(gpu, format!("{entry} {label}"), pipeline, binds, conv_invocations(entry, s, batch), 64)
+        }
     }
 }
 
@@ -239,6 +312,9 @@ pub struct SubgroupGemms {
     pub gemm_forward_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
+    /// conv_subgroup.wgsl
+    pub conv2d_forward_subgroup: wgpu::ComputePipeline,
+    pub conv2d_backward_input_subgroup: wgpu::ComputePipeline,
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
@@ -269,7 +345,10 @@ impl Kernels {
         let classify = gpu.shader("classify.wgsl", source("classify.wgsl"))?;
         let subgroup = if has_subgroups_of_8(gpu) {
             let m = gpu.shader("gemm_subgroup.wgsl", source("gemm_subgroup.wgsl"))?;
+            let c = gpu.shader("conv_subgroup.wgsl", source("conv_subgroup.wgsl"))?;
             Some(SubgroupGemms {
+                conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
+                conv2d_backward_input_subgroup: gpu.pipeline(&c, "conv2d_backward_input_subgroup")?,
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,

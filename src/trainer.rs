@@ -206,13 +206,12 @@ impl Builder<'_> {
     /// passes are the convolution's in the other order); `binds` as conv.wgsl's.
     fn conv(&self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Dispatch {
         let (s, m) = (l.conv_shape(), self.m);
-        let pipeline = match entry {
-            "conv2d_forward" => &self.k.conv2d_forward,
-            "conv2d_backward_input" => &self.k.conv2d_backward_input,
-            _ => &self.k.conv2d_backward_weight,
-        };
-        Dispatch::new(self.gpu, label(l, entry), pipeline, binds, kernels::conv_invocations(entry, &s, m), 64)
-            .with_cost(format!("{} m={m}", shape_text(&s)), conv_flops(&s, m), 0.0)
+        let variant = kernels::conv_variant(self.k, entry, &s);
+        kernels::conv_dispatch(self.gpu, self.k, entry, variant, l.name, binds, &s, m).with_cost(
+            format!("{} m={m}", shape_text(&s)),
+            conv_flops(&s, m),
+            0.0,
+        )
     }
 
     /// y = act(layer(x)), bias and ReLU fused.

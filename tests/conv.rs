@@ -1,11 +1,11 @@
-//! conv.wgsl against the CPU references: convolution forward, backward-input
-//! (also as a transposed convolution's forward) and backward-weight, on
-//! strided, padded, odd-sized and multi-channel shapes.
+//! conv.wgsl and conv_subgroup.wgsl against the CPU references: convolution
+//! forward, backward-input (also as a transposed convolution's forward) and
+//! backward-weight, on strided, padded, odd-sized and multi-channel shapes.
 
 mod common;
 use common::{assert_close, gpu, random};
 use elbo::kernels::{
-    self, Bind, Dispatch, Kernels, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_NONE, EPILOGUE_RELU_MASK,
+    self, Bind, ConvVariant, Dispatch, Kernels, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_NONE, EPILOGUE_RELU_MASK,
 };
 use elbo::reference::{self as r, ConvShape};
 use std::sync::OnceLock;
@@ -54,7 +54,23 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         (5, ConvShape::new(7, 6, 3, 5, 3, 1, 1)),
         (4, ConvShape::new(9, 11, 6, 8, 4, 2, 1)),
         (1, ConvShape::new(5, 5, 2, 3, 2, 2, 0)),
+        // channels past one subgroup's lanes and one workgroup's columns, partly filled
+        (2, ConvShape::new(6, 5, 40, 70, 3, 1, 1)),
+        (3, ConvShape::new(9, 19, 20, 36, 4, 2, 1)),
     ]
+}
+
+/// The variants this adapter runs; on lavapipe (8-lane subgroups) that must include
+/// conv_subgroup.wgsl, so CI cannot silently test only one.
+fn variants() -> Vec<ConvVariant> {
+    if gpu().info.driver.contains("llvmpipe") && gpu().info.subgroup_max_size == 8 {
+        assert!(k().subgroup.is_some(), "lavapipe with 8-lane subgroups should run conv_subgroup.wgsl");
+    }
+    let mut v = vec![ConvVariant::Plain];
+    if k().subgroup.is_some() {
+        v.push(ConvVariant::Subgroup);
+    }
+    v
 }
 
 fn texels(s_pixels: usize, c: usize) -> usize {
@@ -64,34 +80,42 @@ fn texels(s_pixels: usize, c: usize) -> usize {
 #[test]
 fn conv2d_forward_matches_reference() {
     let g = gpu();
-    for (batch, s) in shapes() {
-        for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU] {
-            let x = random(batch * s.in_h * s.in_w * s.in_c, 1, -1.0, 1.0);
-            let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 2, -0.5, 0.5);
-            let b = random(s.out_c, 3, -0.5, 0.5);
-            let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
-            let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
-            let ym = g.matrix("y", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
-            g.write_matrix(&xm, &pad_channels(&x, s.in_c));
-            g.write_matrix(&wm, &weight_rows(&w, &s));
-            let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
-            let u = g.uniform("conv", &params(&s, batch, epilogue));
-            let n = kernels::conv_invocations("conv2d_forward", &s, batch.next_multiple_of(4));
-            let d = Dispatch::new(
-                g,
-                "conv2d_forward",
-                &k().conv2d_forward,
-                &[(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&ym.view)), (5, B(&flat))],
-                n,
-                64,
-            );
-            kernels::run(g, &[d]).unwrap();
-            let got =
-                unpad_channels(&g.read_matrix(&ym).unwrap()[..batch * texels(s.out_h * s.out_w, s.out_c)], s.out_c);
-            let zero = vec![0.0; s.out_c];
-            let bias = if epilogue == EPILOGUE_NONE { &zero } else { &b };
-            let want = r::conv2d_forward(&x, &w, bias, batch, &s, epilogue == EPILOGUE_BIAS_RELU);
-            assert_close(&format!("conv2d_forward {s:?} batch {batch} epilogue {epilogue}"), &got, &want, 1e-4, 1e-4);
+    for variant in variants() {
+        for (batch, s) in shapes() {
+            for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_RELU_MASK] {
+                let x = random(batch * s.in_h * s.in_w * s.in_c, 1, -1.0, 1.0);
+                let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 2, -0.5, 0.5);
+                let b = random(s.out_c, 3, -0.5, 0.5);
+                // epilogue 3's mask is laid out as the output
+                let mask = random(batch * s.out_h * s.out_w * s.out_c, 8, -1.0, 1.0);
+                let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+                let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
+                let ym = g.matrix("y", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+                let mm = g.matrix("mask", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+                g.write_matrix(&xm, &pad_channels(&x, s.in_c));
+                g.write_matrix(&wm, &weight_rows(&w, &s));
+                g.write_matrix(&mm, &pad_channels(&mask, s.out_c));
+                let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
+                let u = g.uniform("conv", &params(&s, batch, epilogue));
+                let binds =
+                    [(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (3, T(&mm.view)), (4, T(&ym.view)), (5, B(&flat))];
+                let m = batch.next_multiple_of(4);
+                let d = kernels::conv_dispatch(g, k(), "conv2d_forward", variant, "test", &binds, &s, m);
+                kernels::run(g, &[d]).unwrap();
+                let got =
+                    unpad_channels(&g.read_matrix(&ym).unwrap()[..batch * texels(s.out_h * s.out_w, s.out_c)], s.out_c);
+                let zero = vec![0.0; s.out_c];
+                let bias = if epilogue == EPILOGUE_BIAS || epilogue == EPILOGUE_BIAS_RELU { &b } else { &zero };
+                let mut want = r::conv2d_forward(&x, &w, bias, batch, &s, epilogue == EPILOGUE_BIAS_RELU);
+                if epilogue == EPILOGUE_RELU_MASK {
+                    // a transposed convolution's backward-input pass through a ReLU
+                    for (v, m) in want.iter_mut().zip(&mask) {
+                        *v = if *m > 0.0 { *v } else { 0.0 };
+                    }
+                }
+                let what = format!("conv2d_forward {variant:?} {s:?} batch {batch} epilogue {epilogue}");
+                assert_close(&what, &got, &want, 1e-4, 1e-4);
+            }
         }
     }
 }
@@ -99,7 +123,7 @@ fn conv2d_forward_matches_reference() {
 #[test]
 fn conv2d_backward_input_matches_reference() {
     let g = gpu();
-    for (batch, s) in shapes() {
+    for (variant, (batch, s)) in variants().into_iter().flat_map(|v| shapes().into_iter().map(move |c| (v, c))) {
         for epilogue in [EPILOGUE_NONE, EPILOGUE_RELU_MASK, EPILOGUE_BIAS_RELU] {
             let dy = random(batch * s.out_h * s.out_w * s.out_c, 4, -1.0, 1.0);
             let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 5, -0.5, 0.5);
@@ -114,15 +138,10 @@ fn conv2d_backward_input_matches_reference() {
             g.write_matrix(&xm, &pad_channels(&x, s.in_c));
             let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
             let u = g.uniform("conv", &params(&s, batch, epilogue));
-            let n = kernels::conv_invocations("conv2d_backward_input", &s, batch.next_multiple_of(4));
-            let d = Dispatch::new(
-                g,
-                "conv2d_backward_input",
-                &k().conv2d_backward_input,
-                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view)), (5, B(&flat))],
-                n,
-                64,
-            );
+            let binds =
+                [(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view)), (5, B(&flat))];
+            let m = batch.next_multiple_of(4);
+            let d = kernels::conv_dispatch(g, k(), "conv2d_backward_input", variant, "test", &binds, &s, m);
             kernels::run(g, &[d]).unwrap();
             let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c);
             let mut want =
@@ -134,7 +153,7 @@ fn conv2d_backward_input_matches_reference() {
                 }
             }
             assert_close(
-                &format!("conv2d_backward_input {s:?} batch {batch} epilogue {epilogue}"),
+                &format!("conv2d_backward_input {variant:?} {s:?} batch {batch} epilogue {epilogue}"),
                 &got,
                 &want,
                 1e-4,

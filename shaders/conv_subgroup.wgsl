@@ -1,0 +1,302 @@
+// The convolutions of conv.wgsl (same uniform, bindings and layouts) as
+// implicit GEMMs whose shared operand travels by subgroupBroadcast, for
+// adapters whose subgroups are exactly 8 lanes wide (lavapipe on AVX2 CPUs).
+// The rows of the GEMM are output (or input) pixels of the batch, the columns
+// are channels and the reduction runs over taps and the other side's
+// channels, fetched straight from the channels-last images (no im2col copy).
+// Compiled only when the device has Features::SUBGROUP; used where the
+// convolution's channels fill the lanes (see `conv_subgroup_fits` in src/kernels.rs).
+
+struct Conv {
+    batch: u32,    // images: texture rows, a multiple of 4
+    in_w: u32,
+    in_h: u32,
+    in_c: u32,     // channels of the convolution's input
+    out_w: u32,
+    out_h: u32,
+    out_c: u32,    // channels of the convolution's output
+    kernel: u32,   // k: the kernel is k x k
+    stride: u32,
+    pad: u32,      // zero padding on every side
+    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0] (mask laid out as the result)
+    bias: u32,     // offset of the bias in the flat parameters (out_c for forward, in_c for backward_input)
+    grad_w: u32,   // backward_weight: offset of dW in the flat gradients
+    w_stride: u32, // backward_weight: row stride of dW, floats
+    grad_b: u32,   // backward_weight: offset of db
+    bias_of: u32,  // backward_weight: db sums 0: dOut (convolution), 1: the input (transposed convolution), 2: none
+}
+
+@group(0) @binding(0) var<uniform> p: Conv;
+// forward: the input (batch, in_h * in_w * c4_in texels); backward_*: dOut (batch, out_h * out_w * c4_out)
+@group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
+// forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
+@group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
+// epilogue 3: the activation (laid out as the result) whose sign masks it, as a ReLU's backward pass
+@group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
+// forward: the output; backward_input: dIn
+@group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
+// forward, backward_input: the flat parameters (bias)
+@group(0) @binding(5) var<storage, read> params: array<f32>;
+// backward_weight: the flat gradients (dW, db)
+@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
+
+fn c4_of(c: u32) -> u32 {
+    return (c + 3u) / 4u;
+}
+
+// Texel (col, row) of t where `ok`, else zero. Where `ok` is false the coordinates
+// may lie outside the texture: WebGPU defines such loads (they return some texel
+// or zero, never fault), and the value is dropped.
+fn load_if(t: texture_storage_2d<rgba32float, read>, col: i32, row: u32, ok: bool) -> vec4<f32> {
+    return select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(u32(col), row)), ok);
+}
+
+// Where row r of the implicit GEMM (pixel (y, x) of image b in a h x w grid) reads its
+// input for tap (ky, kx): the first texel of that pixel, or -1 outside the image.
+struct Pixel {
+    b: u32,
+    y: u32,
+    x: u32,
+    live: bool,
+}
+
+fn pixel_of(r: u32, w: u32, h: u32) -> Pixel {
+    let x = r % w;
+    let t = r / w;
+    return Pixel(t / h, t % h, x, t / h < p.batch);
+}
+
+// Y[b, oy, ox, o] = sum over ky, kx, i of X[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx]
+// as the GEMM Y (rows: output pixels, cols: out channels) = Xcol . W^T.
+// Workgroup (x, y): 64 output channels from 64 x (lane l of subgroup s owns channels
+// c0 = 64 x + 8 s + l and c0 + 32), 16 output pixels from 16 y; lanes fetch the
+// input texels of pixels 16 y + l and 16 y + 8 + l and broadcast them.
+@compute @workgroup_size(32)
+fn conv2d_forward_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    let c0 = wg.x * 64u + lid;
+    let c1 = c0 + 32u;
+    let wrows = out_c4 * 4u;
+    let w0_row = min(c0, wrows - 1u);
+    let w1_row = min(c1, wrows - 1u);
+    let r0 = wg.y * 16u;
+    let pa = pixel_of(r0 + lane, p.out_w, p.out_h);
+    let pb = pixel_of(r0 + 8u + lane, p.out_w, p.out_h);
+    var a0 = vec2<f32>(0.0);
+    var a1 = vec2<f32>(0.0);
+    var a2 = vec2<f32>(0.0);
+    var a3 = vec2<f32>(0.0);
+    var a4 = vec2<f32>(0.0);
+    var a5 = vec2<f32>(0.0);
+    var a6 = vec2<f32>(0.0);
+    var a7 = vec2<f32>(0.0);
+    var a8 = vec2<f32>(0.0);
+    var a9 = vec2<f32>(0.0);
+    var a10 = vec2<f32>(0.0);
+    var a11 = vec2<f32>(0.0);
+    var a12 = vec2<f32>(0.0);
+    var a13 = vec2<f32>(0.0);
+    var a14 = vec2<f32>(0.0);
+    var a15 = vec2<f32>(0.0);
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let iya = i32(pa.y * p.stride + ky) - i32(p.pad);
+        let iyb = i32(pb.y * p.stride + ky) - i32(p.pad);
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let ixa = i32(pa.x * p.stride + kx) - i32(p.pad);
+            let ixb = i32(pb.x * p.stride + kx) - i32(p.pad);
+            let oka = pa.live && iya >= 0 && iya < i32(p.in_h) && ixa >= 0 && ixa < i32(p.in_w);
+            let okb = pb.live && iyb >= 0 && iyb < i32(p.in_h) && ixb >= 0 && ixb < i32(p.in_w);
+            let basea = (iya * i32(p.in_w) + ixa) * i32(in_c4);
+            let baseb = (iyb * i32(p.in_w) + ixb) * i32(in_c4);
+            let tap = (ky * p.kernel + kx) * in_c4;
+            for (var ci = 0u; ci < in_c4; ci++) {
+                let w0 = textureLoad(rhs, vec2<u32>(tap + ci, w0_row));
+                let w1 = textureLoad(rhs, vec2<u32>(tap + ci, w1_row));
+                let xa = load_if(lhs, basea + i32(ci), pa.b, oka);
+                let xb = load_if(lhs, baseb + i32(ci), pb.b, okb);
+                var x = subgroupBroadcast(xa, 0u);
+                a0 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 1u);
+                a1 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 2u);
+                a2 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 3u);
+                a3 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 4u);
+                a4 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 5u);
+                a5 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 6u);
+                a6 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xa, 7u);
+                a7 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 0u);
+                a8 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 1u);
+                a9 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 2u);
+                a10 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 3u);
+                a11 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 4u);
+                a12 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 5u);
+                a13 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 6u);
+                a14 += vec2<f32>(dot(x, w0), dot(x, w1));
+                x = subgroupBroadcast(xb, 7u);
+                a15 += vec2<f32>(dot(x, w0), dot(x, w1));
+            }
+        }
+    }
+    var acc = array<vec2<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    var bias = vec2<f32>(0.0);
+    if p.epilogue == 1u || p.epilogue == 2u {
+        bias = vec2<f32>(params[p.bias + min(c0, p.out_c - 1u)], params[p.bias + min(c1, p.out_c - 1u)]);
+    }
+    let live = vec2<f32>(f32(c0 < p.out_c), f32(c1 < p.out_c));
+    // lanes 4j..4j+3 hold the four channels of one output texel: gather them by shuffles
+    let first = lane & ~3u;
+    for (var r = 0u; r < 16u; r++) {
+        var v = acc[r] + bias;
+        if p.epilogue == 2u {
+            v = max(v, vec2<f32>(0.0));
+        }
+        v *= live;
+        var t0 = vec4<f32>(subgroupShuffle(v.x, first), subgroupShuffle(v.x, first + 1u), subgroupShuffle(v.x, first + 2u), subgroupShuffle(v.x, first + 3u));
+        var t1 = vec4<f32>(subgroupShuffle(v.y, first), subgroupShuffle(v.y, first + 1u), subgroupShuffle(v.y, first + 2u), subgroupShuffle(v.y, first + 3u));
+        let px = pixel_of(r0 + r, p.out_w, p.out_h);
+        if lane == first && px.live {
+            let base = (px.y * p.out_w + px.x) * out_c4;
+            if c0 < p.out_c {
+                let texel = vec2<u32>(base + c0 / 4u, px.b);
+                if p.epilogue == 3u {
+                    t0 *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+                }
+                textureStore(out, texel, t0);
+            }
+            if c1 < p.out_c {
+                let texel = vec2<u32>(base + c1 / 4u, px.b);
+                if p.epilogue == 3u {
+                    t1 *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+                }
+                textureStore(out, texel, t1);
+            }
+        }
+    }
+}
+
+// dIn[b, iy, ix, i] = sum over ky, kx, o of dOut[b, oy, ox, o] W[o, i, ky, kx], where iy = oy s + ky - pad
+// (and the same in x); the epilogues as conv2d_backward_input's.
+// Rows of the GEMM come in blocks of 8 input pixels of one row iy, `stride` apart
+// (ix = px + stride (8 g + j), j = 0..7), so that the same taps reach all eight.
+// Workgroup (x, y): lane l of subgroup s owns input-channel texel q = 8 x + l of
+// row block 8 y + s; lane j fetches the dOut texel that reaches pixel j and
+// broadcasts it.
+@compute @workgroup_size(64)
+fn conv2d_backward_input_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    let q = wg.x * 8u + lane;
+    let qc = min(q, in_c4 - 1u);
+    // block -> (b, iy, px, g)
+    let span = 8u * p.stride;
+    let groups = (p.in_w + span - 1u) / span;
+    var blk = wg.y * 8u + lid / 8u;
+    let g = blk % groups;
+    blk /= groups;
+    let px = blk % p.stride;
+    blk /= p.stride;
+    let iy = blk % p.in_h;
+    let b = blk / p.in_h;
+    let live_block = b < p.batch;
+    let ix0 = px + span * g;
+    // this lane's pixel (for its dOut fetches): ix0 + stride * lane
+    let my_ix = ix0 + p.stride * lane;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let ty = i32(iy + p.pad) - i32(ky);
+        if ty < 0 || u32(ty) % p.stride != 0u || u32(ty) / p.stride >= p.out_h {
+            continue;
+        }
+        let oy = u32(ty) / p.stride;
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            // tx = ix + pad - kx has the same remainder for all eight pixels
+            let tx = i32(my_ix + p.pad) - i32(kx);
+            if (px + p.pad + p.kernel * p.stride - kx) % p.stride != 0u {
+                continue;
+            }
+            let ox = tx / i32(p.stride);
+            let ok = live_block && tx >= 0 && ox < i32(p.out_w) && my_ix < p.in_w;
+            let gbase = (i32(oy * p.out_w) + ox) * i32(out_c4);
+            let wcol = (ky * p.kernel + kx) * in_c4 + qc;
+            for (var co = 0u; co < out_c4; co++) {
+                let w0 = textureLoad(rhs, vec2<u32>(wcol, co * 4u));
+                let w1 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 1u));
+                let w2 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 2u));
+                let w3 = textureLoad(rhs, vec2<u32>(wcol, co * 4u + 3u));
+                let gl = load_if(lhs, gbase + i32(co), b, ok);
+                var gv = subgroupBroadcast(gl, 0u);
+                a0 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 1u);
+                a1 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 2u);
+                a2 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 3u);
+                a3 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 4u);
+                a4 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 5u);
+                a5 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 6u);
+                a6 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+                gv = subgroupBroadcast(gl, 7u);
+                a7 += gv.x * w0 + gv.y * w1 + gv.z * w2 + gv.w * w3;
+            }
+        }
+    }
+    if q >= in_c4 || !live_block {
+        return;
+    }
+    let live = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.in_c));
+    var bias = vec4<f32>(0.0);
+    if p.epilogue == 1u || p.epilogue == 2u {
+        for (var j = 0u; j < 4u; j++) {
+            if q * 4u + j < p.in_c {
+                bias[j] = params[p.bias + q * 4u + j];
+            }
+        }
+    }
+    var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    for (var j = 0u; j < 8u; j++) {
+        let ix = ix0 + p.stride * j;
+        if ix >= p.in_w {
+            break;
+        }
+        let texel = vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b);
+        var v = acc[j] + bias;
+        if p.epilogue == 2u {
+            v = max(v, vec4<f32>(0.0));
+        } else if p.epilogue == 3u {
+            v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+        }
+        textureStore(out, texel, v * live);
+    }
+}
+
