@@ -190,9 +190,13 @@ struct TrainArgs {
     /// Dimension of the latent code z.
     #[arg(long, default_value_t = 20)]
     latent_dim: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    /// Adam learning rate [default: 0.001]; with --resume, a new rate from the resumed epoch on.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Multiply the learning rate by this after every epoch [default: 1, constant];
+    /// with --resume, a new decay from the resumed epoch on (e.g. --lr-decay 0.98).
+    #[arg(long)]
+    lr_decay: Option<f64>,
     /// Weight of the KL term (1 = the ELBO).
     #[arg(long, default_value_t = 1.0)]
     beta: f32,
@@ -632,7 +636,11 @@ fn run() -> Result<()> {
                 hidden: t.hidden,
                 conv_channels: [t.channels[0], t.channels[1]],
                 latent_dim: t.latent_dim,
-                lr: t.lr,
+                lr: t.lr.unwrap_or(1e-3),
+                lr_decay: t.lr_decay.unwrap_or(1.0),
+                lr_decay_start: 1,
+                lr_given: t.lr.is_some(),
+                lr_decay_given: t.lr_decay.is_some(),
                 beta: t.beta,
                 kl_warmup: t.kl_warmup,
                 free_bits: t.free_bits,

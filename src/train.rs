@@ -56,6 +56,14 @@ pub struct TrainOptions {
     pub conv_channels: [usize; 2],
     pub latent_dim: usize,
     pub lr: f32,
+    /// The learning rate is multiplied by this after every epoch (PyTorch's ExponentialLR).
+    pub lr_decay: f64,
+    /// The epoch at which the schedule runs from `lr` (1, or where a resume changed it).
+    pub lr_decay_start: usize,
+    /// With `resume`: `lr` / `lr_decay` were given and replace the saved schedule from
+    /// the resumed epoch on.
+    pub lr_given: bool,
+    pub lr_decay_given: bool,
     pub beta: f32,
     /// Epochs over which the KL weight rises linearly from 0 to beta.
     pub kl_warmup: f64,
@@ -135,6 +143,8 @@ impl TrainOptions {
             "conv_channels": self.conv_channels,
             "latent_dim": self.latent_dim,
             "lr": self.lr,
+            "lr_decay": self.lr_decay,
+            "lr_decay_start": self.lr_decay_start,
             "beta": self.beta,
             "kl_warmup": self.kl_warmup,
             "free_bits": self.free_bits,
@@ -176,6 +186,9 @@ impl TrainOptions {
             ],
             latent_dim: u("latent_dim")?,
             lr: f("lr")? as f32,
+            // runs saved before the schedule existed had a constant rate
+            lr_decay: v["lr_decay"].as_f64().unwrap_or(1.0),
+            lr_decay_start: opt_u("lr_decay_start").unwrap_or(1),
             beta: f("beta")? as f32,
             kl_warmup: f("kl_warmup")?,
             free_bits: f("free_bits")? as f32,
@@ -187,6 +200,13 @@ impl TrainOptions {
             checkpoint_every: u("checkpoint_every")?,
             ..base.clone()
         })
+    }
+}
+
+impl TrainOptions {
+    /// Adam's learning rate in `epoch` (1-based): `lr` decayed once per epoch since the schedule started.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        (self.lr as f64 * self.lr_decay.powi(epoch.saturating_sub(self.lr_decay_start) as i32)) as f32
     }
 }
 
@@ -217,6 +237,10 @@ impl Default for TrainOptions {
             conv_channels: [32, 64],
             latent_dim: 20,
             lr: 1e-3,
+            lr_decay: 1.0,
+            lr_decay_start: 1,
+            lr_given: false,
+            lr_decay_given: false,
             beta: 1.0,
             kl_warmup: 0.0,
             free_bits: 0.0,
@@ -305,7 +329,14 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             let saved = TrainOptions::from_json(&ck.options, given)?;
             // an epoch count beyond the saved one extends the run
             let epochs = given.extend_to.map_or(saved.epochs, |e| e.max(saved.epochs));
-            owned = TrainOptions { out: given.resume.clone(), epochs, ..saved };
+            let mut o = TrainOptions { out: given.resume.clone(), epochs, ..saved };
+            // a learning rate or decay given with --resume restarts the schedule at the resumed epoch
+            if given.lr_given || given.lr_decay_given {
+                o.lr = if given.lr_given { given.lr } else { o.lr_at(ck.epoch + 1) };
+                o.lr_decay = if given.lr_decay_given { given.lr_decay } else { o.lr_decay };
+                o.lr_decay_start = ck.epoch + 1;
+            }
+            owned = o;
             &owned
         }
         None => given,
@@ -320,6 +351,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     }
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         bail!("--lr must be a positive number, got {}", opts.lr);
+    }
+    if !(opts.lr_decay > 0.0 && opts.lr_decay <= 1.0) {
+        bail!("--lr-decay must be in (0, 1] (a factor applied after every epoch), got {}", opts.lr_decay);
     }
     if !(opts.beta >= 0.0 && opts.free_bits >= 0.0 && opts.kl_warmup >= 0.0) {
         bail!("--beta, --free-bits and --kl-warmup must not be negative");
@@ -435,6 +469,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     for epoch in first_epoch..=opts.epochs {
         let order = epoch_order(opts.seed, epoch, train_set.len);
         trainer.set_order(&order)?;
+        trainer.hyper.lr = opts.lr_at(epoch);
         let (start, base) = if epoch == first_epoch { (first_step, first_partial) } else { (0, LossSums::default()) };
         let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
         bar.set_style(
@@ -489,7 +524,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
                     bail!(
                         "the loss became {loss} by step {} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {}",
                         b + 1,
-                        opts.lr,
+                        trainer.hyper.lr,
                         opts.beta,
                         if epoch > 1 {
                             format!("{} keeps the metrics, model and checkpoint of epoch {}", out.display(), epoch - 1)
@@ -524,6 +559,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             "test_recon": test_sums.recon_per_image(),
             "test_kl": test_sums.kl_per_image() * kl_weight,
             "kl_weight": if config.kind == ModelKind::Ae { 0.0 } else { trainer.hyper.beta },
+            "lr": trainer.hyper.lr,
             "epoch_seconds": seconds,
             "images_per_second": report.images_per_second,
             "steps": trainer.steps_done,
@@ -576,7 +612,11 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             test_sums.kl_per_image() * kl_weight,
             seconds,
             report.images_per_second
-        ));
+        ) + &if opts.lr_decay < 1.0 || opts.lr_decay_start > 1 {
+            format!("  lr {:.3e}", trainer.hyper.lr)
+        } else {
+            String::new()
+        });
         reports.push(report);
     }
     say(format!(

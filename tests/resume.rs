@@ -92,3 +92,53 @@ fn a_larger_epoch_count_extends_a_finished_run() {
     assert_eq!(m.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(m[2].6, 30, "epoch 3 continues the step count");
 }
+
+/// lr in each line of metrics.jsonl.
+fn lrs(d: &Path) -> Vec<f64> {
+    std::fs::read_to_string(d.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
+    let close = |got: &[f64], want: &[f64]| {
+        assert_eq!(got.len(), want.len(), "lr per epoch: got {got:?}, want {want:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-6 * w, "lr per epoch: got {got:?}, want {want:?}");
+        }
+    };
+    let d = dir("lr-decay");
+    train(&TrainOptions { lr: 2e-3, lr_decay: 0.5, ..opts(&d) }).unwrap();
+    close(&lrs(&d), &[2e-3, 1e-3]);
+    // extending keeps the saved schedule
+    train(&TrainOptions { resume: Some(d.clone()), extend_to: Some(3), quiet: true, ..Default::default() }).unwrap();
+    close(&lrs(&d), &[2e-3, 1e-3, 5e-4]);
+    // a decay given with --resume starts from the rate the schedule had reached
+    let given = TrainOptions {
+        resume: Some(d.clone()),
+        extend_to: Some(5),
+        lr_decay: 0.1,
+        lr_decay_given: true,
+        quiet: true,
+        ..Default::default()
+    };
+    train(&given).unwrap();
+    close(&lrs(&d), &[2e-3, 1e-3, 5e-4, 2.5e-4, 2.5e-5]);
+    // and a rate given with --resume replaces it, keeping the saved decay
+    let given = TrainOptions {
+        resume: Some(d.clone()),
+        extend_to: Some(6),
+        lr: 1e-3,
+        lr_given: true,
+        quiet: true,
+        ..Default::default()
+    };
+    train(&given).unwrap();
+    close(&lrs(&d), &[2e-3, 1e-3, 5e-4, 2.5e-4, 2.5e-5, 1e-3]);
+    let e = format!("{:#}", train(&TrainOptions { lr_decay: 1.5, ..opts(&dir("lr-bad")) }).unwrap_err());
+    assert!(e.contains("--lr-decay must be in (0, 1]"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
