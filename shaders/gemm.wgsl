@@ -14,9 +14,9 @@ struct Gemm {
     k: u32,      // input features
     act: u32,    // 0: identity; 1: ReLU (forward) or ReLU mask (backward_input)
     bias: u32,   // forward: offset of b (n) in the flat parameters, floats
-    grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients
-    stride: u32, // backward_weight: row stride of dW, floats
-    grad_b: u32, // backward_weight: offset of db (n) in the flat gradients
+    grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients, a multiple of 4
+    stride: u32, // backward_weight: row stride of dW, floats, a multiple of 4
+    grad_b: u32, // backward_weight: offset of db (n, padded to 4) in the flat gradients, a multiple of 4
 }
 
 @group(0) @binding(0) var<uniform> p: Gemm;
@@ -31,7 +31,9 @@ struct Gemm {
 // forward: the flat parameter buffer (bias)
 @group(0) @binding(5) var<storage, read> params: array<f32>;
 // backward_weight: the flat gradient buffer (dW, db)
-@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
+// as texels: its offsets and row strides are multiples of 64 floats, so whole texels
+// are stored (the padding columns get the zeros they hold)
+@group(0) @binding(6) var<storage, read_write> grads: array<vec4<f32>>;
 
 fn fetch(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32) -> vec4<f32> {
     return textureLoad(t, vec2<u32>(col4, row));
@@ -165,14 +167,9 @@ fn gemm_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
         if n >= p.n {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
-            let k = c4 * 4u + j;
-            if k < p.k {
-                grads[p.grad_w + n * p.stride + k] = acc[i][j];
-            }
-        }
-        if c4 == 0u {
-            grads[p.grad_b + n] = gsum[i];
-        }
+        grads[(p.grad_w + n * p.stride) / 4u + c4] = acc[i];
+    }
+    if c4 == 0u {
+        grads[(p.grad_b + n0) / 4u] = gsum;
     }
 }

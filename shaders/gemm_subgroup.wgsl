@@ -11,9 +11,9 @@ struct Gemm {
     k: u32,      // input features
     act: u32,    // 0: identity; 1: ReLU (forward) or ReLU mask (backward_input)
     bias: u32,   // forward: offset of b (n) in the flat parameters, floats
-    grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients
-    stride: u32, // backward_weight: row stride of dW, floats
-    grad_b: u32, // backward_weight: offset of db (n) in the flat gradients
+    grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients, a multiple of 4
+    stride: u32, // backward_weight: row stride of dW, floats, a multiple of 4
+    grad_b: u32, // backward_weight: offset of db (n, padded to 4) in the flat gradients, a multiple of 4
 }
 
 @group(0) @binding(0) var<uniform> p: Gemm;
@@ -27,8 +27,10 @@ struct Gemm {
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
 // forward: the flat parameter buffer (bias)
 @group(0) @binding(5) var<storage, read> params: array<f32>;
-// backward_weight: the flat gradient buffer (dW, db)
-@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
+// backward_weight: the flat gradient buffer (dW, db) as texels: its offsets and row
+// strides are multiples of 64 floats, so whole texels are stored (one per-lane store
+// instead of four; the padding columns get the zeros they hold)
+@group(0) @binding(6) var<storage, read_write> grads: array<vec4<f32>>;
 
 // Texel (col4, row) of t, or zero past `rows` (out-of-range fetches are clamped, then zeroed).
 fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, rows: u32) -> vec4<f32> {
@@ -326,10 +328,10 @@ fn gemm_backward_weight_subgroup(
         }
         sa = subgroupAdd(sa);
         sb = subgroupAdd(sb);
-        if lid == 0u {
-            var sums = array<vec4<f32>, 2>(sa, sb);
-            for (var i = 0u; i < 8u && n0 + i < p.n; i++) {
-                grads[p.grad_b + n0 + i] = sums[i / 4u][i % 4u];
+        if lid == 0u && n0 < p.n {
+            grads[(p.grad_b + n0) / 4u] = sa;
+            if n0 + 4u < p.n {
+                grads[(p.grad_b + n0) / 4u + 1u] = sb;
             }
         }
     }
@@ -342,11 +344,6 @@ fn gemm_backward_weight_subgroup(
         if n >= p.n {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
-            let k = c4 * 4u + j;
-            if k < p.k {
-                grads[p.grad_w + n * p.stride + k] = acc[i][j];
-            }
-        }
+        grads[(p.grad_w + n * p.stride) / 4u + c4] = acc[i];
     }
 }

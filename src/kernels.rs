@@ -57,6 +57,8 @@ pub struct Gemm {
     pub k: u32,
     pub act: u32,
     pub bias: u32,
+    /// `grad_w`, `stride` and `grad_b` are multiples of 4 floats and the bias region is
+    /// padded to 4: backward_weight stores whole texels (the model's layout aligns to 64).
     pub grad_w: u32,
     pub stride: u32,
     pub grad_b: u32,

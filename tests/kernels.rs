@@ -122,7 +122,10 @@ fn gemm_backward_weight_matches_reference() {
         g.write_matrix(&xm, &x);
         let stride = kk.next_multiple_of(64);
         let bias_at = n.next_multiple_of(4) * stride;
-        let grads = g.buffer("grads", ((bias_at + n) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+        // laid out as the model lays out its flat buffers: offsets, row strides and the
+        // bias region in multiples of 64 floats (the kernels store whole texels)
+        let grads =
+            g.buffer("grads", ((bias_at + n.next_multiple_of(64)) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
         let gp = kernels::Gemm {
             m: dym.rows as u32,
             n: n as u32,
