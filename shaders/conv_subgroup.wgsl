@@ -300,3 +300,199 @@ fn conv2d_backward_input_subgroup(
     }
 }
 
+
+// dW[o, i, ky, kx] = sum over images and output pixels of dOut[b, oy, ox, o] in[b, iy, ix, i]
+// (and db per bias_of), written into the flat gradients as conv2d_backward_weight does.
+// For input channels in whole subgroups (c4_in a multiple of 8): the 8 lanes of a
+// subgroup own 8 input-channel texels of one tap, so they share the output pixels
+// whose tap lands inside the image, and loop over those only.
+// Workgroup (x, y): 64 columns (tap, input-channel texel) of dW from 64 x, 8 output
+// channels from 8 y. Per output pixel, images go in runs of 8: lane j fetches
+// dOut's two texels of image b0 + j and broadcasts them.
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    let taps = p.kernel * p.kernel;
+    let col = wg.x * 64u + lid;
+    let live_col = col < taps * in_c4;
+    let colc = min(col, taps * in_c4 - 1u);
+    let tap = colc / in_c4;
+    let q = colc % in_c4;
+    let ky = tap / p.kernel;
+    let kx = tap % p.kernel;
+    // the output pixels whose tap (ky, kx) is inside the image: oy in [oy0, oy1), ox in [ox0, ox1)
+    let oy0 = (max(p.pad, ky) - ky + p.stride - 1u) / p.stride;
+    let oy1 = min(p.out_h, (p.in_h + p.pad - ky + p.stride - 1u) / p.stride);
+    let ox_lo = (max(p.pad, kx) - kx + p.stride - 1u) / p.stride;
+    let ox_hi = min(p.out_w, (p.in_w + p.pad - kx + p.stride - 1u) / p.stride);
+    let n0 = wg.y * 8u;
+    let ta = min(n0 / 4u, out_c4 - 1u);
+    let tb = min(n0 / 4u + 1u, out_c4 - 1u);
+    let live_b = n0 / 4u + 1u < out_c4;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    for (var oy = oy0; oy < oy1; oy++) {
+        let iy = oy * p.stride + ky - p.pad;
+        for (var ox = ox_lo; ox < ox_hi; ox++) {
+            // this tap's input texel of pixel (oy, ox), and dOut's texels there
+            let xc = (iy * p.in_w + ox * p.stride + kx - p.pad) * in_c4 + q;
+            let gc = (oy * p.out_w + ox) * out_c4;
+            for (var b0 = 0u; b0 < p.batch; b0 += 8u) {
+                // images b0 + j, j = 0..7: lane j fetches dOut of image b0 + j
+                let gr = min(b0 + lane, p.batch - 1u);
+                let ga = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + ta, gr)), b0 + lane < p.batch);
+                let gb = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + tb, gr)), live_b && b0 + lane < p.batch);
+                var x: vec4<f32>;
+                var da: vec4<f32>;
+                var db: vec4<f32>;
+                x = textureLoad(rhs, vec2<u32>(xc, b0 + 0u));
+                da = subgroupBroadcast(ga, 0u);
+                db = subgroupBroadcast(gb, 0u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 1u)), b0 + 1u < p.batch);
+                da = subgroupBroadcast(ga, 1u);
+                db = subgroupBroadcast(gb, 1u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 2u)), b0 + 2u < p.batch);
+                da = subgroupBroadcast(ga, 2u);
+                db = subgroupBroadcast(gb, 2u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 3u)), b0 + 3u < p.batch);
+                da = subgroupBroadcast(ga, 3u);
+                db = subgroupBroadcast(gb, 3u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 4u)), b0 + 4u < p.batch);
+                da = subgroupBroadcast(ga, 4u);
+                db = subgroupBroadcast(gb, 4u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 5u)), b0 + 5u < p.batch);
+                da = subgroupBroadcast(ga, 5u);
+                db = subgroupBroadcast(gb, 5u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 6u)), b0 + 6u < p.batch);
+                da = subgroupBroadcast(ga, 6u);
+                db = subgroupBroadcast(gb, 6u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+                x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 7u)), b0 + 7u < p.batch);
+                da = subgroupBroadcast(ga, 7u);
+                db = subgroupBroadcast(gb, 7u);
+                a0 += da.x * x;
+                a1 += da.y * x;
+                a2 += da.z * x;
+                a3 += da.w * x;
+                a4 += db.x * x;
+                a5 += db.y * x;
+                a6 += db.z * x;
+                a7 += db.w * x;
+            }
+        }
+    }
+    // a convolution's bias: the first subgroup of the first column of workgroups sums
+    // dOut's 8 channels over every pixel, lanes taking every 8th
+    if p.bias_of == 0u && wg.x == 0u && lid < 8u {
+        var sa = vec4<f32>(0.0);
+        var sb = vec4<f32>(0.0);
+        for (var b = 0u; b < p.batch; b++) {
+            for (var px = lane; px < p.out_h * p.out_w; px += 8u) {
+                sa += textureLoad(lhs, vec2<u32>(px * out_c4 + ta, b));
+                sb += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + tb, b)), live_b);
+            }
+        }
+        sa = subgroupAdd(sa);
+        sb = subgroupAdd(sb);
+        if lid == 0u {
+            var sums = array<vec4<f32>, 2>(sa, sb);
+            for (var i = 0u; i < 8u && n0 + i < p.out_c; i++) {
+                grads[p.grad_b + n0 + i] = sums[i / 4u][i % 4u];
+            }
+        }
+    }
+    if !live_col {
+        return;
+    }
+    // a transposed convolution's bias sits on this convolution's input side
+    if p.bias_of == 1u && wg.y == 0u && tap == 0u {
+        var xsum = vec4<f32>(0.0);
+        for (var b = 0u; b < p.batch; b++) {
+            for (var px = 0u; px < p.in_h * p.in_w; px++) {
+                xsum += textureLoad(rhs, vec2<u32>(px * in_c4 + q, b));
+            }
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if q * 4u + j < p.in_c {
+                grads[p.grad_b + q * 4u + j] = xsum[j];
+            }
+        }
+    }
+    var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    let c = tap * in_c4 * 4u + q * 4u;
+    for (var i = 0u; i < 8u; i++) {
+        let o = n0 + i;
+        if o >= p.out_c {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            grads[p.grad_w + o * p.w_stride + c + j] = acc[i][j];
+        }
+    }
+}

@@ -317,9 +317,9 @@ fn gemm_backward_weight_subgroup(
         a6 += db.z * x;
         a7 += db.w * x;
     }
-    // db: the first column of workgroups also sums dY's 8 columns; lanes take every
-    // 8th row and subgroupAdd combines them
-    if wg.x == 0u {
+    // db: the first subgroup of the first column of workgroups also sums dY's 8
+    // columns; lanes take every 8th row and subgroupAdd combines them
+    if wg.x == 0u && lid < 8u {
         var sa = vec4<f32>(0.0);
         var sb = vec4<f32>(0.0);
         for (var r = lane; r < p.m; r += 8u) {

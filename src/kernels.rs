@@ -127,20 +127,26 @@ pub enum ConvVariant {
     Subgroup,
 }
 
-/// The variant to run `entry` of geometry `s` with: the subgroup kernels where the
-/// adapter has 8-lane subgroups and (for backward_input) the input channels fill at
-/// least half of a subgroup's lanes. Measured on lavapipe at batch 128: forward
-/// 14x14x32 -> 7x7x64 55 against 22 GFLOP/s, 28x28x1 -> 14x14x32 equal;
-/// backward_input 14x14x32 <- 7x7x64 45 against 11 GFLOP/s, but 28x28x1 <- 14x14x32
-/// 1.1 against 1.4 (one lane in eight busy). backward_weight has no subgroup
-/// variant: one built like gemm_backward_weight_subgroup was no faster.
-pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -> ConvVariant {
-    let fits = match entry {
-        "conv2d_forward" => true,
-        "conv2d_backward_input" => s.in_c.div_ceil(4) >= 4,
+/// Whether conv_subgroup.wgsl computes `entry` for geometry `s` (its backward_weight
+/// needs the input channels in whole subgroups: c4_in a multiple of 8).
+pub fn conv_subgroup_supports(entry: &str, s: &crate::reference::ConvShape) -> bool {
+    match entry {
+        "conv2d_forward" | "conv2d_backward_input" => true,
+        "conv2d_backward_weight" => s.in_c.div_ceil(4).is_multiple_of(8),
         _ => false,
-    };
-    if k.subgroup.is_some() && fits {
+    }
+}
+
+/// The variant to run `entry` of geometry `s` with: the subgroup kernels where the
+/// adapter has 8-lane subgroups, they support the shape and (for backward_input) the
+/// input channels fill at least half of a subgroup's lanes. Measured on lavapipe at
+/// batch 128 (GFLOP/s, subgroup against conv.wgsl): forward 14x14x32 -> 7x7x64 55
+/// against 22, 28x28x1 -> 14x14x32 equal; backward_input 14x14x32 <- 7x7x64 45
+/// against 11, but 28x28x1 <- 14x14x32 1.1 against 1.4 (one lane in eight busy);
+/// backward_weight 14x14x32 -> 7x7x64 about 45 against 15.
+pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -> ConvVariant {
+    let worth = entry != "conv2d_backward_input" || s.in_c.div_ceil(4) >= 4;
+    if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
         ConvVariant::Subgroup
     } else {
         ConvVariant::Plain
@@ -161,6 +167,10 @@ pub fn conv_dispatch(
     batch: usize,
 ) -> Dispatch {
     let g = |x: usize| x.max(1) as u32;
+    assert!(
+        variant == ConvVariant::Plain || conv_subgroup_supports(entry, s),
+        "conv_subgroup.wgsl does not compute {entry} for {s:?}"
+    );
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
             let groups = [g(s.out_c.div_ceil(64)), g((batch * s.out_h * s.out_w).div_ceil(16)), 1];
@@ -177,6 +187,11 @@ pub fn conv_dispatch(
             let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks.div_ceil(8)), 1];
             let pipeline = &sg.conv2d_backward_input_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
+        }
+        (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
+            let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(64)), g(s.out_c.div_ceil(8)), 1];
+            let pipeline = &sg.conv2d_backward_weight_subgroup;
+            Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
         _ => {
             let pipeline = match entry {
@@ -317,6 +332,7 @@ pub struct SubgroupGemms {
     /// conv_subgroup.wgsl
     pub conv2d_forward_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_subgroup: wgpu::ComputePipeline,
+    pub conv2d_backward_weight_subgroup: wgpu::ComputePipeline,
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
@@ -351,6 +367,7 @@ impl Kernels {
             Some(SubgroupGemms {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(&c, "conv2d_backward_input_subgroup")?,
+                conv2d_backward_weight_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_subgroup")?,
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,

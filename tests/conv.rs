@@ -5,7 +5,7 @@
 mod common;
 use common::{assert_close, gpu, random};
 use elbo::kernels::{
-    self, Bind, ConvVariant, Dispatch, Kernels, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_NONE, EPILOGUE_RELU_MASK,
+    self, Bind, ConvVariant, Kernels, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_NONE, EPILOGUE_RELU_MASK,
 };
 use elbo::reference::{self as r, ConvShape};
 use std::sync::OnceLock;
@@ -57,7 +57,24 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         // channels past one subgroup's lanes and one workgroup's columns, partly filled
         (2, ConvShape::new(6, 5, 40, 70, 3, 1, 1)),
         (3, ConvShape::new(9, 19, 20, 36, 4, 2, 1)),
+        // input channels in whole subgroups (conv_subgroup.wgsl's backward_weight), odd sizes
+        (3, ConvShape::new(6, 7, 32, 20, 3, 1, 1)),
+        (9, ConvShape::new(5, 9, 64, 12, 4, 2, 1)),
     ]
+}
+
+/// (variant, batch, shape) for every shape each variant computes `entry` for; the
+/// subgroup variant must get some of them wherever it exists.
+fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
+    let all: Vec<_> = variants()
+        .into_iter()
+        .flat_map(|v| shapes().into_iter().map(move |(b, s)| (v, b, s)))
+        .filter(|(v, _, s)| *v == ConvVariant::Plain || kernels::conv_subgroup_supports(entry, s))
+        .collect();
+    if k().subgroup.is_some() {
+        assert!(all.iter().filter(|c| c.0 == ConvVariant::Subgroup).count() >= 2, "{entry}: too few subgroup cases");
+    }
+    all
 }
 
 /// The variants this adapter runs; on lavapipe (8-lane subgroups) that must include
@@ -80,8 +97,8 @@ fn texels(s_pixels: usize, c: usize) -> usize {
 #[test]
 fn conv2d_forward_matches_reference() {
     let g = gpu();
-    for variant in variants() {
-        for (batch, s) in shapes() {
+    for (variant, batch, s) in cases("conv2d_forward") {
+        {
             for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_RELU_MASK] {
                 let x = random(batch * s.in_h * s.in_w * s.in_c, 1, -1.0, 1.0);
                 let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 2, -0.5, 0.5);
@@ -123,7 +140,7 @@ fn conv2d_forward_matches_reference() {
 #[test]
 fn conv2d_backward_input_matches_reference() {
     let g = gpu();
-    for (variant, (batch, s)) in variants().into_iter().flat_map(|v| shapes().into_iter().map(move |c| (v, c))) {
+    for (variant, batch, s) in cases("conv2d_backward_input") {
         for epilogue in [EPILOGUE_NONE, EPILOGUE_RELU_MASK, EPILOGUE_BIAS_RELU] {
             let dy = random(batch * s.out_h * s.out_w * s.out_c, 4, -1.0, 1.0);
             let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 5, -0.5, 0.5);
@@ -166,7 +183,7 @@ fn conv2d_backward_input_matches_reference() {
 #[test]
 fn conv2d_backward_weight_matches_reference() {
     let g = gpu();
-    for (batch, s) in shapes() {
+    for (variant, batch, s) in cases("conv2d_backward_weight") {
         for bias_of in [0u32, 1] {
             let dy = random(batch * s.out_h * s.out_w * s.out_c, 8, -1.0, 1.0);
             let x = random(batch * s.in_h * s.in_w * s.in_c, 9, -1.0, 1.0);
@@ -185,15 +202,9 @@ fn conv2d_backward_weight_matches_reference() {
             pr.grad_b = bias_at as u32;
             pr.bias_of = bias_of;
             let u = g.uniform("conv", &pr);
-            let n = kernels::conv_invocations("conv2d_backward_weight", &s, batch.next_multiple_of(4));
-            let d = Dispatch::new(
-                g,
-                "conv2d_backward_weight",
-                &k().conv2d_backward_weight,
-                &[(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))],
-                n,
-                64,
-            );
+            let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))];
+            let m = batch.next_multiple_of(4);
+            let d = kernels::conv_dispatch(g, k(), "conv2d_backward_weight", variant, "test", &binds, &s, m);
             kernels::run(g, &[d]).unwrap();
             let flat = g.read_f32(&grads, 0, bias_at + s.out_c.max(s.in_c)).unwrap();
             let (want_w, want_b) = r::conv2d_backward_weight(&dy, &x, batch, &s);
@@ -206,7 +217,7 @@ fn conv2d_backward_weight_matches_reference() {
                     }
                 }
             }
-            let what = format!("conv2d_backward_weight {s:?} batch {batch} bias_of {bias_of}");
+            let what = format!("conv2d_backward_weight {variant:?} {s:?} batch {batch} bias_of {bias_of}");
             assert_close(&format!("{what} dW"), &got_w, &want_w, 1e-3, 1e-4);
             if bias_of == 0 {
                 assert_close(&format!("{what} db"), &flat[bias_at..bias_at + s.out_c], &want_b, 1e-3, 1e-4);
