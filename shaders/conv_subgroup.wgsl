@@ -5,7 +5,9 @@
 // are channels and the reduction runs over taps and the other side's
 // channels, fetched straight from the channels-last images (no im2col copy).
 // Compiled only when the device has Features::SUBGROUP; used where the
-// convolution's channels fill the lanes (see `conv_subgroup_fits` in src/kernels.rs).
+// convolution's channels fill the lanes (`kernels::conv_variant`). The steps over
+// the 8 lanes are written out: subgroupBroadcast takes a constant lane, and a loop
+// would also blend every accumulator with the execution mask once per lane.
 
 struct Conv {
     batch: u32,    // images: texture rows, a multiple of 4
