@@ -215,8 +215,9 @@ fn pytorch_step(python: &str, arch: Arch, batch: usize) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// `elbo bench`: the adapter, kernel timings at the model's shapes and on square
-/// GEMMs, and whole training steps at several batch sizes.
+/// `elbo bench`: the adapter, kernel timings at the models' shapes (the MLP's and,
+/// unless no conv batch is asked for, the convolutional VAE's) and on square GEMMs,
+/// and whole training steps at several batch sizes.
 pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Value> {
     let (train, test) = mnist()?;
     let k = Kernels::new(gpu)?;
@@ -236,6 +237,12 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         .collect();
     drop(t);
     let mut kernels = kernel_entries(&runs);
+    if !opts.conv_batches.is_empty() {
+        progress("kernels of the convolutional VAE step at batch 128");
+        let mut t = model_trainer(gpu, Arch::Conv, &train, &test, 128)?;
+        let runs = profile_steps(gpu, &mut t, 2, (opts.steps / 4).max(3))?;
+        kernels.extend(kernel_entries(&runs));
+    }
     for &n in &opts.squares {
         for v in crate::gemm::available(&k) {
             progress(&format!("square GEMM {n} ({})", v.name()));

@@ -209,3 +209,34 @@ fn a_diverging_run_stops_with_the_remedies() {
     assert!(err.contains("lower --lr") && err.contains("step"), "stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn bench_reports_the_kernels_of_both_models_and_their_steps() {
+    let json = std::env::temp_dir().join(format!("elbo-bench-{}.json", std::process::id()));
+    let out = elbo()
+        .args(["bench", "--steps", "3", "--batch-sizes", "32", "--conv-batch-sizes", "32", "--squares", "64"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let kernels = r["kernels"].as_array().unwrap();
+    let names: Vec<&str> = kernels.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+    for want in ["gemm_forward fc1", "gemm_backward_weight fc1", "adam_update", "elbo_forward_backward"] {
+        assert!(names.contains(&want), "no {want} in {names:?}");
+    }
+    // the convolutional model's passes, in whichever variant this adapter runs
+    for pass in ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"] {
+        assert!(names.iter().any(|n| n.starts_with(pass) && n.contains("enc.conv2")), "no {pass} in {names:?}");
+    }
+    assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0), "a kernel took no time: {kernels:?}");
+    let steps = r["steps"].as_array().unwrap();
+    let dispatches: Vec<u64> = steps.iter().map(|s| s["dispatches"].as_u64().unwrap()).collect();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(dispatches[0], 17, "the MLP step's dispatches: {steps:?}");
+    assert!(steps.iter().all(|s| s["median_ms"].as_f64().unwrap() > 0.0 && s["submits"] == 1), "{steps:?}");
+    assert!(!r["gemm_choice"].as_array().unwrap().is_empty());
+    assert!(r["adapter"]["name"].as_str().is_some_and(|n| !n.is_empty()));
+}
