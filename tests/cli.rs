@@ -1,5 +1,8 @@
 //! The binary as a user meets it: errors are one clear line and a non-zero exit.
 
+mod common;
+use common::Scratch;
+
 use std::process::Command;
 
 fn elbo() -> Command {
@@ -91,7 +94,7 @@ fn a_batch_beyond_the_adapters_limits_names_the_limit() {
             "10",
             "--out",
         ])
-        .arg(std::env::temp_dir().join("elbo-too-large"))
+        .arg(&*Scratch::new("too-large"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -125,8 +128,7 @@ fn every_subcommand_explains_itself_with_an_example() {
 
 #[test]
 fn a_damaged_or_foreign_model_file_is_refused() {
-    let dir = std::env::temp_dir().join(format!("elbo-bad-model-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::created("bad-model");
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"not a safetensors file at all").unwrap();
     // a real safetensors file, but not elbo's: no configuration in its metadata
@@ -144,6 +146,7 @@ fn a_damaged_or_foreign_model_file_is_refused() {
 
 #[test]
 fn train_json_prints_only_metrics_lines() {
+    let dir = Scratch::new("json");
     let out = elbo()
         .args([
             "train",
@@ -158,7 +161,7 @@ fn train_json_prints_only_metrics_lines() {
             "--json",
             "--out",
         ])
-        .arg(std::env::temp_dir().join(format!("elbo-json-{}", std::process::id())))
+        .arg(&*dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -172,12 +175,11 @@ fn train_json_prints_only_metrics_lines() {
 
 #[test]
 fn a_model_of_other_images_is_refused_with_its_shape() {
-    let dir = std::env::temp_dir().join(format!("elbo-other-arch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::created("other-arch");
     // a model of 25x25 faces, used on MNIST (the default dataset)
     let faces = elbo::VaeConfig::mlp(25, 25, 16, 3);
     elbo::Model::init(&faces, 1).save(&dir.join("model.safetensors"), &Default::default()).unwrap();
-    let out = elbo().args(["sample", "--model"]).arg(&dir).output().unwrap();
+    let out = elbo().args(["sample", "--model"]).arg(&*dir).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("25x25") && err.contains("28x28") && err.contains("--dataset"), "{err}");
@@ -185,7 +187,7 @@ fn a_model_of_other_images_is_refused_with_its_shape() {
 
 #[test]
 fn a_diverging_run_stops_with_the_remedies() {
-    let dir = std::env::temp_dir().join(format!("elbo-diverge-{}", std::process::id()));
+    let dir = Scratch::new("diverge");
     let out = elbo()
         .args([
             "train",
@@ -201,7 +203,7 @@ fn a_diverging_run_stops_with_the_remedies() {
             "1",
             "--out",
         ])
-        .arg(&dir)
+        .arg(&*dir)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,15 +1,15 @@
 //! Image folders as datasets: the shipped faces, generated PNGs and JPEGs of
 //! mixed sizes, damaged and missing folders, and the centre crop.
 
+mod common;
+use common::Scratch;
+
 use elbo::data::{crop_to_multiple, faces_dir, load_faces, load_image_folder, Dataset};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("elbo-test-datasets-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp_dir(name: &str) -> Scratch {
+    Scratch::created(&format!("test-datasets-{name}"))
 }
 
 fn err_of(r: anyhow::Result<impl std::fmt::Debug>) -> String {

@@ -1,8 +1,11 @@
 //! The IDX reader on valid and damaged files, and MNIST loading errors.
 
+mod common;
+use common::Scratch;
+
 use elbo::idx::{parse_idx, read_idx};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn idx_bytes(dims: &[u32], fill: u8) -> Vec<u8> {
     let mut b = vec![0, 0, 8, dims.len() as u8];
@@ -20,11 +23,8 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("elbo-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp_dir(name: &str) -> Scratch {
+    Scratch::created(&format!("test-{name}"))
 }
 
 fn err_of(r: anyhow::Result<impl std::fmt::Debug>) -> String {

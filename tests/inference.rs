@@ -2,6 +2,7 @@
 
 mod common;
 use common::assert_close;
+use common::Scratch;
 use elbo::inference::{self as inf, Session, UseOptions};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -10,7 +11,9 @@ use std::sync::OnceLock;
 fn trained() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("elbo-inference-{}", std::process::id()));
+        // shared by the binary's tests, so never dropped: kept in Cargo's scratch folder
+        // under target/, replaced by the next run
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("elbo-inference-model");
         let _ = std::fs::remove_dir_all(&out);
         let opts = elbo::train::TrainOptions {
             out: Some(out.clone()),
@@ -206,10 +209,9 @@ fn map_gradient_matches_the_reference_decoder() {
 #[test]
 fn map_restoration_beats_the_encoder_and_the_mean_image() {
     // a model good enough for the comparison to mean something: latent 10, 3 epochs on 10,000 images
-    let dir = std::env::temp_dir().join(format!("elbo-restore-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("restore");
     let opts = elbo::train::TrainOptions {
-        out: Some(dir.clone()),
+        out: Some(dir.to_path_buf()),
         epochs: 3,
         hidden: Some(200),
         latent_dim: 10,
@@ -219,7 +221,8 @@ fn map_restoration_beats_the_encoder_and_the_mean_image() {
         ..Default::default()
     };
     elbo::train::train(&opts).unwrap();
-    let s = Session::open(&UseOptions { model: dir.clone(), out: Some(dir.join("restore")), ..use_options() }).unwrap();
+    let s = Session::open(&UseOptions { model: dir.to_path_buf(), out: Some(dir.join("restore")), ..use_options() })
+        .unwrap();
     let r = inf::restore(&s, 16, &inf::Corruption::Half, 150, 0.05, 1).unwrap();
     assert_eq!(r.values, 16 * 392, "the bottom half of 16 images is unknown");
     assert!(r.mse_restored < r.mse_encoder, "MAP {} not below encoder-only {}", r.mse_restored, r.mse_encoder);
@@ -276,8 +279,7 @@ fn fine_tuning_the_encoder_learns_the_classes() {
 
 #[test]
 fn fine_tuning_a_convolutional_encoder_runs() {
-    let dir = std::env::temp_dir().join(format!("elbo-finetune-conv-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("finetune-conv");
     let config = elbo::VaeConfig {
         arch: elbo::model::Arch::Conv,
         conv_channels: [4, 8],
@@ -286,7 +288,7 @@ fn fine_tuning_a_convolutional_encoder_runs() {
     };
     std::fs::create_dir_all(&dir).unwrap();
     elbo::Model::init(&config, 2).save(&dir.join("model.safetensors"), &Default::default()).unwrap();
-    let s = Session::open(&UseOptions { model: dir.clone(), ..use_options() }).unwrap();
+    let s = Session::open(&UseOptions { model: dir.to_path_buf(), ..use_options() }).unwrap();
     let mut train = s.train.clone();
     train.truncate(2000);
     let mut test = s.test.clone();

@@ -1,7 +1,10 @@
 //! Interrupting a run and resuming it reproduces the uninterrupted run bit for bit.
 
 use elbo::train::{train, Interrupted, TrainOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::Scratch;
 
 fn opts(out: &Path) -> TrainOptions {
     TrainOptions {
@@ -19,10 +22,8 @@ fn opts(out: &Path) -> TrainOptions {
     }
 }
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("elbo-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn dir(name: &str) -> Scratch {
+    Scratch::new(&format!("resume-{name}"))
 }
 
 /// (epoch, train_loss, test_loss, test_recon, test_kl, kl_weight, steps) per line of metrics.jsonl.
@@ -63,7 +64,7 @@ fn resuming_reproduces_the_uninterrupted_run() {
         assert!(format!("{err}").contains("--resume"), "{err}");
         assert!(metrics(&part).len() < 2);
         // the resumed run takes its options from the checkpoint: pass nothing else
-        train(&TrainOptions { resume: Some(part.clone()), quiet: true, ..Default::default() }).unwrap();
+        train(&TrainOptions { resume: Some(part.to_path_buf()), quiet: true, ..Default::default() }).unwrap();
         assert_eq!(metrics(&part), want, "stopped after {stop} steps, then resumed");
         let got_params = elbo::Model::load(&part.join("model.safetensors")).unwrap().params;
         assert!(got_params == want_params, "stopped after {stop} steps: the final parameters differ");
@@ -74,10 +75,10 @@ fn resuming_reproduces_the_uninterrupted_run() {
 fn resume_rejects_missing_and_damaged_checkpoints() {
     let d = dir("bad");
     std::fs::create_dir_all(&d).unwrap();
-    let e = format!("{:#}", train(&TrainOptions { resume: Some(d.clone()), ..Default::default() }).unwrap_err());
+    let e = format!("{:#}", train(&TrainOptions { resume: Some(d.to_path_buf()), ..Default::default() }).unwrap_err());
     assert!(e.contains("checkpoint.safetensors") && e.contains("--resume"), "{e}");
     std::fs::write(d.join("checkpoint.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
-    let e = format!("{:#}", train(&TrainOptions { resume: Some(d.clone()), ..Default::default() }).unwrap_err());
+    let e = format!("{:#}", train(&TrainOptions { resume: Some(d.to_path_buf()), ..Default::default() }).unwrap_err());
     assert!(e.contains("not a usable elbo checkpoint"), "{e}");
 }
 
@@ -87,7 +88,8 @@ fn a_larger_epoch_count_extends_a_finished_run() {
     train(&opts(&d)).unwrap();
     assert_eq!(metrics(&d).len(), 2);
     // --epochs above the saved count extends the run
-    train(&TrainOptions { resume: Some(d.clone()), extend_to: Some(3), quiet: true, ..Default::default() }).unwrap();
+    train(&TrainOptions { resume: Some(d.to_path_buf()), extend_to: Some(3), quiet: true, ..Default::default() })
+        .unwrap();
     let m = metrics(&d);
     assert_eq!(m.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(m[2].6, 30, "epoch 3 continues the step count");
@@ -114,11 +116,12 @@ fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
     train(&TrainOptions { lr: 2e-3, lr_decay: 0.5, ..opts(&d) }).unwrap();
     close(&lrs(&d), &[2e-3, 1e-3]);
     // extending keeps the saved schedule
-    train(&TrainOptions { resume: Some(d.clone()), extend_to: Some(3), quiet: true, ..Default::default() }).unwrap();
+    train(&TrainOptions { resume: Some(d.to_path_buf()), extend_to: Some(3), quiet: true, ..Default::default() })
+        .unwrap();
     close(&lrs(&d), &[2e-3, 1e-3, 5e-4]);
     // a decay given with --resume starts from the rate the schedule had reached
     let given = TrainOptions {
-        resume: Some(d.clone()),
+        resume: Some(d.to_path_buf()),
         extend_to: Some(5),
         lr_decay: 0.1,
         lr_decay_given: true,
@@ -129,7 +132,7 @@ fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
     close(&lrs(&d), &[2e-3, 1e-3, 5e-4, 2.5e-4, 2.5e-5]);
     // and a rate given with --resume replaces it, keeping the saved decay
     let given = TrainOptions {
-        resume: Some(d.clone()),
+        resume: Some(d.to_path_buf()),
         extend_to: Some(6),
         lr: 1e-3,
         lr_given: true,
@@ -140,5 +143,4 @@ fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
     close(&lrs(&d), &[2e-3, 1e-3, 5e-4, 2.5e-4, 2.5e-5, 1e-3]);
     let e = format!("{:#}", train(&TrainOptions { lr_decay: 1.5, ..opts(&dir("lr-bad")) }).unwrap_err());
     assert!(e.contains("--lr-decay must be in (0, 1]"), "{e}");
-    let _ = std::fs::remove_dir_all(&d);
 }

@@ -2,7 +2,7 @@
 //! training runs: the loss falls, and the same seed gives the same losses.
 
 mod common;
-use common::{assert_close, gpu};
+use common::{assert_close, gpu, Scratch};
 use elbo::data::Dataset;
 use elbo::model::{Arch, Likelihood, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
@@ -175,10 +175,9 @@ fn the_same_seed_gives_the_same_losses() {
 
 #[test]
 fn train_command_writes_its_outputs() {
-    let out = std::env::temp_dir().join(format!("elbo-train-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = Scratch::new("train");
     let opts = elbo::train::TrainOptions {
-        out: Some(out.clone()),
+        out: Some(out.to_path_buf()),
         epochs: 2,
         hidden: Some(32),
         latent_dim: 4,
@@ -238,10 +237,9 @@ fn safetensors_round_trip_is_exact() {
 
 #[test]
 fn kl_warmup_raises_the_weight_linearly() {
-    let out = std::env::temp_dir().join(format!("elbo-warmup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = Scratch::new("warmup");
     let opts = elbo::train::TrainOptions {
-        out: Some(out.clone()),
+        out: Some(out.to_path_buf()),
         epochs: 2,
         hidden: Some(16),
         latent_dim: 2,
@@ -270,8 +268,7 @@ fn kl_warmup_raises_the_weight_linearly() {
 
 #[test]
 fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
-    let dir = std::env::temp_dir().join(format!("elbo-rgb-folder-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = Scratch::new("rgb-folder");
     std::fs::create_dir_all(dir.join("nested")).unwrap();
     for i in 0..40u32 {
         // 21x14 images: neither side divisible by 4, so the model crops to 20x12
@@ -280,7 +277,7 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
     }
     let out = dir.join("run");
     let opts = elbo::train::TrainOptions {
-        dataset: elbo::train::DatasetChoice::Folder(dir.clone()),
+        dataset: elbo::train::DatasetChoice::Folder(dir.to_path_buf()),
         channels_in: 3,
         arch: Arch::Conv,
         likelihood: Likelihood::Gaussian,

@@ -52,3 +52,44 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
 pub fn rows(v: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
     v[..rows * cols].to_vec()
 }
+
+/// A scratch folder under the system's temp dir, named for the test and the
+/// process: removed when the test passes, kept after a failure for a look at
+/// what the run wrote.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("elbo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        Scratch(d)
+    }
+
+    /// The same, created.
+    pub fn created(name: &str) -> Scratch {
+        let s = Scratch::new(name);
+        std::fs::create_dir_all(&s.0).unwrap();
+        s
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
