@@ -321,11 +321,11 @@ pub struct Kernels {
     pub conv2d_backward_input: wgpu::ComputePipeline,
     pub conv2d_backward_weight: wgpu::ComputePipeline,
     pub softmax_cross_entropy: wgpu::ComputePipeline,
-    /// gemm_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
-    pub subgroup: Option<SubgroupGemms>,
+    /// gemm_subgroup.wgsl and conv_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
+    pub subgroup: Option<SubgroupKernels>,
 }
 
-pub struct SubgroupGemms {
+pub struct SubgroupKernels {
     pub gemm_forward_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
@@ -343,7 +343,8 @@ pub fn reference_name(entry: &str) -> &str {
     VARIANT_SUFFIXES.iter().find_map(|s| entry.strip_suffix(s)).unwrap_or(entry)
 }
 
-/// Whether the device runs gemm_subgroup.wgsl: SUBGROUP enabled and subgroups of exactly 8 lanes.
+/// Whether the device runs gemm_subgroup.wgsl and conv_subgroup.wgsl: SUBGROUP enabled and
+/// subgroups of exactly 8 lanes.
 pub fn has_subgroups_of_8(gpu: &Gpu) -> bool {
     gpu.features.contains(wgpu::Features::SUBGROUP)
         && gpu.info.subgroup_min_size == 8
@@ -364,7 +365,7 @@ impl Kernels {
         let subgroup = if has_subgroups_of_8(gpu) {
             let m = gpu.shader("gemm_subgroup.wgsl", source("gemm_subgroup.wgsl"))?;
             let c = gpu.shader("conv_subgroup.wgsl", source("conv_subgroup.wgsl"))?;
-            Some(SubgroupGemms {
+            Some(SubgroupKernels {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(&c, "conv2d_backward_input_subgroup")?,
                 conv2d_backward_weight_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_subgroup")?,
