@@ -53,8 +53,8 @@ fn load_if(t: texture_storage_2d<rgba32float, read>, col: i32, row: u32, ok: boo
     return select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(u32(col), row)), ok);
 }
 
-// Where row r of the implicit GEMM (pixel (y, x) of image b in a h x w grid) reads its
-// input for tap (ky, kx): the first texel of that pixel, or -1 outside the image.
+// Row r of the implicit GEMM as pixel (y, x) of image b in an h x w grid; `live`
+// is false for rows past the batch.
 struct Pixel {
     b: u32,
     y: u32,

@@ -157,6 +157,11 @@ impl TrainOptions {
         })
     }
 
+    /// Adam's learning rate in `epoch` (1-based): `lr` decayed once per epoch since the schedule started.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        (self.lr as f64 * self.lr_decay.powi(epoch.saturating_sub(self.lr_decay_start) as i32)) as f32
+    }
+
     /// `base` with the saved run-defining options of `v` put back.
     pub fn from_json(v: &serde_json::Value, base: &TrainOptions) -> Result<TrainOptions> {
         let bad = |k: &str| anyhow::anyhow!("the checkpoint's option {k} is missing or damaged");
@@ -200,13 +205,6 @@ impl TrainOptions {
             checkpoint_every: u("checkpoint_every")?,
             ..base.clone()
         })
-    }
-}
-
-impl TrainOptions {
-    /// Adam's learning rate in `epoch` (1-based): `lr` decayed once per epoch since the schedule started.
-    pub fn lr_at(&self, epoch: usize) -> f32 {
-        (self.lr as f64 * self.lr_decay.powi(epoch.saturating_sub(self.lr_decay_start) as i32)) as f32
     }
 }
 
@@ -333,7 +331,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             // a learning rate or decay given with --resume restarts the schedule at the resumed epoch
             if given.lr_given || given.lr_decay_given {
                 o.lr = if given.lr_given { given.lr } else { o.lr_at(ck.epoch + 1) };
-                o.lr_decay = if given.lr_decay_given { given.lr_decay } else { o.lr_decay };
+                if given.lr_decay_given {
+                    o.lr_decay = given.lr_decay;
+                }
                 o.lr_decay_start = ck.epoch + 1;
             }
             owned = o;
