@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
             conv_batches: vec![8],
             steps: 3,
             squares: vec![64],
-            pytorch: None,
+            ..Default::default()
         }
     } else {
         elbo::bench::BenchOptions::default()

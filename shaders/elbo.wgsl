@@ -1,4 +1,9 @@
-// The fused ELBO loss and its gradient: one invocation per image.
+// The fused ELBO loss and its gradient, in two variants that share the arithmetic:
+//   elbo_forward_backward: one invocation per image (CPU adapters: lavapipe runs
+//     it in 0.65 ms for the MLP at batch 128, the per-workgroup one in 1.2 ms);
+//   elbo_forward_backward_wide: one workgroup of 64 per image, its lanes striding
+//     over the texels and summing in workgroup memory (GPUs: one invocation per
+//     image took 364 us on an H100, leaving nearly every lane idle).
 //   recon = -log p(x|z), summed over the image's values, for
 //     Bernoulli: p = sigmoid(logit), computed from the logit;
 //     Gaussian:  N(sigmoid(a), exp(logvar)) with logvar = LOGVAR_MID + LOGVAR_HALF tanh(raw),
@@ -67,17 +72,12 @@ fn logvar_col(pixel: u32, ch: u32) -> u32 {
     return pixel * p.o_cp + p.channels + ch;
 }
 
-@compute @workgroup_size(64)
-fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = linear_id(gid, nwg);
-    if row >= p.m {
-        return;
-    }
-    let live_row = row < step.rows;
-    let scale = select(0.0, step.inv_rows, live_row);
+// Texels t0, t0 + dt, ... of row `row`: stores d loss / d out there and returns
+// the recon of their values.
+fn elbo_texels(row: u32, t0: u32, dt: u32, scale: f32) -> f32 {
     let values = p.pixels * p.channels;
     var recon = 0.0;
-    for (var t = 0u; t < (p.o_cols + 3u) / 4u; t++) {
+    for (var t = t0; t < (p.o_cols + 3u) / 4u; t += dt) {
         var grad = vec4<f32>(0.0);
         for (var lane = 0u; lane < 4u; lane++) {
             let col = t * 4u + lane;
@@ -133,11 +133,56 @@ fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         }
         textureStore(d_out, vec2<u32>(t, row), grad);
     }
+    return recon;
+}
+
+// KL(q(z|x) || N(0, I)) of row `row`.
+fn kl_of(row: u32) -> f32 {
     var kl = 0.0;
     for (var j = 0u; j < p.latent; j++) {
         let mu = element(mulv, row, j);
         let lv = element(mulv, row, p.latent + j);
         kl += -0.5 * (1.0 + lv - mu * mu - exp(lv));
     }
-    image_loss[row] = select(vec2<f32>(0.0), vec2<f32>(recon, kl), live_row);
+    return kl;
+}
+
+@compute @workgroup_size(64)
+fn elbo_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = linear_id(gid, nwg);
+    if row >= p.m {
+        return;
+    }
+    let live_row = row < step.rows;
+    let scale = select(0.0, step.inv_rows, live_row);
+    let recon = elbo_texels(row, 0u, 1u, scale);
+    image_loss[row] = select(vec2<f32>(0.0), vec2<f32>(recon, kl_of(row)), live_row);
+}
+
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn elbo_forward_backward_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // one workgroup per row; more than 65535 rows spill into y
+    let row = wid.x + wid.y * nwg.x;
+    if row >= p.m {
+        return; // uniform across the workgroup
+    }
+    let live_row = row < step.rows;
+    let scale = select(0.0, step.inv_rows, live_row);
+    partial[lid] = elbo_texels(row, lid, 64u, scale);
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half >>= 1u) {
+        if lid < half {
+            partial[lid] += partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        image_loss[row] = select(vec2<f32>(0.0), vec2<f32>(partial[0], kl_of(row)), live_row);
+    }
 }

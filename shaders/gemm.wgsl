@@ -3,8 +3,15 @@
 // ceil(cols / 4) texels and height rows (padded to a multiple of 4); texel
 // (t, r) holds columns 4t..4t+3 of row r and columns past `cols` are zero.
 // Inputs are read-only storage textures: on lavapipe their loads are inline
-// vector code (a sampled texture's textureLoad is an out-of-line call); each
-// invocation computes a 4x4 block of the output.
+// vector code (a sampled texture's textureLoad is an out-of-line call). The
+// unit of work is a 4x4 block of the output, in two variants per pass:
+//   gemm_*: one invocation per block, looping over the whole inner dimension
+//     (CPU adapters, whose few cores want long independent loops);
+//   gemm_*_wide: SPLIT lanes per block, each summing every SPLIT-th step of the
+//     inner dimension, then added up in workgroup memory (GPUs: with one
+//     invocation per block the MLP's 128x400x784 product ran 50 workgroups on an
+//     H100's 132 multiprocessors, 157 us at 0.5 TFLOP/s).
+// src/gemm.rs times the variants on the model's shapes and keeps the faster.
 //
 // Weights follow PyTorch's nn.Linear: W is (out = n, in = k).
 
@@ -51,23 +58,14 @@ fn activate(v: vec4<f32>) -> vec4<f32> {
     return v;
 }
 
-// Y (m, n) = act(X (m, k) . W (n, k)^T + b (n))
-@compute @workgroup_size(64)
-fn gemm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n4 = (p.n + 3u) / 4u;
-    let tile = linear_id(gid, nwg);
-    if tile >= n4 * (p.m / 4u) {
-        return;
-    }
-    let c4 = tile % n4;
-    let r0 = (tile / n4) * 4u;
-    let n0 = c4 * 4u;
+// Block (rows r0..r0+3, columns n0..n0+3) of X . W^T over inner texels t0, t0 + dt, ...
+fn forward_block(r0: u32, n0: u32, t0: u32, dt: u32) -> array<vec4<f32>, 4> {
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     let k4 = (p.k + 3u) / 4u;
-    for (var t = 0u; t < k4; t++) {
+    for (var t = t0; t < k4; t += dt) {
         let x0 = fetch(lhs, t, r0);
         let x1 = fetch(lhs, t, r0 + 1u);
         let x2 = fetch(lhs, t, r0 + 2u);
@@ -81,6 +79,12 @@ fn gemm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
         acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
     }
+    return array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+}
+
+// Adds the bias, applies the activation and stores the block at texel column c4, rows r0..r0+3.
+fn forward_store(c4: u32, r0: u32, acc: array<vec4<f32>, 4>) {
+    let n0 = c4 * 4u;
     let live = live_lanes(c4, p.n);
     var b = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
@@ -88,28 +92,19 @@ fn gemm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             b[j] = params[p.bias + n0 + j];
         }
     }
-    textureStore(out, vec2<u32>(c4, r0), activate(acc0 + b) * live);
-    textureStore(out, vec2<u32>(c4, r0 + 1u), activate(acc1 + b) * live);
-    textureStore(out, vec2<u32>(c4, r0 + 2u), activate(acc2 + b) * live);
-    textureStore(out, vec2<u32>(c4, r0 + 3u), activate(acc3 + b) * live);
+    for (var i = 0u; i < 4u; i++) {
+        textureStore(out, vec2<u32>(c4, r0 + i), activate(acc[i] + b) * live);
+    }
 }
 
-// dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
-@compute @workgroup_size(64)
-fn gemm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k4 = (p.k + 3u) / 4u;
-    let tile = linear_id(gid, nwg);
-    if tile >= k4 * (p.m / 4u) {
-        return;
-    }
-    let c4 = tile % k4;
-    let r0 = (tile / k4) * 4u;
+// Block (rows r0..r0+3, texel column c4) of dY . W over the output texels t0, t0 + dt, ...
+fn backward_input_block(r0: u32, c4: u32, t0: u32, dt: u32) -> array<vec4<f32>, 4> {
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     let n4 = (p.n + 3u) / 4u;
-    for (var t = 0u; t < n4; t++) {
+    for (var t = t0; t < n4; t += dt) {
         let g0 = fetch(lhs, t, r0);
         let g1 = fetch(lhs, t, r0 + 1u);
         let g2 = fetch(lhs, t, r0 + 2u);
@@ -123,16 +118,78 @@ fn gemm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
         acc2 += g2.x * w0 + g2.y * w1 + g2.z * w2 + g2.w * w3;
         acc3 += g3.x * w0 + g3.y * w1 + g3.z * w2 + g3.w * w3;
     }
-    if p.act == 1u {
-        acc0 *= select(vec4<f32>(0.0), vec4<f32>(1.0), fetch(mask, c4, r0) > vec4<f32>(0.0));
-        acc1 *= select(vec4<f32>(0.0), vec4<f32>(1.0), fetch(mask, c4, r0 + 1u) > vec4<f32>(0.0));
-        acc2 *= select(vec4<f32>(0.0), vec4<f32>(1.0), fetch(mask, c4, r0 + 2u) > vec4<f32>(0.0));
-        acc3 *= select(vec4<f32>(0.0), vec4<f32>(1.0), fetch(mask, c4, r0 + 3u) > vec4<f32>(0.0));
+    return array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+}
+
+// Applies the ReLU mask (act == 1) and stores the block at texel column c4, rows r0..r0+3.
+fn backward_input_store(c4: u32, r0: u32, acc: array<vec4<f32>, 4>) {
+    for (var i = 0u; i < 4u; i++) {
+        var v = acc[i];
+        if p.act == 1u {
+            v *= select(vec4<f32>(0.0), vec4<f32>(1.0), fetch(mask, c4, r0 + i) > vec4<f32>(0.0));
+        }
+        textureStore(out, vec2<u32>(c4, r0 + i), v);
     }
-    textureStore(out, vec2<u32>(c4, r0), acc0);
-    textureStore(out, vec2<u32>(c4, r0 + 1u), acc1);
-    textureStore(out, vec2<u32>(c4, r0 + 2u), acc2);
-    textureStore(out, vec2<u32>(c4, r0 + 3u), acc3);
+}
+
+// Block (outputs n0..n0+3, texel column c4) of dY^T . X over rows r0, r0 + dr, ...,
+// and in [4] the sums of dY's columns n0..n0+3 over those rows.
+fn backward_weight_block(n0: u32, c4: u32, r0: u32, dr: u32) -> array<vec4<f32>, 5> {
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var gsum = vec4<f32>(0.0);
+    for (var r = r0; r < p.m; r += dr) {
+        let g = fetch(lhs, n0 / 4u, r);
+        let x = fetch(rhs, c4, r);
+        acc0 += g.x * x;
+        acc1 += g.y * x;
+        acc2 += g.z * x;
+        acc3 += g.w * x;
+        gsum += g;
+    }
+    return array<vec4<f32>, 5>(acc0, acc1, acc2, acc3, gsum);
+}
+
+// Writes (not accumulates) the block's dW rows and, from column block 0, db.
+fn backward_weight_store(n0: u32, c4: u32, acc: array<vec4<f32>, 5>) {
+    for (var i = 0u; i < 4u; i++) {
+        let n = n0 + i;
+        if n >= p.n {
+            break;
+        }
+        grads[(p.grad_w + n * p.stride) / 4u + c4] = acc[i];
+    }
+    if c4 == 0u {
+        grads[(p.grad_b + n0) / 4u] = acc[4];
+    }
+}
+
+// Y (m, n) = act(X (m, k) . W (n, k)^T + b (n))
+@compute @workgroup_size(64)
+fn gemm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n4 = (p.n + 3u) / 4u;
+    let tile = linear_id(gid, nwg);
+    if tile >= n4 * (p.m / 4u) {
+        return;
+    }
+    let c4 = tile % n4;
+    let r0 = (tile / n4) * 4u;
+    forward_store(c4, r0, forward_block(r0, c4 * 4u, 0u, 1u));
+}
+
+// dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
+@compute @workgroup_size(64)
+fn gemm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k4 = (p.k + 3u) / 4u;
+    let tile = linear_id(gid, nwg);
+    if tile >= k4 * (p.m / 4u) {
+        return;
+    }
+    let c4 = tile % k4;
+    let r0 = (tile / k4) * 4u;
+    backward_input_store(c4, r0, backward_input_block(r0, c4, 0u, 1u));
 }
 
 // dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY, written
@@ -147,29 +204,98 @@ fn gemm_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     }
     let c4 = tile % k4;
     let n0 = (tile / k4) * 4u;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var gsum = vec4<f32>(0.0);
-    for (var r = 0u; r < p.m; r++) {
-        let g = fetch(lhs, n0 / 4u, r);
-        let x = fetch(rhs, c4, r);
-        acc0 += g.x * x;
-        acc1 += g.y * x;
-        acc2 += g.z * x;
-        acc3 += g.w * x;
-        gsum += g;
-    }
-    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < 4u; i++) {
-        let n = n0 + i;
-        if n >= p.n {
-            break;
+    backward_weight_store(n0, c4, backward_weight_block(n0, c4, 0u, 1u));
+}
+
+// The wide variants: SPLIT lanes per block, 64 / SPLIT blocks per workgroup.
+const SPLIT: u32 = 16u;
+var<workgroup> red: array<array<vec4<f32>, 5>, 64>;
+
+// Block (64 / SPLIT) * workgroup + lid / SPLIT; more than 65535 workgroups spill into y.
+fn wide_tile(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.x + wid.y * nwg.x) * (64u / SPLIT) + lid / SPLIT;
+}
+
+// Adds up the partial sums of each block's SPLIT lanes: the first lane of a block
+// gets the block's totals. Called by the whole workgroup.
+fn split_sum(lid: u32, v: array<vec4<f32>, 5>) -> array<vec4<f32>, 5> {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var half = SPLIT / 2u; half > 0u; half >>= 1u) {
+        if lid % SPLIT < half {
+            for (var j = 0u; j < 5u; j++) {
+                red[lid][j] += red[lid + half][j];
+            }
         }
-        grads[(p.grad_w + n * p.stride) / 4u + c4] = acc[i];
+        workgroupBarrier();
     }
-    if c4 == 0u {
-        grads[(p.grad_b + n0) / 4u] = gsum;
+    return red[lid];
+}
+
+fn first4(a: array<vec4<f32>, 5>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(a[0], a[1], a[2], a[3]);
+}
+
+@compute @workgroup_size(64)
+fn gemm_forward_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let n4 = (p.n + 3u) / 4u;
+    let tile = wide_tile(wid, lid, nwg);
+    let live = tile < n4 * (p.m / 4u);
+    let c4 = tile % n4;
+    let r0 = (tile / n4) * 4u;
+    var acc = array<vec4<f32>, 4>();
+    if live {
+        acc = forward_block(r0, c4 * 4u, lid % SPLIT, SPLIT);
+    }
+    let total = split_sum(lid, array<vec4<f32>, 5>(acc[0], acc[1], acc[2], acc[3], vec4<f32>(0.0)));
+    if live && lid % SPLIT == 0u {
+        forward_store(c4, r0, first4(total));
+    }
+}
+
+@compute @workgroup_size(64)
+fn gemm_backward_input_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k4 = (p.k + 3u) / 4u;
+    let tile = wide_tile(wid, lid, nwg);
+    let live = tile < k4 * (p.m / 4u);
+    let c4 = tile % k4;
+    let r0 = (tile / k4) * 4u;
+    var acc = array<vec4<f32>, 4>();
+    if live {
+        acc = backward_input_block(r0, c4, lid % SPLIT, SPLIT);
+    }
+    let total = split_sum(lid, array<vec4<f32>, 5>(acc[0], acc[1], acc[2], acc[3], vec4<f32>(0.0)));
+    if live && lid % SPLIT == 0u {
+        backward_input_store(c4, r0, first4(total));
+    }
+}
+
+@compute @workgroup_size(64)
+fn gemm_backward_weight_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k4 = (p.k + 3u) / 4u;
+    let n4 = (p.n + 3u) / 4u;
+    let tile = wide_tile(wid, lid, nwg);
+    let live = tile < k4 * n4;
+    let c4 = tile % k4;
+    let n0 = (tile / k4) * 4u;
+    var acc = array<vec4<f32>, 5>();
+    if live {
+        acc = backward_weight_block(n0, c4, lid % SPLIT, SPLIT);
+    }
+    let total = split_sum(lid, acc);
+    if live && lid % SPLIT == 0u {
+        backward_weight_store(n0, c4, total);
     }
 }

@@ -152,6 +152,8 @@ pub struct BenchOptions {
     pub steps: usize,
     pub squares: Vec<usize>,
     pub pytorch: Option<String>,
+    /// The torch device of PyTorch's step: "cpu" or "cuda".
+    pub pytorch_device: String,
 }
 
 impl Default for BenchOptions {
@@ -162,6 +164,7 @@ impl Default for BenchOptions {
             steps: 30,
             squares: vec![256, 512, 1024],
             pytorch: None,
+            pytorch_device: "cpu".into(),
         }
     }
 }
@@ -197,10 +200,10 @@ fn kernel_entries(runs: &[Vec<Event>]) -> Vec<Value> {
 }
 
 /// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its JSON.
-fn pytorch_step(python: &str, arch: Arch, batch: usize) -> Result<Value> {
+fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
     let mut cmd = std::process::Command::new(python);
-    cmd.arg(&script).args(["step", "--batch", &batch.to_string()]);
+    cmd.arg(&script).args(["step", "--batch", &batch.to_string(), "--device", device]);
     if arch == Arch::Conv {
         cmd.args(["--conv", "--steps", "20"]);
     }
@@ -283,8 +286,8 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
             if arch == Arch::Conv && opts.conv_batches.is_empty() {
                 continue;
             }
-            progress(&format!("PyTorch CPU step of the {} at batch 128", model_name(arch)));
-            let mut p = pytorch_step(py, arch, 128)?;
+            progress(&format!("PyTorch {} step of the {} at batch 128", opts.pytorch_device, model_name(arch)));
+            let mut p = pytorch_step(py, &opts.pytorch_device, arch, 128)?;
             let ours = report["steps"]
                 .as_array()
                 .unwrap()

@@ -39,10 +39,7 @@ fn choice_from_json(v: &Value) -> Result<Choice> {
     let mut c = Choice::default();
     for d in v.as_array().context("gemm choice is not a list")? {
         let pass = Pass::ALL.into_iter().find(|p| d["pass"] == p.entry()).context("unknown GEMM pass")?;
-        let variant = [Variant::Texel, Variant::Subgroup]
-            .into_iter()
-            .find(|v| d["variant"] == v.name())
-            .context("unknown GEMM variant")?;
+        let variant = Variant::ALL.into_iter().find(|v| d["variant"] == v.name()).context("unknown GEMM variant")?;
         let num = |k: &str| d[k].as_u64().map(|v| v as usize).context("GEMM shape is not a number");
         c.decisions.push(Decision { pass, shape: (num("m")?, num("n")?, num("k")?), variant, timings: Vec::new() });
     }

@@ -15,19 +15,25 @@ pub enum GemmPreference {
     Texel,
     /// gemm_subgroup.wgsl: operands shared by subgroupBroadcast; needs subgroups of 8 lanes.
     Subgroup,
+    /// gemm.wgsl's `_wide` kernels: 16 lanes share each block's inner dimension; runs everywhere.
+    Wide,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     Texel,
     Subgroup,
+    Wide,
 }
 
 impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Texel, Variant::Subgroup, Variant::Wide];
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::Texel => "texel",
             Variant::Subgroup => "subgroup",
+            Variant::Wide => "wide",
         }
     }
 }
@@ -98,7 +104,7 @@ impl Choice {
 
 /// The variants this device can run.
 pub fn available(k: &Kernels) -> Vec<Variant> {
-    let mut v = vec![Variant::Texel];
+    let mut v = vec![Variant::Texel, Variant::Wide];
     if k.subgroup.is_some() {
         v.push(Variant::Subgroup);
     }
@@ -143,6 +149,16 @@ pub fn dispatch(
                 binds,
                 [g(kk.div_ceil(4).div_ceil(64)), g(n.div_ceil(8)), 1],
             ),
+        },
+        // four 4x4 blocks per workgroup of 64 (gemm.wgsl's SPLIT = 16 lanes per block)
+        (Variant::Wide, _) => match pass {
+            Pass::Forward => Dispatch::new(gpu, label, &k.gemm_forward_wide, binds, (m / 4) * n.div_ceil(4), 4),
+            Pass::BackwardInput => {
+                Dispatch::new(gpu, label, &k.gemm_backward_input_wide, binds, (m / 4) * kk.div_ceil(4), 4)
+            }
+            Pass::BackwardWeight => {
+                Dispatch::new(gpu, label, &k.gemm_backward_weight_wide, binds, n.div_ceil(4) * kk.div_ceil(4), 4)
+            }
         },
         _ => match pass {
             Pass::Forward => Dispatch::new(gpu, label, &k.gemm_forward, binds, (m / 4) * n.div_ceil(4), 64),
@@ -241,7 +257,7 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
             if gpu.features.contains(wgpu::Features::SUBGROUP) { "" } else { " and no SUBGROUP feature" }
         ),
         GemmPreference::Subgroup => Some(Variant::Subgroup),
-        GemmPreference::Auto if avail.len() == 1 => Some(Variant::Texel),
+        GemmPreference::Wide => Some(Variant::Wide),
         GemmPreference::Auto => None,
     };
     let mut choice = Choice::default();

@@ -125,6 +125,8 @@ pub enum ConvVariant {
     Plain,
     /// conv_subgroup.wgsl: implicit GEMM sharing operands by subgroupBroadcast.
     Subgroup,
+    /// conv.wgsl's `_wide` backward_weight: one workgroup per block of outputs.
+    Wide,
 }
 
 /// Whether conv_subgroup.wgsl computes `entry` for geometry `s` (its backward_weight
@@ -144,10 +146,13 @@ pub fn conv_subgroup_supports(entry: &str, s: &crate::reference::ConvShape) -> b
 /// against 22, 28x28x1 -> 14x14x32 equal; backward_input 14x14x32 <- 7x7x64 45
 /// against 11, but 28x28x1 <- 14x14x32 1.1 against 1.4 (one lane in eight busy);
 /// backward_weight 14x14x32 -> 7x7x64 about 45 against 15.
+/// Elsewhere backward_weight runs its `_wide` variant on GPUs (`Kernels::wide_reductions`).
 pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -> ConvVariant {
     let worth = entry != "conv2d_backward_input" || s.in_c.div_ceil(4) >= 4;
     if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
         ConvVariant::Subgroup
+    } else if entry == "conv2d_backward_weight" && k.wide_reductions {
+        ConvVariant::Wide
     } else {
         ConvVariant::Plain
     }
@@ -168,9 +173,10 @@ pub fn conv_dispatch(
 ) -> Dispatch {
     let g = |x: usize| x.max(1) as u32;
     assert!(
-        variant == ConvVariant::Plain || conv_subgroup_supports(entry, s),
+        variant != ConvVariant::Subgroup || conv_subgroup_supports(entry, s),
         "conv_subgroup.wgsl does not compute {entry} for {s:?}"
     );
+    assert!(variant != ConvVariant::Wide || entry == "conv2d_backward_weight", "{entry} has no _wide variant");
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
             let groups = [g(s.out_c.div_ceil(64)), g((batch * s.out_h * s.out_w).div_ceil(16)), 1];
@@ -193,6 +199,12 @@ pub fn conv_dispatch(
             let pipeline = &sg.conv2d_backward_weight_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
+        (ConvVariant::Wide, _, _) => {
+            // one workgroup per block of outputs
+            let pipeline = &k.conv2d_backward_weight_wide;
+            let blocks = conv_invocations(entry, s, batch);
+            Dispatch::new(gpu, format!("conv2d_backward_weight_wide {label}"), pipeline, binds, blocks, 1)
+        }
         _ => {
             let pipeline = match entry {
                 "conv2d_forward" => &k.conv2d_forward,
@@ -202,6 +214,16 @@ pub fn conv_dispatch(
             };
             Dispatch::new(gpu, format!("{entry} {label}"), pipeline, binds, conv_invocations(entry, s, batch), 64)
         }
+    }
+}
+
+/// The fused loss of elbo.wgsl for `m` rows: its `_wide` variant (one workgroup per
+/// row) when `wide`, else one invocation per row. `binds` as elbo.wgsl's.
+pub fn elbo_dispatch(gpu: &Gpu, k: &Kernels, wide: bool, binds: &[(u32, Bind)], m: usize) -> Dispatch {
+    if wide {
+        Dispatch::new(gpu, "elbo_forward_backward_wide", &k.elbo_forward_backward_wide, binds, m, 1)
+    } else {
+        Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, binds, m, 64)
     }
 }
 
@@ -321,6 +343,15 @@ pub struct Kernels {
     pub conv2d_backward_input: wgpu::ComputePipeline,
     pub conv2d_backward_weight: wgpu::ComputePipeline,
     pub softmax_cross_entropy: wgpu::ComputePipeline,
+    /// The `_wide` variants: a workgroup's lanes share one block's reduction.
+    pub gemm_forward_wide: wgpu::ComputePipeline,
+    pub gemm_backward_input_wide: wgpu::ComputePipeline,
+    pub gemm_backward_weight_wide: wgpu::ComputePipeline,
+    pub elbo_forward_backward_wide: wgpu::ComputePipeline,
+    pub conv2d_backward_weight_wide: wgpu::ComputePipeline,
+    /// Whether the loss and the plain convolution's weight gradient run their `_wide`
+    /// variants: on every adapter but a CPU (see elbo.wgsl and conv.wgsl for the figures).
+    pub wide_reductions: bool,
     /// gemm_subgroup.wgsl and conv_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
     pub subgroup: Option<SubgroupKernels>,
 }
@@ -336,7 +367,7 @@ pub struct SubgroupKernels {
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
-pub const VARIANT_SUFFIXES: &[&str] = &["_subgroup"];
+pub const VARIANT_SUFFIXES: &[&str] = &["_subgroup", "_wide"];
 
 /// The CPU reference an entry point is checked against.
 pub fn reference_name(entry: &str) -> &str {
@@ -395,6 +426,12 @@ impl Kernels {
             conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
             conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,
             softmax_cross_entropy: gpu.pipeline(&classify, "softmax_cross_entropy")?,
+            gemm_forward_wide: gpu.pipeline(&gemm, "gemm_forward_wide")?,
+            gemm_backward_input_wide: gpu.pipeline(&gemm, "gemm_backward_input_wide")?,
+            gemm_backward_weight_wide: gpu.pipeline(&gemm, "gemm_backward_weight_wide")?,
+            elbo_forward_backward_wide: gpu.pipeline(&elbo, "elbo_forward_backward_wide")?,
+            conv2d_backward_weight_wide: gpu.pipeline(&conv, "conv2d_backward_weight_wide")?,
+            wide_reductions: gpu.info.device_type != wgpu::DeviceType::Cpu,
         })
     }
 }

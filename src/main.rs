@@ -123,9 +123,12 @@ struct BenchArgs {
     /// Sizes of the square GEMM benchmark.
     #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
     squares: Vec<usize>,
-    /// Also time PyTorch's CPU step of the same model with this Python (needs torch).
+    /// Also time PyTorch's step of the same model with this Python (needs torch).
     #[arg(long)]
     pytorch: Option<String>,
+    /// The torch device PyTorch's step runs on: cpu, or cuda to compare against an NVIDIA GPU.
+    #[arg(long, default_value = "cpu", requires = "pytorch")]
+    pytorch_device: String,
 }
 
 #[derive(Args)]
@@ -482,6 +485,7 @@ fn run() -> Result<()> {
                 steps: b.steps.max(3),
                 squares: b.squares,
                 pytorch: b.pytorch,
+                pytorch_device: b.pytorch_device,
             };
             let report = elbo::bench::bench(&gpu, &opts, &|what| eprintln!("bench: {what}"))?;
             print!("{}", elbo::bench::format_bench(&report));

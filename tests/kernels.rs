@@ -333,7 +333,9 @@ fn elbo_and_loss_reduce_match_reference() {
         // some values unobserved (restoration's likelihood)
         let observed: Vec<f32> =
             (0..m * x_cols).map(|i| !elbo::rng::hash_u32(i as u32).is_multiple_of(3) as u32 as f32).collect();
-        for (free_bits, masked) in [(0.0f32, false), (0.8, false), (0.0, true)] {
+        let cases = [(0.0f32, false), (0.8, false), (0.0, true)];
+        // both variants: one invocation per row, and one workgroup per row (_wide)
+        for (free_bits, masked, wide) in cases.into_iter().flat_map(|(f, m)| [(f, m, false), (f, m, true)]) {
             let st = step(live);
             let (om, xm, mv, dm) = (
                 g.matrix("out", m, lay.o_cols).unwrap(),
@@ -362,7 +364,7 @@ fn elbo_and_loss_reduce_match_reference() {
                 (6, B(&image_loss)),
                 (7, T(&obs.view)),
             ];
-            let e = Dispatch::new(g, "elbo_forward_backward", &k().elbo_forward_backward, &binds, om.rows, 64);
+            let e = kernels::elbo_dispatch(g, k(), wide, &binds, om.rows);
             let binds =
                 [(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history)), (4, T(&mv.view)), (5, B(&maskb))];
             let red = Dispatch::new(g, "loss_reduce", &k().loss_reduce, &binds, 1, 1);
@@ -370,7 +372,7 @@ fn elbo_and_loss_reduce_match_reference() {
             let (want_d, want_l) =
                 r::elbo_forward_backward_observed(&out, &x, &mulv, masked.then_some(&observed[..]), m, &lay, lat, &st);
             let what = format!(
-                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits} masked={masked}",
+                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits} masked={masked} wide={wide}",
                 cfg.arch, cfg.likelihood, cfg.width, cfg.height, cfg.channels
             );
             assert_close(

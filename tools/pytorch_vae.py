@@ -3,6 +3,7 @@ peer that `elbo bench --pytorch PYTHON` measures beside it.
 
     python3 tools/pytorch_vae.py eval runs/DIR/model.safetensors   # test loss of elbo's weights
     python3 tools/pytorch_vae.py step [--batch 128] [--steps 50]   # median training-step time, JSON
+    python3 tools/pytorch_vae.py step --device cuda                # the same on an NVIDIA GPU (eager mode)
     python3 tools/pytorch_vae.py train [--epochs 10]               # the reference run, with per-epoch times
 
 Needs torch, numpy and safetensors (pip install torch numpy safetensors)."""
@@ -104,6 +105,7 @@ def main():
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="step, train: the torch device to run on (cpu, cuda)")
     p.add_argument("--conv", action="store_true", help="step: the convolutional VAE (32-64 channels, latent 16)")
     p.add_argument("--torchvision", action="store_true",
                    help="train: read MNIST through torchvision's dataset and ToTensor, as pytorch/examples does")
@@ -138,30 +140,38 @@ def main():
         print(json.dumps({"test_loss": loss, "test_recon": recon, "test_kl": kl, "test_loss_at_mean": mean_loss,
                           "test_recon_at_mean": mean_recon}))
     elif a.mode == "step":
-        model = ConvVAE() if a.conv else VAE()
+        dev = torch.device(a.device)
+        model = (ConvVAE() if a.conv else VAE()).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = mnist(a.data, "train")
+        x = mnist(a.data, "train").to(dev)
         if a.conv:
             x = x.view(-1, 1, 28, 28)
+        # each step ends when the device is done, as elbo's timed steps do
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         times = []
         for s in range(a.steps + 5):
             xb = x[(s * a.batch) % 59000:][: a.batch]
+            sync()
             t0 = time.perf_counter()
             opt.zero_grad()
             logits, mu, lv = model(xb)
             r, k = loss_sums(logits, xb, mu, lv)
             ((r + k) / len(xb)).backward()
             opt.step()
+            sync()
             if s >= 5:
                 times.append((time.perf_counter() - t0) * 1e3)
         q = statistics.quantiles(times, n=10)
-        print(json.dumps({"system": f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads", "batch": a.batch,
+        where = (f"CUDA ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda"
+                 else f"CPU, {torch.get_num_threads()} threads")
+        print(json.dumps({"system": f"PyTorch {torch.__version__} {where}", "batch": a.batch,
                           "model": "conv-vae 32-64-16" if a.conv else "mlp-vae 784-400-20",
                           "median_ms": statistics.median(times), "p10_ms": q[0], "p90_ms": q[-1]}))
     else:
-        model = VAE()
+        dev = torch.device(a.device)
+        model = VAE().to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x, xt = mnist(a.data, "train"), mnist(a.data, "t10k")
+        x, xt = mnist(a.data, "train"), mnist(a.data, "t10k").to(dev)
         if a.torchvision:
             import os, shutil, tempfile
             from torchvision import datasets, transforms
@@ -180,7 +190,7 @@ def main():
             t0 = time.perf_counter()
             total = 0.0
             for batch in loader:
-                xb = batch[0].reshape(-1, 784)
+                xb = batch[0].reshape(-1, 784).to(dev)
                 opt.zero_grad()
                 logits, mu, lv = model(xb)
                 r, k = loss_sums(logits, xb, mu, lv)
