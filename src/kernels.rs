@@ -125,7 +125,7 @@ pub enum ConvVariant {
     Plain,
     /// conv_subgroup.wgsl: implicit GEMM sharing operands by subgroupBroadcast.
     Subgroup,
-    /// conv.wgsl's `_wide` backward_weight: one workgroup per block of outputs.
+    /// conv.wgsl's `_wide` kernels: lanes of a workgroup share each block's sum.
     Wide,
 }
 
@@ -146,12 +146,20 @@ pub fn conv_subgroup_supports(entry: &str, s: &crate::reference::ConvShape) -> b
 /// against 22, 28x28x1 -> 14x14x32 equal; backward_input 14x14x32 <- 7x7x64 45
 /// against 11, but 28x28x1 <- 14x14x32 1.1 against 1.4 (one lane in eight busy);
 /// backward_weight 14x14x32 -> 7x7x64 about 45 against 15.
-/// Elsewhere backward_weight runs its `_wide` variant on GPUs (`Kernels::wide_reductions`).
+/// Elsewhere GPUs (`Kernels::wide_reductions`) run the `_wide` variants where the split
+/// sum fills their 8 lanes: on an H100 at batch 128 that took the 32- and 64-channel
+/// passes from 170-240 us to TODO.
 pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -> ConvVariant {
     let worth = entry != "conv2d_backward_input" || s.in_c.div_ceil(4) >= 4;
+    // the channel texels a _wide lane group splits
+    let split = match entry {
+        "conv2d_forward" => s.in_c.div_ceil(4),
+        "conv2d_backward_input" => s.out_c.div_ceil(4),
+        _ => usize::MAX,
+    };
     if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
         ConvVariant::Subgroup
-    } else if entry == "conv2d_backward_weight" && k.wide_reductions {
+    } else if k.wide_reductions && split >= 8 {
         ConvVariant::Wide
     } else {
         ConvVariant::Plain
@@ -176,7 +184,6 @@ pub fn conv_dispatch(
         variant != ConvVariant::Subgroup || conv_subgroup_supports(entry, s),
         "conv_subgroup.wgsl does not compute {entry} for {s:?}"
     );
-    assert!(variant != ConvVariant::Wide || entry == "conv2d_backward_weight", "{entry} has no _wide variant");
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
             let groups = [g(s.out_c.div_ceil(64)), g((batch * s.out_h * s.out_w).div_ceil(16)), 1];
@@ -200,10 +207,15 @@ pub fn conv_dispatch(
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Wide, _, _) => {
-            // one workgroup per block of outputs
-            let pipeline = &k.conv2d_backward_weight_wide;
+            // backward_weight: one workgroup per block of outputs; the others 8 blocks per workgroup
+            let (pipeline, per_group) = match entry {
+                "conv2d_forward" => (&k.conv2d_forward_wide, 8),
+                "conv2d_backward_input" => (&k.conv2d_backward_input_wide, 8),
+                "conv2d_backward_weight" => (&k.conv2d_backward_weight_wide, 1),
+                _ => panic!("{entry} is not a conv.wgsl entry point"),
+            };
             let blocks = conv_invocations(entry, s, batch);
-            Dispatch::new(gpu, format!("conv2d_backward_weight_wide {label}"), pipeline, binds, blocks, 1)
+            Dispatch::new(gpu, format!("{entry}_wide {label}"), pipeline, binds, blocks, per_group)
         }
         _ => {
             let pipeline = match entry {
@@ -348,9 +360,11 @@ pub struct Kernels {
     pub gemm_backward_input_wide: wgpu::ComputePipeline,
     pub gemm_backward_weight_wide: wgpu::ComputePipeline,
     pub elbo_forward_backward_wide: wgpu::ComputePipeline,
+    pub conv2d_forward_wide: wgpu::ComputePipeline,
+    pub conv2d_backward_input_wide: wgpu::ComputePipeline,
     pub conv2d_backward_weight_wide: wgpu::ComputePipeline,
-    /// Whether the loss and the plain convolution's weight gradient run their `_wide`
-    /// variants: on every adapter but a CPU (see elbo.wgsl and conv.wgsl for the figures).
+    /// Whether the loss and the convolutions run their `_wide` variants: on every
+    /// adapter but a CPU (see elbo.wgsl and conv.wgsl for the figures).
     pub wide_reductions: bool,
     /// gemm_subgroup.wgsl and conv_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
     pub subgroup: Option<SubgroupKernels>,
@@ -430,6 +444,8 @@ impl Kernels {
             gemm_backward_input_wide: gpu.pipeline(&gemm, "gemm_backward_input_wide")?,
             gemm_backward_weight_wide: gpu.pipeline(&gemm, "gemm_backward_weight_wide")?,
             elbo_forward_backward_wide: gpu.pipeline(&elbo, "elbo_forward_backward_wide")?,
+            conv2d_forward_wide: gpu.pipeline(&conv, "conv2d_forward_wide")?,
+            conv2d_backward_input_wide: gpu.pipeline(&conv, "conv2d_backward_input_wide")?,
             conv2d_backward_weight_wide: gpu.pipeline(&conv, "conv2d_backward_weight_wide")?,
             wide_reductions: gpu.info.device_type != wgpu::DeviceType::Cpu,
         })

@@ -72,12 +72,9 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
         .filter(|(v, _, s)| match v {
             ConvVariant::Plain => true,
             ConvVariant::Subgroup => kernels::conv_subgroup_supports(entry, s),
-            ConvVariant::Wide => entry == "conv2d_backward_weight",
+            ConvVariant::Wide => true,
         })
         .collect();
-    if entry == "conv2d_backward_weight" {
-        assert!(all.iter().filter(|c| c.0 == ConvVariant::Wide).count() >= 2, "{entry}: too few _wide cases");
-    }
     if k().subgroup.is_some() {
         assert!(all.iter().filter(|c| c.0 == ConvVariant::Subgroup).count() >= 2, "{entry}: too few subgroup cases");
     }
@@ -90,7 +87,7 @@ fn variants() -> Vec<ConvVariant> {
     if gpu().info.driver.contains("llvmpipe") && gpu().info.subgroup_max_size == 8 {
         assert!(k().subgroup.is_some(), "lavapipe with 8-lane subgroups should run conv_subgroup.wgsl");
     }
-    // every adapter runs the _wide backward_weight (GPUs by default, CPUs when asked)
+    // every adapter runs the _wide kernels (GPUs by default, CPUs when asked)
     let mut v = vec![ConvVariant::Plain, ConvVariant::Wide];
     if k().subgroup.is_some() {
         v.push(ConvVariant::Subgroup);
