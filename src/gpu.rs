@@ -44,11 +44,22 @@ impl Default for AdapterChoice {
     }
 }
 
+/// The process's instance for `backends`, made once and kept. Destroying a Vulkan
+/// instance can unload the driver while threads it started for another device in
+/// this process still run: on NVIDIA's driver 580, two test threads that each made
+/// and dropped their own instance crashed in unmapped driver code.
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    static INSTANCES: Mutex<Vec<(wgpu::Backends, wgpu::Instance)>> = Mutex::new(Vec::new());
+    let mut made = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, i)) = made.iter().find(|(b, _)| *b == backends) {
+        return i.clone();
+    }
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     desc.flags = wgpu::InstanceFlags::empty();
-    wgpu::Instance::new(desc)
+    let i = wgpu::Instance::new(desc);
+    made.push((backends, i.clone()));
+    i
 }
 
 /// Every adapter the backends expose, best first (discrete, integrated, virtual, CPU).
