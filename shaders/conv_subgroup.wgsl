@@ -193,6 +193,16 @@ fn conv2d_forward_subgroup(
     }
 }
 
+// Block i of 8 input pixels (ix = px + stride (8 g + j), j = 0..7, of row iy of image b)
+// as (b, iy, px, g).
+fn input_block(i: u32) -> vec4<u32> {
+    let groups = (p.in_w + 8u * p.stride - 1u) / (8u * p.stride);
+    let g = i % groups;
+    let px = (i / groups) % p.stride;
+    let iy = (i / groups / p.stride) % p.in_h;
+    return vec4<u32>(i / groups / p.stride / p.in_h, iy, px, g);
+}
+
 // dIn[b, iy, ix, i] = sum over ky, kx, o of dOut[b, oy, ox, o] W[o, i, ky, kx], where iy = oy s + ky - pad
 // (and the same in x); the epilogues as conv2d_backward_input's.
 // Rows of the GEMM come in blocks of 8 input pixels of one row iy, `stride` apart
@@ -210,18 +220,12 @@ fn conv2d_backward_input_subgroup(
     let out_c4 = c4_of(p.out_c);
     let q = wg.x * 8u + lane;
     let qc = min(q, in_c4 - 1u);
-    // block -> (b, iy, px, g)
-    let span = 8u * p.stride;
-    let groups = (p.in_w + span - 1u) / span;
-    var blk = wg.y * 8u + lid / 8u;
-    let g = blk % groups;
-    blk /= groups;
-    let px = blk % p.stride;
-    blk /= p.stride;
-    let iy = blk % p.in_h;
-    let b = blk / p.in_h;
+    let blk = input_block(wg.y * 8u + lid / 8u);
+    let b = blk.x;
+    let iy = blk.y;
+    let px = blk.z;
     let live_block = b < p.batch;
-    let ix0 = px + span * g;
+    let ix0 = px + 8u * p.stride * blk.w;
     // this lane's pixel (for its dOut fetches): ix0 + stride * lane
     let my_ix = ix0 + p.stride * lane;
     var a0 = vec4<f32>(0.0);
@@ -496,5 +500,254 @@ fn conv2d_backward_weight_subgroup(
         for (var j = 0u; j < 4u; j++) {
             grads[p.grad_w + o * p.w_stride + c + j] = acc[i][j];
         }
+    }
+}
+
+// ---- One input channel ------------------------------------------------------
+// An encoder's first layer and a decoder's last see 1-channel images, where the
+// kernels above use one lane of four in every input texel and leave most of the
+// subgroup idle (10-17 ms a pass at batch 128 on lavapipe, half the conv step).
+// These three need in_c == 1 and a 4x4 kernel (any stride and padding): the lanes
+// of a subgroup own 8 output-channel texels, so a tap's weights for a lane are one
+// vec4 kept in registers, and the 1-channel side's values travel by subgroupBroadcast.
+
+// Output channels 4q..4q+3 of W at tap t (with in_c == 1, .x of rows 4q..4q+3).
+fn w4(q: u32, t: u32) -> vec4<f32> {
+    return vec4<f32>(
+        textureLoad(rhs, vec2<u32>(t, q * 4u)).x,
+        textureLoad(rhs, vec2<u32>(t, q * 4u + 1u)).x,
+        textureLoad(rhs, vec2<u32>(t, q * 4u + 2u)).x,
+        textureLoad(rhs, vec2<u32>(t, q * 4u + 3u)).x,
+    );
+}
+
+// Stores v at `texel` of the result after the epilogue: + bias of channels 4q..4q+3 of
+// c (1, 2), ReLU (2) or the mask (3); channels past c are zeroed.
+fn store_epilogue(texel: vec2<u32>, v: vec4<f32>, q: u32, c: u32) {
+    var r = v;
+    if p.epilogue == 1u || p.epilogue == 2u {
+        for (var j = 0u; j < 4u; j++) {
+            if q * 4u + j < c {
+                r[j] += params[p.bias + q * 4u + j];
+            }
+        }
+    }
+    if p.epilogue == 2u {
+        r = max(r, vec4<f32>(0.0));
+    } else if p.epilogue == 3u {
+        r *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+    }
+    let live = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(c));
+    textureStore(out, texel, r * live);
+}
+
+// Value of the 1-channel input at (iy, ix) of image b, or zero outside it.
+fn c1_input(t: texture_storage_2d<rgba32float, read>, b: u32, iy: i32, ix: i32) -> f32 {
+    let ok = b < p.batch && iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+    return load_if(t, iy * i32(p.in_w) + ix, b, ok).x;
+}
+
+const C1_PIXELS: u32 = 64u;
+
+// Y = conv(X) for 1-channel X. Workgroup (x, y): output-channel texel q = 8 x + lane;
+// subgroup s takes C1_PIXELS output pixels from (8 y + s) C1_PIXELS on. Per pixel,
+// lane l fetches the input under taps l and l + 8 and broadcasts them.
+@compute @workgroup_size(64)
+fn conv2d_forward_c1_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let out_c4 = c4_of(p.out_c);
+    let q = wg.x * 8u + lane;
+    let qw = min(q, out_c4 - 1u);
+    let w0 = w4(qw, 0u);
+    let w1 = w4(qw, 1u);
+    let w2 = w4(qw, 2u);
+    let w3 = w4(qw, 3u);
+    let w4_ = w4(qw, 4u);
+    let w5 = w4(qw, 5u);
+    let w6 = w4(qw, 6u);
+    let w7 = w4(qw, 7u);
+    let w8 = w4(qw, 8u);
+    let w9 = w4(qw, 9u);
+    let w10 = w4(qw, 10u);
+    let w11 = w4(qw, 11u);
+    let w12 = w4(qw, 12u);
+    let w13 = w4(qw, 13u);
+    let w14 = w4(qw, 14u);
+    let w15 = w4(qw, 15u);
+    // this lane's taps: (ky, kx) = (lane / 4, lane % 4) and (lane / 4 + 2, lane % 4)
+    let kx = lane % 4u;
+    let ky = lane / 4u;
+    let first = (wg.y * 8u + lid / 8u) * C1_PIXELS;
+    for (var r = first; r < first + C1_PIXELS; r++) {
+        let px = pixel_of(r, p.out_w, p.out_h);
+        let ix = i32(px.x * p.stride + kx) - i32(p.pad);
+        let iy = i32(px.y * p.stride + ky) - i32(p.pad);
+        let xa = c1_input(lhs, px.b, iy, ix);
+        let xb = c1_input(lhs, px.b, iy + 2, ix);
+        var acc = subgroupBroadcast(xa, 0u) * w0;
+        acc += subgroupBroadcast(xa, 1u) * w1;
+        acc += subgroupBroadcast(xa, 2u) * w2;
+        acc += subgroupBroadcast(xa, 3u) * w3;
+        acc += subgroupBroadcast(xa, 4u) * w4_;
+        acc += subgroupBroadcast(xa, 5u) * w5;
+        acc += subgroupBroadcast(xa, 6u) * w6;
+        acc += subgroupBroadcast(xa, 7u) * w7;
+        acc += subgroupBroadcast(xb, 0u) * w8;
+        acc += subgroupBroadcast(xb, 1u) * w9;
+        acc += subgroupBroadcast(xb, 2u) * w10;
+        acc += subgroupBroadcast(xb, 3u) * w11;
+        acc += subgroupBroadcast(xb, 4u) * w12;
+        acc += subgroupBroadcast(xb, 5u) * w13;
+        acc += subgroupBroadcast(xb, 6u) * w14;
+        acc += subgroupBroadcast(xb, 7u) * w15;
+        if px.live && q < out_c4 {
+            store_epilogue(vec2<u32>((px.y * p.out_w + px.x) * out_c4 + q, px.b), acc, q, p.out_c);
+        }
+    }
+}
+
+// dOut[b, oy, ox, 4q..4q+3] . w, or zero where (oy, ox) is outside dOut or !ok.
+fn dout_dot(b: u32, oy: u32, ox: i32, q: u32, w: vec4<f32>, ok: bool) -> f32 {
+    let live = ok && ox >= 0 && ox < i32(p.out_w);
+    return dot(load_if(lhs, (i32(oy * p.out_w) + ox) * i32(c4_of(p.out_c)) + i32(q), b, live), w);
+}
+
+// dIn = conv^T(dOut) into a 1-channel image. Workgroup y: 8 blocks of 8 input pixels
+// (input_block), one per subgroup; lanes take output-channel texels q = lane, lane + 8, ...
+// and sum each pixel's share, which subgroupAdd then totals.
+@compute @workgroup_size(64)
+fn conv2d_backward_input_c1_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let out_c4 = c4_of(p.out_c);
+    let blk = input_block(wg.y * 8u + lid / 8u);
+    let b = blk.x;
+    let iy = blk.y;
+    let px = blk.z;
+    let ix0 = px + 8u * p.stride * blk.w;
+    let s = p.stride;
+    var s0 = 0.0;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    var s3 = 0.0;
+    var s4 = 0.0;
+    var s5 = 0.0;
+    var s6 = 0.0;
+    var s7 = 0.0;
+    for (var q = lane; q < out_c4; q += 8u) {
+        for (var ky = 0u; ky < 4u; ky++) {
+            let ty = i32(iy + p.pad) - i32(ky);
+            if ty < 0 || u32(ty) % s != 0u || u32(ty) / s >= p.out_h {
+                continue;
+            }
+            let oy = u32(ty) / s;
+            for (var kx = 0u; kx < 4u; kx++) {
+                // tx = ix + pad - kx has the same remainder for all eight pixels
+                if (px + p.pad + 4u * s - kx) % s != 0u {
+                    continue;
+                }
+                let w = w4(q, ky * 4u + kx);
+                let ox0 = (i32(ix0 + p.pad) - i32(kx)) / i32(s);
+                s0 += dout_dot(b, oy, ox0, q, w, ix0 < p.in_w);
+                s1 += dout_dot(b, oy, ox0 + 1, q, w, ix0 + s < p.in_w);
+                s2 += dout_dot(b, oy, ox0 + 2, q, w, ix0 + 2u * s < p.in_w);
+                s3 += dout_dot(b, oy, ox0 + 3, q, w, ix0 + 3u * s < p.in_w);
+                s4 += dout_dot(b, oy, ox0 + 4, q, w, ix0 + 4u * s < p.in_w);
+                s5 += dout_dot(b, oy, ox0 + 5, q, w, ix0 + 5u * s < p.in_w);
+                s6 += dout_dot(b, oy, ox0 + 6, q, w, ix0 + 6u * s < p.in_w);
+                s7 += dout_dot(b, oy, ox0 + 7, q, w, ix0 + 7u * s < p.in_w);
+            }
+        }
+    }
+    var t = array<f32, 8>(subgroupAdd(s0), subgroupAdd(s1), subgroupAdd(s2), subgroupAdd(s3),
+                          subgroupAdd(s4), subgroupAdd(s5), subgroupAdd(s6), subgroupAdd(s7));
+    // lane j stores pixel j
+    let ix = ix0 + s * lane;
+    if b < p.batch && ix < p.in_w {
+        store_epilogue(vec2<u32>(iy * p.in_w + ix, b), vec4<f32>(t[lane], 0.0, 0.0, 0.0), 0u, 1u);
+    }
+}
+
+var<workgroup> wsum: array<array<vec4<f32>, 5>, 64>;
+
+// dW of a 1-channel input (and db per bias_of). Workgroup (x, y): output-channel
+// texel q = 8 x + lane, kernel row ky = y; subgroup s takes images s, s + 8, ...; per
+// output pixel lane kx < 4 fetches the input under tap (ky, kx) and broadcasts it.
+// The 8 subgroups' sums meet in workgroup memory.
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_c1_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let out_c4 = c4_of(p.out_c);
+    let q = wg.x * 8u + lane;
+    let qc = min(q, out_c4 - 1u);
+    let ky = wg.y;
+    let sg = lid / 8u;
+    let kx = lane % 4u;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var gsum = vec4<f32>(0.0);
+    for (var b = sg; b < p.batch; b += 8u) {
+        for (var oy = 0u; oy < p.out_h; oy++) {
+            let iy = i32(oy * p.stride + ky) - i32(p.pad);
+            for (var ox = 0u; ox < p.out_w; ox++) {
+                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + qc, b));
+                gsum += g;
+                let x = c1_input(rhs, b, iy, i32(ox * p.stride + kx) - i32(p.pad));
+                a0 += subgroupBroadcast(x, 0u) * g;
+                a1 += subgroupBroadcast(x, 1u) * g;
+                a2 += subgroupBroadcast(x, 2u) * g;
+                a3 += subgroupBroadcast(x, 3u) * g;
+            }
+        }
+    }
+    // a transposed convolution's bias sits on the 1-channel side: the sum of its values
+    if p.bias_of == 1u && wg.x == 0u && ky == 0u {
+        var xs = 0.0;
+        for (var b = sg; b < p.batch; b += 8u) {
+            for (var i = lane; i < p.in_h * p.in_w; i += 8u) {
+                xs += textureLoad(rhs, vec2<u32>(i, b)).x;
+            }
+        }
+        gsum = vec4<f32>(subgroupAdd(xs), 0.0, 0.0, 0.0);
+    }
+    wsum[lid] = array<vec4<f32>, 5>(a0, a1, a2, a3, gsum);
+    workgroupBarrier();
+    if sg != 0u || q >= out_c4 {
+        return;
+    }
+    var t = wsum[lane];
+    for (var k = 1u; k < 8u; k++) {
+        for (var j = 0u; j < 5u; j++) {
+            t[j] += wsum[k * 8u + lane][j];
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let o = q * 4u + j;
+        if o >= p.out_c {
+            break;
+        }
+        for (var x = 0u; x < 4u; x++) {
+            let col = p.grad_w + o * p.w_stride + (ky * 4u + x) * 4u;
+            grads[col] = t[x][j];
+            grads[col + 1u] = 0.0;
+            grads[col + 2u] = 0.0;
+            grads[col + 3u] = 0.0;
+        }
+        if p.bias_of == 0u && ky == 0u {
+            grads[p.grad_b + o] = t[4][j];
+        }
+    }
+    if p.bias_of == 1u && q == 0u && ky == 0u {
+        grads[p.grad_b] = t[4].x;
     }
 }

@@ -125,6 +125,8 @@ pub enum ConvVariant {
     Plain,
     /// conv_subgroup.wgsl: implicit GEMM sharing operands by subgroupBroadcast.
     Subgroup,
+    /// conv_subgroup.wgsl's `_c1_subgroup` kernels for a 1-channel input and a 4x4 kernel.
+    SubgroupC1,
     /// conv.wgsl's `_wide` kernels: lanes of a workgroup share each block's sum.
     Wide,
 }
@@ -137,6 +139,12 @@ pub fn conv_subgroup_supports(entry: &str, s: &crate::reference::ConvShape) -> b
         "conv2d_backward_weight" => s.in_c.div_ceil(4).is_multiple_of(8),
         _ => false,
     }
+}
+
+/// Whether conv_subgroup.wgsl's `_c1_subgroup` kernels compute geometry `s`: a 1-channel
+/// input and a 4x4 kernel.
+pub fn conv_c1_supports(s: &crate::reference::ConvShape) -> bool {
+    s.in_c == 1 && s.kernel == 4
 }
 
 /// The variant to run `entry` of geometry `s` with: the subgroup kernels where the
@@ -159,7 +167,9 @@ pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -
         "conv2d_backward_input" => s.out_c.div_ceil(4),
         _ => usize::MAX,
     };
-    if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
+    if k.subgroup.is_some() && conv_c1_supports(s) {
+        ConvVariant::SubgroupC1
+    } else if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
         ConvVariant::Subgroup
     } else if k.wide_reductions && split >= 8 {
         ConvVariant::Wide
@@ -186,6 +196,7 @@ pub fn conv_dispatch(
         variant != ConvVariant::Subgroup || conv_subgroup_supports(entry, s),
         "conv_subgroup.wgsl does not compute {entry} for {s:?}"
     );
+    assert!(variant != ConvVariant::SubgroupC1 || conv_c1_supports(s), "no _c1_subgroup kernel for {s:?}");
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
             let groups = [g(s.out_c.div_ceil(64)), g((batch * s.out_h * s.out_w).div_ceil(16)), 1];
@@ -207,6 +218,25 @@ pub fn conv_dispatch(
             let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(64)), g(s.out_c.div_ceil(8)), 1];
             let pipeline = &sg.conv2d_backward_weight_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
+        }
+        (ConvVariant::SubgroupC1, Some(sg), _) => {
+            let c8 = g(s.out_c.div_ceil(4).div_ceil(8));
+            let (pipeline, groups) = match entry {
+                // 64 output pixels per subgroup, 8 subgroups per workgroup
+                "conv2d_forward" => {
+                    (&sg.conv2d_forward_c1_subgroup, [c8, g((batch * s.out_h * s.out_w).div_ceil(8 * 64)), 1])
+                }
+                // 8 blocks of 8 input pixels per workgroup
+                "conv2d_backward_input" => {
+                    let blocks = batch * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
+                    (&sg.conv2d_backward_input_c1_subgroup, [1, g(blocks.div_ceil(8)), 1])
+                }
+                // one workgroup per kernel row
+                "conv2d_backward_weight" => (&sg.conv2d_backward_weight_c1_subgroup, [c8, 4, 1]),
+                _ => panic!("{entry} is not a conv.wgsl entry point"),
+            };
+            let name = format!("{}_c1_subgroup {label}", entry);
+            Dispatch::with_groups(gpu, name, pipeline, binds, groups)
         }
         (ConvVariant::Wide, _, _) => {
             // backward_weight: one workgroup per block of outputs; the others 8 blocks per workgroup
@@ -380,10 +410,14 @@ pub struct SubgroupKernels {
     pub conv2d_forward_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_subgroup: wgpu::ComputePipeline,
+    /// conv_subgroup.wgsl's kernels for 1-channel inputs
+    pub conv2d_forward_c1_subgroup: wgpu::ComputePipeline,
+    pub conv2d_backward_input_c1_subgroup: wgpu::ComputePipeline,
+    pub conv2d_backward_weight_c1_subgroup: wgpu::ComputePipeline,
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
-pub const VARIANT_SUFFIXES: &[&str] = &["_subgroup", "_wide"];
+pub const VARIANT_SUFFIXES: &[&str] = &["_c1_subgroup", "_subgroup", "_wide"];
 
 /// The CPU reference an entry point is checked against.
 pub fn reference_name(entry: &str) -> &str {
@@ -416,6 +450,9 @@ impl Kernels {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(&c, "conv2d_backward_input_subgroup")?,
                 conv2d_backward_weight_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_subgroup")?,
+                conv2d_forward_c1_subgroup: gpu.pipeline(&c, "conv2d_forward_c1_subgroup")?,
+                conv2d_backward_input_c1_subgroup: gpu.pipeline(&c, "conv2d_backward_input_c1_subgroup")?,
+                conv2d_backward_weight_c1_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_c1_subgroup")?,
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,

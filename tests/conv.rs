@@ -60,6 +60,11 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         // input channels in whole subgroups (conv_subgroup.wgsl's backward_weight), odd sizes
         (3, ConvShape::new(6, 7, 32, 20, 3, 1, 1)),
         (9, ConvShape::new(5, 9, 64, 12, 4, 2, 1)),
+        // one input channel (conv_subgroup.wgsl's _c1 kernels): more than 8 output texels,
+        // fewer, stride 1 and 3, padding 0 and 2, widths that leave blocks part-filled
+        (5, ConvShape::new(13, 11, 1, 40, 4, 1, 2)),
+        (2, ConvShape::new(10, 9, 1, 6, 4, 2, 0)),
+        (3, ConvShape::new(17, 15, 1, 12, 4, 3, 1)),
     ]
 }
 
@@ -72,11 +77,14 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
         .filter(|(v, _, s)| match v {
             ConvVariant::Plain => true,
             ConvVariant::Subgroup => kernels::conv_subgroup_supports(entry, s),
+            ConvVariant::SubgroupC1 => kernels::conv_c1_supports(s),
             ConvVariant::Wide => true,
         })
         .collect();
     if k().subgroup.is_some() {
-        assert!(all.iter().filter(|c| c.0 == ConvVariant::Subgroup).count() >= 2, "{entry}: too few subgroup cases");
+        for v in [ConvVariant::Subgroup, ConvVariant::SubgroupC1] {
+            assert!(all.iter().filter(|c| c.0 == v).count() >= 2, "{entry}: too few {v:?} cases");
+        }
     }
     all
 }
@@ -91,6 +99,7 @@ fn variants() -> Vec<ConvVariant> {
     let mut v = vec![ConvVariant::Plain, ConvVariant::Wide];
     if k().subgroup.is_some() {
         v.push(ConvVariant::Subgroup);
+        v.push(ConvVariant::SubgroupC1);
     }
     v
 }
