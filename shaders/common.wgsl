@@ -22,6 +22,19 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
 }
 
+// a / d for a < 2^24, d > 0, without an integer division: llvmpipe turns a vector
+// division into one scalar divide per lane (about 200 cycles for 8 lanes), where the
+// float quotient, within one of the answer and then corrected, is a few vector ops.
+fn div_u(a: u32, d: u32) -> u32 {
+    var q = u32(f32(a) / f32(d));
+    if q * d > a {
+        q -= 1u;
+    } else if (q + 1u) * d <= a {
+        q += 1u;
+    }
+    return q;
+}
+
 // "lowbias32" integer hash (Wellons).
 fn hash_u32(x: u32) -> u32 {
     var h = x;

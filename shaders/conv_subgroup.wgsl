@@ -197,10 +197,10 @@ fn conv2d_forward_subgroup(
 // as (b, iy, px, g).
 fn input_block(i: u32) -> vec4<u32> {
     let groups = (p.in_w + 8u * p.stride - 1u) / (8u * p.stride);
-    let g = i % groups;
-    let px = (i / groups) % p.stride;
-    let iy = (i / groups / p.stride) % p.in_h;
-    return vec4<u32>(i / groups / p.stride / p.in_h, iy, px, g);
+    let a = div_u(i, groups);
+    let c = div_u(a, p.stride);
+    let b = div_u(c, p.in_h);
+    return vec4<u32>(b, c - b * p.in_h, a - c * p.stride, i - a * groups);
 }
 
 // dIn[b, iy, ix, i] = sum over ky, kx, o of dOut[b, oy, ox, o] W[o, i, ky, kx], where iy = oy s + ky - pad
@@ -236,21 +236,25 @@ fn conv2d_backward_input_subgroup(
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    for (var ky = 0u; ky < p.kernel; ky++) {
-        let ty = i32(iy + p.pad) - i32(ky);
-        if ty < 0 || u32(ty) % p.stride != 0u || u32(ty) / p.stride >= p.out_h {
+    // the taps that reach row iy: ky = ky0, ky0 + s, ... from output rows oy0, oy0 - 1, ...;
+    // and the columns: kx = kx0, kx0 + s, ... (the same remainder for all eight pixels).
+    // No division inside the loops: llvmpipe runs a vector division as a scalar divide per lane.
+    let s = p.stride;
+    let ky0 = (iy + p.pad) % s;
+    let oy0 = i32((iy + p.pad) / s);
+    let kx0 = (px + p.pad) % s;
+    let ox0 = i32(div_u(my_ix + p.pad - kx0, s));
+    for (var jy = 0u; ky0 + jy * s < p.kernel; jy++) {
+        let ky = ky0 + jy * s;
+        let oy = oy0 - i32(jy);
+        if oy < 0 || oy >= i32(p.out_h) {
             continue;
         }
-        let oy = u32(ty) / p.stride;
-        for (var kx = 0u; kx < p.kernel; kx++) {
-            // tx = ix + pad - kx has the same remainder for all eight pixels
-            let tx = i32(my_ix + p.pad) - i32(kx);
-            if (px + p.pad + p.kernel * p.stride - kx) % p.stride != 0u {
-                continue;
-            }
-            let ox = tx / i32(p.stride);
-            let ok = live_block && tx >= 0 && ox < i32(p.out_w) && my_ix < p.in_w;
-            let gbase = (i32(oy * p.out_w) + ox) * i32(out_c4);
+        for (var jx = 0u; kx0 + jx * s < p.kernel; jx++) {
+            let kx = kx0 + jx * s;
+            let ox = ox0 - i32(jx);
+            let ok = live_block && ox >= 0 && ox < i32(p.out_w) && my_ix < p.in_w;
+            let gbase = (oy * i32(p.out_w) + ox) * i32(out_c4);
             let wcol = (ky * p.kernel + kx) * in_c4 + qc;
             for (var co = 0u; co < out_c4; co++) {
                 let w0 = textureLoad(rhs, vec2<u32>(wcol, co * 4u));
@@ -580,9 +584,21 @@ fn conv2d_forward_c1_subgroup(
     // this lane's taps: (ky, kx) = (lane / 4, lane % 4) and (lane / 4 + 2, lane % 4)
     let kx = lane % 4u;
     let ky = lane / 4u;
-    let first = (wg.y * 8u + lid / 8u) * C1_PIXELS;
-    for (var r = first; r < first + C1_PIXELS; r++) {
-        let px = pixel_of(r, p.out_w, p.out_h);
+    // pixels first, first + 1, ... stepped through (x, y, b) without dividing
+    var px = pixel_of((wg.y * 8u + lid / 8u) * C1_PIXELS, p.out_w, p.out_h);
+    for (var r = 0u; r < C1_PIXELS; r++) {
+        if r > 0u {
+            px.x += 1u;
+            if px.x == p.out_w {
+                px.x = 0u;
+                px.y += 1u;
+                if px.y == p.out_h {
+                    px.y = 0u;
+                    px.b += 1u;
+                    px.live = px.b < p.batch;
+                }
+            }
+        }
         let ix = i32(px.x * p.stride + kx) - i32(p.pad);
         let iy = i32(px.y * p.stride + ky) - i32(p.pad);
         let xa = c1_input(lhs, px.b, iy, ix);
@@ -609,15 +625,9 @@ fn conv2d_forward_c1_subgroup(
     }
 }
 
-// dOut[b, oy, ox, 4q..4q+3] . w, or zero where (oy, ox) is outside dOut or !ok.
-fn dout_dot(b: u32, oy: u32, ox: i32, q: u32, w: vec4<f32>, ok: bool) -> f32 {
-    let live = ok && ox >= 0 && ox < i32(p.out_w);
-    return dot(load_if(lhs, (i32(oy * p.out_w) + ox) * i32(c4_of(p.out_c)) + i32(q), b, live), w);
-}
-
 // dIn = conv^T(dOut) into a 1-channel image. Workgroup y: 8 blocks of 8 input pixels
-// (input_block), one per subgroup; lanes take output-channel texels q = lane, lane + 8, ...
-// and sum each pixel's share, which subgroupAdd then totals.
+// (input_block), one per subgroup, lane j computing pixel j. For each tap and run of
+// 8 output-channel texels, lane l fetches the weights of texel l and broadcasts them.
 @compute @workgroup_size(64)
 fn conv2d_backward_input_c1_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -629,47 +639,45 @@ fn conv2d_backward_input_c1_subgroup(
     let b = blk.x;
     let iy = blk.y;
     let px = blk.z;
-    let ix0 = px + 8u * p.stride * blk.w;
     let s = p.stride;
-    var s0 = 0.0;
-    var s1 = 0.0;
-    var s2 = 0.0;
-    var s3 = 0.0;
-    var s4 = 0.0;
-    var s5 = 0.0;
-    var s6 = 0.0;
-    var s7 = 0.0;
-    for (var q = lane; q < out_c4; q += 8u) {
-        for (var ky = 0u; ky < 4u; ky++) {
-            let ty = i32(iy + p.pad) - i32(ky);
-            if ty < 0 || u32(ty) % s != 0u || u32(ty) / s >= p.out_h {
-                continue;
-            }
-            let oy = u32(ty) / s;
-            for (var kx = 0u; kx < 4u; kx++) {
-                // tx = ix + pad - kx has the same remainder for all eight pixels
-                if (px + p.pad + 4u * s - kx) % s != 0u {
-                    continue;
-                }
-                let w = w4(q, ky * 4u + kx);
-                let ox0 = (i32(ix0 + p.pad) - i32(kx)) / i32(s);
-                s0 += dout_dot(b, oy, ox0, q, w, ix0 < p.in_w);
-                s1 += dout_dot(b, oy, ox0 + 1, q, w, ix0 + s < p.in_w);
-                s2 += dout_dot(b, oy, ox0 + 2, q, w, ix0 + 2u * s < p.in_w);
-                s3 += dout_dot(b, oy, ox0 + 3, q, w, ix0 + 3u * s < p.in_w);
-                s4 += dout_dot(b, oy, ox0 + 4, q, w, ix0 + 4u * s < p.in_w);
-                s5 += dout_dot(b, oy, ox0 + 5, q, w, ix0 + 5u * s < p.in_w);
-                s6 += dout_dot(b, oy, ox0 + 6, q, w, ix0 + 6u * s < p.in_w);
-                s7 += dout_dot(b, oy, ox0 + 7, q, w, ix0 + 7u * s < p.in_w);
+    let ix = px + 8u * s * blk.w + s * lane;
+    let live = b < p.batch && ix < p.in_w;
+    var acc = vec4<f32>(0.0);
+    // the taps that reach row iy: ky = ky0, ky0 + s, ... with output rows oy0, oy0 - 1, ...
+    // (divisions only here: llvmpipe runs a vector division as one scalar divide per lane)
+    let ky0 = (iy + p.pad) % s;
+    let oy0 = i32((iy + p.pad) / s);
+    // and the columns: kx = kx0, kx0 + s, ... (the same remainder for all eight pixels)
+    let kx0 = (px + p.pad) % s;
+    let ox0 = i32(div_u(ix + p.pad - kx0, s));
+    for (var jy = 0u; ky0 + jy * s < 4u; jy++) {
+        let ky = ky0 + jy * s;
+        let oy = oy0 - i32(jy);
+        if oy < 0 || oy >= i32(p.out_h) {
+            continue;
+        }
+        let row = oy * i32(p.out_w);
+        for (var jx = 0u; kx0 + jx * s < 4u; jx++) {
+            let kx = kx0 + jx * s;
+            let ox = ox0 - i32(jx);
+            let ok = live && ox >= 0 && ox < i32(p.out_w);
+            let base = (row + ox) * i32(out_c4);
+            for (var q0 = 0u; q0 < out_c4; q0 += 8u) {
+                let wl = w4(min(q0 + lane, out_c4 - 1u), ky * 4u + kx);
+                let at = base + i32(q0);
+                acc += load_if(lhs, at, b, ok) * subgroupBroadcast(wl, 0u);
+                acc += load_if(lhs, at + 1, b, ok && q0 + 1u < out_c4) * subgroupBroadcast(wl, 1u);
+                acc += load_if(lhs, at + 2, b, ok && q0 + 2u < out_c4) * subgroupBroadcast(wl, 2u);
+                acc += load_if(lhs, at + 3, b, ok && q0 + 3u < out_c4) * subgroupBroadcast(wl, 3u);
+                acc += load_if(lhs, at + 4, b, ok && q0 + 4u < out_c4) * subgroupBroadcast(wl, 4u);
+                acc += load_if(lhs, at + 5, b, ok && q0 + 5u < out_c4) * subgroupBroadcast(wl, 5u);
+                acc += load_if(lhs, at + 6, b, ok && q0 + 6u < out_c4) * subgroupBroadcast(wl, 6u);
+                acc += load_if(lhs, at + 7, b, ok && q0 + 7u < out_c4) * subgroupBroadcast(wl, 7u);
             }
         }
     }
-    var t = array<f32, 8>(subgroupAdd(s0), subgroupAdd(s1), subgroupAdd(s2), subgroupAdd(s3),
-                          subgroupAdd(s4), subgroupAdd(s5), subgroupAdd(s6), subgroupAdd(s7));
-    // lane j stores pixel j
-    let ix = ix0 + s * lane;
-    if b < p.batch && ix < p.in_w {
-        store_epilogue(vec2<u32>(iy * p.in_w + ix, b), vec4<f32>(t[lane], 0.0, 0.0, 0.0), 0u, 1u);
+    if live {
+        store_epilogue(vec2<u32>(iy * p.in_w + ix, b), vec4<f32>(acc.x + acc.y + acc.z + acc.w, 0.0, 0.0, 0.0), 0u, 1u);
     }
 }
 
