@@ -31,22 +31,23 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if i >= c4s * p.m {
         return;
     }
-    let c4 = i % c4s;
-    let row = i / c4s;
+    let row = div_u(i, c4s);
+    let c4 = i - row * c4s;
     var x = vec4<f32>(0.0);
     if row < step.rows {
-        let image = order[step.batch_start + row / p.samples];
+        let r = div_u(row, p.samples);
+        let image = order[step.batch_start + r];
         let image_bytes = p.pixels * p.channels;
         for (var lane = 0u; lane < 4u; lane++) {
             let col = c4 * 4u + lane;
-            let pixel = col / p.x_cp;
-            let ch = col % p.x_cp;
+            let pixel = div_u(col, p.x_cp);
+            let ch = col - pixel * p.x_cp;
             if pixel < p.pixels && ch < p.channels {
                 let value = pixel * p.channels + ch;
                 let byte = image * image_bytes + value;
                 let v = f32((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
                 if p.binarize == 1u {
-                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, (row / p.samples) * image_bytes + value);
+                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, r * image_bytes + value);
                     x[lane] = select(0.0, 1.0, u < v);
                 } else {
                     x[lane] = v;
