@@ -389,20 +389,25 @@ pub fn compare(a: &Value, b: &Value) -> String {
     let name = |r: &Value| r["adapter"]["name"].as_str().unwrap_or("?").to_string();
     let mut s = format!("A: {}\nB: {}\n\n", name(a), name(b));
     s += &format!("{:<30} {:<22} {:>12} {:>12} {:>8}\n", "kernel", "shape", "A median us", "B median us", "B/A");
+    // kernels line up by pass, layer and shape whichever variant each adapter ran
+    // ("conv2d_forward_subgroup enc.conv2" against "conv2d_forward_wide enc.conv2")
+    let key = |k: &Value| {
+        let label = k["kernel"].as_str().unwrap_or("?");
+        let (entry, rest) = label.split_once(' ').unwrap_or((label, ""));
+        (crate::kernels::reference_name(entry).to_string(), rest.to_string(), k["shape"].clone())
+    };
     for ka in a["kernels"].as_array().into_iter().flatten() {
-        let kb = b["kernels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|k| k["kernel"] == ka["kernel"] && k["shape"] == ka["shape"]);
+        let kb = b["kernels"].as_array().into_iter().flatten().find(|k| key(k) == key(ka));
         let (ta, tb) = (ka["median_us"].as_f64().unwrap_or(0.0), kb.and_then(|k| k["median_us"].as_f64()));
+        let b_label = kb.map(|k| k["kernel"].clone()).filter(|l| *l != ka["kernel"]);
         s += &format!(
-            "{:<30} {:<22} {:>12.1} {:>12} {:>8}\n",
+            "{:<30} {:<22} {:>12.1} {:>12} {:>8}{}\n",
             ka["kernel"].as_str().unwrap_or("?"),
             ka["shape"].as_str().unwrap_or(""),
             ta,
             tb.map(|v| format!("{v:.1}")).unwrap_or("-".into()),
-            tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into())
+            tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into()),
+            b_label.map(|l| format!("  (B: {})", l.as_str().unwrap_or("?"))).unwrap_or_default()
         );
     }
     s +=

@@ -58,4 +58,18 @@ fn compare_lines_up_two_reports() {
         "steps": [{"model": "m", "batch": 128, "median_ms": 8.0}]});
     let s = elbo::bench::compare(&a, &b);
     assert!(s.contains("0.50") && s.contains("4.00"), "{s}");
+
+    // the same pass and layer in another variant lines up, and the row names B's kernel;
+    // another layer does not
+    let kernels = |v: &str, us: f64| {
+        serde_json::json!([{"kernel": format!("conv2d_forward{v} enc.conv2"), "shape": "s", "median_us": us},
+                           {"kernel": format!("conv2d_forward{v} dec.deconv1"), "shape": "t", "median_us": us}])
+    };
+    let a = serde_json::json!({"adapter": {"name": "A"}, "kernels": kernels("_subgroup", 40.0), "steps": []});
+    let mut b = serde_json::json!({"adapter": {"name": "B"}, "kernels": kernels("_wide", 10.0), "steps": []});
+    b["kernels"][1]["kernel"] = "conv2d_forward_wide enc.conv1".into();
+    let s = elbo::bench::compare(&a, &b);
+    let row = |layer: &str| s.lines().find(|l| l.contains(layer)).unwrap_or_else(|| panic!("no {layer} row: {s}"));
+    assert!(row("enc.conv2").contains("0.25") && row("enc.conv2").contains("(B: conv2d_forward_wide enc.conv2)"), "{s}");
+    assert!(row("dec.deconv1").trim_end().ends_with('-'), "{s}");
 }
