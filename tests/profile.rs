@@ -70,6 +70,9 @@ fn compare_lines_up_two_reports() {
     b["kernels"][1]["kernel"] = "conv2d_forward_wide enc.conv1".into();
     let s = elbo::bench::compare(&a, &b);
     let row = |layer: &str| s.lines().find(|l| l.contains(layer)).unwrap_or_else(|| panic!("no {layer} row: {s}"));
-    assert!(row("enc.conv2").contains("0.25") && row("enc.conv2").contains("(B: conv2d_forward_wide enc.conv2)"), "{s}");
+    assert!(
+        row("enc.conv2").contains("0.25") && row("enc.conv2").contains("(B: conv2d_forward_wide enc.conv2)"),
+        "{s}"
+    );
     assert!(row("dec.deconv1").trim_end().ends_with('-'), "{s}");
 }
