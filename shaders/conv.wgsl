@@ -1,76 +1,5 @@
-// 2-D convolutions on batches of channels-last images. An image (h, w, c) is
-// one row of an rgba32float texture: texel (y * w + x) * c4 + q holds channels
-// 4q..4q+3 of pixel (y, x), with c4 = ceil(c / 4) and the padding channels
-// zero; row b is image b of the batch. Channels-last makes one texel fetch
-// carry four channels of a pixel, the unit every loop below steps by.
-//
-// The weight W of a convolution from c_in to c_out channels is stored as a
-// (c_out, k * k * c4_in * 4) matrix texture: row o, texel (ky * k + kx) * c4_in + q
-// holds W[o, 4q..4q+3, ky, kx]. A transposed convolution (PyTorch's
-// ConvTranspose2d, weight (in, out, kh, kw)) is the backward-input pass of the
-// convolution that maps its output back to its input, with the same storage.
-
-struct Conv {
-    batch: u32,    // images: texture rows, a multiple of 4
-    in_w: u32,
-    in_h: u32,
-    in_c: u32,     // channels of the convolution's input
-    out_w: u32,
-    out_h: u32,
-    out_c: u32,    // channels of the convolution's output
-    kernel: u32,   // k: the kernel is k x k
-    stride: u32,
-    pad: u32,      // zero padding on every side
-    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0] (mask laid out as the result)
-    bias: u32,     // offset of the bias in the flat parameters (out_c for forward, in_c for backward_input)
-    grad_w: u32,   // backward_weight: offset of dW in the flat gradients
-    w_stride: u32, // backward_weight: row stride of dW, floats
-    grad_b: u32,   // backward_weight: offset of db
-    bias_of: u32,  // backward_weight: db sums 0: dOut (convolution), 1: the input (transposed convolution), 2: none
-}
-
-@group(0) @binding(0) var<uniform> p: Conv;
-// forward: the input (batch, in_h * in_w * c4_in texels); backward_*: dOut (batch, out_h * out_w * c4_out)
-@group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
-// forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
-@group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
-// epilogue 3: the activation (laid out as the result) whose sign masks it, as a ReLU's backward pass
-@group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
-// forward: the output; backward_input: dIn
-@group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
-// forward, backward_input: the flat parameters (bias)
-@group(0) @binding(5) var<storage, read> params: array<f32>;
-// backward_weight: the flat gradients (dW, db)
-@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
-
-fn c4_of(c: u32) -> u32 {
-    return (c + 3u) / 4u;
-}
-
-fn live_lanes(q: u32, c: u32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(c));
-}
-
-fn bias4(q: u32, c: u32) -> vec4<f32> {
-    var b = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        if q * 4u + j < c {
-            b[j] = params[p.bias + q * 4u + j];
-        }
-    }
-    return b;
-}
-
-// Writes a result texel after the epilogue's ReLU (2) or ReLU mask (3); `live` zeroes padding channels.
-fn store(texel: vec2<u32>, value: vec4<f32>, live: vec4<f32>) {
-    var v = value;
-    if p.epilogue == 2u {
-        v = max(v, vec4<f32>(0.0));
-    } else if p.epilogue == 3u {
-        v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
-    }
-    textureStore(out, texel, v * live);
-}
+// The convolutions (conv_common.wgsl, in front, holds the layouts, the uniform
+// and the bindings).
 
 // The forward and backward-input passes come in two variants that share the arithmetic:
 //   conv2d_forward, conv2d_backward_input: one invocation per block of outputs,
@@ -130,10 +59,7 @@ fn forward_store(blk: vec4<u32>, acc: array<vec4<f32>, 4>) {
     let out_c4 = c4_of(p.out_c);
     let q = blk.x;
     let live = live_lanes(q, p.out_c);
-    var bias = vec4<f32>(0.0);
-    if p.epilogue == 1u || p.epilogue == 2u {
-        bias = bias4(q, p.out_c);
-    }
+    let bias = epilogue_bias(q, p.out_c);
     for (var px = 0u; px < 4u; px++) {
         let ox = blk.y * 4u + px;
         if ox < p.out_w {
@@ -217,10 +143,7 @@ fn backward_input_store(blk: vec4<u32>, acc: array<vec4<f32>, 4>) {
     let q = blk.x;
     let ix0 = backward_input_x0(blk.y);
     let live = live_lanes(q, p.in_c);
-    var bias = vec4<f32>(0.0);
-    if p.epilogue == 1u || p.epilogue == 2u {
-        bias = bias4(q, p.in_c);
-    }
+    let bias = epilogue_bias(q, p.in_c);
     for (var px = 0u; px < 4u; px++) {
         let ix = ix0 + px * p.stride;
         if ix >= p.in_w {

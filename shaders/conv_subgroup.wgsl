@@ -1,5 +1,5 @@
-// The convolutions of conv.wgsl (same uniform, bindings and layouts) as
-// implicit GEMMs whose shared operand travels by subgroupBroadcast, for
+// The convolutions of conv.wgsl (conv_common.wgsl, in front, holds the uniform,
+// bindings and layouts) as implicit GEMMs whose shared operand travels by subgroupBroadcast, for
 // adapters whose subgroups are exactly 8 lanes wide (lavapipe on AVX2 CPUs).
 // The rows of the GEMM are output (or input) pixels of the batch, the columns
 // are channels and the reduction runs over taps and the other side's
@@ -8,43 +8,6 @@
 // convolution's channels fill the lanes (`kernels::conv_variant`). The steps over
 // the 8 lanes are written out: subgroupBroadcast takes a constant lane, and a loop
 // would also blend every accumulator with the execution mask once per lane.
-
-struct Conv {
-    batch: u32,    // images: texture rows, a multiple of 4
-    in_w: u32,
-    in_h: u32,
-    in_c: u32,     // channels of the convolution's input
-    out_w: u32,
-    out_h: u32,
-    out_c: u32,    // channels of the convolution's output
-    kernel: u32,   // k: the kernel is k x k
-    stride: u32,
-    pad: u32,      // zero padding on every side
-    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0] (mask laid out as the result)
-    bias: u32,     // offset of the bias in the flat parameters (out_c for forward, in_c for backward_input)
-    grad_w: u32,   // backward_weight: offset of dW in the flat gradients
-    w_stride: u32, // backward_weight: row stride of dW, floats
-    grad_b: u32,   // backward_weight: offset of db
-    bias_of: u32,  // backward_weight: db sums 0: dOut (convolution), 1: the input (transposed convolution), 2: none
-}
-
-@group(0) @binding(0) var<uniform> p: Conv;
-// forward: the input (batch, in_h * in_w * c4_in texels); backward_*: dOut (batch, out_h * out_w * c4_out)
-@group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
-// forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
-@group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
-// epilogue 3: the activation (laid out as the result) whose sign masks it, as a ReLU's backward pass
-@group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
-// forward: the output; backward_input: dIn
-@group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
-// forward, backward_input: the flat parameters (bias)
-@group(0) @binding(5) var<storage, read> params: array<f32>;
-// backward_weight: the flat gradients (dW, db)
-@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
-
-fn c4_of(c: u32) -> u32 {
-    return (c + 3u) / 4u;
-}
 
 // Texel (col, row) of t where `ok`, else zero. Where `ok` is false the coordinates
 // may lie outside the texture: WebGPU defines such loads (they return some texel
@@ -60,6 +23,22 @@ struct Pixel {
     y: u32,
     x: u32,
     live: bool,
+}
+
+// The pixel after `px` in (b, y, x) order, without dividing.
+fn next_pixel(px: Pixel, w: u32, h: u32) -> Pixel {
+    var n = px;
+    n.x += 1u;
+    if n.x == w {
+        n.x = 0u;
+        n.y += 1u;
+    }
+    if n.y == h {
+        n.y = 0u;
+        n.b += 1u;
+    }
+    n.live = n.b < p.batch;
+    return n;
 }
 
 fn pixel_of(r: u32, w: u32, h: u32) -> Pixel {
@@ -284,29 +263,15 @@ fn conv2d_backward_input_subgroup(
     if q >= in_c4 || !live_block {
         return;
     }
-    let live = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.in_c));
-    var bias = vec4<f32>(0.0);
-    if p.epilogue == 1u || p.epilogue == 2u {
-        for (var j = 0u; j < 4u; j++) {
-            if q * 4u + j < p.in_c {
-                bias[j] = params[p.bias + q * 4u + j];
-            }
-        }
-    }
+    let live = live_lanes(q, p.in_c);
+    let bias = epilogue_bias(q, p.in_c);
     var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
     for (var j = 0u; j < 8u; j++) {
         let ix = ix0 + p.stride * j;
         if ix >= p.in_w {
             break;
         }
-        let texel = vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b);
-        var v = acc[j] + bias;
-        if p.epilogue == 2u {
-            v = max(v, vec4<f32>(0.0));
-        } else if p.epilogue == 3u {
-            v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
-        }
-        textureStore(out, texel, v * live);
+        store(vec2<u32>((iy * p.in_w + ix) * in_c4 + q, b), acc[j] + bias, live);
     }
 }
 
@@ -525,26 +490,6 @@ fn w4(q: u32, t: u32) -> vec4<f32> {
     );
 }
 
-// Stores v at `texel` of the result after the epilogue: + bias of channels 4q..4q+3 of
-// c (1, 2), ReLU (2) or the mask (3); channels past c are zeroed.
-fn store_epilogue(texel: vec2<u32>, v: vec4<f32>, q: u32, c: u32) {
-    var r = v;
-    if p.epilogue == 1u || p.epilogue == 2u {
-        for (var j = 0u; j < 4u; j++) {
-            if q * 4u + j < c {
-                r[j] += params[p.bias + q * 4u + j];
-            }
-        }
-    }
-    if p.epilogue == 2u {
-        r = max(r, vec4<f32>(0.0));
-    } else if p.epilogue == 3u {
-        r *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
-    }
-    let live = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(c));
-    textureStore(out, texel, r * live);
-}
-
 // Value of the 1-channel input at (iy, ix) of image b, or zero outside it.
 fn c1_input(t: texture_storage_2d<rgba32float, read>, b: u32, iy: i32, ix: i32) -> f32 {
     let ok = b < p.batch && iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
@@ -581,6 +526,8 @@ fn conv2d_forward_c1_subgroup(
     let w13 = w4(qw, 13u);
     let w14 = w4(qw, 14u);
     let w15 = w4(qw, 15u);
+    let bias = epilogue_bias(qw, p.out_c);
+    let live = live_lanes(q, p.out_c);
     // this lane's taps: (ky, kx) = (lane / 4, lane % 4) and (lane / 4 + 2, lane % 4)
     let kx = lane % 4u;
     let ky = lane / 4u;
@@ -588,16 +535,7 @@ fn conv2d_forward_c1_subgroup(
     var px = pixel_of((wg.y * 8u + lid / 8u) * C1_PIXELS, p.out_w, p.out_h);
     for (var r = 0u; r < C1_PIXELS; r++) {
         if r > 0u {
-            px.x += 1u;
-            if px.x == p.out_w {
-                px.x = 0u;
-                px.y += 1u;
-                if px.y == p.out_h {
-                    px.y = 0u;
-                    px.b += 1u;
-                    px.live = px.b < p.batch;
-                }
-            }
+            px = next_pixel(px, p.out_w, p.out_h);
         }
         let ix = i32(px.x * p.stride + kx) - i32(p.pad);
         let iy = i32(px.y * p.stride + ky) - i32(p.pad);
@@ -620,7 +558,7 @@ fn conv2d_forward_c1_subgroup(
         acc += subgroupBroadcast(xb, 6u) * w14;
         acc += subgroupBroadcast(xb, 7u) * w15;
         if px.live && q < out_c4 {
-            store_epilogue(vec2<u32>((px.y * p.out_w + px.x) * out_c4 + q, px.b), acc, q, p.out_c);
+            store(vec2<u32>((px.y * p.out_w + px.x) * out_c4 + q, px.b), acc + bias, live);
         }
     }
 }
@@ -677,7 +615,8 @@ fn conv2d_backward_input_c1_subgroup(
         }
     }
     if live {
-        store_epilogue(vec2<u32>(iy * p.in_w + ix, b), vec4<f32>(acc.x + acc.y + acc.z + acc.w, 0.0, 0.0, 0.0), 0u, 1u);
+        let v = vec4<f32>(acc.x + acc.y + acc.z + acc.w, 0.0, 0.0, 0.0);
+        store(vec2<u32>(iy * p.in_w + ix, b), v + epilogue_bias(0u, 1u), live_lanes(0u, 1u));
     }
 }
 

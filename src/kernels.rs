@@ -8,12 +8,16 @@ use bytemuck::{Pod, Zeroable};
 
 pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 
-/// Every kernel file, by name; each is compiled with `COMMON` in front.
+/// Every kernel file, by name; each is compiled with `COMMON` in front, and the two
+/// convolution files with conv_common.wgsl (their uniform, bindings and epilogue) too.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
-    ("conv_subgroup.wgsl", include_str!("../shaders/conv_subgroup.wgsl")),
-    ("conv.wgsl", include_str!("../shaders/conv.wgsl")),
+    (
+        "conv_subgroup.wgsl",
+        concat!(include_str!("../shaders/conv_common.wgsl"), "\n", include_str!("../shaders/conv_subgroup.wgsl")),
+    ),
+    ("conv.wgsl", concat!(include_str!("../shaders/conv_common.wgsl"), "\n", include_str!("../shaders/conv.wgsl"))),
     ("classify.wgsl", include_str!("../shaders/classify.wgsl")),
     ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
