@@ -39,17 +39,18 @@ fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, 
 }
 
 // Y (m, n) = act(X (m, k) . W (n, k)^T + b)
-// Workgroup (x, y): 128 columns from 128 x, 16 rows from 16 y. Lane l of subgroup s
-// owns columns c0 = 128 x + 8 s + l and c0 + 64, for all 16 rows; lanes fetch rows
-// 16 y + l and 16 y + 8 + l of X and broadcast them.
-@compute @workgroup_size(64)
+// Workgroup (x, y), one subgroup: 16 columns from 16 x, 16 rows from 16 y. Lane l
+// owns columns c0 = 16 x + l and c0 + 8, for all 16 rows; lanes fetch rows 16 y + l
+// and 16 y + 8 + l of X and broadcast them. (One-subgroup workgroups waste no lanes
+// past n: 64-lane ones left up to a fifth of the lanes idle at n = 400.)
+@compute @workgroup_size(8)
 fn gemm_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let c0 = wg.x * 128u + lid;
-    let c1 = c0 + 64u;
+    let c0 = wg.x * 16u + lid;
+    let c1 = c0 + 8u;
     let r0 = wg.y * 16u;
     let wrows = (p.n + 3u) / 4u * 4u;
     let w0_row = min(c0, wrows - 1u);
@@ -135,16 +136,16 @@ fn gemm_forward_subgroup(
 }
 
 // dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
-// Workgroup (x, y): 64 k-texels from 64 x, 8 rows from 8 y. Lane l owns k-texel
-// 64 x + (its index) for all 8 rows; lanes fetch row 8 y + l of dY and broadcast it.
-@compute @workgroup_size(64)
+// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 8 rows from 8 y. Lane l owns
+// k-texel 8 x + l for all 8 rows; lanes fetch row 8 y + l of dY and broadcast it.
+@compute @workgroup_size(8)
 fn gemm_backward_input_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let k4 = (p.k + 3u) / 4u;
-    let c4 = wg.x * 64u + lid;
+    let c4 = wg.x * 8u + lid;
     let col = min(c4, k4 - 1u);
     let r0 = wg.y * 8u;
     var a0 = vec4<f32>(0.0);
@@ -196,17 +197,17 @@ fn gemm_backward_input_subgroup(
 }
 
 // dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY.
-// Workgroup (x, y): 64 k-texels from 64 x, 8 outputs n from 8 y. Rows go in
-// chunks of 8: lane l fetches dY's two texels of row (chunk + l) and broadcasts them.
+// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 8 outputs n from 8 y. Rows go
+// in chunks of 8: lane l fetches dY's two texels of row (chunk + l) and broadcasts them.
 // dY's padding rows are zero (the loss writes them so), so they add nothing.
-@compute @workgroup_size(64)
+@compute @workgroup_size(8)
 fn gemm_backward_weight_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let k4 = (p.k + 3u) / 4u;
-    let c4 = wg.x * 64u + lid;
+    let c4 = wg.x * 8u + lid;
     let col = min(c4, k4 - 1u);
     let n0 = wg.y * 8u;
     let n4 = (p.n + 3u) / 4u;
@@ -317,7 +318,7 @@ fn gemm_backward_weight_subgroup(
         a6 += db.z * x;
         a7 += db.w * x;
     }
-    // db: the first subgroup of the first column of workgroups also sums dY's 8
+    // db: the first column of workgroups also sums dY's 8
     // columns; lanes take every 8th row and subgroupAdd combines them
     if wg.x == 0u && lid < 8u {
         var sa = vec4<f32>(0.0);
