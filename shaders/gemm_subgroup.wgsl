@@ -4,6 +4,12 @@
 // it to the others with subgroupBroadcast, so a texel fetch (a gather of 8
 // lanes on llvmpipe) feeds 8 lanes' multiply-adds instead of one. Compiled only when
 // the device has Features::SUBGROUP; chosen by measurement (src/kernels.rs).
+// Block sizes (elbo profile on lavapipe, MLP at batch 128): workgroups of one subgroup
+// waste no lanes past n or k (64-lane ones idled up to a fifth of them at n = 400),
+// and each lane owning more outputs amortises its own texel fetches: 32 rows per lane
+// took the forward 1077 -> 918 us and the backward-input 1156 -> 857 us (16 and 8
+// rows before; 64 gained nothing more), 16 outputs per lane the weight gradient
+// 1760 -> 1570 us (8 before; 32 was slower, spilling).
 
 struct Gemm {
     m: u32,      // batch rows, a multiple of 4
@@ -39,10 +45,9 @@ fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, 
 }
 
 // Y (m, n) = act(X (m, k) . W (n, k)^T + b)
-// Workgroup (x, y), one subgroup: 16 columns from 16 x, 16 rows from 16 y. Lane l
-// owns columns c0 = 16 x + l and c0 + 8, for all 16 rows; lanes fetch rows 16 y + l
-// and 16 y + 8 + l of X and broadcast them. (One-subgroup workgroups waste no lanes
-// past n: 64-lane ones left up to a fifth of the lanes idle at n = 400.)
+// Workgroup (x, y), one subgroup: 16 columns from 16 x, 32 rows from 32 y. Lane l
+// owns columns c0 = 16 x + l and c0 + 8, for all 32 rows; lanes fetch rows 32 y + 8 j + l
+// of X (j = 0..3) and broadcast them.
 @compute @workgroup_size(8)
 fn gemm_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -51,7 +56,7 @@ fn gemm_forward_subgroup(
 ) {
     let c0 = wg.x * 16u + lid;
     let c1 = c0 + 8u;
-    let r0 = wg.y * 16u;
+    let r0 = wg.y * 32u;
     let wrows = (p.n + 3u) / 4u * 4u;
     let w0_row = min(c0, wrows - 1u);
     let w1_row = min(c1, wrows - 1u);
@@ -71,51 +76,102 @@ fn gemm_forward_subgroup(
     var a13 = vec2<f32>(0.0);
     var a14 = vec2<f32>(0.0);
     var a15 = vec2<f32>(0.0);
+    var a16 = vec2<f32>(0.0);
+    var a17 = vec2<f32>(0.0);
+    var a18 = vec2<f32>(0.0);
+    var a19 = vec2<f32>(0.0);
+    var a20 = vec2<f32>(0.0);
+    var a21 = vec2<f32>(0.0);
+    var a22 = vec2<f32>(0.0);
+    var a23 = vec2<f32>(0.0);
+    var a24 = vec2<f32>(0.0);
+    var a25 = vec2<f32>(0.0);
+    var a26 = vec2<f32>(0.0);
+    var a27 = vec2<f32>(0.0);
+    var a28 = vec2<f32>(0.0);
+    var a29 = vec2<f32>(0.0);
+    var a30 = vec2<f32>(0.0);
+    var a31 = vec2<f32>(0.0);
     let k4 = (p.k + 3u) / 4u;
     for (var t = 0u; t < k4; t++) {
         let w0 = textureLoad(rhs, vec2<u32>(t, w0_row));
         let w1 = textureLoad(rhs, vec2<u32>(t, w1_row));
-        let xa = fetch_or_zero(lhs, t, r0 + lane, p.m);
-        let xb = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
-        var x = subgroupBroadcast(xa, 0u);
+        let x0 = fetch_or_zero(lhs, t, r0 + 0u + lane, p.m);
+        let x1 = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
+        let x2 = fetch_or_zero(lhs, t, r0 + 16u + lane, p.m);
+        let x3 = fetch_or_zero(lhs, t, r0 + 24u + lane, p.m);
+        var x: vec4<f32>;
+        x = subgroupBroadcast(x0, 0u);
         a0 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 1u);
+        x = subgroupBroadcast(x0, 1u);
         a1 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 2u);
+        x = subgroupBroadcast(x0, 2u);
         a2 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 3u);
+        x = subgroupBroadcast(x0, 3u);
         a3 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 4u);
+        x = subgroupBroadcast(x0, 4u);
         a4 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 5u);
+        x = subgroupBroadcast(x0, 5u);
         a5 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 6u);
+        x = subgroupBroadcast(x0, 6u);
         a6 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xa, 7u);
+        x = subgroupBroadcast(x0, 7u);
         a7 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 0u);
+        x = subgroupBroadcast(x1, 0u);
         a8 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 1u);
+        x = subgroupBroadcast(x1, 1u);
         a9 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 2u);
+        x = subgroupBroadcast(x1, 2u);
         a10 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 3u);
+        x = subgroupBroadcast(x1, 3u);
         a11 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 4u);
+        x = subgroupBroadcast(x1, 4u);
         a12 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 5u);
+        x = subgroupBroadcast(x1, 5u);
         a13 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 6u);
+        x = subgroupBroadcast(x1, 6u);
         a14 += vec2<f32>(dot(x, w0), dot(x, w1));
-        x = subgroupBroadcast(xb, 7u);
+        x = subgroupBroadcast(x1, 7u);
         a15 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 0u);
+        a16 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 1u);
+        a17 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 2u);
+        a18 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 3u);
+        a19 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 4u);
+        a20 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 5u);
+        a21 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 6u);
+        a22 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x2, 7u);
+        a23 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 0u);
+        a24 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 1u);
+        a25 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 2u);
+        a26 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 3u);
+        a27 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 4u);
+        a28 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 5u);
+        a29 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 6u);
+        a30 += vec2<f32>(dot(x, w0), dot(x, w1));
+        x = subgroupBroadcast(x3, 7u);
+        a31 += vec2<f32>(dot(x, w0), dot(x, w1));
     }
-    var acc = array<vec2<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    var acc = array<vec2<f32>, 32>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31);
     let b = vec2<f32>(params[p.bias + min(c0, p.n - 1u)], params[p.bias + min(c1, p.n - 1u)]);
     let live = vec2<f32>(f32(c0 < p.n), f32(c1 < p.n));
     // lanes 4j..4j+3 hold the four columns of one output texel: gather them by shuffles
     let first = lane & ~3u;
-    for (var r = 0u; r < 16u; r++) {
+    for (var r = 0u; r < 32u; r++) {
         var v = acc[r] + b;
         if p.act == 1u {
             v = max(v, vec2<f32>(0.0));
@@ -136,8 +192,9 @@ fn gemm_forward_subgroup(
 }
 
 // dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
-// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 8 rows from 8 y. Lane l owns
-// k-texel 8 x + l for all 8 rows; lanes fetch row 8 y + l of dY and broadcast it.
+// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 32 rows from 32 y. Lane l owns
+// k-texel 8 x + l for all 32 rows; lanes fetch rows 32 y + 8 j + l of dY (j = 0..3)
+// and broadcast them.
 @compute @workgroup_size(8)
 fn gemm_backward_input_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -147,7 +204,7 @@ fn gemm_backward_input_subgroup(
     let k4 = (p.k + 3u) / 4u;
     let c4 = wg.x * 8u + lid;
     let col = min(c4, k4 - 1u);
-    let r0 = wg.y * 8u;
+    let r0 = wg.y * 32u;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -156,35 +213,111 @@ fn gemm_backward_input_subgroup(
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    var a16 = vec4<f32>(0.0);
+    var a17 = vec4<f32>(0.0);
+    var a18 = vec4<f32>(0.0);
+    var a19 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a22 = vec4<f32>(0.0);
+    var a23 = vec4<f32>(0.0);
+    var a24 = vec4<f32>(0.0);
+    var a25 = vec4<f32>(0.0);
+    var a26 = vec4<f32>(0.0);
+    var a27 = vec4<f32>(0.0);
+    var a28 = vec4<f32>(0.0);
+    var a29 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
     let n4 = (p.n + 3u) / 4u;
     for (var t = 0u; t < n4; t++) {
         let w0 = textureLoad(rhs, vec2<u32>(col, 4u * t));
         let w1 = textureLoad(rhs, vec2<u32>(col, 4u * t + 1u));
         let w2 = textureLoad(rhs, vec2<u32>(col, 4u * t + 2u));
         let w3 = textureLoad(rhs, vec2<u32>(col, 4u * t + 3u));
-        let gl = fetch_or_zero(lhs, t, r0 + lane, p.m);
-        var g = subgroupBroadcast(gl, 0u);
+        let gl0 = fetch_or_zero(lhs, t, r0 + 0u + lane, p.m);
+        let gl1 = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
+        let gl2 = fetch_or_zero(lhs, t, r0 + 16u + lane, p.m);
+        let gl3 = fetch_or_zero(lhs, t, r0 + 24u + lane, p.m);
+        var g: vec4<f32>;
+        g = subgroupBroadcast(gl0, 0u);
         a0 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 1u);
+        g = subgroupBroadcast(gl0, 1u);
         a1 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 2u);
+        g = subgroupBroadcast(gl0, 2u);
         a2 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 3u);
+        g = subgroupBroadcast(gl0, 3u);
         a3 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 4u);
+        g = subgroupBroadcast(gl0, 4u);
         a4 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 5u);
+        g = subgroupBroadcast(gl0, 5u);
         a5 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 6u);
+        g = subgroupBroadcast(gl0, 6u);
         a6 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
-        g = subgroupBroadcast(gl, 7u);
+        g = subgroupBroadcast(gl0, 7u);
         a7 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 0u);
+        a8 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 1u);
+        a9 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 2u);
+        a10 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 3u);
+        a11 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 4u);
+        a12 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 5u);
+        a13 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 6u);
+        a14 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl1, 7u);
+        a15 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 0u);
+        a16 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 1u);
+        a17 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 2u);
+        a18 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 3u);
+        a19 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 4u);
+        a20 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 5u);
+        a21 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 6u);
+        a22 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl2, 7u);
+        a23 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 0u);
+        a24 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 1u);
+        a25 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 2u);
+        a26 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 3u);
+        a27 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 4u);
+        a28 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 5u);
+        a29 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 6u);
+        a30 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
+        g = subgroupBroadcast(gl3, 7u);
+        a31 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
     }
     if c4 >= k4 {
         return;
     }
-    var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
-    for (var r = 0u; r < 8u; r++) {
+    var acc = array<vec4<f32>, 32>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31);
+    for (var r = 0u; r < 32u; r++) {
         let row = r0 + r;
         if row < p.m {
             var v = acc[r];
@@ -197,8 +330,8 @@ fn gemm_backward_input_subgroup(
 }
 
 // dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY.
-// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 8 outputs n from 8 y. Rows go
-// in chunks of 8: lane l fetches dY's two texels of row (chunk + l) and broadcasts them.
+// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 16 outputs n from 16 y. Rows go
+// in chunks of 8: lane l fetches dY's four texels of row (chunk + l) and broadcasts them.
 // dY's padding rows are zero (the loss writes them so), so they add nothing.
 @compute @workgroup_size(8)
 fn gemm_backward_weight_subgroup(
@@ -209,11 +342,9 @@ fn gemm_backward_weight_subgroup(
     let k4 = (p.k + 3u) / 4u;
     let c4 = wg.x * 8u + lid;
     let col = min(c4, k4 - 1u);
-    let n0 = wg.y * 8u;
+    let n0 = wg.y * 16u;
     let n4 = (p.n + 3u) / 4u;
-    let ta = min(n0 / 4u, n4 - 1u);
-    let tb = min(n0 / 4u + 1u, n4 - 1u);
-    let live_b = f32(n0 / 4u + 1u < n4);
+    let t0 = n0 / 4u;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -222,125 +353,210 @@ fn gemm_backward_weight_subgroup(
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
     for (var r0 = 0u; r0 < p.m; r0 += 8u) {
-        let ga = fetch_or_zero(lhs, ta, r0 + lane, p.m);
-        let gb = fetch_or_zero(lhs, tb, r0 + lane, p.m) * live_b;
-        // row r0 + j of X times the broadcast row r0 + j of dY, for j = 0..7
+        // lane l fetches dY's texels of row r0 + l (zero past n) and broadcasts them
+        let g0 = fetch_or_zero(lhs, min(t0 + 0u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 0u < n4);
+        let g1 = fetch_or_zero(lhs, min(t0 + 1u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 1u < n4);
+        let g2 = fetch_or_zero(lhs, min(t0 + 2u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 2u < n4);
+        let g3 = fetch_or_zero(lhs, min(t0 + 3u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 3u < n4);
         var x: vec4<f32>;
-        var da: vec4<f32>;
-        var db: vec4<f32>;
+        var d: vec4<f32>;
         x = fetch_or_zero(rhs, col, r0 + 0u, p.m);
-        da = subgroupBroadcast(ga, 0u);
-        db = subgroupBroadcast(gb, 0u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 0u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 0u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 0u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 0u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 1u, p.m);
-        da = subgroupBroadcast(ga, 1u);
-        db = subgroupBroadcast(gb, 1u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 1u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 1u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 1u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 1u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 2u, p.m);
-        da = subgroupBroadcast(ga, 2u);
-        db = subgroupBroadcast(gb, 2u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 2u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 2u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 2u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 2u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 3u, p.m);
-        da = subgroupBroadcast(ga, 3u);
-        db = subgroupBroadcast(gb, 3u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 3u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 3u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 3u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 3u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 4u, p.m);
-        da = subgroupBroadcast(ga, 4u);
-        db = subgroupBroadcast(gb, 4u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 4u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 4u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 4u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 4u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 5u, p.m);
-        da = subgroupBroadcast(ga, 5u);
-        db = subgroupBroadcast(gb, 5u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 5u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 5u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 5u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 5u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 6u, p.m);
-        da = subgroupBroadcast(ga, 6u);
-        db = subgroupBroadcast(gb, 6u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 6u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 6u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 6u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 6u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
         x = fetch_or_zero(rhs, col, r0 + 7u, p.m);
-        da = subgroupBroadcast(ga, 7u);
-        db = subgroupBroadcast(gb, 7u);
-        a0 += da.x * x;
-        a1 += da.y * x;
-        a2 += da.z * x;
-        a3 += da.w * x;
-        a4 += db.x * x;
-        a5 += db.y * x;
-        a6 += db.z * x;
-        a7 += db.w * x;
+        d = subgroupBroadcast(g0, 7u);
+        a0 += d.x * x;
+        a1 += d.y * x;
+        a2 += d.z * x;
+        a3 += d.w * x;
+        d = subgroupBroadcast(g1, 7u);
+        a4 += d.x * x;
+        a5 += d.y * x;
+        a6 += d.z * x;
+        a7 += d.w * x;
+        d = subgroupBroadcast(g2, 7u);
+        a8 += d.x * x;
+        a9 += d.y * x;
+        a10 += d.z * x;
+        a11 += d.w * x;
+        d = subgroupBroadcast(g3, 7u);
+        a12 += d.x * x;
+        a13 += d.y * x;
+        a14 += d.z * x;
+        a15 += d.w * x;
     }
-    // db: the first column of workgroups also sums dY's 8
-    // columns; lanes take every 8th row and subgroupAdd combines them
+    // db: the first column of workgroups also sums dY's 16 columns; lanes take every
+    // 8th row and subgroupAdd combines them
     if wg.x == 0u && lid < 8u {
-        var sa = vec4<f32>(0.0);
-        var sb = vec4<f32>(0.0);
-        for (var r = lane; r < p.m; r += 8u) {
-            sa += textureLoad(lhs, vec2<u32>(ta, r));
-            sb += textureLoad(lhs, vec2<u32>(tb, r)) * live_b;
-        }
-        sa = subgroupAdd(sa);
-        sb = subgroupAdd(sb);
-        if lid == 0u && n0 < p.n {
-            grads[(p.grad_b + n0) / 4u] = sa;
-            if n0 + 4u < p.n {
-                grads[(p.grad_b + n0) / 4u + 1u] = sb;
+        for (var t = t0; t < min(t0 + 4u, n4); t++) {
+            var sum = vec4<f32>(0.0);
+            for (var r = lane; r < p.m; r += 8u) {
+                sum += textureLoad(lhs, vec2<u32>(t, r));
+            }
+            sum = subgroupAdd(sum);
+            if lid == 0u {
+                grads[p.grad_b / 4u + t] = sum;
             }
         }
     }
     if c4 >= k4 {
         return;
     }
-    var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
-    for (var i = 0u; i < 8u; i++) {
+    var acc = array<vec4<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    for (var i = 0u; i < 16u; i++) {
         let n = n0 + i;
         if n >= p.n {
             break;

@@ -91,10 +91,11 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
             format!("no-{name}")
         }
     };
+    let rw = if read_write_texels(adapter) { "rgba32float-read-write" } else { "no-rgba32float-read-write" };
     format!(
         "{name}\n  backend {backend:?}, type {ty:?}, vendor 0x{vendor:04x}, device 0x{device:04x}\n  driver {driver} {driver_info}\n  \
          limits: storage binding {sb} MiB, buffer {buf} MiB, texture 2D {tex}, workgroup storage {ws} B, invocations {inv}, storage buffers/stage {sbs}\n  \
-         features: {f16} {sg} {ts} {tsp}",
+         features: {f16} {sg} {ts} {tsp} {rw}",
         name = info.name,
         backend = info.backend,
         ty = info.device_type,
@@ -115,6 +116,16 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
     )
 }
 
+/// Whether the adapter can bind rgba32float storage textures read_write (a native
+/// extension, behind Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES).
+fn read_write_texels(adapter: &wgpu::Adapter) -> bool {
+    adapter.features().contains(wgpu::Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES)
+        && adapter
+            .get_texture_format_features(wgpu::TextureFormat::Rgba32Float)
+            .flags
+            .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_WRITE)
+}
+
 /// The device, its queue and the errors wgpu reported outside error scopes.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -122,6 +133,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// rgba32float storage textures can be bound read_write (adam_texel.wgsl).
+    pub read_write_texels: bool,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -148,9 +161,11 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Subgroup operations serve kernel variants, timestamps `elbo profile` and
-        // `elbo bench`; both are taken when offered.
+        // Subgroup operations and read_write rgba32float textures serve kernel variants,
+        // timestamps `elbo profile` and `elbo bench`; all are taken when offered.
+        let read_write_texels = read_write_texels(&adapter);
         let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
@@ -180,7 +195,7 @@ impl Gpu {
                 sink.lock().unwrap().push(format!("the GPU device was lost ({reason:?}): {message}"));
             }
         });
-        Ok(Gpu { features: device.features(), device, queue, info, limits, errors })
+        Ok(Gpu { features: device.features(), read_write_texels, device, queue, info, limits, errors })
     }
 
     /// One line naming the adapter.

@@ -8,8 +8,9 @@ use bytemuck::{Pod, Zeroable};
 
 pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 
-/// Every kernel file, by name; each is compiled with `COMMON` in front, and the two
-/// convolution files with conv_common.wgsl (their uniform, bindings and epilogue) too.
+/// Every kernel file, by name; each is compiled with `COMMON` in front, the two
+/// convolution files with conv_common.wgsl (their uniform, bindings and epilogue) too,
+/// and the two Adam files with adam_common.wgsl.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
@@ -23,7 +24,11 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
     ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
-    ("adam.wgsl", include_str!("../shaders/adam.wgsl")),
+    ("adam.wgsl", concat!(include_str!("../shaders/adam_common.wgsl"), "\n", include_str!("../shaders/adam.wgsl"))),
+    (
+        "adam_texel.wgsl",
+        concat!(include_str!("../shaders/adam_common.wgsl"), "\n", include_str!("../shaders/adam_texel.wgsl")),
+    ),
     ("gather.wgsl", include_str!("../shaders/gather.wgsl")),
 ];
 
@@ -406,6 +411,8 @@ pub struct Kernels {
     pub wide_reductions: bool,
     /// gemm_subgroup.wgsl and conv_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
     pub subgroup: Option<SubgroupKernels>,
+    /// adam_texel.wgsl (the moments in textures), on CPU adapters with read_write rgba32float.
+    pub adam_update_texel: Option<wgpu::ComputePipeline>,
 }
 
 pub struct SubgroupKernels {
@@ -423,7 +430,7 @@ pub struct SubgroupKernels {
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
-pub const VARIANT_SUFFIXES: &[&str] = &["_c1_subgroup", "_subgroup", "_wide"];
+pub const VARIANT_SUFFIXES: &[&str] = &["_c1_subgroup", "_subgroup", "_wide", "_texel"];
 
 /// The CPU reference an entry point is checked against.
 pub fn reference_name(entry: &str) -> &str {
@@ -466,8 +473,16 @@ impl Kernels {
         } else {
             None
         };
+        // only on CPU adapters, where it was measured (adam_texel.wgsl)
+        let adam_update_texel = if gpu.read_write_texels && gpu.info.device_type == wgpu::DeviceType::Cpu {
+            let a = gpu.shader("adam_texel.wgsl", source("adam_texel.wgsl"))?;
+            Some(gpu.pipeline(&a, "adam_update_texel")?)
+        } else {
+            None
+        };
         Ok(Kernels {
             subgroup,
+            adam_update_texel,
             gemm_forward: gpu.pipeline(&gemm, "gemm_forward")?,
             gemm_backward_input: gpu.pipeline(&gemm, "gemm_backward_input")?,
             gemm_backward_weight: gpu.pipeline(&gemm, "gemm_backward_weight")?,

@@ -13,7 +13,7 @@
 //!   decoder layers, last to first: backward_weight -> grads (flat); backward_input -> d input
 //!   reparam_backward       dz, mulv              -> d mulv
 //!   heads, encoder layers, last to first: the same
-//!   adam_update            grads                 -> params, moments (flat)
+//!   adam_update[_texel]    grads                 -> params, moments (flat, or texels)
 //!   then copies of the updated weights into the textures the kernels read.
 
 use crate::data::Dataset;
@@ -58,6 +58,17 @@ impl Hyper {
             gemm_fixed: None,
         }
     }
+}
+
+/// Floats per row of Adam's moment textures (adam_texel.wgsl: 1024 texels).
+pub const ADAM_TEXEL_COLS: usize = 4096;
+
+/// Adam's moments on the device: storage buffers laid out like the parameters, or,
+/// where rgba32float binds read_write, textures of `ADAM_TEXEL_COLS` columns holding
+/// the same flat vector row by row (adam_texel.wgsl).
+enum Moments {
+    Buffers(wgpu::Buffer, wgpu::Buffer),
+    Texels(Box<[Matrix; 2]>),
 }
 
 /// The optimiser's state: parameters, Adam's moments, steps taken and the random-stream counter.
@@ -117,8 +128,7 @@ pub struct Trainer<'g> {
 
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
-    moment1: wgpu::Buffer,
-    moment2: wgpu::Buffer,
+    moments: Moments,
     step_uniform: wgpu::Buffer,
     history: wgpu::Buffer,
     train_order: wgpu::Buffer,
@@ -348,8 +358,19 @@ impl<'g> Trainer<'g> {
         let floats = (l.len * 4) as u64;
         let params = gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?;
         let grads = gpu.buffer("grads", floats, wgpu::BufferUsages::empty())?;
-        let moment1 = gpu.buffer("adam moment1", floats, wgpu::BufferUsages::empty())?;
-        let moment2 = gpu.buffer("adam moment2", floats, wgpu::BufferUsages::empty())?;
+        let moments = match k.adam_update_texel {
+            Some(_) => {
+                let rows = l.len.div_ceil(ADAM_TEXEL_COLS);
+                Moments::Texels(Box::new([
+                    gpu.matrix("adam moment1", rows, ADAM_TEXEL_COLS)?,
+                    gpu.matrix("adam moment2", rows, ADAM_TEXEL_COLS)?,
+                ]))
+            }
+            None => Moments::Buffers(
+                gpu.buffer("adam moment1", floats, wgpu::BufferUsages::empty())?,
+                gpu.buffer("adam moment2", floats, wgpu::BufferUsages::empty())?,
+            ),
+        };
         let step_uniform = gpu.uniform("step", &Step::default());
         let image_loss = gpu.buffer("image_loss", (m * 8) as u64, wgpu::BufferUsages::empty())?;
         let kl_mask = gpu.buffer("kl_mask", (lat * 4) as u64, wgpu::BufferUsages::empty())?;
@@ -528,22 +549,18 @@ impl<'g> Trainer<'g> {
             beta2: ADAM_BETA2,
             eps: ADAM_EPS,
         });
-        let binds = [
-            (0, B(&adam_u)),
-            (1, B(&step_uniform)),
-            (2, B(&params)),
-            (3, B(&grads)),
-            (4, B(&moment1)),
-            (5, B(&moment2)),
-        ];
-        train_step.push(
-            Dispatch::new(gpu, "adam_update", &k.adam_update, &binds, l.len / 4, 64).with_elementwise_cost(
-                format!("params={}", l.len),
-                l.len,
-                10.0,
-                28.0,
-            ),
-        );
+        let (m1, m2, entry, pipeline) = match (&moments, &k.adam_update_texel) {
+            (Moments::Texels(m), Some(p)) => (T(&m[0].view), T(&m[1].view), "adam_update_texel", p),
+            (Moments::Buffers(m1, m2), _) => (B(m1), B(m2), "adam_update", &k.adam_update),
+            (Moments::Texels(..), None) => unreachable!("texel moments come with adam_update_texel"),
+        };
+        let binds = [(0, B(&adam_u)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, m1), (5, m2)];
+        train_step.push(Dispatch::new(gpu, entry, pipeline, &binds, l.len / 4, 64).with_elementwise_cost(
+            format!("params={}", l.len),
+            l.len,
+            10.0,
+            28.0,
+        ));
 
         let mut eval_step = vec![gather(&mut bld, &test_data, &test_order)];
         forward_list(&mut bld, &mut eval_step);
@@ -594,8 +611,7 @@ impl<'g> Trainer<'g> {
             history_slots,
             params,
             grads,
-            moment1,
-            moment2,
+            moments,
             step_uniform,
             history,
             train_order,
@@ -881,11 +897,24 @@ impl<'g> Trainer<'g> {
         let len = self.model.layout.len;
         Ok(TrainState {
             params: self.gpu.read_f32(&self.params, 0, len)?,
-            moment1: self.gpu.read_f32(&self.moment1, 0, len)?,
-            moment2: self.gpu.read_f32(&self.moment2, 0, len)?,
+            moment1: self.read_moment(0)?,
+            moment2: self.read_moment(1)?,
             steps_done: self.steps_done,
             counter: self.counter,
         })
+    }
+
+    /// Adam's first (0) or second (1) moment, flat like the parameters.
+    fn read_moment(&self, which: usize) -> Result<Vec<f32>> {
+        let len = self.model.layout.len;
+        match &self.moments {
+            Moments::Buffers(m1, m2) => self.gpu.read_f32([m1, m2][which], 0, len),
+            Moments::Texels(m) => {
+                let mut v = self.gpu.read_matrix(&m[which])?;
+                v.truncate(len);
+                Ok(v)
+            }
+        }
     }
 
     /// Puts a saved state back: parameters, Adam's moments and the counters.
@@ -895,8 +924,20 @@ impl<'g> Trainer<'g> {
             bail!("the checkpoint holds {} parameters but this model has {len}", st.params.len());
         }
         self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&st.params));
-        self.gpu.queue.write_buffer(&self.moment1, 0, bytemuck::cast_slice(&st.moment1));
-        self.gpu.queue.write_buffer(&self.moment2, 0, bytemuck::cast_slice(&st.moment2));
+        match &self.moments {
+            Moments::Buffers(m1, m2) => {
+                self.gpu.queue.write_buffer(m1, 0, bytemuck::cast_slice(&st.moment1));
+                self.gpu.queue.write_buffer(m2, 0, bytemuck::cast_slice(&st.moment2));
+            }
+            Moments::Texels(m) => {
+                let padded = len.next_multiple_of(ADAM_TEXEL_COLS);
+                for (mt, v) in m.iter().zip([&st.moment1, &st.moment2]) {
+                    let mut data = v.clone();
+                    data.resize(padded, 0.0);
+                    self.gpu.write_matrix(mt, &data);
+                }
+            }
+        }
         self.steps_done = st.steps_done;
         self.counter = st.counter;
         self.model.params = st.params.clone();

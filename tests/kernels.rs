@@ -404,30 +404,54 @@ fn elbo_and_loss_reduce_match_reference() {
 #[test]
 fn adam_matches_reference() {
     let g = gpu();
-    for n4 in [1usize, 17, 5000] {
-        let n = n4 * 4;
-        let mut p = random(n, 16, -1.0, 1.0);
-        let grads = random(n, 17, -0.1, 0.1);
-        let mut m1 = random(n, 18, -0.01, 0.01);
-        let mut m2 = random(n, 19, 0.0, 0.001);
-        let st = step(1);
-        let bufs: Vec<wgpu::Buffer> =
-            [&p, &grads, &m1, &m2].iter().map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap()).collect();
-        let su = g.uniform("step", &st);
-        let u = g.uniform("adam", &kernels::Adam { count: n4 as u32, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
-        let d = Dispatch::new(
-            g,
-            "adam_update",
-            &k().adam_update,
-            &[(0, B(&u)), (1, B(&su)), (2, B(&bufs[0])), (3, B(&bufs[1])), (4, B(&bufs[2])), (5, B(&bufs[3]))],
-            n4,
-            64,
-        );
-        kernels::run(g, &[d]).unwrap();
-        r::adam_update(&mut p, &grads, &mut m1, &mut m2, 0.9, 0.999, 1e-8, &st);
-        assert_close(&format!("adam params n={n}"), &g.read_f32(&bufs[0], 0, n).unwrap(), &p, 1e-6, 1e-5);
-        assert_close(&format!("adam moment1 n={n}"), &g.read_f32(&bufs[2], 0, n).unwrap(), &m1, 1e-7, 1e-5);
-        assert_close(&format!("adam moment2 n={n}"), &g.read_f32(&bufs[3], 0, n).unwrap(), &m2, 1e-9, 1e-5);
+    // adam_texel.wgsl runs wherever the adapter is a CPU (lavapipe binds rgba32float read_write)
+    assert!(
+        k().adam_update_texel.is_some() || g.info.device_type != wgpu::DeviceType::Cpu,
+        "no adam_update_texel on a CPU adapter"
+    );
+    let texel_cases = k().adam_update_texel.iter().map(|p| (true, p));
+    for (texel, pipeline) in std::iter::once((false, &k().adam_update)).chain(texel_cases) {
+        for n4 in [1usize, 17, 5000] {
+            let n = n4 * 4;
+            let mut p = random(n, 16, -1.0, 1.0);
+            let grads = random(n, 17, -0.1, 0.1);
+            let mut m1 = random(n, 18, -0.01, 0.01);
+            let mut m2 = random(n, 19, 0.0, 0.001);
+            let st = step(1);
+            let bufs: Vec<wgpu::Buffer> = [&p, &grads, &m1, &m2]
+                .iter()
+                .map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap())
+                .collect();
+            // the texel variant's moments: rows of 4096 floats, the tail zero
+            let cols = elbo::trainer::ADAM_TEXEL_COLS;
+            let tex: Vec<_> = [&m1, &m2]
+                .iter()
+                .map(|v| {
+                    let mt = g.matrix("moment", n.div_ceil(cols), cols).unwrap();
+                    let mut data = v.to_vec();
+                    data.resize(n.next_multiple_of(cols), 0.0);
+                    g.write_matrix(&mt, &data);
+                    mt
+                })
+                .collect();
+            let su = g.uniform("step", &st);
+            let u = g.uniform("adam", &kernels::Adam { count: n4 as u32, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+            let (m1b, m2b) = if texel { (T(&tex[0].view), T(&tex[1].view)) } else { (B(&bufs[2]), B(&bufs[3])) };
+            let label = if texel { "adam_update_texel" } else { "adam_update" };
+            let binds = [(0, B(&u)), (1, B(&su)), (2, B(&bufs[0])), (3, B(&bufs[1])), (4, m1b), (5, m2b)];
+            kernels::run(g, &[Dispatch::new(g, label, pipeline, &binds, n4, 64)]).unwrap();
+            r::adam_update(&mut p, &grads, &mut m1, &mut m2, 0.9, 0.999, 1e-8, &st);
+            let read = |i: usize| -> Vec<f32> {
+                if texel {
+                    g.read_matrix(&tex[i - 2]).unwrap()[..n].to_vec()
+                } else {
+                    g.read_f32(&bufs[i], 0, n).unwrap()
+                }
+            };
+            assert_close(&format!("{label} params n={n}"), &g.read_f32(&bufs[0], 0, n).unwrap(), &p, 1e-6, 1e-5);
+            assert_close(&format!("{label} moment1 n={n}"), &read(2), &m1, 1e-7, 1e-5);
+            assert_close(&format!("{label} moment2 n={n}"), &read(3), &m2, 1e-9, 1e-5);
+        }
     }
 }
 
