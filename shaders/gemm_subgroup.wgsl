@@ -9,7 +9,8 @@
 // and each lane owning more outputs amortises its own texel fetches: 32 rows per lane
 // took the forward 1077 -> 918 us and the backward-input 1156 -> 857 us (16 and 8
 // rows before; 64 gained nothing more), 16 outputs per lane the weight gradient
-// 1760 -> 1570 us (8 before; 32 was slower, spilling).
+// 1760 -> 1570 us (8 before), and summing each 8-row chunk before adding it to the
+// accumulator 1470 -> 1250 us (then 32 outputs per lane gained nothing).
 
 struct Gemm {
     m: u32,      // batch rows, a multiple of 4
@@ -331,7 +332,9 @@ fn gemm_backward_input_subgroup(
 
 // dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY.
 // Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 16 outputs n from 16 y. Rows go
-// in chunks of 8: lane l fetches dY's four texels of row (chunk + l) and broadcasts them.
+// in chunks of 8: lane l fetches dY's four texels of row (chunk + l) and broadcasts them,
+// and each accumulator takes the chunk's 8 products in one update (llvmpipe keeps
+// loop-carried accumulators in memory once they outnumber the registers).
 // dY's padding rows are zero (the loss writes them so), so they add nothing.
 @compute @workgroup_size(8)
 fn gemm_backward_weight_subgroup(
@@ -367,176 +370,62 @@ fn gemm_backward_weight_subgroup(
         let g1 = fetch_or_zero(lhs, min(t0 + 1u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 1u < n4);
         let g2 = fetch_or_zero(lhs, min(t0 + 2u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 2u < n4);
         let g3 = fetch_or_zero(lhs, min(t0 + 3u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 3u < n4);
-        var x: vec4<f32>;
-        var d: vec4<f32>;
-        x = fetch_or_zero(rhs, col, r0 + 0u, p.m);
-        d = subgroupBroadcast(g0, 0u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 0u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 0u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 0u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 1u, p.m);
-        d = subgroupBroadcast(g0, 1u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 1u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 1u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 1u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 2u, p.m);
-        d = subgroupBroadcast(g0, 2u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 2u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 2u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 2u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 3u, p.m);
-        d = subgroupBroadcast(g0, 3u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 3u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 3u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 3u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 4u, p.m);
-        d = subgroupBroadcast(g0, 4u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 4u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 4u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 4u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 5u, p.m);
-        d = subgroupBroadcast(g0, 5u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 5u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 5u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 5u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 6u, p.m);
-        d = subgroupBroadcast(g0, 6u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 6u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 6u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 6u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
-        x = fetch_or_zero(rhs, col, r0 + 7u, p.m);
-        d = subgroupBroadcast(g0, 7u);
-        a0 += d.x * x;
-        a1 += d.y * x;
-        a2 += d.z * x;
-        a3 += d.w * x;
-        d = subgroupBroadcast(g1, 7u);
-        a4 += d.x * x;
-        a5 += d.y * x;
-        a6 += d.z * x;
-        a7 += d.w * x;
-        d = subgroupBroadcast(g2, 7u);
-        a8 += d.x * x;
-        a9 += d.y * x;
-        a10 += d.z * x;
-        a11 += d.w * x;
-        d = subgroupBroadcast(g3, 7u);
-        a12 += d.x * x;
-        a13 += d.y * x;
-        a14 += d.z * x;
-        a15 += d.w * x;
+        let x0 = fetch_or_zero(rhs, col, r0 + 0u, p.m);
+        let x1 = fetch_or_zero(rhs, col, r0 + 1u, p.m);
+        let x2 = fetch_or_zero(rhs, col, r0 + 2u, p.m);
+        let x3 = fetch_or_zero(rhs, col, r0 + 3u, p.m);
+        let x4 = fetch_or_zero(rhs, col, r0 + 4u, p.m);
+        let x5 = fetch_or_zero(rhs, col, r0 + 5u, p.m);
+        let x6 = fetch_or_zero(rhs, col, r0 + 6u, p.m);
+        let x7 = fetch_or_zero(rhs, col, r0 + 7u, p.m);
+        let d0_0 = subgroupBroadcast(g0, 0u);
+        let d0_1 = subgroupBroadcast(g0, 1u);
+        let d0_2 = subgroupBroadcast(g0, 2u);
+        let d0_3 = subgroupBroadcast(g0, 3u);
+        let d0_4 = subgroupBroadcast(g0, 4u);
+        let d0_5 = subgroupBroadcast(g0, 5u);
+        let d0_6 = subgroupBroadcast(g0, 6u);
+        let d0_7 = subgroupBroadcast(g0, 7u);
+        a0 += d0_0.x * x0 + d0_1.x * x1 + d0_2.x * x2 + d0_3.x * x3 + d0_4.x * x4 + d0_5.x * x5 + d0_6.x * x6 + d0_7.x * x7;
+        a1 += d0_0.y * x0 + d0_1.y * x1 + d0_2.y * x2 + d0_3.y * x3 + d0_4.y * x4 + d0_5.y * x5 + d0_6.y * x6 + d0_7.y * x7;
+        a2 += d0_0.z * x0 + d0_1.z * x1 + d0_2.z * x2 + d0_3.z * x3 + d0_4.z * x4 + d0_5.z * x5 + d0_6.z * x6 + d0_7.z * x7;
+        a3 += d0_0.w * x0 + d0_1.w * x1 + d0_2.w * x2 + d0_3.w * x3 + d0_4.w * x4 + d0_5.w * x5 + d0_6.w * x6 + d0_7.w * x7;
+        let d1_0 = subgroupBroadcast(g1, 0u);
+        let d1_1 = subgroupBroadcast(g1, 1u);
+        let d1_2 = subgroupBroadcast(g1, 2u);
+        let d1_3 = subgroupBroadcast(g1, 3u);
+        let d1_4 = subgroupBroadcast(g1, 4u);
+        let d1_5 = subgroupBroadcast(g1, 5u);
+        let d1_6 = subgroupBroadcast(g1, 6u);
+        let d1_7 = subgroupBroadcast(g1, 7u);
+        a4 += d1_0.x * x0 + d1_1.x * x1 + d1_2.x * x2 + d1_3.x * x3 + d1_4.x * x4 + d1_5.x * x5 + d1_6.x * x6 + d1_7.x * x7;
+        a5 += d1_0.y * x0 + d1_1.y * x1 + d1_2.y * x2 + d1_3.y * x3 + d1_4.y * x4 + d1_5.y * x5 + d1_6.y * x6 + d1_7.y * x7;
+        a6 += d1_0.z * x0 + d1_1.z * x1 + d1_2.z * x2 + d1_3.z * x3 + d1_4.z * x4 + d1_5.z * x5 + d1_6.z * x6 + d1_7.z * x7;
+        a7 += d1_0.w * x0 + d1_1.w * x1 + d1_2.w * x2 + d1_3.w * x3 + d1_4.w * x4 + d1_5.w * x5 + d1_6.w * x6 + d1_7.w * x7;
+        let d2_0 = subgroupBroadcast(g2, 0u);
+        let d2_1 = subgroupBroadcast(g2, 1u);
+        let d2_2 = subgroupBroadcast(g2, 2u);
+        let d2_3 = subgroupBroadcast(g2, 3u);
+        let d2_4 = subgroupBroadcast(g2, 4u);
+        let d2_5 = subgroupBroadcast(g2, 5u);
+        let d2_6 = subgroupBroadcast(g2, 6u);
+        let d2_7 = subgroupBroadcast(g2, 7u);
+        a8 += d2_0.x * x0 + d2_1.x * x1 + d2_2.x * x2 + d2_3.x * x3 + d2_4.x * x4 + d2_5.x * x5 + d2_6.x * x6 + d2_7.x * x7;
+        a9 += d2_0.y * x0 + d2_1.y * x1 + d2_2.y * x2 + d2_3.y * x3 + d2_4.y * x4 + d2_5.y * x5 + d2_6.y * x6 + d2_7.y * x7;
+        a10 += d2_0.z * x0 + d2_1.z * x1 + d2_2.z * x2 + d2_3.z * x3 + d2_4.z * x4 + d2_5.z * x5 + d2_6.z * x6 + d2_7.z * x7;
+        a11 += d2_0.w * x0 + d2_1.w * x1 + d2_2.w * x2 + d2_3.w * x3 + d2_4.w * x4 + d2_5.w * x5 + d2_6.w * x6 + d2_7.w * x7;
+        let d3_0 = subgroupBroadcast(g3, 0u);
+        let d3_1 = subgroupBroadcast(g3, 1u);
+        let d3_2 = subgroupBroadcast(g3, 2u);
+        let d3_3 = subgroupBroadcast(g3, 3u);
+        let d3_4 = subgroupBroadcast(g3, 4u);
+        let d3_5 = subgroupBroadcast(g3, 5u);
+        let d3_6 = subgroupBroadcast(g3, 6u);
+        let d3_7 = subgroupBroadcast(g3, 7u);
+        a12 += d3_0.x * x0 + d3_1.x * x1 + d3_2.x * x2 + d3_3.x * x3 + d3_4.x * x4 + d3_5.x * x5 + d3_6.x * x6 + d3_7.x * x7;
+        a13 += d3_0.y * x0 + d3_1.y * x1 + d3_2.y * x2 + d3_3.y * x3 + d3_4.y * x4 + d3_5.y * x5 + d3_6.y * x6 + d3_7.y * x7;
+        a14 += d3_0.z * x0 + d3_1.z * x1 + d3_2.z * x2 + d3_3.z * x3 + d3_4.z * x4 + d3_5.z * x5 + d3_6.z * x6 + d3_7.z * x7;
+        a15 += d3_0.w * x0 + d3_1.w * x1 + d3_2.w * x2 + d3_3.w * x3 + d3_4.w * x4 + d3_5.w * x5 + d3_6.w * x6 + d3_7.w * x7;
     }
     // db: the first column of workgroups also sums dY's 16 columns; lanes take every
     // 8th row and subgroupAdd combines them
