@@ -336,16 +336,8 @@ fn gemm_backward_input_subgroup(
 // and each accumulator takes the chunk's 8 products in one update (llvmpipe keeps
 // loop-carried accumulators in memory once they outnumber the registers).
 // dY's padding rows are zero (the loss writes them so), so they add nothing.
-@compute @workgroup_size(8)
-fn gemm_backward_weight_subgroup(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let k4 = (p.k + 3u) / 4u;
-    let c4 = wg.x * 8u + lid;
-    let col = min(c4, k4 - 1u);
-    let n0 = wg.y * 16u;
+// The 16 outputs n0 .. n0 + 15 of dW at k-texel `col`, one vec4 per output.
+fn weight_block(col: u32, n0: u32, lane: u32) -> array<vec4<f32>, 16> {
     let n4 = (p.n + 3u) / 4u;
     let t0 = n0 / 4u;
     var a0 = vec4<f32>(0.0);
@@ -427,16 +419,34 @@ fn gemm_backward_weight_subgroup(
         a14 += d3_0.z * x0 + d3_1.z * x1 + d3_2.z * x2 + d3_3.z * x3 + d3_4.z * x4 + d3_5.z * x5 + d3_6.z * x6 + d3_7.z * x7;
         a15 += d3_0.w * x0 + d3_1.w * x1 + d3_2.w * x2 + d3_3.w * x3 + d3_4.w * x4 + d3_5.w * x5 + d3_6.w * x6 + d3_7.w * x7;
     }
-    // db: the first column of workgroups also sums dY's 16 columns; lanes take every
-    // 8th row and subgroupAdd combines them
-    if wg.x == 0u && lid < 8u {
-        for (var t = t0; t < min(t0 + 4u, n4); t++) {
-            var sum = vec4<f32>(0.0);
-            for (var r = lane; r < p.m; r += 8u) {
-                sum += textureLoad(lhs, vec2<u32>(t, r));
-            }
-            sum = subgroupAdd(sum);
-            if lid == 0u {
+    return array<vec4<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+}
+
+// db's texel t: the sum over rows of dY's texel t. Lanes take every 8th row and
+// subgroupAdd combines them.
+fn bias_texel(t: u32, lane: u32) -> vec4<f32> {
+    var sum = vec4<f32>(0.0);
+    for (var r = lane; r < p.m; r += 8u) {
+        sum += textureLoad(lhs, vec2<u32>(t, r));
+    }
+    return subgroupAdd(sum);
+}
+
+@compute @workgroup_size(8)
+fn gemm_backward_weight_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let k4 = (p.k + 3u) / 4u;
+    let c4 = wg.x * 8u + lane;
+    let n0 = wg.y * 16u;
+    var acc = weight_block(min(c4, k4 - 1u), n0, lane);
+    // db: the first column of workgroups also sums dY's 16 columns
+    if wg.x == 0u {
+        let t0 = n0 / 4u;
+        for (var t = t0; t < min(t0 + 4u, (p.n + 3u) / 4u); t++) {
+            let sum = bias_texel(t, lane);
+            if lane == 0u {
                 grads[p.grad_b / 4u + t] = sum;
             }
         }
@@ -444,7 +454,6 @@ fn gemm_backward_weight_subgroup(
     if c4 >= k4 {
         return;
     }
-    var acc = array<vec4<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
     for (var i = 0u; i < 16u; i++) {
         let n = n0 + i;
         if n >= p.n {

@@ -97,7 +97,16 @@ impl<'g> Classifier<'g> {
         let grads_t: Vec<Matrix> =
             layers.iter().map(|l| gpu.matrix("grad", m, l.output.cols())).collect::<Result<_>>()?;
         let choice = gemm::Choice::default(); // the portable texel GEMMs
-        let mut bld = Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new() };
+        let mut bld = Builder {
+            gpu,
+            k: &k,
+            choice: &choice,
+            m,
+            params: &params,
+            grads: &grads,
+            keep: Vec::new(),
+            fused_adam: None,
+        };
         use Bind::{Buffer as B, Texture as T};
         let lay = c.loss_layout();
         let gather = |bld: &mut Builder, data: &wgpu::Buffer, order: &wgpu::Buffer| {

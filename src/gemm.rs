@@ -112,6 +112,25 @@ pub fn available(k: &Kernels) -> Vec<Variant> {
 }
 
 /// A GEMM dispatch of `pass` in `variant` for batch rows m (a multiple of 4), n outputs, k inputs.
+/// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue, on
+/// gemm_backward_weight_subgroup's grid; `binds` as that file's.
+pub fn dispatch_backward_weight_adam(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: impl Into<std::borrow::Cow<'static, str>>,
+    binds: &[(u32, Bind)],
+    m: usize,
+    n: usize,
+    kk: usize,
+) -> Dispatch {
+    Dispatch::with_groups(gpu, label, pipeline, binds, backward_weight_subgroup_groups(n, kk)).with_gemm_cost(n, kk, m)
+}
+
+/// gemm_backward_weight_subgroup's grid: 8 k-texels by 16 outputs per workgroup.
+fn backward_weight_subgroup_groups(n: usize, kk: usize) -> [u32; 3] {
+    [kk.div_ceil(4).div_ceil(8).max(1) as u32, n.div_ceil(16).max(1) as u32, 1]
+}
+
 /// `binds` follow gemm.wgsl's layout.
 #[allow(clippy::too_many_arguments)]
 pub fn dispatch(
@@ -147,7 +166,7 @@ pub fn dispatch(
                 label,
                 &s.gemm_backward_weight_subgroup,
                 binds,
-                [g(kk.div_ceil(4).div_ceil(8)), g(n.div_ceil(16)), 1],
+                backward_weight_subgroup_groups(n, kk),
             ),
         },
         // four 4x4 blocks per workgroup of 64 (gemm.wgsl's SPLIT = 16 lanes per block)

@@ -10,7 +10,8 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 
 /// Every kernel file, by name; each is compiled with `COMMON` in front, the two
 /// convolution files with conv_common.wgsl (their uniform, bindings and epilogue) too,
-/// and the two Adam files with adam_common.wgsl.
+/// the Adam files with adam_common.wgsl, and the fused weight-gradient-and-Adam kernel
+/// after gemm_subgroup.wgsl.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
@@ -28,6 +29,16 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "adam_texel.wgsl",
         concat!(include_str!("../shaders/adam_common.wgsl"), "\n", include_str!("../shaders/adam_texel.wgsl")),
+    ),
+    (
+        "gemm_adam_subgroup.wgsl",
+        concat!(
+            include_str!("../shaders/gemm_subgroup.wgsl"),
+            "\n",
+            include_str!("../shaders/adam_common.wgsl"),
+            "\n",
+            include_str!("../shaders/gemm_adam_subgroup.wgsl")
+        ),
     ),
     ("gather.wgsl", include_str!("../shaders/gather.wgsl")),
 ];
@@ -413,6 +424,8 @@ pub struct Kernels {
     pub subgroup: Option<SubgroupKernels>,
     /// adam_texel.wgsl (the moments in textures), on CPU adapters with read_write rgba32float.
     pub adam_update_texel: Option<wgpu::ComputePipeline>,
+    /// gemm_adam_subgroup.wgsl: where both `subgroup` and `adam_update_texel` exist.
+    pub gemm_backward_weight_adam_subgroup: Option<wgpu::ComputePipeline>,
 }
 
 pub struct SubgroupKernels {
@@ -480,9 +493,16 @@ impl Kernels {
         } else {
             None
         };
+        let gemm_backward_weight_adam_subgroup = if subgroup.is_some() && adam_update_texel.is_some() {
+            let f = gpu.shader("gemm_adam_subgroup.wgsl", source("gemm_adam_subgroup.wgsl"))?;
+            Some(gpu.pipeline(&f, "gemm_backward_weight_adam_subgroup")?)
+        } else {
+            None
+        };
         Ok(Kernels {
             subgroup,
             adam_update_texel,
+            gemm_backward_weight_adam_subgroup,
             gemm_forward: gpu.pipeline(&gemm, "gemm_forward")?,
             gemm_backward_input: gpu.pipeline(&gemm, "gemm_backward_input")?,
             gemm_backward_weight: gpu.pipeline(&gemm, "gemm_backward_weight")?,

@@ -593,3 +593,23 @@ pub fn softmax_cross_entropy(
     }
     (d, rows)
 }
+
+/// gemm_backward_weight followed by adam_update on the layer's weights (n, k) and bias
+/// (n): the fused kernel gemm_backward_weight_adam_subgroup.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_backward_weight_adam(
+    dy: &[f32],
+    x: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    w_b: (&mut [f32], &mut [f32]),
+    moments_w: (&mut [f32], &mut [f32]),
+    moments_b: (&mut [f32], &mut [f32]),
+    (beta1, beta2, eps): (f32, f32, f32),
+    step: &Step,
+) {
+    let (dw, db) = gemm_backward_weight(dy, x, m, n, k);
+    adam_update(w_b.0, &dw, moments_w.0, moments_w.1, beta1, beta2, eps, step);
+    adam_update(w_b.1, &db, moments_b.0, moments_b.1, beta1, beta2, eps, step);
+}

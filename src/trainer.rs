@@ -43,6 +43,10 @@ pub struct Hyper {
     pub free_bits: f32,
     /// GEMM variants decided earlier (a resumed run replays its first run's choice).
     pub gemm_fixed: Option<gemm::Choice>,
+    /// Fuse Adam into the weight-gradient GEMMs where the adapter has the kernel
+    /// (gemm_adam_subgroup.wgsl) and every layer is dense; the flat gradient is then
+    /// not kept (`Trainer::read_grads` fails). Results are the same either way.
+    pub fuse_adam: bool,
 }
 
 impl Hyper {
@@ -56,6 +60,7 @@ impl Hyper {
             samples: 1,
             free_bits: 0.0,
             gemm_fixed: None,
+            fuse_adam: true,
         }
     }
 }
@@ -129,6 +134,8 @@ pub struct Trainer<'g> {
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
     moments: Moments,
+    /// Adam runs inside the weight-gradient GEMMs (no flat gradient is kept).
+    adam_fused: bool,
     step_uniform: wgpu::Buffer,
     history: wgpu::Buffer,
     train_order: wgpu::Buffer,
@@ -197,6 +204,17 @@ pub(crate) struct Builder<'a> {
     pub(crate) params: &'a wgpu::Buffer,
     pub(crate) grads: &'a wgpu::Buffer,
     pub(crate) keep: Vec<wgpu::Buffer>,
+    /// When set, dense layers' weight gradients go straight into Adam.
+    pub(crate) fused_adam: Option<FusedAdam<'a>>,
+}
+
+/// What gemm_backward_weight_adam_subgroup binds besides the GEMM's operands.
+#[derive(Clone, Copy)]
+pub(crate) struct FusedAdam<'a> {
+    pub(crate) pipeline: &'a wgpu::ComputePipeline,
+    pub(crate) adam: &'a wgpu::Buffer,
+    pub(crate) step: &'a wgpu::Buffer,
+    pub(crate) moments: &'a [Matrix; 2],
 }
 
 impl Builder<'_> {
@@ -259,6 +277,28 @@ impl Builder<'_> {
         match l.op {
             Op::Dense => {
                 let u = self.uniform(&gemm_params(l, m, false));
+                if let Some(f) = self.fused_adam {
+                    let binds = [
+                        (0, B(&u)),
+                        (1, T(&dy.view)),
+                        (2, T(&x.view)),
+                        (7, B(f.adam)),
+                        (8, B(f.step)),
+                        (9, B(self.params)),
+                        (10, T(&f.moments[0].view)),
+                        (11, T(&f.moments[1].view)),
+                    ];
+                    let (n, k) = l.gemm_nk();
+                    return gemm::dispatch_backward_weight_adam(
+                        self.gpu,
+                        f.pipeline,
+                        label(l, "gemm_backward_weight_adam"),
+                        &binds,
+                        m,
+                        n,
+                        k,
+                    );
+                }
                 self.gemm(Pass::BackwardWeight, l, &[(0, B(&u)), (1, T(&dy.view)), (2, T(&x.view)), (6, B(grads))])
             }
             Op::Conv { .. } | Op::Deconv { .. } => {
@@ -409,7 +449,25 @@ impl<'g> Trainer<'g> {
             Some(c) => c.clone(),
             None => gemm::choose(gpu, &k, hyper.gemm, &gemms)?,
         };
-        let mut bld = Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new() };
+        let adam_u = gpu.uniform(
+            "adam",
+            &kernels::Adam { count: (l.len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS },
+        );
+        // Adam fused into the weight gradients: every parameter must belong to a dense
+        // layer's weights or bias, and the GEMMs must not have been forced to another variant
+        let fused_adam = match (&moments, &k.gemm_backward_weight_adam_subgroup) {
+            (Moments::Texels(mt), Some(pipeline))
+                if hyper.fuse_adam
+                    && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
+                    && layers.iter().all(|ly| ly.op == Op::Dense) =>
+            {
+                Some(FusedAdam { pipeline, adam: &adam_u, step: &step_uniform, moments: mt })
+            }
+            _ => None,
+        };
+        let adam_fused = fused_adam.is_some();
+        let mut bld =
+            Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new(), fused_adam };
         let wi = |i: usize| &weights[i];
         let (ne, nd) = (l.encoder.len(), l.decoder.len());
         let heads_w = wi(ne);
@@ -543,24 +601,20 @@ impl<'g> Trainer<'g> {
                 train_step.push(bld.backward_input(ly, enc_in(i), wi(i), &enc_grad[i], &enc_grad[i - 1], masked));
             }
         }
-        let adam_u = bld.uniform(&kernels::Adam {
-            count: (l.len / 4) as u32,
-            beta1: ADAM_BETA1,
-            beta2: ADAM_BETA2,
-            eps: ADAM_EPS,
-        });
-        let (m1, m2, entry, pipeline) = match (&moments, &k.adam_update_texel) {
-            (Moments::Texels(m), Some(p)) => (T(&m[0].view), T(&m[1].view), "adam_update_texel", p),
-            (Moments::Buffers(m1, m2), _) => (B(m1), B(m2), "adam_update", &k.adam_update),
-            (Moments::Texels(..), None) => unreachable!("texel moments come with adam_update_texel"),
-        };
-        let binds = [(0, B(&adam_u)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, m1), (5, m2)];
-        train_step.push(Dispatch::new(gpu, entry, pipeline, &binds, l.len / 4, 64).with_elementwise_cost(
-            format!("params={}", l.len),
-            l.len,
-            10.0,
-            28.0,
-        ));
+        if !adam_fused {
+            let (m1, m2, entry, pipeline) = match (&moments, &k.adam_update_texel) {
+                (Moments::Texels(m), Some(p)) => (T(&m[0].view), T(&m[1].view), "adam_update_texel", p),
+                (Moments::Buffers(m1, m2), _) => (B(m1), B(m2), "adam_update", &k.adam_update),
+                (Moments::Texels(..), None) => unreachable!("texel moments come with adam_update_texel"),
+            };
+            let binds = [(0, B(&adam_u)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, m1), (5, m2)];
+            train_step.push(Dispatch::new(gpu, entry, pipeline, &binds, l.len / 4, 64).with_elementwise_cost(
+                format!("params={}", l.len),
+                l.len,
+                10.0,
+                28.0,
+            ));
+        }
 
         let mut eval_step = vec![gather(&mut bld, &test_data, &test_order)];
         forward_list(&mut bld, &mut eval_step);
@@ -591,7 +645,7 @@ impl<'g> Trainer<'g> {
         }
 
         let mut keep = bld.keep;
-        keep.extend([kl_mask, train_data, test_data, test_order]);
+        keep.extend([kl_mask, train_data, test_data, test_order, adam_u]);
         let mut mats = enc_out;
         mats.extend(enc_grad);
         let out_index = dec_out.len() - 1;
@@ -612,6 +666,7 @@ impl<'g> Trainer<'g> {
             params,
             grads,
             moments,
+            adam_fused,
             step_uniform,
             history,
             train_order,
@@ -947,8 +1002,16 @@ impl<'g> Trainer<'g> {
         self.gpu.wait()
     }
 
+    /// Whether Adam runs inside the weight-gradient GEMMs (gemm_adam_subgroup.wgsl).
+    pub fn adam_fused(&self) -> bool {
+        self.adam_fused
+    }
+
     /// The flat gradient of the last step (for tests).
     pub fn read_grads(&self) -> Result<Vec<f32>> {
+        if self.adam_fused {
+            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = false");
+        }
         self.gpu.read_f32(&self.grads, 0, self.model.layout.len)
     }
 

@@ -227,9 +227,13 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     let kernels = r["kernels"].as_array().unwrap();
     let names: Vec<&str> = kernels.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
     // each in whichever variant this adapter runs (elbo_forward_backward_wide on GPUs)
-    for want in ["gemm_forward fc1", "gemm_backward_weight fc1", "adam_update", "elbo_forward_backward"] {
-        assert!(names.iter().any(|n| *n == want || n.starts_with(&format!("{want}_"))), "no {want} in {names:?}");
+    let has = |want: &str| names.iter().any(|n| *n == want || n.starts_with(&format!("{want}_")));
+    for want in ["gemm_forward fc1", "elbo_forward_backward"] {
+        assert!(has(want), "no {want} in {names:?}");
     }
+    // Adam: its own dispatch, or inside the weight gradients (CPU adapters)
+    let fused = has("gemm_backward_weight_adam fc1");
+    assert!(fused != (has("gemm_backward_weight fc1") && has("adam_update")), "weight gradient and Adam: {names:?}");
     // the convolutional model's passes, in whichever variant this adapter runs
     for pass in ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"] {
         assert!(names.iter().any(|n| n.starts_with(pass) && n.contains("enc.conv2")), "no {pass} in {names:?}");
@@ -238,7 +242,7 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     let steps = r["steps"].as_array().unwrap();
     let dispatches: Vec<u64> = steps.iter().map(|s| s["dispatches"].as_u64().unwrap()).collect();
     assert_eq!(steps.len(), 2, "{steps:?}");
-    assert_eq!(dispatches[0], 17, "the MLP step's dispatches: {steps:?}");
+    assert_eq!(dispatches[0], if fused { 16 } else { 17 }, "the MLP step's dispatches: {steps:?}");
     assert!(steps.iter().all(|s| s["median_ms"].as_f64().unwrap() > 0.0 && s["submits"] == 1), "{steps:?}");
     assert!(!r["gemm_choice"].as_array().unwrap().is_empty());
     assert!(r["adapter"]["name"].as_str().is_some_and(|n| !n.is_empty()));

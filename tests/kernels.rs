@@ -156,6 +156,103 @@ fn gemm_backward_weight_matches_reference() {
 }
 
 #[test]
+fn gemm_backward_weight_adam_matches_reference() {
+    let g = gpu();
+    let Some(pipeline) = &k().gemm_backward_weight_adam_subgroup else {
+        assert!(g.info.device_type != wgpu::DeviceType::Cpu, "no gemm_backward_weight_adam_subgroup on a CPU adapter");
+        return;
+    };
+    let st = step(3);
+    let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+    for &(m, n, kk) in GEMM_SHAPES {
+        let dy = random(m * n, 7, -1.0, 1.0);
+        let x = random(m * kk, 8, -1.0, 1.0);
+        let (dym, xm) = (g.matrix("dy", m, n).unwrap(), g.matrix("x", m, kk).unwrap());
+        g.write_matrix(&dym, &dy);
+        g.write_matrix(&xm, &x);
+        // the model's flat layout: W (n rows of stride floats), then b, in multiples of 64 floats
+        let stride = kk.next_multiple_of(64);
+        let bias_at = n.next_multiple_of(4) * stride;
+        let len = bias_at + n.next_multiple_of(64);
+        // random where the layer has parameters; zero in the padding, as the model keeps it
+        let live = |i: usize| if i >= bias_at { i - bias_at < n } else { i / stride < n && i % stride < kk };
+        let laid_out = |v: Vec<f32>| -> Vec<f32> {
+            v.into_iter().enumerate().map(|(i, x)| if live(i) { x } else { 0.0 }).collect()
+        };
+        let params = laid_out(random(len, 9, -1.0, 1.0));
+        let moments = [laid_out(random(len, 10, -0.01, 0.01)), laid_out(random(len, 11, 0.0, 0.001))];
+        let cols = elbo::trainer::ADAM_TEXEL_COLS;
+        let tex: Vec<_> = moments
+            .iter()
+            .map(|v| {
+                let mt = g.matrix("moment", len.div_ceil(cols), cols).unwrap();
+                let mut data = v.clone();
+                data.resize(len.next_multiple_of(cols), 0.0);
+                g.write_matrix(&mt, &data);
+                mt
+            })
+            .collect();
+        let pb = g.buffer_with("params", bytemuck::cast_slice(&params)).unwrap();
+        let gp = kernels::Gemm {
+            m: dym.rows as u32,
+            n: n as u32,
+            k: kk as u32,
+            act: 0,
+            bias: 0,
+            grad_w: 0,
+            stride: stride as u32,
+            grad_b: bias_at as u32,
+        };
+        let u = g.uniform("gemm", &gp);
+        let au = g.uniform("adam", &kernels::Adam { count: (len / 4) as u32, beta1: b1, beta2: b2, eps });
+        let su = g.uniform("step", &st);
+        let binds = [
+            (0, B(&u)),
+            (1, T(&dym.view)),
+            (2, T(&xm.view)),
+            (7, B(&au)),
+            (8, B(&su)),
+            (9, B(&pb)),
+            (10, T(&tex[0].view)),
+            (11, T(&tex[1].view)),
+        ];
+        let d = gemm::dispatch_backward_weight_adam(g, pipeline, "gemm_backward_weight_adam", &binds, dym.rows, n, kk);
+        kernels::run(g, &[d]).unwrap();
+        // the reference on W and b taken out of the flat layout, then put back
+        let rows = |v: &[f32]| -> Vec<f32> { (0..n).flat_map(|j| v[j * stride..j * stride + kk].to_vec()).collect() };
+        let (mut w, mut b) = (rows(&params), params[bias_at..bias_at + n].to_vec());
+        let (mut mw, mut vw) = (rows(&moments[0]), rows(&moments[1]));
+        let (mut mb, mut vb) = (moments[0][bias_at..bias_at + n].to_vec(), moments[1][bias_at..bias_at + n].to_vec());
+        r::gemm_backward_weight_adam(
+            &dy,
+            &x,
+            m,
+            n,
+            kk,
+            (&mut w, &mut b),
+            (&mut mw, &mut vw),
+            (&mut mb, &mut vb),
+            (b1, b2, eps),
+            &st,
+        );
+        let mut want = [params.clone(), moments[0].clone(), moments[1].clone()];
+        for (flat, (wv, bv)) in want.iter_mut().zip([(&w, &b), (&mw, &mb), (&vw, &vb)]) {
+            for j in 0..n {
+                flat[j * stride..j * stride + kk].copy_from_slice(&wv[j * kk..(j + 1) * kk]);
+            }
+            flat[bias_at..bias_at + n].copy_from_slice(bv);
+        }
+        let what = format!("gemm_backward_weight_adam m={m} n={n} k={kk}");
+        // every float of the layout: updated ones as the reference, padding untouched
+        assert_close(&format!("{what} params"), &g.read_f32(&pb, 0, len).unwrap(), &want[0], 1e-6, 1e-5);
+        for (i, mt) in tex.iter().enumerate() {
+            let got = g.read_matrix(mt).unwrap()[..len].to_vec();
+            assert_close(&format!("{what} moment{}", i + 1), &got, &want[i + 1], 1e-6, 1e-5);
+        }
+    }
+}
+
+#[test]
 fn gemm_choice_picks_an_available_variant_for_every_layer() {
     let g = gpu();
     let gemms = [(Pass::Forward, 64, 100, 30), (Pass::BackwardInput, 64, 100, 30), (Pass::BackwardWeight, 64, 100, 30)];

@@ -1,0 +1,53 @@
+// gemm_backward_weight_subgroup with Adam in its epilogue: each dW and db texel goes
+// straight into the update of its parameters and moments, instead of into the flat
+// gradient buffer for adam_update_texel to read back. Compiled after gemm_subgroup.wgsl
+// and adam_common.wgsl, for adapters with subgroups of 8 lanes and read_write
+// rgba32float (CPU adapters); the trainer uses it when every layer is dense, so that
+// these kernels update every parameter and no adam dispatch is left (src/trainer.rs).
+// On llvmpipe every store runs a loop over lanes and components; this drops dW's store
+// and one of Adam's storage-buffer loads per parameter, and a dispatch.
+
+@group(0) @binding(7) var<uniform> adam: Adam;
+@group(0) @binding(8) var<uniform> step: Step;
+@group(0) @binding(9) var<storage, read_write> params_rw: array<vec4<f32>>;
+@group(0) @binding(10) var moment1: texture_storage_2d<rgba32float, read_write>;
+@group(0) @binding(11) var moment2: texture_storage_2d<rgba32float, read_write>;
+
+// Adam on the four parameters at flat texel i, whose gradient is g.
+fn adam_at(i: u32, g: vec4<f32>) {
+    let at = moment_texel(i);
+    let o = adam_math(adam, step, params_rw[i], g, textureLoad(moment1, at), textureLoad(moment2, at));
+    textureStore(moment1, at, o.m);
+    textureStore(moment2, at, o.v);
+    params_rw[i] = o.param;
+}
+
+@compute @workgroup_size(8)
+fn gemm_backward_weight_adam_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let k4 = (p.k + 3u) / 4u;
+    let c4 = wg.x * 8u + lane;
+    let n0 = wg.y * 16u;
+    var acc = weight_block(min(c4, k4 - 1u), n0, lane);
+    if wg.x == 0u {
+        let t0 = n0 / 4u;
+        for (var t = t0; t < min(t0 + 4u, (p.n + 3u) / 4u); t++) {
+            let sum = bias_texel(t, lane);
+            if lane == 0u {
+                adam_at(p.grad_b / 4u + t, sum);
+            }
+        }
+    }
+    if c4 >= k4 {
+        return;
+    }
+    for (var i = 0u; i < 16u; i++) {
+        let n = n0 + i;
+        if n >= p.n {
+            break;
+        }
+        adam_at((p.grad_w + n * p.stride) / 4u + c4, acc[i]);
+    }
+}
