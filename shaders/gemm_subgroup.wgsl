@@ -8,7 +8,8 @@
 // waste no lanes past n or k (64-lane ones idled up to a fifth of them at n = 400),
 // and each lane owning more outputs amortises its own texel fetches: 32 rows per lane
 // took the forward 1077 -> 918 us and the backward-input 1156 -> 857 us (16 and 8
-// rows before; 64 gained nothing more), 16 outputs per lane the weight gradient
+// rows before; 64 gained nothing more), 4 columns instead of 2 the forward another
+// 7-9% (at 32 rows; at 16 rows it lost), 16 outputs per lane the weight gradient
 // 1760 -> 1570 us (8 before), and summing each 8-row chunk before adding it to the
 // accumulator 1470 -> 1250 us (then 32 outputs per lane gained nothing).
 
@@ -46,147 +47,148 @@ fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, 
 }
 
 // Y (m, n) = act(X (m, k) . W (n, k)^T + b)
-// Workgroup (x, y), one subgroup: 16 columns from 16 x, 32 rows from 32 y. Lane l
-// owns columns c0 = 16 x + l and c0 + 8, for all 32 rows; lanes fetch rows 32 y + 8 j + l
-// of X (j = 0..3) and broadcast them.
+// Workgroup (x, y), one subgroup: 32 columns from 32 x, 32 rows from 32 y. Lane l
+// owns columns c0 = 32 x + l, c0 + 8, c0 + 16 and c0 + 24, for all 32 rows; lanes
+// fetch rows 32 y + 8 j + l of X (j = 0..3) and broadcast them.
 @compute @workgroup_size(8)
 fn gemm_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let c0 = wg.x * 16u + lid;
-    let c1 = c0 + 8u;
+    let c0 = wg.x * 32u + lid;
     let r0 = wg.y * 32u;
     let wrows = (p.n + 3u) / 4u * 4u;
     let w0_row = min(c0, wrows - 1u);
-    let w1_row = min(c1, wrows - 1u);
-    var a0 = vec2<f32>(0.0);
-    var a1 = vec2<f32>(0.0);
-    var a2 = vec2<f32>(0.0);
-    var a3 = vec2<f32>(0.0);
-    var a4 = vec2<f32>(0.0);
-    var a5 = vec2<f32>(0.0);
-    var a6 = vec2<f32>(0.0);
-    var a7 = vec2<f32>(0.0);
-    var a8 = vec2<f32>(0.0);
-    var a9 = vec2<f32>(0.0);
-    var a10 = vec2<f32>(0.0);
-    var a11 = vec2<f32>(0.0);
-    var a12 = vec2<f32>(0.0);
-    var a13 = vec2<f32>(0.0);
-    var a14 = vec2<f32>(0.0);
-    var a15 = vec2<f32>(0.0);
-    var a16 = vec2<f32>(0.0);
-    var a17 = vec2<f32>(0.0);
-    var a18 = vec2<f32>(0.0);
-    var a19 = vec2<f32>(0.0);
-    var a20 = vec2<f32>(0.0);
-    var a21 = vec2<f32>(0.0);
-    var a22 = vec2<f32>(0.0);
-    var a23 = vec2<f32>(0.0);
-    var a24 = vec2<f32>(0.0);
-    var a25 = vec2<f32>(0.0);
-    var a26 = vec2<f32>(0.0);
-    var a27 = vec2<f32>(0.0);
-    var a28 = vec2<f32>(0.0);
-    var a29 = vec2<f32>(0.0);
-    var a30 = vec2<f32>(0.0);
-    var a31 = vec2<f32>(0.0);
+    let w1_row = min(c0 + 8u, wrows - 1u);
+    let w2_row = min(c0 + 16u, wrows - 1u);
+    let w3_row = min(c0 + 24u, wrows - 1u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    var a16 = vec4<f32>(0.0);
+    var a17 = vec4<f32>(0.0);
+    var a18 = vec4<f32>(0.0);
+    var a19 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a22 = vec4<f32>(0.0);
+    var a23 = vec4<f32>(0.0);
+    var a24 = vec4<f32>(0.0);
+    var a25 = vec4<f32>(0.0);
+    var a26 = vec4<f32>(0.0);
+    var a27 = vec4<f32>(0.0);
+    var a28 = vec4<f32>(0.0);
+    var a29 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
     let k4 = (p.k + 3u) / 4u;
     for (var t = 0u; t < k4; t++) {
         let w0 = textureLoad(rhs, vec2<u32>(t, w0_row));
         let w1 = textureLoad(rhs, vec2<u32>(t, w1_row));
+        let w2 = textureLoad(rhs, vec2<u32>(t, w2_row));
+        let w3 = textureLoad(rhs, vec2<u32>(t, w3_row));
         let x0 = fetch_or_zero(lhs, t, r0 + 0u + lane, p.m);
         let x1 = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
         let x2 = fetch_or_zero(lhs, t, r0 + 16u + lane, p.m);
         let x3 = fetch_or_zero(lhs, t, r0 + 24u + lane, p.m);
         var x: vec4<f32>;
         x = subgroupBroadcast(x0, 0u);
-        a0 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a0 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 1u);
-        a1 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a1 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 2u);
-        a2 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a2 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 3u);
-        a3 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a3 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 4u);
-        a4 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a4 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 5u);
-        a5 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a5 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 6u);
-        a6 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a6 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x0, 7u);
-        a7 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a7 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 0u);
-        a8 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a8 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 1u);
-        a9 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a9 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 2u);
-        a10 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a10 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 3u);
-        a11 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a11 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 4u);
-        a12 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a12 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 5u);
-        a13 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a13 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 6u);
-        a14 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a14 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x1, 7u);
-        a15 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a15 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 0u);
-        a16 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a16 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 1u);
-        a17 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a17 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 2u);
-        a18 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a18 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 3u);
-        a19 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a19 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 4u);
-        a20 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a20 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 5u);
-        a21 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a21 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 6u);
-        a22 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a22 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x2, 7u);
-        a23 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a23 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 0u);
-        a24 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a24 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 1u);
-        a25 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a25 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 2u);
-        a26 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a26 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 3u);
-        a27 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a27 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 4u);
-        a28 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a28 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 5u);
-        a29 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a29 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 6u);
-        a30 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a30 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
         x = subgroupBroadcast(x3, 7u);
-        a31 += vec2<f32>(dot(x, w0), dot(x, w1));
+        a31 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
     }
-    var acc = array<vec2<f32>, 32>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31);
-    let b = vec2<f32>(params[p.bias + min(c0, p.n - 1u)], params[p.bias + min(c1, p.n - 1u)]);
-    let live = vec2<f32>(f32(c0 < p.n), f32(c1 < p.n));
+    var acc = array<vec4<f32>, 32>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31);
+    let cols = vec4<u32>(c0, c0 + 8u, c0 + 16u, c0 + 24u);
+    let nm = p.n - 1u;
+    let b = vec4<f32>(params[p.bias + min(cols.x, nm)], params[p.bias + min(cols.y, nm)], params[p.bias + min(cols.z, nm)], params[p.bias + min(cols.w, nm)]);
+    let live = vec4<f32>(cols < vec4<u32>(p.n));
     // lanes 4j..4j+3 hold the four columns of one output texel: gather them by shuffles
     let first = lane & ~3u;
     for (var r = 0u; r < 32u; r++) {
         var v = acc[r] + b;
         if p.act == 1u {
-            v = max(v, vec2<f32>(0.0));
+            v = max(v, vec4<f32>(0.0));
         }
         v *= live;
-        let t0 = vec4<f32>(subgroupShuffle(v.x, first), subgroupShuffle(v.x, first + 1u), subgroupShuffle(v.x, first + 2u), subgroupShuffle(v.x, first + 3u));
-        let t1 = vec4<f32>(subgroupShuffle(v.y, first), subgroupShuffle(v.y, first + 1u), subgroupShuffle(v.y, first + 2u), subgroupShuffle(v.y, first + 3u));
         let row = r0 + r;
-        if lane == first && row < p.m {
-            if c0 < p.n {
-                textureStore(out, vec2<u32>(c0 / 4u, row), t0);
-            }
-            if c1 < p.n {
-                textureStore(out, vec2<u32>(c1 / 4u, row), t1);
+        for (var c = 0u; c < 4u; c++) {
+            let t = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
+            if lane == first && row < p.m && cols[c] < p.n {
+                textureStore(out, vec2<u32>(cols[c] / 4u, row), t);
             }
         }
     }

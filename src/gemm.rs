@@ -152,7 +152,7 @@ pub fn dispatch(
                 label,
                 &s.gemm_forward_subgroup,
                 binds,
-                [g(n.div_ceil(16)), g(m.div_ceil(32)), 1],
+                [g(n.div_ceil(32)), g(m.div_ceil(32)), 1],
             ),
             Pass::BackwardInput => Dispatch::with_groups(
                 gpu,
