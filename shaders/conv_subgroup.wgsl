@@ -49,124 +49,182 @@ fn pixel_of(r: u32, w: u32, h: u32) -> Pixel {
 
 // Y[b, oy, ox, o] = sum over ky, kx, i of X[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx]
 // as the GEMM Y (rows: output pixels, cols: out channels) = Xcol . W^T.
-// Workgroup (x, y): 64 output channels from 64 x (lane l of subgroup s owns channels
-// c0 = 64 x + 8 s + l and c0 + 32), 16 output pixels from 16 y; lanes fetch the
-// input texels of pixels 16 y + l and 16 y + 8 + l and broadcast them.
-@compute @workgroup_size(32)
+// Workgroup (x, y), one subgroup: 32 output channels from 32 x (lane l owns
+// channels c0 = 32 x + l + 8 j, j = 0..3), 32 output pixels from 32 y; lanes fetch
+// the input texels of pixels 32 y + 8 g + l (g = 0..3) and broadcast them.
+// (Measured as the GEMMs of gemm_subgroup.wgsl: more outputs per lane, fewer fetches.)
+@compute @workgroup_size(8)
 fn conv2d_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let in_c4 = c4_of(p.in_c);
     let out_c4 = c4_of(p.out_c);
-    let c0 = wg.x * 64u + lid;
-    let c1 = c0 + 32u;
+    let c0 = wg.x * 32u + lane;
     let wrows = out_c4 * 4u;
     let w0_row = min(c0, wrows - 1u);
-    let w1_row = min(c1, wrows - 1u);
-    let r0 = wg.y * 16u;
-    let pa = pixel_of(r0 + lane, p.out_w, p.out_h);
-    let pb = pixel_of(r0 + 8u + lane, p.out_w, p.out_h);
-    var a0 = vec2<f32>(0.0);
-    var a1 = vec2<f32>(0.0);
-    var a2 = vec2<f32>(0.0);
-    var a3 = vec2<f32>(0.0);
-    var a4 = vec2<f32>(0.0);
-    var a5 = vec2<f32>(0.0);
-    var a6 = vec2<f32>(0.0);
-    var a7 = vec2<f32>(0.0);
-    var a8 = vec2<f32>(0.0);
-    var a9 = vec2<f32>(0.0);
-    var a10 = vec2<f32>(0.0);
-    var a11 = vec2<f32>(0.0);
-    var a12 = vec2<f32>(0.0);
-    var a13 = vec2<f32>(0.0);
-    var a14 = vec2<f32>(0.0);
-    var a15 = vec2<f32>(0.0);
+    let w1_row = min(c0 + 8u, wrows - 1u);
+    let w2_row = min(c0 + 16u, wrows - 1u);
+    let w3_row = min(c0 + 24u, wrows - 1u);
+    let r0 = wg.y * 32u;
+    let p0 = pixel_of(r0 + lane, p.out_w, p.out_h);
+    let p1 = pixel_of(r0 + 8u + lane, p.out_w, p.out_h);
+    let p2 = pixel_of(r0 + 16u + lane, p.out_w, p.out_h);
+    let p3 = pixel_of(r0 + 24u + lane, p.out_w, p.out_h);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    var a16 = vec4<f32>(0.0);
+    var a17 = vec4<f32>(0.0);
+    var a18 = vec4<f32>(0.0);
+    var a19 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a22 = vec4<f32>(0.0);
+    var a23 = vec4<f32>(0.0);
+    var a24 = vec4<f32>(0.0);
+    var a25 = vec4<f32>(0.0);
+    var a26 = vec4<f32>(0.0);
+    var a27 = vec4<f32>(0.0);
+    var a28 = vec4<f32>(0.0);
+    var a29 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kernel; ky++) {
-        let iya = i32(pa.y * p.stride + ky) - i32(p.pad);
-        let iyb = i32(pb.y * p.stride + ky) - i32(p.pad);
+        let iy0 = i32(p0.y * p.stride + ky) - i32(p.pad);
+        let iy1 = i32(p1.y * p.stride + ky) - i32(p.pad);
+        let iy2 = i32(p2.y * p.stride + ky) - i32(p.pad);
+        let iy3 = i32(p3.y * p.stride + ky) - i32(p.pad);
         for (var kx = 0u; kx < p.kernel; kx++) {
-            let ixa = i32(pa.x * p.stride + kx) - i32(p.pad);
-            let ixb = i32(pb.x * p.stride + kx) - i32(p.pad);
-            let oka = pa.live && iya >= 0 && iya < i32(p.in_h) && ixa >= 0 && ixa < i32(p.in_w);
-            let okb = pb.live && iyb >= 0 && iyb < i32(p.in_h) && ixb >= 0 && ixb < i32(p.in_w);
-            let basea = (iya * i32(p.in_w) + ixa) * i32(in_c4);
-            let baseb = (iyb * i32(p.in_w) + ixb) * i32(in_c4);
+            let ix0 = i32(p0.x * p.stride + kx) - i32(p.pad);
+            let ok0 = p0.live && iy0 >= 0 && iy0 < i32(p.in_h) && ix0 >= 0 && ix0 < i32(p.in_w);
+            let base0 = (iy0 * i32(p.in_w) + ix0) * i32(in_c4);
+            let ix1 = i32(p1.x * p.stride + kx) - i32(p.pad);
+            let ok1 = p1.live && iy1 >= 0 && iy1 < i32(p.in_h) && ix1 >= 0 && ix1 < i32(p.in_w);
+            let base1 = (iy1 * i32(p.in_w) + ix1) * i32(in_c4);
+            let ix2 = i32(p2.x * p.stride + kx) - i32(p.pad);
+            let ok2 = p2.live && iy2 >= 0 && iy2 < i32(p.in_h) && ix2 >= 0 && ix2 < i32(p.in_w);
+            let base2 = (iy2 * i32(p.in_w) + ix2) * i32(in_c4);
+            let ix3 = i32(p3.x * p.stride + kx) - i32(p.pad);
+            let ok3 = p3.live && iy3 >= 0 && iy3 < i32(p.in_h) && ix3 >= 0 && ix3 < i32(p.in_w);
+            let base3 = (iy3 * i32(p.in_w) + ix3) * i32(in_c4);
             let tap = (ky * p.kernel + kx) * in_c4;
             for (var ci = 0u; ci < in_c4; ci++) {
                 let w0 = textureLoad(rhs, vec2<u32>(tap + ci, w0_row));
                 let w1 = textureLoad(rhs, vec2<u32>(tap + ci, w1_row));
-                let xa = load_if(lhs, basea + i32(ci), pa.b, oka);
-                let xb = load_if(lhs, baseb + i32(ci), pb.b, okb);
-                var x = subgroupBroadcast(xa, 0u);
-                a0 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 1u);
-                a1 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 2u);
-                a2 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 3u);
-                a3 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 4u);
-                a4 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 5u);
-                a5 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 6u);
-                a6 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xa, 7u);
-                a7 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 0u);
-                a8 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 1u);
-                a9 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 2u);
-                a10 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 3u);
-                a11 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 4u);
-                a12 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 5u);
-                a13 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 6u);
-                a14 += vec2<f32>(dot(x, w0), dot(x, w1));
-                x = subgroupBroadcast(xb, 7u);
-                a15 += vec2<f32>(dot(x, w0), dot(x, w1));
+                let w2 = textureLoad(rhs, vec2<u32>(tap + ci, w2_row));
+                let w3 = textureLoad(rhs, vec2<u32>(tap + ci, w3_row));
+                let x0 = load_if(lhs, base0 + i32(ci), p0.b, ok0);
+                let x1 = load_if(lhs, base1 + i32(ci), p1.b, ok1);
+                let x2 = load_if(lhs, base2 + i32(ci), p2.b, ok2);
+                let x3 = load_if(lhs, base3 + i32(ci), p3.b, ok3);
+                var x: vec4<f32>;
+                x = subgroupBroadcast(x0, 0u);
+                a0 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 1u);
+                a1 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 2u);
+                a2 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 3u);
+                a3 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 4u);
+                a4 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 5u);
+                a5 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 6u);
+                a6 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x0, 7u);
+                a7 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 0u);
+                a8 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 1u);
+                a9 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 2u);
+                a10 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 3u);
+                a11 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 4u);
+                a12 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 5u);
+                a13 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 6u);
+                a14 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x1, 7u);
+                a15 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 0u);
+                a16 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 1u);
+                a17 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 2u);
+                a18 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 3u);
+                a19 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 4u);
+                a20 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 5u);
+                a21 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 6u);
+                a22 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x2, 7u);
+                a23 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 0u);
+                a24 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 1u);
+                a25 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 2u);
+                a26 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 3u);
+                a27 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 4u);
+                a28 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 5u);
+                a29 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 6u);
+                a30 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+                x = subgroupBroadcast(x3, 7u);
+                a31 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
             }
         }
     }
-    var acc = array<vec2<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
-    var bias = vec2<f32>(0.0);
+    var acc = array<vec4<f32>, 32>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31);
+    let cols = vec4<u32>(c0, c0 + 8u, c0 + 16u, c0 + 24u);
+    var bias = vec4<f32>(0.0);
     if p.epilogue == 1u || p.epilogue == 2u {
-        bias = vec2<f32>(params[p.bias + min(c0, p.out_c - 1u)], params[p.bias + min(c1, p.out_c - 1u)]);
+        let nm = p.out_c - 1u;
+        bias = vec4<f32>(params[p.bias + min(cols[0], nm)], params[p.bias + min(cols[1], nm)], params[p.bias + min(cols[2], nm)], params[p.bias + min(cols[3], nm)]);
     }
-    let live = vec2<f32>(f32(c0 < p.out_c), f32(c1 < p.out_c));
+    let live = vec4<f32>(cols < vec4<u32>(p.out_c));
     // lanes 4j..4j+3 hold the four channels of one output texel: gather them by shuffles
     let first = lane & ~3u;
-    for (var r = 0u; r < 16u; r++) {
+    for (var r = 0u; r < 32u; r++) {
         var v = acc[r] + bias;
         if p.epilogue == 2u {
-            v = max(v, vec2<f32>(0.0));
+            v = max(v, vec4<f32>(0.0));
         }
         v *= live;
-        var t0 = vec4<f32>(subgroupShuffle(v.x, first), subgroupShuffle(v.x, first + 1u), subgroupShuffle(v.x, first + 2u), subgroupShuffle(v.x, first + 3u));
-        var t1 = vec4<f32>(subgroupShuffle(v.y, first), subgroupShuffle(v.y, first + 1u), subgroupShuffle(v.y, first + 2u), subgroupShuffle(v.y, first + 3u));
         let px = pixel_of(r0 + r, p.out_w, p.out_h);
-        if lane == first && px.live {
-            let base = (px.y * p.out_w + px.x) * out_c4;
-            if c0 < p.out_c {
-                let texel = vec2<u32>(base + c0 / 4u, px.b);
+        let base = (px.y * p.out_w + px.x) * out_c4;
+        for (var c = 0u; c < 4u; c++) {
+            var t = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
+            if lane == first && px.live && cols[c] < p.out_c {
+                let texel = vec2<u32>(base + cols[c] / 4u, px.b);
                 if p.epilogue == 3u {
-                    t0 *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+                    t *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
                 }
-                textureStore(out, texel, t0);
-            }
-            if c1 < p.out_c {
-                let texel = vec2<u32>(base + c1 / 4u, px.b);
-                if p.epilogue == 3u {
-                    t1 *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
-                }
-                textureStore(out, texel, t1);
+                textureStore(out, texel, t);
             }
         }
     }

@@ -221,7 +221,7 @@ pub fn conv_dispatch(
     assert!(variant != ConvVariant::SubgroupC1 || conv_c1_supports(s), "no _c1_subgroup kernel for {s:?}");
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
-            let groups = [g(s.out_c.div_ceil(64)), g((batch * s.out_h * s.out_w).div_ceil(16)), 1];
+            let groups = [g(s.out_c.div_ceil(32)), g((batch * s.out_h * s.out_w).div_ceil(32)), 1];
             Dispatch::with_groups(
                 gpu,
                 format!("conv2d_forward_subgroup {label}"),
