@@ -231,8 +231,9 @@ pub fn conv_dispatch(
             )
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
-            let blocks = batch * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
-            let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks.div_ceil(8)), 1];
+            // a subgroup per block of 8 pixels of one row, in 4 images
+            let blocks = batch.div_ceil(4) * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
+            let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks), 1];
             let pipeline = &sg.conv2d_backward_input_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
         }
