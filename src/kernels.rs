@@ -238,7 +238,7 @@ pub fn conv_dispatch(
             Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
-            let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(64)), g(s.out_c.div_ceil(8)), 1];
+            let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(8)), g(s.out_c.div_ceil(16)), 1];
             let pipeline = &sg.conv2d_backward_weight_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
