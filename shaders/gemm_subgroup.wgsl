@@ -185,11 +185,16 @@ fn gemm_forward_subgroup(
         }
         v *= live;
         let row = r0 + r;
+        // lane first + c stores the texel of column set c: one store for all 8 lanes
+        // (llvmpipe runs each store as a loop over the lanes, active or not)
+        var t = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c++) {
-            let t = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
-            if lane == first && row < p.m && cols[c] < p.n {
-                textureStore(out, vec2<u32>(cols[c] / 4u, row), t);
-            }
+            let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
+            t = select(t, tc, lane - first == c);
+        }
+        let col = cols.x - (lane - first) + 8u * (lane - first);
+        if row < p.m && col < p.n {
+            textureStore(out, vec2<u32>(col / 4u, row), t);
         }
     }
 }
