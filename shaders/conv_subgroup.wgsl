@@ -217,15 +217,21 @@ fn conv2d_forward_subgroup(
         v *= live;
         let px = pixel_of(r0 + r, p.out_w, p.out_h);
         let base = (px.y * p.out_w + px.x) * out_c4;
+        // lane first + c stores the texel of channel set c: one store for all 8 lanes
+        // (llvmpipe runs each store as a loop over the lanes, active or not)
+        var t = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c++) {
-            var t = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
-            if lane == first && px.live && cols[c] < p.out_c {
-                let texel = vec2<u32>(base + cols[c] / 4u, px.b);
-                if p.epilogue == 3u {
-                    t *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
-                }
-                textureStore(out, texel, t);
+            let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
+            t = select(t, tc, lane - first == c);
+        }
+        // lane first + c owns channel first + c of the 32; set c begins at first + 8 c
+        let ch = cols.x + 7u * (lane - first);
+        if px.live && ch < p.out_c {
+            let texel = vec2<u32>(base + ch / 4u, px.b);
+            if p.epilogue == 3u {
+                t *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
             }
+            textureStore(out, texel, t);
         }
     }
 }

@@ -192,7 +192,8 @@ fn gemm_forward_subgroup(
             let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
             t = select(t, tc, lane - first == c);
         }
-        let col = cols.x - (lane - first) + 8u * (lane - first);
+        // lane first + c owns column first + c of the 32; set c begins at first + 8 c
+        let col = cols.x + 7u * (lane - first);
         if row < p.m && col < p.n {
             textureStore(out, vec2<u32>(col / 4u, row), t);
         }
