@@ -14,10 +14,19 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// after gemm_subgroup.wgsl.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
-    ("gemm_subgroup.wgsl", include_str!("../shaders/gemm_subgroup.wgsl")),
+    (
+        "gemm_subgroup.wgsl",
+        concat!(include_str!("../shaders/subgroup_common.wgsl"), "\n", include_str!("../shaders/gemm_subgroup.wgsl")),
+    ),
     (
         "conv_subgroup.wgsl",
-        concat!(include_str!("../shaders/conv_common.wgsl"), "\n", include_str!("../shaders/conv_subgroup.wgsl")),
+        concat!(
+            include_str!("../shaders/conv_common.wgsl"),
+            "\n",
+            include_str!("../shaders/subgroup_common.wgsl"),
+            "\n",
+            include_str!("../shaders/conv_subgroup.wgsl")
+        ),
     ),
     ("conv.wgsl", concat!(include_str!("../shaders/conv_common.wgsl"), "\n", include_str!("../shaders/conv.wgsl"))),
     ("classify.wgsl", include_str!("../shaders/classify.wgsl")),
@@ -33,6 +42,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "gemm_adam_subgroup.wgsl",
         concat!(
+            include_str!("../shaders/subgroup_common.wgsl"),
+            "\n",
             include_str!("../shaders/gemm_subgroup.wgsl"),
             "\n",
             include_str!("../shaders/adam_common.wgsl"),
