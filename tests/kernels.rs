@@ -5,6 +5,7 @@
 mod common;
 use common::{assert_close, gpu, random, rows};
 use elbo::gemm::{self, GemmPreference, Pass, Variant};
+use elbo::gpu::Matrix;
 use elbo::kernels::{self, Bind, Dispatch, Kernels, Step};
 use elbo::model::{Arch, Likelihood, VaeConfig};
 use elbo::reference as r;
@@ -111,6 +112,36 @@ fn gemm_backward_input_matches_reference() {
     }
 }
 
+/// A weight gradient's uniform for a layer laid out as the model lays out its flat
+/// buffers: W at 0 in rows of `stride` floats, then b; offsets, row strides and the
+/// bias region in multiples of 64 floats (the kernels store whole texels). Returns
+/// (uniform, stride, offset of b).
+fn weight_layout(rows: usize, n: usize, kk: usize) -> (kernels::Gemm, usize, usize) {
+    let stride = kk.next_multiple_of(64);
+    let bias_at = n.next_multiple_of(4) * stride;
+    let gp = kernels::Gemm {
+        m: rows as u32,
+        n: n as u32,
+        k: kk as u32,
+        act: 0,
+        bias: 0,
+        grad_w: 0,
+        stride: stride as u32,
+        grad_b: bias_at as u32,
+    };
+    (gp, stride, bias_at)
+}
+
+/// A flat vector as an Adam moment texture: rows of `ADAM_TEXEL_COLS` floats, the tail zero.
+fn moment_texture(v: &[f32]) -> Matrix {
+    let cols = elbo::trainer::ADAM_TEXEL_COLS;
+    let mt = gpu().matrix("moment", v.len().div_ceil(cols), cols).unwrap();
+    let mut data = v.to_vec();
+    data.resize(v.len().next_multiple_of(cols), 0.0);
+    gpu().write_matrix(&mt, &data);
+    mt
+}
+
 #[test]
 fn gemm_backward_weight_matches_reference() {
     let g = gpu();
@@ -120,22 +151,9 @@ fn gemm_backward_weight_matches_reference() {
         let (dym, xm) = (g.matrix("dy", m, n).unwrap(), g.matrix("x", m, kk).unwrap());
         g.write_matrix(&dym, &dy);
         g.write_matrix(&xm, &x);
-        let stride = kk.next_multiple_of(64);
-        let bias_at = n.next_multiple_of(4) * stride;
-        // laid out as the model lays out its flat buffers: offsets, row strides and the
-        // bias region in multiples of 64 floats (the kernels store whole texels)
+        let (gp, stride, bias_at) = weight_layout(dym.rows, n, kk);
         let grads =
             g.buffer("grads", ((bias_at + n.next_multiple_of(64)) * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
-        let gp = kernels::Gemm {
-            m: dym.rows as u32,
-            n: n as u32,
-            k: kk as u32,
-            act: 0,
-            bias: 0,
-            grad_w: 0,
-            stride: stride as u32,
-            grad_b: bias_at as u32,
-        };
         let u = g.uniform("gemm", &gp);
         let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))];
         let d = gemm::dispatch(g, k(), Pass::BackwardWeight, variant, "gemm_backward_weight", &binds, dym.rows, n, kk);
@@ -170,9 +188,7 @@ fn gemm_backward_weight_adam_matches_reference() {
         let (dym, xm) = (g.matrix("dy", m, n).unwrap(), g.matrix("x", m, kk).unwrap());
         g.write_matrix(&dym, &dy);
         g.write_matrix(&xm, &x);
-        // the model's flat layout: W (n rows of stride floats), then b, in multiples of 64 floats
-        let stride = kk.next_multiple_of(64);
-        let bias_at = n.next_multiple_of(4) * stride;
+        let (gp, stride, bias_at) = weight_layout(dym.rows, n, kk);
         let len = bias_at + n.next_multiple_of(64);
         // random where the layer has parameters; zero in the padding, as the model keeps it
         let live = |i: usize| if i >= bias_at { i - bias_at < n } else { i / stride < n && i % stride < kk };
@@ -181,28 +197,8 @@ fn gemm_backward_weight_adam_matches_reference() {
         };
         let params = laid_out(random(len, 9, -1.0, 1.0));
         let moments = [laid_out(random(len, 10, -0.01, 0.01)), laid_out(random(len, 11, 0.0, 0.001))];
-        let cols = elbo::trainer::ADAM_TEXEL_COLS;
-        let tex: Vec<_> = moments
-            .iter()
-            .map(|v| {
-                let mt = g.matrix("moment", len.div_ceil(cols), cols).unwrap();
-                let mut data = v.clone();
-                data.resize(len.next_multiple_of(cols), 0.0);
-                g.write_matrix(&mt, &data);
-                mt
-            })
-            .collect();
+        let tex: Vec<Matrix> = moments.iter().map(|v| moment_texture(v)).collect();
         let pb = g.buffer_with("params", bytemuck::cast_slice(&params)).unwrap();
-        let gp = kernels::Gemm {
-            m: dym.rows as u32,
-            n: n as u32,
-            k: kk as u32,
-            act: 0,
-            bias: 0,
-            grad_w: 0,
-            stride: stride as u32,
-            grad_b: bias_at as u32,
-        };
         let u = g.uniform("gemm", &gp);
         let au = g.uniform("adam", &kernels::Adam { count: (len / 4) as u32, beta1: b1, beta2: b2, eps });
         let su = g.uniform("step", &st);
@@ -521,18 +517,7 @@ fn adam_matches_reference() {
                 .iter()
                 .map(|v| g.buffer_with("adam", bytemuck::cast_slice(v)).unwrap())
                 .collect();
-            // the texel variant's moments: rows of 4096 floats, the tail zero
-            let cols = elbo::trainer::ADAM_TEXEL_COLS;
-            let tex: Vec<_> = [&m1, &m2]
-                .iter()
-                .map(|v| {
-                    let mt = g.matrix("moment", n.div_ceil(cols), cols).unwrap();
-                    let mut data = v.to_vec();
-                    data.resize(n.next_multiple_of(cols), 0.0);
-                    g.write_matrix(&mt, &data);
-                    mt
-                })
-                .collect();
+            let tex: Vec<Matrix> = [&m1, &m2].iter().map(|v| moment_texture(v)).collect();
             let su = g.uniform("step", &st);
             let u = g.uniform("adam", &kernels::Adam { count: n4 as u32, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
             let (m1b, m2b) = if texel { (T(&tex[0].view), T(&tex[1].view)) } else { (B(&bufs[2]), B(&bufs[3])) };
