@@ -15,6 +15,9 @@
 //!   heads, encoder layers, last to first: the same
 //!   adam_update[_texel]    grads                 -> params, moments (flat, or texels)
 //!   then copies of the updated weights into the textures the kernels read.
+//! Where every layer is dense and the adapter has gemm_adam_subgroup.wgsl (CPU
+//! adapters), each backward_weight updates its layer's parameters and moments
+//! itself and there is no adam dispatch and no flat gradient.
 
 use crate::data::Dataset;
 use crate::gemm::{self, GemmPreference, Pass};
