@@ -13,7 +13,7 @@
 //!   decoder layers, last to first: backward_weight -> grads (flat); backward_input -> d input
 //!   reparam_backward       dz, mulv              -> d mulv
 //!   heads, encoder layers, last to first: the same
-//!   adam_update[_texel]    grads                 -> params, moments (flat, or texels)
+//!   adam_update(_texel)    grads                 -> params, moments (flat, or texels)
 //!   then copies of the updated weights into the textures the kernels read.
 //! Where every layer is dense and the adapter has gemm_adam_subgroup.wgsl (CPU
 //! adapters), each backward_weight updates its layer's parameters and moments
