@@ -401,15 +401,16 @@ impl<'g> Trainer<'g> {
         let floats = (l.len * 4) as u64;
         let params = gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?;
         let grads = gpu.buffer("grads", floats, wgpu::BufferUsages::empty())?;
-        let moments = match k.adam_update_texel {
-            Some(_) => {
-                let rows = l.len.div_ceil(ADAM_TEXEL_COLS);
+        // texel moments where the adapter has adam_texel.wgsl and the texture fits
+        let rows = l.len.div_ceil(ADAM_TEXEL_COLS);
+        let moments = match &k.adam_update_texel {
+            Some(_) if rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize => {
                 Moments::Texels(Box::new([
                     gpu.matrix("adam moment1", rows, ADAM_TEXEL_COLS)?,
                     gpu.matrix("adam moment2", rows, ADAM_TEXEL_COLS)?,
                 ]))
             }
-            None => Moments::Buffers(
+            _ => Moments::Buffers(
                 gpu.buffer("adam moment1", floats, wgpu::BufferUsages::empty())?,
                 gpu.buffer("adam moment2", floats, wgpu::BufferUsages::empty())?,
             ),
