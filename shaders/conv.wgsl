@@ -373,3 +373,67 @@ fn conv2d_backward_weight_wide(
         store_weight_grads(q, tap, ci, WeightSums(array<vec4<f32>, 4>(v[0], v[1], v[2], v[3]), v[4]), v[4]);
     }
 }
+
+// A transposed convolution into one channel (conv2d_backward_input with in_c == 1) in
+// three dispatches, on adapters with the subgroup kernels (kernels::conv_dispatches):
+// conv2d_taps_c1 lays the weights out as a 1x1 convolution from out_c channels to the
+// k * k taps; conv2d_forward_subgroup runs it, giving the taps image
+// T[b, oy, ox, tap] = sum over o of dOut[b, oy, ox, o] W[o, 0, tap]; and
+// conv2d_col2im_c1 sums, for each input pixel, T at the taps that reach it. Each dOut
+// texel is fetched once per output pixel instead of once per tap and input pixel.
+
+// W' (k * k rows, c4(out_c) texels): texel (q, tap) holds W[4q..4q+3, 0, tap].
+@compute @workgroup_size(64)
+fn conv2d_taps_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let out_c4 = c4_of(p.out_c);
+    let i = linear_id(gid, nwg);
+    if i >= p.kernel * p.kernel * out_c4 {
+        return;
+    }
+    let tap = i / out_c4;
+    let q = i % out_c4;
+    var w = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if q * 4u + j < p.out_c {
+            w[j] = textureLoad(rhs, vec2<u32>(tap, q * 4u + j)).x;
+        }
+    }
+    textureStore(out, vec2<u32>(q, tap), w);
+}
+
+// dIn (one channel) from the taps image T (lhs: batch rows, out_h * out_w * c4(k * k)
+// texels), one invocation per input pixel; the bias and epilogue as conv2d_backward_input's.
+@compute @workgroup_size(64)
+fn conv2d_col2im_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = p.in_h * p.in_w;
+    let i = linear_id(gid, nwg);
+    if i >= p.batch * pixels {
+        return;
+    }
+    let b = div_u(i, pixels);
+    let pix = i - b * pixels;
+    let iy = div_u(pix, p.in_w);
+    let ix = pix - iy * p.in_w;
+    let taps4 = c4_of(p.kernel * p.kernel);
+    // the taps that reach (iy, ix): ky = ky0 + jy s from output row oy0 - jy, and so in x
+    let s = p.stride;
+    let oy0 = div_u(iy + p.pad, s);
+    let ky0 = iy + p.pad - oy0 * s;
+    let ox0 = div_u(ix + p.pad, s);
+    let kx0 = ix + p.pad - ox0 * s;
+    var sum = 0.0;
+    for (var jy = 0u; ky0 + jy * s < p.kernel; jy++) {
+        let oy = i32(oy0) - i32(jy);
+        if oy < 0 || oy >= i32(p.out_h) {
+            continue;
+        }
+        for (var jx = 0u; kx0 + jx * s < p.kernel; jx++) {
+            let ox = i32(ox0) - i32(jx);
+            if ox >= 0 && ox < i32(p.out_w) {
+                let tap = (ky0 + jy * s) * p.kernel + kx0 + jx * s;
+                sum += textureLoad(lhs, vec2<u32>(u32(oy * i32(p.out_w) + ox) * taps4 + tap / 4u, b))[tap % 4u];
+            }
+        }
+    }
+    store(vec2<u32>(pix, b), vec4<f32>(sum, 0.0, 0.0, 0.0) + epilogue_bias(0u, 1u), live_lanes(0u, 1u));
+}

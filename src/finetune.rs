@@ -142,7 +142,7 @@ impl<'g> Classifier<'g> {
         );
         let forward = |bld: &mut Builder, list: &mut Vec<Dispatch>| {
             for (i, l) in layers.iter().enumerate() {
-                list.push(bld.forward(l, input(i), &weights[i], &outs[i]));
+                list.extend(bld.forward(l, input(i), &weights[i], &outs[i]));
             }
             list.push(ce.clone());
         };

@@ -613,3 +613,33 @@ pub fn gemm_backward_weight_adam(
     adam_update(w_b.0, &dw, moments_w.0, moments_w.1, beta1, beta2, eps, step);
     adam_update(w_b.1, &db, moments_b.0, moments_b.1, beta1, beta2, eps, step);
 }
+
+/// conv2d_taps_c1: the weights (out_c, 1, k, k) of a convolution from one channel laid out
+/// as a 1x1 convolution's (k * k, out_c): row tap holds W[., 0, tap].
+pub fn conv2d_taps_c1(w: &[f32], s: &ConvShape) -> Vec<f32> {
+    let taps = s.kernel * s.kernel;
+    (0..taps).flat_map(|t| (0..s.out_c).map(move |o| w[o * taps + t])).collect()
+}
+
+/// conv2d_col2im_c1: dIn (batch, in_h, in_w, 1) from the taps image t (batch, out_h,
+/// out_w, k * k): each input pixel sums t at the taps that reach it. With t from
+/// conv2d_taps_c1's 1x1 convolution of dOut this is conv2d_backward_input.
+pub fn conv2d_col2im_c1(t: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
+    let (k, taps) = (s.kernel, s.kernel * s.kernel);
+    let mut dx = vec![0f64; batch * s.in_h * s.in_w];
+    for n in 0..batch {
+        for oy in 0..s.out_h {
+            for ox in 0..s.out_w {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        if let Some((iy, ix)) = s.tap(oy, ox, ky, kx) {
+                            dx[(n * s.in_h + iy) * s.in_w + ix] +=
+                                t[((n * s.out_h + oy) * s.out_w + ox) * taps + ky * k + kx] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}

@@ -245,30 +245,48 @@ impl Builder<'_> {
         )
     }
 
-    /// y = act(layer(x)), bias and ReLU fused.
-    pub(crate) fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Dispatch {
+    /// y = act(layer(x)), bias and ReLU fused: one dispatch, or three for a transposed
+    /// convolution into one channel (`kernels::conv_backward_input_c1_split`).
+    pub(crate) fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Vec<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
         let m = self.m;
         let params = self.params;
         match l.op {
             Op::Dense => {
                 let u = self.uniform(&gemm_params(l, m, l.relu));
-                self.gemm(
+                vec![self.gemm(
                     Pass::Forward,
                     l,
                     &[(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (4, T(&y.view)), (5, B(params))],
-                )
+                )]
             }
             Op::Conv { .. } | Op::Deconv { .. } => {
                 // a transposed convolution runs the backward-input pass of its convolution
                 let entry = if matches!(l.op, Op::Conv { .. }) { "conv2d_forward" } else { "conv2d_backward_input" };
                 let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
                 let u = self.uniform(&conv_params(l, m, epi, 0));
-                self.conv(
-                    l,
-                    entry,
-                    &[(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))],
-                )
+                let binds =
+                    [(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))];
+                let s = l.conv_shape();
+                let c1 = entry == "conv2d_backward_input" && kernels::conv_c1_supports(&s);
+                if let Some(split) =
+                    c1.then(|| kernels::conv_backward_input_c1_split(self.gpu, self.k, l.name, &binds, &s, m)).flatten()
+                {
+                    // the cost goes with the 1x1 convolution, which does the multiply-adds
+                    let shape = format!("{} m={m}", shape_text(&s));
+                    return split
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, d)| {
+                            if i == 1 {
+                                d.with_cost(shape.clone(), conv_flops(&s, m), 0.0)
+                            } else {
+                                d.with_cost(shape.clone(), 0.0, 0.0)
+                            }
+                        })
+                        .collect();
+                }
+                vec![self.conv(l, entry, &binds)]
             }
         }
     }
@@ -560,12 +578,12 @@ impl<'g> Trainer<'g> {
         // forward
         let forward_list = |bld: &mut Builder, list: &mut Vec<Dispatch>| {
             for (i, ly) in l.encoder.iter().enumerate() {
-                list.push(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
+                list.extend(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
             }
-            list.push(bld.forward(&l.heads, h, heads_w, &mulv));
+            list.extend(bld.forward(&l.heads, h, heads_w, &mulv));
             list.push(reparam_forward());
             for (i, ly) in l.decoder.iter().enumerate() {
-                list.push(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
+                list.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
             }
             list.push(elbo());
             list.push(reduce());
@@ -624,7 +642,7 @@ impl<'g> Trainer<'g> {
         forward_list(&mut bld, &mut eval_step);
         let mut decode = Vec::new();
         for (i, ly) in l.decoder.iter().enumerate() {
-            decode.push(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
+            decode.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
         }
         let sig_u = bld.uniform(&kernels::Elementwise { m: m as u32, cols: out_shape.cols() as u32, pad: [0; 2] });
         decode.push(Dispatch::new(
@@ -639,8 +657,13 @@ impl<'g> Trainer<'g> {
         // restoration by MAP search: encode a given x; then, from a given z, decode, the
         // likelihood of the observed values only, and its gradient back to dz
         let observed = gpu.matrix("observed", m, c.input_shape().cols())?;
-        let encode: Vec<Dispatch> = eval_step[1..ne + 2].to_vec();
-        let mut map_step: Vec<Dispatch> = decode[..nd].to_vec();
+        let mut encode = Vec::new();
+        for (i, ly) in l.encoder.iter().enumerate() {
+            encode.extend(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
+        }
+        encode.extend(bld.forward(&l.heads, h, heads_w, &mulv));
+        // the decoder's dispatches, without the sigmoid
+        let mut map_step: Vec<Dispatch> = decode[..decode.len() - 1].to_vec();
         let masked_u = bld.uniform(&kernels::Elbo::new(m, lat, &lay, true));
         map_step.push(elbo_with(&masked_u, &observed));
         for i in (0..nd).rev() {

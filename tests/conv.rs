@@ -175,6 +175,17 @@ fn conv2d_backward_input_matches_reference() {
             let d = kernels::conv_dispatch(g, k(), "conv2d_backward_input", variant, "test", &binds, &s, m);
             kernels::run(g, &[d]).unwrap();
             let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c);
+            // where the _c1 kernel runs, the three-dispatch path (conv2d_taps_c1, a 1x1
+            // conv2d_forward_subgroup, conv2d_col2im_c1) must give the same
+            let split = if variant == ConvVariant::SubgroupC1 {
+                let ds = kernels::conv_backward_input_c1_split(g, k(), "test", &binds, &s, m)
+                    .expect("the split 1-channel backward-input wherever the _c1 kernels run");
+                g.write_matrix(&dxm, &vec![f32::NAN; dxm.rows * dxm.cols]);
+                kernels::run(g, &ds).unwrap();
+                Some(unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c))
+            } else {
+                None
+            };
             let mut want =
                 r::conv2d_backward_input(&dy, &w, (epilogue == EPILOGUE_RELU_MASK).then_some(&x[..]), batch, &s);
             if epilogue == EPILOGUE_BIAS_RELU {
@@ -190,7 +201,43 @@ fn conv2d_backward_input_matches_reference() {
                 1e-4,
                 1e-4,
             );
+            if let Some(split) = split {
+                assert_close(
+                    &format!("conv2d_backward_input split into taps {s:?} batch {batch} epilogue {epilogue}"),
+                    &split,
+                    &want,
+                    1e-4,
+                    1e-4,
+                );
+            }
         }
+    }
+}
+
+#[test]
+fn taps_and_col2im_references_make_the_backward_input() {
+    // conv2d_col2im_c1 of the 1x1 convolution of dOut by conv2d_taps_c1's weights is
+    // conv2d_backward_input of a 1-channel input (the references of the split path)
+    for (batch, s) in shapes().into_iter().filter(|(_, s)| s.in_c == 1) {
+        let dy = random(batch * s.out_h * s.out_w * s.out_c, 4, -1.0, 1.0);
+        let w = random(s.out_c * s.kernel * s.kernel, 5, -0.5, 0.5);
+        let taps = s.kernel * s.kernel;
+        let wt = r::conv2d_taps_c1(&w, &s);
+        let t: Vec<f32> = dy
+            .chunks(s.out_c)
+            .flat_map(|px| {
+                (0..taps)
+                    .map(|j| (0..s.out_c).map(|o| px[o] as f64 * wt[j * s.out_c + o] as f64).sum::<f64>() as f32)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_close(
+            &format!("col2im of the taps {s:?}"),
+            &r::conv2d_col2im_c1(&t, batch, &s),
+            &r::conv2d_backward_input(&dy, &w, None, batch, &s),
+            1e-5,
+            1e-5,
+        );
     }
 }
 
