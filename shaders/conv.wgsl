@@ -375,7 +375,7 @@ fn conv2d_backward_weight_wide(
 }
 
 // A transposed convolution into one channel (conv2d_backward_input with in_c == 1) in
-// three dispatches, on adapters with the subgroup kernels (kernels::conv_dispatches):
+// three dispatches, on adapters with the subgroup kernels (kernels::ConvVariant::SplitC1):
 // conv2d_taps_c1 lays the weights out as a 1x1 convolution from out_c channels to the
 // k * k taps; conv2d_forward_subgroup runs it, giving the taps image
 // T[b, oy, ox, tap] = sum over o of dOut[b, oy, ox, o] W[o, 0, tap]; and

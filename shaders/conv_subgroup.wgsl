@@ -446,7 +446,7 @@ fn conv2d_forward_c1_subgroup(
 }
 
 // dIn = conv^T(dOut) into a 1-channel image, where the three-dispatch path of conv.wgsl
-// (kernels::conv_backward_input_c1_split) does not fit. Workgroup y: 8 blocks of 8 input pixels
+// (kernels::ConvVariant::SplitC1) does not fit. Workgroup y: 8 blocks of 8 input pixels
 // (input_block), one per subgroup, lane j computing pixel j. For each tap and run of
 // 8 output-channel texels, lane l fetches the weights of texel l and broadcasts them.
 @compute @workgroup_size(64)

@@ -160,7 +160,8 @@ fn bernoulli_texels(row: u32, t0: u32, dt: u32, scale: f32) -> f32 {
         }
         let l = textureLoad(dec_out, vec2<u32>(t, row));
         let x = textureLoad(target_x, vec2<u32>(t, row));
-        // BCE = max(l, 0) - x l + log(1 + exp(-|l|))
+        // BCE = max(l, 0) - x l + log(1 + exp(-|l|)), elbo_texels' formula in vector form
+        // (a scalar helper called per component measured 8-20% slower here)
         let e = exp(-abs(l));
         let r = select(vec4<f32>(0.0), max(l, vec4<f32>(0.0)) - x * l + log(1.0 + e), live);
         recon += r.x;

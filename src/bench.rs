@@ -227,10 +227,12 @@ fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<
 pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Value> {
     let (train, test) = mnist()?;
     let k = Kernels::new(gpu)?;
+    // the batch-128 trainers serve the kernel profiles, the step timings at 128 and the
+    // rounds against PyTorch (each trainer times its GEMM variants once, at start-up)
     progress("kernels of the MLP VAE step at batch 128");
-    let mut t = model_trainer(gpu, Arch::Mlp, &train, &test, 128)?;
-    let runs = profile_steps(gpu, &mut t, 5, opts.steps)?;
-    let choice: Vec<Value> = t
+    let mut mlp = model_trainer(gpu, Arch::Mlp, &train, &test, 128)?;
+    let runs = profile_steps(gpu, &mut mlp, 5, opts.steps)?;
+    let choice: Vec<Value> = mlp
         .gemm_choice
         .decisions
         .iter()
@@ -241,13 +243,14 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
                    "variant": d.variant.name(), "timings_us": timings})
         })
         .collect();
-    drop(t);
     let mut kernels = kernel_entries(&runs);
+    let mut conv = None;
     if !opts.conv_batches.is_empty() {
         progress("kernels of the convolutional VAE step at batch 128");
         let mut t = model_trainer(gpu, Arch::Conv, &train, &test, 128)?;
         let runs = profile_steps(gpu, &mut t, 2, (opts.steps / 4).max(3))?;
         kernels.extend(kernel_entries(&runs));
+        conv = Some(t);
     }
     for &n in &opts.squares {
         for v in crate::gemm::available(&k) {
@@ -267,8 +270,16 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     for (arch, batches) in [(Arch::Mlp, &opts.batches), (Arch::Conv, &opts.conv_batches)] {
         for &b in batches {
             progress(&format!("{} training steps at batch {b}", model_name(arch)));
-            let mut t = model_trainer(gpu, arch, &train, &test, b)?;
-            let ms = time_steps(&mut t, 2, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?;
+            let mut other;
+            let t = match (arch, b, conv.as_mut()) {
+                (Arch::Mlp, 128, _) => &mut mlp,
+                (Arch::Conv, 128, Some(c)) => c,
+                _ => {
+                    other = model_trainer(gpu, arch, &train, &test, b)?;
+                    &mut other
+                }
+            };
+            let ms = time_steps(t, 2, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?;
             let (med, p10, p90) = spread(&ms);
             steps.push(json!({
                 "model": model_name(arch), "batch": b, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
@@ -288,10 +299,11 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         // both sides see the same load on a shared machine; its median is reported.
         let mut peers = Vec::new();
         for arch in [Arch::Mlp, Arch::Conv] {
-            if arch == Arch::Conv && opts.conv_batches.is_empty() {
-                continue;
-            }
-            let mut t = model_trainer(gpu, arch, &train, &test, 128)?;
+            let t = match (arch, conv.as_mut()) {
+                (Arch::Mlp, _) => &mut mlp,
+                (Arch::Conv, Some(c)) => c,
+                (Arch::Conv, None) => continue,
+            };
             let mut rounds = Vec::new();
             let mut last = Value::Null;
             for round in 1..=PYTORCH_ROUNDS {
@@ -300,8 +312,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
                     model_name(arch),
                     opts.pytorch_device
                 ));
-                let (ours, _, _) =
-                    spread(&time_steps(&mut t, 2, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?);
+                let (ours, _, _) = spread(&time_steps(t, 2, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?);
                 last = pytorch_step(py, &opts.pytorch_device, arch, 128)?;
                 let theirs = last["median_ms"].as_f64().context("the PyTorch script gave no median_ms")?;
                 rounds.push(json!({"elbo_ms": ours, "pytorch_ms": theirs, "elbo_over_pytorch": ours / theirs}));

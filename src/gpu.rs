@@ -337,6 +337,13 @@ impl Gpu {
         );
     }
 
+    /// Writes a flat vector into the matrix row by row, the last row filled with zeros.
+    pub fn write_matrix_flat(&self, m: &Matrix, data: &[f32]) {
+        let mut rows = data.to_vec();
+        rows.resize(data.len().next_multiple_of(m.cols), 0.0);
+        self.write_matrix(m, &rows);
+    }
+
     /// Reads the whole matrix back, (rows, cols) row-major with padding rows included.
     pub fn read_matrix(&self, m: &Matrix) -> Result<Vec<f32>> {
         let row_bytes = m.cols.div_ceil(4) * 16;

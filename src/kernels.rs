@@ -158,6 +158,10 @@ pub enum ConvVariant {
     Subgroup,
     /// conv_subgroup.wgsl's `_c1_subgroup` kernels for a 1-channel input and a 4x4 kernel.
     SubgroupC1,
+    /// backward_input of a 1-channel input and a 4x4 kernel in three dispatches: conv.wgsl's
+    /// conv2d_taps_c1 and conv2d_col2im_c1 around a 1x1 conv2d_forward_subgroup (conv.wgsl
+    /// says how); SubgroupC1's kernel where the taps image would not fit a texture.
+    SplitC1,
     /// conv.wgsl's `_wide` kernels: lanes of a workgroup share each block's sum.
     Wide,
 }
@@ -201,7 +205,13 @@ pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -
         _ => usize::MAX,
     };
     if k.subgroup.is_some() && conv_c1_supports(s) {
-        ConvVariant::SubgroupC1
+        // lavapipe, the decoder's last layer at batch 128: backward_input 2.7 ms split,
+        // 5.1 ms as one _c1 kernel, which fetches each dOut texel once per tap and pixel
+        if entry == "conv2d_backward_input" {
+            ConvVariant::SplitC1
+        } else {
+            ConvVariant::SubgroupC1
+        }
     } else if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
         ConvVariant::Subgroup
     } else if k.wide_reductions && split >= 8 {
@@ -211,10 +221,39 @@ pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -
     }
 }
 
-/// A dispatch of conv.wgsl's `entry` (or its subgroup variant) for `batch` rows of
-/// images of geometry `s`; `binds` as conv.wgsl's. The label gets the variant's name.
+/// The dispatches of one convolution pass, in order; `main` is the one that does the
+/// multiply-adds (the profiler's cost goes there).
+pub struct ConvPass {
+    pub dispatches: Vec<Dispatch>,
+    pub main: usize,
+}
+
+/// The dispatches of conv.wgsl's `entry` in `variant` for `batch` rows of images of
+/// geometry `s`; `binds` as conv.wgsl's. The labels get the variant's names.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    entry: &'static str,
+    variant: ConvVariant,
+    label: &str,
+    binds: &[(u32, Bind)],
+    s: &crate::reference::ConvShape,
+    batch: usize,
+) -> ConvPass {
+    if variant == ConvVariant::SplitC1 {
+        assert!(entry == "conv2d_backward_input" && conv_c1_supports(s), "no split {entry} for {s:?}");
+        if let Some(dispatches) = split_c1(gpu, k, label, binds, s, batch) {
+            return ConvPass { dispatches, main: 1 };
+        }
+        return conv_dispatch(gpu, k, entry, ConvVariant::SubgroupC1, label, binds, s, batch);
+    }
+    ConvPass { dispatches: vec![conv_single(gpu, k, entry, variant, label, binds, s, batch)], main: 0 }
+}
+
+/// One dispatch of `entry` in `variant` (every variant but SplitC1).
+#[allow(clippy::too_many_arguments)]
+fn conv_single(
     gpu: &Gpu,
     k: &Kernels,
     entry: &'static str,
@@ -295,16 +334,10 @@ pub fn conv_dispatch(
     }
 }
 
-/// conv2d_backward_input of a 1-channel input (`conv_c1_supports`) on adapters with the
-/// subgroup kernels, as three dispatches: conv.wgsl's conv2d_taps_c1 and
-/// conv2d_col2im_c1 around a 1x1 conv2d_forward_subgroup from dOut's channels to the
-/// taps (conv.wgsl says how). `binds` as conv.wgsl's; the re-laid weights and the taps
-/// image are made here and live in the dispatches' bind groups. None where the adapter
-/// has no subgroup kernels or the taps image does not fit a texture.
-/// (Lavapipe, the decoder's last layer at batch 128: 2.7 ms, against 5.1 ms as one
-/// conv2d_backward_input_c1_subgroup, which fetches each dOut texel once per tap and
-/// input pixel.)
-pub fn conv_backward_input_c1_split(
+/// ConvVariant::SplitC1's three dispatches; the re-laid weights and the taps image are
+/// made here and live in the dispatches' bind groups. None where the adapter has no
+/// subgroup kernels or the taps image does not fit a texture.
+fn split_c1(
     gpu: &Gpu,
     k: &Kernels,
     label: &str,
@@ -341,7 +374,7 @@ pub fn conv_backward_input_c1_split(
     let conv_binds = [(0, B(&u)), (1, slot(1)), (2, T(&weights.view)), (3, slot(1)), (4, T(&image.view)), (5, slot(5))];
     let taps_label = format!("{label} taps");
     let taps_conv =
-        conv_dispatch(gpu, k, "conv2d_forward", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
+        conv_single(gpu, k, "conv2d_forward", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
     let col2im = Dispatch::new(
         gpu,
         format!("conv2d_col2im_c1 {label}"),

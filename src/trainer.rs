@@ -235,18 +235,21 @@ impl Builder<'_> {
 
     /// A conv.wgsl dispatch of `entry` for layer `l` (the transposed convolution's
     /// passes are the convolution's in the other order); `binds` as conv.wgsl's.
-    fn conv(&self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Dispatch {
+    fn conv(&self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Vec<Dispatch> {
         let (s, m) = (l.conv_shape(), self.m);
         let variant = kernels::conv_variant(self.k, entry, &s);
-        kernels::conv_dispatch(self.gpu, self.k, entry, variant, l.name, binds, &s, m).with_cost(
-            format!("{} m={m}", shape_text(&s)),
-            conv_flops(&s, m),
-            0.0,
-        )
+        let pass = kernels::conv_dispatch(self.gpu, self.k, entry, variant, l.name, binds, &s, m);
+        let shape = format!("{} m={m}", shape_text(&s));
+        // the multiply-adds' cost goes with the dispatch that does them
+        pass.dispatches
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| d.with_cost(shape.clone(), if i == pass.main { conv_flops(&s, m) } else { 0.0 }, 0.0))
+            .collect()
     }
 
-    /// y = act(layer(x)), bias and ReLU fused: one dispatch, or three for a transposed
-    /// convolution into one channel (`kernels::conv_backward_input_c1_split`).
+    /// y = act(layer(x)), bias and ReLU fused (one dispatch, or more where the variant
+    /// splits the pass: `kernels::ConvVariant::SplitC1`).
     pub(crate) fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Vec<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
         let m = self.m;
@@ -265,34 +268,17 @@ impl Builder<'_> {
                 let entry = if matches!(l.op, Op::Conv { .. }) { "conv2d_forward" } else { "conv2d_backward_input" };
                 let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
                 let u = self.uniform(&conv_params(l, m, epi, 0));
-                let binds =
-                    [(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))];
-                let s = l.conv_shape();
-                let c1 = entry == "conv2d_backward_input" && kernels::conv_c1_supports(&s);
-                if let Some(split) =
-                    c1.then(|| kernels::conv_backward_input_c1_split(self.gpu, self.k, l.name, &binds, &s, m)).flatten()
-                {
-                    // the cost goes with the 1x1 convolution, which does the multiply-adds
-                    let shape = format!("{} m={m}", shape_text(&s));
-                    return split
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, d)| {
-                            if i == 1 {
-                                d.with_cost(shape.clone(), conv_flops(&s, m), 0.0)
-                            } else {
-                                d.with_cost(shape.clone(), 0.0, 0.0)
-                            }
-                        })
-                        .collect();
-                }
-                vec![self.conv(l, entry, &binds)]
+                self.conv(
+                    l,
+                    entry,
+                    &[(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&y.view)), (5, B(params))],
+                )
             }
         }
     }
 
     /// dW and db of a layer from d out (gradient of its pre-activation) and its input x.
-    pub(crate) fn backward_weight(&mut self, l: &Layer, x: &Matrix, dy: &Matrix) -> Dispatch {
+    pub(crate) fn backward_weight(&mut self, l: &Layer, x: &Matrix, dy: &Matrix) -> Vec<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
         let (m, grads) = (self.m, self.grads);
         match l.op {
@@ -310,17 +296,14 @@ impl Builder<'_> {
                         (11, T(&f.moments[1].view)),
                     ];
                     let (n, k) = l.gemm_nk();
-                    return gemm::dispatch_backward_weight_adam(
-                        self.gpu,
-                        f.pipeline,
-                        label(l, "gemm_backward_weight_adam"),
-                        &binds,
-                        m,
-                        n,
-                        k,
-                    );
+                    let name = label(l, "gemm_backward_weight_adam");
+                    return vec![gemm::dispatch_backward_weight_adam(self.gpu, f.pipeline, name, &binds, m, n, k)];
                 }
-                self.gemm(Pass::BackwardWeight, l, &[(0, B(&u)), (1, T(&dy.view)), (2, T(&x.view)), (6, B(grads))])
+                vec![self.gemm(
+                    Pass::BackwardWeight,
+                    l,
+                    &[(0, B(&u)), (1, T(&dy.view)), (2, T(&x.view)), (6, B(grads))],
+                )]
             }
             Op::Conv { .. } | Op::Deconv { .. } => {
                 // a transposed convolution is the convolution from its output to its input
@@ -344,18 +327,18 @@ impl Builder<'_> {
         dy: &Matrix,
         dx: &Matrix,
         masked: bool,
-    ) -> Dispatch {
+    ) -> Vec<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
         let (m, params) = (self.m, self.params);
         let epi = if masked { kernels::EPILOGUE_RELU_MASK } else { kernels::EPILOGUE_NONE };
         match l.op {
             Op::Dense => {
                 let u = self.uniform(&gemm_params(l, m, masked));
-                self.gemm(
+                vec![self.gemm(
                     Pass::BackwardInput,
                     l,
                     &[(0, B(&u)), (1, T(&dy.view)), (2, T(&w.view)), (3, T(&x.view)), (4, T(&dx.view))],
-                )
+                )]
             }
             Op::Conv { .. } | Op::Deconv { .. } => {
                 // and a transposed convolution's input gradient is its convolution's forward pass
@@ -594,9 +577,9 @@ impl<'g> Trainer<'g> {
         for i in (0..nd).rev() {
             let ly = &l.decoder[i];
             let dy = &dec_grad[i];
-            train_step.push(bld.backward_weight(ly, dec_in(i), dy));
+            train_step.extend(bld.backward_weight(ly, dec_in(i), dy));
             let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
-            train_step.push(bld.backward_input(ly, dec_in(i), wi(ne + 1 + i), dy, dx, masked));
+            train_step.extend(bld.backward_input(ly, dec_in(i), wi(ne + 1 + i), dy, dx, masked));
         }
         let binds = [
             (0, B(&reparam_u)),
@@ -610,17 +593,17 @@ impl<'g> Trainer<'g> {
             Dispatch::new(gpu, "reparam_backward", &k.reparam_backward, &binds, texels(m, 2 * lat), 64)
                 .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0),
         );
-        train_step.push(bld.backward_weight(&l.heads, h, &dmulv));
+        train_step.extend(bld.backward_weight(&l.heads, h, &dmulv));
         if ne > 0 {
             let masked = l.encoder[ne - 1].relu;
-            train_step.push(bld.backward_input(&l.heads, h, heads_w, &dmulv, &enc_grad[ne - 1], masked));
+            train_step.extend(bld.backward_input(&l.heads, h, heads_w, &dmulv, &enc_grad[ne - 1], masked));
         }
         for i in (0..ne).rev() {
             let ly = &l.encoder[i];
-            train_step.push(bld.backward_weight(ly, enc_in(i), &enc_grad[i]));
+            train_step.extend(bld.backward_weight(ly, enc_in(i), &enc_grad[i]));
             if i > 0 {
                 let masked = l.encoder[i - 1].relu;
-                train_step.push(bld.backward_input(ly, enc_in(i), wi(i), &enc_grad[i], &enc_grad[i - 1], masked));
+                train_step.extend(bld.backward_input(ly, enc_in(i), wi(i), &enc_grad[i], &enc_grad[i - 1], masked));
             }
         }
         if !adam_fused {
@@ -668,7 +651,7 @@ impl<'g> Trainer<'g> {
         map_step.push(elbo_with(&masked_u, &observed));
         for i in (0..nd).rev() {
             let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
-            map_step.push(bld.backward_input(&l.decoder[i], dec_in(i), wi(ne + 1 + i), &dec_grad[i], dx, masked));
+            map_step.extend(bld.backward_input(&l.decoder[i], dec_in(i), wi(ne + 1 + i), &dec_grad[i], dx, masked));
         }
 
         let mut keep = bld.keep;
@@ -1012,12 +995,8 @@ impl<'g> Trainer<'g> {
                 self.gpu.queue.write_buffer(m2, 0, bytemuck::cast_slice(&st.moment2));
             }
             Moments::Texels(m) => {
-                let padded = len.next_multiple_of(ADAM_TEXEL_COLS);
-                for (mt, v) in m.iter().zip([&st.moment1, &st.moment2]) {
-                    let mut data = v.clone();
-                    data.resize(padded, 0.0);
-                    self.gpu.write_matrix(mt, &data);
-                }
+                self.gpu.write_matrix_flat(&m[0], &st.moment1);
+                self.gpu.write_matrix_flat(&m[1], &st.moment2);
             }
         }
         self.steps_done = st.steps_done;

@@ -78,12 +78,16 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
             ConvVariant::Plain => true,
             ConvVariant::Subgroup => kernels::conv_subgroup_supports(entry, s),
             ConvVariant::SubgroupC1 => kernels::conv_c1_supports(s),
+            ConvVariant::SplitC1 => entry == "conv2d_backward_input" && kernels::conv_c1_supports(s),
             ConvVariant::Wide => true,
         })
         .collect();
     if k().subgroup.is_some() {
         for v in [ConvVariant::Subgroup, ConvVariant::SubgroupC1] {
             assert!(all.iter().filter(|c| c.0 == v).count() >= 2, "{entry}: too few {v:?} cases");
+        }
+        if entry == "conv2d_backward_input" {
+            assert!(all.iter().filter(|c| c.0 == ConvVariant::SplitC1).count() >= 2, "too few SplitC1 cases");
         }
     }
     all
@@ -100,6 +104,7 @@ fn variants() -> Vec<ConvVariant> {
     if k().subgroup.is_some() {
         v.push(ConvVariant::Subgroup);
         v.push(ConvVariant::SubgroupC1);
+        v.push(ConvVariant::SplitC1);
     }
     v
 }
@@ -132,7 +137,7 @@ fn conv2d_forward_matches_reference() {
                     [(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (3, T(&mm.view)), (4, T(&ym.view)), (5, B(&flat))];
                 let m = batch.next_multiple_of(4);
                 let d = kernels::conv_dispatch(g, k(), "conv2d_forward", variant, "test", &binds, &s, m);
-                kernels::run(g, &[d]).unwrap();
+                kernels::run(g, &d.dispatches).unwrap();
                 let got =
                     unpad_channels(&g.read_matrix(&ym).unwrap()[..batch * texels(s.out_h * s.out_w, s.out_c)], s.out_c);
                 let zero = vec![0.0; s.out_c];
@@ -173,19 +178,11 @@ fn conv2d_backward_input_matches_reference() {
                 [(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view)), (5, B(&flat))];
             let m = batch.next_multiple_of(4);
             let d = kernels::conv_dispatch(g, k(), "conv2d_backward_input", variant, "test", &binds, &s, m);
-            kernels::run(g, &[d]).unwrap();
+            // SplitC1 must really split here (it falls back to one kernel only for images
+            // whose taps do not fit a texture)
+            assert_eq!(d.dispatches.len(), if variant == ConvVariant::SplitC1 { 3 } else { 1 });
+            kernels::run(g, &d.dispatches).unwrap();
             let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c);
-            // where the _c1 kernel runs, the three-dispatch path (conv2d_taps_c1, a 1x1
-            // conv2d_forward_subgroup, conv2d_col2im_c1) must give the same
-            let split = if variant == ConvVariant::SubgroupC1 {
-                let ds = kernels::conv_backward_input_c1_split(g, k(), "test", &binds, &s, m)
-                    .expect("the split 1-channel backward-input wherever the _c1 kernels run");
-                g.write_matrix(&dxm, &vec![f32::NAN; dxm.rows * dxm.cols]);
-                kernels::run(g, &ds).unwrap();
-                Some(unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c))
-            } else {
-                None
-            };
             let mut want =
                 r::conv2d_backward_input(&dy, &w, (epilogue == EPILOGUE_RELU_MASK).then_some(&x[..]), batch, &s);
             if epilogue == EPILOGUE_BIAS_RELU {
@@ -201,15 +198,6 @@ fn conv2d_backward_input_matches_reference() {
                 1e-4,
                 1e-4,
             );
-            if let Some(split) = split {
-                assert_close(
-                    &format!("conv2d_backward_input split into taps {s:?} batch {batch} epilogue {epilogue}"),
-                    &split,
-                    &want,
-                    1e-4,
-                    1e-4,
-                );
-            }
         }
     }
 }
@@ -242,6 +230,58 @@ fn taps_and_col2im_references_make_the_backward_input() {
 }
 
 #[test]
+fn taps_and_col2im_kernels_match_reference() {
+    // the split path's two conv.wgsl kernels on their own
+    let g = gpu();
+    for (batch, s) in shapes().into_iter().filter(|(_, s)| kernels::conv_c1_supports(s)) {
+        let taps = s.kernel * s.kernel;
+        let w = random(s.out_c * taps, 5, -0.5, 0.5);
+        let wm = g.matrix("w", s.out_c, taps * 4).unwrap();
+        g.write_matrix(&wm, &weight_rows(&w, &s));
+        let wtm = g.matrix("taps weights", taps, s.out_c).unwrap();
+        let u = g.uniform("conv", &params(&s, batch, EPILOGUE_NONE));
+        let relayout = kernels::Dispatch::new(
+            g,
+            "conv2d_taps_c1",
+            &k().conv2d_taps_c1,
+            &[(0, B(&u)), (2, T(&wm.view)), (4, T(&wtm.view))],
+            taps * s.out_c.div_ceil(4),
+            64,
+        );
+        kernels::run(g, &[relayout]).unwrap();
+        let got: Vec<f32> = g.read_matrix(&wtm).unwrap()[..taps * s.out_c].to_vec();
+        assert_close(&format!("conv2d_taps_c1 {s:?}"), &got, &r::conv2d_taps_c1(&w, &s), 0.0, 0.0);
+
+        for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS_RELU] {
+            let t = random(batch * s.out_h * s.out_w * taps, 6, -1.0, 1.0);
+            let b = random(1, 7, -0.5, 0.5);
+            let tm = g.matrix("taps image", batch, s.out_h * s.out_w * taps).unwrap();
+            g.write_matrix(&tm, &t);
+            let dxm = g.matrix("dx", batch, texels(s.in_h * s.in_w, 1)).unwrap();
+            let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
+            let u = g.uniform("conv", &params(&s, batch, epilogue));
+            let col2im = kernels::Dispatch::new(
+                g,
+                "conv2d_col2im_c1",
+                &k().conv2d_col2im_c1,
+                &[(0, B(&u)), (1, T(&tm.view)), (3, T(&tm.view)), (4, T(&dxm.view)), (5, B(&flat))],
+                batch.next_multiple_of(4) * s.in_h * s.in_w,
+                64,
+            );
+            kernels::run(g, &[col2im]).unwrap();
+            let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, 1)], 1);
+            let mut want = r::conv2d_col2im_c1(&t, batch, &s);
+            if epilogue == EPILOGUE_BIAS_RELU {
+                for v in want.iter_mut() {
+                    *v = (*v + b[0]).max(0.0);
+                }
+            }
+            assert_close(&format!("conv2d_col2im_c1 {s:?} epilogue {epilogue}"), &got, &want, 1e-5, 1e-5);
+        }
+    }
+}
+
+#[test]
 fn conv2d_backward_weight_matches_reference() {
     let g = gpu();
     for (variant, batch, s) in cases("conv2d_backward_weight") {
@@ -266,7 +306,7 @@ fn conv2d_backward_weight_matches_reference() {
             let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))];
             let m = batch.next_multiple_of(4);
             let d = kernels::conv_dispatch(g, k(), "conv2d_backward_weight", variant, "test", &binds, &s, m);
-            kernels::run(g, &[d]).unwrap();
+            kernels::run(g, &d.dispatches).unwrap();
             let flat = g.read_f32(&grads, 0, bias_at + s.out_c.max(s.in_c)).unwrap();
             let (want_w, want_b) = r::conv2d_backward_weight(&dy, &x, batch, &s);
             let k2 = s.kernel * s.kernel;

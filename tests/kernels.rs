@@ -136,9 +136,7 @@ fn weight_layout(rows: usize, n: usize, kk: usize) -> (kernels::Gemm, usize, usi
 fn moment_texture(v: &[f32]) -> Matrix {
     let cols = elbo::trainer::ADAM_TEXEL_COLS;
     let mt = gpu().matrix("moment", v.len().div_ceil(cols), cols).unwrap();
-    let mut data = v.to_vec();
-    data.resize(v.len().next_multiple_of(cols), 0.0);
-    gpu().write_matrix(&mt, &data);
+    gpu().write_matrix_flat(&mt, v);
     mt
 }
 
