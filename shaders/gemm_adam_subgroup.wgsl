@@ -1,7 +1,7 @@
 // gemm_backward_weight_subgroup with Adam in its epilogue: each dW and db texel goes
 // straight into the update of its parameters and moments, instead of into the flat
 // gradient buffer for adam_update_texel to read back. Compiled after gemm_subgroup.wgsl
-// and adam_common.wgsl, for adapters with subgroups of 8 lanes and read_write
+// and adam_common.wgsl, for adapters with subgroups of LANES lanes and read_write
 // rgba32float (CPU adapters); the trainer uses it when every layer is dense, so that
 // these kernels update every parameter and no adam dispatch is left (src/trainer.rs).
 // On llvmpipe every store runs a loop over lanes and components; this drops dW's store
@@ -22,13 +22,13 @@ fn adam_at(i: u32, g: vec4<f32>) {
     params_rw[i] = o.param;
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(LANES)
 fn gemm_backward_weight_adam_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let k4 = (p.k + 3u) / 4u;
-    let c4 = wg.x * 8u + lane;
+    let c4 = wg.x * LANES + lane;
     let n0 = wg.y * 16u;
     var acc = weight_block(min(c4, k4 - 1u), n0, lane);
     if wg.x == 0u {

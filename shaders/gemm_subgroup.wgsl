@@ -1,8 +1,9 @@
 // The GEMMs of gemm.wgsl (same uniform, bindings and texture layout), for
-// adapters whose subgroups are exactly 8 lanes wide: lavapipe on AVX2 CPUs.
+// adapters whose subgroups are exactly LANES = 8 or 16 lanes wide (lanes8.wgsl or
+// lanes16.wgsl in front): lavapipe on x86 CPUs, 16 with AVX-512.
 // Each lane fetches one texel of the operand that all lanes share and hands
-// it to the others with subgroupBroadcast, so a texel fetch (a gather of 8
-// lanes on llvmpipe) feeds 8 lanes' multiply-adds instead of one. Compiled only when
+// it to the others with subgroupBroadcast, so a texel fetch (a gather of LANES
+// lanes on llvmpipe) feeds LANES lanes' multiply-adds instead of one. Compiled only when
 // the device has Features::SUBGROUP; chosen by measurement (src/kernels.rs).
 // Block sizes (elbo profile on lavapipe, MLP at batch 128): workgroups of one subgroup
 // waste no lanes past n or k (64-lane ones idled up to a fifth of them at n = 400),
@@ -47,22 +48,22 @@ fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, 
 }
 
 // Y (m, n) = act(X (m, k) . W (n, k)^T + b)
-// Workgroup (x, y), one subgroup: 32 columns from 32 x, 32 rows from 32 y. Lane l
-// owns columns c0 = 32 x + l, c0 + 8, c0 + 16 and c0 + 24, for all 32 rows; lanes
-// fetch rows 32 y + 8 j + l of X (j = 0..3) and broadcast them.
-@compute @workgroup_size(8)
+// Workgroup (x, y), one subgroup: 4 LANES columns from x, 32 rows from 32 y. Lane l
+// owns columns c0 = 4 LANES x + l, c0 + LANES, c0 + 2 LANES and c0 + 3 LANES, for all
+// 32 rows; lanes fetch rows 32 y + LANES j + l of X (j < 32 / LANES) and broadcast them.
+@compute @workgroup_size(LANES)
 fn gemm_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let c0 = wg.x * 32u + lid;
+    let c0 = wg.x * 4u * LANES + lid;
     let r0 = wg.y * 32u;
     let wrows = (p.n + 3u) / 4u * 4u;
     let w0_row = min(c0, wrows - 1u);
-    let w1_row = min(c0 + 8u, wrows - 1u);
-    let w2_row = min(c0 + 16u, wrows - 1u);
-    let w3_row = min(c0 + 24u, wrows - 1u);
+    let w1_row = min(c0 + LANES, wrows - 1u);
+    let w2_row = min(c0 + 2u * LANES, wrows - 1u);
+    let w3_row = min(c0 + 3u * LANES, wrows - 1u);
     var acc4 = Rows32();
     let k4 = (p.k + 3u) / 4u;
     for (var t = 0u; t < k4; t++) {
@@ -70,14 +71,14 @@ fn gemm_forward_subgroup(
         let w1 = textureLoad(rhs, vec2<u32>(t, w1_row));
         let w2 = textureLoad(rhs, vec2<u32>(t, w2_row));
         let w3 = textureLoad(rhs, vec2<u32>(t, w3_row));
-        let x0 = fetch_or_zero(lhs, t, r0 + 0u + lane, p.m);
-        let x1 = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
-        let x2 = fetch_or_zero(lhs, t, r0 + 16u + lane, p.m);
-        let x3 = fetch_or_zero(lhs, t, r0 + 24u + lane, p.m);
+        let x0 = fetch_or_zero(lhs, t, r0 + lane, p.m);
+        let x1 = fetch_or_zero(lhs, t, r0 + LANES + lane, p.m);
+        let x2 = fetch_or_zero(lhs, t, r0 + 2u * LANES + lane, p.m);
+        let x3 = fetch_or_zero(lhs, t, r0 + 3u * LANES + lane, p.m);
         dot_rows32(&acc4, x0, x1, x2, x3, w0, w1, w2, w3);
     }
     var acc = rows32_array(acc4);
-    let cols = vec4<u32>(c0, c0 + 8u, c0 + 16u, c0 + 24u);
+    let cols = vec4<u32>(c0, c0 + LANES, c0 + 2u * LANES, c0 + 3u * LANES);
     let nm = p.n - 1u;
     let b = vec4<f32>(params[p.bias + min(cols.x, nm)], params[p.bias + min(cols.y, nm)], params[p.bias + min(cols.z, nm)], params[p.bias + min(cols.w, nm)]);
     let live = vec4<f32>(cols < vec4<u32>(p.n));
@@ -90,15 +91,15 @@ fn gemm_forward_subgroup(
         }
         v *= live;
         let row = r0 + r;
-        // lane first + c stores the texel of column set c: one store for all 8 lanes
+        // lane first + c stores the texel of column set c: one store for all the lanes
         // (llvmpipe runs each store as a loop over the lanes, active or not)
         var t = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c++) {
             let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
             t = select(t, tc, lane - first == c);
         }
-        // lane first + c owns column first + c of the 32; set c begins at first + 8 c
-        let col = cols.x + 7u * (lane - first);
+        // lane first + c owns column first + c of the 4 LANES; set c begins at first + LANES c
+        let col = cols.x + (LANES - 1u) * (lane - first);
         if row < p.m && col < p.n {
             textureStore(out, vec2<u32>(col / 4u, row), t);
         }
@@ -106,17 +107,17 @@ fn gemm_forward_subgroup(
 }
 
 // dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
-// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 32 rows from 32 y. Lane l owns
-// k-texel 8 x + l for all 32 rows; lanes fetch rows 32 y + 8 j + l of dY (j = 0..3)
-// and broadcast them.
-@compute @workgroup_size(8)
+// Workgroup (x, y), one subgroup: LANES k-texels from x, 32 rows from 32 y. Lane l owns
+// k-texel LANES x + l for all 32 rows; lanes fetch rows 32 y + LANES j + l of dY
+// (j < 32 / LANES) and broadcast them.
+@compute @workgroup_size(LANES)
 fn gemm_backward_input_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let k4 = (p.k + 3u) / 4u;
-    let c4 = wg.x * 8u + lid;
+    let c4 = wg.x * LANES + lid;
     let col = min(c4, k4 - 1u);
     let r0 = wg.y * 32u;
     var acc4 = Rows32();
@@ -126,10 +127,10 @@ fn gemm_backward_input_subgroup(
         let w1 = textureLoad(rhs, vec2<u32>(col, 4u * t + 1u));
         let w2 = textureLoad(rhs, vec2<u32>(col, 4u * t + 2u));
         let w3 = textureLoad(rhs, vec2<u32>(col, 4u * t + 3u));
-        let gl0 = fetch_or_zero(lhs, t, r0 + 0u + lane, p.m);
-        let gl1 = fetch_or_zero(lhs, t, r0 + 8u + lane, p.m);
-        let gl2 = fetch_or_zero(lhs, t, r0 + 16u + lane, p.m);
-        let gl3 = fetch_or_zero(lhs, t, r0 + 24u + lane, p.m);
+        let gl0 = fetch_or_zero(lhs, t, r0 + lane, p.m);
+        let gl1 = fetch_or_zero(lhs, t, r0 + LANES + lane, p.m);
+        let gl2 = fetch_or_zero(lhs, t, r0 + 2u * LANES + lane, p.m);
+        let gl3 = fetch_or_zero(lhs, t, r0 + 3u * LANES + lane, p.m);
         combine_rows32(&acc4, gl0, gl1, gl2, gl3, w0, w1, w2, w3);
     }
     if c4 >= k4 {
@@ -149,8 +150,9 @@ fn gemm_backward_input_subgroup(
 }
 
 // dW (n, k) = dY (m, n)^T . X (m, k) and db (n) = sum over rows of dY.
-// Workgroup (x, y), one subgroup: 8 k-texels from 8 x, 16 outputs n from 16 y. Rows go
-// in chunks of 8: lane l fetches dY's four texels of row (chunk + l) and broadcasts them,
+// Workgroup (x, y), one subgroup: LANES k-texels from x, 16 outputs n from 16 y. Rows go
+// in chunks of 8 (at either width): lane l < 8 fetches dY's four texels of row
+// (chunk + l) and broadcasts them,
 // and each accumulator takes the chunk's 8 products in one update (llvmpipe keeps
 // loop-carried accumulators in memory once they outnumber the registers).
 // dY's padding rows are zero (the loss writes them so), so they add nothing.
@@ -178,23 +180,23 @@ fn weight_block(col: u32, n0: u32, lane: u32) -> array<vec4<f32>, 16> {
     return outs16_array(acc);
 }
 
-// db's texel t: the sum over rows of dY's texel t. Lanes take every 8th row and
+// db's texel t: the sum over rows of dY's texel t. Lanes take every LANES-th row and
 // subgroupAdd combines them.
 fn bias_texel(t: u32, lane: u32) -> vec4<f32> {
     var sum = vec4<f32>(0.0);
-    for (var r = lane; r < p.m; r += 8u) {
+    for (var r = lane; r < p.m; r += LANES) {
         sum += textureLoad(lhs, vec2<u32>(t, r));
     }
     return subgroupAdd(sum);
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(LANES)
 fn gemm_backward_weight_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let k4 = (p.k + 3u) / 4u;
-    let c4 = wg.x * 8u + lane;
+    let c4 = wg.x * LANES + lane;
     let n0 = wg.y * 16u;
     var acc = weight_block(min(c4, k4 - 1u), n0, lane);
     // db: the first column of workgroups also sums dY's 16 columns

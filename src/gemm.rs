@@ -114,21 +114,25 @@ pub fn available(k: &Kernels) -> Vec<Variant> {
 /// A GEMM dispatch of `pass` in `variant` for batch rows m (a multiple of 4), n outputs, k inputs.
 /// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue, on
 /// gemm_backward_weight_subgroup's grid; `binds` as that file's.
+/// Panics where `k` has no such kernel (`Kernels::gemm_backward_weight_adam_subgroup`).
 pub fn dispatch_backward_weight_adam(
     gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
+    k: &Kernels,
     label: impl Into<std::borrow::Cow<'static, str>>,
     binds: &[(u32, Bind)],
     m: usize,
     n: usize,
     kk: usize,
 ) -> Dispatch {
-    Dispatch::with_groups(gpu, label, pipeline, binds, backward_weight_subgroup_groups(n, kk)).with_gemm_cost(n, kk, m)
+    let pipeline = k.gemm_backward_weight_adam_subgroup.as_ref().expect("gemm_backward_weight_adam_subgroup");
+    let lanes = k.subgroup.as_ref().map_or(8, |s| s.lanes) as usize;
+    Dispatch::with_groups(gpu, label, pipeline, binds, backward_weight_subgroup_groups(n, kk, lanes))
+        .with_gemm_cost(n, kk, m)
 }
 
-/// gemm_backward_weight_subgroup's grid: 8 k-texels by 16 outputs per workgroup.
-fn backward_weight_subgroup_groups(n: usize, kk: usize) -> [u32; 3] {
-    [kk.div_ceil(4).div_ceil(8).max(1) as u32, n.div_ceil(16).max(1) as u32, 1]
+/// gemm_backward_weight_subgroup's grid: `lanes` k-texels by 16 outputs per workgroup.
+fn backward_weight_subgroup_groups(n: usize, kk: usize, lanes: usize) -> [u32; 3] {
+    [kk.div_ceil(4).div_ceil(lanes).max(1) as u32, n.div_ceil(16).max(1) as u32, 1]
 }
 
 /// `binds` follow gemm.wgsl's layout.
@@ -152,21 +156,21 @@ pub fn dispatch(
                 label,
                 &s.gemm_forward_subgroup,
                 binds,
-                [g(n.div_ceil(32)), g(m.div_ceil(32)), 1],
+                [g(n.div_ceil(4 * s.lanes as usize)), g(m.div_ceil(32)), 1],
             ),
             Pass::BackwardInput => Dispatch::with_groups(
                 gpu,
                 label,
                 &s.gemm_backward_input_subgroup,
                 binds,
-                [g(kk.div_ceil(4).div_ceil(8)), g(m.div_ceil(32)), 1],
+                [g(kk.div_ceil(4).div_ceil(s.lanes as usize)), g(m.div_ceil(32)), 1],
             ),
             Pass::BackwardWeight => Dispatch::with_groups(
                 gpu,
                 label,
                 &s.gemm_backward_weight_subgroup,
                 binds,
-                backward_weight_subgroup_groups(n, kk),
+                backward_weight_subgroup_groups(n, kk, s.lanes as usize),
             ),
         },
         // four 4x4 blocks per workgroup of 64 (gemm.wgsl's SPLIT = 16 lanes per block)
@@ -269,7 +273,7 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
     let forced = match pref {
         GemmPreference::Texel => Some(Variant::Texel),
         GemmPreference::Subgroup if !avail.contains(&Variant::Subgroup) => anyhow::bail!(
-            "--gemm subgroup needs subgroups of exactly 8 lanes; adapter {} has {}..{} lanes{}. Use --gemm auto",
+            "--gemm subgroup needs subgroups of exactly 8 or 16 lanes; adapter {} has {}..{} lanes{}. Use --gemm auto",
             gpu.info.name,
             gpu.info.subgroup_min_size,
             gpu.info.subgroup_max_size,

@@ -16,12 +16,30 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
     (
         "gemm_subgroup.wgsl",
-        concat!(include_str!("../shaders/subgroup_common.wgsl"), "\n", include_str!("../shaders/gemm_subgroup.wgsl")),
+        concat!(
+            include_str!("../shaders/lanes8.wgsl"),
+            "\n",
+            include_str!("../shaders/subgroup_common.wgsl"),
+            "\n",
+            include_str!("../shaders/gemm_subgroup.wgsl")
+        ),
+    ),
+    (
+        "gemm_subgroup16.wgsl",
+        concat!(
+            include_str!("../shaders/lanes16.wgsl"),
+            "\n",
+            include_str!("../shaders/subgroup_common.wgsl"),
+            "\n",
+            include_str!("../shaders/gemm_subgroup.wgsl")
+        ),
     ),
     (
         "conv_subgroup.wgsl",
         concat!(
             include_str!("../shaders/conv_common.wgsl"),
+            "\n",
+            include_str!("../shaders/lanes8.wgsl"),
             "\n",
             include_str!("../shaders/subgroup_common.wgsl"),
             "\n",
@@ -42,6 +60,22 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "gemm_adam_subgroup.wgsl",
         concat!(
+            include_str!("../shaders/lanes8.wgsl"),
+            "\n",
+            include_str!("../shaders/subgroup_common.wgsl"),
+            "\n",
+            include_str!("../shaders/gemm_subgroup.wgsl"),
+            "\n",
+            include_str!("../shaders/adam_common.wgsl"),
+            "\n",
+            include_str!("../shaders/gemm_adam_subgroup.wgsl")
+        ),
+    ),
+    (
+        "gemm_adam_subgroup16.wgsl",
+        concat!(
+            include_str!("../shaders/lanes16.wgsl"),
+            "\n",
             include_str!("../shaders/subgroup_common.wgsl"),
             "\n",
             include_str!("../shaders/gemm_subgroup.wgsl"),
@@ -546,6 +580,8 @@ pub struct SubgroupKernels {
     pub conv2d_forward_c1_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_c1_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_c1_subgroup: wgpu::ComputePipeline,
+    /// The subgroup width gemm_subgroup.wgsl was built for: 8 or 16 (`subgroup_lanes`).
+    pub lanes: u32,
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
@@ -556,12 +592,15 @@ pub fn reference_name(entry: &str) -> &str {
     VARIANT_SUFFIXES.iter().find_map(|s| entry.strip_suffix(s)).unwrap_or(entry)
 }
 
-/// Whether the device runs gemm_subgroup.wgsl and conv_subgroup.wgsl: SUBGROUP enabled and
-/// subgroups of exactly 8 lanes.
-pub fn has_subgroups_of_8(gpu: &Gpu) -> bool {
-    gpu.features.contains(wgpu::Features::SUBGROUP)
-        && gpu.info.subgroup_min_size == 8
-        && gpu.info.subgroup_max_size == 8
+/// The subgroup width the `_subgroup` kernels run at on this device, where it has
+/// Features::SUBGROUP and subgroups of exactly 8 or 16 lanes (lavapipe on x86: 16 with
+/// LP_NATIVE_VECTOR_WIDTH=512, `gpu::prefer_wide_cpu_vectors`). gemm_subgroup.wgsl is
+/// built for that width (lanes8.wgsl or lanes16.wgsl in front); conv_subgroup.wgsl's
+/// kernels are written for 8 lanes and run at 16 too, as 8-lane workgroups (its
+/// 64-invocation `_c1` kernels as well: tests/conv.rs checks them at both widths).
+pub fn subgroup_lanes(gpu: &Gpu) -> Option<u32> {
+    let (lo, hi) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+    (gpu.features.contains(wgpu::Features::SUBGROUP) && lo == hi && (lo == 8 || lo == 16)).then_some(lo)
 }
 
 impl Kernels {
@@ -575,8 +614,10 @@ impl Kernels {
         let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
         let conv = gpu.shader("conv.wgsl", source("conv.wgsl"))?;
         let classify = gpu.shader("classify.wgsl", source("classify.wgsl"))?;
-        let subgroup = if has_subgroups_of_8(gpu) {
-            let m = gpu.shader("gemm_subgroup.wgsl", source("gemm_subgroup.wgsl"))?;
+        let lanes = subgroup_lanes(gpu);
+        let subgroup = if let Some(lanes) = lanes {
+            let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
+            let m = gpu.shader(gemm_file, source(gemm_file))?;
             let c = gpu.shader("conv_subgroup.wgsl", source("conv_subgroup.wgsl"))?;
             Some(SubgroupKernels {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
@@ -588,6 +629,7 @@ impl Kernels {
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
+                lanes,
             })
         } else {
             None
@@ -600,7 +642,8 @@ impl Kernels {
             None
         };
         let gemm_backward_weight_adam_subgroup = if subgroup.is_some() && adam_update_texel.is_some() {
-            let f = gpu.shader("gemm_adam_subgroup.wgsl", source("gemm_adam_subgroup.wgsl"))?;
+            let file = if lanes == Some(16) { "gemm_adam_subgroup16.wgsl" } else { "gemm_adam_subgroup.wgsl" };
+            let f = gpu.shader(file, source(file))?;
             Some(gpu.pipeline(&f, "gemm_backward_weight_adam_subgroup")?)
         } else {
             None

@@ -214,7 +214,6 @@ pub(crate) struct Builder<'a> {
 /// What gemm_backward_weight_adam_subgroup binds besides the GEMM's operands.
 #[derive(Clone, Copy)]
 pub(crate) struct FusedAdam<'a> {
-    pub(crate) pipeline: &'a wgpu::ComputePipeline,
     pub(crate) adam: &'a wgpu::Buffer,
     pub(crate) step: &'a wgpu::Buffer,
     pub(crate) moments: &'a [Matrix; 2],
@@ -297,7 +296,7 @@ impl Builder<'_> {
                     ];
                     let (n, k) = l.gemm_nk();
                     let name = label(l, "gemm_backward_weight_adam");
-                    return vec![gemm::dispatch_backward_weight_adam(self.gpu, f.pipeline, name, &binds, m, n, k)];
+                    return vec![gemm::dispatch_backward_weight_adam(self.gpu, self.k, name, &binds, m, n, k)];
                 }
                 vec![self.gemm(
                     Pass::BackwardWeight,
@@ -461,12 +460,12 @@ impl<'g> Trainer<'g> {
         // Adam fused into the weight gradients: every parameter must belong to a dense
         // layer's weights or bias, and the GEMMs must not have been forced to another variant
         let fused_adam = match (&moments, &k.gemm_backward_weight_adam_subgroup) {
-            (Moments::Texels(mt), Some(pipeline))
+            (Moments::Texels(mt), Some(_))
                 if hyper.fuse_adam
                     && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
                     && layers.iter().all(|ly| ly.op == Op::Dense) =>
             {
-                Some(FusedAdam { pipeline, adam: &adam_u, step: &step_uniform, moments: mt })
+                Some(FusedAdam { adam: &adam_u, step: &step_uniform, moments: mt })
             }
             _ => None,
         };

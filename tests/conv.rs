@@ -93,11 +93,11 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
     all
 }
 
-/// The variants this adapter runs; on lavapipe (8-lane subgroups) that must include
+/// The variants this adapter runs; on lavapipe (8- or 16-lane subgroups) that must include
 /// conv_subgroup.wgsl, so CI cannot silently test only one.
 fn variants() -> Vec<ConvVariant> {
-    if gpu().info.driver.contains("llvmpipe") && gpu().info.subgroup_max_size == 8 {
-        assert!(k().subgroup.is_some(), "lavapipe with 8-lane subgroups should run conv_subgroup.wgsl");
+    if gpu().info.driver.contains("llvmpipe") && matches!(gpu().info.subgroup_max_size, 8 | 16) {
+        assert!(k().subgroup.is_some(), "lavapipe with 8- or 16-lane subgroups should run conv_subgroup.wgsl");
     }
     // every adapter runs the _wide kernels (GPUs by default, CPUs when asked)
     let mut v = vec![ConvVariant::Plain, ConvVariant::Wide];
@@ -334,4 +334,9 @@ fn conv2d_backward_weight_matches_reference() {
             }
         }
     }
+}
+
+#[test]
+fn conv_kernels_pass_at_the_other_vector_width() {
+    common::rerun_at_other_vector_width("conv_kernels_pass_at_the_other_vector_width");
 }

@@ -38,12 +38,12 @@ use Bind::{Buffer as B, Texture as T};
 const GEMM_SHAPES: &[(usize, usize, usize)] =
     &[(4, 4, 4), (5, 7, 9), (13, 37, 61), (128, 40, 400), (64, 784, 20), (3, 2, 1), (40, 300, 12), (36, 9, 520)];
 
-/// Every GEMM variant this adapter runs. On lavapipe (subgroups of 8) that must
+/// Every GEMM variant this adapter runs. On lavapipe (subgroups of 8 or 16) that must
 /// include the subgroup kernels, so CI cannot silently test only one variant.
 fn variants() -> Vec<Variant> {
     let v = gemm::available(k());
-    if gpu().info.driver.contains("llvmpipe") && gpu().info.subgroup_max_size == 8 {
-        assert!(v.contains(&Variant::Subgroup), "lavapipe with 8-lane subgroups should run gemm_subgroup.wgsl");
+    if gpu().info.driver.contains("llvmpipe") && matches!(gpu().info.subgroup_max_size, 8 | 16) {
+        assert!(v.contains(&Variant::Subgroup), "lavapipe with 8- or 16-lane subgroups should run gemm_subgroup.wgsl");
     }
     v
 }
@@ -174,10 +174,10 @@ fn gemm_backward_weight_matches_reference() {
 #[test]
 fn gemm_backward_weight_adam_matches_reference() {
     let g = gpu();
-    let Some(pipeline) = &k().gemm_backward_weight_adam_subgroup else {
+    if k().gemm_backward_weight_adam_subgroup.is_none() {
         assert!(g.info.device_type != wgpu::DeviceType::Cpu, "no gemm_backward_weight_adam_subgroup on a CPU adapter");
         return;
-    };
+    }
     let st = step(3);
     let (b1, b2, eps) = (0.9, 0.999, 1e-8);
     for &(m, n, kk) in GEMM_SHAPES {
@@ -210,7 +210,7 @@ fn gemm_backward_weight_adam_matches_reference() {
             (10, T(&tex[0].view)),
             (11, T(&tex[1].view)),
         ];
-        let d = gemm::dispatch_backward_weight_adam(g, pipeline, "gemm_backward_weight_adam", &binds, dym.rows, n, kk);
+        let d = gemm::dispatch_backward_weight_adam(g, k(), "gemm_backward_weight_adam", &binds, dym.rows, n, kk);
         kernels::run(g, &[d]).unwrap();
         // the reference on W and b taken out of the flat layout, then put back
         let rows = |v: &[f32]| -> Vec<f32> { (0..n).flat_map(|j| v[j * stride..j * stride + kk].to_vec()).collect() };
@@ -627,4 +627,9 @@ fn softmax_cross_entropy_matches_reference() {
         let want_flat: Vec<f32> = want_rows.iter().flatten().copied().collect();
         assert_close(&format!("{what} per row"), &g.read_f32(&rl, 0, 2 * m).unwrap(), &want_flat, 1e-5, 1e-5);
     }
+}
+
+#[test]
+fn kernels_pass_at_the_other_vector_width() {
+    common::rerun_at_other_vector_width("kernels_pass_at_the_other_vector_width");
 }

@@ -9,13 +9,45 @@ use std::sync::OnceLock;
 /// CI installs lavapipe, so a missing adapter means a broken setup.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&AdapterChoice::default()) {
-        Ok(g) => {
-            eprintln!("testing on {}", g.adapter_line());
-            g
+    GPU.get_or_init(|| {
+        // as the program does (src/main.rs); `rerun_at_other_vector_width` covers the other
+        elbo::gpu::prefer_wide_cpu_vectors();
+        match Gpu::new(&AdapterChoice::default()) {
+            Ok(g) => {
+                eprintln!("testing on {}", g.adapter_line());
+                g
+            }
+            Err(e) => panic!("GPU tests need an adapter: {e:#}"),
         }
-        Err(e) => panic!("GPU tests need an adapter: {e:#}"),
     })
+}
+
+/// On lavapipe, runs this test binary again (all tests but `this_test`) with llvmpipe's
+/// other vector width: 256 bits where this process has 512 and the reverse, so that CI
+/// checks the kernels at both subgroup widths (8 and 16 lanes) whatever the CPU.
+/// Fails where the child fails or does not run on the other width.
+pub fn rerun_at_other_vector_width(this_test: &str) {
+    let g = gpu();
+    assert!(
+        g.info.driver.contains("llvmpipe") || g.info.device_type != wgpu::DeviceType::Cpu,
+        "CPU adapter {} is not lavapipe: which vector widths it has is unknown",
+        g.adapter_line()
+    );
+    if !g.info.driver.contains("llvmpipe") {
+        // a GPU: its subgroup width is fixed; the other tests ran at it
+        return;
+    }
+    let other = if g.info.name.contains("512 bits") { "256" } else { "512" };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--skip", this_test, "--test-threads", "2", "--nocapture"])
+        .env(elbo::gpu::LP_VECTOR_WIDTH, other)
+        .output()
+        .expect("rerun the test binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "at {other} bits the tests failed:\n{text}");
+    assert!(text.contains(&format!("{other} bits")), "the rerun did not get {other}-bit vectors:\n{text}");
+    let lanes = if other == "512" { "16" } else { "8" };
+    eprintln!("the tests also passed at {other}-bit vectors ({lanes}-lane subgroups)");
 }
 
 /// Deterministic values uniform in [lo, hi).
