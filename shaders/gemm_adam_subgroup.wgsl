@@ -6,12 +6,19 @@
 // these kernels update every parameter and no adam dispatch is left (src/trainer.rs).
 // On llvmpipe every store runs a loop over lanes and components; this drops dW's store
 // and one of Adam's storage-buffer loads per parameter, and a dispatch.
+// The layer's weights are updated in their texture (`weights`), which the trainer keeps
+// as their master copy in this mode: the GEMMs read it, so no copy from the flat
+// parameters is needed each step, and Adam reads each weight with a texel fetch instead
+// of a storage-buffer load (src/trainer.rs copies them back to the flat buffer for
+// checkpoints). The bias stays in the flat parameters.
 
 @group(0) @binding(7) var<uniform> adam: Adam;
 @group(0) @binding(8) var<uniform> step: Step;
 @group(0) @binding(9) var<storage, read_write> params_rw: array<vec4<f32>>;
 @group(0) @binding(10) var moment1: texture_storage_2d<rgba32float, read_write>;
 @group(0) @binding(11) var moment2: texture_storage_2d<rgba32float, read_write>;
+// the layer's W (n, k): read by this layer's GEMMs, updated here
+@group(0) @binding(12) var weights: texture_storage_2d<rgba32float, read_write>;
 
 // Adam on the four parameters at flat texel i, whose gradient is g.
 fn adam_at(i: u32, g: vec4<f32>) {
@@ -20,6 +27,16 @@ fn adam_at(i: u32, g: vec4<f32>) {
     textureStore(moment1, at, o.m);
     textureStore(moment2, at, o.v);
     params_rw[i] = o.param;
+}
+
+// Adam on W's texel (c4, n), whose moments sit at flat texel i and whose gradient is g.
+fn adam_weight(c4: u32, n: u32, i: u32, g: vec4<f32>) {
+    let at = moment_texel(i);
+    let texel = vec2<u32>(c4, n);
+    let o = adam_math(adam, step, textureLoad(weights, texel), g, textureLoad(moment1, at), textureLoad(moment2, at));
+    textureStore(moment1, at, o.m);
+    textureStore(moment2, at, o.v);
+    textureStore(weights, texel, o.param);
 }
 
 @compute @workgroup_size(LANES)
@@ -48,6 +65,6 @@ fn gemm_backward_weight_adam_subgroup(
         if n >= p.n {
             break;
         }
-        adam_at((p.grad_w + n * p.stride) / 4u + c4, acc[i]);
+        adam_weight(c4, n, (p.grad_w + n * p.stride) / 4u + c4, acc[i]);
     }
 }

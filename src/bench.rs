@@ -77,7 +77,7 @@ pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) ->
         let list: Vec<&Dispatch> = t.train_dispatches().iter().collect();
         let copy = |enc: &mut wgpu::CommandEncoder| t.copy_weights(enc);
         let tail = Tail { label: "copy weights to textures", bytes, encode: &copy };
-        runs.push(profiler.run(gpu, &list, Some(&tail))?);
+        runs.push(profiler.run(gpu, &list, t.copies_weights_each_step().then_some(&tail))?);
     }
     Ok(runs)
 }

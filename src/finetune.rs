@@ -149,7 +149,7 @@ impl<'g> Classifier<'g> {
         let mut train_list = vec![gather(&mut bld, &train_data, &train_order)];
         forward(&mut bld, &mut train_list);
         for i in (0..n).rev() {
-            train_list.extend(bld.backward_weight(&layers[i], input(i), &grads_t[i]));
+            train_list.extend(bld.backward_weight(&layers[i], input(i), &weights[i], &grads_t[i]));
             if i > 0 {
                 let masked = layers[i - 1].relu;
                 train_list.extend(bld.backward_input(

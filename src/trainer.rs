@@ -277,7 +277,9 @@ impl Builder<'_> {
     }
 
     /// dW and db of a layer from d out (gradient of its pre-activation) and its input x.
-    pub(crate) fn backward_weight(&mut self, l: &Layer, x: &Matrix, dy: &Matrix) -> Vec<Dispatch> {
+    /// With Adam fused in, the layer's weight texture `w` is updated in place: the layer's
+    /// backward_input, which reads it, must come first.
+    pub(crate) fn backward_weight(&mut self, l: &Layer, x: &Matrix, w: &Matrix, dy: &Matrix) -> Vec<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
         let (m, grads) = (self.m, self.grads);
         match l.op {
@@ -293,6 +295,7 @@ impl Builder<'_> {
                         (9, B(self.params)),
                         (10, T(&f.moments[0].view)),
                         (11, T(&f.moments[1].view)),
+                        (12, T(&w.view)),
                     ];
                     let (n, k) = l.gemm_nk();
                     let name = label(l, "gemm_backward_weight_adam");
@@ -576,9 +579,10 @@ impl<'g> Trainer<'g> {
         for i in (0..nd).rev() {
             let ly = &l.decoder[i];
             let dy = &dec_grad[i];
-            train_step.extend(bld.backward_weight(ly, dec_in(i), dy));
+            // backward_input first: with Adam fused, backward_weight updates the weights
             let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
             train_step.extend(bld.backward_input(ly, dec_in(i), wi(ne + 1 + i), dy, dx, masked));
+            train_step.extend(bld.backward_weight(ly, dec_in(i), wi(ne + 1 + i), dy));
         }
         let binds = [
             (0, B(&reparam_u)),
@@ -592,18 +596,18 @@ impl<'g> Trainer<'g> {
             Dispatch::new(gpu, "reparam_backward", &k.reparam_backward, &binds, texels(m, 2 * lat), 64)
                 .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0),
         );
-        train_step.extend(bld.backward_weight(&l.heads, h, &dmulv));
         if ne > 0 {
             let masked = l.encoder[ne - 1].relu;
             train_step.extend(bld.backward_input(&l.heads, h, heads_w, &dmulv, &enc_grad[ne - 1], masked));
         }
+        train_step.extend(bld.backward_weight(&l.heads, h, heads_w, &dmulv));
         for i in (0..ne).rev() {
             let ly = &l.encoder[i];
-            train_step.extend(bld.backward_weight(ly, enc_in(i), &enc_grad[i]));
             if i > 0 {
                 let masked = l.encoder[i - 1].relu;
                 train_step.extend(bld.backward_input(ly, enc_in(i), wi(i), &enc_grad[i], &enc_grad[i - 1], masked));
             }
+            train_step.extend(bld.backward_weight(ly, enc_in(i), wi(i), &enc_grad[i]));
         }
         if !adam_fused {
             let (m1, m2, entry, pipeline) = match (&moments, &k.adam_update_texel) {
@@ -791,8 +795,43 @@ impl<'g> Trainer<'g> {
         self.begin_train_step(b);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         kernels::encode_all(&mut enc, "train step", &self.train_step);
-        self.copy_weights(&mut enc);
+        if self.copies_weights_each_step() {
+            self.copy_weights(&mut enc);
+        }
         self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Whether each training step ends by copying the flat weights into the textures.
+    /// Not with Adam fused into the weight gradients: those update the textures, which
+    /// are then the weights' master copy (`copy_weights_back` brings them to the flat
+    /// parameters).
+    pub fn copies_weights_each_step(&self) -> bool {
+        !self.adam_fused
+    }
+
+    /// Copies the weight textures back into the flat parameters, where Adam updates
+    /// the textures (`copies_weights_each_step` is false), and waits.
+    fn copy_weights_back(&self) -> Result<()> {
+        if self.copies_weights_each_step() {
+            return Ok(());
+        }
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
+            enc.copy_texture_to_buffer(
+                tex.texture.as_image_copy(),
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.params,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: (layer.w * 4) as u64,
+                        bytes_per_row: Some((layer.stride * 4) as u32),
+                        rows_per_image: None,
+                    },
+                },
+                tex.texture.size(),
+            );
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.wait()
     }
 
     /// The dispatches of one training step, in order.
@@ -952,12 +991,14 @@ impl<'g> Trainer<'g> {
 
     /// Copies the GPU's parameters back into `self.model`.
     pub fn sync_model(&mut self) -> Result<()> {
+        self.copy_weights_back()?;
         self.model.params = self.gpu.read_f32(&self.params, 0, self.model.layout.len)?;
         Ok(())
     }
 
     /// Everything a resumed run needs from this one (read back from the GPU).
     pub fn state(&self) -> Result<TrainState> {
+        self.copy_weights_back()?;
         let len = self.model.layout.len;
         Ok(TrainState {
             params: self.gpu.read_f32(&self.params, 0, len)?,

@@ -197,6 +197,10 @@ fn gemm_backward_weight_adam_matches_reference() {
         let moments = [laid_out(random(len, 10, -0.01, 0.01)), laid_out(random(len, 11, 0.0, 0.001))];
         let tex: Vec<Matrix> = moments.iter().map(|v| moment_texture(v)).collect();
         let pb = g.buffer_with("params", bytemuck::cast_slice(&params)).unwrap();
+        // W lives in its texture, updated there; the flat copy of it must stay as it was
+        let rows = |v: &[f32]| -> Vec<f32> { (0..n).flat_map(|j| v[j * stride..j * stride + kk].to_vec()).collect() };
+        let wm = g.matrix("w", n, kk).unwrap();
+        g.write_matrix(&wm, &rows(&params));
         let u = g.uniform("gemm", &gp);
         let au = g.uniform("adam", &kernels::Adam { count: (len / 4) as u32, beta1: b1, beta2: b2, eps });
         let su = g.uniform("step", &st);
@@ -209,11 +213,11 @@ fn gemm_backward_weight_adam_matches_reference() {
             (9, B(&pb)),
             (10, T(&tex[0].view)),
             (11, T(&tex[1].view)),
+            (12, T(&wm.view)),
         ];
         let d = gemm::dispatch_backward_weight_adam(g, k(), "gemm_backward_weight_adam", &binds, dym.rows, n, kk);
         kernels::run(g, &[d]).unwrap();
         // the reference on W and b taken out of the flat layout, then put back
-        let rows = |v: &[f32]| -> Vec<f32> { (0..n).flat_map(|j| v[j * stride..j * stride + kk].to_vec()).collect() };
         let (mut w, mut b) = (rows(&params), params[bias_at..bias_at + n].to_vec());
         let (mut mw, mut vw) = (rows(&moments[0]), rows(&moments[1]));
         let (mut mb, mut vb) = (moments[0][bias_at..bias_at + n].to_vec(), moments[1][bias_at..bias_at + n].to_vec());
@@ -230,15 +234,20 @@ fn gemm_backward_weight_adam_matches_reference() {
             &st,
         );
         let mut want = [params.clone(), moments[0].clone(), moments[1].clone()];
-        for (flat, (wv, bv)) in want.iter_mut().zip([(&w, &b), (&mw, &mb), (&vw, &vb)]) {
-            for j in 0..n {
-                flat[j * stride..j * stride + kk].copy_from_slice(&wv[j * kk..(j + 1) * kk]);
+        for (i, (flat, (wv, bv))) in want.iter_mut().zip([(&w, &b), (&mw, &mb), (&vw, &vb)]).enumerate() {
+            // the weights themselves are checked in their texture
+            if i > 0 {
+                for j in 0..n {
+                    flat[j * stride..j * stride + kk].copy_from_slice(&wv[j * kk..(j + 1) * kk]);
+                }
             }
             flat[bias_at..bias_at + n].copy_from_slice(bv);
         }
         let what = format!("gemm_backward_weight_adam m={m} n={n} k={kk}");
-        // every float of the layout: updated ones as the reference, padding untouched
+        // every float of the layout: updated ones as the reference, the rest untouched
         assert_close(&format!("{what} params"), &g.read_f32(&pb, 0, len).unwrap(), &want[0], 1e-6, 1e-5);
+        let got_w = g.read_matrix(&wm).unwrap()[..n * kk].to_vec();
+        assert_close(&format!("{what} W in its texture"), &got_w, &w, 1e-6, 1e-5);
         for (i, mt) in tex.iter().enumerate() {
             let got = g.read_matrix(mt).unwrap()[..len].to_vec();
             assert_close(&format!("{what} moment{}", i + 1), &got, &want[i + 1], 1e-6, 1e-5);
