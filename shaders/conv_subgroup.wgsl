@@ -1,13 +1,16 @@
 // The convolutions of conv.wgsl (conv_common.wgsl, in front, holds the uniform,
 // bindings and layouts) as implicit GEMMs whose shared operand travels by subgroupBroadcast, for
-// adapters whose subgroups are exactly 8 lanes wide (lavapipe on AVX2 CPUs).
+// adapters whose subgroups are exactly 8 or 16 lanes wide (lavapipe on x86 CPUs).
 // The rows of the GEMM are output (or input) pixels of the batch, the columns
 // are channels and the reduction runs over taps and the other side's
 // channels, fetched straight from the channels-last images (no im2col copy).
 // Compiled only when the device has Features::SUBGROUP; used where the
 // convolution's channels fill the lanes (`kernels::conv_variant`). The steps over
-// the 8 lanes are written out: subgroupBroadcast takes a constant lane, and a loop
+// the lanes are written out: subgroupBroadcast takes a constant lane, and a loop
 // would also blend every accumulator with the execution mask once per lane.
+// conv2d_forward_subgroup is built for LANES (lanes8.wgsl or lanes16.wgsl in front);
+// the other kernels are written for 8 lanes, and run as 8-lane workgroups on 16-lane
+// subgroups too (tests/conv.rs checks every kernel at both widths).
 
 // Texel (col, row) of t where `ok`, else zero. Where `ok` is false the coordinates
 // may lie outside the texture: WebGPU defines such loads (they return some texel
@@ -49,28 +52,30 @@ fn pixel_of(r: u32, w: u32, h: u32) -> Pixel {
 
 // Y[b, oy, ox, o] = sum over ky, kx, i of X[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx]
 // as the GEMM Y (rows: output pixels, cols: out channels) = Xcol . W^T.
-// Workgroup (x, y), one subgroup: 32 output channels from 32 x (lane l owns
-// channels c0 = 32 x + l + 8 j, j = 0..3), 32 output pixels from 32 y; lanes fetch
-// the input texels of pixels 32 y + 8 g + l (g = 0..3) and broadcast them.
-// (Measured as the GEMMs of gemm_subgroup.wgsl: more outputs per lane, fewer fetches.)
-@compute @workgroup_size(8)
+// Workgroup (x, y), one subgroup: 4 LANES output channels from x (lane l owns
+// channels c0 = 4 LANES x + l + LANES j, j = 0..3), 32 output pixels from 32 y; lanes
+// fetch the input texels of pixels 32 y + LANES g + l (g < 32 / LANES) and broadcast
+// them. (Measured as the GEMMs of gemm_subgroup.wgsl: more outputs per lane, fewer
+// fetches.) The one kernel here built for either width (LANES); the others are
+// written for 8 lanes.
+@compute @workgroup_size(LANES)
 fn conv2d_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let in_c4 = c4_of(p.in_c);
     let out_c4 = c4_of(p.out_c);
-    let c0 = wg.x * 32u + lane;
+    let c0 = wg.x * 4u * LANES + lane;
     let wrows = out_c4 * 4u;
     let w0_row = min(c0, wrows - 1u);
-    let w1_row = min(c0 + 8u, wrows - 1u);
-    let w2_row = min(c0 + 16u, wrows - 1u);
-    let w3_row = min(c0 + 24u, wrows - 1u);
+    let w1_row = min(c0 + LANES, wrows - 1u);
+    let w2_row = min(c0 + 2u * LANES, wrows - 1u);
+    let w3_row = min(c0 + 3u * LANES, wrows - 1u);
     let r0 = wg.y * 32u;
     let p0 = pixel_of(r0 + lane, p.out_w, p.out_h);
-    let p1 = pixel_of(r0 + 8u + lane, p.out_w, p.out_h);
-    let p2 = pixel_of(r0 + 16u + lane, p.out_w, p.out_h);
-    let p3 = pixel_of(r0 + 24u + lane, p.out_w, p.out_h);
+    let p1 = pixel_of(r0 + LANES + lane, p.out_w, p.out_h);
+    let p2 = pixel_of(r0 + 2u * LANES + lane, p.out_w, p.out_h);
+    let p3 = pixel_of(r0 + 3u * LANES + lane, p.out_w, p.out_h);
     var acc4 = Rows32();
     for (var ky = 0u; ky < p.kernel; ky++) {
         let iy0 = i32(p0.y * p.stride + ky) - i32(p.pad);
@@ -105,7 +110,7 @@ fn conv2d_forward_subgroup(
         }
     }
     var acc = rows32_array(acc4);
-    let cols = vec4<u32>(c0, c0 + 8u, c0 + 16u, c0 + 24u);
+    let cols = vec4<u32>(c0, c0 + LANES, c0 + 2u * LANES, c0 + 3u * LANES);
     var bias = vec4<f32>(0.0);
     if p.epilogue == 1u || p.epilogue == 2u {
         let nm = p.out_c - 1u;
@@ -122,15 +127,15 @@ fn conv2d_forward_subgroup(
         v *= live;
         let px = pixel_of(r0 + r, p.out_w, p.out_h);
         let base = (px.y * p.out_w + px.x) * out_c4;
-        // lane first + c stores the texel of channel set c: one store for all 8 lanes
+        // lane first + c stores the texel of channel set c: one store for all the lanes
         // (llvmpipe runs each store as a loop over the lanes, active or not)
         var t = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c++) {
             let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
             t = select(t, tc, lane - first == c);
         }
-        // lane first + c owns channel first + c of the 32; set c begins at first + 8 c
-        let ch = cols.x + 7u * (lane - first);
+        // lane first + c owns channel first + c of the 4 LANES; set c begins at first + LANES c
+        let ch = cols.x + (LANES - 1u) * (lane - first);
         if px.live && ch < p.out_c {
             let texel = vec2<u32>(base + ch / 4u, px.b);
             if p.epilogue == 3u {
@@ -209,7 +214,7 @@ fn conv2d_backward_input_subgroup(
                 let g1 = load_if(lhs, gbase + i32(co), b0 + 1u, ok && b0 + 1u < p.batch);
                 let g2 = load_if(lhs, gbase + i32(co), b0 + 2u, ok && b0 + 2u < p.batch);
                 let g3 = load_if(lhs, gbase + i32(co), b0 + 3u, ok && b0 + 3u < p.batch);
-                combine_rows32(&acc4, g0, g1, g2, g3, w0, w1, w2, w3);
+                combine_rows32_8(&acc4, g0, g1, g2, g3, w0, w1, w2, w3);
             }
         }
     }

@@ -46,6 +46,18 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/conv_subgroup.wgsl")
         ),
     ),
+    (
+        "conv_subgroup16.wgsl",
+        concat!(
+            include_str!("../shaders/conv_common.wgsl"),
+            "\n",
+            include_str!("../shaders/lanes16.wgsl"),
+            "\n",
+            include_str!("../shaders/subgroup_common.wgsl"),
+            "\n",
+            include_str!("../shaders/conv_subgroup.wgsl")
+        ),
+    ),
     ("conv.wgsl", concat!(include_str!("../shaders/conv_common.wgsl"), "\n", include_str!("../shaders/conv.wgsl"))),
     ("classify.wgsl", include_str!("../shaders/classify.wgsl")),
     ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
@@ -305,14 +317,13 @@ fn conv_single(
     assert!(variant != ConvVariant::SubgroupC1 || conv_c1_supports(s), "no _c1_subgroup kernel for {s:?}");
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
-            let groups = [g(s.out_c.div_ceil(32)), g((batch * s.out_h * s.out_w).div_ceil(32)), 1];
-            Dispatch::with_groups(
-                gpu,
-                format!("conv2d_forward_subgroup {label}"),
-                &sg.conv2d_forward_subgroup,
-                binds,
-                groups,
-            )
+            // 4 LANES output channels a workgroup: the 16-lane build where they fill 3/4 of its 64
+            let (pipeline, cols) = match &sg.conv2d_forward_subgroup16 {
+                Some(p16) if s.out_c > 40 => (p16, 64),
+                _ => (&sg.conv2d_forward_subgroup, 32),
+            };
+            let groups = [g(s.out_c.div_ceil(cols)), g((batch * s.out_h * s.out_w).div_ceil(32)), 1];
+            Dispatch::with_groups(gpu, format!("conv2d_forward_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
             // a subgroup per block of 8 pixels of one row, in 4 images
@@ -580,6 +591,9 @@ pub struct SubgroupKernels {
     pub conv2d_forward_c1_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_c1_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_c1_subgroup: wgpu::ComputePipeline,
+    /// conv2d_forward_subgroup built for 16 lanes, on 16-lane adapters: used where the
+    /// output channels fill its 64 columns (the 8-lane build, 32 columns, elsewhere).
+    pub conv2d_forward_subgroup16: Option<wgpu::ComputePipeline>,
     /// The subgroup width gemm_subgroup.wgsl was built for: 8 or 16 (`subgroup_lanes`).
     pub lanes: u32,
 }
@@ -629,6 +643,12 @@ impl Kernels {
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
+                conv2d_forward_subgroup16: if lanes == 16 {
+                    let c16 = gpu.shader("conv_subgroup16.wgsl", source("conv_subgroup16.wgsl"))?;
+                    Some(gpu.pipeline(&c16, "conv2d_forward_subgroup")?)
+                } else {
+                    None
+                },
                 lanes,
             })
         } else {
