@@ -8,9 +8,10 @@
 // convolution's channels fill the lanes (`kernels::conv_variant`). The steps over
 // the lanes are written out: subgroupBroadcast takes a constant lane, and a loop
 // would also blend every accumulator with the execution mask once per lane.
-// conv2d_forward_subgroup is built for LANES (lanes8.wgsl or lanes16.wgsl in front);
-// the other kernels are written for 8 lanes, and run as 8-lane workgroups on 16-lane
-// subgroups too (tests/conv.rs checks every kernel at both widths).
+// conv2d_forward_subgroup and conv2d_backward_input_subgroup are built for LANES
+// (lanes8.wgsl or lanes16.wgsl in front); the other kernels are written for 8 lanes,
+// and run as 8-lane workgroups on 16-lane subgroups too (tests/conv.rs checks every
+// kernel at both widths).
 
 // Texel (col, row) of t where `ok`, else zero. Where `ok` is false the coordinates
 // may lie outside the texture: WebGPU defines such loads (they return some texel
@@ -163,20 +164,24 @@ fn input_block(i: u32) -> vec4<u32> {
 // Workgroup (x, y), one subgroup: lane l owns input-channel texel q = 8 x + l of the
 // same 8-pixel block in 4 images (they share taps and weights: the weights' fetches
 // feed 4 times the multiply-adds; enc.conv2 7.0 -> 5.4 ms); lane j fetches the dOut
-// texels that reach pixel j and broadcasts them.
-@compute @workgroup_size(8)
+// texels that reach pixel j and broadcasts them. With 16 lanes, each 8-lane half does
+// this for its own 4 images (combine_rows32_halves).
+@compute @workgroup_size(LANES)
 fn conv2d_backward_input_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_invocation_id) lane_id: u32,
 ) {
+    let half = lane_id / 8u;
+    let lane = lane_id % 8u;
     let in_c4 = c4_of(p.in_c);
     let out_c4 = c4_of(p.out_c);
     let q = wg.x * 8u + lane;
     let qc = min(q, in_c4 - 1u);
-    // workgroup y: the block of 8 pixels (iy, px, g) in images b0 .. b0 + 3
-    let image_groups = (p.batch + 3u) / 4u;
+    // workgroup y: the block of 8 pixels (iy, px, g) in images b0 .. b0 + 3 (of this half)
+    let images = 4u * (LANES / 8u);
+    let image_groups = (p.batch + images - 1u) / images;
     let rest = div_u(wg.y, image_groups);
-    let b0 = (wg.y - rest * image_groups) * 4u;
+    let b0 = (wg.y - rest * image_groups) * images + 4u * half;
     let groups = (p.in_w + 8u * p.stride - 1u) / (8u * p.stride);
     let a = div_u(rest, groups);
     let iy = div_u(a, p.stride);
@@ -214,7 +219,7 @@ fn conv2d_backward_input_subgroup(
                 let g1 = load_if(lhs, gbase + i32(co), b0 + 1u, ok && b0 + 1u < p.batch);
                 let g2 = load_if(lhs, gbase + i32(co), b0 + 2u, ok && b0 + 2u < p.batch);
                 let g3 = load_if(lhs, gbase + i32(co), b0 + 3u, ok && b0 + 3u < p.batch);
-                combine_rows32_8(&acc4, g0, g1, g2, g3, w0, w1, w2, w3);
+                combine_rows32_halves(&acc4, half, g0, g1, g2, g3, w0, w1, w2, w3);
             }
         }
     }

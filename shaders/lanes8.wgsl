@@ -11,3 +11,8 @@ fn dot_rows32(acc: ptr<function, Rows32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4
 fn combine_rows32(acc: ptr<function, Rows32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
     combine_rows32_8(acc, g0, g1, g2, g3, w0, w1, w2, w3);
 }
+
+// lanes16.wgsl's two 8-lane halves: here the subgroup is one half.
+fn combine_rows32_halves(acc: ptr<function, Rows32>, half: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
+    combine_rows32_8(acc, g0, g1, g2, g3, w0, w1, w2, w3);
+}

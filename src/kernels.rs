@@ -326,10 +326,13 @@ fn conv_single(
             Dispatch::with_groups(gpu, format!("conv2d_forward_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
-            // a subgroup per block of 8 pixels of one row, in 4 images
-            let blocks = batch.div_ceil(4) * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
+            // a subgroup per block of 8 pixels of one row, in 4 images (8 with 16 lanes)
+            let (pipeline, images) = match &sg.conv2d_backward_input_subgroup16 {
+                Some(p16) => (p16, 8),
+                None => (&sg.conv2d_backward_input_subgroup, 4),
+            };
+            let blocks = batch.div_ceil(images) * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
             let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks), 1];
-            let pipeline = &sg.conv2d_backward_input_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
@@ -594,6 +597,9 @@ pub struct SubgroupKernels {
     /// conv2d_forward_subgroup built for 16 lanes, on 16-lane adapters: used where the
     /// output channels fill its 64 columns (the 8-lane build, 32 columns, elsewhere).
     pub conv2d_forward_subgroup16: Option<wgpu::ComputePipeline>,
+    /// conv2d_backward_input_subgroup built for 16 lanes (8 images a workgroup), on
+    /// 16-lane adapters.
+    pub conv2d_backward_input_subgroup16: Option<wgpu::ComputePipeline>,
     /// The subgroup width gemm_subgroup.wgsl was built for: 8 or 16 (`subgroup_lanes`).
     pub lanes: u32,
 }
@@ -633,6 +639,11 @@ impl Kernels {
             let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
             let m = gpu.shader(gemm_file, source(gemm_file))?;
             let c = gpu.shader("conv_subgroup.wgsl", source("conv_subgroup.wgsl"))?;
+            let c16 = if lanes == 16 {
+                Some(gpu.shader("conv_subgroup16.wgsl", source("conv_subgroup16.wgsl"))?)
+            } else {
+                None
+            };
             Some(SubgroupKernels {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(&c, "conv2d_backward_input_subgroup")?,
@@ -643,12 +654,14 @@ impl Kernels {
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
-                conv2d_forward_subgroup16: if lanes == 16 {
-                    let c16 = gpu.shader("conv_subgroup16.wgsl", source("conv_subgroup16.wgsl"))?;
-                    Some(gpu.pipeline(&c16, "conv2d_forward_subgroup")?)
-                } else {
-                    None
-                },
+                conv2d_forward_subgroup16: c16
+                    .as_ref()
+                    .map(|c| gpu.pipeline(c, "conv2d_forward_subgroup"))
+                    .transpose()?,
+                conv2d_backward_input_subgroup16: c16
+                    .as_ref()
+                    .map(|c| gpu.pipeline(c, "conv2d_backward_input_subgroup"))
+                    .transpose()?,
                 lanes,
             })
         } else {
