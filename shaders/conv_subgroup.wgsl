@@ -8,8 +8,9 @@
 // convolution's channels fill the lanes (`kernels::conv_variant`). The steps over
 // the lanes are written out: subgroupBroadcast takes a constant lane, and a loop
 // would also blend every accumulator with the execution mask once per lane.
-// conv2d_forward_subgroup and conv2d_backward_input_subgroup are built for LANES
-// (lanes8.wgsl or lanes16.wgsl in front); the other kernels are written for 8 lanes,
+// conv2d_forward_subgroup, conv2d_backward_input_subgroup and
+// conv2d_backward_weight_subgroup are built for LANES (lanes8.wgsl or lanes16.wgsl in
+// front); the other kernels are written for 8 lanes,
 // and run as 8-lane workgroups on 16-lane subgroups too (tests/conv.rs checks every
 // kernel at both widths).
 
@@ -255,11 +256,15 @@ fn conv2d_backward_input_subgroup(
 // fetches dOut's four texels of image b0 + j and broadcasts them, and each accumulator
 // takes the run's 8 products in one update (as gemm_backward_weight_subgroup; 8
 // channels a lane and an update per image before: enc.conv2 8.0 -> 4.9 ms).
-@compute @workgroup_size(8)
+// With 16 lanes, the two 8-lane halves take alternate runs of 8 images
+// (weight_chunk_halves) and add their sums at the end (sum_halves).
+@compute @workgroup_size(LANES)
 fn conv2d_backward_weight_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_invocation_id) lane_id: u32,
 ) {
+    let half = lane_id / 8u;
+    let lane = lane_id % 8u;
     let in_c4 = c4_of(p.in_c);
     let out_c4 = c4_of(p.out_c);
     let taps = p.kernel * p.kernel;
@@ -293,15 +298,16 @@ fn conv2d_backward_weight_subgroup(
             // this tap's input texel of pixel (oy, ox), and dOut's texels there
             let xc = (iy * p.in_w + ox * p.stride + kx - p.pad) * in_c4 + q;
             let gc = (oy * p.out_w + ox) * out_c4;
-            for (var b0 = 0u; b0 < p.batch; b0 += 8u) {
+            for (var b00 = 0u; b00 < p.batch; b00 += LANES) {
                 // images b0 + j, j = 0..7: lane j fetches dOut of image b0 + j; each
                 // accumulator then takes the 8 images' products in one update
+                let b0 = b00 + 8u * half;
                 let gr = min(b0 + lane, p.batch - 1u);
                 let g0 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t0, gr)), live0 && b0 + lane < p.batch);
                 let g1 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t1, gr)), live1 && b0 + lane < p.batch);
                 let g2 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t2, gr)), live2 && b0 + lane < p.batch);
                 let g3 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t3, gr)), live3 && b0 + lane < p.batch);
-                let x0 = textureLoad(rhs, vec2<u32>(xc, b0));
+                let x0 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, min(b0, p.batch - 1u))), b0 < p.batch);
                 let x1 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 1u)), b0 + 1u < p.batch);
                 let x2 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 2u)), b0 + 2u < p.batch);
                 let x3 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 3u)), b0 + 3u < p.batch);
@@ -309,16 +315,17 @@ fn conv2d_backward_weight_subgroup(
                 let x5 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 5u)), b0 + 5u < p.batch);
                 let x6 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 6u)), b0 + 6u < p.batch);
                 let x7 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 7u)), b0 + 7u < p.batch);
-                weight_chunk(&acc16, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
+                weight_chunk_halves(&acc16, half, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
             }
         }
     }
+    sum_halves(&acc16);
     // a convolution's bias: the first column of workgroups sums dOut's 16 channels over
-    // every pixel, lanes taking every 8th
+    // every pixel, lanes taking every LANES-th
     if p.bias_of == 0u && wg.x == 0u {
         var sums = array<vec4<f32>, 4>();
         for (var b = 0u; b < p.batch; b++) {
-            for (var px = lane; px < p.out_h * p.out_w; px += 8u) {
+            for (var px = lane_id; px < p.out_h * p.out_w; px += LANES) {
                 sums[0] += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + t0, b)), live0);
                 sums[1] += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + t1, b)), live1);
                 sums[2] += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + t2, b)), live2);
@@ -328,13 +335,14 @@ fn conv2d_backward_weight_subgroup(
         for (var t = 0u; t < 4u; t++) {
             sums[t] = subgroupAdd(sums[t]);
         }
-        if lane == 0u {
+        if lane_id == 0u {
             for (var i = 0u; i < 16u && n0 + i < p.out_c; i++) {
                 grads[p.grad_b + n0 + i] = sums[i / 4u][i % 4u];
             }
         }
     }
-    if !live_col {
+    // the first half stores
+    if !live_col || half == 1u {
         return;
     }
     // a transposed convolution's bias sits on this convolution's input side

@@ -217,3 +217,77 @@ fn combine_rows32_halves(acc: ptr<function, Rows32>, half: u32, g0: vec4<f32>, g
     g = select(subgroupBroadcast(g3, 7u), subgroupBroadcast(g3, 15u), hi);
     (*acc).r31 += g.x * w0 + g.y * w1 + g.z * w2 + g.w * w3;
 }
+
+// weight_chunk for the two 8-lane halves: each half's chunk of 8 rows, whose gradient
+// texels gt its lanes j hold.
+fn weight_chunk_halves(acc: ptr<function, Outs16>, half: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
+    let hi = half == 1u;
+    let d0_0 = select(subgroupBroadcast(g0, 0u), subgroupBroadcast(g0, 8u), hi);
+    let d0_1 = select(subgroupBroadcast(g0, 1u), subgroupBroadcast(g0, 9u), hi);
+    let d0_2 = select(subgroupBroadcast(g0, 2u), subgroupBroadcast(g0, 10u), hi);
+    let d0_3 = select(subgroupBroadcast(g0, 3u), subgroupBroadcast(g0, 11u), hi);
+    let d0_4 = select(subgroupBroadcast(g0, 4u), subgroupBroadcast(g0, 12u), hi);
+    let d0_5 = select(subgroupBroadcast(g0, 5u), subgroupBroadcast(g0, 13u), hi);
+    let d0_6 = select(subgroupBroadcast(g0, 6u), subgroupBroadcast(g0, 14u), hi);
+    let d0_7 = select(subgroupBroadcast(g0, 7u), subgroupBroadcast(g0, 15u), hi);
+    (*acc).o0 += d0_0.x * x0 + d0_1.x * x1 + d0_2.x * x2 + d0_3.x * x3 + d0_4.x * x4 + d0_5.x * x5 + d0_6.x * x6 + d0_7.x * x7;
+    (*acc).o1 += d0_0.y * x0 + d0_1.y * x1 + d0_2.y * x2 + d0_3.y * x3 + d0_4.y * x4 + d0_5.y * x5 + d0_6.y * x6 + d0_7.y * x7;
+    (*acc).o2 += d0_0.z * x0 + d0_1.z * x1 + d0_2.z * x2 + d0_3.z * x3 + d0_4.z * x4 + d0_5.z * x5 + d0_6.z * x6 + d0_7.z * x7;
+    (*acc).o3 += d0_0.w * x0 + d0_1.w * x1 + d0_2.w * x2 + d0_3.w * x3 + d0_4.w * x4 + d0_5.w * x5 + d0_6.w * x6 + d0_7.w * x7;
+    let d1_0 = select(subgroupBroadcast(g1, 0u), subgroupBroadcast(g1, 8u), hi);
+    let d1_1 = select(subgroupBroadcast(g1, 1u), subgroupBroadcast(g1, 9u), hi);
+    let d1_2 = select(subgroupBroadcast(g1, 2u), subgroupBroadcast(g1, 10u), hi);
+    let d1_3 = select(subgroupBroadcast(g1, 3u), subgroupBroadcast(g1, 11u), hi);
+    let d1_4 = select(subgroupBroadcast(g1, 4u), subgroupBroadcast(g1, 12u), hi);
+    let d1_5 = select(subgroupBroadcast(g1, 5u), subgroupBroadcast(g1, 13u), hi);
+    let d1_6 = select(subgroupBroadcast(g1, 6u), subgroupBroadcast(g1, 14u), hi);
+    let d1_7 = select(subgroupBroadcast(g1, 7u), subgroupBroadcast(g1, 15u), hi);
+    (*acc).o4 += d1_0.x * x0 + d1_1.x * x1 + d1_2.x * x2 + d1_3.x * x3 + d1_4.x * x4 + d1_5.x * x5 + d1_6.x * x6 + d1_7.x * x7;
+    (*acc).o5 += d1_0.y * x0 + d1_1.y * x1 + d1_2.y * x2 + d1_3.y * x3 + d1_4.y * x4 + d1_5.y * x5 + d1_6.y * x6 + d1_7.y * x7;
+    (*acc).o6 += d1_0.z * x0 + d1_1.z * x1 + d1_2.z * x2 + d1_3.z * x3 + d1_4.z * x4 + d1_5.z * x5 + d1_6.z * x6 + d1_7.z * x7;
+    (*acc).o7 += d1_0.w * x0 + d1_1.w * x1 + d1_2.w * x2 + d1_3.w * x3 + d1_4.w * x4 + d1_5.w * x5 + d1_6.w * x6 + d1_7.w * x7;
+    let d2_0 = select(subgroupBroadcast(g2, 0u), subgroupBroadcast(g2, 8u), hi);
+    let d2_1 = select(subgroupBroadcast(g2, 1u), subgroupBroadcast(g2, 9u), hi);
+    let d2_2 = select(subgroupBroadcast(g2, 2u), subgroupBroadcast(g2, 10u), hi);
+    let d2_3 = select(subgroupBroadcast(g2, 3u), subgroupBroadcast(g2, 11u), hi);
+    let d2_4 = select(subgroupBroadcast(g2, 4u), subgroupBroadcast(g2, 12u), hi);
+    let d2_5 = select(subgroupBroadcast(g2, 5u), subgroupBroadcast(g2, 13u), hi);
+    let d2_6 = select(subgroupBroadcast(g2, 6u), subgroupBroadcast(g2, 14u), hi);
+    let d2_7 = select(subgroupBroadcast(g2, 7u), subgroupBroadcast(g2, 15u), hi);
+    (*acc).o8 += d2_0.x * x0 + d2_1.x * x1 + d2_2.x * x2 + d2_3.x * x3 + d2_4.x * x4 + d2_5.x * x5 + d2_6.x * x6 + d2_7.x * x7;
+    (*acc).o9 += d2_0.y * x0 + d2_1.y * x1 + d2_2.y * x2 + d2_3.y * x3 + d2_4.y * x4 + d2_5.y * x5 + d2_6.y * x6 + d2_7.y * x7;
+    (*acc).o10 += d2_0.z * x0 + d2_1.z * x1 + d2_2.z * x2 + d2_3.z * x3 + d2_4.z * x4 + d2_5.z * x5 + d2_6.z * x6 + d2_7.z * x7;
+    (*acc).o11 += d2_0.w * x0 + d2_1.w * x1 + d2_2.w * x2 + d2_3.w * x3 + d2_4.w * x4 + d2_5.w * x5 + d2_6.w * x6 + d2_7.w * x7;
+    let d3_0 = select(subgroupBroadcast(g3, 0u), subgroupBroadcast(g3, 8u), hi);
+    let d3_1 = select(subgroupBroadcast(g3, 1u), subgroupBroadcast(g3, 9u), hi);
+    let d3_2 = select(subgroupBroadcast(g3, 2u), subgroupBroadcast(g3, 10u), hi);
+    let d3_3 = select(subgroupBroadcast(g3, 3u), subgroupBroadcast(g3, 11u), hi);
+    let d3_4 = select(subgroupBroadcast(g3, 4u), subgroupBroadcast(g3, 12u), hi);
+    let d3_5 = select(subgroupBroadcast(g3, 5u), subgroupBroadcast(g3, 13u), hi);
+    let d3_6 = select(subgroupBroadcast(g3, 6u), subgroupBroadcast(g3, 14u), hi);
+    let d3_7 = select(subgroupBroadcast(g3, 7u), subgroupBroadcast(g3, 15u), hi);
+    (*acc).o12 += d3_0.x * x0 + d3_1.x * x1 + d3_2.x * x2 + d3_3.x * x3 + d3_4.x * x4 + d3_5.x * x5 + d3_6.x * x6 + d3_7.x * x7;
+    (*acc).o13 += d3_0.y * x0 + d3_1.y * x1 + d3_2.y * x2 + d3_3.y * x3 + d3_4.y * x4 + d3_5.y * x5 + d3_6.y * x6 + d3_7.y * x7;
+    (*acc).o14 += d3_0.z * x0 + d3_1.z * x1 + d3_2.z * x2 + d3_3.z * x3 + d3_4.z * x4 + d3_5.z * x5 + d3_6.z * x6 + d3_7.z * x7;
+    (*acc).o15 += d3_0.w * x0 + d3_1.w * x1 + d3_2.w * x2 + d3_3.w * x3 + d3_4.w * x4 + d3_5.w * x5 + d3_6.w * x6 + d3_7.w * x7;
+}
+
+// Adds the other half's accumulators to each lane's (lane ^ 8), after weight_chunk_halves.
+fn sum_halves(acc: ptr<function, Outs16>) {
+    (*acc).o0 += subgroupShuffleXor((*acc).o0, 8u);
+    (*acc).o1 += subgroupShuffleXor((*acc).o1, 8u);
+    (*acc).o2 += subgroupShuffleXor((*acc).o2, 8u);
+    (*acc).o3 += subgroupShuffleXor((*acc).o3, 8u);
+    (*acc).o4 += subgroupShuffleXor((*acc).o4, 8u);
+    (*acc).o5 += subgroupShuffleXor((*acc).o5, 8u);
+    (*acc).o6 += subgroupShuffleXor((*acc).o6, 8u);
+    (*acc).o7 += subgroupShuffleXor((*acc).o7, 8u);
+    (*acc).o8 += subgroupShuffleXor((*acc).o8, 8u);
+    (*acc).o9 += subgroupShuffleXor((*acc).o9, 8u);
+    (*acc).o10 += subgroupShuffleXor((*acc).o10, 8u);
+    (*acc).o11 += subgroupShuffleXor((*acc).o11, 8u);
+    (*acc).o12 += subgroupShuffleXor((*acc).o12, 8u);
+    (*acc).o13 += subgroupShuffleXor((*acc).o13, 8u);
+    (*acc).o14 += subgroupShuffleXor((*acc).o14, 8u);
+    (*acc).o15 += subgroupShuffleXor((*acc).o15, 8u);
+}

@@ -337,7 +337,7 @@ fn conv_single(
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
             let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(8)), g(s.out_c.div_ceil(16)), 1];
-            let pipeline = &sg.conv2d_backward_weight_subgroup;
+            let pipeline = sg.conv2d_backward_weight_subgroup16.as_ref().unwrap_or(&sg.conv2d_backward_weight_subgroup);
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::SubgroupC1, Some(sg), _) => {
@@ -600,6 +600,9 @@ pub struct SubgroupKernels {
     /// conv2d_backward_input_subgroup built for 16 lanes (8 images a workgroup), on
     /// 16-lane adapters.
     pub conv2d_backward_input_subgroup16: Option<wgpu::ComputePipeline>,
+    /// conv2d_backward_weight_subgroup built for 16 lanes (runs of 16 images), on
+    /// 16-lane adapters.
+    pub conv2d_backward_weight_subgroup16: Option<wgpu::ComputePipeline>,
     /// The subgroup width gemm_subgroup.wgsl was built for: 8 or 16 (`subgroup_lanes`).
     pub lanes: u32,
 }
@@ -661,6 +664,10 @@ impl Kernels {
                 conv2d_backward_input_subgroup16: c16
                     .as_ref()
                     .map(|c| gpu.pipeline(c, "conv2d_backward_input_subgroup"))
+                    .transpose()?,
+                conv2d_backward_weight_subgroup16: c16
+                    .as_ref()
+                    .map(|c| gpu.pipeline(c, "conv2d_backward_weight_subgroup"))
                     .transpose()?,
                 lanes,
             })
