@@ -57,3 +57,57 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     textureStore(out, vec2<u32>(c4, row), x);
 }
+
+// Variants for one-channel images, chosen on the host (kernels::gather_dispatch), as
+// llvmpipe runs both sides of a lane-varying `if`: gather_batch's loop fetches a word
+// of the dataset per value, and its buffer loads are loops over the lanes.
+
+// A byte of the dataset as a value in [0, 1], binarized as gather_batch does; `at` is
+// its index in the dataset and `value` its index in image r's values.
+fn c1_value(byte: u32, r: u32, value: u32) -> f32 {
+    let v = f32(byte) / 255.0;
+    if p.binarize == 1u {
+        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, r * p.pixels + value);
+        return select(0.0, 1.0, u < v);
+    }
+    return v;
+}
+
+// x_cp 1 and pixels a multiple of 4: texel c4 of a row is word c4 of its image.
+@compute @workgroup_size(64)
+fn gather_batch_words(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c4s = p.pixels / 4u;
+    let i = linear_id(gid, nwg);
+    if i >= c4s * p.m {
+        return;
+    }
+    let row = div_u(i, c4s);
+    let c4 = i - row * c4s;
+    var x = vec4<f32>(0.0);
+    if row < step.rows {
+        let r = div_u(row, p.samples);
+        let word = data[order[step.batch_start + r] * c4s + c4];
+        let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+        let v = 4u * c4;
+        x = vec4<f32>(c1_value(bytes.x, r, v), c1_value(bytes.y, r, v + 1u), c1_value(bytes.z, r, v + 2u), c1_value(bytes.w, r, v + 3u));
+    }
+    textureStore(out, vec2<u32>(c4, row), x);
+}
+
+// x_cp 4: texel c4 of a row is pixel c4, in its first component.
+@compute @workgroup_size(64)
+fn gather_batch_pixels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if i >= p.pixels * p.m {
+        return;
+    }
+    let row = div_u(i, p.pixels);
+    let c4 = i - row * p.pixels;
+    var x = vec4<f32>(0.0);
+    if row < step.rows {
+        let r = div_u(row, p.samples);
+        let byte = order[step.batch_start + r] * p.pixels + c4;
+        x.x = c1_value((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu, r, c4);
+    }
+    textureStore(out, vec2<u32>(c4, row), x);
+}

@@ -110,7 +110,7 @@ impl<'g> Classifier<'g> {
         use Bind::{Buffer as B, Texture as T};
         let lay = c.loss_layout();
         let gather = |bld: &mut Builder, data: &wgpu::Buffer, order: &wgpu::Buffer| {
-            let u = bld.uniform(&kernels::Gather {
+            let gp = kernels::Gather {
                 m: m as u32,
                 pixels: lay.pixels as u32,
                 channels: c.channels as u32,
@@ -118,9 +118,10 @@ impl<'g> Classifier<'g> {
                 binarize: 0,
                 samples: 1,
                 pad: [0; 2],
-            });
+            };
+            let u = bld.uniform(&gp);
             let binds = [(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))];
-            Dispatch::new(gpu, "gather_batch", &k.gather_batch, &binds, m * c.input_shape().cols().div_ceil(4), 64)
+            kernels::gather_dispatch(gpu, &k, &gp, &binds)
         };
         let input = |i: usize| if i == 0 { &x } else { &outs[i - 1] };
         let n = layers.len();

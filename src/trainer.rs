@@ -488,7 +488,7 @@ impl<'g> Trainer<'g> {
         let texels = |rows: usize, cols: usize| rows * cols.div_ceil(4);
         let gather = |bld: &mut Builder, data: &wgpu::Buffer, order: &wgpu::Buffer| {
             let shape = c.input_shape();
-            let u = bld.uniform(&kernels::Gather {
+            let gp = kernels::Gather {
                 m: m as u32,
                 pixels: lay.pixels as u32,
                 channels: c.channels as u32,
@@ -496,16 +496,15 @@ impl<'g> Trainer<'g> {
                 binarize: hyper.binarize as u32,
                 samples: hyper.samples as u32,
                 pad: [0; 2],
-            });
-            Dispatch::new(
-                gpu,
-                "gather_batch",
-                &k.gather_batch,
-                &[(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))],
-                texels(m, shape.cols()),
-                64,
+            };
+            let u = bld.uniform(&gp);
+            let binds = [(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))];
+            kernels::gather_dispatch(gpu, &k, &gp, &binds).with_elementwise_cost(
+                format!("m={m} D={}", shape.cols()),
+                m * shape.cols(),
+                1.0,
+                5.0,
             )
-            .with_elementwise_cost(format!("m={m} D={}", shape.cols()), m * shape.cols(), 1.0, 5.0)
         };
         let reparam_u = bld.uniform(&kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
         let reparam_forward = || {

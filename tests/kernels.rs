@@ -549,6 +549,7 @@ fn adam_matches_reference() {
 #[test]
 fn gather_matches_reference() {
     let g = gpu();
+    let mut seen = std::collections::BTreeSet::new();
     // (images, pixels, channels, stored channels per pixel, rows, live rows, start, binarize, samples)
     for (images, pixels, ch, cp, m, live, start, binarize, samples) in [
         (10, 784, 1, 1, 4, 4, 2, false, 1),
@@ -558,6 +559,9 @@ fn gather_matches_reference() {
         (20, 16, 3, 3, 12, 12, 4, false, 2),
         (20, 16, 1, 4, 12, 9, 4, true, 3),
         (20, 16, 3, 4, 8, 8, 1, false, 1),
+        // one channel: four pixels a texel with two samples, one pixel a texel
+        (30, 36, 1, 1, 16, 14, 3, true, 2),
+        (30, 25, 1, 4, 16, 16, 5, false, 1),
     ] {
         let data: Vec<u8> = (0..images * pixels * ch).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
         let order: Vec<u32> = (0..images as u32).rev().collect();
@@ -577,13 +581,27 @@ fn gather_matches_reference() {
         };
         let u = g.uniform("gather", &gp);
         let binds = [(0, B(&u)), (1, B(&su)), (2, B(&db)), (3, B(&ob)), (4, T(&xm.view))];
-        let d = Dispatch::new(g, "gather_batch", &k().gather_batch, &binds, xm.rows * (pixels * cp).div_ceil(4), 64);
-        kernels::run(g, &[d]).unwrap();
-        let got = rows(g.read_matrix(&xm).unwrap(), m, pixels * cp);
-        let want = r::gather_batch(&data, &order, m, pixels, ch, cp, binarize, samples, &st);
-        let what = format!("gather_batch images={images} pixels={pixels} channels={ch}/{cp} m={m} rows={live} binarize={binarize} samples={samples}");
-        assert_close(&what, &got, &want, 1e-6, 0.0);
+        // the variant gather_dispatch picks, and the general kernel too where that is another
+        let chosen = kernels::gather_dispatch(g, k(), &gp, &binds);
+        let general =
+            Dispatch::new(g, "gather_batch", &k().gather_batch, &binds, xm.rows * (pixels * cp).div_ceil(4), 64);
+        let expected = match (ch, cp) {
+            (1, 1) if pixels % 4 == 0 => "gather_batch_words",
+            (1, 4) => "gather_batch_pixels",
+            _ => "gather_batch",
+        };
+        assert_eq!(chosen.label, expected, "channels {ch}/{cp}, pixels {pixels}");
+        seen.insert(expected);
+        for d in [chosen, general] {
+            g.write_matrix(&xm, &vec![-1.0; m * pixels * cp]);
+            kernels::run(g, std::slice::from_ref(&d)).unwrap();
+            let got = rows(g.read_matrix(&xm).unwrap(), m, pixels * cp);
+            let want = r::gather_batch(&data, &order, m, pixels, ch, cp, binarize, samples, &st);
+            let what = format!("{} images={images} pixels={pixels} channels={ch}/{cp} m={m} rows={live} binarize={binarize} samples={samples}", d.label);
+            assert_close(&what, &got, &want, 1e-6, 0.0);
+        }
     }
+    assert_eq!(seen.len(), 3, "cases for every gather variant: {seen:?}");
 }
 
 #[test]
