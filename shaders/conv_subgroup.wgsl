@@ -256,19 +256,18 @@ fn conv2d_backward_input_subgroup(
 // fetches dOut's four texels of image b0 + j and broadcasts them, and each accumulator
 // takes the run's 8 products in one update (as gemm_backward_weight_subgroup; 8
 // channels a lane and an update per image before: enc.conv2 8.0 -> 4.9 ms).
-// With 16 lanes, the two 8-lane halves take alternate runs of 8 images
-// (weight_chunk_halves) and add their sums at the end (sum_halves).
+// With 16 lanes over 8 input-channel texels, a subgroup's lanes span two taps: the
+// loops run over the union of their output pixels, and each lane drops those its tap
+// does not reach.
 @compute @workgroup_size(LANES)
 fn conv2d_backward_weight_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane_id: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let half = lane_id / 8u;
-    let lane = lane_id % 8u;
     let in_c4 = c4_of(p.in_c);
     let out_c4 = c4_of(p.out_c);
     let taps = p.kernel * p.kernel;
-    let col = wg.x * 8u + lane;
+    let col = wg.x * LANES + lane;
     let live_col = col < taps * in_c4;
     let colc = min(col, taps * in_c4 - 1u);
     let tap = colc / in_c4;
@@ -292,40 +291,39 @@ fn conv2d_backward_weight_subgroup(
     let t3 = min(first_t + 3u, out_c4 - 1u);
     let live3 = first_t + 3u < out_c4;
     var acc16 = Outs16();
-    for (var oy = oy0; oy < oy1; oy++) {
+    for (var oy = subgroupMin(oy0); oy < subgroupMax(oy1); oy++) {
         let iy = oy * p.stride + ky - p.pad;
-        for (var ox = ox_lo; ox < ox_hi; ox++) {
-            // this tap's input texel of pixel (oy, ox), and dOut's texels there
-            let xc = (iy * p.in_w + ox * p.stride + kx - p.pad) * in_c4 + q;
+        for (var ox = subgroupMin(ox_lo); ox < subgroupMax(ox_hi); ox++) {
+            // this tap's input texel of pixel (oy, ox) where its tap reaches it, and dOut's texels there
+            let inside = oy >= oy0 && oy < oy1 && ox >= ox_lo && ox < ox_hi;
+            let xc = select(0u, (iy * p.in_w + ox * p.stride + kx - p.pad) * in_c4 + q, inside);
             let gc = (oy * p.out_w + ox) * out_c4;
-            for (var b00 = 0u; b00 < p.batch; b00 += LANES) {
+            for (var b0 = 0u; b0 < p.batch; b0 += 8u) {
                 // images b0 + j, j = 0..7: lane j fetches dOut of image b0 + j; each
                 // accumulator then takes the 8 images' products in one update
-                let b0 = b00 + 8u * half;
                 let gr = min(b0 + lane, p.batch - 1u);
                 let g0 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t0, gr)), live0 && b0 + lane < p.batch);
                 let g1 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t1, gr)), live1 && b0 + lane < p.batch);
                 let g2 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t2, gr)), live2 && b0 + lane < p.batch);
                 let g3 = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(gc + t3, gr)), live3 && b0 + lane < p.batch);
-                let x0 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, min(b0, p.batch - 1u))), b0 < p.batch);
-                let x1 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 1u)), b0 + 1u < p.batch);
-                let x2 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 2u)), b0 + 2u < p.batch);
-                let x3 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 3u)), b0 + 3u < p.batch);
-                let x4 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 4u)), b0 + 4u < p.batch);
-                let x5 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 5u)), b0 + 5u < p.batch);
-                let x6 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 6u)), b0 + 6u < p.batch);
-                let x7 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 7u)), b0 + 7u < p.batch);
-                weight_chunk_halves(&acc16, half, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
+                let x0 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0)), inside);
+                let x1 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 1u)), inside && b0 + 1u < p.batch);
+                let x2 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 2u)), inside && b0 + 2u < p.batch);
+                let x3 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 3u)), inside && b0 + 3u < p.batch);
+                let x4 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 4u)), inside && b0 + 4u < p.batch);
+                let x5 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 5u)), inside && b0 + 5u < p.batch);
+                let x6 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 6u)), inside && b0 + 6u < p.batch);
+                let x7 = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>(xc, b0 + 7u)), inside && b0 + 7u < p.batch);
+                weight_chunk(&acc16, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
             }
         }
     }
-    sum_halves(&acc16);
     // a convolution's bias: the first column of workgroups sums dOut's 16 channels over
     // every pixel, lanes taking every LANES-th
     if p.bias_of == 0u && wg.x == 0u {
         var sums = array<vec4<f32>, 4>();
         for (var b = 0u; b < p.batch; b++) {
-            for (var px = lane_id; px < p.out_h * p.out_w; px += LANES) {
+            for (var px = lane; px < p.out_h * p.out_w; px += LANES) {
                 sums[0] += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + t0, b)), live0);
                 sums[1] += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + t1, b)), live1);
                 sums[2] += select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>(px * out_c4 + t2, b)), live2);
@@ -335,14 +333,13 @@ fn conv2d_backward_weight_subgroup(
         for (var t = 0u; t < 4u; t++) {
             sums[t] = subgroupAdd(sums[t]);
         }
-        if lane_id == 0u {
+        if lane == 0u {
             for (var i = 0u; i < 16u && n0 + i < p.out_c; i++) {
                 grads[p.grad_b + n0 + i] = sums[i / 4u][i % 4u];
             }
         }
     }
-    // the first half stores
-    if !live_col || half == 1u {
+    if !live_col {
         return;
     }
     // a transposed convolution's bias sits on this convolution's input side

@@ -16,10 +16,3 @@ fn combine_rows32(acc: ptr<function, Rows32>, g0: vec4<f32>, g1: vec4<f32>, g2: 
 fn combine_rows32_halves(acc: ptr<function, Rows32>, half: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
     combine_rows32_8(acc, g0, g1, g2, g3, w0, w1, w2, w3);
 }
-
-fn weight_chunk_halves(acc: ptr<function, Outs16>, half: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
-    weight_chunk(acc, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
-}
-
-// One half: nothing to add.
-fn sum_halves(acc: ptr<function, Outs16>) {}

@@ -336,7 +336,8 @@ fn conv_single(
             Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
-            let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(8)), g(s.out_c.div_ceil(16)), 1];
+            let lanes = if sg.conv2d_backward_weight_subgroup16.is_some() { 16 } else { 8 };
+            let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(lanes)), g(s.out_c.div_ceil(16)), 1];
             let pipeline = sg.conv2d_backward_weight_subgroup16.as_ref().unwrap_or(&sg.conv2d_backward_weight_subgroup);
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
@@ -617,8 +618,8 @@ pub struct SubgroupKernels {
     /// conv2d_backward_input_subgroup built for 16 lanes (8 images a workgroup), on
     /// 16-lane adapters.
     pub conv2d_backward_input_subgroup16: Option<wgpu::ComputePipeline>,
-    /// conv2d_backward_weight_subgroup built for 16 lanes (runs of 16 images), on
-    /// 16-lane adapters.
+    /// conv2d_backward_weight_subgroup built for 16 lanes (16 columns of dW a
+    /// workgroup), on 16-lane adapters.
     pub conv2d_backward_weight_subgroup16: Option<wgpu::ComputePipeline>,
     /// The subgroup width gemm_subgroup.wgsl was built for: 8 or 16 (`subgroup_lanes`).
     pub lanes: u32,
