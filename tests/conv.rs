@@ -126,7 +126,7 @@ fn conv2d_forward_matches_reference() {
                 let mask = random(batch * s.out_h * s.out_w * s.out_c, 8, -1.0, 1.0);
                 let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
                 let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
-                let ym = g.matrix("y", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+                let ym = common::output("y", batch, texels(s.out_h * s.out_w, s.out_c));
                 let mm = g.matrix("mask", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
                 g.write_matrix(&xm, &pad_channels(&x, s.in_c));
                 g.write_matrix(&wm, &weight_rows(&w, &s));
@@ -168,7 +168,7 @@ fn conv2d_backward_input_matches_reference() {
             let dym = g.matrix("dy", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
             let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
             let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
-            let dxm = g.matrix("dx", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+            let dxm = common::output("dx", batch, texels(s.in_h * s.in_w, s.in_c));
             g.write_matrix(&dym, &pad_channels(&dy, s.out_c));
             g.write_matrix(&wm, &weight_rows(&w, &s));
             g.write_matrix(&xm, &pad_channels(&x, s.in_c));
@@ -238,7 +238,7 @@ fn taps_and_col2im_kernels_match_reference() {
         let w = random(s.out_c * taps, 5, -0.5, 0.5);
         let wm = g.matrix("w", s.out_c, taps * 4).unwrap();
         g.write_matrix(&wm, &weight_rows(&w, &s));
-        let wtm = g.matrix("taps weights", taps, s.out_c).unwrap();
+        let wtm = common::output("taps weights", taps, s.out_c);
         let u = g.uniform("conv", &params(&s, batch, EPILOGUE_NONE));
         let relayout = kernels::Dispatch::new(
             g,
@@ -257,7 +257,7 @@ fn taps_and_col2im_kernels_match_reference() {
             let b = random(1, 7, -0.5, 0.5);
             let tm = g.matrix("taps image", batch, s.out_h * s.out_w * taps).unwrap();
             g.write_matrix(&tm, &t);
-            let dxm = g.matrix("dx", batch, texels(s.in_h * s.in_w, 1)).unwrap();
+            let dxm = common::output("dx", batch, texels(s.in_h * s.in_w, 1));
             let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
             let u = g.uniform("conv", &params(&s, batch, epilogue));
             let col2im = kernels::Dispatch::new(

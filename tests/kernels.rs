@@ -61,7 +61,7 @@ fn gemm_forward_matches_reference() {
             let w = random(n * kk, 2, -1.0, 1.0);
             let b = random(n, 3, -1.0, 1.0);
             let (xm, wm, ym) =
-                (g.matrix("x", m, kk).unwrap(), g.matrix("w", n, kk).unwrap(), g.matrix("y", m, n).unwrap());
+                (g.matrix("x", m, kk).unwrap(), g.matrix("w", n, kk).unwrap(), common::output("y", m, n));
             g.write_matrix(&xm, &x);
             g.write_matrix(&wm, &w);
             let params = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
@@ -88,7 +88,7 @@ fn gemm_backward_input_matches_reference() {
             let w = random(n * kk, 5, -1.0, 1.0);
             let x = random(m * kk, 6, -1.0, 1.0);
             let (dym, wm) = (g.matrix("dy", m, n).unwrap(), g.matrix("w", n, kk).unwrap());
-            let (xm, dxm) = (g.matrix("x", m, kk).unwrap(), g.matrix("dx", m, kk).unwrap());
+            let (xm, dxm) = (g.matrix("x", m, kk).unwrap(), common::output("dx", m, kk));
             g.write_matrix(&dym, &dy);
             g.write_matrix(&wm, &w);
             g.write_matrix(&xm, &x);
@@ -288,7 +288,7 @@ fn elementwise(
 ) -> Vec<f32> {
     let g = gpu();
     let (sm, gm, om) =
-        (g.matrix("src", m, cols).unwrap(), g.matrix("grad", m, cols).unwrap(), g.matrix("out", m, cols).unwrap());
+        (g.matrix("src", m, cols).unwrap(), g.matrix("grad", m, cols).unwrap(), common::output("out", m, cols));
     g.write_matrix(&sm, src);
     let u = g.uniform("elementwise", &kernels::Elementwise { m: sm.rows as u32, cols: cols as u32, pad: [0; 2] });
     let mut binds = vec![(0, B(&u)), (1, T(&sm.view)), (3, T(&om.view))];
@@ -352,8 +352,8 @@ fn reparam_matches_reference() {
         let (mv, dzm, zm, dmv) = (
             g.matrix("mulv", m, 2 * lat).unwrap(),
             g.matrix("dz", m, lat).unwrap(),
-            g.matrix("z", m, lat).unwrap(),
-            g.matrix("dmulv", m, 2 * lat).unwrap(),
+            common::output("z", m, lat),
+            common::output("dmulv", m, 2 * lat),
         );
         g.write_matrix(&mv, &mulv);
         g.write_matrix(&dzm, &dz);
@@ -443,7 +443,7 @@ fn elbo_and_loss_reduce_match_reference() {
                 g.matrix("out", m, lay.o_cols).unwrap(),
                 g.matrix("x", m, x_cols).unwrap(),
                 g.matrix("mulv", m, 2 * lat).unwrap(),
-                g.matrix("d_out", m, lay.o_cols).unwrap(),
+                common::output("d_out", m, lay.o_cols),
             );
             g.write_matrix(&om, &out);
             g.write_matrix(&xm, &x);
@@ -611,7 +611,7 @@ fn random_streams_match_cpu() {
     let (m, lat) = (64, 8);
     let mulv = vec![0f32; m * 2 * lat];
     let st = step(m as u32);
-    let (mv, zm) = (g.matrix("mulv", m, 2 * lat).unwrap(), g.matrix("z", m, lat).unwrap());
+    let (mv, zm) = (g.matrix("mulv", m, 2 * lat).unwrap(), common::output("z", m, lat));
     g.write_matrix(&mv, &mulv);
     let su = g.uniform("step", &st);
     let u = g.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });

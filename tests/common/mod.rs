@@ -80,6 +80,16 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     }
 }
 
+/// A matrix for a kernel to write, every texel NaN beforehand: a value the kernel
+/// leaves unwritten fails the comparison instead of passing with whatever the memory
+/// held (a new texture may reuse a freed one's memory).
+pub fn output(label: &str, rows: usize, cols: usize) -> elbo::gpu::Matrix {
+    let g = gpu();
+    let m = g.matrix(label, rows, cols).unwrap();
+    g.write_matrix(&m, &vec![f32::NAN; m.rows * m.cols]);
+    m
+}
+
 /// Drops the padding rows of a matrix read back from the GPU.
 pub fn rows(v: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
     v[..rows * cols].to_vec()
