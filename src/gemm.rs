@@ -126,6 +126,11 @@ pub fn dispatch_backward_weight_adam(
 ) -> Dispatch {
     let pipeline = k.gemm_backward_weight_adam_subgroup.as_ref().expect("gemm_backward_weight_adam_subgroup");
     let lanes = k.subgroup.as_ref().map_or(8, |s| s.lanes) as usize;
+    // at most 8 k-texels: the 8-lane build, where there is one beside a 16-lane one
+    let (pipeline, lanes) = match &k.gemm_backward_weight_adam_subgroup8 {
+        Some(p8) if kk.div_ceil(4) <= 8 => (p8, 8),
+        _ => (pipeline, lanes),
+    };
     Dispatch::with_groups(gpu, label, pipeline, binds, backward_weight_subgroup_groups(n, kk, lanes))
         .with_gemm_cost(n, kk, m)
 }
