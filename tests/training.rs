@@ -98,10 +98,12 @@ fn train_step_gradient_matches_reference_model() {
                 let what = format!("{name} (fuse_adam {fuse_adam}), batch {b}");
                 let state = t.state().unwrap();
                 if fuse_adam {
+                    // the fused and unfused weight gradients may sum the rows in another
+                    // order (another build or variant), a few ulps apart
                     let want: &elbo::trainer::TrainState = &unfused_states[i];
-                    assert_close(&format!("{what}: parameters"), &state.params, &want.params, 1e-7, 1e-6);
-                    assert_close(&format!("{what}: first moment"), &state.moment1, &want.moment1, 1e-9, 1e-6);
-                    assert_close(&format!("{what}: second moment"), &state.moment2, &want.moment2, 1e-12, 1e-6);
+                    assert_close(&format!("{what}: parameters"), &state.params, &want.params, 1e-7, 1e-5);
+                    assert_close(&format!("{what}: first moment"), &state.moment1, &want.moment1, 1e-9, 1e-5);
+                    assert_close(&format!("{what}: second moment"), &state.moment2, &want.moment2, 1e-12, 1e-5);
                 } else {
                     assert_close(&format!("{what}: flat gradient"), &t.read_grads().unwrap(), &want, 1e-5, 2e-3);
                     unfused_states.push(state);
