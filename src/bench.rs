@@ -82,6 +82,23 @@ pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) ->
     Ok(runs)
 }
 
+/// Seconds for one epoch over `t`'s training images as `elbo train` runs it: every
+/// batch's step submitted in turn (the batch gathered on the GPU from the dataset), the
+/// loss history read back every 25 steps (`TrainOptions::log_every`), one wait at the end.
+pub fn time_epoch(t: &mut Trainer) -> Result<f64> {
+    let batches = t.train_batches();
+    t.wait()?;
+    let t0 = Instant::now();
+    for b in 0..batches {
+        t.train_step(b);
+        if (b + 1) % 25 == 0 {
+            t.read_history(b + 1)?;
+        }
+    }
+    t.wait()?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
 /// Wall-clock milliseconds per training step, as training runs them: groups of
 /// `group` steps submitted back to back, then one wait; one value per group.
 pub fn time_steps(t: &mut Trainer, warmup: usize, groups: usize, group: usize) -> Result<Vec<f64>> {
@@ -221,6 +238,31 @@ fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Rounds of elbo's and PyTorch's epochs, interleaved, behind the epoch ratio.
+const EPOCH_ROUNDS: usize = 3;
+
+/// Seconds of one MLP VAE epoch at batch 128 in PyTorch with torchvision's MNIST
+/// dataset and DataLoader (tools/pytorch_vae.py train --torchvision), on `device`.
+fn pytorch_epoch(python: &str, device: &str) -> Result<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["train", "--epochs", "1", "--torchvision", "--batch", "128", "--device", device, "--data"])
+        .arg(mnist_dir(None))
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "{python} {} train --torchvision failed (it needs torch and torchvision): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last: Value = serde_json::from_str(text.lines().last().unwrap_or(""))?;
+    last["epoch_seconds"].as_f64().context("the PyTorch script gave no epoch_seconds")
+}
+
 /// `elbo bench`: the adapter, kernel timings at the models' shapes (the MLP's and,
 /// unless no conv batch is asked for, the convolutional VAE's) and on square GEMMs,
 /// and whole training steps at several batch sizes.
@@ -326,6 +368,29 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
             peers.push(p);
         }
         report["pytorch"] = json!(peers);
+        // whole epochs of the MLP VAE, data included: PyTorch with its usual DataLoader
+        let mut rounds = Vec::new();
+        for round in 1..=EPOCH_ROUNDS {
+            progress(&format!("an MLP VAE epoch against PyTorch's DataLoader, round {round} of {EPOCH_ROUNDS}"));
+            let ours = time_epoch(&mut mlp)?;
+            match pytorch_epoch(py, &opts.pytorch_device) {
+                Ok(theirs) => {
+                    rounds.push(json!({"elbo_s": ours, "pytorch_s": theirs, "elbo_over_pytorch": ours / theirs}))
+                }
+                Err(e) => {
+                    progress(&format!("no epoch comparison: {e:#}"));
+                    break;
+                }
+            }
+        }
+        if !rounds.is_empty() {
+            let median_of = |key: &str| spread(&rounds.iter().map(|r| r[key].as_f64().unwrap()).collect::<Vec<_>>()).0;
+            report["pytorch_epoch"] = json!({
+                "model": model_name(Arch::Mlp), "batch": 128, "loader": "torchvision DataLoader",
+                "elbo_s": median_of("elbo_s"), "pytorch_s": median_of("pytorch_s"),
+                "elbo_over_pytorch": median_of("elbo_over_pytorch"), "rounds": rounds,
+            });
+        }
     }
     Ok(report)
 }
@@ -409,6 +474,22 @@ pub fn format_bench(r: &Value) -> String {
             p["batch"],
             p["elbo_ms"].as_f64().unwrap_or(f64::NAN),
             p["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN),
+            per_round.len(),
+            per_round.join(", ")
+        );
+    }
+    let e = &r["pytorch_epoch"];
+    if let Some(rounds) = e["rounds"].as_array() {
+        let per_round: Vec<String> =
+            rounds.iter().map(|r| format!("{:.2}", r["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN))).collect();
+        s += &format!(
+            "\nPyTorch with its {} ({}): {:.2} s an epoch at batch {}, elbo {:.2} s in the same rounds; elbo / PyTorch = {:.2}x (median of {} interleaved rounds: {})",
+            e["loader"].as_str().unwrap_or("DataLoader"),
+            e["model"].as_str().unwrap_or("?"),
+            e["pytorch_s"].as_f64().unwrap_or(f64::NAN),
+            e["batch"],
+            e["elbo_s"].as_f64().unwrap_or(f64::NAN),
+            e["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN),
             per_round.len(),
             per_round.join(", ")
         );

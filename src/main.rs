@@ -123,7 +123,9 @@ struct BenchArgs {
     /// Sizes of the square GEMM benchmark.
     #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
     squares: Vec<usize>,
-    /// Also time PyTorch's step of the same model with this Python (needs torch).
+    /// Also time PyTorch's step of the same models with this Python (needs torch), in
+    /// interleaved rounds, and whole MLP VAE epochs against PyTorch with torchvision's
+    /// DataLoader (needs torchvision; skipped with a note without it).
     #[arg(long)]
     pytorch: Option<String>,
     /// The torch device PyTorch's step runs on: cpu, or cuda to compare against an NVIDIA GPU.

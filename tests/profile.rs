@@ -80,3 +80,17 @@ fn compare_lines_up_two_reports() {
     );
     assert!(row("dec.deconv1").trim_end().ends_with('-'), "{s}");
 }
+
+#[test]
+fn format_bench_reports_the_epoch_rounds() {
+    let r = serde_json::json!({"adapter": {"name": "A"}, "kernels": [], "steps": [],
+        "pytorch_epoch": {"model": "mlp-vae", "batch": 128, "loader": "torchvision DataLoader",
+            "elbo_s": 2.0, "pytorch_s": 2.5, "elbo_over_pytorch": 0.8,
+            "rounds": [{"elbo_over_pytorch": 0.75}, {"elbo_over_pytorch": 0.8}, {"elbo_over_pytorch": 0.9}]}});
+    let text = elbo::bench::format_bench(&r);
+    assert!(
+        text.contains("2.50 s an epoch at batch 128, elbo 2.00 s in the same rounds; elbo / PyTorch = 0.80x")
+            && text.contains("0.75, 0.80, 0.90"),
+        "{text}"
+    );
+}
