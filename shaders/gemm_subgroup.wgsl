@@ -161,7 +161,7 @@ fn weight_block(col: u32, n0: u32, lane: u32) -> array<vec4<f32>, 16> {
     let n4 = (p.n + 3u) / 4u;
     let t0 = n0 / 4u;
     var acc = Outs16();
-    for (var r0 = 0u; r0 < p.m; r0 += 8u) {
+    for (var r0 = 0u; r0 < p.m; r0 += LANES) {
         // lane l fetches dY's texels of row r0 + l (zero past n) and broadcasts them
         let g0 = fetch_or_zero(lhs, min(t0 + 0u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 0u < n4);
         let g1 = fetch_or_zero(lhs, min(t0 + 1u, n4 - 1u), r0 + lane, p.m) * f32(t0 + 1u < n4);
@@ -175,7 +175,19 @@ fn weight_block(col: u32, n0: u32, lane: u32) -> array<vec4<f32>, 16> {
         let x5 = fetch_or_zero(rhs, col, r0 + 5u, p.m);
         let x6 = fetch_or_zero(rhs, col, r0 + 6u, p.m);
         let x7 = fetch_or_zero(rhs, col, r0 + 7u, p.m);
-        weight_chunk(&acc, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
+        if LANES == 16u {
+            let x8 = fetch_or_zero(rhs, col, r0 + 8u, p.m);
+            let x9 = fetch_or_zero(rhs, col, r0 + 9u, p.m);
+            let x10 = fetch_or_zero(rhs, col, r0 + 10u, p.m);
+            let x11 = fetch_or_zero(rhs, col, r0 + 11u, p.m);
+            let x12 = fetch_or_zero(rhs, col, r0 + 12u, p.m);
+            let x13 = fetch_or_zero(rhs, col, r0 + 13u, p.m);
+            let x14 = fetch_or_zero(rhs, col, r0 + 14u, p.m);
+            let x15 = fetch_or_zero(rhs, col, r0 + 15u, p.m);
+            weight_chunk16(&acc, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15);
+        } else {
+            weight_chunk(&acc, g0, g1, g2, g3, x0, x1, x2, x3, x4, x5, x6, x7);
+        }
     }
     return outs16_array(acc);
 }

@@ -16,3 +16,6 @@ fn combine_rows32(acc: ptr<function, Rows32>, g0: vec4<f32>, g1: vec4<f32>, g2: 
 fn combine_rows32_halves(acc: ptr<function, Rows32>, half: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
     combine_rows32_8(acc, g0, g1, g2, g3, w0, w1, w2, w3);
 }
+
+// lanes16.wgsl's 16-row chunk; 8-lane kernels take weight_chunk's 8 rows instead.
+fn weight_chunk16(acc: ptr<function, Outs16>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>, x8: vec4<f32>, x9: vec4<f32>, x10: vec4<f32>, x11: vec4<f32>, x12: vec4<f32>, x13: vec4<f32>, x14: vec4<f32>, x15: vec4<f32>) {}
