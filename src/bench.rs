@@ -354,7 +354,8 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
                     model_name(arch),
                     opts.pytorch_device
                 ));
-                let (ours, _, _) = spread(&time_steps(t, 2, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?);
+                // 5 warm-up steps, as the PyTorch script takes before it times
+                let (ours, _, _) = spread(&time_steps(t, 5, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?);
                 last = pytorch_step(py, &opts.pytorch_device, arch, 128)?;
                 let theirs = last["median_ms"].as_f64().context("the PyTorch script gave no median_ms")?;
                 rounds.push(json!({"elbo_ms": ours, "pytorch_ms": theirs, "elbo_over_pytorch": ours / theirs}));
