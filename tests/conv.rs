@@ -65,6 +65,8 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         (5, ConvShape::new(13, 11, 1, 40, 4, 1, 2)),
         (2, ConvShape::new(10, 9, 1, 6, 4, 2, 0)),
         (3, ConvShape::new(17, 15, 1, 12, 4, 3, 1)),
+        // more images than a workgroup's 8 subgroups, one output texel
+        (10, ConvShape::new(4, 8, 1, 4, 4, 2, 1)),
     ]
 }
 
