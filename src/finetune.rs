@@ -211,14 +211,7 @@ impl<'g> Classifier<'g> {
     fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
         for (l, tex) in self.layers.iter().zip(&self.weights) {
             enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &self.params,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: (l.w * 4) as u64,
-                        bytes_per_row: Some((l.stride * 4) as u32),
-                        rows_per_image: None,
-                    },
-                },
+                crate::gpu::flat_rows(&self.params, l.w, l.stride),
                 tex.texture.as_image_copy(),
                 tex.texture.size(),
             );

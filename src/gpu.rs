@@ -147,6 +147,19 @@ pub fn prefer_wide_cpu_vectors() -> bool {
 /// Mesa llvmpipe's vector width in bits (128, 256 or 512).
 pub const LP_VECTOR_WIDTH: &str = "LP_NATIVE_VECTOR_WIDTH";
 
+/// Rows of `row_floats` floats in `buffer` from float `first_float` on: a flat layer's
+/// weights as the source or destination of a copy to or from its texture.
+pub fn flat_rows(buffer: &wgpu::Buffer, first_float: usize, row_floats: usize) -> wgpu::TexelCopyBufferInfo<'_> {
+    wgpu::TexelCopyBufferInfo {
+        buffer,
+        layout: wgpu::TexelCopyBufferLayout {
+            offset: (first_float * 4) as u64,
+            bytes_per_row: Some((row_floats * 4) as u32),
+            rows_per_image: None,
+        },
+    }
+}
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,

@@ -159,14 +159,7 @@ impl<'g> LinearProbe<'g> {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             kernels::encode_all(&mut enc, "probe step", &self.train_list);
             enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &self.params,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: 0,
-                        bytes_per_row: Some((self.stride * 4) as u32),
-                        rows_per_image: None,
-                    },
-                },
+                crate::gpu::flat_rows(&self.params, 0, self.stride),
                 self.weight.texture.as_image_copy(),
                 self.weight.texture.size(),
             );

@@ -722,14 +722,7 @@ impl<'g> Trainer<'g> {
     pub fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
         for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
             enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &self.params,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: (layer.w * 4) as u64,
-                        bytes_per_row: Some((layer.stride * 4) as u32),
-                        rows_per_image: None,
-                    },
-                },
+                crate::gpu::flat_rows(&self.params, layer.w, layer.stride),
                 tex.texture.as_image_copy(),
                 tex.texture.size(),
             );
@@ -818,14 +811,7 @@ impl<'g> Trainer<'g> {
         for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
             enc.copy_texture_to_buffer(
                 tex.texture.as_image_copy(),
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &self.params,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: (layer.w * 4) as u64,
-                        bytes_per_row: Some((layer.stride * 4) as u32),
-                        rows_per_image: None,
-                    },
-                },
+                crate::gpu::flat_rows(&self.params, layer.w, layer.stride),
                 tex.texture.size(),
             );
         }
