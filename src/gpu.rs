@@ -95,7 +95,7 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
     format!(
         "{name}\n  backend {backend:?}, type {ty:?}, vendor 0x{vendor:04x}, device 0x{device:04x}\n  driver {driver} {driver_info}\n  \
          limits: storage binding {sb} MiB, buffer {buf} MiB, texture 2D {tex}, workgroup storage {ws} B, invocations {inv}, storage buffers/stage {sbs}\n  \
-         features: {f16} {sg} {ts} {tsp} {rw}",
+         features: {f16} {sg}{lanes} {ts} {tsp} {rw}",
         name = info.name,
         backend = info.backend,
         ty = info.device_type,
@@ -111,6 +111,11 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
         sbs = l.max_storage_buffers_per_shader_stage,
         f16 = has(wgpu::Features::SHADER_F16, "shader-f16"),
         sg = has(wgpu::Features::SUBGROUP, "subgroup"),
+        lanes = if f.contains(wgpu::Features::SUBGROUP) {
+            format!(" ({}..{} lanes)", info.subgroup_min_size, info.subgroup_max_size)
+        } else {
+            String::new()
+        },
         ts = has(wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
         tsp = has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES, "timestamp-inside-passes"),
     )
@@ -126,13 +131,12 @@ fn read_write_texels(adapter: &wgpu::Adapter) -> bool {
             .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_WRITE)
 }
 
-/// The device, its queue and the errors wgpu reported outside error scopes.
 /// On x86 CPUs with AVX-512, asks Mesa's llvmpipe (lavapipe) for 512-bit vectors unless
 /// LP_NATIVE_VECTOR_WIDTH is already set: its subgroups then have 16 lanes instead of 8,
-/// and gemm_subgroup.wgsl is built for 16 (`kernels::subgroup_lanes`). On a 2-core Zen 5
-/// (`elbo profile`, MLP VAE at batch 128) the forward and backward-input GEMMs took
-/// 22-32% less time and the step 7.1 -> 6.4 ms; the conv step was unchanged. Other
-/// drivers ignore the variable. Returns whether it set it. Call it before the first
+/// and the GEMM and convolution kernels are built for 16 (`kernels::subgroup_lanes`). On
+/// a 2-core Zen 5 (`elbo profile`, batch 128) that took the MLP VAE's step from 6.9 to
+/// 5.7 ms and the convolutional one's from 41 to 36 ms. Other drivers ignore the
+/// variable. Returns whether it set it. Call it before the first
 /// `Gpu::new` (Mesa reads the variable when the Vulkan loader opens it) and before other
 /// threads start, as for any change to the environment.
 pub fn prefer_wide_cpu_vectors() -> bool {
@@ -160,6 +164,7 @@ pub fn flat_rows(buffer: &wgpu::Buffer, first_float: usize, row_floats: usize) -
     }
 }
 
+/// The device, its queue and the errors wgpu reported outside error scopes.
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,

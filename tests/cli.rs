@@ -59,6 +59,10 @@ fn devices_lists_adapters_with_their_properties() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("backend") && text.contains("limits:") && text.contains("features:"), "{text}");
+    // an adapter with subgroups says how wide they are
+    for line in text.lines().filter(|l| l.contains("features:") && l.contains(" subgroup")) {
+        assert!(line.contains(" lanes)"), "{line}");
+    }
 }
 
 #[test]
