@@ -10,9 +10,8 @@
 // would also blend every accumulator with the execution mask once per lane.
 // conv2d_forward_subgroup, conv2d_backward_input_subgroup and
 // conv2d_backward_weight_subgroup are built for LANES (lanes8.wgsl or lanes16.wgsl in
-// front); the other kernels are written for 8 lanes,
-// and run as 8-lane workgroups on 16-lane subgroups too (tests/conv.rs checks every
-// kernel at both widths).
+// front); the `_c1` kernels are written for 8 lanes and pass at 16 too (tests/conv.rs
+// checks every kernel at both widths).
 
 // Texel (col, row) of t where `ok`, else zero. Where `ok` is false the coordinates
 // may lie outside the texture: WebGPU defines such loads (they return some texel
@@ -58,8 +57,7 @@ fn pixel_of(r: u32, w: u32, h: u32) -> Pixel {
 // channels c0 = 4 LANES x + l + LANES j, j = 0..3), 32 output pixels from 32 y; lanes
 // fetch the input texels of pixels 32 y + LANES g + l (g < 32 / LANES) and broadcast
 // them. (Measured as the GEMMs of gemm_subgroup.wgsl: more outputs per lane, fewer
-// fetches.) The one kernel here built for either width (LANES); the others are
-// written for 8 lanes.
+// fetches.)
 @compute @workgroup_size(LANES)
 fn conv2d_forward_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,

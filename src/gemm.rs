@@ -13,7 +13,7 @@ pub enum GemmPreference {
     Auto,
     /// gemm.wgsl: 4x4 output blocks from texel fetches; runs everywhere.
     Texel,
-    /// gemm_subgroup.wgsl: operands shared by subgroupBroadcast; needs subgroups of 8 lanes.
+    /// gemm_subgroup.wgsl: operands shared by subgroupBroadcast; needs subgroups of 8 or 16 lanes.
     Subgroup,
     /// gemm.wgsl's `_wide` kernels: 16 lanes share each block's inner dimension; runs everywhere.
     Wide,

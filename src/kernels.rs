@@ -228,7 +228,7 @@ pub fn conv_c1_supports(s: &crate::reference::ConvShape) -> bool {
     s.in_c == 1 && s.kernel == 4
 }
 
-/// The variant to run `entry` of geometry `s` with. On adapters with 8-lane subgroups,
+/// The variant to run `entry` of geometry `s` with. On adapters with 8- or 16-lane subgroups,
 /// a 1-channel input with a 4x4 kernel takes the `_c1_subgroup` kernels (lavapipe,
 /// batch 128: 1.2-5 ms a pass against 5.6-17 ms for the others); otherwise the
 /// subgroup kernels where they support the shape and (for backward_input) the
@@ -592,7 +592,8 @@ pub struct Kernels {
     /// Whether the loss and the convolutions run their `_wide` variants: on every
     /// adapter but a CPU (see elbo.wgsl and conv.wgsl for the figures).
     pub wide_reductions: bool,
-    /// gemm_subgroup.wgsl and conv_subgroup.wgsl, on adapters whose subgroups are 8 lanes wide.
+    /// gemm_subgroup.wgsl and conv_subgroup.wgsl, on adapters whose subgroups are 8 or 16
+    /// lanes wide (`subgroup_lanes`).
     pub subgroup: Option<SubgroupKernels>,
     /// adam_texel.wgsl (the moments in textures), on CPU adapters with read_write rgba32float.
     pub adam_update_texel: Option<wgpu::ComputePipeline>,
@@ -639,9 +640,10 @@ pub fn reference_name(entry: &str) -> &str {
 /// The subgroup width the `_subgroup` kernels run at on this device, where it has
 /// Features::SUBGROUP and subgroups of exactly 8 or 16 lanes (lavapipe on x86: 16 with
 /// LP_NATIVE_VECTOR_WIDTH=512, `gpu::prefer_wide_cpu_vectors`). gemm_subgroup.wgsl is
-/// built for that width (lanes8.wgsl or lanes16.wgsl in front); conv_subgroup.wgsl's
-/// kernels are written for 8 lanes and run at 16 too, as 8-lane workgroups (its
-/// 64-invocation `_c1` kernels as well: tests/conv.rs checks them at both widths).
+/// built for that width (lanes8.wgsl or lanes16.wgsl in front), and so are
+/// conv_subgroup.wgsl's forward, backward-input and weight-gradient kernels; its `_c1`
+/// kernels are written for 8 lanes and pass at 16 too (tests/conv.rs checks every
+/// kernel at both widths).
 pub fn subgroup_lanes(gpu: &Gpu) -> Option<u32> {
     let (lo, hi) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
     (gpu.features.contains(wgpu::Features::SUBGROUP) && lo == hi && (lo == 8 || lo == 16)).then_some(lo)
