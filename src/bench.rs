@@ -137,13 +137,18 @@ pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
     let rows = profile::summarize(&runs);
     let timer = Profiler::new(gpu, 1).timer;
     let mut out = format!(
-        "adapter: {}\ntiming: {}\n{} training step, batch {}, {} step(s), {} dispatches + weight copies, 1 submit per step\n\n",
+        "adapter: {}\ntiming: {}\n{} training step, batch {}, {} step(s), {} dispatches{}, 1 submit per step\n\n",
         gpu.adapter_line(),
         timer.describe(),
         model_name(opts.arch),
         opts.batch,
         runs.len(),
-        t.dispatches_per_step()
+        t.dispatches_per_step(),
+        if t.copies_weights_each_step() {
+            " + weight copies"
+        } else {
+            " (Adam updates the weight textures: no copies)"
+        }
     );
     out += &profile::format_table(&rows);
     let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;
