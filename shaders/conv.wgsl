@@ -240,33 +240,37 @@ struct WeightSums {
 
 // The sums over images b0, b0 + db, ... and output rows oy0, oy0 + doy, ...
 fn weight_sums(q: u32, tap: u32, ci: u32, b0: u32, db: u32, oy0: u32, doy: u32) -> WeightSums {
-    let in_c4 = c4_of(p.in_c);
-    let out_c4 = c4_of(p.out_c);
     let ky = tap / p.kernel;
     let kx = tap % p.kernel;
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    var gsum = vec4<f32>(0.0);
+    var sums = WeightSums(array<vec4<f32>, 4>(), vec4<f32>(0.0));
+    // four output columns a turn (row_sum16 says why)
     for (var b = b0; b < p.batch; b += db) {
         for (var oy = oy0; oy < p.out_h; oy += doy) {
             let iy = i32(oy * p.stride + ky) - i32(p.pad);
-            for (var ox = 0u; ox < p.out_w; ox++) {
-                let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + q, b));
-                gsum += g;
-                let ix = i32(ox * p.stride + kx) - i32(p.pad);
-                if iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) {
-                    let x = textureLoad(rhs, vec2<u32>((u32(iy) * p.in_w + u32(ix)) * in_c4 + ci, b));
-                    a0 += g.x * x;
-                    a1 += g.y * x;
-                    a2 += g.z * x;
-                    a3 += g.w * x;
-                }
+            for (var ox = 0u; ox < p.out_w; ox += 4u) {
+                weight_px(&sums, q, ci, b, oy, iy, ox, kx);
+                weight_px(&sums, q, ci, b, oy, iy, ox + 1u, kx);
+                weight_px(&sums, q, ci, b, oy, iy, ox + 2u, kx);
+                weight_px(&sums, q, ci, b, oy, iy, ox + 3u, kx);
             }
         }
     }
-    return WeightSums(array<vec4<f32>, 4>(a0, a1, a2, a3), gsum);
+    return sums;
+}
+
+// weight_sums' products at output pixel (oy, ox) of image b, nothing past the row.
+fn weight_px(sums: ptr<function, WeightSums>, q: u32, ci: u32, b: u32, oy: u32, iy: i32, ox: u32, kx: u32) {
+    let in_c4 = c4_of(p.in_c);
+    let live = ox < p.out_w;
+    let g = select(vec4<f32>(0.0), textureLoad(lhs, vec2<u32>((oy * p.out_w + min(ox, p.out_w - 1u)) * c4_of(p.out_c) + q, b)), live);
+    (*sums).g += g;
+    let ix = i32(ox * p.stride + kx) - i32(p.pad);
+    let inside = live && iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+    let x = select(vec4<f32>(0.0), textureLoad(rhs, vec2<u32>((u32(max(iy, 0)) * p.in_w + u32(max(ix, 0))) * in_c4 + ci, b)), inside);
+    (*sums).acc[0] += g.x * x;
+    (*sums).acc[1] += g.y * x;
+    (*sums).acc[2] += g.z * x;
+    (*sums).acc[3] += g.w * x;
 }
 
 // The sum of input channels 4ci..4ci+3 over images b0, b0 + db, ... and input rows
@@ -276,9 +280,7 @@ fn input_sum(ci: u32, b0: u32, db: u32, y0: u32, dy: u32) -> vec4<f32> {
     var xsum = vec4<f32>(0.0);
     for (var b = b0; b < p.batch; b += db) {
         for (var iy = y0; iy < p.in_h; iy += dy) {
-            for (var ix = 0u; ix < p.in_w; ix++) {
-                xsum += textureLoad(rhs, vec2<u32>((iy * p.in_w + ix) * in_c4 + ci, b));
-            }
+            xsum += row_sum16(rhs, b, iy * p.in_w * in_c4 + ci, in_c4, p.in_w);
         }
     }
     return xsum;

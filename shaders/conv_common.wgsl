@@ -50,6 +50,36 @@ fn c4_of(c: u32) -> u32 {
     return (c + 3u) / 4u;
 }
 
+// llvmpipe (Mesa 22.3) ends every loop of an invocation once their iterations add up to
+// 65535 (LP_MAX_TGSI_LOOP_ITERATIONS: a single counter, not one per loop), and loops after
+// that run once: long sums step 16 texels a turn.
+
+// The sum of `count` texels of row `row` of t from texel `first` on, `stride` apart.
+fn row_sum16(t: texture_storage_2d<rgba32float, read>, row: u32, first: u32, stride: u32, count: u32) -> vec4<f32> {
+    var sum = vec4<f32>(0.0);
+    for (var i = 0u; i < count; i += 16u) {
+        var part = vec4<f32>(0.0);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 0u) * stride, row)), i + 0u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 1u) * stride, row)), i + 1u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 2u) * stride, row)), i + 2u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 3u) * stride, row)), i + 3u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 4u) * stride, row)), i + 4u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 5u) * stride, row)), i + 5u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 6u) * stride, row)), i + 6u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 7u) * stride, row)), i + 7u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 8u) * stride, row)), i + 8u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 9u) * stride, row)), i + 9u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 10u) * stride, row)), i + 10u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 11u) * stride, row)), i + 11u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 12u) * stride, row)), i + 12u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 13u) * stride, row)), i + 13u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 14u) * stride, row)), i + 14u < count);
+        part += select(vec4<f32>(0.0), textureLoad(t, vec2<u32>(first + (i + 15u) * stride, row)), i + 15u < count);
+        sum += part;
+    }
+    return sum;
+}
+
 fn live_lanes(q: u32, c: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(c));
 }

@@ -344,9 +344,7 @@ fn conv2d_backward_weight_subgroup(
     if p.bias_of == 1u && wg.y == 0u && tap == 0u {
         var xsum = vec4<f32>(0.0);
         for (var b = 0u; b < p.batch; b++) {
-            for (var px = 0u; px < p.in_h * p.in_w; px++) {
-                xsum += textureLoad(rhs, vec2<u32>(px * in_c4 + q, b));
-            }
+            xsum += row_sum16(rhs, b, q, in_c4, p.in_h * p.in_w);
         }
         for (var j = 0u; j < 4u; j++) {
             if q * 4u + j < p.in_c {

@@ -67,6 +67,10 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         (3, ConvShape::new(17, 15, 1, 12, 4, 3, 1)),
         // more images than a workgroup's 8 subgroups, one output texel
         (10, ConvShape::new(4, 8, 1, 4, 4, 2, 1)),
+        // the convolutional VAE's first layer at its training batch; and sums over more
+        // than llvmpipe's 65535 loop turns an invocation (conv_common.wgsl's row_sum16)
+        (128, ConvShape::new(28, 28, 1, 32, 4, 2, 1)),
+        (1100, ConvShape::new(8, 8, 32, 8, 4, 2, 1)),
     ]
 }
 

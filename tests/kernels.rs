@@ -407,6 +407,8 @@ fn loss_cases() -> Vec<(VaeConfig, usize, u32)> {
         (Arch::Mlp, 5, 3, 1, 2, 8, 6),
         (Arch::Conv, 8, 4, 1, 2, 9, 7),
         (Arch::Conv, 4, 8, 3, 3, 16, 16),
+        // more rows times latent dimensions than llvmpipe's 65535 loop turns an invocation
+        (Arch::Mlp, 2, 2, 1, 20, 4000, 3990),
     ] {
         for likelihood in [Likelihood::Bernoulli, Likelihood::Gaussian] {
             let mut cfg = VaeConfig::mlp(w, h, 8, lat);
