@@ -297,6 +297,18 @@ pub fn conv_dispatch(
     ConvPass { dispatches: vec![conv_single(gpu, k, entry, variant, label, binds, s, batch)], main: 0 }
 }
 
+/// llvmpipe (Mesa 22.3) ends every loop of a shader invocation once their turns add up to
+/// this, and loops after that run once: the results come out wrong.
+pub const LLVMPIPE_LOOP_TURNS: usize = 65535;
+
+/// The loop turns of one invocation of conv2d_backward_weight_c1_subgroup for geometry `s`
+/// and `rows` images: a subgroup's images (every 8th) by the output pixels, and the
+/// 1-channel side's sum for a transposed convolution's bias.
+pub fn c1_weight_loop_turns(s: &crate::reference::ConvShape, rows: usize) -> usize {
+    let images = rows.div_ceil(8);
+    images * (1 + s.out_h * (1 + s.out_w)) + images * (s.in_h * s.in_w).div_ceil(8)
+}
+
 /// One dispatch of `entry` in `variant` (every variant but SplitC1).
 #[allow(clippy::too_many_arguments)]
 fn conv_single(

@@ -401,6 +401,27 @@ impl<'g> Trainer<'g> {
         }
         let k = Kernels::new(gpu)?;
         let m = (batch * hyper.samples).next_multiple_of(4);
+        // the 1-channel weight gradient loops over a subgroup's images and the output
+        // pixels in one invocation, which llvmpipe cuts short past LLVMPIPE_LOOP_TURNS
+        if gpu.info.driver.contains("llvmpipe") {
+            for layer in l.layers().iter().filter(|ly| ly.op != Op::Dense) {
+                let s = layer.conv_shape();
+                let turns = |rows: usize| kernels::c1_weight_loop_turns(&s, rows);
+                if kernels::conv_variant(&k, "conv2d_backward_weight", &s) == kernels::ConvVariant::SubgroupC1
+                    && turns(m) > kernels::LLVMPIPE_LOOP_TURNS
+                {
+                    let most = (1..=batch).rev().find(|&b| turns(b * hyper.samples) <= kernels::LLVMPIPE_LOOP_TURNS);
+                    bail!(
+                        "a batch of {batch} images x {} Monte-Carlo sample(s) is too large for layer {} on lavapipe: its weight gradient would run {} loop turns in one shader invocation, past llvmpipe's limit of {} (the results would be wrong). Use --batch-size {} or less",
+                        hyper.samples,
+                        layer.name,
+                        turns(m),
+                        kernels::LLVMPIPE_LOOP_TURNS,
+                        most.unwrap_or(1)
+                    );
+                }
+            }
+        }
         let floats = (l.len * 4) as u64;
         let params = gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?;
         let grads = gpu.buffer("grads", floats, wgpu::BufferUsages::empty())?;

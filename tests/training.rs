@@ -329,3 +329,27 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
     let samples = image::open(out.join("samples.png")).unwrap();
     assert_eq!(samples.color(), image::ColorType::Rgb8, "RGB data gives colour grids");
 }
+
+#[test]
+fn a_batch_past_llvmpipes_loop_limit_is_refused_with_the_largest_that_fits() {
+    let g = gpu();
+    let config = VaeConfig { arch: Arch::Conv, ..VaeConfig::mlp(28, 28, 0, 16) };
+    let (train, test) = (synthetic(8, 28, 28, 1), synthetic(8, 28, 28, 2));
+    let fits = |batch: usize| Trainer::new(g, Model::init(&config, 1), Hyper::new(1e-3, 1), batch, &train, &test);
+    let on_lavapipe = g.info.driver.contains("llvmpipe") && elbo::kernels::Kernels::new(g).unwrap().subgroup.is_some();
+    if !on_lavapipe {
+        // no loop limit to respect: a batch past lavapipe's is taken
+        assert!(fits(4096).is_ok());
+        return;
+    }
+    let text = format!("{:#}", fits(8192).err().expect("lavapipe took a batch past its loop limit"));
+    assert!(text.contains("65535") && text.contains("--batch-size"), "{text}");
+    // the batch it offers is the largest whose loops stay within the limit
+    let most: usize = text.rsplit("--batch-size ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
+    let conv1 = elbo::model::Layout::new(&config).layers()[0].conv_shape();
+    let turns = |b: usize| elbo::kernels::c1_weight_loop_turns(&conv1, b);
+    assert!(
+        turns(most) <= elbo::kernels::LLVMPIPE_LOOP_TURNS && turns(most + 1) > elbo::kernels::LLVMPIPE_LOOP_TURNS,
+        "{text}"
+    );
+}
