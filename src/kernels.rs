@@ -301,12 +301,31 @@ pub fn conv_dispatch(
 /// this, and loops after that run once: the results come out wrong.
 pub const LLVMPIPE_LOOP_TURNS: usize = 65535;
 
-/// The loop turns of one invocation of conv2d_backward_weight_c1_subgroup for geometry `s`
-/// and `rows` images: a subgroup's images (every 8th) by the output pixels, and the
-/// 1-channel side's sum for a transposed convolution's bias.
-pub fn c1_weight_loop_turns(s: &crate::reference::ConvShape, rows: usize) -> usize {
-    let images = rows.div_ceil(8);
-    images * (1 + s.out_h * (1 + s.out_w)) + images * (s.in_h * s.in_w).div_ceil(8)
+/// At most the loop turns of one invocation of the weight gradient of geometry `s` over
+/// `rows` images in `variant` (of a transposed convolution where `transposed`), on the
+/// kernels llvmpipe runs (its limit: LLVMPIPE_LOOP_TURNS); zero for the variants GPUs run.
+pub fn weight_loop_turns(
+    variant: ConvVariant,
+    s: &crate::reference::ConvShape,
+    rows: usize,
+    transposed: bool,
+) -> usize {
+    // a transposed convolution's bias: the input side's sum, 16 texels a turn
+    let input_sum = if transposed { rows * s.in_h * (1 + s.in_w.div_ceil(16)) } else { 0 };
+    match variant {
+        // a subgroup's images (every 8th) by the output pixels; the 1-channel side's sum
+        ConvVariant::SubgroupC1 | ConvVariant::SplitC1 => {
+            let images = rows.div_ceil(8);
+            images * (1 + s.out_h * (1 + s.out_w)) + if transposed { images * (s.in_h * s.in_w).div_ceil(8) } else { 0 }
+        }
+        // the images (8 a turn) under each output pixel, the bias sums, the input sum
+        ConvVariant::Subgroup => {
+            s.out_h * (1 + s.out_w * (1 + rows.div_ceil(8))) + rows * (1 + s.out_h * s.out_w) + input_sum
+        }
+        // weight_sums: every image and output row, 4 columns a turn
+        ConvVariant::Plain => rows * (1 + s.out_h * (1 + s.out_w.div_ceil(4))) + input_sum,
+        ConvVariant::Wide => 0,
+    }
 }
 
 /// One dispatch of `entry` in `variant` (every variant but SplitC1).

@@ -401,15 +401,15 @@ impl<'g> Trainer<'g> {
         }
         let k = Kernels::new(gpu)?;
         let m = (batch * hyper.samples).next_multiple_of(4);
-        // the 1-channel weight gradient loops over a subgroup's images and the output
-        // pixels in one invocation, which llvmpipe cuts short past LLVMPIPE_LOOP_TURNS
+        // a convolution's weight gradient loops over the images and output pixels in one
+        // invocation, which llvmpipe cuts short past LLVMPIPE_LOOP_TURNS
         if gpu.info.driver.contains("llvmpipe") {
             for layer in l.layers().iter().filter(|ly| ly.op != Op::Dense) {
                 let s = layer.conv_shape();
-                let turns = |rows: usize| kernels::c1_weight_loop_turns(&s, rows);
-                if kernels::conv_variant(&k, "conv2d_backward_weight", &s) == kernels::ConvVariant::SubgroupC1
-                    && turns(m) > kernels::LLVMPIPE_LOOP_TURNS
-                {
+                let variant = kernels::conv_variant(&k, "conv2d_backward_weight", &s);
+                let transposed = matches!(layer.op, Op::Deconv { .. });
+                let turns = |rows: usize| kernels::weight_loop_turns(variant, &s, rows, transposed);
+                if turns(m) > kernels::LLVMPIPE_LOOP_TURNS {
                     let most = (1..=batch).rev().find(|&b| turns(b * hyper.samples) <= kernels::LLVMPIPE_LOOP_TURNS);
                     bail!(
                         "a batch of {batch} images x {} Monte-Carlo sample(s) is too large for layer {} on lavapipe: its weight gradient would run {} loop turns in one shader invocation, past llvmpipe's limit of {} (the results would be wrong). Use --batch-size {} or less",

@@ -347,7 +347,9 @@ fn a_batch_past_llvmpipes_loop_limit_is_refused_with_the_largest_that_fits() {
     // the batch it offers is the largest whose loops stay within the limit
     let most: usize = text.rsplit("--batch-size ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
     let conv1 = elbo::model::Layout::new(&config).layers()[0].conv_shape();
-    let turns = |b: usize| elbo::kernels::c1_weight_loop_turns(&conv1, b);
+    let variant =
+        elbo::kernels::conv_variant(&elbo::kernels::Kernels::new(g).unwrap(), "conv2d_backward_weight", &conv1);
+    let turns = |b: usize| elbo::kernels::weight_loop_turns(variant, &conv1, b, false);
     assert!(
         turns(most) <= elbo::kernels::LLVMPIPE_LOOP_TURNS && turns(most + 1) > elbo::kernels::LLVMPIPE_LOOP_TURNS,
         "{text}"
