@@ -320,7 +320,9 @@ pub fn weight_loop_turns(
         }
         // the images (8 a turn) under each output pixel, the bias sums, the input sum
         ConvVariant::Subgroup => {
-            s.out_h * (1 + s.out_w * (1 + rows.div_ceil(8))) + rows * (1 + s.out_h * s.out_w) + input_sum
+            s.out_h * (1 + (s.out_w + 1) * (1 + rows.div_ceil(8)))
+                + rows * (1 + (s.out_h * s.out_w).div_ceil(8))
+                + input_sum
         }
         // weight_sums: every image and output row, 4 columns a turn
         ConvVariant::Plain => rows * (1 + s.out_h * (1 + s.out_w.div_ceil(4))) + input_sum,
