@@ -310,8 +310,12 @@ pub fn weight_loop_turns(
     rows: usize,
     transposed: bool,
 ) -> usize {
-    // a transposed convolution's bias: the input side's sum, 16 texels a turn
-    let input_sum = if transposed { rows * s.in_h * (1 + s.in_w.div_ceil(16)) } else { 0 };
+    // a transposed convolution's bias: the input side's sum, 16 texels a turn (by rows in
+    // conv.wgsl, over the whole image in conv_subgroup.wgsl)
+    let (rows_sum, image_sum) = match transposed {
+        true => (rows * (1 + s.in_h * (1 + s.in_w.div_ceil(16))), rows * (1 + (s.in_h * s.in_w).div_ceil(16))),
+        false => (0, 0),
+    };
     match variant {
         // a subgroup's images (every 8th) by the output pixels; the 1-channel side's sum
         ConvVariant::SubgroupC1 | ConvVariant::SplitC1 => {
@@ -322,10 +326,10 @@ pub fn weight_loop_turns(
         ConvVariant::Subgroup => {
             s.out_h * (1 + (s.out_w + 1) * (1 + rows.div_ceil(8)))
                 + rows * (1 + (s.out_h * s.out_w).div_ceil(8))
-                + input_sum
+                + image_sum
         }
         // weight_sums: every image and output row, 4 columns a turn
-        ConvVariant::Plain => rows * (1 + s.out_h * (1 + s.out_w.div_ceil(4))) + input_sum,
+        ConvVariant::Plain => rows * (1 + s.out_h * (1 + s.out_w.div_ceil(4))) + rows_sum,
         ConvVariant::Wide => 0,
     }
 }
