@@ -472,6 +472,13 @@ fn split_c1(
     Some(vec![relayout, taps_conv, col2im])
 }
 
+/// Whether the fused loss takes its `_wide` variant for `o_cols` output columns a row:
+/// on GPUs (`Kernels::wide_reductions`), and on llvmpipe where one invocation's loop over
+/// a row (at most 5 turns a texel) would pass LLVMPIPE_LOOP_TURNS.
+pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
+    k.wide_reductions || (gpu.info.driver.contains("llvmpipe") && 5 * o_cols.div_ceil(4) + 64 > LLVMPIPE_LOOP_TURNS)
+}
+
 /// The fused loss of elbo.wgsl for `m` rows: its `_wide` variant (one workgroup per
 /// row) when `wide`, else one invocation per row. `binds` as elbo.wgsl's.
 pub fn elbo_dispatch(gpu: &Gpu, k: &Kernels, wide: bool, binds: &[(u32, Bind)], m: usize) -> Dispatch {

@@ -542,24 +542,21 @@ impl<'g> Trainer<'g> {
         let elbo_u = bld.uniform(&kernels::Elbo::new(m, lat, &lay, false));
         let d_out = dec_grad.last().unwrap();
         // the loss for training and evaluation (every value observed), and for restoration
-        let elbo_with = |u: &wgpu::Buffer, observed: &Matrix| {
-            let binds = [
-                (0, B(u)),
-                (1, B(&step_uniform)),
-                (2, T(&out.view)),
-                (3, T(&x.view)),
-                (4, T(&mulv.view)),
-                (5, T(&d_out.view)),
-                (6, B(&image_loss)),
-                (7, T(&observed.view)),
-            ];
-            kernels::elbo_dispatch(gpu, &k, k.wide_reductions, &binds, m).with_elementwise_cost(
-                format!("m={m} out={}", lay.o_cols),
-                m * lay.o_cols,
-                12.0,
-                12.0,
-            )
-        };
+        let elbo_with =
+            |u: &wgpu::Buffer, observed: &Matrix| {
+                let binds = [
+                    (0, B(u)),
+                    (1, B(&step_uniform)),
+                    (2, T(&out.view)),
+                    (3, T(&x.view)),
+                    (4, T(&mulv.view)),
+                    (5, T(&d_out.view)),
+                    (6, B(&image_loss)),
+                    (7, T(&observed.view)),
+                ];
+                kernels::elbo_dispatch(gpu, &k, kernels::elbo_wide(gpu, &k, lay.o_cols), &binds, m)
+                    .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 12.0, 12.0)
+            };
         let elbo = || elbo_with(&elbo_u, &x);
         let reduce_u =
             bld.uniform(&kernels::Reduce { m: m as u32, latent: lat as u32, free_bits: hyper.free_bits, pad: 0 });

@@ -662,3 +662,16 @@ fn softmax_cross_entropy_matches_reference() {
 fn kernels_pass_at_the_other_vector_width() {
     common::rerun_at_other_vector_width("kernels_pass_at_the_other_vector_width");
 }
+
+#[test]
+fn the_loss_goes_wide_where_a_row_would_pass_llvmpipes_loop_limit() {
+    let g = gpu();
+    let (mnist, huge) = (784, 2 * 128 * 128 * 3);
+    if g.info.driver.contains("llvmpipe") {
+        assert!(!kernels::elbo_wide(g, k(), mnist), "MNIST's rows fit one invocation's loops");
+        assert!(kernels::elbo_wide(g, k(), huge), "a 128x128 RGB Gaussian row needs the wide variant");
+    } else {
+        assert_eq!(kernels::elbo_wide(g, k(), mnist), k().wide_reductions);
+        assert_eq!(kernels::elbo_wide(g, k(), huge), k().wide_reductions);
+    }
+}
