@@ -474,7 +474,9 @@ fn split_c1(
 
 /// Whether the fused loss takes its `_wide` variant for `o_cols` output columns a row:
 /// on GPUs (`Kernels::wide_reductions`), and on llvmpipe where one invocation's loop over
-/// a row (at most 5 turns a texel) would pass LLVMPIPE_LOOP_TURNS.
+/// a row (at most 5 turns a texel) would pass LLVMPIPE_LOOP_TURNS, which a row of up to
+/// 16384 texels (the texture limit) can. (The GEMMs' loops run over at most one texture
+/// side, 16384 texels, and stay within it.)
 pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
     k.wide_reductions || (gpu.info.driver.contains("llvmpipe") && 5 * o_cols.div_ceil(4) + 64 > LLVMPIPE_LOOP_TURNS)
 }
