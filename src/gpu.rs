@@ -236,6 +236,12 @@ impl Gpu {
         Ok(Gpu { features: device.features(), read_write_texels, device, queue, info, limits, errors })
     }
 
+    /// Whether the adapter is Mesa's llvmpipe (lavapipe), whose measured rules and limits
+    /// (kernels::LLVMPIPE_LOOP_TURNS) some kernel choices follow.
+    pub fn is_llvmpipe(&self) -> bool {
+        self.info.driver.contains("llvmpipe")
+    }
+
     /// One line naming the adapter.
     pub fn adapter_line(&self) -> String {
         format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver)

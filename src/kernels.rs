@@ -8,96 +8,59 @@ use bytemuck::{Pod, Zeroable};
 
 pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 
-/// Every kernel file, by name; each is compiled with `COMMON` in front, the two
-/// convolution files with conv_common.wgsl (their uniform, bindings and epilogue) too,
-/// the Adam files with adam_common.wgsl, and the fused weight-gradient-and-Adam kernel
-/// after gemm_subgroup.wgsl.
+/// The files of shaders/ named, joined with newlines, in order.
+macro_rules! shader_files {
+    ($first:literal $(, $rest:literal)* $(,)?) => {
+        concat!(include_str!(concat!("../shaders/", $first)) $(, "\n", include_str!(concat!("../shaders/", $rest)))*)
+    };
+}
+
+/// Every kernel file, by name; each is compiled with `COMMON` in front, the convolution
+/// files with conv_common.wgsl (their uniform, bindings and epilogue) too, the subgroup
+/// files with the width's blocks (lanes8.wgsl, lanes16.wgsl) and subgroup_common.wgsl, the
+/// Adam files with adam_common.wgsl, and the fused weight-gradient-and-Adam kernel after
+/// gemm_subgroup.wgsl.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("gemm.wgsl", include_str!("../shaders/gemm.wgsl")),
-    (
-        "gemm_subgroup.wgsl",
-        concat!(
-            include_str!("../shaders/lanes8.wgsl"),
-            "\n",
-            include_str!("../shaders/subgroup_common.wgsl"),
-            "\n",
-            include_str!("../shaders/gemm_subgroup.wgsl")
-        ),
-    ),
-    (
-        "gemm_subgroup16.wgsl",
-        concat!(
-            include_str!("../shaders/lanes16.wgsl"),
-            "\n",
-            include_str!("../shaders/subgroup_common.wgsl"),
-            "\n",
-            include_str!("../shaders/gemm_subgroup.wgsl")
-        ),
-    ),
+    ("gemm.wgsl", shader_files!("gemm.wgsl")),
+    ("gemm_subgroup.wgsl", shader_files!("lanes8.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl")),
+    ("gemm_subgroup16.wgsl", shader_files!("lanes16.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl")),
     (
         "conv_subgroup.wgsl",
-        concat!(
-            include_str!("../shaders/conv_common.wgsl"),
-            "\n",
-            include_str!("../shaders/lanes8.wgsl"),
-            "\n",
-            include_str!("../shaders/subgroup_common.wgsl"),
-            "\n",
-            include_str!("../shaders/conv_subgroup.wgsl")
-        ),
+        shader_files!("conv_common.wgsl", "lanes8.wgsl", "subgroup_common.wgsl", "conv_subgroup.wgsl"),
     ),
     (
         "conv_subgroup16.wgsl",
-        concat!(
-            include_str!("../shaders/conv_common.wgsl"),
-            "\n",
-            include_str!("../shaders/lanes16.wgsl"),
-            "\n",
-            include_str!("../shaders/subgroup_common.wgsl"),
-            "\n",
-            include_str!("../shaders/conv_subgroup.wgsl")
-        ),
+        shader_files!("conv_common.wgsl", "lanes16.wgsl", "subgroup_common.wgsl", "conv_subgroup.wgsl"),
     ),
-    ("conv.wgsl", concat!(include_str!("../shaders/conv_common.wgsl"), "\n", include_str!("../shaders/conv.wgsl"))),
-    ("classify.wgsl", include_str!("../shaders/classify.wgsl")),
-    ("activation.wgsl", include_str!("../shaders/activation.wgsl")),
-    ("reparam.wgsl", include_str!("../shaders/reparam.wgsl")),
-    ("elbo.wgsl", include_str!("../shaders/elbo.wgsl")),
-    ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
-    ("adam.wgsl", concat!(include_str!("../shaders/adam_common.wgsl"), "\n", include_str!("../shaders/adam.wgsl"))),
-    (
-        "adam_texel.wgsl",
-        concat!(include_str!("../shaders/adam_common.wgsl"), "\n", include_str!("../shaders/adam_texel.wgsl")),
-    ),
+    ("conv.wgsl", shader_files!("conv_common.wgsl", "conv.wgsl")),
+    ("classify.wgsl", shader_files!("classify.wgsl")),
+    ("activation.wgsl", shader_files!("activation.wgsl")),
+    ("reparam.wgsl", shader_files!("reparam.wgsl")),
+    ("elbo.wgsl", shader_files!("elbo.wgsl")),
+    ("reduce.wgsl", shader_files!("reduce.wgsl")),
+    ("adam.wgsl", shader_files!("adam_common.wgsl", "adam.wgsl")),
+    ("adam_texel.wgsl", shader_files!("adam_common.wgsl", "adam_texel.wgsl")),
     (
         "gemm_adam_subgroup.wgsl",
-        concat!(
-            include_str!("../shaders/lanes8.wgsl"),
-            "\n",
-            include_str!("../shaders/subgroup_common.wgsl"),
-            "\n",
-            include_str!("../shaders/gemm_subgroup.wgsl"),
-            "\n",
-            include_str!("../shaders/adam_common.wgsl"),
-            "\n",
-            include_str!("../shaders/gemm_adam_subgroup.wgsl")
+        shader_files!(
+            "lanes8.wgsl",
+            "subgroup_common.wgsl",
+            "gemm_subgroup.wgsl",
+            "adam_common.wgsl",
+            "gemm_adam_subgroup.wgsl"
         ),
     ),
     (
         "gemm_adam_subgroup16.wgsl",
-        concat!(
-            include_str!("../shaders/lanes16.wgsl"),
-            "\n",
-            include_str!("../shaders/subgroup_common.wgsl"),
-            "\n",
-            include_str!("../shaders/gemm_subgroup.wgsl"),
-            "\n",
-            include_str!("../shaders/adam_common.wgsl"),
-            "\n",
-            include_str!("../shaders/gemm_adam_subgroup.wgsl")
+        shader_files!(
+            "lanes16.wgsl",
+            "subgroup_common.wgsl",
+            "gemm_subgroup.wgsl",
+            "adam_common.wgsl",
+            "gemm_adam_subgroup.wgsl"
         ),
     ),
-    ("gather.wgsl", include_str!("../shaders/gather.wgsl")),
+    ("gather.wgsl", shader_files!("gather.wgsl")),
 ];
 
 pub fn with_common(source: &str) -> String {
@@ -363,19 +326,18 @@ fn conv_single(
             Dispatch::with_groups(gpu, format!("conv2d_forward_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
-            // a subgroup per block of 8 pixels of one row, in 4 images (8 with 16 lanes)
-            let (pipeline, images) = match &sg.conv2d_backward_input_subgroup16 {
-                Some(p16) => (p16, 8),
-                None => (&sg.conv2d_backward_input_subgroup, 4),
-            };
+            // a subgroup per block of 8 pixels of one row, in 4 images per 8 lanes
+            let images = 4 * sg.lanes as usize / 8;
             let blocks = batch.div_ceil(images) * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
             let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks), 1];
+            let pipeline = &sg.conv2d_backward_input_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
-            let lanes = if sg.conv2d_backward_weight_subgroup16.is_some() { 16 } else { 8 };
+            // LANES columns (tap, input-channel texel) of dW by 16 output channels a workgroup
+            let lanes = sg.lanes as usize;
             let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(lanes)), g(s.out_c.div_ceil(16)), 1];
-            let pipeline = sg.conv2d_backward_weight_subgroup16.as_ref().unwrap_or(&sg.conv2d_backward_weight_subgroup);
+            let pipeline = &sg.conv2d_backward_weight_subgroup;
             Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::SubgroupC1, Some(sg), _) => {
@@ -478,7 +440,7 @@ fn split_c1(
 /// 16384 texels (the texture limit) can. (The GEMMs' loops run over at most one texture
 /// side, 16384 texels, and stay within it.)
 pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
-    k.wide_reductions || (gpu.info.driver.contains("llvmpipe") && 5 * o_cols.div_ceil(4) + 64 > LLVMPIPE_LOOP_TURNS)
+    k.wide_reductions || (gpu.is_llvmpipe() && 5 * o_cols.div_ceil(4) + 64 > LLVMPIPE_LOOP_TURNS)
 }
 
 /// The fused loss of elbo.wgsl for `m` rows: its `_wide` variant (one workgroup per
@@ -654,7 +616,8 @@ pub struct SubgroupKernels {
     pub gemm_forward_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
-    /// conv_subgroup.wgsl
+    /// conv_subgroup.wgsl: the forward pass's 8-lane build (32 columns), and the backward
+    /// passes built for `lanes`
     pub conv2d_forward_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_subgroup: wgpu::ComputePipeline,
@@ -665,13 +628,8 @@ pub struct SubgroupKernels {
     /// conv2d_forward_subgroup built for 16 lanes, on 16-lane adapters: used where the
     /// output channels fill its 64 columns (the 8-lane build, 32 columns, elsewhere).
     pub conv2d_forward_subgroup16: Option<wgpu::ComputePipeline>,
-    /// conv2d_backward_input_subgroup built for 16 lanes (8 images a workgroup), on
-    /// 16-lane adapters.
-    pub conv2d_backward_input_subgroup16: Option<wgpu::ComputePipeline>,
-    /// conv2d_backward_weight_subgroup built for 16 lanes (16 columns of dW a
-    /// workgroup), on 16-lane adapters.
-    pub conv2d_backward_weight_subgroup16: Option<wgpu::ComputePipeline>,
-    /// The subgroup width gemm_subgroup.wgsl was built for: 8 or 16 (`subgroup_lanes`).
+    /// The subgroup width gemm_subgroup.wgsl and the conv backward passes were built for:
+    /// 8 or 16 (`subgroup_lanes`).
     pub lanes: u32,
 }
 
@@ -716,10 +674,12 @@ impl Kernels {
             } else {
                 None
             };
+            // the module built for the adapter's width
+            let cl = c16.as_ref().unwrap_or(&c);
             Some(SubgroupKernels {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
-                conv2d_backward_input_subgroup: gpu.pipeline(&c, "conv2d_backward_input_subgroup")?,
-                conv2d_backward_weight_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_subgroup")?,
+                conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
+                conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
                 conv2d_forward_c1_subgroup: gpu.pipeline(&c, "conv2d_forward_c1_subgroup")?,
                 conv2d_backward_input_c1_subgroup: gpu.pipeline(&c, "conv2d_backward_input_c1_subgroup")?,
                 conv2d_backward_weight_c1_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_c1_subgroup")?,
@@ -729,14 +689,6 @@ impl Kernels {
                 conv2d_forward_subgroup16: c16
                     .as_ref()
                     .map(|c| gpu.pipeline(c, "conv2d_forward_subgroup"))
-                    .transpose()?,
-                conv2d_backward_input_subgroup16: c16
-                    .as_ref()
-                    .map(|c| gpu.pipeline(c, "conv2d_backward_input_subgroup"))
-                    .transpose()?,
-                conv2d_backward_weight_subgroup16: c16
-                    .as_ref()
-                    .map(|c| gpu.pipeline(c, "conv2d_backward_weight_subgroup"))
                     .transpose()?,
                 lanes,
             })

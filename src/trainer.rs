@@ -403,7 +403,7 @@ impl<'g> Trainer<'g> {
         let m = (batch * hyper.samples).next_multiple_of(4);
         // a convolution's weight gradient loops over the images and output pixels in one
         // invocation, which llvmpipe cuts short past LLVMPIPE_LOOP_TURNS
-        if gpu.info.driver.contains("llvmpipe") {
+        if gpu.is_llvmpipe() {
             for layer in l.layers().iter().filter(|ly| ly.op != Op::Dense) {
                 let s = layer.conv_shape();
                 let variant = kernels::conv_variant(&k, "conv2d_backward_weight", &s);

@@ -102,7 +102,7 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
 /// The variants this adapter runs; on lavapipe (8- or 16-lane subgroups) that must include
 /// conv_subgroup.wgsl, so CI cannot silently test only one.
 fn variants() -> Vec<ConvVariant> {
-    if gpu().info.driver.contains("llvmpipe") && matches!(gpu().info.subgroup_max_size, 8 | 16) {
+    if gpu().is_llvmpipe() && matches!(gpu().info.subgroup_max_size, 8 | 16) {
         assert!(k().subgroup.is_some(), "lavapipe with 8- or 16-lane subgroups should run conv_subgroup.wgsl");
     }
     // every adapter runs the _wide kernels (GPUs by default, CPUs when asked)

@@ -42,7 +42,7 @@ const GEMM_SHAPES: &[(usize, usize, usize)] =
 /// include the subgroup kernels, so CI cannot silently test only one variant.
 fn variants() -> Vec<Variant> {
     let v = gemm::available(k());
-    if gpu().info.driver.contains("llvmpipe") && matches!(gpu().info.subgroup_max_size, 8 | 16) {
+    if gpu().is_llvmpipe() && matches!(gpu().info.subgroup_max_size, 8 | 16) {
         assert!(v.contains(&Variant::Subgroup), "lavapipe with 8- or 16-lane subgroups should run gemm_subgroup.wgsl");
     }
     v
@@ -667,7 +667,7 @@ fn kernels_pass_at_the_other_vector_width() {
 fn the_loss_goes_wide_where_a_row_would_pass_llvmpipes_loop_limit() {
     let g = gpu();
     let (mnist, huge) = (784, 2 * 128 * 128 * 3);
-    if g.info.driver.contains("llvmpipe") {
+    if g.is_llvmpipe() {
         assert!(!kernels::elbo_wide(g, k(), mnist), "MNIST's rows fit one invocation's loops");
         assert!(kernels::elbo_wide(g, k(), huge), "a 128x128 RGB Gaussian row needs the wide variant");
     } else {

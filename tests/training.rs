@@ -336,7 +336,7 @@ fn a_batch_past_llvmpipes_loop_limit_is_refused_with_the_largest_that_fits() {
     let config = VaeConfig { arch: Arch::Conv, ..VaeConfig::mlp(28, 28, 0, 16) };
     let (train, test) = (synthetic(8, 28, 28, 1), synthetic(8, 28, 28, 2));
     let fits = |batch: usize| Trainer::new(g, Model::init(&config, 1), Hyper::new(1e-3, 1), batch, &train, &test);
-    let on_lavapipe = g.info.driver.contains("llvmpipe") && elbo::kernels::Kernels::new(g).unwrap().subgroup.is_some();
+    let on_lavapipe = g.is_llvmpipe() && elbo::kernels::Kernels::new(g).unwrap().subgroup.is_some();
     if !on_lavapipe {
         // no loop limit to respect: a batch past lavapipe's is taken
         assert!(fits(4096).is_ok());

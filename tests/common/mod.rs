@@ -29,11 +29,11 @@ pub fn gpu() -> &'static Gpu {
 pub fn rerun_at_other_vector_width(this_test: &str) {
     let g = gpu();
     assert!(
-        g.info.driver.contains("llvmpipe") || g.info.device_type != wgpu::DeviceType::Cpu,
+        g.is_llvmpipe() || g.info.device_type != wgpu::DeviceType::Cpu,
         "CPU adapter {} is not lavapipe: which vector widths it has is unknown",
         g.adapter_line()
     );
-    if !g.info.driver.contains("llvmpipe") {
+    if !g.is_llvmpipe() {
         // a GPU: its subgroup width is fixed; the other tests ran at it
         return;
     }
