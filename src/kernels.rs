@@ -37,7 +37,6 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("activation.wgsl", shader_files!("activation.wgsl")),
     ("reparam.wgsl", shader_files!("reparam.wgsl")),
     ("elbo.wgsl", shader_files!("elbo.wgsl")),
-    ("reduce.wgsl", shader_files!("reduce.wgsl")),
     ("adam.wgsl", shader_files!("adam_common.wgsl", "adam.wgsl")),
     ("adam_texel.wgsl", shader_files!("adam_common.wgsl", "adam_texel.wgsl")),
     (
@@ -481,7 +480,24 @@ pub struct Elementwise {
 pub struct Reparam {
     pub m: u32,
     pub latent: u32,
-    pub pad: [u32; 2],
+    /// Free bits: nats per latent dimension (loss_reduce; 0: off).
+    pub free_bits: f32,
+    pub pad: u32,
+}
+
+impl Reparam {
+    pub fn new(m: usize, latent: usize, free_bits: f32) -> Reparam {
+        Reparam { m: m as u32, latent: latent as u32, free_bits, pad: 0 }
+    }
+}
+
+/// Whether the training step takes loss_reduce and reparam_backward as one dispatch
+/// (reparam_backward_reduce, one workgroup) at `m` rows and `latent` dimensions: where each
+/// of its 64 invocations has at most 256 texels of d[mu | logvar] to write. That bounds
+/// its serial work on a GPU, and keeps it far below llvmpipe's LLVMPIPE_LOOP_TURNS (a
+/// texel takes 5 turns, and the loss sums 16 rows a turn).
+pub fn reparam_reduce_fused(m: usize, latent: usize) -> bool {
+    (2 * latent).div_ceil(4) * m <= 64 * 256
 }
 
 #[repr(C)]
@@ -518,15 +534,6 @@ impl Elbo {
             pad: [0; 2],
         }
     }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Reduce {
-    pub m: u32,
-    pub latent: u32,
-    pub free_bits: f32,
-    pub pad: u32,
 }
 
 #[repr(C)]
@@ -574,6 +581,7 @@ pub struct Kernels {
     pub sigmoid_backward: wgpu::ComputePipeline,
     pub reparam_forward: wgpu::ComputePipeline,
     pub reparam_backward: wgpu::ComputePipeline,
+    pub reparam_backward_reduce: wgpu::ComputePipeline,
     pub elbo_forward_backward: wgpu::ComputePipeline,
     pub loss_reduce: wgpu::ComputePipeline,
     pub adam_update: wgpu::ComputePipeline,
@@ -659,7 +667,6 @@ impl Kernels {
         let act = gpu.shader("activation.wgsl", source("activation.wgsl"))?;
         let reparam = gpu.shader("reparam.wgsl", source("reparam.wgsl"))?;
         let elbo = gpu.shader("elbo.wgsl", source("elbo.wgsl"))?;
-        let reduce = gpu.shader("reduce.wgsl", source("reduce.wgsl"))?;
         let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
         let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
         let conv = gpu.shader("conv.wgsl", source("conv.wgsl"))?;
@@ -729,8 +736,9 @@ impl Kernels {
             sigmoid_backward: gpu.pipeline(&act, "sigmoid_backward")?,
             reparam_forward: gpu.pipeline(&reparam, "reparam_forward")?,
             reparam_backward: gpu.pipeline(&reparam, "reparam_backward")?,
+            reparam_backward_reduce: gpu.pipeline(&reparam, "reparam_backward_reduce")?,
             elbo_forward_backward: gpu.pipeline(&elbo, "elbo_forward_backward")?,
-            loss_reduce: gpu.pipeline(&reduce, "loss_reduce")?,
+            loss_reduce: gpu.pipeline(&reparam, "loss_reduce")?,
             adam_update: gpu.pipeline(&adam, "adam_update")?,
             gather_batch: gpu.pipeline(&gather, "gather_batch")?,
             gather_batch_words: gpu.pipeline(&gather, "gather_batch_words")?,

@@ -112,6 +112,23 @@ pub fn reparam_backward(mulv: &[f32], dz: &[f32], kl_mask: &[f32], m: usize, lat
     d
 }
 
+/// loss_reduce then reparam_backward with its mask, as the training step's one
+/// dispatch runs them: ((recon sum, kl sum, rows, 0), the free-bits mask, d[mu | logvar]).
+#[allow(clippy::too_many_arguments)]
+pub fn reparam_backward_reduce(
+    image_loss: &[[f32; 2]],
+    mulv: &[f32],
+    dz: &[f32],
+    m: usize,
+    latent: usize,
+    free_bits: f32,
+    step: &Step,
+) -> ([f32; 4], Vec<f32>, Vec<f32>) {
+    let (slot, mask) = loss_reduce(image_loss, mulv, latent, free_bits, step);
+    let d = reparam_backward(mulv, dz, &mask, m, latent, step);
+    (slot, mask, d)
+}
+
 /// -log p(x|z) of one value and its gradients with respect to the decoder's two outputs:
 /// the logit (Bernoulli) or the pre-sigmoid mean (Gaussian), and the raw log-variance.
 pub fn value_nll(x: f32, mean: f32, raw_logvar: f32, gaussian: bool) -> (f32, f32, f32) {

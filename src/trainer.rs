@@ -9,9 +9,11 @@
 //!   reparam_forward        mulv, eps             -> z (m, L)
 //!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
 //!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
-//!   loss_reduce            image_loss, mulv      -> `history[slot]`, free-bits mask
-//!   decoder layers, last to first: backward_weight -> grads (flat); backward_input -> d input
-//!   reparam_backward       dz, mulv              -> d mulv
+//!   decoder layers, last to first: backward_input -> d input; backward_weight -> grads (flat)
+//!   reparam_backward_reduce  image_loss, mulv    -> `history[slot]`, free-bits mask
+//!                          dz, mulv, mask        -> d mulv
+//!     (one workgroup; where the batch is too large for one, loss_reduce runs after the
+//!     loss and reparam_backward here: kernels::reparam_reduce_fused)
 //!   heads, encoder layers, last to first: the same
 //!   adam_update(_texel)    grads                 -> params, moments (flat, or texels)
 //!   then copies of the updated weights into the textures the kernels read.
@@ -527,7 +529,7 @@ impl<'g> Trainer<'g> {
                 5.0,
             )
         };
-        let reparam_u = bld.uniform(&kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
+        let reparam_u = bld.uniform(&kernels::Reparam::new(m, lat, hyper.free_bits));
         let reparam_forward = || {
             Dispatch::new(
                 gpu,
@@ -558,27 +560,28 @@ impl<'g> Trainer<'g> {
                     .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 12.0, 12.0)
             };
         let elbo = || elbo_with(&elbo_u, &x);
-        let reduce_u =
-            bld.uniform(&kernels::Reduce { m: m as u32, latent: lat as u32, free_bits: hyper.free_bits, pad: 0 });
+        // the loss sums and the free-bits mask (reparam.wgsl)
+        let reduce_binds = [
+            (0, B(&reparam_u)),
+            (1, B(&step_uniform)),
+            (2, T(&mulv.view)),
+            (5, B(&kl_mask)),
+            (6, B(&image_loss)),
+            (7, B(&history)),
+        ];
         let reduce = || {
-            let binds = [
-                (0, B(&reduce_u)),
-                (1, B(&step_uniform)),
-                (2, B(&image_loss)),
-                (3, B(&history)),
-                (4, T(&mulv.view)),
-                (5, B(&kl_mask)),
-            ];
-            Dispatch::new(gpu, "loss_reduce", &k.loss_reduce, &binds, 1, 1).with_elementwise_cost(
+            Dispatch::new(gpu, "loss_reduce", &k.loss_reduce, &reduce_binds, 1, 1).with_elementwise_cost(
                 format!("m={m}"),
                 m,
                 2.0,
                 8.0,
             )
         };
+        // the training step reduces the loss in reparam_backward_reduce where that pays
+        let reduce_fused = kernels::reparam_reduce_fused(m, lat);
 
         // forward
-        let forward_list = |bld: &mut Builder, list: &mut Vec<Dispatch>| {
+        let forward_list = |bld: &mut Builder, list: &mut Vec<Dispatch>, with_reduce: bool| {
             for (i, ly) in l.encoder.iter().enumerate() {
                 list.extend(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
             }
@@ -588,10 +591,12 @@ impl<'g> Trainer<'g> {
                 list.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
             }
             list.push(elbo());
-            list.push(reduce());
+            if with_reduce {
+                list.push(reduce());
+            }
         };
         let mut train_step = vec![gather(&mut bld, &train_data, &train_order)];
-        forward_list(&mut bld, &mut train_step);
+        forward_list(&mut bld, &mut train_step, !reduce_fused);
         // backward: decoder, reparam, heads, encoder
         for i in (0..nd).rev() {
             let ly = &l.decoder[i];
@@ -601,18 +606,16 @@ impl<'g> Trainer<'g> {
             train_step.extend(bld.backward_input(ly, dec_in(i), wi(ne + 1 + i), dy, dx, masked));
             train_step.extend(bld.backward_weight(ly, dec_in(i), wi(ne + 1 + i), dy));
         }
-        let binds = [
-            (0, B(&reparam_u)),
-            (1, B(&step_uniform)),
-            (2, T(&mulv.view)),
-            (3, T(&dz.view)),
-            (4, T(&dmulv.view)),
-            (5, B(&kl_mask)),
-        ];
-        train_step.push(
+        let mut binds = vec![(3, T(&dz.view)), (4, T(&dmulv.view))];
+        // reparam_backward reads the mask; the fused kernel writes it and the loss sums too
+        binds.extend(reduce_binds.iter().copied().filter(|&(i, _)| reduce_fused || i <= 5));
+        train_step.push(if reduce_fused {
+            Dispatch::new(gpu, "reparam_backward_reduce", &k.reparam_backward_reduce, &binds, 64, 64)
+                .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 42.0, 28.0)
+        } else {
             Dispatch::new(gpu, "reparam_backward", &k.reparam_backward, &binds, texels(m, 2 * lat), 64)
-                .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0),
-        );
+                .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0)
+        });
         if ne > 0 {
             let masked = l.encoder[ne - 1].relu;
             train_step.extend(bld.backward_input(&l.heads, h, heads_w, &dmulv, &enc_grad[ne - 1], masked));
@@ -642,7 +645,7 @@ impl<'g> Trainer<'g> {
         }
 
         let mut eval_step = vec![gather(&mut bld, &test_data, &test_order)];
-        forward_list(&mut bld, &mut eval_step);
+        forward_list(&mut bld, &mut eval_step, true);
         let mut decode = Vec::new();
         for (i, ly) in l.decoder.iter().enumerate() {
             decode.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));

@@ -358,7 +358,7 @@ fn reparam_matches_reference() {
         g.write_matrix(&mv, &mulv);
         g.write_matrix(&dzm, &dz);
         let su = g.uniform("step", &st);
-        let u = g.uniform("reparam", &kernels::Reparam { m: mv.rows as u32, latent: lat as u32, pad: [0; 2] });
+        let u = g.uniform("reparam", &kernels::Reparam::new(mv.rows, lat, 0.0));
         let f = Dispatch::new(
             g,
             "reparam_forward",
@@ -455,7 +455,7 @@ fn elbo_and_loss_reduce_match_reference() {
             let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
             let maskb = g.buffer("kl_mask", (lat * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
             let u = g.uniform("elbo", &kernels::Elbo::new(om.rows, lat, &lay, masked));
-            let ru = g.uniform("reduce", &kernels::Reduce { m: om.rows as u32, latent: lat as u32, free_bits, pad: 0 });
+            let ru = g.uniform("reduce", &kernels::Reparam::new(om.rows, lat, free_bits));
             let obs = g.matrix("observed", m, x_cols).unwrap();
             g.write_matrix(&obs, &observed);
             let binds = [
@@ -470,7 +470,7 @@ fn elbo_and_loss_reduce_match_reference() {
             ];
             let e = kernels::elbo_dispatch(g, k(), wide, &binds, om.rows);
             let binds =
-                [(0, B(&ru)), (1, B(&su)), (2, B(&image_loss)), (3, B(&history)), (4, T(&mv.view)), (5, B(&maskb))];
+                [(0, B(&ru)), (1, B(&su)), (2, T(&mv.view)), (5, B(&maskb)), (6, B(&image_loss)), (7, B(&history))];
             let red = Dispatch::new(g, "loss_reduce", &k().loss_reduce, &binds, 1, 1);
             kernels::run(g, &[e, red]).unwrap();
             let (want_d, want_l) =
@@ -501,6 +501,42 @@ fn elbo_and_loss_reduce_match_reference() {
             if free_bits > 0.0 && lat > 2 {
                 assert!(want_mask.contains(&0.0) || want_mask.iter().all(|&v| v == 1.0));
             }
+            if wide {
+                continue;
+            }
+            // the training step's one-workgroup loss_reduce + reparam_backward, into fresh
+            // (NaN) outputs, from this loss (every case, fused by the trainer or not)
+            let dz = random(m * lat, 16, -1.0, 1.0);
+            let dzm = g.matrix("dz", m, lat).unwrap();
+            g.write_matrix(&dzm, &dz);
+            let dmv = common::output("dmulv", m, 2 * lat);
+            let nan = vec![f32::NAN; 16];
+            let history = g.buffer_with("history", bytemuck::cast_slice(&nan)).unwrap();
+            let maskb = g.buffer_with("kl_mask", bytemuck::cast_slice(&vec![f32::NAN; lat])).unwrap();
+            let binds = [
+                (0, B(&ru)),
+                (1, B(&su)),
+                (2, T(&mv.view)),
+                (3, T(&dzm.view)),
+                (4, T(&dmv.view)),
+                (5, B(&maskb)),
+                (6, B(&image_loss)),
+                (7, B(&history)),
+            ];
+            let fused = Dispatch::new(g, "reparam_backward_reduce", &k().reparam_backward_reduce, &binds, 64, 64);
+            kernels::run(g, &[fused]).unwrap();
+            let what = format!("reparam_backward_reduce {what}");
+            let (want_slot, want_mask, want_d) =
+                r::reparam_backward_reduce(&want_l, &mulv, &dz, m, lat, free_bits, &st);
+            assert_close(&format!("{what} history"), &g.read_f32(&history, 8, 4).unwrap(), &want_slot, 1e-2, 1e-5);
+            assert_close(&format!("{what} kl_mask"), &g.read_f32(&maskb, 0, lat).unwrap(), &want_mask, 0.0, 0.0);
+            assert_close(
+                &format!("{what} d mulv"),
+                &rows(g.read_matrix(&dmv).unwrap(), m, 2 * lat),
+                &want_d,
+                1e-5,
+                1e-4,
+            );
         }
     }
 }
@@ -616,7 +652,7 @@ fn random_streams_match_cpu() {
     let (mv, zm) = (g.matrix("mulv", m, 2 * lat).unwrap(), common::output("z", m, lat));
     g.write_matrix(&mv, &mulv);
     let su = g.uniform("step", &st);
-    let u = g.uniform("reparam", &kernels::Reparam { m: m as u32, latent: lat as u32, pad: [0; 2] });
+    let u = g.uniform("reparam", &kernels::Reparam::new(m, lat, 0.0));
     let f = Dispatch::new(
         g,
         "reparam_forward",
