@@ -224,3 +224,80 @@ fn elbo_forward_backward_wide(
         image_loss[row] = select(vec2<f32>(0.0), vec2<f32>(partial[0], kl_of(row)), live_row);
     }
 }
+
+// elbo_forward_backward_taps: the loss of a Bernoulli decoder whose last layer is a
+// transposed convolution into one channel with a 4x4 kernel and stride 2, run as
+// ConvVariant::SplitC1 (src/kernels.rs). The logits are not stored: each comes from the
+// layer's taps image, the four taps that reach its pixel plus the bias (what
+// conv2d_col2im_c1 would store), so the step has one dispatch less and writes and reads
+// the logits once less. Target and d out keep one value a texel (x_cp = o_cp = 4).
+// One invocation per image, as elbo_forward_backward.
+struct Taps {
+    width: u32,  // of the image (the decoder's output)
+    out_w: u32,  // of the taps image (the transposed convolution's input)
+    out_h: u32,
+    pad: u32,    // the convolution's zero padding
+    bias: u32,   // offset of the layer's bias in the flat parameters
+    pad1: u32,
+    pad2: u32,
+    pad3: u32,
+}
+
+@group(0) @binding(8) var<uniform> tp: Taps;
+// (m, out_h * out_w * 16): texel (oy * out_w + ox) * 4 + q holds taps 4q..4q+3 of (oy, ox)
+@group(0) @binding(9) var taps: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(10) var<storage, read> params: array<f32>;
+
+// Tap (ky, kx) of taps-image pixel (oy, ox) of row b, or zero outside the taps image.
+fn tap_at(b: u32, oy: i32, ox: i32, ky: u32, kx: u32) -> f32 {
+    let inside = oy >= 0 && oy < i32(tp.out_h) && ox >= 0 && ox < i32(tp.out_w);
+    let pix = u32(select(0, oy * i32(tp.out_w) + ox, inside));
+    let tap = ky * 4u + kx;
+    return select(0.0, textureLoad(taps, vec2<u32>(pix * 4u + tap / 4u, b))[tap % 4u], inside);
+}
+
+// The logit of image pixel (iy, ix) of row b: stride 2, so the taps ky0, ky0 + 2 of taps
+// rows oy0, oy0 - 1 reach it (ky0 = (iy + pad) mod 2), and so in x.
+fn taps_logit(b: u32, iy: u32, ix: u32) -> f32 {
+    let oy0 = (iy + tp.pad) / 2u;
+    let ky0 = iy + tp.pad - oy0 * 2u;
+    let ox0 = (ix + tp.pad) / 2u;
+    let kx0 = ix + tp.pad - ox0 * 2u;
+    let y0 = i32(oy0);
+    let x0 = i32(ox0);
+    var s = params[tp.bias];
+    s += tap_at(b, y0, x0, ky0, kx0);
+    s += tap_at(b, y0, x0 - 1, ky0, kx0 + 2u);
+    s += tap_at(b, y0 - 1, x0, ky0 + 2u, kx0);
+    s += tap_at(b, y0 - 1, x0 - 1, ky0 + 2u, kx0 + 2u);
+    return s;
+}
+
+@compute @workgroup_size(64)
+fn elbo_forward_backward_taps(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = linear_id(gid, nwg);
+    if row >= p.m {
+        return;
+    }
+    let live_row = row < step.rows;
+    let scale = select(0.0, step.inv_rows, live_row);
+    var recon = 0.0;
+    var iy = 0u;
+    var ix = 0u;
+    for (var pix = 0u; pix < p.pixels; pix++) {
+        let l = taps_logit(row, iy, ix);
+        let x = textureLoad(target_x, vec2<u32>(pix, row)).x;
+        let weight = select(1.0, textureLoad(observed, vec2<u32>(pix, row)).x, p.masked == 1u);
+        // elbo_texels' Bernoulli arithmetic
+        let e = exp(-abs(l));
+        recon += weight * (max(l, 0.0) - x * l + log(1.0 + e));
+        let g = weight * (select(e, 1.0, l >= 0.0) / (1.0 + e) - x) * scale;
+        textureStore(d_out, vec2<u32>(pix, row), vec4<f32>(g, 0.0, 0.0, 0.0));
+        ix += 1u;
+        if ix == tp.width {
+            ix = 0u;
+            iy += 1u;
+        }
+    }
+    image_loss[row] = select(vec2<f32>(0.0), vec2<f32>(recon, kl_of(row)), live_row);
+}

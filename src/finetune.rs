@@ -106,6 +106,7 @@ impl<'g> Classifier<'g> {
             grads: &grads,
             keep: Vec::new(),
             fused_adam: None,
+            taps: None,
         };
         use Bind::{Buffer as B, Texture as T};
         let lay = c.loss_layout();

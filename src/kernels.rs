@@ -234,6 +234,8 @@ pub fn conv_variant(k: &Kernels, entry: &str, s: &crate::reference::ConvShape) -
 pub struct ConvPass {
     pub dispatches: Vec<Dispatch>,
     pub main: usize,
+    /// ConvVariant::SplitC1: the taps image that its last dispatch (conv2d_col2im_c1) sums.
+    pub taps: Option<crate::gpu::Matrix>,
 }
 
 /// The dispatches of conv.wgsl's `entry` in `variant` for `batch` rows of images of
@@ -251,12 +253,12 @@ pub fn conv_dispatch(
 ) -> ConvPass {
     if variant == ConvVariant::SplitC1 {
         assert!(entry == "conv2d_backward_input" && conv_c1_supports(s), "no split {entry} for {s:?}");
-        if let Some(dispatches) = split_c1(gpu, k, label, binds, s, batch) {
-            return ConvPass { dispatches, main: 1 };
+        if let Some((dispatches, taps)) = split_c1(gpu, k, label, binds, s, batch) {
+            return ConvPass { dispatches, main: 1, taps: Some(taps) };
         }
         return conv_dispatch(gpu, k, entry, ConvVariant::SubgroupC1, label, binds, s, batch);
     }
-    ConvPass { dispatches: vec![conv_single(gpu, k, entry, variant, label, binds, s, batch)], main: 0 }
+    ConvPass { dispatches: vec![conv_single(gpu, k, entry, variant, label, binds, s, batch)], main: 0, taps: None }
 }
 
 /// llvmpipe (Mesa 22.3) ends every loop of a shader invocation once their turns add up to
@@ -381,9 +383,9 @@ fn conv_single(
     }
 }
 
-/// ConvVariant::SplitC1's three dispatches; the re-laid weights and the taps image are
-/// made here and live in the dispatches' bind groups. None where the adapter has no
-/// subgroup kernels or the taps image does not fit a texture.
+/// ConvVariant::SplitC1's three dispatches and the taps image; the re-laid weights and
+/// the taps image are made here and live in the dispatches' bind groups. None where the
+/// adapter has no subgroup kernels or the taps image does not fit a texture.
 fn split_c1(
     gpu: &Gpu,
     k: &Kernels,
@@ -391,7 +393,7 @@ fn split_c1(
     binds: &[(u32, Bind)],
     s: &crate::reference::ConvShape,
     batch: usize,
-) -> Option<Vec<Dispatch>> {
+) -> Option<(Vec<Dispatch>, crate::gpu::Matrix)> {
     use Bind::{Buffer as B, Texture as T};
     k.subgroup.as_ref()?;
     let taps = s.kernel * s.kernel;
@@ -430,7 +432,7 @@ fn split_c1(
         batch * s.in_h * s.in_w,
         64,
     );
-    Some(vec![relayout, taps_conv, col2im])
+    Some((vec![relayout, taps_conv, col2im], image))
 }
 
 /// Whether the fused loss takes its `_wide` variant for `o_cols` output columns a row:
@@ -440,6 +442,43 @@ fn split_c1(
 /// side, 16384 texels, and stay within it.)
 pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
     k.wide_reductions || (gpu.is_llvmpipe() && 5 * o_cols.div_ceil(4) + 64 > LLVMPIPE_LOOP_TURNS)
+}
+
+/// `Taps` of elbo.wgsl: elbo_forward_backward_taps's geometry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Taps {
+    pub width: u32,
+    pub out_w: u32,
+    pub out_h: u32,
+    pub pad: u32,
+    pub bias: u32,
+    pub pad1: [u32; 3],
+}
+
+/// Whether the loss may sum the decoder's logits from the taps image of its last layer
+/// `l` (elbo_forward_backward_taps, in place of conv2d_col2im_c1 and the loss): a
+/// Bernoulli decoder whose last layer is a transposed convolution into one channel with
+/// a 4x4 kernel and stride 2 that runs as ConvVariant::SplitC1, with one value a texel
+/// (`lay`), and (on llvmpipe) a loop over the image's pixels and the latent dimensions
+/// within LLVMPIPE_LOOP_TURNS.
+pub fn elbo_taps_fits(
+    gpu: &Gpu,
+    k: &Kernels,
+    l: &crate::model::Layer,
+    lay: &crate::model::LossLayout,
+    latent: usize,
+) -> bool {
+    let s = match l.op {
+        crate::model::Op::Deconv { kernel: 4, stride: 2, .. } => l.conv_shape(),
+        _ => return false,
+    };
+    conv_variant(k, "conv2d_backward_input", &s) == ConvVariant::SplitC1
+        && !lay.gaussian
+        && lay.channels == 1
+        && lay.x_cp == 4
+        && lay.o_cp == 4
+        && !(gpu.is_llvmpipe() && lay.pixels + latent + 64 > LLVMPIPE_LOOP_TURNS)
 }
 
 /// The fused loss of elbo.wgsl for `m` rows: its `_wide` variant (one workgroup per
@@ -602,6 +641,7 @@ pub struct Kernels {
     pub gemm_backward_input_wide: wgpu::ComputePipeline,
     pub gemm_backward_weight_wide: wgpu::ComputePipeline,
     pub elbo_forward_backward_wide: wgpu::ComputePipeline,
+    pub elbo_forward_backward_taps: wgpu::ComputePipeline,
     pub conv2d_forward_wide: wgpu::ComputePipeline,
     pub conv2d_backward_input_wide: wgpu::ComputePipeline,
     pub conv2d_backward_weight_wide: wgpu::ComputePipeline,
@@ -753,6 +793,7 @@ impl Kernels {
             gemm_backward_input_wide: gpu.pipeline(&gemm, "gemm_backward_input_wide")?,
             gemm_backward_weight_wide: gpu.pipeline(&gemm, "gemm_backward_weight_wide")?,
             elbo_forward_backward_wide: gpu.pipeline(&elbo, "elbo_forward_backward_wide")?,
+            elbo_forward_backward_taps: gpu.pipeline(&elbo, "elbo_forward_backward_taps")?,
             conv2d_forward_wide: gpu.pipeline(&conv, "conv2d_forward_wide")?,
             conv2d_backward_input_wide: gpu.pipeline(&conv, "conv2d_backward_input_wide")?,
             conv2d_backward_weight_wide: gpu.pipeline(&conv, "conv2d_backward_weight_wide")?,

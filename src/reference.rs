@@ -161,6 +161,31 @@ pub fn elbo_forward_backward(
     elbo_forward_backward_observed(dec_out, x, mulv, None, m, lay, latent, step)
 }
 
+/// elbo_forward_backward_taps: the loss of a one-channel Bernoulli decoder whose logits
+/// are conv2d_col2im_c1 of its last layer's taps image `t` (batch, out_h, out_w, k * k) in
+/// geometry `s` plus `bias`; d out and the per-image (recon, kl) as elbo_forward_backward's
+/// (`lay` with one value a texel: o_cp = 4).
+#[allow(clippy::too_many_arguments)]
+pub fn elbo_forward_backward_taps(
+    t: &[f32],
+    bias: f32,
+    s: &ConvShape,
+    x: &[f32],
+    mulv: &[f32],
+    observed: Option<&[f32]>,
+    m: usize,
+    lay: &crate::model::LossLayout,
+    latent: usize,
+    step: &Step,
+) -> (Vec<f32>, Vec<[f32; 2]>) {
+    let logits = conv2d_col2im_c1(t, m, s);
+    let mut out = vec![0f32; m * lay.o_cols];
+    for (i, v) in logits.into_iter().enumerate() {
+        out[(i / lay.pixels) * lay.o_cols + (i % lay.pixels) * lay.o_cp] = v + bias;
+    }
+    elbo_forward_backward_observed(&out, x, mulv, observed, m, lay, latent, step)
+}
+
 /// elbo_forward_backward with `masked`: only the values where `observed` (laid out as x) is 1 count.
 pub fn elbo_forward_backward_observed(
     dec_out: &[f32],

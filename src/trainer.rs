@@ -9,6 +9,9 @@
 //!   reparam_forward        mulv, eps             -> z (m, L)
 //!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
 //!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
+//!     (elbo_forward_backward_taps where the last layer is a one-channel transposed
+//!     convolution run as taps and col2im: it sums the logits from the taps image
+//!     itself, and the col2im dispatch is left out; kernels::elbo_taps_fits)
 //!   decoder layers, last to first: backward_input -> d input; backward_weight -> grads (flat)
 //!   reparam_backward_reduce  image_loss, mulv    -> `history[slot]`, free-bits mask
 //!                          dz, mulv, mask        -> d mulv
@@ -211,6 +214,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) keep: Vec<wgpu::Buffer>,
     /// When set, dense layers' weight gradients go straight into Adam.
     pub(crate) fused_adam: Option<FusedAdam<'a>>,
+    /// The taps image of the last convolution pass that made one (ConvVariant::SplitC1).
+    pub(crate) taps: Option<Matrix>,
 }
 
 /// What gemm_backward_weight_adam_subgroup binds besides the GEMM's operands.
@@ -236,10 +241,11 @@ impl Builder<'_> {
 
     /// A conv.wgsl dispatch of `entry` for layer `l` (the transposed convolution's
     /// passes are the convolution's in the other order); `binds` as conv.wgsl's.
-    fn conv(&self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Vec<Dispatch> {
+    fn conv(&mut self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Vec<Dispatch> {
         let (s, m) = (l.conv_shape(), self.m);
         let variant = kernels::conv_variant(self.k, entry, &s);
         let pass = kernels::conv_dispatch(self.gpu, self.k, entry, variant, l.name, binds, &s, m);
+        self.taps = pass.taps;
         let shape = format!("{} m={m}", shape_text(&s));
         // the multiply-adds' cost goes with the dispatch that does them
         pass.dispatches
@@ -496,8 +502,17 @@ impl<'g> Trainer<'g> {
             _ => None,
         };
         let adam_fused = fused_adam.is_some();
-        let mut bld =
-            Builder { gpu, k: &k, choice: &choice, m, params: &params, grads: &grads, keep: Vec::new(), fused_adam };
+        let mut bld = Builder {
+            gpu,
+            k: &k,
+            choice: &choice,
+            m,
+            params: &params,
+            grads: &grads,
+            keep: Vec::new(),
+            fused_adam,
+            taps: None,
+        };
         let wi = |i: usize| &weights[i];
         let (ne, nd) = (l.encoder.len(), l.decoder.len());
         let heads_w = wi(ne);
@@ -560,6 +575,40 @@ impl<'g> Trainer<'g> {
                     .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 12.0, 12.0)
             };
         let elbo = || elbo_with(&elbo_u, &x);
+        // the loss summing the logits from the last layer's taps image (kernels::elbo_taps_fits)
+        let last = l.decoder.last().unwrap();
+        let taps_loss = kernels::elbo_taps_fits(gpu, &k, last, &lay, lat);
+        let taps_geometry = match taps_loss {
+            true => {
+                let s = last.conv_shape();
+                kernels::Taps {
+                    width: s.in_w as u32,
+                    out_w: s.out_w as u32,
+                    out_h: s.out_h as u32,
+                    pad: s.pad as u32,
+                    bias: last.b as u32,
+                    pad1: [0; 3],
+                }
+            }
+            false => kernels::Taps::default(),
+        };
+        let taps_u = bld.uniform(&taps_geometry);
+        let elbo_taps = |taps: &Matrix| {
+            let binds = [
+                (0, B(&elbo_u)),
+                (1, B(&step_uniform)),
+                (3, T(&x.view)),
+                (4, T(&mulv.view)),
+                (5, T(&d_out.view)),
+                (6, B(&image_loss)),
+                (7, T(&x.view)),
+                (8, B(&taps_u)),
+                (9, T(&taps.view)),
+                (10, B(&params)),
+            ];
+            Dispatch::new(gpu, "elbo_forward_backward_taps", &k.elbo_forward_backward_taps, &binds, m, 64)
+                .with_elementwise_cost(format!("m={m} out={}", lay.o_cols), m * lay.o_cols, 20.0, 16.0)
+        };
         // the loss sums and the free-bits mask (reparam.wgsl)
         let reduce_binds = [
             (0, B(&reparam_u)),
@@ -581,22 +630,33 @@ impl<'g> Trainer<'g> {
         let reduce_fused = kernels::reparam_reduce_fused(m, lat);
 
         // forward
-        let forward_list = |bld: &mut Builder, list: &mut Vec<Dispatch>, with_reduce: bool| {
+        // the training step's forward pass (`train`) leaves out what only its backward pass
+        // reads: the loss sums (then in reparam_backward_reduce) and the logits (summed
+        // from the taps image by the loss); evaluation and reconstruction keep them
+        let forward_list = |bld: &mut Builder, list: &mut Vec<Dispatch>, train: bool| {
             for (i, ly) in l.encoder.iter().enumerate() {
                 list.extend(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
             }
             list.extend(bld.forward(&l.heads, h, heads_w, &mulv));
             list.push(reparam_forward());
             for (i, ly) in l.decoder.iter().enumerate() {
+                bld.taps = None;
                 list.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
             }
-            list.push(elbo());
-            if with_reduce {
+            match bld.taps.take() {
+                // the loss reads the taps image in place of conv2d_col2im_c1's logits
+                Some(taps) if train && taps_loss => {
+                    list.pop();
+                    list.push(elbo_taps(&taps));
+                }
+                _ => list.push(elbo()),
+            }
+            if !(train && reduce_fused) {
                 list.push(reduce());
             }
         };
         let mut train_step = vec![gather(&mut bld, &train_data, &train_order)];
-        forward_list(&mut bld, &mut train_step, !reduce_fused);
+        forward_list(&mut bld, &mut train_step, true);
         // backward: decoder, reparam, heads, encoder
         for i in (0..nd).rev() {
             let ly = &l.decoder[i];
@@ -645,7 +705,7 @@ impl<'g> Trainer<'g> {
         }
 
         let mut eval_step = vec![gather(&mut bld, &test_data, &test_order)];
-        forward_list(&mut bld, &mut eval_step, true);
+        forward_list(&mut bld, &mut eval_step, false);
         let mut decode = Vec::new();
         for (i, ly) in l.decoder.iter().enumerate() {
             decode.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));

@@ -347,3 +347,98 @@ fn conv2d_backward_weight_matches_reference() {
 fn conv_kernels_pass_at_the_other_vector_width() {
     common::rerun_at_other_vector_width("conv_kernels_pass_at_the_other_vector_width");
 }
+
+#[test]
+fn elbo_taps_matches_reference() {
+    // the training step's loss reading a one-channel transposed convolution's taps image
+    // (in place of conv2d_col2im_c1 and elbo_forward_backward): even, odd and non-square
+    // images, a padding row, and the masked likelihood of restoration
+    let g = gpu();
+    let lat = 3;
+    for (batch, live, h, w) in [(3usize, 3u32, 28usize, 28usize), (5, 4, 6, 10), (4, 2, 7, 9)] {
+        let s = ConvShape::new(h, w, 1, 5, 4, 2, 1);
+        let m = batch.next_multiple_of(4);
+        let lay = elbo::model::LossLayout {
+            pixels: h * w,
+            channels: 1,
+            x_cp: 4,
+            o_cp: 4,
+            o_cols: h * w * 4,
+            halves: false,
+            gaussian: false,
+        };
+        let taps = random(m * s.out_h * s.out_w * 16, 21, -3.0, 3.0);
+        let x: Vec<f32> = pad_channels(&random(m * h * w, 22, 0.0, 1.0), 1);
+        let observed: Vec<f32> = (0..m * h * w * 4).map(|i| ((i / 4) % 3 != 0) as u32 as f32).collect();
+        let mulv = random(m * 2 * lat, 23, -2.0, 2.0);
+        let mut flat = random(8, 24, -0.5, 0.5);
+        flat[5] = 0.37;
+        let (tm, xm, om, mv) = (
+            g.matrix("taps image", m, s.out_h * s.out_w * 16).unwrap(),
+            g.matrix("x", m, h * w * 4).unwrap(),
+            g.matrix("observed", m, h * w * 4).unwrap(),
+            g.matrix("mulv", m, 2 * lat).unwrap(),
+        );
+        g.write_matrix(&tm, &taps);
+        g.write_matrix(&xm, &x);
+        g.write_matrix(&om, &observed);
+        g.write_matrix(&mv, &mulv);
+        let params = g.buffer_with("params", bytemuck::cast_slice(&flat)).unwrap();
+        let st = elbo::kernels::Step { rows: live, inv_rows: 1.0 / live as f32, beta: 0.7, ..Default::default() };
+        let su = g.uniform("step", &st);
+        let tu = g.uniform(
+            "taps",
+            &kernels::Taps {
+                width: w as u32,
+                out_w: s.out_w as u32,
+                out_h: s.out_h as u32,
+                pad: s.pad as u32,
+                bias: 5,
+                pad1: [0; 3],
+            },
+        );
+        for masked in [false, true] {
+            let eu = g.uniform("elbo", &kernels::Elbo::new(m, lat, &lay, masked));
+            let dm = common::output("d_out", m, lay.o_cols);
+            let nan = vec![f32::NAN; 2 * m];
+            let image_loss = g.buffer_with("image_loss", bytemuck::cast_slice(&nan)).unwrap();
+            let binds = [
+                (0, B(&eu)),
+                (1, B(&su)),
+                (3, T(&xm.view)),
+                (4, T(&mv.view)),
+                (5, T(&dm.view)),
+                (6, B(&image_loss)),
+                (7, T(&om.view)),
+                (8, B(&tu)),
+                (9, T(&tm.view)),
+                (10, B(&params)),
+            ];
+            let d =
+                kernels::Dispatch::new(g, "elbo_forward_backward_taps", &k().elbo_forward_backward_taps, &binds, m, 64);
+            kernels::run(g, &[d]).unwrap();
+            let (want_d, want_l) = r::elbo_forward_backward_taps(
+                &taps,
+                0.37,
+                &s,
+                &x,
+                &mulv,
+                masked.then_some(&observed[..]),
+                m,
+                &lay,
+                lat,
+                &st,
+            );
+            let what = format!("elbo_forward_backward_taps {h}x{w} batch {batch} live {live} masked {masked}");
+            assert_close(&format!("{what} d_out"), &g.read_matrix(&dm).unwrap(), &want_d, 1e-6, 1e-4);
+            let want_flat: Vec<f32> = want_l.iter().flatten().copied().collect();
+            assert_close(
+                &format!("{what} image_loss"),
+                &g.read_f32(&image_loss, 0, 2 * m).unwrap(),
+                &want_flat,
+                1e-3,
+                1e-5,
+            );
+        }
+    }
+}
