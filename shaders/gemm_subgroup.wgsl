@@ -51,14 +51,8 @@ fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, 
 // Workgroup (x, y), one subgroup: 4 LANES columns from x, 32 rows from 32 y. Lane l
 // owns columns c0 = 4 LANES x + l, c0 + LANES, c0 + 2 LANES and c0 + 3 LANES, for all
 // 32 rows; lanes fetch rows 32 y + LANES j + l of X (j < 32 / LANES) and broadcast them.
-@compute @workgroup_size(LANES)
-fn gemm_forward_subgroup(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let c0 = wg.x * 4u * LANES + lid;
-    let r0 = wg.y * 32u;
+// The sums X . W^T of rows r0 .. r0 + 31 at the lane's four columns from c0, a vec4 a row.
+fn forward_block(c0: u32, r0: u32, lane: u32) -> array<vec4<f32>, 32> {
     let wrows = (p.n + 3u) / 4u * 4u;
     let w0_row = min(c0, wrows - 1u);
     let w1_row = min(c0 + LANES, wrows - 1u);
@@ -77,31 +71,61 @@ fn gemm_forward_subgroup(
         let x3 = fetch_or_zero(lhs, t, r0 + 3u * LANES + lane, p.m);
         dot_rows32(&acc4, x0, x1, x2, x3, w0, w1, w2, w3);
     }
-    var acc = rows32_array(acc4);
-    let cols = vec4<u32>(c0, c0 + LANES, c0 + 2u * LANES, c0 + 3u * LANES);
+    return rows32_array(acc4);
+}
+
+// The bias at the lane's four columns from c0.
+fn forward_bias(c0: u32) -> vec4<f32> {
     let nm = p.n - 1u;
-    let b = vec4<f32>(params[p.bias + min(cols.x, nm)], params[p.bias + min(cols.y, nm)], params[p.bias + min(cols.z, nm)], params[p.bias + min(cols.w, nm)]);
-    let live = vec4<f32>(cols < vec4<u32>(p.n));
-    // lanes 4j..4j+3 hold the four columns of one output texel: gather them by shuffles
+    return vec4<f32>(params[p.bias + min(c0, nm)], params[p.bias + min(c0 + LANES, nm)], params[p.bias + min(c0 + 2u * LANES, nm)], params[p.bias + min(c0 + 3u * LANES, nm)]);
+}
+
+// 1 at the lane's four columns from c0 that are below n, else 0.
+fn forward_live(c0: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(c0, c0 + LANES, c0 + 2u * LANES, c0 + 3u * LANES) < vec4<u32>(p.n));
+}
+
+// v holds one row's values at the lane's four columns from c0; lanes 4j..4j+3 hold the
+// four columns of one texel. Shuffles gather them so that lane first + c gets the texel
+// of column set c: one store for all the lanes (llvmpipe runs each store as a loop over
+// the lanes, active or not), at column store_col(c0, lane).
+fn row_texel(v: vec4<f32>, lane: u32) -> vec4<f32> {
     let first = lane & ~3u;
+    var texel = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
+        texel = select(texel, tc, lane - first == c);
+    }
+    return texel;
+}
+
+// The first column of row_texel's texel: lane first + c owns column first + c of the
+// 4 LANES, and set c begins at first + LANES c.
+fn store_col(c0: u32, lane: u32) -> u32 {
+    return c0 + (LANES - 1u) * (lane - (lane & ~3u));
+}
+
+@compute @workgroup_size(LANES)
+fn gemm_forward_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let c0 = wg.x * 4u * LANES + lid;
+    let r0 = wg.y * 32u;
+    var acc = forward_block(c0, r0, lane);
+    let b = forward_bias(c0);
+    let live = forward_live(c0);
     for (var r = 0u; r < 32u; r++) {
         var v = acc[r] + b;
         if p.act == 1u {
             v = max(v, vec4<f32>(0.0));
         }
-        v *= live;
+        let texel = row_texel(v * live, lane);
         let row = r0 + r;
-        // lane first + c stores the texel of column set c: one store for all the lanes
-        // (llvmpipe runs each store as a loop over the lanes, active or not)
-        var t = vec4<f32>(0.0);
-        for (var c = 0u; c < 4u; c++) {
-            let tc = vec4<f32>(subgroupShuffle(v[c], first), subgroupShuffle(v[c], first + 1u), subgroupShuffle(v[c], first + 2u), subgroupShuffle(v[c], first + 3u));
-            t = select(t, tc, lane - first == c);
-        }
-        // lane first + c owns column first + c of the 4 LANES; set c begins at first + LANES c
-        let col = cols.x + (LANES - 1u) * (lane - first);
+        let col = store_col(c0, lane);
         if row < p.m && col < p.n {
-            textureStore(out, vec2<u32>(col / 4u, row), t);
+            textureStore(out, vec2<u32>(col / 4u, row), texel);
         }
     }
 }

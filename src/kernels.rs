@@ -22,8 +22,14 @@ macro_rules! shader_files {
 /// gemm_subgroup.wgsl.
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", shader_files!("gemm.wgsl")),
-    ("gemm_subgroup.wgsl", shader_files!("lanes8.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl")),
-    ("gemm_subgroup16.wgsl", shader_files!("lanes16.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl")),
+    (
+        "gemm_subgroup.wgsl",
+        shader_files!("lanes8.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl", "gemm_reparam_subgroup.wgsl"),
+    ),
+    (
+        "gemm_subgroup16.wgsl",
+        shader_files!("lanes16.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl", "gemm_reparam_subgroup.wgsl"),
+    ),
     (
         "conv_subgroup.wgsl",
         shader_files!("conv_common.wgsl", "lanes8.wgsl", "subgroup_common.wgsl", "conv_subgroup.wgsl"),
@@ -664,6 +670,8 @@ pub struct SubgroupKernels {
     pub gemm_forward_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
+    /// gemm_reparam_subgroup.wgsl: the heads' forward pass and reparam_forward in one
+    pub gemm_forward_reparam_subgroup: wgpu::ComputePipeline,
     /// conv_subgroup.wgsl: the forward pass's 8-lane build (32 columns), and the backward
     /// passes built for `lanes`
     pub conv2d_forward_subgroup: wgpu::ComputePipeline,
@@ -733,6 +741,7 @@ impl Kernels {
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
+                gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
                 conv2d_forward_subgroup16: c16
                     .as_ref()
                     .map(|c| gpu.pipeline(c, "conv2d_forward_subgroup"))

@@ -25,6 +25,23 @@ pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usiz
     y
 }
 
+/// gemm_forward_reparam: the encoder's head [mu | logvar] (m, 2L) = x . w^T + b, and z
+/// (m, L) from it as reparam_forward draws it.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_forward_reparam(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    m: usize,
+    latent: usize,
+    k: usize,
+    step: &Step,
+) -> (Vec<f32>, Vec<f32>) {
+    let mulv = gemm_forward(x, w, b, m, 2 * latent, k, false);
+    let z = reparam_forward(&mulv, m, latent, step);
+    (mulv, z)
+}
+
 /// dx (m, k) = dy (m, n) . w (n, k), times `[x > 0]` when `mask` (the layer's input x) is given
 pub fn gemm_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut dx = vec![0f32; m * k];

@@ -7,6 +7,8 @@
 //!   encoder layers         x -> ... -> h          (gemm_forward / conv2d_forward, bias and ReLU fused)
 //!   gemm_forward heads     h                     -> mulv (m, 2L) = [mu | logvar]
 //!   reparam_forward        mulv, eps             -> z (m, L)
+//!     (one dispatch, gemm_forward_reparam_subgroup, where the heads' GEMM runs as
+//!     gemm_forward_subgroup and 2L fits one workgroup: Builder::heads_reparam)
 //!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
 //!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
 //!     (elbo_forward_backward_taps where the last layer is a one-channel transposed
@@ -282,6 +284,48 @@ impl Builder<'_> {
                 )
             }
         }
+    }
+
+    /// The encoder's head and reparam_forward in one dispatch (gemm_forward_reparam_subgroup):
+    /// mulv = [mu | logvar] of x, and z drawn from it. None unless the adapter has the
+    /// subgroup GEMMs, `pref` allows them, and the head's 2L columns fit one workgroup
+    /// (4 lanes columns). It is taken whatever the timing of the head's own forward GEMM
+    /// chose: the dispatch it saves costs more than the variants' difference at this size.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn heads_reparam(
+        &mut self,
+        pref: GemmPreference,
+        l: &Layer,
+        x: &Matrix,
+        w: &Matrix,
+        mulv: &Matrix,
+        z: &Matrix,
+        step: &wgpu::Buffer,
+    ) -> Option<Dispatch> {
+        use Bind::{Buffer as B, Texture as T};
+        let (n, k) = l.gemm_nk();
+        let s = self.k.subgroup.as_ref()?;
+        if !matches!(pref, GemmPreference::Auto | GemmPreference::Subgroup) || n > 4 * s.lanes as usize {
+            return None;
+        }
+        let u = self.uniform(&gemm_params(l, self.m, false));
+        let binds = [
+            (0, B(&u)),
+            (1, T(&x.view)),
+            (2, T(&w.view)),
+            (4, T(&mulv.view)),
+            (5, B(self.params)),
+            (7, B(step)),
+            (8, T(&z.view)),
+        ];
+        let d = Dispatch::with_groups(
+            self.gpu,
+            label(l, "gemm_forward_reparam"),
+            &s.gemm_forward_reparam_subgroup,
+            &binds,
+            [1, self.m.div_ceil(32) as u32, 1],
+        );
+        Some(d.with_gemm_cost(self.m, n, k))
     }
 
     /// dW and db of a layer from d out (gradient of its pre-activation) and its input x.
@@ -637,8 +681,13 @@ impl<'g> Trainer<'g> {
             for (i, ly) in l.encoder.iter().enumerate() {
                 list.extend(bld.forward(ly, enc_in(i), wi(i), &enc_out[i]));
             }
-            list.extend(bld.forward(&l.heads, h, heads_w, &mulv));
-            list.push(reparam_forward());
+            match bld.heads_reparam(hyper.gemm, &l.heads, h, heads_w, &mulv, &z, &step_uniform) {
+                Some(d) => list.push(d),
+                None => {
+                    list.extend(bld.forward(&l.heads, h, heads_w, &mulv));
+                    list.push(reparam_forward());
+                }
+            }
             for (i, ly) in l.decoder.iter().enumerate() {
                 bld.taps = None;
                 list.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));

@@ -80,6 +80,59 @@ fn gemm_forward_matches_reference() {
 }
 
 #[test]
+fn gemm_forward_reparam_matches_reference() {
+    // the heads' forward GEMM with reparam_forward in its epilogue: mulv and z as the two
+    // references make them; 2L up to one workgroup's 4 lanes columns, rows past one 32-row
+    // block, padding rows and latent sizes that leave part of z's last texel empty
+    let g = gpu();
+    let sub = k().subgroup.as_ref().expect("lavapipe has the subgroup kernels");
+    let most = 2 * sub.lanes as usize;
+    for (m, lat, kk, live) in [(4, 1, 5, 3), (12, 3, 7, 12), (36, 8, 50, 33), (128, 16, 400, 128), (40, most, 33, 40)] {
+        let x = random(m * kk, 31, -1.0, 1.0);
+        let w = random(2 * lat * kk, 32, -0.3, 0.3);
+        let mut flat = random(8 + 2 * lat, 33, -1.0, 1.0);
+        let b = flat[8..].to_vec();
+        flat.truncate(8 + 2 * lat);
+        let (xm, wm) = (g.matrix("x", m, kk).unwrap(), g.matrix("w", 2 * lat, kk).unwrap());
+        let (mv, zm) = (common::output("mulv", m, 2 * lat), common::output("z", m, lat));
+        g.write_matrix(&xm, &x);
+        g.write_matrix(&wm, &w);
+        let params = g.buffer_with("params", bytemuck::cast_slice(&flat)).unwrap();
+        let gp = kernels::Gemm { m: xm.rows as u32, n: 2 * lat as u32, k: kk as u32, bias: 8, ..Default::default() };
+        let u = g.uniform("gemm", &gp);
+        let st = step(live);
+        let su = g.uniform("step", &st);
+        let binds = [
+            (0, B(&u)),
+            (1, T(&xm.view)),
+            (2, T(&wm.view)),
+            (4, T(&mv.view)),
+            (5, B(&params)),
+            (7, B(&su)),
+            (8, T(&zm.view)),
+        ];
+        let d = kernels::Dispatch::with_groups(
+            g,
+            "gemm_forward_reparam_subgroup",
+            &sub.gemm_forward_reparam_subgroup,
+            &binds,
+            [1, xm.rows.div_ceil(32) as u32, 1],
+        );
+        kernels::run(g, &[d]).unwrap();
+        let (want_mulv, want_z) = r::gemm_forward_reparam(&x, &w, &b, m, lat, kk, &st);
+        let what = format!("gemm_forward_reparam_subgroup ({} lanes) m={m} L={lat} k={kk}", sub.lanes);
+        assert_close(&format!("{what} mulv"), &rows(g.read_matrix(&mv).unwrap(), m, 2 * lat), &want_mulv, 1e-4, 1e-4);
+        assert_close(&format!("{what} z"), &rows(g.read_matrix(&zm).unwrap(), m, lat), &want_z, 1e-4, 1e-4);
+        // z's padding columns hold zeros, as reparam_forward leaves them
+        let cols = lat.next_multiple_of(4);
+        let whole = Matrix { texture: zm.texture.clone(), view: zm.view.clone(), rows: zm.rows, cols };
+        let full = g.read_matrix(&whole).unwrap();
+        let pad: Vec<f32> = (0..m).flat_map(|r| full[r * cols + lat..(r + 1) * cols].to_vec()).collect();
+        assert_close(&format!("{what} z padding"), &pad, &vec![0.0; pad.len()], 0.0, 0.0);
+    }
+}
+
+#[test]
 fn gemm_backward_input_matches_reference() {
     let g = gpu();
     for ((m, n, kk), variant) in each_gemm_case() {

@@ -25,6 +25,7 @@ fn every_shader_validates() {
                     "conv_common.wgsl",
                     "adam_common.wgsl",
                     "subgroup_common.wgsl",
+                    "gemm_reparam_subgroup.wgsl",
                     "lanes8.wgsl",
                     "lanes16.wgsl",
                 ]

@@ -74,9 +74,16 @@ fn train_step_gradient_matches_reference_model() {
             assert_eq!(t.adam_fused(), fuse_adam && fusing && all_dense, "{name}: fused Adam");
             // on lavapipe the one-channel Bernoulli decoder's loss reads its taps image
             // (elbo_forward_backward_taps), which this comparison then covers
+            let labels: Vec<&str> = t.train_dispatches().iter().map(|d| d.label.as_ref()).collect();
             if name == "conv bernoulli" && g.is_llvmpipe() {
-                let labels: Vec<&str> = t.train_dispatches().iter().map(|d| d.label.as_ref()).collect();
                 assert!(labels.contains(&"elbo_forward_backward_taps"), "{name}: {labels:?}");
+            }
+            // and every model's head draws z itself there (gemm_forward_reparam_subgroup)
+            if g.is_llvmpipe() {
+                assert!(
+                    labels.contains(&"gemm_forward_reparam heads") && !labels.contains(&"reparam_forward"),
+                    "{name}: {labels:?}"
+                );
             }
             let order: Vec<u32> = (0..25).map(|i| (i * 7) % 25).collect();
             t.set_order(&order).unwrap();
