@@ -46,7 +46,7 @@ pub fn model_name(arch: Arch) -> &'static str {
     }
 }
 
-/// A benchmark model's trainer at `batch` rows.
+/// A benchmark model's trainer at `batch` rows, its GEMMs timed on the adapter.
 pub fn model_trainer<'g>(
     gpu: &'g Gpu,
     arch: Arch,
@@ -54,8 +54,20 @@ pub fn model_trainer<'g>(
     test: &Dataset,
     batch: usize,
 ) -> Result<Trainer<'g>> {
+    model_trainer_with(gpu, arch, train, test, batch, crate::gemm::GemmPreference::Auto)
+}
+
+/// model_trainer with the GEMM variants chosen by `gemm`.
+pub fn model_trainer_with<'g>(
+    gpu: &'g Gpu,
+    arch: Arch,
+    train: &Dataset,
+    test: &Dataset,
+    batch: usize,
+    gemm: crate::gemm::GemmPreference,
+) -> Result<Trainer<'g>> {
     let config = bench_config(arch, train);
-    let hyper = Hyper::new(1e-3, 1);
+    let hyper = Hyper { gemm, ..Hyper::new(1e-3, 1) };
     let t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
     let order: Vec<u32> = (0..train.len as u32).collect();
     t.set_order(&order)?;
@@ -127,12 +139,14 @@ pub struct ProfileOptions {
     pub batch: usize,
     pub steps: usize,
     pub trace: Option<std::path::PathBuf>,
+    /// GEMM kernels: timed on the adapter (auto) or forced, as `elbo train --gemm`.
+    pub gemm: crate::gemm::GemmPreference,
 }
 
 /// `elbo profile`: the table of one or more MLP VAE training steps, and the step time beside it.
 pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
     let (train, test) = mnist()?;
-    let mut t = model_trainer(gpu, opts.arch, &train, &test, opts.batch)?;
+    let mut t = model_trainer_with(gpu, opts.arch, &train, &test, opts.batch, opts.gemm)?;
     let runs = profile_steps(gpu, &mut t, 2, opts.steps.max(1))?;
     let rows = profile::summarize(&runs);
     let timer = Profiler::new(gpu, 1).timer;
@@ -151,6 +165,12 @@ pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
         }
     );
     out += &profile::format_table(&rows);
+    if !t.gemm_choice.decisions.is_empty() {
+        out += &format!(
+            "\nGEMM variants (median us of each on this adapter):\n  {}\n",
+            t.gemm_choice.describe().replace('\n', "\n  ")
+        );
+    }
     let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;
     let groups = if opts.arch == Arch::Conv { 3 } else { 10 };
     let (median, p10, p90) = spread(&time_steps(&mut t, 1, groups, 5)?);

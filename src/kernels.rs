@@ -24,11 +24,11 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", shader_files!("gemm.wgsl")),
     (
         "gemm_subgroup.wgsl",
-        shader_files!("lanes8.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl", "gemm_reparam_subgroup.wgsl"),
+        shader_files!("lanes8.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl", "gemm_fused_subgroup.wgsl"),
     ),
     (
         "gemm_subgroup16.wgsl",
-        shader_files!("lanes16.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl", "gemm_reparam_subgroup.wgsl"),
+        shader_files!("lanes16.wgsl", "subgroup_common.wgsl", "gemm_subgroup.wgsl", "gemm_fused_subgroup.wgsl"),
     ),
     (
         "conv_subgroup.wgsl",
@@ -670,7 +670,7 @@ pub struct SubgroupKernels {
     pub gemm_forward_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
-    /// gemm_reparam_subgroup.wgsl: the heads' forward pass and reparam_forward in one
+    /// gemm_fused_subgroup.wgsl: the heads' forward pass and reparam_forward in one
     pub gemm_forward_reparam_subgroup: wgpu::ComputePipeline,
     /// conv_subgroup.wgsl: the forward pass's 8-lane build (32 columns), and the backward
     /// passes built for `lanes`

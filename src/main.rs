@@ -148,6 +148,9 @@ struct ProfileArgs {
     /// Write a Chrome trace (chrome://tracing, ui.perfetto.dev) of the profiled steps.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// GEMM kernels: timed on this adapter (auto) or forced, to profile one variant.
+    #[arg(long, value_enum, default_value = "auto")]
+    gemm: elbo::gemm::GemmPreference,
 }
 
 #[derive(Args)]
@@ -622,8 +625,13 @@ fn run() -> Result<()> {
         }
         Command::Profile(p) => {
             let gpu = elbo::gpu::Gpu::new(&p.adapter.choice())?;
-            let opts =
-                elbo::bench::ProfileOptions { arch: p.model, batch: p.batch_size, steps: p.steps, trace: p.trace };
+            let opts = elbo::bench::ProfileOptions {
+                arch: p.model,
+                batch: p.batch_size,
+                steps: p.steps,
+                trace: p.trace,
+                gemm: p.gemm,
+            };
             print!("{}", elbo::bench::profile_command(&gpu, &opts)?);
         }
         Command::Train(t) => {

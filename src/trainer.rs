@@ -328,6 +328,29 @@ impl Builder<'_> {
         Some(d.with_gemm_cost(self.m, n, k))
     }
 
+    /// A layer's backward passes from dy (the gradient of its pre-activation): its input
+    /// gradient into `dx.0` where `dx` is given (masked by its input's ReLU when `dx.1`),
+    /// then dW and db. (Both passes of a dense layer in one dispatch, their grids side by
+    /// side, was tried on lavapipe and dropped: the conv model's heads took 1.7-2.4 ms in
+    /// the subgroup pair against 0.94 ms as two dispatches, dec.fc 0.95-1.03 ms in the
+    /// texel pair against 0.79 ms.)
+    pub(crate) fn backward(
+        &mut self,
+        l: &Layer,
+        x: &Matrix,
+        w: &Matrix,
+        dy: &Matrix,
+        dx: Option<(&Matrix, bool)>,
+    ) -> Vec<Dispatch> {
+        let mut list = Vec::new();
+        // backward_input first: with Adam fused, backward_weight updates the weights
+        if let Some((dx, masked)) = dx {
+            list.extend(self.backward_input(l, x, w, dy, dx, masked));
+        }
+        list.extend(self.backward_weight(l, x, w, dy));
+        list
+    }
+
     /// dW and db of a layer from d out (gradient of its pre-activation) and its input x.
     /// With Adam fused in, the layer's weight texture `w` is updated in place: the layer's
     /// backward_input, which reads it, must come first.
@@ -710,10 +733,8 @@ impl<'g> Trainer<'g> {
         for i in (0..nd).rev() {
             let ly = &l.decoder[i];
             let dy = &dec_grad[i];
-            // backward_input first: with Adam fused, backward_weight updates the weights
             let (dx, masked) = if i == 0 { (&dz, false) } else { (&dec_grad[i - 1], l.decoder[i - 1].relu) };
-            train_step.extend(bld.backward_input(ly, dec_in(i), wi(ne + 1 + i), dy, dx, masked));
-            train_step.extend(bld.backward_weight(ly, dec_in(i), wi(ne + 1 + i), dy));
+            train_step.extend(bld.backward(ly, dec_in(i), wi(ne + 1 + i), dy, Some((dx, masked))));
         }
         let mut binds = vec![(3, T(&dz.view)), (4, T(&dmulv.view))];
         // reparam_backward reads the mask; the fused kernel writes it and the loss sums too
@@ -725,18 +746,11 @@ impl<'g> Trainer<'g> {
             Dispatch::new(gpu, "reparam_backward", &k.reparam_backward, &binds, texels(m, 2 * lat), 64)
                 .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0)
         });
-        if ne > 0 {
-            let masked = l.encoder[ne - 1].relu;
-            train_step.extend(bld.backward_input(&l.heads, h, heads_w, &dmulv, &enc_grad[ne - 1], masked));
-        }
-        train_step.extend(bld.backward_weight(&l.heads, h, heads_w, &dmulv));
+        let dh = (ne > 0).then(|| (&enc_grad[ne - 1], l.encoder[ne - 1].relu));
+        train_step.extend(bld.backward(&l.heads, h, heads_w, &dmulv, dh));
         for i in (0..ne).rev() {
-            let ly = &l.encoder[i];
-            if i > 0 {
-                let masked = l.encoder[i - 1].relu;
-                train_step.extend(bld.backward_input(ly, enc_in(i), wi(i), &enc_grad[i], &enc_grad[i - 1], masked));
-            }
-            train_step.extend(bld.backward_weight(ly, enc_in(i), wi(i), &enc_grad[i]));
+            let dx = (i > 0).then(|| (&enc_grad[i - 1], l.encoder[i - 1].relu));
+            train_step.extend(bld.backward(&l.encoder[i], enc_in(i), wi(i), &enc_grad[i], dx));
         }
         if !adam_fused {
             let (m1, m2, entry, pipeline) = match (&moments, &k.adam_update_texel) {

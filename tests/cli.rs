@@ -255,3 +255,19 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     assert!(!r["gemm_choice"].as_array().unwrap().is_empty());
     assert!(r["adapter"]["name"].as_str().is_some_and(|n| !n.is_empty()));
 }
+
+#[test]
+fn profile_shows_the_gemm_variants_and_takes_a_forced_one() {
+    // forced texel GEMMs: every decision says so, and the head's GEMM cannot draw z (that
+    // fusion needs the subgroup GEMMs), so reparam_forward is its own dispatch
+    let out = elbo().args(["profile", "--steps", "1", "--gemm", "texel"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "profile failed: {}", String::from_utf8_lossy(&out.stderr));
+    let variants: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("GEMM variants")).skip(1).take(12).collect();
+    assert_eq!(variants.len(), 12, "no GEMM variant lines:\n{text}");
+    assert!(variants.iter().all(|l| l.contains(": texel (forced)")), "not forced:\n{text}");
+    assert!(text.contains("reparam_forward") && !text.contains("gemm_forward_reparam"), "{text}");
+    let out = elbo().args(["profile", "--steps", "1", "--gemm", "nonsense"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"), "no list of the variants");
+}

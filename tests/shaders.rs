@@ -25,7 +25,7 @@ fn every_shader_validates() {
                     "conv_common.wgsl",
                     "adam_common.wgsl",
                     "subgroup_common.wgsl",
-                    "gemm_reparam_subgroup.wgsl",
+                    "gemm_fused_subgroup.wgsl",
                     "lanes8.wgsl",
                     "lanes16.wgsl",
                 ]

@@ -1,8 +1,10 @@
-// The encoder's head and the reparameterization trick in one dispatch: after
-// gemm_subgroup.wgsl (same uniform and bindings), for layers whose n = 2L columns
-// [mu | logvar] fit one workgroup's 4 LANES columns. Each lane finds the logvar of its
-// mu columns in the lane L columns on (a shuffle), and z = mu + noise * exp(logvar / 2)
-// * eps as reparam_forward computes it, from the same values and noise.
+// Fusions of gemm_subgroup.wgsl's kernels, after it (same uniform and bindings).
+//
+// gemm_forward_reparam_subgroup: the encoder's head and the reparameterization trick in
+// one dispatch, for layers whose n = 2L columns [mu | logvar] fit one workgroup's
+// 4 LANES columns. Each lane finds the logvar of its mu columns in the lane L columns
+// on (a shuffle), and z = mu + noise * exp(logvar / 2) * eps as reparam_forward computes
+// it, from the same values and noise.
 
 @group(0) @binding(7) var<uniform> step: Step;
 // z (m, L)
@@ -46,3 +48,4 @@ fn gemm_forward_reparam_subgroup(
         }
     }
 }
+
