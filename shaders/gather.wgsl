@@ -111,3 +111,29 @@ fn gather_batch_pixels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     }
     textureStore(out, vec2<u32>(c4, row), x);
 }
+
+// x_cp 4 and pixels a multiple of 4: an invocation takes the four pixels of one word of
+// the dataset and stores them as four texels, so that the order and the data are loaded
+// once for four stores (buffer loads are loops over the lanes on llvmpipe).
+@compute @workgroup_size(64)
+fn gather_batch_pixels4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c4s = p.pixels / 4u;
+    let i = linear_id(gid, nwg);
+    if i >= c4s * p.m {
+        return;
+    }
+    let row = div_u(i, c4s);
+    let c4 = i - row * c4s;
+    var x = vec4<f32>(0.0);
+    if row < step.rows {
+        let r = div_u(row, p.samples);
+        let word = data[order[step.batch_start + r] * c4s + c4];
+        let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+        let v = 4u * c4;
+        x = vec4<f32>(c1_value(bytes.x, r, v), c1_value(bytes.y, r, v + 1u), c1_value(bytes.z, r, v + 2u), c1_value(bytes.w, r, v + 3u));
+    }
+    textureStore(out, vec2<u32>(4u * c4, row), vec4<f32>(x.x, 0.0, 0.0, 0.0));
+    textureStore(out, vec2<u32>(4u * c4 + 1u, row), vec4<f32>(x.y, 0.0, 0.0, 0.0));
+    textureStore(out, vec2<u32>(4u * c4 + 2u, row), vec4<f32>(x.z, 0.0, 0.0, 0.0));
+    textureStore(out, vec2<u32>(4u * c4 + 3u, row), vec4<f32>(x.w, 0.0, 0.0, 0.0));
+}

@@ -609,6 +609,7 @@ pub fn gather_dispatch(gpu: &Gpu, k: &Kernels, g: &Gather, binds: &[(u32, Bind)]
     let (m, pixels) = (g.m as usize, g.pixels as usize);
     let (name, pipeline, texels) = match (g.channels, g.x_cp) {
         (1, 1) if pixels.is_multiple_of(4) => ("gather_batch_words", &k.gather_batch_words, m * pixels / 4),
+        (1, 4) if pixels.is_multiple_of(4) => ("gather_batch_pixels4", &k.gather_batch_pixels4, m * pixels / 4),
         (1, 4) => ("gather_batch_pixels", &k.gather_batch_pixels, m * pixels),
         _ => ("gather_batch", &k.gather_batch, m * (pixels * g.x_cp as usize).div_ceil(4)),
     };
@@ -635,6 +636,7 @@ pub struct Kernels {
     pub gather_batch_words: wgpu::ComputePipeline,
     /// gather_batch for one-channel images, one pixel a texel (`gather_dispatch`).
     pub gather_batch_pixels: wgpu::ComputePipeline,
+    pub gather_batch_pixels4: wgpu::ComputePipeline,
     pub conv2d_forward: wgpu::ComputePipeline,
     pub conv2d_backward_input: wgpu::ComputePipeline,
     pub conv2d_backward_weight: wgpu::ComputePipeline,
@@ -690,7 +692,8 @@ pub struct SubgroupKernels {
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
-pub const VARIANT_SUFFIXES: &[&str] = &["_c1_subgroup", "_subgroup", "_wide", "_texel", "_words", "_pixels"];
+pub const VARIANT_SUFFIXES: &[&str] =
+    &["_c1_subgroup", "_subgroup", "_wide", "_texel", "_words", "_pixels", "_pixels4"];
 
 /// The CPU reference an entry point is checked against.
 pub fn reference_name(entry: &str) -> &str {
@@ -792,6 +795,7 @@ impl Kernels {
             gather_batch: gpu.pipeline(&gather, "gather_batch")?,
             gather_batch_words: gpu.pipeline(&gather, "gather_batch_words")?,
             gather_batch_pixels: gpu.pipeline(&gather, "gather_batch_pixels")?,
+            gather_batch_pixels4: gpu.pipeline(&gather, "gather_batch_pixels4")?,
             conv2d_forward: gpu.pipeline(&conv, "conv2d_forward")?,
             conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
             conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,

@@ -650,9 +650,12 @@ fn gather_matches_reference() {
         (20, 16, 3, 3, 12, 12, 4, false, 2),
         (20, 16, 1, 4, 12, 9, 4, true, 3),
         (20, 16, 3, 4, 8, 8, 1, false, 1),
-        // one channel: four pixels a texel with two samples, one pixel a texel
+        // one channel: four pixels a texel with two samples, one pixel a texel (four a
+        // invocation where the image is whole words)
         (30, 36, 1, 1, 16, 14, 3, true, 2),
         (30, 25, 1, 4, 16, 16, 5, false, 1),
+        (30, 36, 1, 4, 16, 13, 5, true, 2),
+        (300, 784, 1, 4, 128, 128, 100, false, 1),
     ] {
         let data: Vec<u8> = (0..images * pixels * ch).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
         let order: Vec<u32> = (0..images as u32).rev().collect();
@@ -678,6 +681,7 @@ fn gather_matches_reference() {
             Dispatch::new(g, "gather_batch", &k().gather_batch, &binds, xm.rows * (pixels * cp).div_ceil(4), 64);
         let expected = match (ch, cp) {
             (1, 1) if pixels % 4 == 0 => "gather_batch_words",
+            (1, 4) if pixels % 4 == 0 => "gather_batch_pixels4",
             (1, 4) => "gather_batch_pixels",
             _ => "gather_batch",
         };
@@ -692,7 +696,7 @@ fn gather_matches_reference() {
             assert_close(&what, &got, &want, 1e-6, 0.0);
         }
     }
-    assert_eq!(seen.len(), 3, "cases for every gather variant: {seen:?}");
+    assert_eq!(seen.len(), 4, "cases for every gather variant: {seen:?}");
 }
 
 #[test]
