@@ -73,6 +73,20 @@ fn c1_value(byte: u32, r: u32, value: u32) -> f32 {
     return v;
 }
 
+// The four values in word c4 of row `row`'s image (c4s words an image), binarized as
+// gather_batch does; zero past the batch's rows.
+fn word_values(row: u32, c4: u32, c4s: u32) -> vec4<f32> {
+    var x = vec4<f32>(0.0);
+    if row < step.rows {
+        let r = div_u(row, p.samples);
+        let word = data[order[step.batch_start + r] * c4s + c4];
+        let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+        let v = 4u * c4;
+        x = vec4<f32>(c1_value(bytes.x, r, v), c1_value(bytes.y, r, v + 1u), c1_value(bytes.z, r, v + 2u), c1_value(bytes.w, r, v + 3u));
+    }
+    return x;
+}
+
 // x_cp 1 and pixels a multiple of 4: texel c4 of a row is word c4 of its image.
 @compute @workgroup_size(64)
 fn gather_batch_words(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -83,15 +97,7 @@ fn gather_batch_words(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     }
     let row = div_u(i, c4s);
     let c4 = i - row * c4s;
-    var x = vec4<f32>(0.0);
-    if row < step.rows {
-        let r = div_u(row, p.samples);
-        let word = data[order[step.batch_start + r] * c4s + c4];
-        let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
-        let v = 4u * c4;
-        x = vec4<f32>(c1_value(bytes.x, r, v), c1_value(bytes.y, r, v + 1u), c1_value(bytes.z, r, v + 2u), c1_value(bytes.w, r, v + 3u));
-    }
-    textureStore(out, vec2<u32>(c4, row), x);
+    textureStore(out, vec2<u32>(c4, row), word_values(row, c4, c4s));
 }
 
 // x_cp 4: texel c4 of a row is pixel c4, in its first component.
@@ -124,14 +130,7 @@ fn gather_batch_pixels4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     }
     let row = div_u(i, c4s);
     let c4 = i - row * c4s;
-    var x = vec4<f32>(0.0);
-    if row < step.rows {
-        let r = div_u(row, p.samples);
-        let word = data[order[step.batch_start + r] * c4s + c4];
-        let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
-        let v = 4u * c4;
-        x = vec4<f32>(c1_value(bytes.x, r, v), c1_value(bytes.y, r, v + 1u), c1_value(bytes.z, r, v + 2u), c1_value(bytes.w, r, v + 3u));
-    }
+    let x = word_values(row, c4, c4s);
     textureStore(out, vec2<u32>(4u * c4, row), vec4<f32>(x.x, 0.0, 0.0, 0.0));
     textureStore(out, vec2<u32>(4u * c4 + 1u, row), vec4<f32>(x.y, 0.0, 0.0, 0.0));
     textureStore(out, vec2<u32>(4u * c4 + 2u, row), vec4<f32>(x.z, 0.0, 0.0, 0.0));

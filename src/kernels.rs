@@ -462,6 +462,21 @@ pub struct Taps {
     pub pad1: [u32; 3],
 }
 
+impl Taps {
+    /// The geometry of a one-channel transposed convolution `s` (in its convolution's
+    /// direction: the image is its input) whose bias sits at flat float `bias`.
+    pub fn new(s: &crate::reference::ConvShape, bias: usize) -> Taps {
+        Taps {
+            width: s.in_w as u32,
+            out_w: s.out_w as u32,
+            out_h: s.out_h as u32,
+            pad: s.pad as u32,
+            bias: bias as u32,
+            pad1: [0; 3],
+        }
+    }
+}
+
 /// Whether the loss may sum the decoder's logits from the taps image of its last layer
 /// `l` (elbo_forward_backward_taps, in place of conv2d_col2im_c1 and the loss): a
 /// Bernoulli decoder whose last layer is a transposed convolution into one channel with

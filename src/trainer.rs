@@ -646,17 +646,7 @@ impl<'g> Trainer<'g> {
         let last = l.decoder.last().unwrap();
         let taps_loss = kernels::elbo_taps_fits(gpu, &k, last, &lay, lat);
         let taps_geometry = match taps_loss {
-            true => {
-                let s = last.conv_shape();
-                kernels::Taps {
-                    width: s.in_w as u32,
-                    out_w: s.out_w as u32,
-                    out_h: s.out_h as u32,
-                    pad: s.pad as u32,
-                    bias: last.b as u32,
-                    pad1: [0; 3],
-                }
-            }
+            true => kernels::Taps::new(&last.conv_shape(), last.b),
             false => kernels::Taps::default(),
         };
         let taps_u = bld.uniform(&taps_geometry);

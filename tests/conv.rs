@@ -386,17 +386,7 @@ fn elbo_taps_matches_reference() {
         let params = g.buffer_with("params", bytemuck::cast_slice(&flat)).unwrap();
         let st = elbo::kernels::Step { rows: live, inv_rows: 1.0 / live as f32, beta: 0.7, ..Default::default() };
         let su = g.uniform("step", &st);
-        let tu = g.uniform(
-            "taps",
-            &kernels::Taps {
-                width: w as u32,
-                out_w: s.out_w as u32,
-                out_h: s.out_h as u32,
-                pad: s.pad as u32,
-                bias: 5,
-                pad1: [0; 3],
-            },
-        );
+        let tu = g.uniform("taps", &kernels::Taps::new(&s, 5));
         for masked in [false, true] {
             let eu = g.uniform("elbo", &kernels::Elbo::new(m, lat, &lay, masked));
             let dm = common::output("d_out", m, lay.o_cols);
