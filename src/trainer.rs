@@ -7,8 +7,8 @@
 //!   encoder layers         x -> ... -> h          (gemm_forward / conv2d_forward, bias and ReLU fused)
 //!   gemm_forward heads     h                     -> mulv (m, 2L) = [mu | logvar]
 //!   reparam_forward        mulv, eps             -> z (m, L)
-//!     (one dispatch, gemm_forward_reparam_subgroup, where the heads' GEMM runs as
-//!     gemm_forward_subgroup and 2L fits one workgroup: Builder::heads_reparam)
+//!     (one dispatch, gemm_forward_reparam_subgroup, where the adapter has the subgroup
+//!     GEMMs, --gemm allows them and 2L fits one workgroup: Builder::heads_reparam)
 //!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
 //!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
 //!     (elbo_forward_backward_taps where the last layer is a one-channel transposed
