@@ -129,6 +129,40 @@ fn train_step_gradient_matches_reference_model() {
 }
 
 #[test]
+fn a_batch_too_large_for_one_reduce_workgroup_takes_the_separate_kernels() {
+    // reparam_backward_reduce runs in one workgroup up to 256 texels an invocation
+    // (kernels::reparam_reduce_fused); past that the step runs loss_reduce and
+    // reparam_backward, with free bits on, and must still match the reference
+    let g = gpu();
+    let config = VaeConfig::mlp(5, 6, 13, 40);
+    let (batch, latent) = (1040, config.latent);
+    assert!(!elbo::kernels::reparam_reduce_fused(batch, latent) && elbo::kernels::reparam_reduce_fused(128, latent));
+    let len = batch + 3;
+    let train = synthetic(len, config.width, config.height, 4);
+    let test = synthetic(20, config.width, config.height, 5);
+    let model = Model::init(&config, 3);
+    let hyper = Hyper { beta: 0.8, free_bits: 0.3, fuse_adam: false, ..Hyper::new(1e-3, 9) };
+    let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
+    let labels: Vec<&str> = t.train_dispatches().iter().map(|d| d.label.as_ref()).collect();
+    assert!(
+        labels.contains(&"loss_reduce")
+            && labels.contains(&"reparam_backward")
+            && !labels.contains(&"reparam_backward_reduce"),
+        "{labels:?}"
+    );
+    let order: Vec<u32> = (0..len as u32).rev().collect();
+    t.set_order(&order).unwrap();
+    let st = t.step_values(batch, 0, 0, 1.0);
+    t.train_step(0);
+    t.wait().unwrap();
+    let lay = config.loss_layout();
+    let x = r::gather_batch(&train.pixels, &order, batch, lay.pixels, 1, lay.x_cp, false, 1, &st);
+    let (loss, want, _) = r::vae_loss_and_grads(&model, &x, batch, 0.3, &st);
+    assert_close("flat gradient, batch 1040", &t.read_grads().unwrap(), &want, 1e-5, 2e-3);
+    assert_close("batch loss, batch 1040", &[t.batch_losses(1).unwrap()[0]], &[loss], 1e-4, 1e-4);
+}
+
+#[test]
 fn evaluation_matches_reference_model() {
     let g = gpu();
     for (name, config, hyper) in small_models() {
