@@ -246,6 +246,7 @@ struct Taps {
 @group(0) @binding(8) var<uniform> tp: Taps;
 // (m, out_h * out_w * 16): texel (oy * out_w + ox) * 4 + q holds taps 4q..4q+3 of (oy, ox)
 @group(0) @binding(9) var taps: texture_storage_2d<rgba32float, read>;
+// the flat parameters (the layer's bias at tp.bias)
 @group(0) @binding(10) var<storage, read> params: array<f32>;
 
 // Tap (ky, kx) of taps-image pixel (oy, ox) of row b, or zero outside the taps image.
