@@ -263,8 +263,9 @@ fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Rounds of elbo's and PyTorch's epochs, interleaved, behind the epoch ratio.
-const EPOCH_ROUNDS: usize = 3;
+/// Rounds of elbo's and PyTorch's epochs, interleaved, behind the epoch ratio (5, as
+/// the step's: with 3, one burst of load on the shared machine moved the median).
+const EPOCH_ROUNDS: usize = 5;
 
 /// Seconds of one MLP VAE epoch at batch 128 in PyTorch with torchvision's MNIST
 /// dataset and DataLoader (tools/pytorch_vae.py train --torchvision), on `device`.
