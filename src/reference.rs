@@ -27,7 +27,6 @@ pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usiz
 
 /// gemm_forward_reparam: the encoder's head [mu | logvar] (m, 2L) = x . w^T + b, and z
 /// (m, L) from it as reparam_forward draws it.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_forward_reparam(
     x: &[f32],
     w: &[f32],
@@ -131,7 +130,6 @@ pub fn reparam_backward(mulv: &[f32], dz: &[f32], kl_mask: &[f32], m: usize, lat
 
 /// loss_reduce then reparam_backward with its mask, as the training step's one
 /// dispatch runs them: ((recon sum, kl sum, rows, 0), the free-bits mask, d[mu | logvar]).
-#[allow(clippy::too_many_arguments)]
 pub fn reparam_backward_reduce(
     image_loss: &[[f32; 2]],
     mulv: &[f32],

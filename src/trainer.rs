@@ -644,13 +644,9 @@ impl<'g> Trainer<'g> {
         let elbo = || elbo_with(&elbo_u, &x);
         // the loss summing the logits from the last layer's taps image (kernels::elbo_taps_fits)
         let last = l.decoder.last().unwrap();
-        let taps_loss = kernels::elbo_taps_fits(gpu, &k, last, &lay, lat);
-        let taps_geometry = match taps_loss {
-            true => kernels::Taps::new(&last.conv_shape(), last.b),
-            false => kernels::Taps::default(),
-        };
-        let taps_u = bld.uniform(&taps_geometry);
-        let elbo_taps = |taps: &Matrix| {
+        let taps_u = kernels::elbo_taps_fits(gpu, &k, last, &lay, lat)
+            .then(|| bld.uniform(&kernels::Taps::new(&last.conv_shape(), last.b)));
+        let elbo_taps = |taps_u: &wgpu::Buffer, taps: &Matrix| {
             let binds = [
                 (0, B(&elbo_u)),
                 (1, B(&step_uniform)),
@@ -659,7 +655,7 @@ impl<'g> Trainer<'g> {
                 (5, T(&d_out.view)),
                 (6, B(&image_loss)),
                 (7, T(&x.view)),
-                (8, B(&taps_u)),
+                (8, B(taps_u)),
                 (9, T(&taps.view)),
                 (10, B(&params)),
             ];
@@ -707,9 +703,9 @@ impl<'g> Trainer<'g> {
             }
             match bld.taps.take() {
                 // the loss reads the taps image in place of conv2d_col2im_c1's logits
-                Some(taps) if train && taps_loss => {
+                Some(taps) if train && taps_u.is_some() => {
                     list.pop();
-                    list.push(elbo_taps(&taps));
+                    list.push(elbo_taps(taps_u.as_ref().unwrap(), &taps));
                 }
                 _ => list.push(elbo()),
             }
