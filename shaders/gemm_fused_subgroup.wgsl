@@ -1,5 +1,8 @@
 // Fusions of gemm_subgroup.wgsl's kernels, after it (same uniform and bindings).
 //
+// gemm_forward_elbo_subgroup: the decoder's last dense layer and the Bernoulli loss in
+// one dispatch (the training step's; evaluation keeps the logits and elbo.wgsl).
+//
 // gemm_forward_reparam_subgroup: the encoder's head and the reparameterization trick in
 // one dispatch, for layers whose n = 2L columns [mu | logvar] fit one workgroup's
 // 4 LANES columns. Each lane finds the logvar of its mu columns in the lane L columns
@@ -49,3 +52,49 @@ fn gemm_forward_reparam_subgroup(
     }
 }
 
+
+// gemm_forward_elbo_subgroup: the logits X . W^T + b of a Bernoulli decoder's last dense
+// layer go straight into elbo.wgsl's loss (bernoulli_texels' arithmetic), where the
+// target x lines up with the output (value e at column e of both): the step stores
+// d loss / d logit in place of the logits, and the loss dispatch with its reads of the
+// logits is left out. Each workgroup writes the recon of its columns of each of its rows
+// to recon_partials[wg.x * m + row] (a subgroup sum); reparam_backward_reduce_partials
+// adds a row's partials and its KL term. The rows past step.rows (padding) get zero
+// gradients and partials, as in elbo.wgsl. Workgroups as gemm_forward_subgroup's.
+// the target x (m, n)
+@group(0) @binding(9) var target_x: texture_storage_2d<rgba32float, read>;
+// per column block and row: the recon of the block's values of that row (blocks * m)
+@group(0) @binding(10) var<storage, read_write> recon_partials: array<f32>;
+
+@compute @workgroup_size(LANES)
+fn gemm_forward_elbo_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let c0 = wg.x * 4u * LANES + lid;
+    let r0 = wg.y * 32u;
+    var acc = forward_block(c0, r0, lane);
+    let b = forward_bias(c0);
+    let live = forward_live(c0);
+    // the texel this lane stores (row_texel), and which of its columns hold values
+    let col = store_col(c0, lane);
+    let live_cols = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
+    for (var r = 0u; r < 32u; r++) {
+        let row = r0 + r;
+        let l = row_texel((acc[r] + b) * live, lane);
+        let x = textureLoad(target_x, vec2<u32>(col / 4u, min(row, p.m - 1u)));
+        let counts = live_cols & vec4<bool>(row < step.rows);
+        // BCE = max(l, 0) - x l + log(1 + exp(-|l|)), and its gradient sigmoid(l) - x
+        let e = exp(-abs(l));
+        let nll = select(vec4<f32>(0.0), max(l, vec4<f32>(0.0)) - x * l + log(1.0 + e), counts);
+        let g = (select(e, vec4<f32>(1.0), l >= vec4<f32>(0.0)) / (1.0 + e) - x) * step.inv_rows;
+        if row < p.m && col < p.n {
+            textureStore(out, vec2<u32>(col / 4u, row), select(vec4<f32>(0.0), g, counts));
+        }
+        let recon = subgroupAdd(nll.x + nll.y + nll.z + nll.w);
+        if lane == 0u && row < p.m {
+            recon_partials[wg.x * p.m + row] = recon;
+        }
+    }
+}

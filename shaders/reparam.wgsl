@@ -14,7 +14,7 @@ struct Reparam {
     m: u32,         // rows, a multiple of 4
     latent: u32,    // L
     free_bits: f32, // nats per dimension; 0: off
-    pad: u32,
+    partials: u32,  // reparam_backward_reduce_partials: recon partial sums (blocks * m; else 0)
 }
 
 @group(0) @binding(0) var<uniform> p: Reparam;
@@ -31,6 +31,9 @@ struct Reparam {
 @group(0) @binding(6) var<storage, read> image_loss: array<vec2<f32>>;
 // per batch (recon sum, kl sum, rows, 0) (slots)
 @group(0) @binding(7) var<storage, read_write> history: array<vec4<f32>>;
+// reparam_backward_reduce_partials: per column block of the decoder output and row, the
+// recon of the block's values (gemm_forward_elbo_subgroup), block-major (p.partials)
+@group(0) @binding(8) var<storage, read> recon_partials: array<f32>;
 
 fn element(t: texture_storage_2d<rgba32float, read>, row: u32, col: u32) -> f32 {
     return textureLoad(t, vec2<u32>(col / 4u, row))[col % 4u];
@@ -197,6 +200,49 @@ fn reparam_backward_reduce(@builtin(local_invocation_index) lid: u32) {
         reduce_mask(j);
     }
     storageBarrier();
+    let texels = (2u * p.latent + 3u) / 4u * p.m;
+    for (var i = lid; i < texels; i += 64u) {
+        reparam_backward_texel(i);
+    }
+}
+
+// reparam_backward_reduce where the loss was summed in the decoder's last GEMM
+// (gemm_forward_elbo_subgroup): there is no per-image loss, but recon partial sums, one
+// per column block of the output and row (p.partials of them, block-major). The 64
+// invocations share the partials and the latent dimensions (a dimension's KL summed
+// over the rows is also its free-bits test), invocation 0 adds the 64 sums into the
+// history slot; then d[mu | logvar] as in reparam_backward_reduce.
+// The loops' bounds are single uniforms or involve the invocation: lavapipe 22.3
+// recompiled this kernel every time it was bound (2 ms a step) when one loop ran to
+// p.latent from 0, and another to a product of uniforms.
+var<workgroup> row_sums: array<vec2<f32>, 64>;
+
+@compute @workgroup_size(64)
+fn reparam_backward_reduce_partials(@builtin(local_invocation_index) lid: u32) {
+    let rows = min(step.rows, p.m);
+    var sum = vec2<f32>(0.0);
+    for (var i = lid; i < p.partials; i += 64u) {
+        sum.x += select(0.0, recon_partials[i], i % p.m < rows);
+    }
+    for (var j = lid; j < p.latent; j += 64u) {
+        var kl = 0.0;
+        for (var r = 0u; r < rows; r += 16u) {
+            kl += kl16(r, j, rows);
+        }
+        sum.y += kl;
+        let mean = select(0.0, kl / f32(max(rows, 1u)), p.free_bits > 0.0);
+        kl_mask[j] = select(0.0, 1.0, mean >= p.free_bits);
+    }
+    row_sums[lid] = sum;
+    workgroupBarrier();
+    storageBarrier();
+    if lid == 0u {
+        var total = vec2<f32>(0.0);
+        for (var i = 0u; i < 64u; i++) {
+            total += row_sums[i];
+        }
+        history[step.slot] = vec4<f32>(total, f32(rows), 0.0);
+    }
     let texels = (2u * p.latent + 3u) / 4u * p.m;
     for (var i = lid; i < texels; i += 64u) {
         reparam_backward_texel(i);

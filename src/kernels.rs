@@ -502,6 +502,20 @@ pub fn elbo_taps_fits(
         && !(gpu.is_llvmpipe() && lay.pixels + latent + 64 > LLVMPIPE_LOOP_TURNS)
 }
 
+/// Whether the training step may run the decoder's last layer `l` and the loss as one
+/// dispatch (gemm_forward_elbo_subgroup, where the adapter has the subgroup GEMMs): a
+/// dense layer without ReLU into a Bernoulli decoder's output whose values line up with
+/// the target's (value e at column e of both: `lay`).
+pub fn elbo_gemm_fits(l: &crate::model::Layer, lay: &crate::model::LossLayout) -> bool {
+    l.op == crate::model::Op::Dense && !l.relu && !lay.gaussian && lay.halves && lay.x_cp == lay.channels
+}
+
+/// gemm_forward_elbo_subgroup's column blocks (workgroups across) for `n` output columns
+/// at `lanes` lanes: the recon partial sums it writes a row.
+pub fn elbo_gemm_blocks(n: usize, lanes: u32) -> usize {
+    n.div_ceil(4 * lanes as usize)
+}
+
 /// The fused loss of elbo.wgsl for `m` rows: its `_wide` variant (one workgroup per
 /// row) when `wide`, else one invocation per row. `binds` as elbo.wgsl's.
 pub fn elbo_dispatch(gpu: &Gpu, k: &Kernels, wide: bool, binds: &[(u32, Bind)], m: usize) -> Dispatch {
@@ -542,12 +556,20 @@ pub struct Reparam {
     pub latent: u32,
     /// Free bits: nats per latent dimension (loss_reduce; 0: off).
     pub free_bits: f32,
-    pub pad: u32,
+    /// reparam_backward_reduce_partials: the recon partial sums, `elbo_gemm_blocks` times
+    /// m (block-major); else 0.
+    pub partials: u32,
 }
 
 impl Reparam {
     pub fn new(m: usize, latent: usize, free_bits: f32) -> Reparam {
-        Reparam { m: m as u32, latent: latent as u32, free_bits, pad: 0 }
+        Reparam { m: m as u32, latent: latent as u32, free_bits, partials: 0 }
+    }
+
+    /// For reparam_backward_reduce_partials: each row's recon comes in `blocks` sums,
+    /// block-major (`partials[b * m + row]`).
+    pub fn with_partials(self, blocks: usize) -> Reparam {
+        Reparam { partials: blocks as u32 * self.m, ..self }
     }
 }
 
@@ -643,6 +665,8 @@ pub struct Kernels {
     pub reparam_forward: wgpu::ComputePipeline,
     pub reparam_backward: wgpu::ComputePipeline,
     pub reparam_backward_reduce: wgpu::ComputePipeline,
+    /// reparam_backward_reduce after gemm_forward_elbo_subgroup's loss (recon partial sums)
+    pub reparam_backward_reduce_partials: wgpu::ComputePipeline,
     pub elbo_forward_backward: wgpu::ComputePipeline,
     pub loss_reduce: wgpu::ComputePipeline,
     pub adam_update: wgpu::ComputePipeline,
@@ -689,6 +713,8 @@ pub struct SubgroupKernels {
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
     /// gemm_fused_subgroup.wgsl: the heads' forward pass and reparam_forward in one
     pub gemm_forward_reparam_subgroup: wgpu::ComputePipeline,
+    /// gemm_fused_subgroup.wgsl: a Bernoulli decoder's last dense layer and its loss in one
+    pub gemm_forward_elbo_subgroup: wgpu::ComputePipeline,
     /// conv_subgroup.wgsl: the forward pass's 8-lane build (32 columns), and the backward
     /// passes built for `lanes`
     pub conv2d_forward_subgroup: wgpu::ComputePipeline,
@@ -760,6 +786,7 @@ impl Kernels {
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
                 gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
+                gemm_forward_elbo_subgroup: gpu.pipeline(&m, "gemm_forward_elbo_subgroup")?,
                 conv2d_forward_subgroup16: c16
                     .as_ref()
                     .map(|c| gpu.pipeline(c, "conv2d_forward_subgroup"))
@@ -804,6 +831,7 @@ impl Kernels {
             reparam_forward: gpu.pipeline(&reparam, "reparam_forward")?,
             reparam_backward: gpu.pipeline(&reparam, "reparam_backward")?,
             reparam_backward_reduce: gpu.pipeline(&reparam, "reparam_backward_reduce")?,
+            reparam_backward_reduce_partials: gpu.pipeline(&reparam, "reparam_backward_reduce_partials")?,
             elbo_forward_backward: gpu.pipeline(&elbo, "elbo_forward_backward")?,
             loss_reduce: gpu.pipeline(&reparam, "loss_reduce")?,
             adam_update: gpu.pipeline(&adam, "adam_update")?,

@@ -144,6 +144,65 @@ pub fn reparam_backward_reduce(
     (slot, mask, d)
 }
 
+/// reparam_backward_reduce_partials: reparam_backward_reduce where each live row's recon
+/// is the sum of its `blocks` partial sums (`partials[b * m + row]`, as
+/// gemm_forward_elbo leaves them) and its KL term is computed from mulv.
+#[allow(clippy::too_many_arguments)]
+pub fn reparam_backward_reduce_partials(
+    partials: &[f32],
+    blocks: usize,
+    mulv: &[f32],
+    dz: &[f32],
+    m: usize,
+    latent: usize,
+    free_bits: f32,
+    step: &Step,
+) -> ([f32; 4], Vec<f32>, Vec<f32>) {
+    let image_loss: Vec<[f32; 2]> = (0..m)
+        .map(|r| {
+            let recon = (0..blocks).map(|b| partials[b * m + r] as f64).sum::<f64>();
+            let kl = (0..latent)
+                .map(|j| {
+                    let (mu, lv) = (mulv[r * 2 * latent + j], mulv[r * 2 * latent + latent + j]);
+                    (-0.5 * (1.0 + lv - mu * mu - lv.exp())) as f64
+                })
+                .sum::<f64>();
+            [recon as f32, kl as f32]
+        })
+        .collect();
+    reparam_backward_reduce(&image_loss, mulv, dz, m, latent, free_bits, step)
+}
+
+/// gemm_forward_elbo: the logits x . w^T + b (m, n) of a Bernoulli decoder's last dense
+/// layer and its loss against the target x (m, n), as elbo_forward_backward computes it:
+/// d loss / d logit (m, n), and per column block of `block` columns and row the recon of
+/// the block's values (blocks * m, block-major; zero on padding rows).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_forward_elbo(
+    h: &[f32],
+    w: &[f32],
+    b: &[f32],
+    target: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    block: usize,
+    step: &Step,
+) -> (Vec<f32>, Vec<f32>) {
+    let logits = gemm_forward(h, w, b, m, n, k, false);
+    let blocks = n.div_ceil(block);
+    let mut d = vec![0f32; m * n];
+    let mut partials = vec![0f32; blocks * m];
+    for r in 0..(step.rows as usize).min(m) {
+        for c in 0..n {
+            let (nll, d_logit, _) = value_nll(target[r * n + c], logits[r * n + c], 0.0, false);
+            d[r * n + c] = d_logit * step.inv_rows;
+            partials[(c / block) * m + r] += nll;
+        }
+    }
+    (d, partials)
+}
+
 /// -log p(x|z) of one value and its gradients with respect to the decoder's two outputs:
 /// the logit (Bernoulli) or the pre-sigmoid mean (Gaussian), and the raw log-variance.
 pub fn value_nll(x: f32, mean: f32, raw_logvar: f32, gaussian: bool) -> (f32, f32, f32) {

@@ -14,9 +14,15 @@
 //!     (elbo_forward_backward_taps where the last layer is a one-channel transposed
 //!     convolution run as taps and col2im: it sums the logits from the taps image
 //!     itself, and the col2im dispatch is left out; kernels::elbo_taps_fits)
+//!     (gemm_forward_elbo_subgroup where the last layer is dense into a Bernoulli
+//!     output and the subgroup GEMMs run: the layer's GEMM computes the loss in its
+//!     epilogue and stores d out in place of the logits, with recon partial sums per
+//!     column block in place of image_loss; kernels::elbo_gemm_fits)
 //!   decoder layers, last to first: backward_input -> d input; backward_weight -> grads (flat)
 //!   reparam_backward_reduce  image_loss, mulv    -> `history[slot]`, free-bits mask
 //!                          dz, mulv, mask        -> d mulv
+//!     (reparam_backward_reduce_partials after gemm_forward_elbo_subgroup: recon from
+//!     the partial sums, KL from mulv)
 //!     (one workgroup; where the batch is too large for one, loss_reduce runs after the
 //!     loss and reparam_backward here: kernels::reparam_reduce_fused)
 //!   heads, encoder layers, last to first: the same
@@ -324,6 +330,51 @@ impl Builder<'_> {
             &s.gemm_forward_reparam_subgroup,
             &binds,
             [1, self.m.div_ceil(32) as u32, 1],
+        );
+        Some(d.with_gemm_cost(self.m, n, k))
+    }
+
+    /// The decoder's last dense layer and the Bernoulli loss in one dispatch
+    /// (gemm_forward_elbo_subgroup, `kernels::elbo_gemm_fits`): d out of the layer's
+    /// input x against the target, and `kernels::elbo_gemm_blocks` recon partial sums a
+    /// row into `partials`. None unless the adapter has the subgroup GEMMs and `pref`
+    /// allows them; taken whatever the forward GEMM's timing chose, as heads_reparam.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_elbo(
+        &mut self,
+        pref: GemmPreference,
+        l: &Layer,
+        x: &Matrix,
+        w: &Matrix,
+        d_out: &Matrix,
+        target: &Matrix,
+        partials: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+    ) -> Option<Dispatch> {
+        use Bind::{Buffer as B, Texture as T};
+        let (n, k) = l.gemm_nk();
+        let s = self.k.subgroup.as_ref()?;
+        if !matches!(pref, GemmPreference::Auto | GemmPreference::Subgroup) {
+            return None;
+        }
+        let u = self.uniform(&gemm_params(l, self.m, false));
+        let binds = [
+            (0, B(&u)),
+            (1, T(&x.view)),
+            (2, T(&w.view)),
+            (4, T(&d_out.view)),
+            (5, B(self.params)),
+            (7, B(step)),
+            (9, T(&target.view)),
+            (10, B(partials)),
+        ];
+        let groups = [kernels::elbo_gemm_blocks(n, s.lanes) as u32, self.m.div_ceil(32) as u32, 1];
+        let d = Dispatch::with_groups(
+            self.gpu,
+            label(l, "gemm_forward_elbo"),
+            &s.gemm_forward_elbo_subgroup,
+            &binds,
+            groups,
         );
         Some(d.with_gemm_cost(self.m, n, k))
     }
@@ -681,6 +732,22 @@ impl<'g> Trainer<'g> {
         };
         // the training step reduces the loss in reparam_backward_reduce where that pays
         let reduce_fused = kernels::reparam_reduce_fused(m, lat);
+        // and runs the decoder's last layer and the loss as one dispatch where it can
+        // (then reparam_backward_reduce_partials adds the recon partial sums it leaves)
+        let elbo_blocks = match &k.subgroup {
+            Some(s)
+                if reduce_fused
+                    && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
+                    && kernels::elbo_gemm_fits(last, &lay) =>
+            {
+                Some(kernels::elbo_gemm_blocks(last.gemm_nk().0, s.lanes))
+            }
+            _ => None,
+        };
+        let recon_partials = match elbo_blocks {
+            Some(blocks) => Some(gpu.buffer("recon partials", (blocks * m * 4) as u64, wgpu::BufferUsages::empty())?),
+            None => None,
+        };
 
         // forward
         // the training step's forward pass (`train`) leaves out what only its backward pass
@@ -699,6 +766,22 @@ impl<'g> Trainer<'g> {
             }
             for (i, ly) in l.decoder.iter().enumerate() {
                 bld.taps = None;
+                if train && i == nd - 1 {
+                    if let Some(partials) = &recon_partials {
+                        let d = bld.forward_elbo(
+                            hyper.gemm,
+                            ly,
+                            dec_in(i),
+                            wi(ne + 1 + i),
+                            d_out,
+                            &x,
+                            partials,
+                            &step_uniform,
+                        );
+                        list.push(d.expect("elbo_blocks is set only where the subgroup GEMMs run"));
+                        return;
+                    }
+                }
                 list.extend(bld.forward(ly, dec_in(i), wi(ne + 1 + i), &dec_out[i]));
             }
             match bld.taps.take() {
@@ -725,7 +808,22 @@ impl<'g> Trainer<'g> {
         let mut binds = vec![(3, T(&dz.view)), (4, T(&dmulv.view))];
         // reparam_backward reads the mask; the fused kernel writes it and the loss sums too
         binds.extend(reduce_binds.iter().copied().filter(|&(i, _)| reduce_fused || i <= 5));
-        train_step.push(if reduce_fused {
+        train_step.push(if let (Some(blocks), Some(partials)) = (elbo_blocks, &recon_partials) {
+            // no per-image loss: the recon partial sums of gemm_forward_elbo_subgroup
+            let u = bld.uniform(&kernels::Reparam::new(m, lat, hyper.free_bits).with_partials(blocks));
+            let binds = [
+                (0, B(&u)),
+                (1, B(&step_uniform)),
+                (2, T(&mulv.view)),
+                (3, T(&dz.view)),
+                (4, T(&dmulv.view)),
+                (5, B(&kl_mask)),
+                (7, B(&history)),
+                (8, B(partials)),
+            ];
+            Dispatch::new(gpu, "reparam_backward_reduce_partials", &k.reparam_backward_reduce_partials, &binds, 64, 64)
+                .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 42.0, 28.0)
+        } else if reduce_fused {
             Dispatch::new(gpu, "reparam_backward_reduce", &k.reparam_backward_reduce, &binds, 64, 64)
                 .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 42.0, 28.0)
         } else {
@@ -788,6 +886,7 @@ impl<'g> Trainer<'g> {
 
         let mut keep = bld.keep;
         keep.extend([kl_mask, train_data, test_data, test_order, adam_u]);
+        keep.extend(recon_partials);
         let mut mats = enc_out;
         mats.extend(enc_grad);
         let out_index = dec_out.len() - 1;

@@ -249,7 +249,10 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     // the head's forward pass draws z itself where the subgroup GEMMs run (CPU adapters)
     let reparam = has("gemm_forward_reparam heads");
     assert_eq!(reparam, !has("reparam_forward"), "the head's forward and reparam_forward: {names:?}");
-    let want = 16 - fused as u64 - reparam as u64;
+    // and the decoder's last GEMM sums the loss (no elbo_forward_backward in the MLP step)
+    let elbo_gemm = has("gemm_forward_elbo fc4");
+    assert_eq!(elbo_gemm, reparam, "the subgroup GEMMs fuse both or neither: {names:?}");
+    let want = 16 - fused as u64 - reparam as u64 - elbo_gemm as u64;
     assert_eq!(dispatches[0], want, "the MLP step's dispatches: {steps:?}");
     assert!(steps.iter().all(|s| s["median_ms"].as_f64().unwrap() > 0.0 && s["submits"] == 1), "{steps:?}");
     assert!(!r["gemm_choice"].as_array().unwrap().is_empty());
@@ -267,6 +270,7 @@ fn profile_shows_the_gemm_variants_and_takes_a_forced_one() {
     assert_eq!(variants.len(), 12, "no GEMM variant lines:\n{text}");
     assert!(variants.iter().all(|l| l.contains(": texel (forced)")), "not forced:\n{text}");
     assert!(text.contains("reparam_forward") && !text.contains("gemm_forward_reparam"), "{text}");
+    assert!(text.contains("elbo_forward_backward") && !text.contains("gemm_forward_elbo"), "{text}");
     let out = elbo().args(["profile", "--steps", "1", "--gemm", "nonsense"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"), "no list of the variants");

@@ -133,6 +133,126 @@ fn gemm_forward_reparam_matches_reference() {
 }
 
 #[test]
+fn gemm_forward_elbo_matches_reference() {
+    // the decoder's last GEMM with the Bernoulli loss in its epilogue: d out and the recon
+    // partial sums (one per 4 lanes columns and row) as the references make them, into
+    // NaN-filled outputs; columns past one block and within a texel, rows past one
+    // 32-row block, and padding rows (zero gradient and partials)
+    let g = gpu();
+    let sub = k().subgroup.as_ref().expect("lavapipe has the subgroup kernels");
+    let block = 4 * sub.lanes as usize;
+    for (m, n, kk, live) in [(4, 5, 3, 3), (36, 70, 33, 33), (40, 2 * block + 3, 20, 40), (128, 784, 400, 100)] {
+        let h = random(m * kk, 41, -1.0, 1.0);
+        let w = random(n * kk, 42, -0.5, 0.5);
+        let flat = random(8 + n, 43, -1.0, 1.0);
+        let b = flat[8..].to_vec();
+        // binary and grey targets
+        let target: Vec<f32> = random(m * n, 44, 0.0, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i % 3 == 0 { v } else { v.round() })
+            .collect();
+        let (hm, wm, xm) = (g.matrix("h", m, kk).unwrap(), g.matrix("w", n, kk).unwrap(), g.matrix("x", m, n).unwrap());
+        g.write_matrix(&hm, &h);
+        g.write_matrix(&wm, &w);
+        g.write_matrix(&xm, &target);
+        let dm = common::output("d out", m, n);
+        let params = g.buffer_with("params", bytemuck::cast_slice(&flat)).unwrap();
+        let blocks = kernels::elbo_gemm_blocks(n, sub.lanes);
+        let mrows = hm.rows;
+        let partials = g.buffer_with("partials", bytemuck::cast_slice(&vec![f32::NAN; blocks * mrows])).unwrap();
+        let gp = kernels::Gemm { m: mrows as u32, n: n as u32, k: kk as u32, bias: 8, ..Default::default() };
+        let u = g.uniform("gemm", &gp);
+        let st = step(live);
+        let su = g.uniform("step", &st);
+        let binds = [
+            (0, B(&u)),
+            (1, T(&hm.view)),
+            (2, T(&wm.view)),
+            (4, T(&dm.view)),
+            (5, B(&params)),
+            (7, B(&su)),
+            (9, T(&xm.view)),
+            (10, B(&partials)),
+        ];
+        let groups = [blocks as u32, mrows.div_ceil(32) as u32, 1];
+        let d = Dispatch::with_groups(g, "gemm_forward_elbo_subgroup", &sub.gemm_forward_elbo_subgroup, &binds, groups);
+        kernels::run(g, &[d]).unwrap();
+        let mut tpad = target.clone();
+        tpad.resize(mrows * n, 0.0);
+        let mut hpad = h.clone();
+        hpad.resize(mrows * kk, 0.0);
+        let (want_d, want_p) = r::gemm_forward_elbo(&hpad, &w, &b, &tpad, mrows, n, kk, block, &st);
+        let what = format!("gemm_forward_elbo_subgroup ({} lanes) m={m} n={n} k={kk} rows={live}", sub.lanes);
+        assert_close(&format!("{what} d out"), &rows(g.read_matrix(&dm).unwrap(), m, n), &want_d[..m * n], 1e-6, 1e-4);
+        assert_close(
+            &format!("{what} recon partials"),
+            &g.read_f32(&partials, 0, blocks * mrows).unwrap(),
+            &want_p,
+            1e-4,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn reparam_backward_reduce_partials_matches_reference() {
+    // the training step's reduce after gemm_forward_elbo_subgroup: the history slot (recon
+    // from the partial sums, KL from mu and logvar), the free-bits mask and d[mu | logvar],
+    // into NaN-filled outputs; more latent dimensions than invocations, padding rows
+    let g = gpu();
+    for (m, lat, live, blocks, free_bits) in
+        [(4, 1, 3, 1, 0.0), (12, 3, 12, 2, 0.3), (128, 20, 128, 13, 0.0), (40, 70, 37, 4, 0.05), (128, 16, 100, 7, 0.3)]
+    {
+        // odd dimensions far from the prior, even ones close to it: free bits masks some
+        let mulv: Vec<f32> = random(m * 2 * lat, 51, -1.0, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if (i % (2 * lat)) % lat % 2 == 1 { 3.0 * v } else { 0.3 * v })
+            .collect();
+        let dz = random(m * lat, 52, -1.0, 1.0);
+        let parts = random(blocks * m, 53, 0.0, 40.0);
+        let (mv, dzm) = (g.matrix("mulv", m, 2 * lat).unwrap(), g.matrix("dz", m, lat).unwrap());
+        g.write_matrix(&mv, &mulv);
+        g.write_matrix(&dzm, &dz);
+        let dmv = common::output("dmulv", m, 2 * lat);
+        let history = g.buffer_with("history", bytemuck::cast_slice(&[f32::NAN; 16])).unwrap();
+        let maskb = g.buffer_with("kl_mask", bytemuck::cast_slice(&vec![f32::NAN; lat])).unwrap();
+        let pb = g.buffer_with("partials", bytemuck::cast_slice(&parts)).unwrap();
+        let ru = g.uniform("reparam", &kernels::Reparam::new(m, lat, free_bits).with_partials(blocks));
+        let mut st = step(live as u32);
+        st.slot = 2;
+        let su = g.uniform("step", &st);
+        let binds = [
+            (0, B(&ru)),
+            (1, B(&su)),
+            (2, T(&mv.view)),
+            (3, T(&dzm.view)),
+            (4, T(&dmv.view)),
+            (5, B(&maskb)),
+            (7, B(&history)),
+            (8, B(&pb)),
+        ];
+        let d =
+            Dispatch::new(g, "reparam_backward_reduce_partials", &k().reparam_backward_reduce_partials, &binds, 64, 64);
+        kernels::run(g, &[d]).unwrap();
+        let (want_slot, want_mask, want_d) =
+            r::reparam_backward_reduce_partials(&parts, blocks, &mulv, &dz, m, lat, free_bits, &st);
+        let what =
+            format!("reparam_backward_reduce_partials m={m} L={lat} rows={live} blocks={blocks} free_bits={free_bits}");
+        assert_close(&format!("{what} history"), &g.read_f32(&history, 8, 4).unwrap(), &want_slot, 1e-2, 1e-5);
+        assert_close(&format!("{what} kl_mask"), &g.read_f32(&maskb, 0, lat).unwrap(), &want_mask, 0.0, 0.0);
+        if free_bits > 0.0 && lat > 1 {
+            assert!(
+                want_mask.contains(&0.0) && want_mask.contains(&1.0),
+                "{what}: the case should test both sides of the floor: {want_mask:?}"
+            );
+        }
+        assert_close(&format!("{what} d mulv"), &rows(g.read_matrix(&dmv).unwrap(), m, 2 * lat), &want_d, 1e-5, 1e-4);
+    }
+}
+
+#[test]
 fn gemm_backward_input_matches_reference() {
     let g = gpu();
     for ((m, n, kk), variant) in each_gemm_case() {

@@ -78,12 +78,20 @@ fn train_step_gradient_matches_reference_model() {
             if name == "conv bernoulli" && g.is_llvmpipe() {
                 assert!(labels.contains(&"elbo_forward_backward_taps"), "{name}: {labels:?}");
             }
-            // and every model's head draws z itself there (gemm_forward_reparam_subgroup)
+            // and every model's head draws z itself there (gemm_forward_reparam_subgroup),
+            // and a Bernoulli MLP's last GEMM sums the loss (gemm_forward_elbo_subgroup,
+            // then reparam_backward_reduce_partials), which the gradient check covers
             if g.is_llvmpipe() {
                 assert!(
                     labels.contains(&"gemm_forward_reparam heads") && !labels.contains(&"reparam_forward"),
                     "{name}: {labels:?}"
                 );
+                let elbo_gemm = config.arch == Arch::Mlp && config.likelihood == Likelihood::Bernoulli;
+                assert_eq!(labels.iter().any(|l| l.starts_with("gemm_forward_elbo")), elbo_gemm, "{name}: {labels:?}");
+                assert_eq!(labels.contains(&"reparam_backward_reduce_partials"), elbo_gemm, "{name}: {labels:?}");
+                if config.arch == Arch::Mlp {
+                    assert_eq!(labels.contains(&"elbo_forward_backward"), !elbo_gemm, "{name}: {labels:?}");
+                }
             }
             let order: Vec<u32> = (0..25).map(|i| (i * 7) % 25).collect();
             t.set_order(&order).unwrap();
