@@ -96,18 +96,21 @@ pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) ->
 
 /// Seconds for one epoch over `t`'s training images as `elbo train` runs it: every
 /// batch's step submitted in turn (the batch gathered on the GPU from the dataset), the
-/// loss history read back every 25 steps (`TrainOptions::log_every`), one wait at the end.
+/// loss history requested every 25 steps (`TrainOptions::log_every`) and polled after
+/// each step without waiting, and one wait for the whole history at the end.
 pub fn time_epoch(t: &mut Trainer) -> Result<f64> {
     let batches = t.train_batches();
     t.wait()?;
     let t0 = Instant::now();
     for b in 0..batches {
         t.train_step(b);
-        if (b + 1) % 25 == 0 {
-            t.read_history(b + 1)?;
+        if (b + 1) % 25 == 0 && b + 1 < batches {
+            t.request_history(0, b + 1, Default::default());
         }
+        t.poll_history()?;
     }
-    t.wait()?;
+    t.cancel_history();
+    t.read_history(batches)?;
     Ok(t0.elapsed().as_secs_f64())
 }
 

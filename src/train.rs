@@ -517,14 +517,24 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
                     .into());
                 }
             }
-            if (b + 1) % opts.log_every.max(1) == 0 || b + 1 == steps {
-                let sums = trainer.read_history_from(start, b + 1, base)?;
+            // the loss every log_every steps, read without draining the GPU's queue (the
+            // read shows once the GPU gets there), and at the epoch's end, waiting
+            let last = b + 1 == steps;
+            if (b + 1) % opts.log_every.max(1) == 0 && !last {
+                trainer.request_history(start, b + 1, base);
+            }
+            let read = if last {
+                trainer.cancel_history();
+                Some((b + 1, trainer.read_history_from(start, b + 1, base)?))
+            } else {
+                trainer.poll_history()?
+            };
+            if let Some((n, sums)) = read {
                 let loss = sums.loss(kl_weight);
                 if !loss.is_finite() {
                     bar.abandon();
                     bail!(
-                        "the loss became {loss} by step {} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {}",
-                        b + 1,
+                        "the loss became {loss} by step {n} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {}",
                         trainer.hyper.lr,
                         opts.beta,
                         if epoch > 1 {
@@ -536,7 +546,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
                 }
                 let rate = (sums.images - base.images) / samples / t0.elapsed().as_secs_f64();
                 bar.set_message(format!("loss {loss:.2} {rate:.0} img/s"));
-                bar.set_position((b + 1) as u64);
+                bar.set_position(n as u64);
             }
         }
         trainer.wait()?;

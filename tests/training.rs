@@ -261,6 +261,46 @@ fn the_same_seed_gives_the_same_losses() {
 }
 
 #[test]
+fn the_loss_history_reads_without_waiting_as_it_reads_waiting() {
+    // request_history copies the slots after the steps submitted so far and poll_history
+    // gives their sums once the GPU is there, without waiting: the same sums as the
+    // blocking read; one read in flight at a time, and a new epoch's order drops it
+    let g = gpu();
+    let (train, test) = mnist_subset(512, 64);
+    let config = VaeConfig::mlp(28, 28, 32, 4);
+    let mut t = Trainer::new(g, Model::init(&config, 2), Hyper::new(1e-3, 2), 64, &train, &test).unwrap();
+    let order: Vec<u32> = (0..512).collect();
+    t.set_order(&order).unwrap();
+    for b in 0..6 {
+        t.train_step(b);
+    }
+    let base = elbo::trainer::LossSums { recon: 1.0, kl: 2.0, images: 3.0 };
+    assert!(t.request_history(1, 5, base), "no read was in flight");
+    assert!(!t.request_history(0, 6, base), "a second read started while one was in flight");
+    t.train_step(6);
+    let mut got = None;
+    for _ in 0..10_000 {
+        got = t.poll_history().unwrap();
+        if got.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let (n, sums) = got.expect("the read never completed");
+    assert_eq!(n, 5);
+    let want = t.read_history_from(1, 5, base).unwrap();
+    assert_eq!(sums, want, "the read without waiting differs from the blocking one");
+    assert!(sums.images > base.images + 100.0 && sums.recon > base.recon, "{sums:?}");
+    assert!(t.poll_history().unwrap().is_none(), "a finished read came back twice");
+    // a new epoch drops a read in flight, and the next request starts
+    assert!(t.request_history(0, 7, base));
+    t.set_order(&order).unwrap();
+    t.wait().unwrap();
+    assert!(t.poll_history().unwrap().is_none(), "a read survived the new epoch's order");
+    assert!(t.request_history(0, 7, base));
+}
+
+#[test]
 fn train_command_writes_its_outputs() {
     let out = Scratch::new("train");
     let opts = elbo::train::TrainOptions {
