@@ -94,12 +94,15 @@ pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) ->
     Ok(runs)
 }
 
-/// Seconds for one epoch over `t`'s training images as `elbo train` runs it: every
-/// batch's step submitted in turn (the batch gathered on the GPU from the dataset), the
-/// loss history requested every 25 steps (`TrainOptions::log_every`) and polled after
-/// each step without waiting, and one wait for the whole history at the end.
-pub fn time_epoch(t: &mut Trainer) -> Result<f64> {
+/// Seconds for one epoch over `t`'s training images as `elbo train` runs it: the epoch's
+/// shuffled order uploaded (`train::epoch_order` for `epoch`), every batch's step
+/// submitted in turn (the batch gathered on the GPU from the dataset), the loss history
+/// requested every 25 steps (`TrainOptions::log_every`) and polled after each step
+/// without waiting, and one wait for the whole history at the end.
+pub fn time_epoch(t: &mut Trainer, epoch: usize) -> Result<f64> {
     let batches = t.train_batches();
+    let order = crate::train::epoch_order(1, epoch, t.train_len());
+    t.set_order(&order)?;
     t.wait()?;
     let t0 = Instant::now();
     for b in 0..batches {
@@ -402,7 +405,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         let mut rounds = Vec::new();
         for round in 1..=EPOCH_ROUNDS {
             progress(&format!("an MLP VAE epoch against PyTorch's DataLoader, round {round} of {EPOCH_ROUNDS}"));
-            let ours = time_epoch(&mut mlp)?;
+            let ours = time_epoch(&mut mlp, round)?;
             match pytorch_epoch(py, &opts.pytorch_device) {
                 Ok(theirs) => {
                     rounds.push(json!({"elbo_s": ours, "pytorch_s": theirs, "elbo_over_pytorch": ours / theirs}))

@@ -1013,6 +1013,11 @@ impl<'g> Trainer<'g> {
         Ok(())
     }
 
+    /// Images in the training set.
+    pub fn train_len(&self) -> usize {
+        self.train_len
+    }
+
     /// Steps per epoch.
     pub fn train_batches(&self) -> usize {
         self.batches(self.train_len)
