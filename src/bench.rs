@@ -329,13 +329,14 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     for &n in &opts.squares {
         for v in crate::gemm::available(&k) {
             progress(&format!("square GEMM {n} ({})", v.name()));
-            let us =
-                crate::gemm::time_variant(gpu, &k, crate::gemm::Pass::Forward, v, n, n, n, (opts.steps / 3).max(3))?;
+            let runs = (opts.steps / 3).max(3);
+            let times = crate::gemm::time_variant(gpu, &k, crate::gemm::Pass::Forward, v, n, n, n, runs)?;
+            let (us, p10, p90) = spread(&times);
             let flops = 2.0 * (n as f64).powi(3);
             kernels.push(json!({
                 "kernel": format!("gemm_forward ({})", v.name()), "shape": format!("m={n} n={n} k={n}"),
-                "median_us": us, "p10_us": us, "p90_us": us, "gflops": flops / (us * 1e3),
-                "gbps": 12.0 * (n * n) as f64 / (us * 1e3), "runs": (opts.steps / 3).max(3),
+                "median_us": us, "p10_us": p10, "p90_us": p90, "gflops": flops / (us * 1e3),
+                "gbps": 12.0 * (n * n) as f64 / (us * 1e3), "runs": runs,
             }));
         }
     }

@@ -205,7 +205,8 @@ pub fn dispatch(
     }
 }
 
-/// Median microseconds of `pass` in `variant` on random data of the given shape.
+/// Microseconds of `runs` runs of `pass` in `variant` on random data of the given shape,
+/// fastest first.
 #[allow(clippy::too_many_arguments)]
 pub fn time_variant(
     gpu: &Gpu,
@@ -216,7 +217,7 @@ pub fn time_variant(
     n: usize,
     kk: usize,
     runs: usize,
-) -> Result<f64> {
+) -> Result<Vec<f64>> {
     let m = m.next_multiple_of(4);
     let fill = |rows: usize, cols: usize, seed: u32| -> Result<crate::gpu::Matrix> {
         let mat = gpu.matrix("gemm timing", rows, cols)?;
@@ -262,7 +263,7 @@ pub fn time_variant(
     profiler.run(gpu, &[&d], None)?; // first run compiles the pipeline
     let mut t: Vec<f64> = (0..runs).map(|_| Ok(profiler.run(gpu, &[&d], None)?[0].dur_ns)).collect::<Result<_>>()?;
     t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2] / 1e3)
+    Ok(t.into_iter().map(|ns| ns / 1e3).collect())
 }
 
 type ChoiceKey = (String, Pass, (usize, usize, usize));
@@ -302,9 +303,12 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
                 match chosen.iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()) {
                     Some(d) => (d.variant, d.timings),
                     None => {
+                        // each variant's fastest of three runs: a burst of load on a
+                        // shared machine slows some runs, and the median of three then
+                        // flipped a few small layers' choices between runs
                         let timings: Vec<(Variant, f64)> = avail
                             .iter()
-                            .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?)))
+                            .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?[0])))
                             .collect::<Result<_>>()?;
                         // the portable texel kernel unless another is clearly faster, so that
                         // near-ties do not flip between runs
