@@ -128,6 +128,12 @@ pub fn reparam_backward(mulv: &[f32], dz: &[f32], kl_mask: &[f32], m: usize, lat
     d
 }
 
+/// KL(q || N(0, I)) of row r's latent dimension j, from mulv = [mu | logvar] (m, 2L).
+pub fn kl_term(mulv: &[f32], latent: usize, r: usize, j: usize) -> f32 {
+    let (mu, lv) = (mulv[r * 2 * latent + j], mulv[r * 2 * latent + latent + j]);
+    -0.5 * (1.0 + lv - mu * mu - lv.exp())
+}
+
 /// loss_reduce then reparam_backward with its mask, as the training step's one
 /// dispatch runs them: ((recon sum, kl sum, rows, 0), the free-bits mask, d[mu | logvar]).
 pub fn reparam_backward_reduce(
@@ -161,12 +167,7 @@ pub fn reparam_backward_reduce_partials(
     let image_loss: Vec<[f32; 2]> = (0..m)
         .map(|r| {
             let recon = (0..blocks).map(|b| partials[b * m + r] as f64).sum::<f64>();
-            let kl = (0..latent)
-                .map(|j| {
-                    let (mu, lv) = (mulv[r * 2 * latent + j], mulv[r * 2 * latent + latent + j]);
-                    (-0.5 * (1.0 + lv - mu * mu - lv.exp())) as f64
-                })
-                .sum::<f64>();
+            let kl = (0..latent).map(|j| kl_term(mulv, latent, r, j) as f64).sum::<f64>();
             [recon as f32, kl as f32]
         })
         .collect();
@@ -290,12 +291,7 @@ pub fn elbo_forward_backward_observed(
                 }
             }
         }
-        let mut kl = 0f64;
-        for j in 0..latent {
-            let mu = mulv[r * 2 * latent + j];
-            let lv = mulv[r * 2 * latent + latent + j];
-            kl += (-0.5 * (1.0 + lv - mu * mu - lv.exp())) as f64;
-        }
+        let kl = (0..latent).map(|j| kl_term(mulv, latent, r, j) as f64).sum::<f64>();
         image_loss[r] = [recon as f32, kl as f32];
     }
     (d_out, image_loss)
@@ -316,13 +312,7 @@ pub fn loss_reduce(
     let mask = (0..latent)
         .map(|j| {
             let mean = if free_bits > 0.0 {
-                (0..rows)
-                    .map(|r| {
-                        let (mu, lv) = (mulv[r * 2 * latent + j], mulv[r * 2 * latent + latent + j]);
-                        -0.5 * (1.0 + lv - mu * mu - lv.exp())
-                    })
-                    .sum::<f32>()
-                    / rows.max(1) as f32
+                (0..rows).map(|r| kl_term(mulv, latent, r, j)).sum::<f32>() / rows.max(1) as f32
             } else {
                 0.0
             };

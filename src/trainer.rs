@@ -313,11 +313,40 @@ impl Builder<'_> {
         }
     }
 
+    /// A gemm_fused_subgroup.wgsl kernel `entry` (`pipeline` picks it) over layer `l`'s
+    /// forward GEMM: x . w^T + b with gemm_subgroup.wgsl's bindings (its output `y` at 4),
+    /// the fusion's own bindings `extra`, and `cols` workgroups across by 32-row blocks
+    /// down. None unless the adapter has the subgroup GEMMs and `pref` allows them. Taken
+    /// whatever the layer's own forward GEMM's timing chose: the dispatch it saves costs
+    /// more than the variants' difference at these sizes.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_forward(
+        &mut self,
+        pref: GemmPreference,
+        l: &Layer,
+        (x, w, y): (&Matrix, &Matrix, &Matrix),
+        entry: &str,
+        pipeline: fn(&kernels::SubgroupKernels) -> &wgpu::ComputePipeline,
+        extra: &[(u32, Bind)],
+        cols: impl Fn(u32) -> u32,
+    ) -> Option<Dispatch> {
+        use Bind::{Buffer as B, Texture as T};
+        let (n, k) = l.gemm_nk();
+        let s = self.k.subgroup.as_ref()?;
+        if !matches!(pref, GemmPreference::Auto | GemmPreference::Subgroup) {
+            return None;
+        }
+        let u = self.uniform(&gemm_params(l, self.m, false));
+        let mut binds = vec![(0, B(&u)), (1, T(&x.view)), (2, T(&w.view)), (4, T(&y.view)), (5, B(self.params))];
+        binds.extend_from_slice(extra);
+        let groups = [cols(s.lanes), self.m.div_ceil(32) as u32, 1];
+        let d = Dispatch::with_groups(self.gpu, label(l, entry), pipeline(s), &binds, groups);
+        Some(d.with_gemm_cost(self.m, n, k))
+    }
+
     /// The encoder's head and reparam_forward in one dispatch (gemm_forward_reparam_subgroup):
-    /// mulv = [mu | logvar] of x, and z drawn from it. None unless the adapter has the
-    /// subgroup GEMMs, `pref` allows them, and the head's 2L columns fit one workgroup
-    /// (4 lanes columns). It is taken whatever the timing of the head's own forward GEMM
-    /// chose: the dispatch it saves costs more than the variants' difference at this size.
+    /// mulv = [mu | logvar] of x, and z drawn from it, where the head's 2L columns fit one
+    /// workgroup (4 lanes columns); see fused_forward.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn heads_reparam(
         &mut self,
@@ -330,36 +359,26 @@ impl Builder<'_> {
         step: &wgpu::Buffer,
     ) -> Option<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
-        let (n, k) = l.gemm_nk();
-        let s = self.k.subgroup.as_ref()?;
-        if !matches!(pref, GemmPreference::Auto | GemmPreference::Subgroup) || n > 4 * s.lanes as usize {
+        let lanes = self.k.subgroup.as_ref()?.lanes as usize;
+        if l.gemm_nk().0 > 4 * lanes {
             return None;
         }
-        let u = self.uniform(&gemm_params(l, self.m, false));
-        let binds = [
-            (0, B(&u)),
-            (1, T(&x.view)),
-            (2, T(&w.view)),
-            (4, T(&mulv.view)),
-            (5, B(self.params)),
-            (7, B(step)),
-            (8, T(&z.view)),
-        ];
-        let d = Dispatch::with_groups(
-            self.gpu,
-            label(l, "gemm_forward_reparam"),
-            &s.gemm_forward_reparam_subgroup,
-            &binds,
-            [1, self.m.div_ceil(32) as u32, 1],
-        );
-        Some(d.with_gemm_cost(self.m, n, k))
+        let extra = [(7, B(step)), (8, T(&z.view))];
+        self.fused_forward(
+            pref,
+            l,
+            (x, w, mulv),
+            "gemm_forward_reparam",
+            |s| &s.gemm_forward_reparam_subgroup,
+            &extra,
+            |_| 1,
+        )
     }
 
     /// The decoder's last dense layer and the Bernoulli loss in one dispatch
     /// (gemm_forward_elbo_subgroup, `kernels::elbo_gemm_fits`): d out of the layer's
     /// input x against the target, and `kernels::elbo_gemm_blocks` recon partial sums a
-    /// row into `partials`. None unless the adapter has the subgroup GEMMs and `pref`
-    /// allows them; taken whatever the forward GEMM's timing chose, as heads_reparam.
+    /// row into `partials`; see fused_forward.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_elbo(
         &mut self,
@@ -373,31 +392,18 @@ impl Builder<'_> {
         step: &wgpu::Buffer,
     ) -> Option<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
-        let (n, k) = l.gemm_nk();
-        let s = self.k.subgroup.as_ref()?;
-        if !matches!(pref, GemmPreference::Auto | GemmPreference::Subgroup) {
-            return None;
-        }
-        let u = self.uniform(&gemm_params(l, self.m, false));
-        let binds = [
-            (0, B(&u)),
-            (1, T(&x.view)),
-            (2, T(&w.view)),
-            (4, T(&d_out.view)),
-            (5, B(self.params)),
-            (7, B(step)),
-            (9, T(&target.view)),
-            (10, B(partials)),
-        ];
-        let groups = [kernels::elbo_gemm_blocks(n, s.lanes) as u32, self.m.div_ceil(32) as u32, 1];
-        let d = Dispatch::with_groups(
-            self.gpu,
-            label(l, "gemm_forward_elbo"),
-            &s.gemm_forward_elbo_subgroup,
-            &binds,
-            groups,
-        );
-        Some(d.with_gemm_cost(self.m, n, k))
+        let n = l.gemm_nk().0;
+        let extra = [(7, B(step)), (9, T(&target.view)), (10, B(partials))];
+        let blocks = |lanes| kernels::elbo_gemm_blocks(n, lanes) as u32;
+        self.fused_forward(
+            pref,
+            l,
+            (x, w, d_out),
+            "gemm_forward_elbo",
+            |s| &s.gemm_forward_elbo_subgroup,
+            &extra,
+            blocks,
+        )
     }
 
     /// A layer's backward passes from dy (the gradient of its pre-activation): its input
