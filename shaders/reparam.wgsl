@@ -174,9 +174,15 @@ fn reduce_mask(j: u32) {
         for (var r = 0u; r < rows; r += 16u) {
             kl += kl16(r, j, rows);
         }
-        kl /= f32(max(rows, 1u));
     }
-    kl_mask[j] = select(0.0, 1.0, kl >= p.free_bits);
+    set_mask(j, kl, rows);
+}
+
+// kl_mask[j] from dimension j's KL summed over the batch's `rows` rows: 1 where free bits
+// are off or its mean reaches the floor.
+fn set_mask(j: u32, kl_sum: f32, rows: u32) {
+    let mean = select(0.0, kl_sum / f32(max(rows, 1u)), p.free_bits > 0.0);
+    kl_mask[j] = select(0.0, 1.0, mean >= p.free_bits);
 }
 
 @compute @workgroup_size(1)
@@ -230,8 +236,7 @@ fn reparam_backward_reduce_partials(@builtin(local_invocation_index) lid: u32) {
             kl += kl16(r, j, rows);
         }
         sum.y += kl;
-        let mean = select(0.0, kl / f32(max(rows, 1u)), p.free_bits > 0.0);
-        kl_mask[j] = select(0.0, 1.0, mean >= p.free_bits);
+        set_mask(j, kl, rows);
     }
     row_sums[lid] = sum;
     workgroupBarrier();

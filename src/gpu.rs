@@ -412,7 +412,7 @@ impl Gpu {
             m.texture.size(),
         );
         self.queue.submit([enc.finish()]);
-        let bytes = self.map_read(&staging)?;
+        let bytes = self.finish_read(map_later(staging, stride * m.rows))?;
         let mut out = Vec::with_capacity(m.rows * m.cols);
         for r in 0..m.rows {
             let row: &[f32] = bytemuck::cast_slice(&bytes[r * stride..r * stride + row_bytes]);
@@ -423,6 +423,13 @@ impl Gpu {
 
     /// Copies `bytes` bytes of a buffer from `offset` to the host.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        self.finish_read(self.read_buffer_later(buffer, offset, bytes))
+    }
+
+    /// Starts copying `bytes` bytes of a buffer from `offset` to the host without waiting:
+    /// the copy runs after the work submitted so far; `poll_read` gives the bytes once the
+    /// GPU has done it.
+    pub fn read_buffer_later(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Readback {
         let size = bytes.next_multiple_of(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read_buffer"),
@@ -433,9 +440,14 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([enc.finish()]);
-        let mut out = self.map_read(&staging)?;
-        out.truncate(bytes as usize);
-        Ok(out)
+        map_later(staging, bytes as usize)
+    }
+
+    /// The bytes of `r` once the GPU has copied them (None before); never waits. After
+    /// Some, `r` is spent.
+    pub fn poll_read(&self, r: &Readback) -> Result<Option<Vec<u8>>> {
+        self.device.poll(wgpu::PollType::Poll).map_err(|e| anyhow!("polling the GPU failed: {e}"))?;
+        r.take()
     }
 
     pub fn read_f32(&self, buffer: &wgpu::Buffer, offset_floats: usize, count: usize) -> Result<Vec<f32>> {
@@ -443,18 +455,12 @@ impl Gpu {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+    /// The bytes of `r`, waiting for the GPU (and for its map callback, which another
+    /// thread's poll may be running).
+    fn finish_read(&self, r: Readback) -> Result<Vec<u8>> {
         self.wait()?;
-        rx.recv()
-            .context("the GPU dropped a read-back")?
-            .map_err(|e| anyhow!("mapping a read-back buffer failed: {e}"))?;
-        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("{e}"))?.to_vec();
-        staging.unmap();
-        Ok(data)
+        let mapped = r.mapped.recv().context("the GPU dropped a read-back")?;
+        r.data(mapped)
     }
 }
 
@@ -465,4 +471,41 @@ pub struct Matrix {
     /// Rows including padding (a multiple of 4).
     pub rows: usize,
     pub cols: usize,
+}
+
+/// A copy on its way from the GPU to the host (`Gpu::read_buffer_later`).
+pub struct Readback {
+    staging: wgpu::Buffer,
+    len: usize,
+    /// The map callback's result.
+    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// Maps `staging` for reading once the GPU is done with it; its first `len` bytes matter.
+fn map_later(staging: wgpu::Buffer, len: usize) -> Readback {
+    let (tx, mapped) = std::sync::mpsc::channel();
+    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    Readback { staging, len, mapped }
+}
+
+impl Readback {
+    /// The bytes, where the mapping has finished (None before).
+    fn take(&self) -> Result<Option<Vec<u8>>> {
+        match self.mapped.try_recv() {
+            Ok(mapped) => self.data(mapped).map(Some),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => bail!("the GPU dropped a read-back"),
+        }
+    }
+
+    /// The mapped bytes, once the map callback gave `mapped`.
+    fn data(&self, mapped: Result<(), wgpu::BufferAsyncError>) -> Result<Vec<u8>> {
+        mapped.map_err(|e| anyhow!("mapping a read-back buffer failed: {e}"))?;
+        let mut data = self.staging.slice(..).get_mapped_range().map_err(|e| anyhow!("{e}"))?.to_vec();
+        self.staging.unmap();
+        data.truncate(self.len);
+        Ok(data)
+    }
 }

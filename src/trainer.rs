@@ -122,13 +122,12 @@ fn add_slots(sums: LossSums, v: &[f32]) -> LossSums {
     s
 }
 
-/// A loss-history read under way (`Trainer::request_history`).
+/// A loss-history read under way (`Trainer::request_history`): slots up to `n`, to be
+/// added to `base`.
 struct PendingHistory {
-    staging: wgpu::Buffer,
+    read: crate::gpu::Readback,
     n: usize,
     base: LossSums,
-    /// Set by the map callback.
-    mapped: std::sync::Arc<std::sync::Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>,
 }
 
 /// Sums over a pass of the data, in nats.
@@ -761,19 +760,17 @@ impl<'g> Trainer<'g> {
         let reduce_fused = kernels::reparam_reduce_fused(m, lat);
         // and runs the decoder's last layer and the loss as one dispatch where it can
         // (then reparam_backward_reduce_partials adds the recon partial sums it leaves)
-        let elbo_blocks = match &k.subgroup {
+        // (its column blocks, and the buffer of their partial sums)
+        let elbo_gemm = match &k.subgroup {
             Some(s)
                 if reduce_fused
                     && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
                     && kernels::elbo_gemm_fits(last, &lay) =>
             {
-                Some(kernels::elbo_gemm_blocks(last.gemm_nk().0, s.lanes))
+                let blocks = kernels::elbo_gemm_blocks(last.gemm_nk().0, s.lanes);
+                Some((blocks, gpu.buffer("recon partials", (blocks * m * 4) as u64, wgpu::BufferUsages::empty())?))
             }
             _ => None,
-        };
-        let recon_partials = match elbo_blocks {
-            Some(blocks) => Some(gpu.buffer("recon partials", (blocks * m * 4) as u64, wgpu::BufferUsages::empty())?),
-            None => None,
         };
 
         // forward
@@ -794,7 +791,7 @@ impl<'g> Trainer<'g> {
             for (i, ly) in l.decoder.iter().enumerate() {
                 bld.taps = None;
                 if train && i == nd - 1 {
-                    if let Some(partials) = &recon_partials {
+                    if let Some((_, partials)) = &elbo_gemm {
                         let d = bld.forward_elbo(
                             hyper.gemm,
                             ly,
@@ -805,7 +802,7 @@ impl<'g> Trainer<'g> {
                             partials,
                             &step_uniform,
                         );
-                        list.push(d.expect("elbo_blocks is set only where the subgroup GEMMs run"));
+                        list.push(d.expect("elbo_gemm is set only where the subgroup GEMMs run"));
                         return;
                     }
                 }
@@ -835,19 +832,14 @@ impl<'g> Trainer<'g> {
         let mut binds = vec![(3, T(&dz.view)), (4, T(&dmulv.view))];
         // reparam_backward reads the mask; the fused kernel writes it and the loss sums too
         binds.extend(reduce_binds.iter().copied().filter(|&(i, _)| reduce_fused || i <= 5));
-        train_step.push(if let (Some(blocks), Some(partials)) = (elbo_blocks, &recon_partials) {
-            // no per-image loss: the recon partial sums of gemm_forward_elbo_subgroup
-            let u = bld.uniform(&kernels::Reparam::new(m, lat, hyper.free_bits).with_partials(blocks));
-            let binds = [
-                (0, B(&u)),
-                (1, B(&step_uniform)),
-                (2, T(&mulv.view)),
-                (3, T(&dz.view)),
-                (4, T(&dmulv.view)),
-                (5, B(&kl_mask)),
-                (7, B(&history)),
-                (8, B(partials)),
-            ];
+        train_step.push(if let Some((blocks, partials)) = &elbo_gemm {
+            // no per-image loss: the recon partial sums of gemm_forward_elbo_subgroup, and
+            // a uniform that says how many
+            let u = bld.uniform(&kernels::Reparam::new(m, lat, hyper.free_bits).with_partials(*blocks));
+            let binds: Vec<(u32, Bind)> = (binds.iter().copied())
+                .filter(|&(i, _)| i != 0 && i != 6)
+                .chain([(0, B(&u)), (8, B(partials))])
+                .collect();
             Dispatch::new(gpu, "reparam_backward_reduce_partials", &k.reparam_backward_reduce_partials, &binds, 64, 64)
                 .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 42.0, 28.0)
         } else if reduce_fused {
@@ -913,7 +905,7 @@ impl<'g> Trainer<'g> {
 
         let mut keep = bld.keep;
         keep.extend([kl_mask, train_data, test_data, test_order, adam_u]);
-        keep.extend(recon_partials);
+        keep.extend(elbo_gemm.map(|(_, partials)| partials));
         let mut mats = enc_out;
         mats.extend(enc_grad);
         let out_index = dec_out.len() - 1;
@@ -1115,22 +1107,8 @@ impl<'g> Trainer<'g> {
         if pending.is_some() || start >= n {
             return false;
         }
-        let bytes = ((n - start) * 16) as u64;
-        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("history read"),
-            size: bytes,
-            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&self.history, (start * 16) as u64, &staging, 0, bytes);
-        self.gpu.queue.submit([enc.finish()]);
-        let mapped = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let done = mapped.clone();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        });
-        *pending = Some(PendingHistory { staging, n, base, mapped });
+        let read = self.gpu.read_buffer_later(&self.history, (start * 16) as u64, ((n - start) * 16) as u64);
+        *pending = Some(PendingHistory { read, n, base });
         true
     }
 
@@ -1140,24 +1118,11 @@ impl<'g> Trainer<'g> {
     pub fn poll_history(&self) -> Result<Option<(usize, LossSums)>> {
         let mut pending = self.pending_history.lock().unwrap_or_else(|e| e.into_inner());
         let Some(p) = pending.as_ref() else { return Ok(None) };
-        self.gpu.device.poll(wgpu::PollType::Poll).map_err(|e| anyhow::anyhow!("polling the GPU failed: {e}"))?;
-        let state = p.mapped.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match state {
-            None => Ok(None),
-            Some(Err(e)) => {
-                *pending = None;
-                bail!("mapping the loss history failed: {e}")
-            }
-            Some(Ok(())) => {
-                let p = pending.take().unwrap();
-                let v: Vec<f32> = {
-                    let range = p.staging.slice(..).get_mapped_range().map_err(|e| anyhow::anyhow!("{e}"))?;
-                    bytemuck::pod_collect_to_vec(&range)
-                };
-                p.staging.unmap();
-                Ok(Some((p.n, add_slots(p.base, &v))))
-            }
-        }
+        let bytes = self.gpu.poll_read(&p.read);
+        // spent when it has data or failed
+        let Some(bytes) = bytes.inspect_err(|_| *pending = None)? else { return Ok(None) };
+        let p = pending.take().unwrap();
+        Ok(Some((p.n, add_slots(p.base, &bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)))))
     }
 
     /// Drops the history read in flight, if any (its slots are about to be rewritten).
