@@ -219,11 +219,15 @@ impl Default for BenchOptions {
 
 fn adapter_json(gpu: &Gpu) -> Value {
     let i = &gpu.info;
-    json!({
+    let mut a = json!({
         "name": i.name, "vendor": format!("0x{:04x}", i.vendor), "device": format!("0x{:04x}", i.device),
         "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
         "driver": i.driver, "driver_info": i.driver_info,
-    })
+    });
+    if gpu.is_llvmpipe() {
+        a["llvmpipe_threads"] = json!(crate::gpu::llvmpipe_threads());
+    }
+    a
 }
 
 /// Per-kernel medians over profiled runs: one entry per (label, shape).
@@ -432,8 +436,9 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
 /// The bench report as tables.
 pub fn format_bench(r: &Value) -> String {
     let a = &r["adapter"];
+    let threads = a["llvmpipe_threads"].as_u64().map(|n| format!(", {n} threads")).unwrap_or_default();
     let mut s = format!(
-        "adapter: {} (vendor {}, {}, {}, driver {} {})\ntiming: {}\n\n",
+        "adapter: {} (vendor {}, {}, {}, driver {} {}{threads})\ntiming: {}\n\n",
         a["name"].as_str().unwrap_or("?"),
         a["vendor"].as_str().unwrap_or("?"),
         a["backend"].as_str().unwrap_or("?"),

@@ -94,3 +94,27 @@ fn format_bench_reports_the_epoch_rounds() {
         "{text}"
     );
 }
+
+/// The program and the tests ask lavapipe for two worker threads a CPU
+/// (`gpu::tune_llvmpipe`) where LP_NUM_THREADS is not set; lavapipe then runs that many
+/// (it names its threads llvmpipe-N), and the adapter line and the bench report say so.
+#[test]
+fn lavapipe_runs_the_threads_elbo_asks_for() {
+    let g = gpu();
+    assert!(g.is_llvmpipe(), "this test is about lavapipe, which CI installs; the adapter is {}", g.adapter_line());
+    let set = std::env::var(elbo::gpu::LP_THREADS).expect("tune_llvmpipe sets LP_NUM_THREADS where it is not set");
+    let threads = elbo::gpu::llvmpipe_threads();
+    assert_eq!(set.trim().parse::<usize>().ok(), Some(threads), "LP_NUM_THREADS={set}");
+    let named = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+            comm.starts_with("llvmpipe-")
+        })
+        .count();
+    assert_eq!(named, threads, "lavapipe runs {named} threads; LP_NUM_THREADS={set}");
+    assert!(g.adapter_line().ends_with(&format!(", {threads} threads)")), "{}", g.adapter_line());
+    let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads}, "kernels": [], "steps": []});
+    let text = elbo::bench::format_bench(&r);
+    assert!(text.contains(&format!(", {threads} threads)")), "{text}");
+}
