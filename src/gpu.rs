@@ -153,13 +153,14 @@ pub const LP_VECTOR_WIDTH: &str = "LP_NATIVE_VECTOR_WIDTH";
 
 /// Asks Mesa's llvmpipe (lavapipe) for two worker threads per logical CPU (at most 32)
 /// unless LP_NUM_THREADS is already set; llvmpipe's default is one. It splits each
-/// dispatch's workgroups into one equal share a thread, so with one thread a CPU, a CPU
-/// that falls behind for a while (on a shared or busy machine) holds up every dispatch;
-/// with two, the other CPU runs more of the shares. On a 2-vCPU cloud machine, 3 epochs
-/// of the MLP VAE in each of 5 processes a setting, alternated: 2.96 s median an epoch
-/// (2.78–3.82) with 4 threads, 3.23 s (2.77–4.45) with 2, 3.05 and 3.14 s with 6 and 8;
-/// in quiet minutes 2 and 4 threads both ran 2.8 s. Other drivers ignore the variable.
-/// Returns whether it set it; call it where `prefer_wide_cpu_vectors` is called.
+/// dispatch's workgroups into equal shares, one a thread. Measured on a 2-vCPU cloud
+/// machine, 3 MLP VAE epochs a process, processes alternating between settings: in three
+/// such series the median epoch took 2.96 s with 4 threads against 3.23 s with 2 (busy),
+/// 2.89 against 3.21, and 2.79 against 2.86 (quiet; 4 faster in 7 of 8 pairs), with a
+/// narrower spread each time; 6 and 8 threads took 3.05 and 3.14 s. Kernels timed alone
+/// in a quiet moment were 1.4% slower with 4, and with a busy loop pinned to one CPU the
+/// epochs were 3% slower (5.0 against 4.86 s). Other drivers ignore the variable.
+/// Returns whether it set it; `tune_llvmpipe` calls it.
 pub fn prefer_more_cpu_threads() -> bool {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if std::env::var_os(LP_THREADS).is_none() && cpus > 1 {
