@@ -6,8 +6,8 @@ fn main() -> anyhow::Result<()> {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
-    // the vector width and threads `elbo bench` runs lavapipe with
-    elbo::gpu::tune_llvmpipe();
+    // the vector width `elbo bench` runs lavapipe at
+    elbo::gpu::prefer_wide_cpu_vectors();
     // `cargo bench -- <filter>` passes arguments; `cargo test --benches` passes --bench: run quickly then.
     let quick = std::env::args().any(|a| a == "--test");
     let gpu = elbo::gpu::Gpu::new(&Default::default())?;

@@ -224,8 +224,8 @@ fn adapter_json(gpu: &Gpu) -> Value {
         "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
         "driver": i.driver, "driver_info": i.driver_info,
     });
-    if gpu.is_llvmpipe() {
-        a["llvmpipe_threads"] = json!(crate::gpu::llvmpipe_threads());
+    if let Some(n) = crate::gpu::llvmpipe_threads().filter(|_| gpu.is_llvmpipe()) {
+        a["llvmpipe_threads"] = json!(n);
     }
     a
 }

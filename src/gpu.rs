@@ -151,42 +151,16 @@ pub fn prefer_wide_cpu_vectors() -> bool {
 /// Mesa llvmpipe's vector width in bits (128, 256 or 512).
 pub const LP_VECTOR_WIDTH: &str = "LP_NATIVE_VECTOR_WIDTH";
 
-/// Asks Mesa's llvmpipe (lavapipe) for two worker threads per logical CPU (at most 32)
-/// unless LP_NUM_THREADS is already set; llvmpipe's default is one. It splits each
-/// dispatch's workgroups into equal shares, one a thread. Measured on a 2-vCPU cloud
-/// machine, 3 MLP VAE epochs a process, processes alternating between settings: in three
-/// such series the median epoch took 2.96 s with 4 threads against 3.23 s with 2 (busy),
-/// 2.89 against 3.21, and 2.79 against 2.86 (quiet; 4 faster in 7 of 8 pairs), with a
-/// narrower spread each time; 6 and 8 threads took 3.05 and 3.14 s. Kernels timed alone
-/// in a quiet moment were 1.4% slower with 4, and with a busy loop pinned to one CPU the
-/// epochs were 3% slower (5.0 against 4.86 s). Other drivers ignore the variable.
-/// Returns whether it set it; `tune_llvmpipe` calls it.
-pub fn prefer_more_cpu_threads() -> bool {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if std::env::var_os(LP_THREADS).is_none() && cpus > 1 {
-        std::env::set_var(LP_THREADS, (2 * cpus).min(32).to_string());
-        return true;
-    }
-    false
-}
-
-/// Mesa llvmpipe's worker threads (its default: one a logical CPU).
+/// Mesa llvmpipe's worker threads (its default: one a logical CPU). Two a CPU were tried
+/// (README, session 8): no faster, in alternated processes on a noisy 2-vCPU machine.
 pub const LP_THREADS: &str = "LP_NUM_THREADS";
 
-/// The settings elbo asks of lavapipe: `prefer_wide_cpu_vectors` and
-/// `prefer_more_cpu_threads`. Call it before the first `Gpu::new` and before other
-/// threads start.
-pub fn tune_llvmpipe() {
-    prefer_wide_cpu_vectors();
-    prefer_more_cpu_threads();
-}
-
-/// llvmpipe's worker threads in this process: LP_NUM_THREADS, else one a logical CPU.
-pub fn llvmpipe_threads() -> usize {
-    std::env::var(LP_THREADS)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// llvmpipe's worker threads in this process, counted where the system lists a
+/// process's threads by name (Linux: llvmpipe names them llvmpipe-N); None elsewhere.
+pub fn llvmpipe_threads() -> Option<usize> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let names = tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok());
+    Some(names.filter(|name| name.starts_with("llvmpipe-")).count())
 }
 
 /// Rows of `row_floats` floats in `buffer` from float `first_float` on: a flat layer's
@@ -282,7 +256,10 @@ impl Gpu {
 
     /// One line naming the adapter.
     pub fn adapter_line(&self) -> String {
-        let threads = if self.is_llvmpipe() { format!(", {} threads", llvmpipe_threads()) } else { String::new() };
+        let threads = match llvmpipe_threads() {
+            Some(n) if self.is_llvmpipe() => format!(", {n} threads"),
+            _ => String::new(),
+        };
         format!(
             "{} ({:?}, {:?}, {}{threads})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver

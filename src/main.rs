@@ -451,7 +451,7 @@ fn main() {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
-    elbo::gpu::tune_llvmpipe();
+    elbo::gpu::prefer_wide_cpu_vectors();
     let code = match run() {
         Ok(()) => 0,
         Err(e) if e.downcast_ref::<elbo::train::Interrupted>().is_some() => {

@@ -95,24 +95,17 @@ fn format_bench_reports_the_epoch_rounds() {
     );
 }
 
-/// The program and the tests ask lavapipe for two worker threads a CPU
-/// (`gpu::tune_llvmpipe`) where LP_NUM_THREADS is not set; lavapipe then runs that many
-/// (it names its threads llvmpipe-N), and the adapter line and the bench report say so.
+/// The adapter line and the bench report give lavapipe's worker threads, counted: as
+/// many as LP_NUM_THREADS asks for, else at least one.
 #[test]
-fn lavapipe_runs_the_threads_elbo_asks_for() {
+fn the_adapter_line_counts_lavapipe_threads() {
     let g = gpu();
     assert!(g.is_llvmpipe(), "this test is about lavapipe, which CI installs; the adapter is {}", g.adapter_line());
-    let set = std::env::var(elbo::gpu::LP_THREADS).expect("tune_llvmpipe sets LP_NUM_THREADS where it is not set");
-    let threads = elbo::gpu::llvmpipe_threads();
-    assert_eq!(set.trim().parse::<usize>().ok(), Some(threads), "LP_NUM_THREADS={set}");
-    let named = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter(|t| {
-            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
-            comm.starts_with("llvmpipe-")
-        })
-        .count();
-    assert_eq!(named, threads, "lavapipe runs {named} threads; LP_NUM_THREADS={set}");
+    let threads = elbo::gpu::llvmpipe_threads().expect("Linux lists a process's threads in /proc/self/task");
+    match std::env::var(elbo::gpu::LP_THREADS) {
+        Ok(v) => assert_eq!(v.trim().parse::<usize>().ok(), Some(threads), "LP_NUM_THREADS={v}"),
+        Err(_) => assert!(threads >= 1, "no llvmpipe-N thread found"),
+    }
     assert!(g.adapter_line().ends_with(&format!(", {threads} threads)")), "{}", g.adapter_line());
     let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads}, "kernels": [], "steps": []});
     let text = elbo::bench::format_bench(&r);

@@ -11,7 +11,7 @@ pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         // as the program does (src/main.rs); `rerun_at_other_vector_width` covers the other
-        elbo::gpu::tune_llvmpipe();
+        elbo::gpu::prefer_wide_cpu_vectors();
         match Gpu::new(&AdapterChoice::default()) {
             Ok(g) => {
                 eprintln!("testing on {}", g.adapter_line());
