@@ -10,8 +10,10 @@
 // would also blend every accumulator with the execution mask once per lane.
 // conv2d_forward_subgroup, conv2d_backward_input_subgroup and
 // conv2d_backward_weight_subgroup are built for LANES (lanes8.wgsl or lanes16.wgsl in
-// front); the `_c1` kernels are written for 8 lanes and pass at 16 too (tests/conv.rs
-// checks every kernel at both widths).
+// front); the `_c1` kernels are written for 8 lanes, and at 16 each half of a subgroup
+// does an 8-lane subgroup's work (lanes16.wgsl's group8_ blocks broadcast within a half;
+// tests/conv.rs checks every kernel at both widths, each with its own shader cache:
+// gpu::shader_cache_for_width).
 
 // Texel (col, row) of t where `ok`, else zero. Where `ok` is false the coordinates
 // may lie outside the texture: WebGPU defines such loads (they return some texel
@@ -398,8 +400,11 @@ const C1_PIXELS: u32 = 64u;
 fn conv2d_forward_c1_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
 ) {
+    // written for 8 lanes: at 16, each half of the subgroup does what an 8-lane one does
+    let lane = sg_lane % 8u;
+    let hi = sg_lane >= 8u;
     let out_c4 = c4_of(p.out_c);
     let q = wg.x * 8u + lane;
     let qw = min(q, out_c4 - 1u);
@@ -434,22 +439,22 @@ fn conv2d_forward_c1_subgroup(
         let iy = i32(px.y * p.stride + ky) - i32(p.pad);
         let xa = c1_input(lhs, px.b, iy, ix);
         let xb = c1_input(lhs, px.b, iy + 2, ix);
-        var acc = subgroupBroadcast(xa, 0u) * w0;
-        acc += subgroupBroadcast(xa, 1u) * w1;
-        acc += subgroupBroadcast(xa, 2u) * w2;
-        acc += subgroupBroadcast(xa, 3u) * w3;
-        acc += subgroupBroadcast(xa, 4u) * w4_;
-        acc += subgroupBroadcast(xa, 5u) * w5;
-        acc += subgroupBroadcast(xa, 6u) * w6;
-        acc += subgroupBroadcast(xa, 7u) * w7;
-        acc += subgroupBroadcast(xb, 0u) * w8;
-        acc += subgroupBroadcast(xb, 1u) * w9;
-        acc += subgroupBroadcast(xb, 2u) * w10;
-        acc += subgroupBroadcast(xb, 3u) * w11;
-        acc += subgroupBroadcast(xb, 4u) * w12;
-        acc += subgroupBroadcast(xb, 5u) * w13;
-        acc += subgroupBroadcast(xb, 6u) * w14;
-        acc += subgroupBroadcast(xb, 7u) * w15;
+        var acc = group8_f0(xa, hi) * w0;
+        acc += group8_f1(xa, hi) * w1;
+        acc += group8_f2(xa, hi) * w2;
+        acc += group8_f3(xa, hi) * w3;
+        acc += group8_f4(xa, hi) * w4_;
+        acc += group8_f5(xa, hi) * w5;
+        acc += group8_f6(xa, hi) * w6;
+        acc += group8_f7(xa, hi) * w7;
+        acc += group8_f0(xb, hi) * w8;
+        acc += group8_f1(xb, hi) * w9;
+        acc += group8_f2(xb, hi) * w10;
+        acc += group8_f3(xb, hi) * w11;
+        acc += group8_f4(xb, hi) * w12;
+        acc += group8_f5(xb, hi) * w13;
+        acc += group8_f6(xb, hi) * w14;
+        acc += group8_f7(xb, hi) * w15;
         if px.live && q < out_c4 {
             store(vec2<u32>((px.y * p.out_w + px.x) * out_c4 + q, px.b), acc + bias, live);
         }
@@ -464,8 +469,11 @@ fn conv2d_forward_c1_subgroup(
 fn conv2d_backward_input_c1_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
 ) {
+    // written for 8 lanes: at 16, each half of the subgroup does what an 8-lane one does
+    let lane = sg_lane % 8u;
+    let hi = sg_lane >= 8u;
     let out_c4 = c4_of(p.out_c);
     let blk = input_block(wg.y * 8u + lid / 8u);
     let b = blk.x;
@@ -497,14 +505,14 @@ fn conv2d_backward_input_c1_subgroup(
             for (var q0 = 0u; q0 < out_c4; q0 += 8u) {
                 let wl = w4(min(q0 + lane, out_c4 - 1u), ky * 4u + kx);
                 let at = base + i32(q0);
-                acc += load_if(lhs, at, b, ok) * subgroupBroadcast(wl, 0u);
-                acc += load_if(lhs, at + 1, b, ok && q0 + 1u < out_c4) * subgroupBroadcast(wl, 1u);
-                acc += load_if(lhs, at + 2, b, ok && q0 + 2u < out_c4) * subgroupBroadcast(wl, 2u);
-                acc += load_if(lhs, at + 3, b, ok && q0 + 3u < out_c4) * subgroupBroadcast(wl, 3u);
-                acc += load_if(lhs, at + 4, b, ok && q0 + 4u < out_c4) * subgroupBroadcast(wl, 4u);
-                acc += load_if(lhs, at + 5, b, ok && q0 + 5u < out_c4) * subgroupBroadcast(wl, 5u);
-                acc += load_if(lhs, at + 6, b, ok && q0 + 6u < out_c4) * subgroupBroadcast(wl, 6u);
-                acc += load_if(lhs, at + 7, b, ok && q0 + 7u < out_c4) * subgroupBroadcast(wl, 7u);
+                acc += load_if(lhs, at, b, ok) * group8_v0(wl, hi);
+                acc += load_if(lhs, at + 1, b, ok && q0 + 1u < out_c4) * group8_v1(wl, hi);
+                acc += load_if(lhs, at + 2, b, ok && q0 + 2u < out_c4) * group8_v2(wl, hi);
+                acc += load_if(lhs, at + 3, b, ok && q0 + 3u < out_c4) * group8_v3(wl, hi);
+                acc += load_if(lhs, at + 4, b, ok && q0 + 4u < out_c4) * group8_v4(wl, hi);
+                acc += load_if(lhs, at + 5, b, ok && q0 + 5u < out_c4) * group8_v5(wl, hi);
+                acc += load_if(lhs, at + 6, b, ok && q0 + 6u < out_c4) * group8_v6(wl, hi);
+                acc += load_if(lhs, at + 7, b, ok && q0 + 7u < out_c4) * group8_v7(wl, hi);
             }
         }
     }
@@ -524,8 +532,11 @@ var<workgroup> wsum: array<array<vec4<f32>, 5>, 64>;
 fn conv2d_backward_weight_c1_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
 ) {
+    // written for 8 lanes: at 16, each half of the subgroup does what an 8-lane one does
+    let lane = sg_lane % 8u;
+    let hi = sg_lane >= 8u;
     let out_c4 = c4_of(p.out_c);
     let q = wg.x * 8u + lane;
     let qc = min(q, out_c4 - 1u);
@@ -544,10 +555,10 @@ fn conv2d_backward_weight_c1_subgroup(
                 let g = textureLoad(lhs, vec2<u32>((oy * p.out_w + ox) * out_c4 + qc, b));
                 gsum += g;
                 let x = c1_input(rhs, b, iy, i32(ox * p.stride + kx) - i32(p.pad));
-                a0 += subgroupBroadcast(x, 0u) * g;
-                a1 += subgroupBroadcast(x, 1u) * g;
-                a2 += subgroupBroadcast(x, 2u) * g;
-                a3 += subgroupBroadcast(x, 3u) * g;
+                a0 += group8_f0(x, hi) * g;
+                a1 += group8_f1(x, hi) * g;
+                a2 += group8_f2(x, hi) * g;
+                a3 += group8_f3(x, hi) * g;
             }
         }
     }
@@ -559,7 +570,7 @@ fn conv2d_backward_weight_c1_subgroup(
                 xs += textureLoad(rhs, vec2<u32>(i, b)).x;
             }
         }
-        gsum = vec4<f32>(subgroupAdd(xs), 0.0, 0.0, 0.0);
+        gsum = vec4<f32>(group8_add(xs, hi), 0.0, 0.0, 0.0);
     }
     wsum[lid] = array<vec4<f32>, 5>(a0, a1, a2, a3, gsum);
     workgroupBarrier();

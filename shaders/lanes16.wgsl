@@ -302,3 +302,23 @@ fn weight_chunk16(acc: ptr<function, Outs16>, g0: vec4<f32>, g1: vec4<f32>, g2: 
     (*acc).o14 += d3_0.z * x0 + d3_1.z * x1 + d3_2.z * x2 + d3_3.z * x3 + d3_4.z * x4 + d3_5.z * x5 + d3_6.z * x6 + d3_7.z * x7 + d3_8.z * x8 + d3_9.z * x9 + d3_10.z * x10 + d3_11.z * x11 + d3_12.z * x12 + d3_13.z * x13 + d3_14.z * x14 + d3_15.z * x15;
     (*acc).o15 += d3_0.w * x0 + d3_1.w * x1 + d3_2.w * x2 + d3_3.w * x3 + d3_4.w * x4 + d3_5.w * x5 + d3_6.w * x6 + d3_7.w * x7 + d3_8.w * x8 + d3_9.w * x9 + d3_10.w * x10 + d3_11.w * x11 + d3_12.w * x12 + d3_13.w * x13 + d3_14.w * x14 + d3_15.w * x15;
 }
+
+// Groups of 8 lanes (the _c1 kernels of conv_subgroup.wgsl, written for 8): lane j of the
+// caller's group of 8, lanes 0-7 or (hi) 8-15 of the subgroup; the sum over the group.
+fn group8_f0(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 8u), hi); }
+fn group8_f1(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 1u), subgroupBroadcast(v, 9u), hi); }
+fn group8_f2(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 2u), subgroupBroadcast(v, 10u), hi); }
+fn group8_f3(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 3u), subgroupBroadcast(v, 11u), hi); }
+fn group8_f4(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 4u), subgroupBroadcast(v, 12u), hi); }
+fn group8_f5(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 5u), subgroupBroadcast(v, 13u), hi); }
+fn group8_f6(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 6u), subgroupBroadcast(v, 14u), hi); }
+fn group8_f7(v: f32, hi: bool) -> f32 { return select(subgroupBroadcast(v, 7u), subgroupBroadcast(v, 15u), hi); }
+fn group8_v0(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 8u), hi); }
+fn group8_v1(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 1u), subgroupBroadcast(v, 9u), hi); }
+fn group8_v2(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 2u), subgroupBroadcast(v, 10u), hi); }
+fn group8_v3(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 3u), subgroupBroadcast(v, 11u), hi); }
+fn group8_v4(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 4u), subgroupBroadcast(v, 12u), hi); }
+fn group8_v5(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 5u), subgroupBroadcast(v, 13u), hi); }
+fn group8_v6(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 6u), subgroupBroadcast(v, 14u), hi); }
+fn group8_v7(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 7u), subgroupBroadcast(v, 15u), hi); }
+fn group8_add(v: f32, hi: bool) -> f32 { return select(subgroupAdd(select(v, 0.0, hi)), subgroupAdd(select(0.0, v, hi)), hi); }

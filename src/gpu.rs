@@ -136,16 +136,49 @@ fn read_write_texels(adapter: &wgpu::Adapter) -> bool {
 /// and the GEMM and convolution kernels are built for 16 (`kernels::subgroup_lanes`). On
 /// a 2-core Zen 5 (`elbo profile`, batch 128) that took the MLP VAE's step from 6.9 to
 /// 5.7 ms and the convolutional one's from 41 to 36 ms. Other drivers ignore the
-/// variable. Returns whether it set it. Call it before the first
-/// `Gpu::new` (Mesa reads the variable when the Vulkan loader opens it) and before other
+/// variable. Wherever the width is set, also keeps lavapipe's shader cache apart for it
+/// (`shader_cache_for_width`). Returns whether it set the width. Call it before the first
+/// `Gpu::new` (Mesa reads the variables when the Vulkan loader opens it) and before other
 /// threads start, as for any change to the environment.
 pub fn prefer_wide_cpu_vectors() -> bool {
+    let mut set = false;
     #[cfg(target_arch = "x86_64")]
     if std::env::var_os(LP_VECTOR_WIDTH).is_none() && std::arch::is_x86_feature_detected!("avx512f") {
         std::env::set_var(LP_VECTOR_WIDTH, "512");
-        return true;
+        set = true;
     }
-    false
+    if let Some(dir) = shader_cache_for_width() {
+        // Mesa creates only the last directory of the path; without it Mesa caches nothing
+        let _ = std::fs::create_dir_all(&dir);
+        std::env::set_var(SHADER_CACHE_DIR, dir);
+    }
+    set
+}
+
+/// Mesa's shader cache directory.
+pub const SHADER_CACHE_DIR: &str = "MESA_SHADER_CACHE_DIR";
+
+/// Where LP_NATIVE_VECTOR_WIDTH is set, a shader cache directory of that width's own:
+/// `elbo-lavapipe-<bits>` in MESA_SHADER_CACHE_DIR, else in Mesa's default place
+/// ($XDG_CACHE_HOME, else ~/.cache). Mesa 22.3 keys its cache without the vector width,
+/// so a kernel compiled at 256 bits came back from the cache at 512 (and the reverse)
+/// with the other width's subgroups: a kernel written for 8 lanes passed its tests at 16
+/// on a machine whose cache held its 8-lane build, and failed on a fresh one.
+pub fn shader_cache_for_width() -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+    let bits = std::env::var(LP_VECTOR_WIDTH).ok()?;
+    let home = var("HOME").map(|h| h.join(".cache"));
+    shader_cache_dir(bits.trim(), var(SHADER_CACHE_DIR).or(var("XDG_CACHE_HOME")).or(home)?)
+}
+
+/// `elbo-lavapipe-<bits>` in `base`, or beside it where `base` is already such a directory
+/// (a child process inherits its parent's).
+pub fn shader_cache_dir(bits: &str, base: std::path::PathBuf) -> Option<std::path::PathBuf> {
+    let base = match base.file_name().and_then(|n| n.to_str()) {
+        Some(n) if n.starts_with("elbo-lavapipe-") => base.parent()?.to_path_buf(),
+        _ => base,
+    };
+    Some(base.join(format!("elbo-lavapipe-{bits}")))
 }
 
 /// Mesa llvmpipe's vector width in bits (128, 256 or 512).

@@ -745,9 +745,9 @@ pub fn reference_name(entry: &str) -> &str {
 /// Features::SUBGROUP and subgroups of exactly 8 or 16 lanes (lavapipe on x86: 16 with
 /// LP_NATIVE_VECTOR_WIDTH=512, `gpu::prefer_wide_cpu_vectors`). gemm_subgroup.wgsl is
 /// built for that width (lanes8.wgsl or lanes16.wgsl in front), and so are
-/// conv_subgroup.wgsl's forward, backward-input and weight-gradient kernels; its `_c1`
-/// kernels are written for 8 lanes and pass at 16 too (tests/conv.rs checks every
-/// kernel at both widths).
+/// conv_subgroup.wgsl's kernels (its `_c1` ones are written for 8 lanes: at 16, each half
+/// of a subgroup does their work, through lanes16.wgsl's group8_ blocks; tests/conv.rs
+/// checks every kernel at both widths).
 pub fn subgroup_lanes(gpu: &Gpu) -> Option<u32> {
     let (lo, hi) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
     (gpu.features.contains(wgpu::Features::SUBGROUP) && lo == hi && (lo == 8 || lo == 16)).then_some(lo)
@@ -779,9 +779,9 @@ impl Kernels {
                 conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
                 conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
-                conv2d_forward_c1_subgroup: gpu.pipeline(&c, "conv2d_forward_c1_subgroup")?,
-                conv2d_backward_input_c1_subgroup: gpu.pipeline(&c, "conv2d_backward_input_c1_subgroup")?,
-                conv2d_backward_weight_c1_subgroup: gpu.pipeline(&c, "conv2d_backward_weight_c1_subgroup")?,
+                conv2d_forward_c1_subgroup: gpu.pipeline(cl, "conv2d_forward_c1_subgroup")?,
+                conv2d_backward_input_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_input_c1_subgroup")?,
+                conv2d_backward_weight_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_c1_subgroup")?,
                 gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,

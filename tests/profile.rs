@@ -111,3 +111,26 @@ fn the_adapter_line_counts_lavapipe_threads() {
     let text = elbo::bench::format_bench(&r);
     assert!(text.contains(&format!(", {threads} threads)")), "{text}");
 }
+
+/// Each vector width compiles into its own shader cache directory (Mesa 22.3 keys its
+/// cache without the width, and a kernel built at one width came back at the other).
+#[test]
+fn lavapipe_keeps_a_shader_cache_for_its_vector_width() {
+    use std::path::PathBuf;
+    let g = gpu();
+    assert!(g.is_llvmpipe(), "this test is about lavapipe, which CI installs; the adapter is {}", g.adapter_line());
+    if let Ok(bits) = std::env::var(elbo::gpu::LP_VECTOR_WIDTH) {
+        assert!(
+            g.info.name.contains(&format!("{} bits", bits.trim())),
+            "{} at LP_NATIVE_VECTOR_WIDTH={bits}",
+            g.info.name
+        );
+        let dir = PathBuf::from(std::env::var_os(elbo::gpu::SHADER_CACHE_DIR).expect("a cache directory is set"));
+        assert_eq!(dir.file_name().unwrap().to_str(), Some(format!("elbo-lavapipe-{}", bits.trim()).as_str()));
+    }
+    let d = |bits: &str, base: &str| elbo::gpu::shader_cache_dir(bits, PathBuf::from(base)).unwrap();
+    assert_eq!(d("512", "/c"), PathBuf::from("/c/elbo-lavapipe-512"));
+    // a child at the other width starts from its parent's base
+    assert_eq!(d("256", "/c/elbo-lavapipe-512"), PathBuf::from("/c/elbo-lavapipe-256"));
+    assert_eq!(d("512", "/c/elbo-lavapipe-512"), PathBuf::from("/c/elbo-lavapipe-512"));
+}
