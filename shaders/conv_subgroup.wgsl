@@ -148,6 +148,102 @@ fn conv2d_forward_subgroup(
     }
 }
 
+// conv2d_forward_subgroup as an 8-lane subgroup runs it (32 output channels a workgroup),
+// where the output channels do not fill the 16-lane build's 64 columns: at 16 lanes each
+// 8-lane half takes its own 32 output pixels (64 a workgroup), where the 8-lane build run
+// at 16 had both halves compute the same 32 (the 1x1 convolution to the 16 taps: 2.8 ms
+// at batch 128, 1.7 ms when that build came back from the 256-bit shader cache).
+@compute @workgroup_size(LANES)
+fn conv2d_forward_group8_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+) {
+    let lane = sg_lane % 8u;
+    let hi = sg_lane >= 8u;
+    let in_c4 = c4_of(p.in_c);
+    let out_c4 = c4_of(p.out_c);
+    let c0 = wg.x * 32u + lane;
+    let wrows = out_c4 * 4u;
+    let w0_row = min(c0, wrows - 1u);
+    let w1_row = min(c0 + 8u, wrows - 1u);
+    let w2_row = min(c0 + 16u, wrows - 1u);
+    let w3_row = min(c0 + 24u, wrows - 1u);
+    let r0 = wg.y * 32u * (LANES / 8u) + select(0u, 32u, hi);
+    let p0 = pixel_of(r0 + lane, p.out_w, p.out_h);
+    let p1 = pixel_of(r0 + 8u + lane, p.out_w, p.out_h);
+    let p2 = pixel_of(r0 + 16u + lane, p.out_w, p.out_h);
+    let p3 = pixel_of(r0 + 24u + lane, p.out_w, p.out_h);
+    var acc4 = Rows32();
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let iy0 = i32(p0.y * p.stride + ky) - i32(p.pad);
+        let iy1 = i32(p1.y * p.stride + ky) - i32(p.pad);
+        let iy2 = i32(p2.y * p.stride + ky) - i32(p.pad);
+        let iy3 = i32(p3.y * p.stride + ky) - i32(p.pad);
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let ix0 = i32(p0.x * p.stride + kx) - i32(p.pad);
+            let ok0 = p0.live && iy0 >= 0 && iy0 < i32(p.in_h) && ix0 >= 0 && ix0 < i32(p.in_w);
+            let base0 = (iy0 * i32(p.in_w) + ix0) * i32(in_c4);
+            let ix1 = i32(p1.x * p.stride + kx) - i32(p.pad);
+            let ok1 = p1.live && iy1 >= 0 && iy1 < i32(p.in_h) && ix1 >= 0 && ix1 < i32(p.in_w);
+            let base1 = (iy1 * i32(p.in_w) + ix1) * i32(in_c4);
+            let ix2 = i32(p2.x * p.stride + kx) - i32(p.pad);
+            let ok2 = p2.live && iy2 >= 0 && iy2 < i32(p.in_h) && ix2 >= 0 && ix2 < i32(p.in_w);
+            let base2 = (iy2 * i32(p.in_w) + ix2) * i32(in_c4);
+            let ix3 = i32(p3.x * p.stride + kx) - i32(p.pad);
+            let ok3 = p3.live && iy3 >= 0 && iy3 < i32(p.in_h) && ix3 >= 0 && ix3 < i32(p.in_w);
+            let base3 = (iy3 * i32(p.in_w) + ix3) * i32(in_c4);
+            let tap = (ky * p.kernel + kx) * in_c4;
+            for (var ci = 0u; ci < in_c4; ci++) {
+                let w0 = textureLoad(rhs, vec2<u32>(tap + ci, w0_row));
+                let w1 = textureLoad(rhs, vec2<u32>(tap + ci, w1_row));
+                let w2 = textureLoad(rhs, vec2<u32>(tap + ci, w2_row));
+                let w3 = textureLoad(rhs, vec2<u32>(tap + ci, w3_row));
+                let x0 = load_if(lhs, base0 + i32(ci), p0.b, ok0);
+                let x1 = load_if(lhs, base1 + i32(ci), p1.b, ok1);
+                let x2 = load_if(lhs, base2 + i32(ci), p2.b, ok2);
+                let x3 = load_if(lhs, base3 + i32(ci), p3.b, ok3);
+                dot_rows32_group8(&acc4, hi, x0, x1, x2, x3, w0, w1, w2, w3);
+            }
+        }
+    }
+    var acc = rows32_array(acc4);
+    let cols = vec4<u32>(c0, c0 + 8u, c0 + 16u, c0 + 24u);
+    var bias = vec4<f32>(0.0);
+    if p.epilogue == 1u || p.epilogue == 2u {
+        let nm = p.out_c - 1u;
+        bias = vec4<f32>(params[p.bias + min(cols[0], nm)], params[p.bias + min(cols[1], nm)], params[p.bias + min(cols[2], nm)], params[p.bias + min(cols[3], nm)]);
+    }
+    let live = vec4<f32>(cols < vec4<u32>(p.out_c));
+    // lanes 4j..4j+3 hold the four channels of one output texel: gather them by shuffles
+    let first = lane & ~3u;
+    let first_sg = sg_lane & ~3u;
+    for (var r = 0u; r < 32u; r++) {
+        var v = acc[r] + bias;
+        if p.epilogue == 2u {
+            v = max(v, vec4<f32>(0.0));
+        }
+        v *= live;
+        let px = pixel_of(r0 + r, p.out_w, p.out_h);
+        let base = (px.y * p.out_w + px.x) * out_c4;
+        // lane first + c stores the texel of channel set c: one store for all the lanes
+        // (llvmpipe runs each store as a loop over the lanes, active or not)
+        var t = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {
+            let tc = vec4<f32>(subgroupShuffle(v[c], first_sg), subgroupShuffle(v[c], first_sg + 1u), subgroupShuffle(v[c], first_sg + 2u), subgroupShuffle(v[c], first_sg + 3u));
+            t = select(t, tc, lane - first == c);
+        }
+        // lane first + c owns channel first + c of the 4 LANES; set c begins at first + LANES c
+        let ch = cols.x + 7u * (lane - first);
+        if px.live && ch < p.out_c {
+            let texel = vec2<u32>(base + ch / 4u, px.b);
+            if p.epilogue == 3u {
+                t *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+            }
+            textureStore(out, texel, t);
+        }
+    }
+}
+
 // Block i of 8 input pixels (ix = px + stride (8 g + j), j = 0..7, of row iy of image b)
 // as (b, iy, px, g).
 fn input_block(i: u32) -> vec4<u32> {

@@ -322,3 +322,73 @@ fn group8_v5(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadc
 fn group8_v6(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 6u), subgroupBroadcast(v, 14u), hi); }
 fn group8_v7(v: vec4<f32>, hi: bool) -> vec4<f32> { return select(subgroupBroadcast(v, 7u), subgroupBroadcast(v, 15u), hi); }
 fn group8_add(v: f32, hi: bool) -> f32 { return select(subgroupAdd(select(v, 0.0, hi)), subgroupAdd(select(0.0, v, hi)), hi); }
+
+// dot_rows32_8 in each 8-lane half of the subgroup (`hi`: lanes 8-15), each half on the
+// texels its own lanes hold: kernels written for 8 lanes, at 16.
+fn dot_rows32_group8(acc: ptr<function, Rows32>, hi: bool, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
+    var x: vec4<f32>;
+    x = select(subgroupBroadcast(x0, 0u), subgroupBroadcast(x0, 8u), hi);
+    (*acc).r0 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 1u), subgroupBroadcast(x0, 9u), hi);
+    (*acc).r1 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 2u), subgroupBroadcast(x0, 10u), hi);
+    (*acc).r2 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 3u), subgroupBroadcast(x0, 11u), hi);
+    (*acc).r3 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 4u), subgroupBroadcast(x0, 12u), hi);
+    (*acc).r4 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 5u), subgroupBroadcast(x0, 13u), hi);
+    (*acc).r5 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 6u), subgroupBroadcast(x0, 14u), hi);
+    (*acc).r6 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x0, 7u), subgroupBroadcast(x0, 15u), hi);
+    (*acc).r7 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 0u), subgroupBroadcast(x1, 8u), hi);
+    (*acc).r8 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 1u), subgroupBroadcast(x1, 9u), hi);
+    (*acc).r9 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 2u), subgroupBroadcast(x1, 10u), hi);
+    (*acc).r10 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 3u), subgroupBroadcast(x1, 11u), hi);
+    (*acc).r11 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 4u), subgroupBroadcast(x1, 12u), hi);
+    (*acc).r12 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 5u), subgroupBroadcast(x1, 13u), hi);
+    (*acc).r13 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 6u), subgroupBroadcast(x1, 14u), hi);
+    (*acc).r14 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x1, 7u), subgroupBroadcast(x1, 15u), hi);
+    (*acc).r15 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 0u), subgroupBroadcast(x2, 8u), hi);
+    (*acc).r16 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 1u), subgroupBroadcast(x2, 9u), hi);
+    (*acc).r17 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 2u), subgroupBroadcast(x2, 10u), hi);
+    (*acc).r18 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 3u), subgroupBroadcast(x2, 11u), hi);
+    (*acc).r19 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 4u), subgroupBroadcast(x2, 12u), hi);
+    (*acc).r20 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 5u), subgroupBroadcast(x2, 13u), hi);
+    (*acc).r21 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 6u), subgroupBroadcast(x2, 14u), hi);
+    (*acc).r22 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x2, 7u), subgroupBroadcast(x2, 15u), hi);
+    (*acc).r23 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 0u), subgroupBroadcast(x3, 8u), hi);
+    (*acc).r24 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 1u), subgroupBroadcast(x3, 9u), hi);
+    (*acc).r25 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 2u), subgroupBroadcast(x3, 10u), hi);
+    (*acc).r26 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 3u), subgroupBroadcast(x3, 11u), hi);
+    (*acc).r27 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 4u), subgroupBroadcast(x3, 12u), hi);
+    (*acc).r28 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 5u), subgroupBroadcast(x3, 13u), hi);
+    (*acc).r29 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 6u), subgroupBroadcast(x3, 14u), hi);
+    (*acc).r30 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+    x = select(subgroupBroadcast(x3, 7u), subgroupBroadcast(x3, 15u), hi);
+    (*acc).r31 += vec4<f32>(dot(x, w0), dot(x, w1), dot(x, w2), dot(x, w3));
+}

@@ -40,3 +40,8 @@ fn group8_v5(v: vec4<f32>, hi: bool) -> vec4<f32> { return subgroupBroadcast(v, 
 fn group8_v6(v: vec4<f32>, hi: bool) -> vec4<f32> { return subgroupBroadcast(v, 6u); }
 fn group8_v7(v: vec4<f32>, hi: bool) -> vec4<f32> { return subgroupBroadcast(v, 7u); }
 fn group8_add(v: f32, hi: bool) -> f32 { return subgroupAdd(v); }
+
+// dot_rows32_8 for kernels written for 8 lanes (`hi` unused at 8).
+fn dot_rows32_group8(acc: ptr<function, Rows32>, hi: bool, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
+    dot_rows32_8(acc, x0, x1, x2, x3, w0, w1, w2, w3);
+}

@@ -325,11 +325,12 @@ fn conv_single(
     match (variant, &k.subgroup, entry) {
         (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
             // 4 LANES output channels a workgroup: the 16-lane build where they fill 3/4 of its 64
-            let (pipeline, cols) = match &sg.conv2d_forward_subgroup16 {
-                Some(p16) if s.out_c > 40 => (p16, 64),
-                _ => (&sg.conv2d_forward_subgroup, 32),
+            // (32 rows a workgroup; the 32-column kernel takes 32 a half-subgroup)
+            let (pipeline, cols, rows) = match &sg.conv2d_forward_subgroup16 {
+                Some(p16) if s.out_c > 40 => (p16, 64, 32),
+                _ => (&sg.conv2d_forward_subgroup, 32, 32 * sg.lanes as usize / 8),
             };
-            let groups = [g(s.out_c.div_ceil(cols)), g((batch * s.out_h * s.out_w).div_ceil(32)), 1];
+            let groups = [g(s.out_c.div_ceil(cols)), g((batch * s.out_h * s.out_w).div_ceil(rows)), 1];
             Dispatch::with_groups(gpu, format!("conv2d_forward_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
@@ -715,8 +716,9 @@ pub struct SubgroupKernels {
     pub gemm_forward_reparam_subgroup: wgpu::ComputePipeline,
     /// gemm_fused_subgroup.wgsl: a Bernoulli decoder's last dense layer and its loss in one
     pub gemm_forward_elbo_subgroup: wgpu::ComputePipeline,
-    /// conv_subgroup.wgsl: the forward pass's 8-lane build (32 columns), and the backward
-    /// passes built for `lanes`
+    /// conv_subgroup.wgsl, built for `lanes`: the forward pass over 32 columns
+    /// (conv2d_forward_group8_subgroup: at 16 lanes, each 8-lane half on its own 32 rows),
+    /// and the backward passes
     pub conv2d_forward_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_subgroup: wgpu::ComputePipeline,
@@ -725,7 +727,7 @@ pub struct SubgroupKernels {
     pub conv2d_backward_input_c1_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_c1_subgroup: wgpu::ComputePipeline,
     /// conv2d_forward_subgroup built for 16 lanes, on 16-lane adapters: used where the
-    /// output channels fill its 64 columns (the 8-lane build, 32 columns, elsewhere).
+    /// output channels fill its 64 columns (conv2d_forward_group8_subgroup elsewhere).
     pub conv2d_forward_subgroup16: Option<wgpu::ComputePipeline>,
     /// The subgroup width gemm_subgroup.wgsl and the conv backward passes were built for:
     /// 8 or 16 (`subgroup_lanes`).
@@ -734,7 +736,7 @@ pub struct SubgroupKernels {
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
 pub const VARIANT_SUFFIXES: &[&str] =
-    &["_c1_subgroup", "_subgroup", "_wide", "_texel", "_words", "_pixels", "_pixels4"];
+    &["_c1_subgroup", "_group8_subgroup", "_subgroup", "_wide", "_texel", "_words", "_pixels", "_pixels4"];
 
 /// The CPU reference an entry point is checked against.
 pub fn reference_name(entry: &str) -> &str {
@@ -767,16 +769,11 @@ impl Kernels {
         let subgroup = if let Some(lanes) = lanes {
             let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
             let m = gpu.shader(gemm_file, source(gemm_file))?;
-            let c = gpu.shader("conv_subgroup.wgsl", source("conv_subgroup.wgsl"))?;
-            let c16 = if lanes == 16 {
-                Some(gpu.shader("conv_subgroup16.wgsl", source("conv_subgroup16.wgsl"))?)
-            } else {
-                None
-            };
-            // the module built for the adapter's width
-            let cl = c16.as_ref().unwrap_or(&c);
+            // conv_subgroup.wgsl built for the adapter's width
+            let conv_file = if lanes == 16 { "conv_subgroup16.wgsl" } else { "conv_subgroup.wgsl" };
+            let cl = &gpu.shader(conv_file, source(conv_file))?;
             Some(SubgroupKernels {
-                conv2d_forward_subgroup: gpu.pipeline(&c, "conv2d_forward_subgroup")?,
+                conv2d_forward_subgroup: gpu.pipeline(cl, "conv2d_forward_group8_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
                 conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
                 conv2d_forward_c1_subgroup: gpu.pipeline(cl, "conv2d_forward_c1_subgroup")?,
@@ -787,9 +784,8 @@ impl Kernels {
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
                 gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
                 gemm_forward_elbo_subgroup: gpu.pipeline(&m, "gemm_forward_elbo_subgroup")?,
-                conv2d_forward_subgroup16: c16
-                    .as_ref()
-                    .map(|c| gpu.pipeline(c, "conv2d_forward_subgroup"))
+                conv2d_forward_subgroup16: (lanes == 16)
+                    .then(|| gpu.pipeline(cl, "conv2d_forward_subgroup"))
                     .transpose()?,
                 lanes,
             })
