@@ -152,7 +152,9 @@ fn conv2d_forward_subgroup(
 // where the output channels do not fill the 16-lane build's 64 columns: at 16 lanes each
 // 8-lane half takes its own 32 output pixels (64 a workgroup), where the 8-lane build run
 // at 16 had both halves compute the same 32 (the 1x1 convolution to the 16 taps: 2.8 ms
-// at batch 128, 1.7 ms when that build came back from the 256-bit shader cache).
+// at batch 128, 1.7 ms when that build came back from the 256-bit shader cache). Its
+// body repeats conv2d_forward_subgroup's: one function for both, its width a parameter,
+// ran both 3-10% slower (three alternations of `elbo profile --model conv`).
 @compute @workgroup_size(LANES)
 fn conv2d_forward_group8_subgroup(
     @builtin(workgroup_id) wg: vec3<u32>,
