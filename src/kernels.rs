@@ -288,9 +288,15 @@ pub fn weight_loop_turns(
     };
     match variant {
         // a subgroup's images (every 8th) by the output pixels; the 1-channel side's sum
+        // (counted for every layer: without it, the skipped branch still cost 100-330
+        // turns); the sum of the 8 subgroups' 9 texels and the writes of 8 taps by 4
+        // channels. llvmpipe counts each pass through a loop's end, the one that leaves it
+        // too. tests/conv.rs runs the largest batch this lets through.
         ConvVariant::SubgroupC1 | ConvVariant::SplitC1 => {
             let images = rows.div_ceil(8);
-            images * (1 + s.out_h * (1 + s.out_w)) + if transposed { images * (s.in_h * s.in_w).div_ceil(8) } else { 0 }
+            let main = 1 + images * (2 + s.out_h * (s.out_w + 2));
+            let bias = 1 + images * (2 + (s.in_h * s.in_w).div_ceil(8));
+            main + bias + (8 + 7 * 10) + (5 + 4 * 9)
         }
         // the images (8 a turn) under each output pixel, the bias sums, the input sum
         ConvVariant::Subgroup => {
@@ -360,8 +366,8 @@ fn conv_single(
                     let blocks = batch * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
                     (&sg.conv2d_backward_input_c1_subgroup, [1, g(blocks.div_ceil(8)), 1])
                 }
-                // one workgroup per kernel row
-                "conv2d_backward_weight" => (&sg.conv2d_backward_weight_c1_subgroup, [c8, 4, 1]),
+                // one workgroup per two kernel rows
+                "conv2d_backward_weight" => (&sg.conv2d_backward_weight_c1_subgroup, [c8, 2, 1]),
                 _ => panic!("{entry} is not a conv.wgsl entry point"),
             };
             let name = format!("{}_c1_subgroup {label}", entry);

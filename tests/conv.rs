@@ -343,6 +343,70 @@ fn conv2d_backward_weight_matches_reference() {
     }
 }
 
+/// The subgroup weight gradients at the largest batch `kernels::weight_loop_turns` lets
+/// through on lavapipe: right to the last image, so the count covers every loop turn of an
+/// invocation (llvmpipe cuts them short past 65535, and the last turns are the writes).
+/// The MNIST model's 1-channel layer, and a 32-channel one whose loops are the 32/64-channel
+/// layers' (the channel counts do not change the turns).
+#[test]
+fn weight_gradients_are_right_at_the_largest_batch_allowed() {
+    let g = gpu();
+    if k().subgroup.is_none() {
+        return;
+    }
+    let cases = [
+        (ConvVariant::SubgroupC1, ConvShape::new(28, 28, 1, 32, 4, 2, 1)),
+        (ConvVariant::Subgroup, ConvShape::new(14, 14, 32, 4, 4, 2, 1)),
+    ];
+    for (variant, s) in cases {
+        for bias_of in [0u32, 1] {
+            let fits = |rows: usize| {
+                kernels::weight_loop_turns(variant, &s, rows, bias_of == 1) <= kernels::LLVMPIPE_LOOP_TURNS
+            };
+            let batch = (4..100_000).step_by(4).take_while(|&b| fits(b)).last().unwrap();
+            assert!(!fits(batch + 4) && batch > 500, "{variant:?}: largest batch {batch}");
+            let dy = random(batch * s.out_h * s.out_w * s.out_c, 8, -1.0, 1.0);
+            let x = random(batch * s.in_h * s.in_w * s.in_c, 9, -1.0, 1.0);
+            let dym = g.matrix("dy", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
+            let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
+            g.write_matrix(&dym, &pad_channels(&dy, s.out_c));
+            g.write_matrix(&xm, &pad_channels(&x, s.in_c));
+            let c4 = s.in_c.div_ceil(4) * 4;
+            let stride = (s.kernel * s.kernel * c4).next_multiple_of(64);
+            let bias_at = s.out_c.next_multiple_of(4) * stride;
+            let n = bias_at + s.out_c.max(s.in_c);
+            let grads = g.buffer_with("grads", bytemuck::cast_slice(&vec![f32::NAN; n])).unwrap();
+            let mut pr = params(&s, batch, 0);
+            pr.w_stride = stride as u32;
+            pr.grad_b = bias_at as u32;
+            pr.bias_of = bias_of;
+            let u = g.uniform("conv", &pr);
+            let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&xm.view)), (6, B(&grads))];
+            let d = kernels::conv_dispatch(g, k(), "conv2d_backward_weight", variant, "test", &binds, &s, batch);
+            kernels::run(g, &d.dispatches).unwrap();
+            let flat = g.read_f32(&grads, 0, n).unwrap();
+            let (want_w, want_b) = r::conv2d_backward_weight(&dy, &x, batch, &s);
+            let k2 = s.kernel * s.kernel;
+            let mut got_w = vec![0f32; want_w.len()];
+            for o in 0..s.out_c {
+                for i in 0..s.in_c {
+                    for t in 0..k2 {
+                        got_w[(o * s.in_c + i) * k2 + t] = flat[o * stride + t * c4 + i];
+                    }
+                }
+            }
+            let what = format!("conv2d_backward_weight {variant:?} {s:?} at batch {batch}, bias_of {bias_of}");
+            assert_close(&format!("{what} dW"), &got_w, &want_w, 1e-2, 1e-3);
+            let want_b: Vec<f32> = if bias_of == 0 {
+                want_b
+            } else {
+                (0..s.in_c).map(|i| x.iter().skip(i).step_by(s.in_c).sum()).collect()
+            };
+            assert_close(&format!("{what} db"), &flat[bias_at..bias_at + want_b.len()], &want_b, 1e-1, 1e-3);
+        }
+    }
+}
+
 #[test]
 fn conv_kernels_pass_at_the_other_vector_width() {
     common::rerun_at_other_vector_width("conv_kernels_pass_at_the_other_vector_width");
