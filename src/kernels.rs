@@ -280,12 +280,9 @@ pub fn weight_loop_turns(
     rows: usize,
     transposed: bool,
 ) -> usize {
-    // a transposed convolution's bias: the input side's sum, 16 texels a turn (by rows in
-    // conv.wgsl, over the whole image in conv_subgroup.wgsl)
-    let (rows_sum, image_sum) = match transposed {
-        true => (rows * (1 + s.in_h * (1 + s.in_w.div_ceil(16))), rows * (1 + (s.in_h * s.in_w).div_ceil(16))),
-        false => (0, 0),
-    };
+    // a transposed convolution's bias in conv_subgroup.wgsl: the input side's sum over the
+    // whole image, 16 texels a turn
+    let image_sum = if transposed { rows * (1 + (s.in_h * s.in_w).div_ceil(16)) } else { 0 };
     match variant {
         // a subgroup's images (every 8th) by the output pixels; the 1-channel side's sum
         // (counted for every layer: without it, the skipped branch still cost 100-330
@@ -304,8 +301,16 @@ pub fn weight_loop_turns(
                 + rows * (1 + (s.out_h * s.out_w).div_ceil(8))
                 + image_sum
         }
-        // weight_sums: every image and output row, 4 columns a turn
-        ConvVariant::Plain => rows * (1 + s.out_h * (1 + s.out_w.div_ceil(4))) + rows_sum,
+        // weight_sums: every image and output row, 4 columns a turn; input_sum (counted for
+        // every layer, as the 1-channel one); the writes. Each loop's leaving pass counts,
+        // and llvmpipe ran about two turns an image more than that with the bias sum
+        // (12x12x3 -> 6x6x4: wrong from 980-1000 images on, where it counted 64 an image):
+        // four an image are added.
+        ConvVariant::Plain => {
+            let sums = (rows + 1) + rows * (s.out_h + 1) + rows * s.out_h * (s.out_w.div_ceil(4) + 1);
+            let input = (rows + 1) + rows * (s.in_h + 1) + rows * s.in_h * (s.in_w.div_ceil(16) + 1);
+            sums + input + 4 * rows + 64
+        }
         ConvVariant::Wide => 0,
     }
 }

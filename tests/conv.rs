@@ -357,6 +357,7 @@ fn weight_gradients_are_right_at_the_largest_batch_allowed() {
     let cases = [
         (ConvVariant::SubgroupC1, ConvShape::new(28, 28, 1, 32, 4, 2, 1)),
         (ConvVariant::Subgroup, ConvShape::new(14, 14, 32, 4, 4, 2, 1)),
+        (ConvVariant::Plain, ConvShape::new(12, 12, 3, 4, 4, 2, 1)),
     ];
     for (variant, s) in cases {
         for bias_of in [0u32, 1] {
