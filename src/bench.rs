@@ -224,7 +224,7 @@ fn adapter_json(gpu: &Gpu) -> Value {
         "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
         "driver": i.driver, "driver_info": i.driver_info,
     });
-    if let Some(n) = crate::gpu::llvmpipe_threads().filter(|_| gpu.is_llvmpipe()) {
+    if let Some(n) = gpu.lavapipe_threads() {
         a["llvmpipe_threads"] = json!(n);
     }
     a

@@ -287,12 +287,15 @@ impl Gpu {
         self.info.driver.contains("llvmpipe")
     }
 
+    /// The worker threads lavapipe runs, where the adapter is lavapipe and they can be
+    /// counted (`llvmpipe_threads`).
+    pub fn lavapipe_threads(&self) -> Option<usize> {
+        self.is_llvmpipe().then(llvmpipe_threads).flatten()
+    }
+
     /// One line naming the adapter.
     pub fn adapter_line(&self) -> String {
-        let threads = match llvmpipe_threads() {
-            Some(n) if self.is_llvmpipe() => format!(", {n} threads"),
-            _ => String::new(),
-        };
+        let threads = self.lavapipe_threads().map(|n| format!(", {n} threads")).unwrap_or_default();
         format!(
             "{} ({:?}, {:?}, {}{threads})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver

@@ -163,6 +163,28 @@ fn elbo_backward_matches_finite_differences() {
 }
 
 #[test]
+fn gemm_forward_elbo_backward_matches_finite_differences() {
+    // the fused loss's d out is the gradient of its recon partial sums (over the live rows,
+    // by inv_rows) with respect to the logits: through the bias, column sums of d out
+    let (m, n, k, block) = (4, 10, 3, 4);
+    let h = random(m * k, 61, -1.0, 1.0);
+    let w = random(n * k, 62, -1.0, 1.0);
+    let b = random(n, 63, -1.0, 1.0);
+    let target: Vec<f32> =
+        random(m * n, 64, 0.0, 1.0).iter().enumerate().map(|(i, &v)| if i % 2 == 0 { v.round() } else { v }).collect();
+    for live in [4u32, 3] {
+        let st = step(live);
+        let (d, _) = r::gemm_forward_elbo(&h, &w, &b, &target, m, n, k, block, &st);
+        let db: Vec<f32> = (0..n).map(|c| (0..m).map(|r| d[r * n + c]).sum()).collect();
+        let j = |bb: &[f32]| {
+            let (_, partials) = r::gemm_forward_elbo(&h, &w, bb, &target, m, n, k, block, &st);
+            st.inv_rows as f64 * partials.iter().map(|&v| v as f64).sum::<f64>()
+        };
+        assert_close(&format!("gemm_forward_elbo d out rows={live}"), &db, &numeric_grad(&b, j), 1e-3, 1e-2);
+    }
+}
+
+#[test]
 fn gaussian_nll_is_the_normal_log_density() {
     // -log N(x; sigmoid(a), sigma^2) with logvar = MID + HALF tanh(raw), directly
     for (x, mean, raw) in [(0.3f32, 0.5f32, 0.2f32), (0.9, 0.1, -0.7), (0.0, 0.0, 1.3)] {
