@@ -132,10 +132,12 @@ fn read_write_texels(adapter: &wgpu::Adapter) -> bool {
 }
 
 /// On x86 CPUs with AVX-512, asks Mesa's llvmpipe (lavapipe) for 512-bit vectors unless
-/// LP_NATIVE_VECTOR_WIDTH is already set: its subgroups then have 16 lanes instead of 8,
-/// and the GEMM and convolution kernels are built for 16 (`kernels::subgroup_lanes`). On
-/// a 2-core Zen 5 (`elbo profile`, batch 128) that took the MLP VAE's step from 6.9 to
-/// 5.7 ms and the convolutional one's from 41 to 36 ms. Other drivers ignore the
+/// LP_NATIVE_VECTOR_WIDTH is already set, where the installed lavapipe is one whose wide
+/// vectors were measured to pay (`wide_vectors_pay`): its subgroups then have 16 lanes
+/// instead of 8, and the GEMM and convolution kernels are built for 16
+/// (`kernels::subgroup_lanes`). On a 2-core Zen 5 (`elbo profile`, batch 128) that took
+/// Mesa 22.3's MLP VAE step from 6.9 to 5.7 ms and the convolutional one's from 41 to
+/// 36 ms; Mesa 25.0's MLP step went the other way, 8.9 -> 20 ms. Other drivers ignore the
 /// variable. Wherever the width is set, also keeps lavapipe's shader cache apart for it
 /// (`shader_cache_for_width`). Returns whether it set the width. Call it before the first
 /// `Gpu::new` (Mesa reads the variables when the Vulkan loader opens it) and before other
@@ -143,7 +145,10 @@ fn read_write_texels(adapter: &wgpu::Adapter) -> bool {
 pub fn prefer_wide_cpu_vectors() -> bool {
     let mut set = false;
     #[cfg(target_arch = "x86_64")]
-    if std::env::var_os(LP_VECTOR_WIDTH).is_none() && std::arch::is_x86_feature_detected!("avx512f") {
+    if std::env::var_os(LP_VECTOR_WIDTH).is_none()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && lavapipe_mesa_version().is_some_and(wide_vectors_pay)
+    {
         std::env::set_var(LP_VECTOR_WIDTH, "512");
         set = true;
     }
@@ -153,6 +158,91 @@ pub fn prefer_wide_cpu_vectors() -> bool {
         std::env::set_var(SHADER_CACHE_DIR, dir);
     }
     set
+}
+
+/// Whether llvmpipe's 512-bit vectors pay in lavapipe of Mesa `version` (major, minor):
+/// measured on Mesa 22.3 (faster) and 25.0 (2.3 times slower: its subgroup kernels at 16
+/// lanes ran 5 times slower than at 8); versions between were not measured and keep
+/// Mesa's own width.
+pub fn wide_vectors_pay(version: (u32, u32)) -> bool {
+    version.0 <= 22
+}
+
+/// The Mesa version (major, minor) of the lavapipe that the Vulkan loader will open,
+/// found before it is opened (the vector width must be chosen before that): the driver
+/// manifests the loader reads (`lavapipe_manifests`), the library a lavapipe one names,
+/// and the "Mesa X.Y" its driver-info string starts with. None where any step fails.
+pub fn lavapipe_mesa_version() -> Option<(u32, u32)> {
+    lavapipe_manifests().iter().find_map(|m| {
+        let text = std::fs::read_to_string(m).ok()?;
+        let lib = manifest_library(&text)?;
+        if !lib.contains("lvp") {
+            return None;
+        }
+        mesa_version_in(&std::fs::read(resolve_library(m, &lib)?).ok()?)
+    })
+}
+
+/// The Vulkan driver manifests (ICD JSON files) the loader reads: those VK_DRIVER_FILES or
+/// VK_ICD_FILENAMES lists (files or folders), else the standard folders' `icd.d`.
+fn lavapipe_manifests() -> Vec<std::path::PathBuf> {
+    let listed = std::env::var("VK_DRIVER_FILES").or_else(|_| std::env::var("VK_ICD_FILENAMES")).ok();
+    let places: Vec<std::path::PathBuf> = match listed {
+        Some(list) => std::env::split_paths(&list).collect(),
+        None => {
+            let mut dirs = vec![];
+            let data = std::env::var("XDG_DATA_DIRS").unwrap_or_else(|_| "/usr/local/share:/usr/share".into());
+            dirs.extend(std::env::split_paths(&data).map(|d| d.join("vulkan/icd.d")));
+            dirs.push("/etc/vulkan/icd.d".into());
+            dirs
+        }
+    };
+    let mut files = vec![];
+    for p in places {
+        match std::fs::read_dir(&p) {
+            Ok(entries) => {
+                let mut found: Vec<_> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+                found.sort();
+                files.extend(found.into_iter().filter(|f| f.extension().is_some_and(|x| x == "json")));
+            }
+            Err(_) => files.push(p),
+        }
+    }
+    files
+}
+
+/// The `library_path` of a driver manifest.
+pub fn manifest_library(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(v["ICD"]["library_path"].as_str()?.to_string())
+}
+
+/// A manifest's library on disk: an absolute path as it is, a relative one from the
+/// manifest's folder, a bare file name in the system's library folders.
+fn resolve_library(manifest: &std::path::Path, lib: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(lib);
+    if path.is_absolute() {
+        return Some(path.to_path_buf());
+    }
+    if lib.contains('/') {
+        return Some(manifest.parent()?.join(path));
+    }
+    let dirs = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu"];
+    dirs.iter().map(|d| std::path::Path::new(d).join(lib)).find(|p| p.exists())
+}
+
+/// The first "Mesa X.Y" in `bytes` (a Mesa driver's library holds its version so).
+pub fn mesa_version_in(bytes: &[u8]) -> Option<(u32, u32)> {
+    let number = |b: &[u8]| -> Option<(u32, usize)> {
+        let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        Some((std::str::from_utf8(&b[..n]).ok()?.parse().ok()?, n))
+    };
+    bytes.windows(5).enumerate().filter(|(_, w)| *w == b"Mesa ").find_map(|(i, _)| {
+        let rest = &bytes[i + 5..];
+        let (major, n) = number(rest)?;
+        let (minor, _) = number(rest.get(n + 1..)?).filter(|_| rest.get(n) == Some(&b'.'))?;
+        Some((major, minor))
+    })
 }
 
 /// Mesa's shader cache directory.

@@ -134,3 +134,30 @@ fn lavapipe_keeps_a_shader_cache_for_its_vector_width() {
     assert_eq!(d("256", "/c/elbo-lavapipe-512"), PathBuf::from("/c/elbo-lavapipe-256"));
     assert_eq!(d("512", "/c/elbo-lavapipe-512"), PathBuf::from("/c/elbo-lavapipe-512"));
 }
+
+/// The vector width is chosen before the driver loads, from the Mesa version in the
+/// lavapipe library the loader's manifests name; that must be the driver wgpu then
+/// opens (its driver-info string), and the width follows `wide_vectors_pay` for it.
+#[test]
+fn the_vector_width_follows_the_lavapipe_version_found_before_loading() {
+    use elbo::gpu::{lavapipe_mesa_version, manifest_library, mesa_version_in, wide_vectors_pay};
+    assert_eq!(mesa_version_in(b"\0xMesa 22.3.6 (LLVM 15.0.6)\0"), Some((22, 3)));
+    assert_eq!(mesa_version_in(b"Mesa driver\0Mesa 25.0.7-2~bpo12+1"), Some((25, 0)));
+    assert_eq!(mesa_version_in(b"Mesa 25\0"), None);
+    assert_eq!(
+        manifest_library(r#"{"ICD": {"api_version": "1.1.230", "library_path": "/x/libvulkan_lvp.so"}}"#).as_deref(),
+        Some("/x/libvulkan_lvp.so")
+    );
+    assert!(wide_vectors_pay((22, 3)) && !wide_vectors_pay((25, 0)));
+    let g = gpu();
+    assert!(g.is_llvmpipe(), "this test is about lavapipe, which CI installs; the adapter is {}", g.adapter_line());
+    let loaded = mesa_version_in(g.info.driver_info.as_bytes());
+    assert!(loaded.is_some(), "no Mesa version in the driver info {:?}", g.info.driver_info);
+    assert_eq!(lavapipe_mesa_version(), loaded, "the version found before loading is not the loaded driver's");
+    // tests/common chose the width as the program does, unless the environment gave it
+    // (as the rerun at the other width does)
+    if !common::WIDTH_GIVEN.get().copied().unwrap_or(true) && std::arch::is_x86_feature_detected!("avx512f") {
+        let wide = wide_vectors_pay(loaded.unwrap());
+        assert_eq!(g.info.name.contains("512 bits"), wide, "{} with Mesa {loaded:?}", g.info.name);
+    }
+}
