@@ -377,6 +377,22 @@ impl Gpu {
         self.info.driver.contains("llvmpipe")
     }
 
+    /// The driver's Mesa version (major, minor), where it is a Mesa driver.
+    pub fn mesa_version(&self) -> Option<(u32, u32)> {
+        mesa_version_in(self.info.driver_info.as_bytes())
+    }
+
+    /// Whether Adam should run inside the dense layers' weight gradients
+    /// (gemm_adam_subgroup.wgsl) on this adapter, where the kernel exists: measured on
+    /// lavapipe, where the MLP step ran 10% faster fused on Mesa 22.3 (512 bits) and
+    /// 6-17% slower on Mesa 25.0 (256 bits; there the fused weight gradients of fc1 and
+    /// fc4 took 2.6 ms each in the step, against 1.2 ms each plus 1.8 ms of
+    /// adam_update_texel for all parameters). Mesa versions between were not measured
+    /// and take the separate pass, which every adapter runs.
+    pub fn fused_adam_pays(&self) -> bool {
+        !self.is_llvmpipe() || self.mesa_version().is_some_and(|v| v.0 <= 22)
+    }
+
     /// The worker threads lavapipe runs, where the adapter is lavapipe and they can be
     /// counted (`llvmpipe_threads`).
     pub fn lavapipe_threads(&self) -> Option<usize> {

@@ -60,9 +60,11 @@ pub struct Hyper {
     /// GEMM variants decided earlier (a resumed run replays its first run's choice).
     pub gemm_fixed: Option<gemm::Choice>,
     /// Fuse Adam into the weight-gradient GEMMs where the adapter has the kernel
-    /// (gemm_adam_subgroup.wgsl) and every layer is dense; the flat gradient is then
-    /// not kept (`Trainer::read_grads` fails). Results are the same either way.
-    pub fuse_adam: bool,
+    /// (gemm_adam_subgroup.wgsl) and every layer is dense: None where that pays on this
+    /// adapter (`Gpu::fused_adam_pays`), Some(true) wherever it can, Some(false) never.
+    /// Fused, the flat gradient is not kept (`Trainer::read_grads` fails). Results are
+    /// the same either way.
+    pub fuse_adam: Option<bool>,
 }
 
 impl Hyper {
@@ -76,7 +78,7 @@ impl Hyper {
             samples: 1,
             free_bits: 0.0,
             gemm_fixed: None,
-            fuse_adam: true,
+            fuse_adam: None,
         }
     }
 }
@@ -634,10 +636,11 @@ impl<'g> Trainer<'g> {
             &kernels::Adam { count: (l.len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS },
         );
         // Adam fused into the weight gradients: every parameter must belong to a dense
-        // layer's weights or bias, and the GEMMs must not have been forced to another variant
+        // layer's weights or bias, the GEMMs must not have been forced to another variant,
+        // and the fusion must pay on this adapter (`Gpu::fused_adam_pays`)
         let fused_adam = match (&moments, &k.gemm_backward_weight_adam_subgroup) {
             (Moments::Texels(mt), Some(_))
-                if hyper.fuse_adam
+                if hyper.fuse_adam.unwrap_or_else(|| gpu.fused_adam_pays())
                     && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
                     && layers.iter().all(|ly| ly.op == Op::Dense) =>
             {
@@ -1325,7 +1328,7 @@ impl<'g> Trainer<'g> {
     /// The flat gradient of the last step (for tests).
     pub fn read_grads(&self) -> Result<Vec<f32>> {
         if self.adam_fused {
-            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = false");
+            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = Some(false)");
         }
         self.gpu.read_f32(&self.grads, 0, self.model.layout.len)
     }

@@ -64,12 +64,13 @@ fn train_step_gradient_matches_reference_model() {
         // parameters and moments after each step must be those of the unfused run
         let mut unfused_states = Vec::new();
         for fuse_adam in [false, true] {
+            // forced on, so that the fused path is checked whether or not it pays here
             let (train, test) = data_for(&config);
             let model = Model::init(&config, 3);
             let batch = 10;
             let samples = hyper.samples;
             let free_bits = hyper.free_bits;
-            let hyper = Hyper { fuse_adam, ..hyper.clone() };
+            let hyper = Hyper { fuse_adam: Some(fuse_adam), ..hyper.clone() };
             let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
             assert_eq!(t.adam_fused(), fuse_adam && fusing && all_dense, "{name}: fused Adam");
             // on lavapipe the one-channel Bernoulli decoder's loss reads its taps image
@@ -149,7 +150,7 @@ fn a_batch_too_large_for_one_reduce_workgroup_takes_the_separate_kernels() {
     let train = synthetic(len, config.width, config.height, 4);
     let test = synthetic(20, config.width, config.height, 5);
     let model = Model::init(&config, 3);
-    let hyper = Hyper { beta: 0.8, free_bits: 0.3, fuse_adam: false, ..Hyper::new(1e-3, 9) };
+    let hyper = Hyper { beta: 0.8, free_bits: 0.3, fuse_adam: Some(false), ..Hyper::new(1e-3, 9) };
     let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
     let labels: Vec<&str> = t.train_dispatches().iter().map(|d| d.label.as_ref()).collect();
     assert!(
@@ -449,4 +450,20 @@ fn a_batch_past_llvmpipes_loop_limit_is_refused_with_the_largest_that_fits() {
         turns(most) <= elbo::kernels::LLVMPIPE_LOOP_TURNS && turns(most + 1) > elbo::kernels::LLVMPIPE_LOOP_TURNS,
         "{text}"
     );
+}
+
+/// By default Adam runs inside the weight gradients exactly where the adapter has the
+/// kernel, the model is dense and `Gpu::fused_adam_pays` (on lavapipe: Mesa 22 and older).
+#[test]
+fn adam_is_fused_by_default_where_it_pays() {
+    let g = gpu();
+    let (name, config, _) = small_models().remove(0);
+    let (train, test) = data_for(&config);
+    let t = Trainer::new(g, Model::init(&config, 3), Hyper::new(1e-3, 9), 10, &train, &test).unwrap();
+    let kernel = elbo::kernels::Kernels::new(g).unwrap().gemm_backward_weight_adam_subgroup.is_some();
+    assert_eq!(t.adam_fused(), kernel && g.fused_adam_pays(), "{name} on {}", g.adapter_line());
+    if g.is_llvmpipe() {
+        let mesa = g.mesa_version().expect("lavapipe's driver info names its Mesa version");
+        assert_eq!(g.fused_adam_pays(), mesa.0 <= 22, "Mesa {mesa:?}");
+    }
 }
