@@ -230,8 +230,8 @@ fn adapter_json(gpu: &Gpu) -> Value {
     a
 }
 
-/// Per-kernel medians over profiled runs: one entry per (label, shape).
-fn kernel_entries(runs: &[Vec<Event>]) -> Vec<Value> {
+/// Per-kernel medians over profiled runs of `model`'s step: one entry per (label, shape).
+fn kernel_entries(runs: &[Vec<Event>], model: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
     for e in runs.iter().flatten() {
@@ -244,7 +244,7 @@ fn kernel_entries(runs: &[Vec<Event>]) -> Vec<Value> {
             runs.iter().flatten().filter(|x| x.label == e.label && x.shape == e.shape).map(|x| x.dur_ns).collect();
         let (med, p10, p90) = spread(&durs);
         out.push(json!({
-            "kernel": e.label, "shape": e.shape, "median_us": med / 1e3, "p10_us": p10 / 1e3, "p90_us": p90 / 1e3,
+            "kernel": e.label, "model": model, "shape": e.shape, "median_us": med / 1e3, "p10_us": p10 / 1e3, "p90_us": p90 / 1e3,
             "gflops": e.flops / med.max(1.0), "gbps": e.bytes / med.max(1.0), "runs": durs.len(),
         }));
     }
@@ -321,13 +321,13 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
                    "variant": d.variant.name(), "timings_us": timings})
         })
         .collect();
-    let mut kernels = kernel_entries(&runs);
+    let mut kernels = kernel_entries(&runs, model_name(Arch::Mlp));
     let mut conv = None;
     if !opts.conv_batches.is_empty() {
         progress("kernels of the convolutional VAE step at batch 128");
         let mut t = model_trainer(gpu, Arch::Conv, &train, &test, 128)?;
         let runs = profile_steps(gpu, &mut t, 2, (opts.steps / 4).max(3))?;
-        kernels.extend(kernel_entries(&runs));
+        kernels.extend(kernel_entries(&runs, model_name(Arch::Conv)));
         conv = Some(t);
     }
     for &n in &opts.squares {
