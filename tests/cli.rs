@@ -67,12 +67,13 @@ fn devices_lists_adapters_with_their_properties() {
 
 #[test]
 fn a_validation_error_is_an_error_not_a_panic() {
-    let gpu = elbo::gpu::Gpu::new(&Default::default()).expect("an adapter");
-    let kernels = elbo::kernels::Kernels::new(&gpu).unwrap();
+    // the binary's one GPU (common::gpu), which chooses lavapipe's vector width first
+    let gpu = common::gpu();
+    let kernels = elbo::kernels::Kernels::new(gpu).unwrap();
     let u = gpu.uniform("adam", &elbo::kernels::Adam { count: 4, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
     // adam_update binds six resources; give it one
     let _ = elbo::kernels::Dispatch::new(
-        &gpu,
+        gpu,
         "adam_update",
         &kernels.adam_update,
         &[(0, elbo::kernels::Bind::Buffer(&u))],
