@@ -227,7 +227,7 @@ fn resolve_library(manifest: &std::path::Path, lib: &str) -> Option<std::path::P
     if lib.contains('/') {
         return Some(manifest.parent()?.join(path));
     }
-    let dirs = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu"];
+    let dirs = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"];
     dirs.iter().map(|d| std::path::Path::new(d).join(lib)).find(|p| p.exists())
 }
 
@@ -384,11 +384,12 @@ impl Gpu {
 
     /// Whether Adam should run inside the dense layers' weight gradients
     /// (gemm_adam_subgroup.wgsl) on this adapter, where the kernel exists: measured on
-    /// lavapipe, where the MLP step ran 10% faster fused on Mesa 22.3 (512 bits) and
-    /// 6-17% slower on Mesa 25.0 (256 bits; there the fused weight gradients of fc1 and
-    /// fc4 took 2.6 ms each in the step, against 1.2 ms each plus 1.8 ms of
-    /// adam_update_texel for all parameters). Mesa versions between were not measured
-    /// and take the separate pass, which every adapter runs.
+    /// lavapipe, where the MLP step ran about 10% faster fused on Mesa 22.3 (512 bits)
+    /// and slower on Mesa 25.0 (256 bits: 7.4-7.8 against 7.2-7.4 ms in calm
+    /// alternations, 11 against 9.3 ms in busy ones; there the fused weight gradients of
+    /// fc1 and fc4 took 2.6 ms each in the step, against 1.1-1.2 ms each plus 1.5-1.8 ms
+    /// of adam_update_texel for all parameters). Mesa versions between were not
+    /// measured and take the separate pass, which every adapter runs.
     pub fn fused_adam_pays(&self) -> bool {
         !self.is_llvmpipe() || self.mesa_version().is_some_and(|v| v.0 <= 22)
     }
