@@ -95,7 +95,7 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
     format!(
         "{name}\n  backend {backend:?}, type {ty:?}, vendor 0x{vendor:04x}, device 0x{device:04x}\n  driver {driver} {driver_info}\n  \
          limits: storage binding {sb} MiB, buffer {buf} MiB, texture 2D {tex}, workgroup storage {ws} B, invocations {inv}, storage buffers/stage {sbs}\n  \
-         features: {f16} {sg}{lanes} {ts} {tsp} {rw}",
+         features: {f16} {sg}{lanes} {ts} {tsp} {rw}{width}",
         name = info.name,
         backend = info.backend,
         ty = info.device_type,
@@ -111,6 +111,7 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> String {
         sbs = l.max_storage_buffers_per_shader_stage,
         f16 = has(wgpu::Features::SHADER_F16, "shader-f16"),
         sg = has(wgpu::Features::SUBGROUP, "subgroup"),
+        width = vector_width_note(&info).map_or(String::new(), |n| format!("\n  {n}")),
         lanes = if f.contains(wgpu::Features::SUBGROUP) {
             format!(" ({}..{} lanes)", info.subgroup_min_size, info.subgroup_max_size)
         } else {
@@ -151,6 +152,7 @@ pub fn prefer_wide_cpu_vectors() -> bool {
     {
         std::env::set_var(LP_VECTOR_WIDTH, "512");
         set = true;
+        WIDTH_SET.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     if let Some(dir) = shader_cache_for_width() {
         // Mesa creates only the last directory of the path; without it Mesa caches nothing
@@ -158,6 +160,31 @@ pub fn prefer_wide_cpu_vectors() -> bool {
         std::env::set_var(SHADER_CACHE_DIR, dir);
     }
     set
+}
+
+/// Whether `prefer_wide_cpu_vectors` set LP_NATIVE_VECTOR_WIDTH in this process.
+static WIDTH_SET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For lavapipe adapters: llvmpipe's vector width and who chose it, as `elbo devices`
+/// prints it.
+pub fn vector_width_note(info: &wgpu::AdapterInfo) -> Option<String> {
+    if !info.driver.contains("llvmpipe") {
+        return None;
+    }
+    let mesa = mesa_version_in(info.driver_info.as_bytes());
+    let mesa = mesa.map_or("this Mesa".to_string(), |(a, b)| format!("Mesa {a}.{b}"));
+    let why = if WIDTH_SET.load(std::sync::atomic::Ordering::Relaxed) {
+        format!("chosen by elbo: 512 bits pay on {mesa}; set LP_NATIVE_VECTOR_WIDTH to choose")
+    } else if std::env::var_os(LP_VECTOR_WIDTH).is_some() {
+        "LP_NATIVE_VECTOR_WIDTH from the environment".to_string()
+    } else {
+        format!(
+            "{mesa}'s own: elbo asks for 512 bits only from Mesa 22 and older, on CPUs with AVX-512; \
+             set LP_NATIVE_VECTOR_WIDTH to choose"
+        )
+    };
+    let bits = ["512 bits", "256 bits", "128 bits"].into_iter().find(|b| info.name.contains(b)).unwrap_or("unknown");
+    Some(format!("vectors: {bits} ({why})"))
 }
 
 /// Whether llvmpipe's 512-bit vectors pay in lavapipe of Mesa `version` (major, minor):

@@ -63,6 +63,13 @@ fn devices_lists_adapters_with_their_properties() {
     for line in text.lines().filter(|l| l.contains("features:") && l.contains(" subgroup")) {
         assert!(line.contains(" lanes)"), "{line}");
     }
+    // lavapipe: its vector width, as in its name, and who chose it
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, name) in lines.iter().enumerate().filter(|(_, l)| l.starts_with('[') && l.contains("llvmpipe")) {
+        let bits = if name.contains("512 bits") { "512 bits" } else { "256 bits" };
+        let width = lines[i + 1..].iter().take_while(|l| !l.starts_with('[')).find(|l| l.contains("vectors:"));
+        assert!(width.is_some_and(|w| w.contains(&format!("vectors: {bits} ("))), "{text}");
+    }
 }
 
 #[test]
