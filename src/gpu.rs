@@ -165,6 +165,17 @@ pub fn prefer_wide_cpu_vectors() -> bool {
 /// Whether `prefer_wide_cpu_vectors` set LP_NATIVE_VECTOR_WIDTH in this process.
 static WIDTH_SET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether LP_NATIVE_VECTOR_WIDTH came from the environment rather than from
+/// `prefer_wide_cpu_vectors`.
+pub fn vector_width_given() -> bool {
+    std::env::var_os(LP_VECTOR_WIDTH).is_some() && !WIDTH_SET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The newest Mesa major version whose lavapipe was measured to favour 512-bit vectors
+/// (`wide_vectors_pay`) and Adam inside the weight gradients (`Gpu::fused_adam_pays`):
+/// 22.3 does both; 25.0 does neither; versions between were not measured.
+pub const NEWEST_WIDE_MESA: u32 = 22;
+
 /// For lavapipe adapters: llvmpipe's vector width and who chose it, as `elbo devices`
 /// prints it.
 pub fn vector_width_note(info: &wgpu::AdapterInfo) -> Option<String> {
@@ -175,12 +186,12 @@ pub fn vector_width_note(info: &wgpu::AdapterInfo) -> Option<String> {
     let mesa = mesa.map_or("this Mesa".to_string(), |(a, b)| format!("Mesa {a}.{b}"));
     let why = if WIDTH_SET.load(std::sync::atomic::Ordering::Relaxed) {
         format!("chosen by elbo: 512 bits pay on {mesa}; set LP_NATIVE_VECTOR_WIDTH to choose")
-    } else if std::env::var_os(LP_VECTOR_WIDTH).is_some() {
+    } else if vector_width_given() {
         "LP_NATIVE_VECTOR_WIDTH from the environment".to_string()
     } else {
         format!(
-            "{mesa}'s own: elbo asks for 512 bits only from Mesa 22 and older, on CPUs with AVX-512; \
-             set LP_NATIVE_VECTOR_WIDTH to choose"
+            "{mesa}'s own: elbo asks for 512 bits only from Mesa {NEWEST_WIDE_MESA} and older, on CPUs with \
+             AVX-512; set LP_NATIVE_VECTOR_WIDTH to choose"
         )
     };
     let bits = ["512 bits", "256 bits", "128 bits"].into_iter().find(|b| info.name.contains(b)).unwrap_or("unknown");
@@ -192,7 +203,7 @@ pub fn vector_width_note(info: &wgpu::AdapterInfo) -> Option<String> {
 /// lanes ran 5 times slower than at 8); versions between were not measured and keep
 /// Mesa's own width.
 pub fn wide_vectors_pay(version: (u32, u32)) -> bool {
-    version.0 <= 22
+    version.0 <= NEWEST_WIDE_MESA
 }
 
 /// The Mesa version (major, minor) of the lavapipe that the Vulkan loader will open,
@@ -418,7 +429,7 @@ impl Gpu {
     /// of adam_update_texel for all parameters). Mesa versions between were not
     /// measured and take the separate pass, which every adapter runs.
     pub fn fused_adam_pays(&self) -> bool {
-        !self.is_llvmpipe() || self.mesa_version().is_some_and(|v| v.0 <= 22)
+        !self.is_llvmpipe() || self.mesa_version().is_some_and(|v| v.0 <= NEWEST_WIDE_MESA)
     }
 
     /// The worker threads lavapipe runs, where the adapter is lavapipe and they can be

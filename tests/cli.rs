@@ -268,9 +268,8 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     assert_eq!(reparam, !has("reparam_forward"), "the head's forward and reparam_forward: {mlp:?}");
     // and the decoder's last GEMM sums the loss (no elbo_forward_backward in the MLP step)
     let elbo_gemm = has("gemm_forward_elbo fc4");
-    // both need the subgroup GEMMs; the head's also needs its 2L = 40 columns to fit one
-    // workgroup's 4 LANES (16 lanes, not 8)
-    // (the subgroup GEMMs run on lavapipe: 16 lanes at 512 bits, else 8)
+    // both need the subgroup GEMMs (lavapipe: 16 lanes at 512 bits, else 8); the head's
+    // also needs its 2L = 40 columns to fit one workgroup's 4 LANES (16 lanes, not 8)
     let adapter = r["adapter"]["name"].as_str().unwrap_or("");
     let lanes = if adapter.contains("512 bits") { 16 } else { 8 };
     assert_eq!(reparam, elbo_gemm && 40 <= 4 * lanes, "at {lanes} lanes: {mlp:?}");

@@ -156,7 +156,7 @@ fn the_vector_width_follows_the_lavapipe_version_found_before_loading() {
     assert_eq!(lavapipe_mesa_version(), loaded, "the version found before loading is not the loaded driver's");
     // tests/common chose the width as the program does, unless the environment gave it
     // (as the rerun at the other width does)
-    if !common::WIDTH_GIVEN.get().copied().unwrap_or(true) && std::arch::is_x86_feature_detected!("avx512f") {
+    if !elbo::gpu::vector_width_given() && std::arch::is_x86_feature_detected!("avx512f") {
         let wide = wide_vectors_pay(loaded.unwrap());
         assert_eq!(g.info.name.contains("512 bits"), wide, "{} with Mesa {loaded:?}", g.info.name);
     }

@@ -5,16 +5,11 @@
 use elbo::gpu::{AdapterChoice, Gpu};
 use std::sync::OnceLock;
 
-/// Whether LP_NATIVE_VECTOR_WIDTH was set before `gpu()` chose the width (by the
-/// environment, or by `rerun_at_other_vector_width`); set by `gpu()`.
-pub static WIDTH_GIVEN: OnceLock<bool> = OnceLock::new();
-
 /// The adapter every GPU test runs on. No adapter is a failure, not a skip:
 /// CI installs lavapipe, so a missing adapter means a broken setup.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let _ = WIDTH_GIVEN.set(std::env::var_os(elbo::gpu::LP_VECTOR_WIDTH).is_some());
         // as the program does (src/main.rs); `rerun_at_other_vector_width` covers the other
         elbo::gpu::prefer_wide_cpu_vectors();
         match Gpu::new(&AdapterChoice::default()) {
