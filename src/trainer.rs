@@ -61,7 +61,8 @@ pub struct Hyper {
     pub gemm_fixed: Option<gemm::Choice>,
     /// Fuse Adam into the weight-gradient GEMMs where the adapter has the kernel
     /// (gemm_adam_subgroup.wgsl) and every layer is dense: None where that pays on this
-    /// adapter (`Gpu::fused_adam_pays`), Some(true) wherever it can, Some(false) never.
+    /// adapter (`Gpu::texel_adam_pays`, which also decides whether Adam's moments are
+    /// texels), Some(true) wherever it can (with texel moments), Some(false) never.
     /// Fused, the flat gradient is not kept (`Trainer::read_grads` fails). Results are
     /// the same either way.
     pub fuse_adam: Option<bool>,
@@ -579,10 +580,12 @@ impl<'g> Trainer<'g> {
         let floats = (l.len * 4) as u64;
         let params = gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?;
         let grads = gpu.buffer("grads", floats, wgpu::BufferUsages::empty())?;
-        // texel moments where the adapter has adam_texel.wgsl and the texture fits
+        // texel moments where the adapter has adam_texel.wgsl, the texture fits, and they
+        // pay on this adapter or the fused Adam, which reads them, is asked for
         let rows = l.len.div_ceil(ADAM_TEXEL_COLS);
+        let texel_adam = hyper.fuse_adam == Some(true) || gpu.texel_adam_pays();
         let moments = match &k.adam_update_texel {
-            Some(_) if rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize => {
+            Some(_) if texel_adam && rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize => {
                 Moments::Texels(Box::new([
                     gpu.matrix("adam moment1", rows, ADAM_TEXEL_COLS)?,
                     gpu.matrix("adam moment2", rows, ADAM_TEXEL_COLS)?,
@@ -637,10 +640,10 @@ impl<'g> Trainer<'g> {
         );
         // Adam fused into the weight gradients: every parameter must belong to a dense
         // layer's weights or bias, the GEMMs must not have been forced to another variant,
-        // and the fusion must pay on this adapter (`Gpu::fused_adam_pays`)
+        // and the fusion must pay on this adapter (`Gpu::texel_adam_pays`)
         let fused_adam = match (&moments, &k.gemm_backward_weight_adam_subgroup) {
             (Moments::Texels(mt), Some(_))
-                if hyper.fuse_adam.unwrap_or_else(|| gpu.fused_adam_pays())
+                if hyper.fuse_adam.unwrap_or_else(|| gpu.texel_adam_pays())
                     && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
                     && layers.iter().all(|ly| ly.op == Op::Dense) =>
             {

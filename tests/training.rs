@@ -453,17 +453,33 @@ fn a_batch_past_llvmpipes_loop_limit_is_refused_with_the_largest_that_fits() {
 }
 
 /// By default Adam runs inside the weight gradients exactly where the adapter has the
-/// kernel, the model is dense and `Gpu::fused_adam_pays` (on lavapipe: Mesa 22 and older).
+/// kernel, the model is dense and `Gpu::texel_adam_pays` (on lavapipe: Mesa 22 and
+/// older), and keeps its moments in textures (adam_update_texel where not fused) exactly
+/// where the adapter has adam_texel.wgsl and they pay; elsewhere adam_update runs over
+/// buffers. Checked for a dense and a convolutional model.
 #[test]
-fn adam_is_fused_by_default_where_it_pays() {
+fn adam_is_fused_and_over_texels_by_default_where_it_pays() {
     let g = gpu();
-    let (name, config, _) = small_models().remove(0);
-    let (train, test) = data_for(&config);
-    let t = Trainer::new(g, Model::init(&config, 3), Hyper::new(1e-3, 9), 10, &train, &test).unwrap();
-    let kernel = elbo::kernels::Kernels::new(g).unwrap().gemm_backward_weight_adam_subgroup.is_some();
-    assert_eq!(t.adam_fused(), kernel && g.fused_adam_pays(), "{name} on {}", g.adapter_line());
+    let k = elbo::kernels::Kernels::new(g).unwrap();
+    let pays = g.texel_adam_pays();
+    for (name, config, _) in small_models() {
+        let (train, test) = data_for(&config);
+        let t = Trainer::new(g, Model::init(&config, 3), Hyper::new(1e-3, 9), 10, &train, &test).unwrap();
+        let dense = config.arch != Arch::Conv;
+        let fused = k.gemm_backward_weight_adam_subgroup.is_some() && dense && pays;
+        let at = format!("{name} on {}", g.adapter_line());
+        assert_eq!(t.adam_fused(), fused, "{at}");
+        let adam: Vec<&str> =
+            t.train_dispatches().iter().map(|d| d.label.as_ref()).filter(|l| l.starts_with("adam")).collect();
+        let expected = match (fused, k.adam_update_texel.is_some() && pays) {
+            (true, _) => vec![],
+            (false, true) => vec!["adam_update_texel"],
+            (false, false) => vec!["adam_update"],
+        };
+        assert_eq!(adam, expected, "{at}");
+    }
     if g.is_llvmpipe() {
         let mesa = g.mesa_version().expect("lavapipe's driver info names its Mesa version");
-        assert_eq!(g.fused_adam_pays(), mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
+        assert_eq!(pays, mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
     }
 }
