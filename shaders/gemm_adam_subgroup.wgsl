@@ -1,9 +1,11 @@
 // gemm_backward_weight_subgroup with Adam in its epilogue: each dW and db texel goes
 // straight into the update of its parameters and moments, instead of into the flat
-// gradient buffer for adam_update_texel to read back. Compiled after gemm_subgroup.wgsl
-// and adam_common.wgsl, for adapters with subgroups of LANES lanes and read_write
-// rgba32float (CPU adapters); the trainer uses it when every layer is dense, so that
-// these kernels update every parameter and no adam dispatch is left (src/trainer.rs).
+// gradient buffer for adam_update(_texel) to read back. Compiled after gemm_subgroup.wgsl,
+// adam_common.wgsl and the moments' storage (gemm_adam_texels.wgsl or
+// gemm_adam_buffers.wgsl: `moments_at`, `store_moments`), for adapters with subgroups of
+// LANES lanes and read_write rgba32float (CPU adapters); the trainer uses it when every
+// layer is dense, so that these kernels update every parameter and no adam dispatch is
+// left (src/trainer.rs).
 // On llvmpipe every store runs a loop over lanes and components; this drops dW's store
 // and one of Adam's storage-buffer loads per parameter, and a dispatch.
 // The layer's weights are updated in their texture (`weights`), which the trainer keeps
@@ -15,27 +17,24 @@
 @group(0) @binding(7) var<uniform> adam: Adam;
 @group(0) @binding(8) var<uniform> step: Step;
 @group(0) @binding(9) var<storage, read_write> params_rw: array<vec4<f32>>;
-@group(0) @binding(10) var moment1: texture_storage_2d<rgba32float, read_write>;
-@group(0) @binding(11) var moment2: texture_storage_2d<rgba32float, read_write>;
+// (10, 11: the moments)
 // the layer's W (n, k): read by this layer's GEMMs, updated here
 @group(0) @binding(12) var weights: texture_storage_2d<rgba32float, read_write>;
 
 // Adam on the four parameters at flat texel i, whose gradient is g.
 fn adam_at(i: u32, g: vec4<f32>) {
-    let at = moment_texel(i);
-    let o = adam_math(adam, step, params_rw[i], g, textureLoad(moment1, at), textureLoad(moment2, at));
-    textureStore(moment1, at, o.m);
-    textureStore(moment2, at, o.v);
+    let mv = moments_at(i);
+    let o = adam_math(adam, step, params_rw[i], g, mv[0], mv[1]);
+    store_moments(i, o.m, o.v);
     params_rw[i] = o.param;
 }
 
 // Adam on W's texel (c4, n), whose moments sit at flat texel i and whose gradient is g.
 fn adam_weight(c4: u32, n: u32, i: u32, g: vec4<f32>) {
-    let at = moment_texel(i);
     let texel = vec2<u32>(c4, n);
-    let o = adam_math(adam, step, textureLoad(weights, texel), g, textureLoad(moment1, at), textureLoad(moment2, at));
-    textureStore(moment1, at, o.m);
-    textureStore(moment2, at, o.v);
+    let mv = moments_at(i);
+    let o = adam_math(adam, step, textureLoad(weights, texel), g, mv[0], mv[1]);
+    store_moments(i, o.m, o.v);
     textureStore(weights, texel, o.param);
 }
 

@@ -111,25 +111,22 @@ pub fn available(k: &Kernels) -> Vec<Variant> {
     v
 }
 
-/// A GEMM dispatch of `pass` in `variant` for batch rows m (a multiple of 4), n outputs, k inputs.
-/// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue, on
-/// gemm_backward_weight_subgroup's grid; `binds` as that file's.
-/// Panics where `k` has no such kernel (`Kernels::gemm_backward_weight_adam_subgroup`).
+/// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue (`kernels::GemmAdam`),
+/// on gemm_backward_weight_subgroup's grid; `binds` as that file's, the moments (10, 11)
+/// in `ga.moments`' storage.
 pub fn dispatch_backward_weight_adam(
     gpu: &Gpu,
-    k: &Kernels,
+    ga: &kernels::GemmAdam,
     label: impl Into<std::borrow::Cow<'static, str>>,
     binds: &[(u32, Bind)],
     m: usize,
     n: usize,
     kk: usize,
 ) -> Dispatch {
-    let pipeline = k.gemm_backward_weight_adam_subgroup.as_ref().expect("gemm_backward_weight_adam_subgroup");
-    let lanes = k.subgroup.as_ref().map_or(8, |s| s.lanes) as usize;
     // at most 8 k-texels: the 8-lane build, where there is one beside a 16-lane one
-    let (pipeline, lanes) = match &k.gemm_backward_weight_adam_subgroup8 {
+    let (pipeline, lanes) = match &ga.pipeline8 {
         Some(p8) if kk.div_ceil(4) <= 8 => (p8, 8),
-        _ => (pipeline, lanes),
+        _ => (&ga.pipeline, ga.lanes as usize),
     };
     Dispatch::with_groups(gpu, label, pipeline, binds, backward_weight_subgroup_groups(n, kk, lanes))
         .with_gemm_cost(n, kk, m)
@@ -140,7 +137,8 @@ fn backward_weight_subgroup_groups(n: usize, kk: usize, lanes: usize) -> [u32; 3
     [kk.div_ceil(4).div_ceil(lanes).max(1) as u32, n.div_ceil(16).max(1) as u32, 1]
 }
 
-/// `binds` follow gemm.wgsl's layout.
+/// A GEMM dispatch of `pass` in `variant` for batch rows m (a multiple of 4), n outputs,
+/// k inputs; `binds` follow gemm.wgsl's layout.
 #[allow(clippy::too_many_arguments)]
 pub fn dispatch(
     gpu: &Gpu,

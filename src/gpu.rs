@@ -172,7 +172,7 @@ pub fn vector_width_given() -> bool {
 }
 
 /// The newest Mesa major version whose lavapipe was measured to favour 512-bit vectors
-/// (`wide_vectors_pay`) and Adam over texels, inside the weight gradients (`Gpu::texel_adam_pays`):
+/// (`wide_vectors_pay`) and Adam's moments in textures (`Gpu::texel_moments_pay`):
 /// 22.3 does both; 25.0 does neither; versions between were not measured.
 pub const NEWEST_WIDE_MESA: u32 = 22;
 
@@ -420,22 +420,23 @@ impl Gpu {
         mesa_version_in(self.info.driver_info.as_bytes())
     }
 
-    /// Whether Adam should keep its moments in textures (adam_texel.wgsl) and run inside
-    /// the dense layers' weight gradients (gemm_adam_subgroup.wgsl) on this adapter, where
-    /// those kernels exist (CPU adapters). Measured on lavapipe:
-    /// - Mesa 22.3 at 512 bits: the MLP step about 10% faster fused; the conv model's
-    ///   adam_update_texel as fast as adam_update over buffers (1.25-1.37 against
-    ///   1.30-1.32 ms), and at 256 bits faster (1.05-1.13 against 1.22-1.25 ms);
-    /// - Mesa 25.0 (256 bits), whose image loads and stores are out-of-line calls: fused
-    ///   lost (MLP step 7.4-7.8 against 7.2-7.4 ms in calm alternations, 11 against 9.3 ms
-    ///   in busy ones; the fused weight gradients of fc1 and fc4 took 2.6 ms each in the
-    ///   step, against 1.1-1.2 ms each apart), and so did texel moments (adam_update_texel
-    ///   1.5-1.9 ms against 1.0-1.1 ms for adam_update over buffers, MLP step 7.4-9.8
-    ///   against 7.2-8.8 ms; conv model 0.84-1.03 against 0.62-0.69 ms).
+    /// Whether Adam's moments should live in textures (adam_texel.wgsl,
+    /// gemm_adam_texels.wgsl) rather than storage buffers on this adapter, where those
+    /// kernels exist (CPU adapters). Measured on lavapipe:
+    /// - Mesa 22.3, where a texel store is cheaper than a buffer store: Adam fused into
+    ///   the weight gradients made the MLP step 6.0-6.5 ms with texel moments against
+    ///   7.2-8.7 ms with buffers; the conv model's adam_update_texel ran as fast as
+    ///   adam_update (1.25-1.37 against 1.30-1.32 ms at 512 bits, 1.05-1.13 against
+    ///   1.22-1.25 ms at 256);
+    /// - Mesa 25.0 (256 bits), whose image loads and stores are out-of-line calls:
+    ///   adam_update_texel took 1.5-1.9 ms against 1.0-1.1 ms for adam_update (conv
+    ///   model 0.84-1.03 against 0.62-0.69 ms), and Adam fused with texel moments made
+    ///   the MLP step slower than apart (7.4-7.8 against 7.2-7.4 ms; the fused weight
+    ///   gradients of fc1 and fc4 took 2.6 ms each), while fused with buffer moments it
+    ///   is faster (6.7-6.9 against 7.1-7.2 ms for adam_update apart).
     ///
-    /// Mesa versions between were not measured and take buffers and the separate pass,
-    /// which every adapter runs.
-    pub fn texel_adam_pays(&self) -> bool {
+    /// Mesa versions between were not measured and take buffers, as GPUs do.
+    pub fn texel_moments_pay(&self) -> bool {
         !self.is_llvmpipe() || self.mesa_version().is_some_and(|v| v.0 <= NEWEST_WIDE_MESA)
     }
 

@@ -19,7 +19,7 @@ macro_rules! shader_files {
 /// files with conv_common.wgsl (their uniform, bindings and epilogue) too, the subgroup
 /// files with the width's blocks (lanes8.wgsl, lanes16.wgsl) and subgroup_common.wgsl, the
 /// Adam files with adam_common.wgsl, and the fused weight-gradient-and-Adam kernel after
-/// gemm_subgroup.wgsl.
+/// gemm_subgroup.wgsl and its moments' storage (texels or buffers: `MomentStore`).
 pub const SHADERS: &[(&str, &str)] = &[
     ("gemm.wgsl", shader_files!("gemm.wgsl")),
     (
@@ -52,6 +52,7 @@ pub const SHADERS: &[(&str, &str)] = &[
             "subgroup_common.wgsl",
             "gemm_subgroup.wgsl",
             "adam_common.wgsl",
+            "gemm_adam_texels.wgsl",
             "gemm_adam_subgroup.wgsl"
         ),
     ),
@@ -62,6 +63,29 @@ pub const SHADERS: &[(&str, &str)] = &[
             "subgroup_common.wgsl",
             "gemm_subgroup.wgsl",
             "adam_common.wgsl",
+            "gemm_adam_texels.wgsl",
+            "gemm_adam_subgroup.wgsl"
+        ),
+    ),
+    (
+        "gemm_adam_buffers_subgroup.wgsl",
+        shader_files!(
+            "lanes8.wgsl",
+            "subgroup_common.wgsl",
+            "gemm_subgroup.wgsl",
+            "adam_common.wgsl",
+            "gemm_adam_buffers.wgsl",
+            "gemm_adam_subgroup.wgsl"
+        ),
+    ),
+    (
+        "gemm_adam_buffers_subgroup16.wgsl",
+        shader_files!(
+            "lanes16.wgsl",
+            "subgroup_common.wgsl",
+            "gemm_subgroup.wgsl",
+            "adam_common.wgsl",
+            "gemm_adam_buffers.wgsl",
             "gemm_adam_subgroup.wgsl"
         ),
     ),
@@ -712,11 +736,47 @@ pub struct Kernels {
     pub subgroup: Option<SubgroupKernels>,
     /// adam_texel.wgsl (the moments in textures), on CPU adapters with read_write rgba32float.
     pub adam_update_texel: Option<wgpu::ComputePipeline>,
-    /// gemm_adam_subgroup.wgsl: where both `subgroup` and `adam_update_texel` exist.
-    pub gemm_backward_weight_adam_subgroup: Option<wgpu::ComputePipeline>,
-    /// Its 8-lane build, beside the 16-lane one on 16-lane adapters: for layers of at
+    /// gemm_adam_subgroup.wgsl: where both `subgroup` and `adam_update_texel` exist, its
+    /// moments where this adapter keeps them (`Gpu::texel_moments_pay`).
+    pub gemm_adam: Option<GemmAdam>,
+}
+
+/// Where Adam's moments live: rgba32float textures bound read_write, 1024 texels a row
+/// (adam_texel.wgsl, gemm_adam_texels.wgsl), or storage buffers laid out as the flat
+/// parameters (adam.wgsl, gemm_adam_buffers.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MomentStore {
+    Texels,
+    Buffers,
+}
+
+/// The weight gradient with Adam in its epilogue (gemm_adam_subgroup.wgsl), for one
+/// storage of the moments.
+pub struct GemmAdam {
+    pub moments: MomentStore,
+    /// Built for the adapter's subgroup width.
+    pub pipeline: wgpu::ComputePipeline,
+    pub lanes: u32,
+    /// The 8-lane build, beside the 16-lane one on 16-lane adapters: for layers of at
     /// most 8 input texels, which leave most of 16 lanes idle (fc3, k = 20: 200 -> 126 us).
-    pub gemm_backward_weight_adam_subgroup8: Option<wgpu::ComputePipeline>,
+    pub pipeline8: Option<wgpu::ComputePipeline>,
+}
+
+impl GemmAdam {
+    /// The kernel for subgroups of `lanes` (8 or 16) lanes with its moments in `moments`.
+    pub fn new(gpu: &Gpu, lanes: u32, moments: MomentStore) -> Result<GemmAdam> {
+        let build = |lanes: u32| {
+            let file = match (moments, lanes) {
+                (MomentStore::Texels, 16) => "gemm_adam_subgroup16.wgsl",
+                (MomentStore::Texels, _) => "gemm_adam_subgroup.wgsl",
+                (MomentStore::Buffers, 16) => "gemm_adam_buffers_subgroup16.wgsl",
+                (MomentStore::Buffers, _) => "gemm_adam_buffers_subgroup.wgsl",
+            };
+            gpu.pipeline(&gpu.shader(file, source(file))?, "gemm_backward_weight_adam_subgroup")
+        };
+        let pipeline8 = if lanes == 16 { Some(build(8)?) } else { None };
+        Ok(GemmAdam { moments, pipeline: build(lanes)?, lanes, pipeline8 })
+    }
 }
 
 pub struct SubgroupKernels {
@@ -810,24 +870,17 @@ impl Kernels {
         } else {
             None
         };
-        let gemm_backward_weight_adam_subgroup = if subgroup.is_some() && adam_update_texel.is_some() {
-            let file = if lanes == Some(16) { "gemm_adam_subgroup16.wgsl" } else { "gemm_adam_subgroup.wgsl" };
-            let f = gpu.shader(file, source(file))?;
-            Some(gpu.pipeline(&f, "gemm_backward_weight_adam_subgroup")?)
-        } else {
-            None
-        };
-        let gemm_backward_weight_adam_subgroup8 = if gemm_backward_weight_adam_subgroup.is_some() && lanes == Some(16) {
-            let f = gpu.shader("gemm_adam_subgroup.wgsl", source("gemm_adam_subgroup.wgsl"))?;
-            Some(gpu.pipeline(&f, "gemm_backward_weight_adam_subgroup")?)
-        } else {
-            None
+        let gemm_adam = match lanes {
+            Some(lanes) if adam_update_texel.is_some() => {
+                let moments = if gpu.texel_moments_pay() { MomentStore::Texels } else { MomentStore::Buffers };
+                Some(GemmAdam::new(gpu, lanes, moments)?)
+            }
+            _ => None,
         };
         Ok(Kernels {
             subgroup,
             adam_update_texel,
-            gemm_backward_weight_adam_subgroup,
-            gemm_backward_weight_adam_subgroup8,
+            gemm_adam,
             gemm_forward: gpu.pipeline(&gemm, "gemm_forward")?,
             gemm_backward_input: gpu.pipeline(&gemm, "gemm_backward_input")?,
             gemm_backward_weight: gpu.pipeline(&gemm, "gemm_backward_weight")?,

@@ -404,7 +404,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         samples: opts.mc_samples,
         free_bits: opts.free_bits,
         gemm_fixed: resumed.as_ref().map(|ck| ck.gemm.clone()),
-        fuse_adam: None,
+        fuse_adam: true,
     };
     let mut trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set)?;
     if let Some(ck) = &resumed {

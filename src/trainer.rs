@@ -60,12 +60,10 @@ pub struct Hyper {
     /// GEMM variants decided earlier (a resumed run replays its first run's choice).
     pub gemm_fixed: Option<gemm::Choice>,
     /// Fuse Adam into the weight-gradient GEMMs where the adapter has the kernel
-    /// (gemm_adam_subgroup.wgsl) and every layer is dense: None where that pays on this
-    /// adapter (`Gpu::texel_adam_pays`, which also decides whether Adam's moments are
-    /// texels), Some(true) wherever it can (with texel moments), Some(false) never.
+    /// (gemm_adam_subgroup.wgsl: CPU adapters) and every layer is dense (default: on).
     /// Fused, the flat gradient is not kept (`Trainer::read_grads` fails). Results are
     /// the same either way.
-    pub fuse_adam: Option<bool>,
+    pub fuse_adam: bool,
 }
 
 impl Hyper {
@@ -79,7 +77,7 @@ impl Hyper {
             samples: 1,
             free_bits: 0.0,
             gemm_fixed: None,
-            fuse_adam: None,
+            fuse_adam: true,
         }
     }
 }
@@ -88,11 +86,28 @@ impl Hyper {
 pub const ADAM_TEXEL_COLS: usize = 4096;
 
 /// Adam's moments on the device: storage buffers laid out like the parameters, or,
-/// where rgba32float binds read_write, textures of `ADAM_TEXEL_COLS` columns holding
-/// the same flat vector row by row (adam_texel.wgsl).
+/// where rgba32float binds read_write and they pay (`Gpu::texel_moments_pay`), textures
+/// of `ADAM_TEXEL_COLS` columns holding the same flat vector row by row (adam_texel.wgsl).
 enum Moments {
     Buffers(wgpu::Buffer, wgpu::Buffer),
     Texels(Box<[Matrix; 2]>),
+}
+
+impl Moments {
+    fn store(&self) -> kernels::MomentStore {
+        match self {
+            Moments::Buffers(..) => kernels::MomentStore::Buffers,
+            Moments::Texels(_) => kernels::MomentStore::Texels,
+        }
+    }
+
+    /// The first and second moment, bound as the kernels take them.
+    fn binds(&self) -> [Bind<'_>; 2] {
+        match self {
+            Moments::Buffers(m1, m2) => [Bind::Buffer(m1), Bind::Buffer(m2)],
+            Moments::Texels(m) => [Bind::Texture(&m[0].view), Bind::Texture(&m[1].view)],
+        }
+    }
 }
 
 /// The optimiser's state: parameters, Adam's moments, steps taken and the random-stream counter.
@@ -249,12 +264,14 @@ pub(crate) struct Builder<'a> {
     pub(crate) taps: Option<Matrix>,
 }
 
-/// What gemm_backward_weight_adam_subgroup binds besides the GEMM's operands.
+/// gemm_backward_weight_adam_subgroup, and what it binds besides the GEMM's operands.
 #[derive(Clone, Copy)]
 pub(crate) struct FusedAdam<'a> {
+    pub(crate) kernel: &'a kernels::GemmAdam,
     pub(crate) adam: &'a wgpu::Buffer,
     pub(crate) step: &'a wgpu::Buffer,
-    pub(crate) moments: &'a [Matrix; 2],
+    /// In the kernel's storage (`kernels::GemmAdam::moments`).
+    pub(crate) moments: [Bind<'a>; 2],
 }
 
 impl Builder<'_> {
@@ -448,13 +465,13 @@ impl Builder<'_> {
                         (7, B(f.adam)),
                         (8, B(f.step)),
                         (9, B(self.params)),
-                        (10, T(&f.moments[0].view)),
-                        (11, T(&f.moments[1].view)),
+                        (10, f.moments[0]),
+                        (11, f.moments[1]),
                         (12, T(&w.view)),
                     ];
                     let (n, k) = l.gemm_nk();
                     let name = label(l, "gemm_backward_weight_adam");
-                    return vec![gemm::dispatch_backward_weight_adam(self.gpu, self.k, name, &binds, m, n, k)];
+                    return vec![gemm::dispatch_backward_weight_adam(self.gpu, f.kernel, name, &binds, m, n, k)];
                 }
                 vec![self.gemm(
                     Pass::BackwardWeight,
@@ -580,12 +597,14 @@ impl<'g> Trainer<'g> {
         let floats = (l.len * 4) as u64;
         let params = gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?;
         let grads = gpu.buffer("grads", floats, wgpu::BufferUsages::empty())?;
-        // texel moments where the adapter has adam_texel.wgsl, the texture fits, and they
-        // pay on this adapter or the fused Adam, which reads them, is asked for
+        // texel moments where the adapter has adam_texel.wgsl, they pay on this adapter
+        // and the texture fits
         let rows = l.len.div_ceil(ADAM_TEXEL_COLS);
-        let texel_adam = hyper.fuse_adam == Some(true) || gpu.texel_adam_pays();
         let moments = match &k.adam_update_texel {
-            Some(_) if texel_adam && rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize => {
+            Some(_)
+                if gpu.texel_moments_pay()
+                    && rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize =>
+            {
                 Moments::Texels(Box::new([
                     gpu.matrix("adam moment1", rows, ADAM_TEXEL_COLS)?,
                     gpu.matrix("adam moment2", rows, ADAM_TEXEL_COLS)?,
@@ -640,14 +659,16 @@ impl<'g> Trainer<'g> {
         );
         // Adam fused into the weight gradients: every parameter must belong to a dense
         // layer's weights or bias, the GEMMs must not have been forced to another variant,
-        // and the fusion must pay on this adapter (`Gpu::texel_adam_pays`)
-        let fused_adam = match (&moments, &k.gemm_backward_weight_adam_subgroup) {
-            (Moments::Texels(mt), Some(_))
-                if hyper.fuse_adam.unwrap_or_else(|| gpu.texel_adam_pays())
+        // and the kernel must keep the moments where they are (only not where the
+        // moment textures would not fit)
+        let fused_adam = match &k.gemm_adam {
+            Some(ga)
+                if hyper.fuse_adam
+                    && ga.moments == moments.store()
                     && matches!(hyper.gemm, GemmPreference::Auto | GemmPreference::Subgroup)
                     && layers.iter().all(|ly| ly.op == Op::Dense) =>
             {
-                Some(FusedAdam { adam: &adam_u, step: &step_uniform, moments: mt })
+                Some(FusedAdam { kernel: ga, adam: &adam_u, step: &step_uniform, moments: moments.binds() })
             }
             _ => None,
         };
@@ -1328,10 +1349,15 @@ impl<'g> Trainer<'g> {
         self.adam_fused
     }
 
+    /// Where Adam's moments live.
+    pub fn moment_store(&self) -> kernels::MomentStore {
+        self.moments.store()
+    }
+
     /// The flat gradient of the last step (for tests).
     pub fn read_grads(&self) -> Result<Vec<f32>> {
         if self.adam_fused {
-            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = Some(false)");
+            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = false");
         }
         self.gpu.read_f32(&self.grads, 0, self.model.layout.len)
     }

@@ -6,7 +6,7 @@ mod common;
 use common::{assert_close, gpu, random, rows};
 use elbo::gemm::{self, GemmPreference, Pass, Variant};
 use elbo::gpu::Matrix;
-use elbo::kernels::{self, Bind, Dispatch, Kernels, Step};
+use elbo::kernels::{self, Bind, Dispatch, Kernels, MomentStore, Step};
 use elbo::model::{Arch, Likelihood, VaeConfig};
 use elbo::reference as r;
 use std::sync::OnceLock;
@@ -355,13 +355,15 @@ fn gemm_backward_weight_matches_reference() {
 #[test]
 fn gemm_backward_weight_adam_matches_reference() {
     let g = gpu();
-    if k().gemm_backward_weight_adam_subgroup.is_none() {
+    let Some(lanes) = k().gemm_adam.as_ref().map(|ga| ga.lanes) else {
         assert!(g.info.device_type != wgpu::DeviceType::Cpu, "no gemm_backward_weight_adam_subgroup on a CPU adapter");
         return;
-    }
+    };
     let st = step(3);
     let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-    for &(m, n, kk) in GEMM_SHAPES {
+    // both storages of the moments, whichever this adapter's training uses
+    let builds = [MomentStore::Texels, MomentStore::Buffers].map(|s| kernels::GemmAdam::new(g, lanes, s).unwrap());
+    for (ga, &(m, n, kk)) in builds.iter().flat_map(|ga| GEMM_SHAPES.iter().map(move |shape| (ga, shape))) {
         let dy = random(m * n, 7, -1.0, 1.0);
         let x = random(m * kk, 8, -1.0, 1.0);
         let (dym, xm) = (g.matrix("dy", m, n).unwrap(), g.matrix("x", m, kk).unwrap());
@@ -377,6 +379,12 @@ fn gemm_backward_weight_adam_matches_reference() {
         let params = laid_out(random(len, 9, -1.0, 1.0));
         let moments = [laid_out(random(len, 10, -0.01, 0.01)), laid_out(random(len, 11, 0.0, 0.001))];
         let tex: Vec<Matrix> = moments.iter().map(|v| moment_texture(v)).collect();
+        let bufs: Vec<wgpu::Buffer> =
+            moments.iter().map(|v| g.buffer_with("moment", bytemuck::cast_slice(v)).unwrap()).collect();
+        let mb = |i: usize| match ga.moments {
+            MomentStore::Texels => T(&tex[i].view),
+            MomentStore::Buffers => B(&bufs[i]),
+        };
         let pb = g.buffer_with("params", bytemuck::cast_slice(&params)).unwrap();
         // W lives in its texture, updated there; the flat copy of it must stay as it was
         let rows = |v: &[f32]| -> Vec<f32> { (0..n).flat_map(|j| v[j * stride..j * stride + kk].to_vec()).collect() };
@@ -392,11 +400,11 @@ fn gemm_backward_weight_adam_matches_reference() {
             (7, B(&au)),
             (8, B(&su)),
             (9, B(&pb)),
-            (10, T(&tex[0].view)),
-            (11, T(&tex[1].view)),
+            (10, mb(0)),
+            (11, mb(1)),
             (12, T(&wm.view)),
         ];
-        let d = gemm::dispatch_backward_weight_adam(g, k(), "gemm_backward_weight_adam", &binds, dym.rows, n, kk);
+        let d = gemm::dispatch_backward_weight_adam(g, ga, "gemm_backward_weight_adam", &binds, dym.rows, n, kk);
         kernels::run(g, &[d]).unwrap();
         // the reference on W and b taken out of the flat layout, then put back
         let (mut w, mut b) = (rows(&params), params[bias_at..bias_at + n].to_vec());
@@ -424,13 +432,16 @@ fn gemm_backward_weight_adam_matches_reference() {
             }
             flat[bias_at..bias_at + n].copy_from_slice(bv);
         }
-        let what = format!("gemm_backward_weight_adam m={m} n={n} k={kk}");
+        let what = format!("gemm_backward_weight_adam ({:?} moments) m={m} n={n} k={kk}", ga.moments);
         // every float of the layout: updated ones as the reference, the rest untouched
         assert_close(&format!("{what} params"), &g.read_f32(&pb, 0, len).unwrap(), &want[0], 1e-6, 1e-5);
         let got_w = g.read_matrix(&wm).unwrap()[..n * kk].to_vec();
         assert_close(&format!("{what} W in its texture"), &got_w, &w, 1e-6, 1e-5);
-        for (i, mt) in tex.iter().enumerate() {
-            let got = g.read_matrix(mt).unwrap()[..len].to_vec();
+        for i in 0..2 {
+            let got = match ga.moments {
+                MomentStore::Texels => g.read_matrix(&tex[i]).unwrap()[..len].to_vec(),
+                MomentStore::Buffers => g.read_f32(&bufs[i], 0, len).unwrap(),
+            };
             assert_close(&format!("{what} moment{}", i + 1), &got, &want[i + 1], 1e-6, 1e-5);
         }
     }

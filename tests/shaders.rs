@@ -26,6 +26,8 @@ fn every_shader_validates() {
                     "adam_common.wgsl",
                     "subgroup_common.wgsl",
                     "gemm_fused_subgroup.wgsl",
+                    "gemm_adam_texels.wgsl",
+                    "gemm_adam_buffers.wgsl",
                     "lanes8.wgsl",
                     "lanes16.wgsl",
                 ]

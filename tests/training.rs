@@ -4,6 +4,7 @@
 mod common;
 use common::{assert_close, gpu, Scratch};
 use elbo::data::Dataset;
+use elbo::kernels::MomentStore;
 use elbo::model::{Arch, Likelihood, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
 use elbo::trainer::{Hyper, Trainer};
@@ -56,7 +57,7 @@ fn train_step_gradient_matches_reference_model() {
     let g = gpu();
     // on a CPU adapter the dense models fuse Adam into their weight gradients, so the
     // fused path is checked below wherever CI runs
-    let fusing = elbo::kernels::Kernels::new(g).unwrap().gemm_backward_weight_adam_subgroup.is_some();
+    let fusing = elbo::kernels::Kernels::new(g).unwrap().gemm_adam.is_some();
     assert!(fusing || g.info.device_type != wgpu::DeviceType::Cpu, "no fused Adam kernel on a CPU adapter");
     for (name, config, hyper) in small_models() {
         let all_dense = config.arch == Arch::Mlp;
@@ -64,13 +65,12 @@ fn train_step_gradient_matches_reference_model() {
         // parameters and moments after each step must be those of the unfused run
         let mut unfused_states = Vec::new();
         for fuse_adam in [false, true] {
-            // forced on, so that the fused path is checked whether or not it pays here
             let (train, test) = data_for(&config);
             let model = Model::init(&config, 3);
             let batch = 10;
             let samples = hyper.samples;
             let free_bits = hyper.free_bits;
-            let hyper = Hyper { fuse_adam: Some(fuse_adam), ..hyper.clone() };
+            let hyper = Hyper { fuse_adam, ..hyper.clone() };
             let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
             assert_eq!(t.adam_fused(), fuse_adam && fusing && all_dense, "{name}: fused Adam");
             // on lavapipe the one-channel Bernoulli decoder's loss reads its taps image
@@ -150,7 +150,7 @@ fn a_batch_too_large_for_one_reduce_workgroup_takes_the_separate_kernels() {
     let train = synthetic(len, config.width, config.height, 4);
     let test = synthetic(20, config.width, config.height, 5);
     let model = Model::init(&config, 3);
-    let hyper = Hyper { beta: 0.8, free_bits: 0.3, fuse_adam: Some(false), ..Hyper::new(1e-3, 9) };
+    let hyper = Hyper { beta: 0.8, free_bits: 0.3, fuse_adam: false, ..Hyper::new(1e-3, 9) };
     let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
     let labels: Vec<&str> = t.train_dispatches().iter().map(|d| d.label.as_ref()).collect();
     assert!(
@@ -453,25 +453,29 @@ fn a_batch_past_llvmpipes_loop_limit_is_refused_with_the_largest_that_fits() {
 }
 
 /// By default Adam runs inside the weight gradients exactly where the adapter has the
-/// kernel, the model is dense and `Gpu::texel_adam_pays` (on lavapipe: Mesa 22 and
-/// older), and keeps its moments in textures (adam_update_texel where not fused) exactly
-/// where the adapter has adam_texel.wgsl and they pay; elsewhere adam_update runs over
-/// buffers. Checked for a dense and a convolutional model.
+/// kernel and the model is dense, and its moments live in textures exactly where the
+/// adapter has the texel kernels and `Gpu::texel_moments_pay` (on lavapipe: Mesa 22 and
+/// older): then the fused kernel or adam_update_texel runs, else the fused kernel's
+/// buffer build or adam_update. Checked for dense and convolutional models.
 #[test]
-fn adam_is_fused_and_over_texels_by_default_where_it_pays() {
+fn adam_is_fused_and_keeps_its_moments_where_they_pay() {
     let g = gpu();
     let k = elbo::kernels::Kernels::new(g).unwrap();
-    let pays = g.texel_adam_pays();
+    let texels = k.adam_update_texel.is_some() && g.texel_moments_pay();
+    let store = if texels { MomentStore::Texels } else { MomentStore::Buffers };
+    if let Some(ga) = &k.gemm_adam {
+        assert_eq!(ga.moments, store, "the fused kernel's moments on {}", g.adapter_line());
+    }
     for (name, config, _) in small_models() {
         let (train, test) = data_for(&config);
         let t = Trainer::new(g, Model::init(&config, 3), Hyper::new(1e-3, 9), 10, &train, &test).unwrap();
-        let dense = config.arch != Arch::Conv;
-        let fused = k.gemm_backward_weight_adam_subgroup.is_some() && dense && pays;
+        let fused = k.gemm_adam.is_some() && config.arch != Arch::Conv;
         let at = format!("{name} on {}", g.adapter_line());
         assert_eq!(t.adam_fused(), fused, "{at}");
+        assert_eq!(t.moment_store(), store, "{at}");
         let adam: Vec<&str> =
             t.train_dispatches().iter().map(|d| d.label.as_ref()).filter(|l| l.starts_with("adam")).collect();
-        let expected = match (fused, k.adam_update_texel.is_some() && pays) {
+        let expected = match (fused, texels) {
             (true, _) => vec![],
             (false, true) => vec!["adam_update_texel"],
             (false, false) => vec!["adam_update"],
@@ -480,6 +484,6 @@ fn adam_is_fused_and_over_texels_by_default_where_it_pays() {
     }
     if g.is_llvmpipe() {
         let mesa = g.mesa_version().expect("lavapipe's driver info names its Mesa version");
-        assert_eq!(pays, mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
+        assert_eq!(g.texel_moments_pay(), mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
     }
 }
