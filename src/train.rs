@@ -406,7 +406,14 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         gemm_fixed: resumed.as_ref().map(|ck| ck.gemm.clone()),
         fuse_adam: true,
     };
-    let mut trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set)?;
+    // kernels compile here (seconds on lavapipe the first time: Mesa caches them on disk
+    // after) and each layer's GEMM variants are timed
+    let spin = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    spin.set_message("building the kernels and timing each layer's GEMM variants");
+    spin.enable_steady_tick(std::time::Duration::from_millis(120));
+    let trainer = Trainer::new(&gpu, model, hyper, opts.batch_size, &train_set, &test_set);
+    spin.finish_and_clear();
+    let mut trainer = trainer?;
     if let Some(ck) = &resumed {
         trainer.restore_state(&ck.state)?;
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
