@@ -434,6 +434,25 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
 }
 
 /// The bench report as tables.
+/// Above this ratio between the largest and the smallest of a measurement's repeats (a
+/// comparison's interleaved rounds, a step's p90 and p10), `format_bench` calls it
+/// unsteady: on the shared 2-core machine of the README, bursts of other load moved
+/// single rounds by 1.3-2.6x.
+pub const UNSTEADY_SPREAD: f64 = 1.25;
+
+/// The note after a comparison whose rounds' ratios spread past `UNSTEADY_SPREAD`.
+fn unsteady_rounds(rounds: &[f64]) -> String {
+    let (lo, hi) = rounds.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    if rounds.len() > 1 && hi > UNSTEADY_SPREAD * lo {
+        format!(
+            "\n  unsteady: the rounds range from {lo:.2}x to {hi:.2}x (more than {UNSTEADY_SPREAD}x apart): \
+             something else was using the machine; rerun for a firmer ratio"
+        )
+    } else {
+        String::new()
+    }
+}
+
 pub fn format_bench(r: &Value) -> String {
     let a = &r["adapter"];
     let threads = a["llvmpipe_threads"].as_u64().map(|n| format!(", {n} threads")).unwrap_or_default();
@@ -485,26 +504,35 @@ pub fn format_bench(r: &Value) -> String {
         "\n{:<22} {:>6} {:>10} {:>17} {:>10} {:>10} {:>8}\n",
         "training step", "batch", "median ms", "p10..p90 ms", "images/s", "dispatches", "submits"
     );
+    let mut unsteady_steps = false;
     for st in r["steps"].as_array().into_iter().flatten() {
+        let (p10, p90) = (st["p10_ms"].as_f64().unwrap_or(0.0), st["p90_ms"].as_f64().unwrap_or(0.0));
+        let unsteady = p90 > UNSTEADY_SPREAD * p10;
+        unsteady_steps |= unsteady;
         s += &format!(
-            "{:<22} {:>6} {:>10.2} {:>8.2}..{:<8.2} {:>10.0} {:>10} {:>8}\n",
+            "{:<22} {:>6} {:>10.2} {:>8.2}..{:<8.2} {:>10.0} {:>10} {:>8}{}\n",
             st["model"].as_str().unwrap_or("?"),
             st["batch"],
             st["median_ms"].as_f64().unwrap_or(0.0),
-            st["p10_ms"].as_f64().unwrap_or(0.0),
-            st["p90_ms"].as_f64().unwrap_or(0.0),
+            p10,
+            p90,
             st["images_per_second"].as_f64().unwrap_or(0.0),
             st["dispatches"],
-            st["submits"]
+            st["submits"],
+            if unsteady { "  unsteady" } else { "" }
         );
     }
+    if unsteady_steps {
+        s += &format!(
+            "(unsteady: p90 more than {UNSTEADY_SPREAD}x p10: something else was using the machine; rerun for firmer figures)\n"
+        );
+    }
+    let ratios = |rounds: &[Value]| -> Vec<f64> {
+        rounds.iter().map(|r| r["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN)).collect()
+    };
     for p in r["pytorch"].as_array().into_iter().flatten() {
-        let per_round: Vec<String> = p["rounds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| format!("{:.2}", r["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN)))
-            .collect();
+        let rounds = ratios(p["rounds"].as_array().map_or(&[][..], |v| v));
+        let per_round: Vec<String> = rounds.iter().map(|x| format!("{x:.2}")).collect();
         s += &format!(
             "\n{} ({}): {:.2} ms per step at batch {}, elbo {:.2} ms in the same rounds; elbo / PyTorch = {:.2}x (median of {} interleaved rounds: {})",
             p["system"].as_str().unwrap_or("PyTorch"),
@@ -516,11 +544,12 @@ pub fn format_bench(r: &Value) -> String {
             per_round.len(),
             per_round.join(", ")
         );
+        s += &unsteady_rounds(&rounds);
     }
     let e = &r["pytorch_epoch"];
     if let Some(rounds) = e["rounds"].as_array() {
-        let per_round: Vec<String> =
-            rounds.iter().map(|r| format!("{:.2}", r["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN))).collect();
+        let rounds = ratios(rounds);
+        let per_round: Vec<String> = rounds.iter().map(|x| format!("{x:.2}")).collect();
         s += &format!(
             "\nPyTorch with its {} ({}): {:.2} s an epoch at batch {}, elbo {:.2} s in the same rounds; elbo / PyTorch = {:.2}x (median of {} interleaved rounds: {})",
             e["loader"].as_str().unwrap_or("DataLoader"),
@@ -532,6 +561,7 @@ pub fn format_bench(r: &Value) -> String {
             per_round.len(),
             per_round.join(", ")
         );
+        s += &unsteady_rounds(&rounds);
     }
     s += "\n";
     s

@@ -95,6 +95,29 @@ fn format_bench_reports_the_epoch_rounds() {
     );
 }
 
+/// Repeats that spread past `bench::UNSTEADY_SPREAD` (a comparison's rounds, a step's p10
+/// and p90) are flagged as unsteady in the report, and steady ones are not.
+#[test]
+fn format_bench_flags_unsteady_measurements() {
+    let report = |epoch_rounds: &[f64], step_ms: (f64, f64)| {
+        let rounds: Vec<serde_json::Value> =
+            epoch_rounds.iter().map(|x| serde_json::json!({"elbo_over_pytorch": x})).collect();
+        let r = serde_json::json!({"adapter": {"name": "A"}, "kernels": [],
+            "steps": [{"model": "mlp-vae", "batch": 128, "median_ms": 6.0, "p10_ms": step_ms.0, "p90_ms": step_ms.1,
+                "images_per_second": 21000.0, "dispatches": 13, "submits": 1}],
+            "pytorch_epoch": {"model": "mlp-vae", "batch": 128, "loader": "torchvision DataLoader",
+                "elbo_s": 3.0, "pytorch_s": 3.0, "elbo_over_pytorch": 1.0, "rounds": rounds}});
+        elbo::bench::format_bench(&r)
+    };
+    let steady = report(&[0.95, 1.0, 1.1], (5.9, 6.3));
+    assert!(!steady.contains("unsteady"), "{steady}");
+    let busy_epoch = report(&[0.9, 1.0, 1.3], (5.9, 6.3));
+    assert!(busy_epoch.contains("unsteady: the rounds range from 0.90x to 1.30x"), "{busy_epoch}");
+    let busy_steps = report(&[0.95, 1.0, 1.1], (5.9, 9.0));
+    let row = busy_steps.lines().find(|l| l.starts_with("mlp-vae")).unwrap();
+    assert!(row.ends_with("unsteady") && busy_steps.contains("(unsteady: p90 more than"), "{busy_steps}");
+}
+
 /// The adapter line and the bench report give lavapipe's worker threads, counted: as
 /// many as LP_NUM_THREADS asks for, else at least one.
 #[test]
