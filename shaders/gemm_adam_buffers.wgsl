@@ -1,6 +1,7 @@
 // gemm_adam_subgroup.wgsl's moments in storage buffers laid out as the flat parameters
 // (adam.wgsl's): Mesa 25's lavapipe, whose image loads and stores are out-of-line calls
 // (Gpu::texel_moments_pay).
+// Adam's first and second moments of the flat parameters (parameters / 4)
 @group(0) @binding(10) var<storage, read_write> moment1: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read_write> moment2: array<vec4<f32>>;
 

@@ -1,6 +1,8 @@
 // gemm_adam_subgroup.wgsl's moments in rgba32float textures bound read_write, laid out
 // as adam_texel.wgsl's (`moment_texel`): Mesa 22's lavapipe, where a texel store is
 // cheaper than a storage-buffer store (Gpu::texel_moments_pay).
+// Adam's first and second moments of the flat parameters, 4 to a texel, 1024 texels a
+// row (rows = ceil(parameters / 4096))
 @group(0) @binding(10) var moment1: texture_storage_2d<rgba32float, read_write>;
 @group(0) @binding(11) var moment2: texture_storage_2d<rgba32float, read_write>;
 
