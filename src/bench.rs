@@ -445,8 +445,8 @@ fn unsteady_rounds(rounds: &[f64]) -> String {
     let (lo, hi) = rounds.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     if rounds.len() > 1 && hi > UNSTEADY_SPREAD * lo {
         format!(
-            "\n  unsteady: the rounds range from {lo:.2}x to {hi:.2}x (more than {UNSTEADY_SPREAD}x apart): \
-             something else was using the machine; rerun for a firmer ratio"
+            "\n  unsteady: the rounds range from {lo:.2}x to {hi:.2}x (the largest more than {UNSTEADY_SPREAD} times \
+             the smallest): something else was using the machine; rerun for a firmer ratio"
         )
     } else {
         String::new()
