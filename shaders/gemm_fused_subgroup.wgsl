@@ -52,6 +52,50 @@ fn gemm_forward_reparam_subgroup(
     }
 }
 
+// gemm_forward_reparam_subgroup for heads wider than one workgroup (2L > 4 LANES: the MLP's
+// L = 20 at 8 lanes), where L is a multiple of 4: workgroup x takes latent dimensions
+// d0 = 2 LANES x .. d0 + 2 LANES - 1, and lane l the columns of dimensions a = d0 + l and
+// b = d0 + LANES + l: mu_a, mu_b, logvar_a, logvar_b. Each lane draws z for its own two
+// dimensions, and each of the four column sets fills whole texels of [mu | logvar]
+// (L a multiple of 4 puts the logvar sets on texel boundaries).
+// Workgroups (ceil(L / 2 LANES), y): 32 rows each.
+@compute @workgroup_size(LANES)
+fn gemm_forward_reparam_pairs_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let latent = p.n / 2u;
+    let d0 = wg.x * 2u * LANES;
+    // the dimensions of the lane's column sets, and their columns
+    let dims = vec4<u32>(d0 + lid, d0 + LANES + lid, d0 + lid, d0 + LANES + lid);
+    let cols = dims + vec4<u32>(0u, 0u, latent, latent);
+    let r0 = wg.y * 32u;
+    var acc = forward_block_cols(cols, r0, lane);
+    let live = vec4<f32>(dims < vec4<u32>(latent));
+    let nm = p.n - 1u;
+    let b = vec4<f32>(params[p.bias + min(cols.x, nm)], params[p.bias + min(cols.y, nm)], params[p.bias + min(cols.z, nm)], params[p.bias + min(cols.w, nm)]);
+    // lane first + c stores set c's texel: dimensions from d0 + LANES (c % 2) + first
+    let first = lane & ~3u;
+    let c = lane - first;
+    let set_dim = d0 + LANES * (c % 2u) + first;
+    let set_col = set_dim + select(0u, latent, c >= 2u);
+    for (var r = 0u; r < 32u; r++) {
+        let row = r0 + r;
+        let v = (acc[r] + b) * live;
+        let texel = row_texel(v, lane);
+        if row < p.m && set_dim < latent {
+            textureStore(out, vec2<u32>(set_col / 4u, row), texel);
+        }
+        let na = rand_normal(step.seed, STREAM_EPS, step.step, row * latent + min(dims.x, latent - 1u));
+        let nb = rand_normal(step.seed, STREAM_EPS, step.step, row * latent + min(dims.y, latent - 1u));
+        let z = vec4<f32>(v.x + step.noise * exp(0.5 * v.z) * na, v.y + step.noise * exp(0.5 * v.w) * nb, 0.0, 0.0) * live;
+        let z_texel = row_texel(z, lane);
+        if row < p.m && c < 2u && set_dim < latent {
+            textureStore(z_out, vec2<u32>(set_dim / 4u, row), z_texel);
+        }
+    }
+}
 
 // gemm_forward_elbo_subgroup: the logits X . W^T + b of a Bernoulli decoder's last dense
 // layer go straight into elbo.wgsl's loss (bernoulli_texels' arithmetic), where the

@@ -53,18 +53,20 @@ fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, 
 // 32 rows; lanes fetch rows 32 y + LANES j + l of X (j < 32 / LANES) and broadcast them.
 // The sums X . W^T of rows r0 .. r0 + 31 at the lane's four columns from c0, a vec4 a row.
 fn forward_block(c0: u32, r0: u32, lane: u32) -> array<vec4<f32>, 32> {
+    return forward_block_cols(c0 + vec4<u32>(0u, LANES, 2u * LANES, 3u * LANES), r0, lane);
+}
+
+// forward_block at the lane's four columns `cols` (rows of W), wherever they lie.
+fn forward_block_cols(cols: vec4<u32>, r0: u32, lane: u32) -> array<vec4<f32>, 32> {
     let wrows = (p.n + 3u) / 4u * 4u;
-    let w0_row = min(c0, wrows - 1u);
-    let w1_row = min(c0 + LANES, wrows - 1u);
-    let w2_row = min(c0 + 2u * LANES, wrows - 1u);
-    let w3_row = min(c0 + 3u * LANES, wrows - 1u);
+    let w = min(cols, vec4<u32>(wrows - 1u));
     var acc4 = Rows32();
     let k4 = (p.k + 3u) / 4u;
     for (var t = 0u; t < k4; t++) {
-        let w0 = textureLoad(rhs, vec2<u32>(t, w0_row));
-        let w1 = textureLoad(rhs, vec2<u32>(t, w1_row));
-        let w2 = textureLoad(rhs, vec2<u32>(t, w2_row));
-        let w3 = textureLoad(rhs, vec2<u32>(t, w3_row));
+        let w0 = textureLoad(rhs, vec2<u32>(t, w.x));
+        let w1 = textureLoad(rhs, vec2<u32>(t, w.y));
+        let w2 = textureLoad(rhs, vec2<u32>(t, w.z));
+        let w3 = textureLoad(rhs, vec2<u32>(t, w.w));
         let x0 = fetch_or_zero(lhs, t, r0 + lane, p.m);
         let x1 = fetch_or_zero(lhs, t, r0 + LANES + lane, p.m);
         let x2 = fetch_or_zero(lhs, t, r0 + 2u * LANES + lane, p.m);

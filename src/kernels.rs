@@ -784,8 +784,12 @@ pub struct SubgroupKernels {
     pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
     pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
     /// gemm_fused_subgroup.wgsl: the heads' forward pass and reparam_forward in one
+    /// dispatch, for 2L up to one workgroup's 4 LANES columns
     pub gemm_forward_reparam_subgroup: wgpu::ComputePipeline,
+    /// The same for heads wider than one workgroup, where L is a multiple of 4.
+    pub gemm_forward_reparam_pairs_subgroup: wgpu::ComputePipeline,
     /// gemm_fused_subgroup.wgsl: a Bernoulli decoder's last dense layer and its loss in one
+    /// dispatch
     pub gemm_forward_elbo_subgroup: wgpu::ComputePipeline,
     /// conv_subgroup.wgsl, built for `lanes`: the forward pass over 32 columns
     /// (conv2d_forward_group8_subgroup: at 16 lanes, each 8-lane half on its own 32 rows),
@@ -806,8 +810,17 @@ pub struct SubgroupKernels {
 }
 
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
-pub const VARIANT_SUFFIXES: &[&str] =
-    &["_c1_subgroup", "_group8_subgroup", "_subgroup", "_wide", "_texel", "_words", "_pixels", "_pixels4"];
+pub const VARIANT_SUFFIXES: &[&str] = &[
+    "_c1_subgroup",
+    "_group8_subgroup",
+    "_pairs_subgroup",
+    "_subgroup",
+    "_wide",
+    "_texel",
+    "_words",
+    "_pixels",
+    "_pixels4",
+];
 
 /// The CPU reference an entry point is checked against.
 pub fn reference_name(entry: &str) -> &str {
@@ -854,6 +867,7 @@ impl Kernels {
                 gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
                 gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
                 gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
+                gemm_forward_reparam_pairs_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_pairs_subgroup")?,
                 gemm_forward_elbo_subgroup: gpu.pipeline(&m, "gemm_forward_elbo_subgroup")?,
                 conv2d_forward_subgroup16: (lanes == 16)
                     .then(|| gpu.pipeline(cl, "conv2d_forward_subgroup"))

@@ -363,9 +363,10 @@ impl Builder<'_> {
         Some(d.with_gemm_cost(self.m, n, k))
     }
 
-    /// The encoder's head and reparam_forward in one dispatch (gemm_forward_reparam_subgroup):
-    /// mulv = [mu | logvar] of x, and z drawn from it, where the head's 2L columns fit one
-    /// workgroup (4 lanes columns); see fused_forward.
+    /// The encoder's head and reparam_forward in one dispatch: mulv = [mu | logvar] of x,
+    /// and z drawn from it, where the head's 2L columns fit one workgroup (4 lanes columns:
+    /// gemm_forward_reparam_subgroup) or L is a multiple of 4 (workgroups of 2 lanes
+    /// latent dimensions: gemm_forward_reparam_pairs_subgroup); see fused_forward.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn heads_reparam(
         &mut self,
@@ -379,19 +380,21 @@ impl Builder<'_> {
     ) -> Option<Dispatch> {
         use Bind::{Buffer as B, Texture as T};
         let lanes = self.k.subgroup.as_ref()?.lanes as usize;
-        if l.gemm_nk().0 > 4 * lanes {
+        let n = l.gemm_nk().0;
+        let extra = [(7, B(step)), (8, T(&z.view))];
+        if n <= 4 * lanes {
+            let pipeline: fn(&kernels::SubgroupKernels) -> &wgpu::ComputePipeline =
+                |s| &s.gemm_forward_reparam_subgroup;
+            return self.fused_forward(pref, l, (x, w, mulv), "gemm_forward_reparam", pipeline, &extra, |_| 1);
+        }
+        // the pairs kernel needs L a multiple of 4
+        if !n.is_multiple_of(8) {
             return None;
         }
-        let extra = [(7, B(step)), (8, T(&z.view))];
-        self.fused_forward(
-            pref,
-            l,
-            (x, w, mulv),
-            "gemm_forward_reparam",
-            |s| &s.gemm_forward_reparam_subgroup,
-            &extra,
-            |_| 1,
-        )
+        let pipeline: fn(&kernels::SubgroupKernels) -> &wgpu::ComputePipeline =
+            |s| &s.gemm_forward_reparam_pairs_subgroup;
+        let cols = |lanes: u32| (n as u32 / 2).div_ceil(2 * lanes);
+        self.fused_forward(pref, l, (x, w, mulv), "gemm_forward_reparam", pipeline, &extra, cols)
     }
 
     /// The decoder's last dense layer and the Bernoulli loss in one dispatch

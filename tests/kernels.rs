@@ -90,12 +90,19 @@ fn gemm_forward_matches_reference() {
 #[test]
 fn gemm_forward_reparam_matches_reference() {
     // the heads' forward GEMM with reparam_forward in its epilogue: mulv and z as the two
-    // references make them; 2L up to one workgroup's 4 lanes columns, rows past one 32-row
-    // block, padding rows and latent sizes that leave part of z's last texel empty
+    // references make them. gemm_forward_reparam_subgroup: 2L up to one workgroup's 4
+    // lanes columns, rows past one 32-row block, padding rows and latent sizes that leave
+    // part of z's last texel empty; gemm_forward_reparam_pairs_subgroup: L a multiple of 4,
+    // in one workgroup, several, and a last one partly past L
     let g = gpu();
     let Some(sub) = subgroup_kernels() else { return };
-    let most = 2 * sub.lanes as usize;
-    for (m, lat, kk, live) in [(4, 1, 5, 3), (12, 3, 7, 12), (36, 8, 50, 33), (128, 16, 400, 128), (40, most, 33, 40)] {
+    let lanes = sub.lanes as usize;
+    let most = 2 * lanes;
+    let single = [(4, 1, 5, 3), (12, 3, 7, 12), (36, 8, 50, 33), (128, 16, 400, 128), (40, most, 33, 40)];
+    let pairs =
+        [(8, 4, 9, 8), (36, 12, 50, 33), (128, most + 4, 400, 128), (40, 2 * most, 33, 40), (12, 3 * most + 8, 7, 12)];
+    let cases = single.iter().map(|&c| (c, false)).chain(pairs.iter().map(|&c| (c, true)));
+    for ((m, lat, kk, live), wide) in cases {
         let x = random(m * kk, 31, -1.0, 1.0);
         let w = random(2 * lat * kk, 32, -0.3, 0.3);
         let mut flat = random(8 + 2 * lat, 33, -1.0, 1.0);
@@ -119,16 +126,16 @@ fn gemm_forward_reparam_matches_reference() {
             (7, B(&su)),
             (8, T(&zm.view)),
         ];
-        let d = kernels::Dispatch::with_groups(
-            g,
-            "gemm_forward_reparam_subgroup",
-            &sub.gemm_forward_reparam_subgroup,
-            &binds,
-            [1, xm.rows.div_ceil(32) as u32, 1],
-        );
+        let (entry, pipeline, cols) = if wide {
+            ("gemm_forward_reparam_pairs_subgroup", &sub.gemm_forward_reparam_pairs_subgroup, lat.div_ceil(2 * lanes))
+        } else {
+            ("gemm_forward_reparam_subgroup", &sub.gemm_forward_reparam_subgroup, 1)
+        };
+        let d =
+            kernels::Dispatch::with_groups(g, entry, pipeline, &binds, [cols as u32, xm.rows.div_ceil(32) as u32, 1]);
         kernels::run(g, &[d]).unwrap();
         let (want_mulv, want_z) = r::gemm_forward_reparam(&x, &w, &b, m, lat, kk, &st);
-        let what = format!("gemm_forward_reparam_subgroup ({} lanes) m={m} L={lat} k={kk}", sub.lanes);
+        let what = format!("{entry} ({lanes} lanes) m={m} L={lat} k={kk}");
         assert_close(&format!("{what} mulv"), &rows(g.read_matrix(&mv).unwrap(), m, 2 * lat), &want_mulv, 1e-4, 1e-4);
         assert_close(&format!("{what} z"), &rows(g.read_matrix(&zm).unwrap(), m, lat), &want_z, 1e-4, 1e-4);
         // z's padding columns hold zeros, as reparam_forward leaves them

@@ -21,6 +21,8 @@ fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
     let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: 0, ..base.clone() };
     vec![
         ("mlp bernoulli", base.clone(), hyper.clone()),
+        // a head wider than one subgroup workgroup at 8 and 16 lanes (2L = 72 columns)
+        ("mlp bernoulli, latent 36", VaeConfig { latent: 36, ..base.clone() }, hyper.clone()),
         (
             "mlp gaussian rgb",
             VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, ..base.clone() },
@@ -79,7 +81,8 @@ fn train_step_gradient_matches_reference_model() {
             if name == "conv bernoulli" && g.is_llvmpipe() {
                 assert!(labels.contains(&"elbo_forward_backward_taps"), "{name}: {labels:?}");
             }
-            // and every model's head draws z itself there (gemm_forward_reparam_subgroup),
+            // and every model's head draws z itself there (gemm_forward_reparam_subgroup, or
+            // gemm_forward_reparam_pairs_subgroup for latent 36),
             // and a Bernoulli MLP's last GEMM sums the loss (gemm_forward_elbo_subgroup,
             // then reparam_backward_reduce_partials), which the gradient check covers
             if g.is_llvmpipe() {
