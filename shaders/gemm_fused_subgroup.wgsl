@@ -73,8 +73,7 @@ fn gemm_forward_reparam_pairs_subgroup(
     let r0 = wg.y * 32u;
     var acc = forward_block_cols(cols, r0, lane);
     let live = vec4<f32>(dims < vec4<u32>(latent));
-    let nm = p.n - 1u;
-    let b = vec4<f32>(params[p.bias + min(cols.x, nm)], params[p.bias + min(cols.y, nm)], params[p.bias + min(cols.z, nm)], params[p.bias + min(cols.w, nm)]);
+    let b = forward_bias_cols(cols);
     // lane first + c stores set c's texel: dimensions from d0 + LANES (c % 2) + first
     let first = lane & ~3u;
     let c = lane - first;

@@ -78,8 +78,13 @@ fn forward_block_cols(cols: vec4<u32>, r0: u32, lane: u32) -> array<vec4<f32>, 3
 
 // The bias at the lane's four columns from c0.
 fn forward_bias(c0: u32) -> vec4<f32> {
-    let nm = p.n - 1u;
-    return vec4<f32>(params[p.bias + min(c0, nm)], params[p.bias + min(c0 + LANES, nm)], params[p.bias + min(c0 + 2u * LANES, nm)], params[p.bias + min(c0 + 3u * LANES, nm)]);
+    return forward_bias_cols(c0 + vec4<u32>(0u, LANES, 2u * LANES, 3u * LANES));
+}
+
+// The bias at the lane's four columns `cols` (clamped to n - 1 past it).
+fn forward_bias_cols(cols: vec4<u32>) -> vec4<f32> {
+    let c = min(cols, vec4<u32>(p.n - 1u));
+    return vec4<f32>(params[p.bias + c.x], params[p.bias + c.y], params[p.bias + c.z], params[p.bias + c.w]);
 }
 
 // 1 at the lane's four columns from c0 that are below n, else 0.

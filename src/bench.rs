@@ -433,7 +433,6 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     Ok(report)
 }
 
-/// The bench report as tables.
 /// Above this ratio between the largest and the smallest of a measurement's repeats (a
 /// comparison's interleaved rounds, a step's p90 and p10), `format_bench` calls it
 /// unsteady: on the shared 2-core machine of the README, bursts of other load moved
@@ -453,6 +452,7 @@ fn unsteady_rounds(rounds: &[f64]) -> String {
     }
 }
 
+/// The bench report as tables.
 pub fn format_bench(r: &Value) -> String {
     let a = &r["adapter"];
     let threads = a["llvmpipe_threads"].as_u64().map(|n| format!(", {n} threads")).unwrap_or_default();

@@ -435,7 +435,9 @@ impl Gpu {
     ///   gradients of fc1 and fc4 took 2.6 ms each), while fused with buffer moments it
     ///   is faster (6.7-6.9 against 7.1-7.2 ms for adam_update apart).
     ///
-    /// Mesa versions between were not measured and take buffers, as GPUs do.
+    /// Mesa versions between were not measured and take buffers. Other CPU adapters
+    /// with read_write rgba32float keep texels, as before these measurements (GPUs have
+    /// no texel kernels: `kernels::Kernels::adam_update_texel`).
     pub fn texel_moments_pay(&self) -> bool {
         !self.is_llvmpipe() || self.mesa_version().is_some_and(|v| v.0 <= NEWEST_WIDE_MESA)
     }
