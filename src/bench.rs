@@ -500,12 +500,15 @@ pub fn format_bench(r: &Value) -> String {
             if timings.is_empty() { "forced or only variant".to_string() } else { timings.join(", ") }
         );
     }
-    s += &format!(
-        "\n{:<22} {:>6} {:>10} {:>17} {:>10} {:>10} {:>8}\n",
-        "training step", "batch", "median ms", "p10..p90 ms", "images/s", "dispatches", "submits"
-    );
+    let steps = r["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !steps.is_empty() {
+        s += &format!(
+            "\n{:<22} {:>6} {:>10} {:>17} {:>10} {:>10} {:>8}\n",
+            "training step", "batch", "median ms", "p10..p90 ms", "images/s", "dispatches", "submits"
+        );
+    }
     let mut unsteady_steps = false;
-    for st in r["steps"].as_array().into_iter().flatten() {
+    for st in steps {
         let (p10, p90) = (st["p10_ms"].as_f64().unwrap_or(0.0), st["p90_ms"].as_f64().unwrap_or(0.0));
         let unsteady = p90 > UNSTEADY_SPREAD * p10;
         unsteady_steps |= unsteady;

@@ -101,6 +101,21 @@ enum Command {
     Profile(ProfileArgs),
 }
 
+/// A comma-separated list of sizes, each at least 1, or `none`.
+#[derive(Clone, Debug)]
+struct Sizes(Vec<usize>);
+
+fn sizes(s: &str) -> Result<Sizes, String> {
+    if s.trim().is_empty() || s.trim() == "none" {
+        return Ok(Sizes(Vec::new()));
+    }
+    let parse = |v: &str| match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{v}' is not a size: give whole numbers of at least 1, comma-separated, or none")),
+    };
+    s.split(',').map(parse).collect::<Result<_, _>>().map(Sizes)
+}
+
 #[derive(Args)]
 struct BenchArgs {
     #[command(flatten)]
@@ -114,15 +129,15 @@ struct BenchArgs {
     /// Timed repetitions of each measurement (after warm-up).
     #[arg(long, default_value_t = 30)]
     steps: usize,
-    /// Batch sizes of the MLP VAE's training-step benchmark.
-    #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
-    batch_sizes: Vec<usize>,
-    /// Batch sizes of the convolutional VAE's training-step benchmark (empty: skip it).
-    #[arg(long, value_delimiter = ',', default_value = "32,128")]
-    conv_batch_sizes: Vec<usize>,
-    /// Sizes of the square GEMM benchmark.
-    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
-    squares: Vec<usize>,
+    /// Batch sizes of the MLP VAE's training-step benchmark, comma-separated (none: skip it).
+    #[arg(long, default_value = "32,128,512", value_parser = sizes)]
+    batch_sizes: Sizes,
+    /// Batch sizes of the convolutional VAE's training-step benchmark (none: skip it).
+    #[arg(long, default_value = "32,128", value_parser = sizes)]
+    conv_batch_sizes: Sizes,
+    /// Sizes of the square GEMM benchmark (none: skip it).
+    #[arg(long, default_value = "256,512,1024", value_parser = sizes)]
+    squares: Sizes,
     /// Also time PyTorch's step of the same models with this Python (needs torch), in
     /// interleaved rounds, and whole MLP VAE epochs against PyTorch with torchvision's
     /// DataLoader (needs torchvision; skipped with a note without it).
@@ -486,10 +501,10 @@ fn run() -> Result<()> {
             }
             let gpu = elbo::gpu::Gpu::new(&b.adapter.choice())?;
             let opts = elbo::bench::BenchOptions {
-                batches: b.batch_sizes,
-                conv_batches: b.conv_batch_sizes,
+                batches: b.batch_sizes.0,
+                conv_batches: b.conv_batch_sizes.0,
                 steps: b.steps.max(3),
-                squares: b.squares,
+                squares: b.squares.0,
                 pytorch: b.pytorch,
                 pytorch_device: b.pytorch_device,
             };

@@ -225,6 +225,18 @@ fn a_diverging_run_stops_with_the_remedies() {
 }
 
 #[test]
+fn bench_sizes_below_one_are_a_clear_error() {
+    for (flag, value, bad) in
+        [("--squares", "0", "'0'"), ("--batch-sizes", "32,x", "'x'"), ("--conv-batch-sizes", "4,0", "'0'")]
+    {
+        let out = elbo().args(["bench", flag, value]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(&format!("{bad} is not a size")), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
 fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     let json = std::env::temp_dir().join(format!("elbo-bench-{}.json", std::process::id()));
     let out = elbo()

@@ -116,6 +116,11 @@ fn format_bench_flags_unsteady_measurements() {
     let busy_steps = report(&[0.95, 1.0, 1.1], (5.9, 9.0));
     let row = busy_steps.lines().find(|l| l.starts_with("mlp-vae")).unwrap();
     assert!(row.ends_with("unsteady") && busy_steps.contains("(unsteady: p90 more than"), "{busy_steps}");
+    // a bench run with its step benchmarks skipped (`--batch-sizes none`) prints no empty step table
+    assert!(steady.contains("training step"), "{steady}");
+    let no_steps = serde_json::json!({"adapter": {"name": "A"}, "kernels": [], "steps": []});
+    let text = elbo::bench::format_bench(&no_steps);
+    assert!(!text.contains("training step"), "{text}");
 }
 
 /// The adapter line and the bench report give lavapipe's worker threads, counted: as
