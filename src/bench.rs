@@ -3,7 +3,7 @@
 
 use crate::data::{load_mnist, mnist_dir, Dataset};
 use crate::gpu::Gpu;
-use crate::kernels::{Dispatch, Kernels};
+use crate::kernels::{Bind, Dispatch, Kernels};
 use crate::model::{Arch, Model, VaeConfig};
 use crate::profile::{self, Event, Profiler, Tail};
 use crate::trainer::{Hyper, Trainer};
@@ -299,12 +299,59 @@ fn pytorch_epoch(python: &str, device: &str) -> Result<f64> {
     last["epoch_seconds"].as_f64().context("the PyTorch script gave no epoch_seconds")
 }
 
+/// Dispatches beyond the first in `fixed_costs`' longer pass.
+pub const FIXED_EXTRA: usize = 40;
+
+/// What GPU work costs apart from the work, on this adapter, as medians of `runs`
+/// repeats in microseconds: an empty submit and its wait; one `touch` dispatch (one
+/// invocation adds 1 to a counter) encoded, submitted and waited for; and each further
+/// dispatch in the same compute pass, from passes of 1 and 1 + FIXED_EXTRA dispatches.
+/// Every touch reads and writes the same buffer, so each waits for the one before, as
+/// a training step's kernels do. On lavapipe the last is llvmpipe handing each
+/// dispatch to its worker threads and waiting for them (README, session 11).
+pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<Value> {
+    let counter = gpu.buffer("touch counter", 16, wgpu::BufferUsages::empty())?;
+    let touch = Dispatch::with_groups(gpu, "touch", &k.touch, &[(0, Bind::Buffer(&counter))], [1, 1, 1]);
+    let time = |dispatches: Option<usize>| -> Result<f64> {
+        let t0 = Instant::now();
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        if let Some(n) = dispatches {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..n {
+                touch.encode(&mut pass);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        gpu.wait()?;
+        Ok(t0.elapsed().as_secs_f64() * 1e6)
+    };
+    for _ in 0..3 {
+        time(Some(1))?;
+        time(Some(1 + FIXED_EXTRA))?;
+    }
+    let (mut empty, mut one, mut each) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(3) {
+        empty.push(time(None)?);
+        let a = time(Some(1))?;
+        let b = time(Some(1 + FIXED_EXTRA))?;
+        one.push(a);
+        each.push((b - a) / FIXED_EXTRA as f64);
+    }
+    Ok(json!({
+        "submit_wait_us": spread(&empty).0, "one_dispatch_us": spread(&one).0,
+        "each_dispatch_us": spread(&each).0, "each_dispatch_p10_p90_us": [spread(&each).1, spread(&each).2],
+        "runs": runs.max(3),
+    }))
+}
+
 /// `elbo bench`: the adapter, kernel timings at the models' shapes (the MLP's and,
 /// unless no conv batch is asked for, the convolutional VAE's) and on square GEMMs,
 /// and whole training steps at several batch sizes.
 pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Value> {
     let (train, test) = mnist()?;
     let k = Kernels::new(gpu)?;
+    progress("fixed costs of a submit and a dispatch");
+    let fixed = fixed_costs(gpu, &k, opts.steps)?;
     // the batch-128 trainers serve the kernel profiles, the step timings at 128 and the
     // rounds against PyTorch (each trainer times its GEMM variants once, at start-up)
     progress("kernels of the MLP VAE step at batch 128");
@@ -369,6 +416,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     let mut report = json!({
         "adapter": adapter_json(gpu),
         "timing": Profiler::new(gpu, 1).timer.describe(),
+        "fixed_costs": fixed,
         "kernels": kernels,
         "gemm_choice": choice,
         "steps": steps,
@@ -466,6 +514,15 @@ pub fn format_bench(r: &Value) -> String {
         a["driver_info"].as_str().unwrap_or(""),
         r["timing"].as_str().unwrap_or("?")
     );
+    let f = &r["fixed_costs"];
+    if let (Some(submit), Some(one), Some(each)) =
+        (f["submit_wait_us"].as_f64(), f["one_dispatch_us"].as_f64(), f["each_dispatch_us"].as_f64())
+    {
+        s += &format!(
+            "fixed costs (no work): an empty submit and wait {submit:.1} us; one dispatch, submitted and waited for \
+             {one:.1} us; each further dispatch in the same pass {each:.1} us\n\n"
+        );
+    }
     s += &format!(
         "{:<30} {:<22} {:>10} {:>17} {:>8} {:>7}\n",
         "kernel", "shape", "median us", "p10..p90 us", "GFLOP/s", "GB/s"
@@ -575,6 +632,23 @@ pub fn compare(a: &Value, b: &Value) -> String {
     let name = |r: &Value| r["adapter"]["name"].as_str().unwrap_or("?").to_string();
     let mut s = format!("A: {}\nB: {}\n\n", name(a), name(b));
     s += &format!("{:<30} {:<22} {:>12} {:>12} {:>8}\n", "kernel", "shape", "A median us", "B median us", "B/A");
+    for (key, what) in [
+        ("submit_wait_us", "empty submit and wait"),
+        ("one_dispatch_us", "one dispatch, submit, wait"),
+        ("each_dispatch_us", "each further dispatch"),
+    ] {
+        let (ta, tb) = (a["fixed_costs"][key].as_f64(), b["fixed_costs"][key].as_f64());
+        if let Some(ta) = ta {
+            s += &format!(
+                "{:<30} {:<22} {:>12.1} {:>12} {:>8}\n",
+                what,
+                "(fixed cost)",
+                ta,
+                tb.map(|v| format!("{v:.1}")).unwrap_or("-".into()),
+                tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into())
+            );
+        }
+    }
     // kernels line up by pass, layer and shape whichever variant each adapter ran
     // ("conv2d_forward_subgroup enc.conv2" against "conv2d_forward_wide enc.conv2")
     let key = |k: &Value| {

@@ -90,6 +90,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         ),
     ),
     ("gather.wgsl", shader_files!("gather.wgsl")),
+    ("touch.wgsl", shader_files!("touch.wgsl")),
 ];
 
 pub fn with_common(source: &str) -> String {
@@ -712,6 +713,8 @@ pub struct Kernels {
     /// gather_batch for one-channel images, one pixel a texel (`gather_dispatch`).
     pub gather_batch_pixels: wgpu::ComputePipeline,
     pub gather_batch_pixels4: wgpu::ComputePipeline,
+    /// touch.wgsl: a dispatch with almost no work (`bench::fixed_costs`)
+    pub touch: wgpu::ComputePipeline,
     pub conv2d_forward: wgpu::ComputePipeline,
     pub conv2d_backward_input: wgpu::ComputePipeline,
     pub conv2d_backward_weight: wgpu::ComputePipeline,
@@ -847,6 +850,7 @@ impl Kernels {
         let elbo = gpu.shader("elbo.wgsl", source("elbo.wgsl"))?;
         let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
         let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
+        let touch = gpu.shader("touch.wgsl", source("touch.wgsl"))?;
         let conv = gpu.shader("conv.wgsl", source("conv.wgsl"))?;
         let classify = gpu.shader("classify.wgsl", source("classify.wgsl"))?;
         let lanes = subgroup_lanes(gpu);
@@ -913,6 +917,7 @@ impl Kernels {
             gather_batch_words: gpu.pipeline(&gather, "gather_batch_words")?,
             gather_batch_pixels: gpu.pipeline(&gather, "gather_batch_pixels")?,
             gather_batch_pixels4: gpu.pipeline(&gather, "gather_batch_pixels4")?,
+            touch: gpu.pipeline(&touch, "touch")?,
             conv2d_forward: gpu.pipeline(&conv, "conv2d_forward")?,
             conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
             conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,

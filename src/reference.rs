@@ -749,3 +749,8 @@ pub fn conv2d_col2im_c1(t: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
     }
     dx.into_iter().map(|v| v as f32).collect()
 }
+
+/// touch.wgsl: its counter after `dispatches` dispatches from `start`.
+pub fn touch(start: u32, dispatches: u32) -> u32 {
+    start.wrapping_add(dispatches)
+}

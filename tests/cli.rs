@@ -271,6 +271,13 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
         assert!(names.iter().any(|n| n.starts_with(pass) && n.contains("enc.conv2")), "no {pass} in {names:?}");
     }
     assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0), "a kernel took no time: {kernels:?}");
+    // the fixed costs: each of a submit, a lone dispatch and a further one in a pass
+    let fixed = &r["fixed_costs"];
+    for key in ["submit_wait_us", "one_dispatch_us", "each_dispatch_us"] {
+        assert!(fixed[key].as_f64().is_some_and(|us| us > 0.0), "{key}: {fixed}");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("each further dispatch in the same pass"), "{text}");
     let steps = r["steps"].as_array().unwrap();
     let dispatches: Vec<u64> = steps.iter().map(|s| s["dispatches"].as_u64().unwrap()).collect();
     assert_eq!(steps.len(), 2, "{steps:?}");

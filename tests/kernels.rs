@@ -914,3 +914,19 @@ fn the_loss_goes_wide_where_a_row_would_pass_llvmpipes_loop_limit() {
         assert_eq!(kernels::elbo_wide(g, k(), huge), k().wide_reductions);
     }
 }
+
+/// touch (the fixed-cost probe of `elbo bench`) adds 1 to its counter once a dispatch,
+/// however many dispatches share a pass: each reads what the one before wrote.
+#[test]
+fn touch_counts_its_dispatches() {
+    let g = gpu();
+    let counter = g.buffer("counter", 16, wgpu::BufferUsages::empty()).unwrap();
+    g.queue.write_buffer(&counter, 0, bytemuck::cast_slice(&[7u32, 0, 0, 0]));
+    let d = Dispatch::with_groups(g, "touch", &k().touch, &[(0, B(&counter))], [1, 1, 1]);
+    let list = vec![d; 41];
+    kernels::run(g, &list).unwrap();
+    kernels::run(g, &list[..1]).unwrap();
+    let got = g.read_buffer(&counter, 0, 8).unwrap();
+    let words: Vec<u32> = got.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(words, [r::touch(7, 42), 0], "the counter after 42 dispatches from 7, and the word after it");
+}

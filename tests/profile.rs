@@ -62,6 +62,15 @@ fn compare_lines_up_two_reports() {
         "steps": [{"model": "m", "batch": 128, "median_ms": 8.0}]});
     let s = elbo::bench::compare(&a, &b);
     assert!(s.contains("0.50") && s.contains("4.00"), "{s}");
+    // the fixed costs line up too, where both reports have them
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    a2["fixed_costs"] = serde_json::json!({"submit_wait_us": 20.0, "one_dispatch_us": 60.0, "each_dispatch_us": 40.0});
+    b2["fixed_costs"] = serde_json::json!({"submit_wait_us": 10.0, "one_dispatch_us": 30.0, "each_dispatch_us": 5.0});
+    let s = elbo::bench::compare(&a2, &b2);
+    let row = s.lines().find(|l| l.starts_with("each further dispatch")).unwrap_or_else(|| panic!("{s}"));
+    assert!(row.contains("40.0") && row.contains("5.0") && row.trim_end().ends_with("0.12"), "{s}");
+    let text = elbo::bench::format_bench(&a2);
+    assert!(text.contains("each further dispatch in the same pass 40.0 us"), "{text}");
 
     // the same pass and layer in another variant lines up, and the row names B's kernel;
     // another layer does not
