@@ -348,6 +348,13 @@ pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<Value> {
 /// unless no conv batch is asked for, the convolutional VAE's) and on square GEMMs,
 /// and whole training steps at several batch sizes.
 pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Value> {
+    for (what, sizes) in
+        [("batch size", &opts.batches), ("conv batch size", &opts.conv_batches), ("square", &opts.squares)]
+    {
+        if sizes.contains(&0) {
+            bail!("a bench {what} of 0: sizes must be at least 1");
+        }
+    }
     let (train, test) = mnist()?;
     let k = Kernels::new(gpu)?;
     progress("fixed costs of a submit and a dispatch");

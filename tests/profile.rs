@@ -198,3 +198,12 @@ fn the_vector_width_follows_the_lavapipe_version_found_before_loading() {
         assert_eq!(g.info.name.contains("512 bits"), wide, "{} with Mesa {loaded:?}", g.info.name);
     }
 }
+
+/// The library's bench refuses sizes of 0 before it does any work (the square GEMM of
+/// size 0 used to divide by zero).
+#[test]
+fn bench_refuses_sizes_of_zero() {
+    let opts = elbo::bench::BenchOptions { squares: vec![64, 0], ..Default::default() };
+    let err = elbo::bench::bench(gpu(), &opts, &|_| {}).unwrap_err().to_string();
+    assert!(err.contains("square of 0"), "{err}");
+}
