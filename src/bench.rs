@@ -594,6 +594,20 @@ pub fn format_bench(r: &Value) -> String {
             "(unsteady: p90 more than {UNSTEADY_SPREAD}x p10: something else was using the machine; rerun for firmer figures)\n"
         );
     }
+    // what the dispatches alone cost of each model's step at batch 128
+    if let Some(each) = r["fixed_costs"]["each_dispatch_us"].as_f64() {
+        for st in steps.iter().filter(|st| st["batch"] == 128) {
+            let (n, ms) = (st["dispatches"].as_u64().unwrap_or(0), st["median_ms"].as_f64().unwrap_or(0.0));
+            if n > 0 && ms > 0.0 {
+                let fixed = n as f64 * each / 1e3;
+                s += &format!(
+                    "{} at batch 128: {n} dispatches x {each:.1} us = {fixed:.2} ms of fixed cost, {:.0}% of the step\n",
+                    st["model"].as_str().unwrap_or("?"),
+                    100.0 * fixed / ms
+                );
+            }
+        }
+    }
     let ratios = |rounds: &[Value]| -> Vec<f64> {
         rounds.iter().map(|r| r["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN)).collect()
     };

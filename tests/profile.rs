@@ -71,6 +71,15 @@ fn compare_lines_up_two_reports() {
     assert!(row.contains("40.0") && row.contains("5.0") && row.trim_end().ends_with("0.12"), "{s}");
     let text = elbo::bench::format_bench(&a2);
     assert!(text.contains("each further dispatch in the same pass 40.0 us"), "{text}");
+    // and what the dispatches of a batch-128 step carry of it
+    a2["steps"] = serde_json::json!([{"model": "m", "batch": 128, "median_ms": 2.0, "dispatches": 13},
+                                     {"model": "m", "batch": 32, "median_ms": 1.0, "dispatches": 13}]);
+    let text = elbo::bench::format_bench(&a2);
+    assert!(
+        text.contains("m at batch 128: 13 dispatches x 40.0 us = 0.52 ms of fixed cost, 26% of the step"),
+        "{text}"
+    );
+    assert!(!text.contains("at batch 32:"), "{text}");
 
     // the same pass and layer in another variant lines up, and the row names B's kernel;
     // another layer does not
