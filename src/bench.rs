@@ -658,16 +658,12 @@ pub fn compare(a: &Value, b: &Value) -> String {
         ("one_dispatch_us", "one dispatch, submit, wait"),
         ("each_dispatch_us", "each further dispatch"),
     ] {
+        // either report may predate them
         let (ta, tb) = (a["fixed_costs"][key].as_f64(), b["fixed_costs"][key].as_f64());
-        if let Some(ta) = ta {
-            s += &format!(
-                "{:<30} {:<22} {:>12.1} {:>12} {:>8}\n",
-                what,
-                "(fixed cost)",
-                ta,
-                tb.map(|v| format!("{v:.1}")).unwrap_or("-".into()),
-                tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into())
-            );
+        if ta.is_some() || tb.is_some() {
+            let us = |t: Option<f64>| t.map(|v| format!("{v:.1}")).unwrap_or("-".into());
+            let ratio = ta.zip(tb).map(|(a, b)| format!("{:.2}", b / a)).unwrap_or("-".into());
+            s += &format!("{:<30} {:<22} {:>12} {:>12} {:>8}\n", what, "(fixed cost)", us(ta), us(tb), ratio);
         }
     }
     // kernels line up by pass, layer and shape whichever variant each adapter ran

@@ -69,6 +69,10 @@ fn compare_lines_up_two_reports() {
     let s = elbo::bench::compare(&a2, &b2);
     let row = s.lines().find(|l| l.starts_with("each further dispatch")).unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains("40.0") && row.contains("5.0") && row.trim_end().ends_with("0.12"), "{s}");
+    // a report from before fixed costs were measured still lines up with one after
+    let s = elbo::bench::compare(&a, &b2);
+    let row = s.lines().find(|l| l.starts_with("each further dispatch")).unwrap_or_else(|| panic!("{s}"));
+    assert!(row.contains(" - ") && row.contains("5.0") && row.trim_end().ends_with('-'), "{s}");
     let text = elbo::bench::format_bench(&a2);
     assert!(text.contains("each further dispatch in the same pass 40.0 us"), "{text}");
     // and what the dispatches of a batch-128 step carry of it
