@@ -312,17 +312,16 @@ pub const FIXED_EXTRA: usize = 40;
 pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<Value> {
     let counter = gpu.buffer("touch counter", 16, wgpu::BufferUsages::empty())?;
     let touch = Dispatch::with_groups(gpu, "touch", &k.touch, &[(0, Bind::Buffer(&counter))], [1, 1, 1]);
+    // microseconds for `n` touches in one pass (kernels::run_refs), or an empty submit
     let time = |dispatches: Option<usize>| -> Result<f64> {
         let t0 = Instant::now();
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        if let Some(n) = dispatches {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..n {
-                touch.encode(&mut pass);
+        match dispatches {
+            Some(n) => crate::kernels::run_refs(gpu, &vec![&touch; n])?,
+            None => {
+                gpu.queue.submit([gpu.device.create_command_encoder(&Default::default()).finish()]);
+                gpu.wait()?;
             }
         }
-        gpu.queue.submit([enc.finish()]);
-        gpu.wait()?;
         Ok(t0.elapsed().as_secs_f64() * 1e6)
     };
     for _ in 0..3 {
@@ -337,9 +336,10 @@ pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<Value> {
         one.push(a);
         each.push((b - a) / FIXED_EXTRA as f64);
     }
+    let (each_us, each_p10, each_p90) = spread(&each);
     Ok(json!({
         "submit_wait_us": spread(&empty).0, "one_dispatch_us": spread(&one).0,
-        "each_dispatch_us": spread(&each).0, "each_dispatch_p10_p90_us": [spread(&each).1, spread(&each).2],
+        "each_dispatch_us": each_us, "each_dispatch_p10_p90_us": [each_p10, each_p90],
         "runs": runs.max(3),
     }))
 }

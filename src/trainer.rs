@@ -886,10 +886,11 @@ impl<'g> Trainer<'g> {
             train_step.extend(bld.backward(&l.encoder[i], enc_in(i), wi(i), &enc_grad[i], dx));
         }
         if !adam_fused {
-            let (m1, m2, entry, pipeline) = match (&moments, &k.adam_update_texel) {
-                (Moments::Texels(m), Some(p)) => (T(&m[0].view), T(&m[1].view), "adam_update_texel", p),
-                (Moments::Buffers(m1, m2), _) => (B(m1), B(m2), "adam_update", &k.adam_update),
-                (Moments::Texels(..), None) => unreachable!("texel moments come with adam_update_texel"),
+            let [m1, m2] = moments.binds();
+            let (entry, pipeline) = match (moments.store(), &k.adam_update_texel) {
+                (kernels::MomentStore::Texels, Some(p)) => ("adam_update_texel", p),
+                (kernels::MomentStore::Buffers, _) => ("adam_update", &k.adam_update),
+                (kernels::MomentStore::Texels, None) => unreachable!("texel moments come with adam_update_texel"),
             };
             let binds = [(0, B(&adam_u)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, m1), (5, m2)];
             train_step.push(Dispatch::new(gpu, entry, pipeline, &binds, l.len / 4, 64).with_elementwise_cost(
