@@ -227,6 +227,7 @@ fn adapter_json(gpu: &Gpu) -> Value {
     if let Some(n) = gpu.lavapipe_threads() {
         a["llvmpipe_threads"] = json!(n);
     }
+    a["awake_threads"] = json!(gpu.spinners.map_or(0, |s| s.threads()));
     a
 }
 
@@ -318,7 +319,7 @@ pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<Value> {
         match dispatches {
             Some(n) => crate::kernels::run_refs(gpu, &vec![&touch; n])?,
             None => {
-                gpu.queue.submit([gpu.device.create_command_encoder(&Default::default()).finish()]);
+                gpu.submit(gpu.device.create_command_encoder(&Default::default()).finish());
                 gpu.wait()?;
             }
         }
@@ -510,7 +511,10 @@ fn unsteady_rounds(rounds: &[f64]) -> String {
 /// The bench report as tables.
 pub fn format_bench(r: &Value) -> String {
     let a = &r["adapter"];
-    let threads = a["llvmpipe_threads"].as_u64().map(|n| format!(", {n} threads")).unwrap_or_default();
+    let mut threads = a["llvmpipe_threads"].as_u64().map(|n| format!(", {n} threads")).unwrap_or_default();
+    if let Some(n) = a["awake_threads"].as_u64().filter(|&n| n > 0) {
+        threads += &format!(", {}", crate::awake::describe(n as usize));
+    }
     let mut s = format!(
         "adapter: {} (vendor {}, {}, {}, driver {} {}{threads})\ntiming: {}\n\n",
         a["name"].as_str().unwrap_or("?"),

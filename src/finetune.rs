@@ -204,7 +204,7 @@ impl<'g> Classifier<'g> {
         };
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         cl.copy_weights(&mut enc);
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit(enc.finish());
         gpu.wait()?;
         Ok(cl)
     }
@@ -244,7 +244,7 @@ impl<'g> Classifier<'g> {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             kernels::encode_all(&mut enc, "classifier step", &self.train_list);
             self.copy_weights(&mut enc);
-            self.gpu.queue.submit([enc.finish()]);
+            self.gpu.submit(enc.finish());
         }
         self.gpu.wait()
     }

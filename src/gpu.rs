@@ -346,6 +346,9 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// rgba32float storage textures can be bound read_write (adam_texel.wgsl).
     pub read_write_texels: bool,
+    /// Threads that keep the processors awake while work is in flight (`awake`), on
+    /// CPU adapters unless `ELBO_SPIN=0`.
+    pub spinners: Option<&'static crate::awake::Spinners>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -406,7 +409,9 @@ impl Gpu {
                 sink.lock().unwrap().push(format!("the GPU device was lost ({reason:?}): {message}"));
             }
         });
-        Ok(Gpu { features: device.features(), read_write_texels, device, queue, info, limits, errors })
+        let spin = std::env::var(crate::awake::ENV).ok();
+        let spinners = crate::awake::wanted(info.device_type, spin.as_deref()).then(crate::awake::spinners);
+        Ok(Gpu { features: device.features(), read_write_texels, spinners, device, queue, info, limits, errors })
     }
 
     /// Whether the adapter is Mesa's llvmpipe (lavapipe), whose measured rules and limits
@@ -450,11 +455,29 @@ impl Gpu {
 
     /// One line naming the adapter.
     pub fn adapter_line(&self) -> String {
-        let threads = self.lavapipe_threads().map(|n| format!(", {n} threads")).unwrap_or_default();
+        let mut threads = self.lavapipe_threads().map(|n| format!(", {n} threads")).unwrap_or_default();
+        if let Some(s) = self.spinners {
+            threads += &format!(", {}", crate::awake::describe(s.threads()));
+        }
         format!(
             "{} ({:?}, {:?}, {}{threads})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver
         )
+    }
+
+    /// Submits `commands`; on CPU adapters the spinning threads (`awake`) keep the
+    /// processors awake until the GPU has done them.
+    pub fn submit(&self, commands: wgpu::CommandBuffer) {
+        match self.spinners {
+            Some(s) => {
+                s.begin();
+                self.queue.submit([commands]);
+                self.queue.on_submitted_work_done(move || s.end());
+            }
+            None => {
+                self.queue.submit([commands]);
+            }
+        }
     }
 
     /// Turns errors wgpu reported since the last check into one error.
@@ -621,7 +644,7 @@ impl Gpu {
             },
             m.texture.size(),
         );
-        self.queue.submit([enc.finish()]);
+        self.submit(enc.finish());
         let bytes = self.finish_read(map_later(staging, stride * m.rows))?;
         let mut out = Vec::with_capacity(m.rows * m.cols);
         for r in 0..m.rows {
@@ -649,7 +672,7 @@ impl Gpu {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        self.submit(enc.finish());
         map_later(staging, bytes as usize)
     }
 

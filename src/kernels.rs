@@ -1060,6 +1060,6 @@ pub fn run_refs(gpu: &Gpu, list: &[&Dispatch]) -> Result<()> {
             d.encode(&mut pass);
         }
     }
-    gpu.queue.submit([enc.finish()]);
+    gpu.submit(enc.finish());
     gpu.wait()
 }

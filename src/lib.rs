@@ -26,6 +26,7 @@
 //! [`trainer`] (the training step), [`train`] (the `train` command's loop),
 //! [`inference`] (sample, restore, eval, ...), [`reference`](mod@reference) (CPU references).
 
+pub mod awake;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;

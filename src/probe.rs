@@ -163,7 +163,7 @@ impl<'g> LinearProbe<'g> {
                 self.weight.texture.as_image_copy(),
                 self.weight.texture.size(),
             );
-            self.gpu.queue.submit([enc.finish()]);
+            self.gpu.submit(enc.finish());
         }
         self.gpu.wait()
     }

@@ -126,7 +126,7 @@ impl Profiler {
                     let t0 = origin.elapsed().as_nanos() as f64;
                     let mut enc = gpu.device.create_command_encoder(&Default::default());
                     (t.encode)(&mut enc);
-                    gpu.queue.submit([enc.finish()]);
+                    gpu.submit(enc.finish());
                     gpu.wait()?;
                     events.push(tail_event(t, t0, origin.elapsed().as_nanos() as f64 - t0));
                 }
@@ -174,7 +174,7 @@ impl Profiler {
                     }
                 }
                 enc.resolve_query_set(qs, 0..total, &self.resolve, 0);
-                gpu.queue.submit([enc.finish()]);
+                gpu.submit(enc.finish());
                 let raw = gpu.read_buffer(&self.resolve, 0, total as u64 * 8).context("reading the timestamps")?;
                 let ticks: &[u64] = bytemuck::cast_slice(&raw);
                 let ns = |i: u32| (ticks[i as usize].wrapping_sub(ticks[0])) as f64 * self.period_ns;

@@ -983,7 +983,7 @@ impl<'g> Trainer<'g> {
         };
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         trainer.copy_weights(&mut enc);
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit(enc.finish());
         gpu.wait()?;
         Ok(trainer)
     }
@@ -1077,7 +1077,7 @@ impl<'g> Trainer<'g> {
         if self.copies_weights_each_step() {
             self.copy_weights(&mut enc);
         }
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
     }
 
     /// Whether each training step ends by copying the flat weights into the textures.
@@ -1102,7 +1102,7 @@ impl<'g> Trainer<'g> {
                 tex.texture.size(),
             );
         }
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         self.gpu.wait()
     }
 
@@ -1175,7 +1175,7 @@ impl<'g> Trainer<'g> {
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         kernels::encode_all(&mut enc, "eval step", &self.eval_step);
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         self.counter += 1;
     }
 
@@ -1344,7 +1344,7 @@ impl<'g> Trainer<'g> {
         self.model.params = st.params.clone();
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.copy_weights(&mut enc);
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit(enc.finish());
         self.gpu.wait()
     }
 

@@ -156,10 +156,15 @@ fn the_adapter_line_counts_lavapipe_threads() {
         Ok(v) => assert_eq!(v.trim().parse::<usize>().ok(), Some(threads), "LP_NUM_THREADS={v}"),
         Err(_) => assert!(threads >= 1, "no llvmpipe-N thread found"),
     }
-    assert!(g.adapter_line().ends_with(&format!(", {threads} threads)")), "{}", g.adapter_line());
+    // followed by the spinning threads' note (elbo::awake) where they run
+    let awake = g.spinners.map(|s| format!(", {}", elbo::awake::describe(s.threads()))).unwrap_or_default();
+    assert!(g.adapter_line().ends_with(&format!(", {threads} threads{awake})")), "{}", g.adapter_line());
     let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads}, "kernels": [], "steps": []});
     let text = elbo::bench::format_bench(&r);
     assert!(text.contains(&format!(", {threads} threads)")), "{text}");
+    let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads, "awake_threads": 3}, "kernels": [], "steps": []});
+    let text = elbo::bench::format_bench(&r);
+    assert!(text.contains(&format!(", {threads} threads, {})", elbo::awake::describe(3))), "{text}");
 }
 
 /// Each vector width compiles into its own shader cache directory (Mesa 22.3 keys its
