@@ -202,6 +202,8 @@ pub struct BenchOptions {
     pub pytorch: Option<String>,
     /// The torch device of PyTorch's step: "cpu" or "cuda".
     pub pytorch_device: String,
+    /// Interleaved rounds of each comparison with PyTorch (`DEFAULT_ROUNDS`).
+    pub rounds: usize,
 }
 
 impl Default for BenchOptions {
@@ -213,6 +215,7 @@ impl Default for BenchOptions {
             squares: vec![256, 512, 1024],
             pytorch: None,
             pytorch_device: "cpu".into(),
+            rounds: DEFAULT_ROUNDS,
         }
     }
 }
@@ -252,8 +255,10 @@ fn kernel_entries(runs: &[Vec<Event>], model: &str) -> Vec<Value> {
     out
 }
 
-/// Rounds of elbo's and PyTorch's step timings, interleaved, behind each reported ratio.
-const PYTORCH_ROUNDS: usize = 5;
+/// Rounds of elbo's and PyTorch's timings, interleaved, behind each reported ratio, unless
+/// `--rounds` says otherwise (5: with 3, one burst of load on the shared machine moved
+/// the median).
+pub const DEFAULT_ROUNDS: usize = 5;
 
 /// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its JSON.
 fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<Value> {
@@ -273,10 +278,6 @@ fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
-
-/// Rounds of elbo's and PyTorch's epochs, interleaved, behind the epoch ratio (5, as
-/// the step's: with 3, one burst of load on the shared machine moved the median).
-const EPOCH_ROUNDS: usize = 5;
 
 /// Seconds of one MLP VAE epoch at batch 128 in PyTorch with torchvision's MNIST
 /// dataset and DataLoader (tools/pytorch_vae.py train --torchvision), on `device`.
@@ -441,11 +442,12 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
             };
             let mut rounds = Vec::new();
             let mut last = Value::Null;
-            for round in 1..=PYTORCH_ROUNDS {
+            for round in 1..=opts.rounds.max(1) {
                 progress(&format!(
-                    "{} at batch 128 against PyTorch {}, round {round} of {PYTORCH_ROUNDS}",
+                    "{} at batch 128 against PyTorch {}, round {round} of {}",
                     model_name(arch),
-                    opts.pytorch_device
+                    opts.pytorch_device,
+                    opts.rounds.max(1)
                 ));
                 // 5 warm-up steps, as the PyTorch script takes before it times
                 let (ours, _, _) = spread(&time_steps(t, 5, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?);
@@ -464,8 +466,11 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         report["pytorch"] = json!(peers);
         // whole epochs of the MLP VAE, data included: PyTorch with its usual DataLoader
         let mut rounds = Vec::new();
-        for round in 1..=EPOCH_ROUNDS {
-            progress(&format!("an MLP VAE epoch against PyTorch's DataLoader, round {round} of {EPOCH_ROUNDS}"));
+        for round in 1..=opts.rounds.max(1) {
+            progress(&format!(
+                "an MLP VAE epoch against PyTorch's DataLoader, round {round} of {}",
+                opts.rounds.max(1)
+            ));
             let ours = time_epoch(&mut mlp, round)?;
             match pytorch_epoch(py, &opts.pytorch_device) {
                 Ok(theirs) => {

@@ -146,6 +146,11 @@ struct BenchArgs {
     /// The torch device PyTorch's step runs on: cpu, or cuda to compare against an NVIDIA GPU.
     #[arg(long, default_value = "cpu", requires = "pytorch")]
     pytorch_device: String,
+    /// Interleaved rounds of each comparison with PyTorch (each round times elbo, then
+    /// PyTorch); the ratio reported is their median. More rounds give a firmer median on
+    /// a machine whose load comes and goes.
+    #[arg(long, default_value_t = 5, requires = "pytorch", value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
 }
 
 #[derive(Args)]
@@ -507,6 +512,7 @@ fn run() -> Result<()> {
                 squares: b.squares.0,
                 pytorch: b.pytorch,
                 pytorch_device: b.pytorch_device,
+                rounds: b.rounds as usize,
             };
             let report = elbo::bench::bench(&gpu, &opts, &|what| eprintln!("bench: {what}"))?;
             print!("{}", elbo::bench::format_bench(&report));

@@ -313,3 +313,49 @@ fn profile_shows_the_gemm_variants_and_takes_a_forced_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"), "no list of the variants");
 }
+
+/// `--rounds N` sets how many interleaved rounds stand behind each PyTorch comparison.
+/// A stand-in for Python answers as tools/pytorch_vae.py does (one JSON line), so the
+/// test needs no PyTorch; elbo's side runs for real.
+#[test]
+fn bench_rounds_against_pytorch_are_counted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::created("bench-rounds");
+    let stub = dir.join("python");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\ncase \"$*\" in\n\
+         *\" step \"*) echo '{\"system\": \"stub\", \"batch\": 128, \"median_ms\": 5.0, \"p10_ms\": 4.0, \"p90_ms\": 6.0}' ;;\n\
+         *\" train \"*) echo '{\"epoch\": 1, \"epoch_seconds\": 3.0}' ;;\n\
+         *) exit 3 ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let json = dir.join("report.json");
+    let out = elbo()
+        .args(["bench", "--steps", "3", "--batch-sizes", "none", "--conv-batch-sizes", "none", "--squares", "none"])
+        .args(["--rounds", "2", "--pytorch"])
+        .arg(&stub)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // the MLP step (no conv model was asked for) and the epoch, two rounds each
+    let peers = r["pytorch"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(peers[0]["rounds"].as_array().unwrap().len(), 2, "{:?}", peers[0]);
+    assert_eq!(peers[0]["median_ms"], 5.0);
+    let epoch = &r["pytorch_epoch"];
+    assert_eq!(epoch["rounds"].as_array().unwrap().len(), 2, "{epoch:?}");
+    assert_eq!(epoch["pytorch_s"], 3.0);
+    assert!(epoch["elbo_s"].as_f64().unwrap() > 0.0, "{epoch:?}");
+    assert!(text.contains("median of 2 interleaved rounds"), "{text}");
+    // zero rounds is refused before any work
+    let out = elbo().args(["bench", "--rounds", "0", "--pytorch"]).arg(&stub).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--rounds"), "{err}");
+}
