@@ -52,6 +52,8 @@ pub struct Spinners {
     threads: usize,
     /// Turns of the spin loop, all threads together.
     turns: AtomicU64,
+    /// Threads inside the spin loop now.
+    spinning: AtomicUsize,
 }
 
 static SPINNERS: OnceLock<&'static Spinners> = OnceLock::new();
@@ -68,6 +70,7 @@ pub fn spinners() -> &'static Spinners {
             wake: Condvar::new(),
             threads,
             turns: AtomicU64::new(0),
+            spinning: AtomicUsize::new(0),
         }));
         for i in 0..threads {
             // a thread that cannot start only loses its processor's share of the gain
@@ -112,6 +115,11 @@ impl Spinners {
         self.threads
     }
 
+    /// Threads inside the spin loop now (each adds its turns before it leaves).
+    pub fn spinning(&self) -> usize {
+        self.spinning.load(Ordering::SeqCst)
+    }
+
     /// Turns of the spin loop so far, all threads together.
     pub fn turns(&self) -> u64 {
         self.turns.load(Ordering::Relaxed)
@@ -126,10 +134,20 @@ impl Spinners {
                     held = self.wake.wait_timeout(held, STALE).unwrap_or_else(|e| e.into_inner()).0;
                 }
             }
+            // turns counted here and added now and then, so that the threads do not
+            // share a cache line on every turn
+            let mut turns = 0u64;
+            self.spinning.fetch_add(1, Ordering::SeqCst);
             while self.busy() {
                 std::thread::yield_now(); // sched_yield on Linux
-                self.turns.fetch_add(1, Ordering::Relaxed);
+                turns += 1;
+                if turns == 256 {
+                    self.turns.fetch_add(turns, Ordering::Relaxed);
+                    turns = 0;
+                }
             }
+            self.turns.fetch_add(turns, Ordering::Relaxed);
+            self.spinning.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
