@@ -317,7 +317,10 @@ pub const LP_VECTOR_WIDTH: &str = "LP_NATIVE_VECTOR_WIDTH";
 pub const LP_THREADS: &str = "LP_NUM_THREADS";
 
 /// llvmpipe's worker threads in this process, counted where the system lists a
-/// process's threads by name (Linux: llvmpipe names them llvmpipe-N); None elsewhere.
+/// process's threads by name; None elsewhere. What it counts are the threads named
+/// llvmpipe-N, which are the rasterizer's (Mesa 22.3 leaves the compute pool's workers
+/// unnamed: they show the process's name). Both pools get `LP_NUM_THREADS` threads
+/// (`lp_cs_tpool_create(num_threads)`), so the count is the compute workers' too.
 pub fn llvmpipe_threads() -> Option<usize> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     let names = tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok());
