@@ -24,7 +24,8 @@
 //! Modules: [`gpu`] (adapter, device, textures), [`kernels`] (pipelines and
 //! dispatches), [`model`] (architectures, flat parameters, safetensors),
 //! [`trainer`] (the training step), [`train`] (the `train` command's loop),
-//! [`inference`] (sample, restore, eval, ...), [`reference`](mod@reference) (CPU references).
+//! [`inference`] (sample, restore, eval, ...), [`reference`](mod@reference) (CPU references),
+//! [`awake`] (keeping a CPU adapter's processors awake while its work is in flight).
 
 pub mod awake;
 pub mod bench;
