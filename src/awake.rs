@@ -11,9 +11,10 @@
 //! nothing else wants the processor), loops on `sched_yield` while work submitted
 //! through `Gpu::submit` is in flight and for `LINGER` after it. A processor running it
 //! never halts, and a lavapipe worker woken there takes it over at once. Measured on the
-//! README's machine (MLP VAE, batch 128, eight interleaved pairs): an epoch 3.31-3.54 s
-//! against 3.49-3.72 s without, the step 6.95-7.42 ms against 7.18-7.80 ms; threads that
-//! spin on `pause` instead (no yield) made it slower (epoch 3.95-4.22 s).
+//! README's machine (MLP VAE, batch 128, alternated processes with and without
+//! `ELBO_SPIN=0`, README session 12): an epoch 3.26-3.43 s against 3.42-4.83 s; threads
+//! that spin on `pause` instead (no yield) made epochs slower (3.95-4.22 s against
+//! 3.49-3.72 s).
 //!
 //! Linux only (elsewhere nothing spins); `ELBO_SPIN=0` turns it off.
 

@@ -431,6 +431,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         "steps": steps,
     });
     if let Some(py) = &opts.pytorch {
+        let rounds_of_each = opts.rounds.max(1);
         // The ratio comes from interleaved rounds (elbo's steps, then PyTorch's), so that
         // both sides see the same load on a shared machine; its median is reported.
         let mut peers = Vec::new();
@@ -442,12 +443,11 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
             };
             let mut rounds = Vec::new();
             let mut last = Value::Null;
-            for round in 1..=opts.rounds.max(1) {
+            for round in 1..=rounds_of_each {
                 progress(&format!(
-                    "{} at batch 128 against PyTorch {}, round {round} of {}",
+                    "{} at batch 128 against PyTorch {}, round {round} of {rounds_of_each}",
                     model_name(arch),
-                    opts.pytorch_device,
-                    opts.rounds.max(1)
+                    opts.pytorch_device
                 ));
                 // 5 warm-up steps, as the PyTorch script takes before it times
                 let (ours, _, _) = spread(&time_steps(t, 5, runs_of(arch), if arch == Arch::Conv { 2 } else { 5 })?);
@@ -466,11 +466,8 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         report["pytorch"] = json!(peers);
         // whole epochs of the MLP VAE, data included: PyTorch with its usual DataLoader
         let mut rounds = Vec::new();
-        for round in 1..=opts.rounds.max(1) {
-            progress(&format!(
-                "an MLP VAE epoch against PyTorch's DataLoader, round {round} of {}",
-                opts.rounds.max(1)
-            ));
+        for round in 1..=rounds_of_each {
+            progress(&format!("an MLP VAE epoch against PyTorch's DataLoader, round {round} of {rounds_of_each}"));
             let ours = time_epoch(&mut mlp, round)?;
             match pytorch_epoch(py, &opts.pytorch_device) {
                 Ok(theirs) => {
@@ -516,10 +513,10 @@ fn unsteady_rounds(rounds: &[f64]) -> String {
 /// The bench report as tables.
 pub fn format_bench(r: &Value) -> String {
     let a = &r["adapter"];
-    let mut threads = a["llvmpipe_threads"].as_u64().map(|n| format!(", {n} threads")).unwrap_or_default();
-    if let Some(n) = a["awake_threads"].as_u64().filter(|&n| n > 0) {
-        threads += &format!(", {}", crate::awake::describe(n as usize));
-    }
+    let threads = crate::gpu::threads_note(
+        a["llvmpipe_threads"].as_u64().map(|n| n as usize),
+        a["awake_threads"].as_u64().map(|n| n as usize),
+    );
     let mut s = format!(
         "adapter: {} (vendor {}, {}, {}, driver {} {}{threads})\ntiming: {}\n\n",
         a["name"].as_str().unwrap_or("?"),

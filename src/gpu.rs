@@ -327,6 +327,16 @@ pub fn llvmpipe_threads() -> Option<usize> {
     Some(names.filter(|name| name.starts_with("llvmpipe-")).count())
 }
 
+/// The adapter line's note on threads: lavapipe's workers, and the spinning threads that
+/// keep the processors awake (`awake`), where there are any ("" for neither).
+pub fn threads_note(lavapipe: Option<usize>, awake: Option<usize>) -> String {
+    let mut note = lavapipe.map(|n| format!(", {n} threads")).unwrap_or_default();
+    if let Some(n) = awake.filter(|&n| n > 0) {
+        note += &format!(", {}", crate::awake::describe(n));
+    }
+    note
+}
+
 /// Rows of `row_floats` floats in `buffer` from float `first_float` on: a flat layer's
 /// weights as the source or destination of a copy to or from its texture.
 pub fn flat_rows(buffer: &wgpu::Buffer, first_float: usize, row_floats: usize) -> wgpu::TexelCopyBufferInfo<'_> {
@@ -458,10 +468,7 @@ impl Gpu {
 
     /// One line naming the adapter.
     pub fn adapter_line(&self) -> String {
-        let mut threads = self.lavapipe_threads().map(|n| format!(", {n} threads")).unwrap_or_default();
-        if let Some(s) = self.spinners {
-            threads += &format!(", {}", crate::awake::describe(s.threads()));
-        }
+        let threads = threads_note(self.lavapipe_threads(), self.spinners.map(|s| s.threads()));
         format!(
             "{} ({:?}, {:?}, {}{threads})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver
