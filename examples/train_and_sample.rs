@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     let images = trainer.decode(&z)?;
     let tiles: Vec<&[f32]> = images.chunks(config.pixels()).collect();
     let path = std::env::temp_dir().join("elbo-example-samples.png");
-    elbo::images::save_grid(&path, &tiles, 28, 28, 1, 8, 3)?;
+    elbo::plot::grid::save_grid(&path, &tiles, 28, 28, 1, 8, 3)?;
     println!("wrote {}", path.display());
     Ok(())
 }

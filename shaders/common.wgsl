@@ -1,10 +1,10 @@
 // Prepended to every kernel file: the per-step uniform, the linear invocation
 // index and the counter-based random numbers (mirrored in src/rng.rs).
 
-// Written by the host once per step (src/kernels.rs: Step).
+// Written by the host once per step (src/kernels/mod.rs: Step).
 struct Step {
     seed: u32,        // --seed
-    step: u32,        // counter of the random streams (distinct for every batch)
+    counter: u32,     // counter of the random streams (distinct for every batch)
     rows: u32,        // valid rows in this batch; rows past it are padding
     batch_start: u32, // offset of this batch in the order buffer
     slot: u32,        // loss-history slot written by loss_reduce

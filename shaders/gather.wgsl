@@ -47,7 +47,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
                 let byte = image * image_bytes + value;
                 let v = f32((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
                 if p.binarize == 1u {
-                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, r * image_bytes + value);
+                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * image_bytes + value);
                     x[lane] = select(0.0, 1.0, u < v);
                 } else {
                     x[lane] = v;
@@ -67,7 +67,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn c1_value(byte: u32, r: u32, value: u32) -> f32 {
     let v = f32(byte) / 255.0;
     if p.binarize == 1u {
-        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.step, r * p.pixels + value);
+        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * p.pixels + value);
         return select(0.0, 1.0, u < v);
     }
     return v;

@@ -42,7 +42,7 @@ fn gemm_forward_reparam_subgroup(
         for (var s = 0u; s < 4u; s++) {
             let j = lid + s * LANES;
             let lv = lv4[min(s + d, 3u)];
-            let noise = rand_normal(step.seed, STREAM_EPS, step.step, row * latent + min(j, latent - 1u));
+            let noise = rand_normal(step.seed, STREAM_EPS, step.counter, row * latent + min(j, latent - 1u));
             z[s] = select(0.0, v[s] + step.noise * exp(0.5 * lv) * noise, j < latent);
         }
         let z_texel = row_texel(z, lane);
@@ -86,8 +86,8 @@ fn gemm_forward_reparam_pairs_subgroup(
         if row < p.m && set_dim < latent {
             textureStore(out, vec2<u32>(set_col / 4u, row), texel);
         }
-        let na = rand_normal(step.seed, STREAM_EPS, step.step, row * latent + min(dims.x, latent - 1u));
-        let nb = rand_normal(step.seed, STREAM_EPS, step.step, row * latent + min(dims.y, latent - 1u));
+        let na = rand_normal(step.seed, STREAM_EPS, step.counter, row * latent + min(dims.x, latent - 1u));
+        let nb = rand_normal(step.seed, STREAM_EPS, step.counter, row * latent + min(dims.y, latent - 1u));
         let z = vec4<f32>(v.x + step.noise * exp(0.5 * v.z) * na, v.y + step.noise * exp(0.5 * v.w) * nb, 0.0, 0.0) * live;
         let z_texel = row_texel(z, lane);
         if row < p.m && c < 2u && set_dim < latent {

@@ -40,7 +40,7 @@ fn element(t: texture_storage_2d<rgba32float, read>, row: u32, col: u32) -> f32 
 }
 
 fn eps(row: u32, j: u32) -> f32 {
-    return rand_normal(step.seed, STREAM_EPS, step.step, row * p.latent + j);
+    return rand_normal(step.seed, STREAM_EPS, step.counter, row * p.latent + j);
 }
 
 // z = mu + noise * exp(logvar / 2) * eps

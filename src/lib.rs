@@ -21,36 +21,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`gpu`] (adapter, device, textures), [`kernels`] (pipelines and
-//! dispatches), [`model`] (architectures, flat parameters, safetensors),
-//! [`trainer`] (the training step), [`train`] (the `train` command's loop),
-//! [`inference`] (sample, restore, eval, ...), [`reference`](mod@reference) (CPU references),
-//! [`awake`] (keeping a CPU adapter's processors awake while its work is in flight).
+//! Modules, bottom up: [`gpu`] (adapter, device, buffers and textures), [`kernels`]
+//! (one file per kernel family: uniforms, pipelines, dispatches),
+//! [`reference`](mod@reference) (the CPU reference of every kernel, mirroring
+//! `kernels`), [`model`] (configuration, layer layout, flat parameters,
+//! safetensors), [`step`] (the step builder: a model's layers become dispatch
+//! lists), [`train`] (options, the trainer, checkpoints, the epoch loop), [`infer`]
+//! (an opened model and the commands on it), [`bench`] (timings and reports),
+//! [`data`] (datasets) and [`plot`] (image grids and charts).
 
-pub mod awake;
 pub mod bench;
-pub mod checkpoint;
 pub mod data;
-pub mod finetune;
-pub mod gemm;
 pub mod gpu;
-pub mod idx;
-pub mod images;
-pub mod inference;
+pub mod infer;
 pub mod kernels;
 pub mod model;
 pub mod plot;
-pub mod probe;
-pub mod profile;
 pub mod reference;
 pub mod rng;
+pub mod step;
 pub mod train;
-pub mod trainer;
 
 pub use data::Dataset;
 pub use gpu::Gpu;
 pub use model::{Model, VaeConfig};
-pub use trainer::{Hyper, Trainer};
+pub use train::{Hyper, Trainer};
 
 use anyhow::{Context, Result};
 use std::io::Write;

@@ -170,7 +170,7 @@ struct ProfileArgs {
     trace: Option<PathBuf>,
     /// GEMM kernels: timed on this adapter (auto) or forced, to profile one variant.
     #[arg(long, value_enum, default_value = "auto")]
-    gemm: elbo::gemm::GemmPreference,
+    gemm: elbo::kernels::gemm::GemmPreference,
 }
 
 #[derive(Args)]
@@ -260,7 +260,7 @@ struct TrainArgs {
     quiet: bool,
     /// GEMM kernels: timed on this adapter (auto) or forced.
     #[arg(long, value_enum, default_value = "auto")]
-    gemm: elbo::gemm::GemmPreference,
+    gemm: elbo::kernels::gemm::GemmPreference,
     /// Continue the run in this folder from its checkpoint, with its saved options
     /// (an --epochs above the saved count extends the run).
     #[arg(long)]
@@ -300,8 +300,8 @@ struct UseArgs {
 }
 
 impl UseArgs {
-    fn options(&self) -> elbo::inference::UseOptions {
-        elbo::inference::UseOptions {
+    fn options(&self) -> elbo::infer::UseOptions {
+        elbo::infer::UseOptions {
             model: self.model.clone(),
             dataset: self.dataset.parse().unwrap(),
             data_dir: self.data_dir.clone(),
@@ -522,26 +522,26 @@ fn run() -> Result<()> {
             }
         }
         Command::Sample(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let path = elbo::inference::sample(&s, a.n.max(1), a.temperature, a.common.seed)?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let path = elbo::infer::sample(&s, a.n.max(1), a.temperature, a.common.seed)?;
             println!("wrote {}", path.display());
         }
         Command::Reconstruct(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let path = elbo::inference::reconstruct(&s, a.n)?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let path = elbo::infer::reconstruct(&s, a.n)?;
             println!(
                 "wrote {} (rows: test images, reconstructions from the posterior mean, from a sampled z)",
                 path.display()
             );
         }
         Command::Manifold(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let path = elbo::inference::manifold(&s, a.grid.max(2), (a.dims[0], a.dims[1]))?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let path = elbo::infer::manifold(&s, a.grid.max(2), (a.dims[0], a.dims[1]))?;
             println!("wrote {}", path.display());
         }
         Command::Traverse(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let (path, dims) = elbo::inference::traverse(&s, a.index, a.top.max(1), a.steps.max(2))?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let (path, dims) = elbo::infer::traverse(&s, a.index, a.top.max(1), a.steps.max(2))?;
             if !a.common.quiet {
                 for (row, (j, kl)) in dims.iter().enumerate() {
                     println!("row {row}: z{j} (average KL {kl:.3} nats)");
@@ -550,25 +550,25 @@ fn run() -> Result<()> {
             println!("wrote {}", path.display());
         }
         Command::Interpolate(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let path = elbo::inference::interpolate(&s, a.from, a.to, a.steps.max(2))?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let path = elbo::infer::interpolate(&s, a.from, a.to, a.steps.max(2))?;
             println!("wrote {}", path.display());
         }
         Command::Embed(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let (csv, png) = elbo::inference::embed(&s, a.limit)?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let (csv, png) = elbo::infer::embed(&s, a.limit)?;
             println!("wrote {} and {}", csv.display(), png.display());
         }
         Command::Restore(a) => {
-            use elbo::inference::Corruption;
+            use elbo::infer::Corruption;
             let corruption = match (&a.mask, &a.mask_kind, a.noise) {
                 (Some(p), _, _) => Corruption::MaskFile(p.clone()),
                 (_, _, Some(sigma)) => Corruption::Noise(sigma),
                 (_, Some(kind), _) => kind.parse().map_err(|e: String| anyhow::anyhow!("--mask-kind: {e}"))?,
                 _ => Corruption::Half,
             };
-            let s = elbo::inference::Session::open(&a.common.options())?;
-            let r = elbo::inference::restore(&s, a.n, &corruption, a.steps, a.lr, a.common.seed)?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
+            let r = elbo::infer::restore(&s, a.n, &corruption, a.steps, a.lr, a.common.seed)?;
             let what =
                 if matches!(corruption, Corruption::Noise(_)) { "all (noisy) values" } else { "the unknown values" };
             println!(
@@ -584,9 +584,9 @@ fn run() -> Result<()> {
             }
         }
         Command::Probe(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
             let quiet = a.common.quiet;
-            let r = elbo::inference::probe(&s, a.epochs.max(1), a.lr, a.common.seed, a.finetune, &|what| {
+            let r = elbo::infer::probe(&s, a.epochs.max(1), a.lr, a.common.seed, a.finetune, &|what| {
                 if !quiet {
                     eprintln!("probe: {what}");
                 }
@@ -618,7 +618,7 @@ fn run() -> Result<()> {
             }
         }
         Command::Eval(a) => {
-            let s = elbo::inference::Session::open(&a.common.options())?;
+            let s = elbo::infer::OpenModel::open(&a.common.options())?;
             let n = a.limit.unwrap_or(s.test.len).min(s.test.len) as u64;
             let bar = if a.common.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
             bar.set_style(
@@ -626,9 +626,8 @@ fn run() -> Result<()> {
                     .unwrap()
                     .progress_chars("=> "),
             );
-            let r = elbo::inference::eval(&s, a.iw_samples, a.limit, a.binarized, &|done, _| {
-                bar.set_position(done as u64)
-            })?;
+            let r =
+                elbo::infer::eval(&s, a.iw_samples, a.limit, a.binarized, &|done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();
             let json = serde_json::json!({
                 "images": r.images, "elbo": r.elbo, "recon": r.recon, "kl": r.kl,

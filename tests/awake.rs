@@ -1,10 +1,10 @@
-//! The threads that keep a CPU adapter's processors awake (`elbo::awake`): they spin
+//! The threads that keep a CPU adapter's processors awake (`elbo::gpu::awake`): they spin
 //! while work is in flight and stop after it. Alone in its binary, so that no other
 //! test's work keeps them spinning.
 
 mod common;
 use common::gpu;
-use elbo::awake::{self, LINGER};
+use elbo::gpu::awake::{self, LINGER};
 use elbo::kernels::{Bind, Dispatch, Kernels};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

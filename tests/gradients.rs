@@ -37,7 +37,7 @@ fn away_from_zero(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
 fn step(rows: u32) -> Step {
     Step {
         seed: 3,
-        step: 11,
+        counter: 11,
         rows,
         batch_start: 0,
         slot: 0,

@@ -3,7 +3,7 @@
 mod common;
 use common::Scratch;
 
-use elbo::idx::{parse_idx, read_idx};
+use elbo::data::idx::{parse_idx, read_idx};
 use std::io::Write;
 use std::path::Path;
 

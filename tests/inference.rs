@@ -3,7 +3,7 @@
 mod common;
 use common::assert_close;
 use common::Scratch;
-use elbo::inference::{self as inf, Session, UseOptions};
+use elbo::infer::{self as inf, OpenModel, UseOptions};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -45,8 +45,8 @@ fn use_options() -> UseOptions {
     }
 }
 
-fn session(out: &str) -> Session {
-    Session::open(&UseOptions { out: Some(trained().join(out)), ..use_options() }).unwrap()
+fn session(out: &str) -> OpenModel {
+    OpenModel::open(&UseOptions { out: Some(trained().join(out)), ..use_options() }).unwrap()
 }
 
 fn png_size(p: &std::path::Path) -> (u32, u32) {
@@ -126,7 +126,7 @@ fn embed_writes_every_mean_with_its_label() {
     }
     assert_eq!(png_size(&png), (640, 640));
     // the means match a direct encoding
-    let mut t = s.trainer(64, 1).unwrap();
+    let mut t = s.net(64, 1).unwrap();
     let (mu, _) = s.encode(&mut t, 3).unwrap();
     let first: Vec<f32> = lines[1].split(',').skip(2).map(|v| v.parse().unwrap()).collect();
     assert_close("first embedding", &first, &mu[..2], 1e-6, 1e-6);
@@ -159,7 +159,7 @@ fn a_missing_model_is_a_clear_error() {
         adapter: Default::default(),
         quiet: true,
     };
-    let e = format!("{:#}", Session::open(&opts).err().expect("opened a missing model"));
+    let e = format!("{:#}", OpenModel::open(&opts).err().expect("opened a missing model"));
     assert!(e.contains("/nonexistent/run") && e.contains("elbo train"), "{e}");
 }
 
@@ -167,7 +167,7 @@ fn a_missing_model_is_a_clear_error() {
 fn map_gradient_matches_the_reference_decoder() {
     let s = session("map-gradient");
     let c = &s.model.config;
-    let mut t = s.trainer(8, 1).unwrap();
+    let mut t = s.net(8, 1).unwrap();
     let n = 6;
     let (lat, shape) = (c.latent, c.input_shape());
     let z: Vec<f32> = (0..n * lat).map(|i| elbo::rng::rand_normal(2, 9, 0, i as u32)).collect();
@@ -221,7 +221,7 @@ fn map_restoration_beats_the_encoder_and_the_mean_image() {
         ..Default::default()
     };
     elbo::train::train(&opts).unwrap();
-    let s = Session::open(&UseOptions { model: dir.to_path_buf(), out: Some(dir.join("restore")), ..use_options() })
+    let s = OpenModel::open(&UseOptions { model: dir.to_path_buf(), out: Some(dir.join("restore")), ..use_options() })
         .unwrap();
     let r = inf::restore(&s, 16, &inf::Corruption::Half, 150, 0.05, 1).unwrap();
     assert_eq!(r.values, 16 * 392, "the bottom half of 16 images is unknown");
@@ -253,7 +253,7 @@ fn linear_probe_learns_a_separable_problem() {
             })
         })
         .collect();
-    let mut p = elbo::probe::LinearProbe::new(g, 5, 3, 64, 0.05).unwrap();
+    let mut p = elbo::infer::probe::LinearProbe::new(g, 5, 3, 64, 0.05).unwrap();
     let order: Vec<usize> = (0..n).collect();
     let (loss0, _) = p.evaluate(&x, &labels).unwrap();
     assert_close("untrained loss is log 3", &[loss0 as f32], &[3f32.ln()], 1e-4, 0.0);
@@ -268,7 +268,7 @@ fn linear_probe_learns_a_separable_problem() {
 fn fine_tuning_the_encoder_learns_the_classes() {
     let s = session("finetune");
     let (ytr, yte) = (s.train.labels.clone().unwrap(), s.test.labels.clone().unwrap());
-    let mut cl = elbo::finetune::Classifier::new(&s.gpu, &s.model, 10, 128, 1e-3, &s.train, &s.test, 1).unwrap();
+    let mut cl = elbo::infer::finetune::Classifier::new(&s.gpu, &s.model, 10, 128, 1e-3, &s.train, &s.test, 1).unwrap();
     let (loss0, acc0) = cl.evaluate(&yte).unwrap();
     let order: Vec<u32> = (0..s.train.len as u32).map(|i| (i * 7919) % s.train.len as u32).collect();
     cl.train_epoch(&order, &ytr).unwrap();
@@ -288,17 +288,33 @@ fn fine_tuning_a_convolutional_encoder_runs() {
     };
     std::fs::create_dir_all(&dir).unwrap();
     elbo::Model::init(&config, 2).save(&dir.join("model.safetensors"), &Default::default()).unwrap();
-    let s = Session::open(&UseOptions { model: dir.to_path_buf(), ..use_options() }).unwrap();
+    let s = OpenModel::open(&UseOptions { model: dir.to_path_buf(), ..use_options() }).unwrap();
     let mut train = s.train.clone();
     train.truncate(2000);
     let mut test = s.test.clone();
     test.truncate(500);
     let (ytr, yte) = (train.labels.clone().unwrap(), test.labels.clone().unwrap());
-    let mut cl = elbo::finetune::Classifier::new(&s.gpu, &s.model, 10, 100, 3e-3, &train, &test, 1).unwrap();
+    let mut cl = elbo::infer::finetune::Classifier::new(&s.gpu, &s.model, 10, 100, 3e-3, &train, &test, 1).unwrap();
     let order: Vec<u32> = (0..2000).collect();
     for _ in 0..3 {
         cl.train_epoch(&order, &ytr).unwrap();
     }
     let (_, acc) = cl.evaluate(&yte).unwrap();
     assert!(acc > 0.6, "a convolutional classifier reached only {acc} after 3 epochs on 2,000 digits");
+}
+
+#[test]
+fn inference_reuses_the_recorded_gemm_variants_and_times_nothing() {
+    let s = session("untimed");
+    // training recorded what it timed; every dense layer's three passes
+    let dense = s.model.layout.layers().iter().filter(|l| l.op == elbo::model::Op::Dense).count();
+    assert_eq!(s.gemm.decisions.len(), 3 * dense, "recorded: {}", s.gemm.describe());
+    let before = elbo::kernels::gemm::variants_timed();
+    let mut t = s.net(32, 1).unwrap();
+    let z = vec![0.0; 32 * s.model.config.latent];
+    let images = t.decode(&z).unwrap();
+    assert_eq!(images.len(), 32 * s.model.config.pixels());
+    assert_eq!(t.dispatches_per_step(), 0, "a forward-only model has no training list");
+    let timed = elbo::kernels::gemm::variants_timed() - before;
+    assert_eq!(timed, 0, "opening the model for inference timed {timed} GEMM variants");
 }

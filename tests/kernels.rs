@@ -4,8 +4,8 @@
 
 mod common;
 use common::{assert_close, gpu, random, rows};
-use elbo::gemm::{self, GemmPreference, Pass, Variant};
 use elbo::gpu::Matrix;
+use elbo::kernels::gemm::{self, GemmPreference, Pass, Variant};
 use elbo::kernels::{self, Bind, Dispatch, Kernels, MomentStore, Step};
 use elbo::model::{Arch, Likelihood, VaeConfig};
 use elbo::reference as r;
@@ -19,7 +19,7 @@ fn k() -> &'static Kernels {
 fn step(rows: u32) -> Step {
     Step {
         seed: 5,
-        step: 3,
+        counter: 3,
         rows,
         batch_start: 0,
         slot: 0,
@@ -322,7 +322,7 @@ fn weight_layout(rows: usize, n: usize, kk: usize) -> (kernels::Gemm, usize, usi
 
 /// A flat vector as an Adam moment texture: rows of `ADAM_TEXEL_COLS` floats, the tail zero.
 fn moment_texture(v: &[f32]) -> Matrix {
-    let cols = elbo::trainer::ADAM_TEXEL_COLS;
+    let cols = elbo::train::ADAM_TEXEL_COLS;
     let mt = gpu().matrix("moment", v.len().div_ceil(cols), cols).unwrap();
     gpu().write_matrix_flat(&mt, v);
     mt
@@ -867,7 +867,7 @@ fn random_streams_match_cpu() {
     kernels::run(g, &[f]).unwrap();
     let eps = g.read_matrix(&zm).unwrap();
     let want: Vec<f32> =
-        (0..m * lat).map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.step, i as u32)).collect();
+        (0..m * lat).map(|i| elbo::rng::rand_normal(st.seed, elbo::rng::STREAM_EPS, st.counter, i as u32)).collect();
     assert_close("eps", &eps, &want, 1e-5, 1e-5);
 }
 

@@ -4,7 +4,7 @@ mod common;
 use common::gpu;
 use elbo::data::Dataset;
 use elbo::model::{Model, VaeConfig};
-use elbo::trainer::{Hyper, Trainer};
+use elbo::train::{Hyper, Trainer};
 
 fn synthetic(len: usize) -> Dataset {
     let pixels = (0..len * 64).map(|i| (elbo::rng::hash_u32(i as u32) & 0xff) as u8).collect();
@@ -21,7 +21,7 @@ fn profiler_times_every_dispatch_of_a_step() {
     t.set_order(&(0..64).collect::<Vec<u32>>()).unwrap();
     let runs = elbo::bench::profile_steps(g, &mut t, 1, 3).unwrap();
     assert_eq!(runs.len(), 3);
-    let timer = elbo::profile::Timer::for_gpu(g);
+    let timer = elbo::kernels::timing::Timer::for_gpu(g);
     // the weight copy is timed as one more event where a step makes it
     let copy_timed =
         t.copies_weights_each_step() && g.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
@@ -35,14 +35,14 @@ fn profiler_times_every_dispatch_of_a_step() {
             assert!(w[1].start_ns + 1.0 >= w[0].start_ns + w[0].dur_ns, "{} overlaps {}", w[0].label, w[1].label);
         }
     }
-    let rows = elbo::profile::summarize(&runs);
+    let rows = elbo::bench::table::summarize(&runs);
     assert!(rows.windows(2).all(|w| w[0].total_ns >= w[1].total_ns), "rows are not sorted by time");
     assert!(rows.iter().all(|r| r.calls == 3 || r.label.starts_with("gemm_forward")), "{rows:?}");
-    let table = elbo::profile::format_table(&rows);
+    let table = elbo::bench::table::format_table(&rows);
     // the weight gradient, with Adam fused into it on CPU adapters
     assert!(table.contains("gemm_backward_weight fc1") || table.contains("gemm_backward_weight_adam fc1"), "{table}");
     assert!(table.contains("share"));
-    let trace = elbo::profile::chrome_trace(&runs, "test");
+    let trace = elbo::bench::table::chrome_trace(&runs, "test");
     let events = trace["traceEvents"].as_array().unwrap();
     assert_eq!(events.len(), 3 * expected);
     assert!(events.iter().all(|e| e["ph"] == "X" && e["dur"].as_f64().is_some()));
@@ -156,15 +156,15 @@ fn the_adapter_line_counts_lavapipe_threads() {
         Ok(v) => assert_eq!(v.trim().parse::<usize>().ok(), Some(threads), "LP_NUM_THREADS={v}"),
         Err(_) => assert!(threads >= 1, "no llvmpipe-N thread found"),
     }
-    // followed by the spinning threads' note (elbo::awake) where they run
-    let awake = g.spinners.map(|s| format!(", {}", elbo::awake::describe(s.threads()))).unwrap_or_default();
+    // followed by the spinning threads' note (elbo::gpu::awake) where they run
+    let awake = g.spinners.map(|s| format!(", {}", elbo::gpu::awake::describe(s.threads()))).unwrap_or_default();
     assert!(g.adapter_line().ends_with(&format!(", {threads} threads{awake})")), "{}", g.adapter_line());
     let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads}, "kernels": [], "steps": []});
     let text = elbo::bench::format_bench(&r);
     assert!(text.contains(&format!(", {threads} threads)")), "{text}");
     let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads, "awake_threads": 3}, "kernels": [], "steps": []});
     let text = elbo::bench::format_bench(&r);
-    assert!(text.contains(&format!(", {threads} threads, {})", elbo::awake::describe(3))), "{text}");
+    assert!(text.contains(&format!(", {threads} threads, {})", elbo::gpu::awake::describe(3))), "{text}");
 }
 
 /// Each vector width compiles into its own shader cache directory (Mesa 22.3 keys its

@@ -7,7 +7,7 @@ use elbo::data::Dataset;
 use elbo::kernels::MomentStore;
 use elbo::model::{Arch, Likelihood, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
-use elbo::trainer::{Hyper, Trainer};
+use elbo::train::{Hyper, Trainer};
 
 fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
     let pixels = (0..len * width * height).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
@@ -125,7 +125,7 @@ fn train_step_gradient_matches_reference_model() {
                 if fuse_adam {
                     // the fused and unfused weight gradients may sum the rows in another
                     // order (another build or variant), a few ulps apart
-                    let want: &elbo::trainer::TrainState = &unfused_states[i];
+                    let want: &elbo::train::TrainState = &unfused_states[i];
                     assert_close(&format!("{what}: parameters"), &state.params, &want.params, 1e-7, 1e-5);
                     assert_close(&format!("{what}: first moment"), &state.moment1, &want.moment1, 1e-9, 1e-5);
                     assert_close(&format!("{what}: second moment"), &state.moment2, &want.moment2, 1e-12, 1e-5);
@@ -192,7 +192,7 @@ fn evaluation_matches_reference_model() {
         for b in 0..test.len.div_ceil(batch) {
             let images = batch.min(test.len - b * batch);
             let mut st = t.step_values(images, b * batch, b, 1.0);
-            st.step = b as u32;
+            st.counter = b as u32;
             let x =
                 r::gather_batch(&test.pixels, &order, m, lay.pixels, config.channels, lay.x_cp, false, samples, &st);
             let mut h = x.clone();
@@ -278,7 +278,7 @@ fn the_loss_history_reads_without_waiting_as_it_reads_waiting() {
     for b in 0..6 {
         t.train_step(b);
     }
-    let base = elbo::trainer::LossSums { recon: 1.0, kl: 2.0, images: 3.0 };
+    let base = elbo::train::LossSums { recon: 1.0, kl: 2.0, images: 3.0 };
     assert!(t.request_history(1, 5, base), "no read was in flight");
     assert!(!t.request_history(0, 6, base), "a second read started while one was in flight");
     t.train_step(6);

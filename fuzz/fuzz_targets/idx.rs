@@ -3,9 +3,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = elbo::idx::parse_idx(data);
+    let _ = elbo::data::idx::parse_idx(data);
     let path = std::env::temp_dir().join(format!("elbo-fuzz-idx-{}.gz", std::process::id()));
     if std::fs::write(&path, data).is_ok() {
-        let _ = elbo::idx::read_idx(&path);
+        let _ = elbo::data::idx::read_idx(&path);
     }
 });

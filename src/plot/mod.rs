@@ -1,5 +1,8 @@
-//! Small plots drawn straight into PNGs: a class-coloured scatter of 2-D
-//! points with a legend, and the 2-D projection it needs.
+//! Pictures written as PNG: image grids ([`grid`]), and small plots drawn straight
+//! into PNGs: a class-coloured scatter of 2-D points with a legend, and the 2-D
+//! projection it needs.
+
+pub mod grid;
 
 use anyhow::Result;
 use std::path::Path;

@@ -3,11 +3,12 @@
 //! GPU with softmax cross-entropy through the encoder's own backward kernels.
 
 use crate::data::Dataset;
-use crate::gemm;
 use crate::gpu::{Gpu, Matrix};
-use crate::kernels::{self, Bind, Dispatch, Kernels, Step};
+use crate::kernels::gemm;
+use crate::kernels::{self, Bind, Dispatch, Kernels, MomentStore, Step};
 use crate::model::{Layer, Model, Op, Shape};
-use crate::trainer::{Builder, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use crate::step::{Builder, Chain};
+use crate::train::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 
@@ -97,89 +98,29 @@ impl<'g> Classifier<'g> {
         let grads_t: Vec<Matrix> =
             layers.iter().map(|l| gpu.matrix("grad", m, l.output.cols())).collect::<Result<_>>()?;
         let choice = gemm::Choice::default(); // the portable texel GEMMs
-        let mut bld = Builder {
-            gpu,
-            k: &k,
-            choice: &choice,
-            m,
-            params: &params,
-            grads: &grads,
-            keep: Vec::new(),
-            fused_adam: None,
-            taps: None,
+        let mut bld = Builder::new(gpu, &k, &choice, m, &params, Some(&grads));
+        let gather = kernels::Gather {
+            m: m as u32,
+            pixels: c.loss_layout().pixels as u32,
+            channels: c.channels as u32,
+            x_cp: c.loss_layout().x_cp as u32,
+            binarize: 0,
+            samples: 1,
+            pad: [0; 2],
         };
-        use Bind::{Buffer as B, Texture as T};
-        let lay = c.loss_layout();
-        let gather = |bld: &mut Builder, data: &wgpu::Buffer, order: &wgpu::Buffer| {
-            let gp = kernels::Gather {
-                m: m as u32,
-                pixels: lay.pixels as u32,
-                channels: c.channels as u32,
-                x_cp: lay.x_cp as u32,
-                binarize: 0,
-                samples: 1,
-                pad: [0; 2],
-            };
-            let u = bld.uniform(&gp);
-            let binds = [(0, B(&u)), (1, B(&step_uniform)), (2, B(data)), (3, B(order)), (4, T(&x.view))];
-            kernels::gather_dispatch(gpu, &k, &gp, &binds)
-        };
-        let input = |i: usize| if i == 0 { &x } else { &outs[i - 1] };
+        let refs: Vec<&Layer> = layers.iter().collect();
+        let chain = Chain { layers: &refs, weights: &weights, input: &x, outs: &outs, grads: &grads_t, d_input: None };
         let n = layers.len();
-        let cu = bld.uniform(&kernels::Classify { m: m as u32, classes: classes as u32, pad: [0; 2] });
-        let ce = Dispatch::new(
-            gpu,
-            "softmax_cross_entropy",
-            &k.softmax_cross_entropy,
-            &[
-                (0, B(&cu)),
-                (1, B(&step_uniform)),
-                (2, T(&outs[n - 1].view)),
-                (3, B(&labels)),
-                (4, T(&grads_t[n - 1].view)),
-                (5, B(&row_loss)),
-            ],
-            m,
-            64,
-        );
-        let forward = |bld: &mut Builder, list: &mut Vec<Dispatch>| {
-            for (i, l) in layers.iter().enumerate() {
-                list.extend(bld.forward(l, input(i), &weights[i], &outs[i]));
-            }
-            list.push(ce.clone());
-        };
-        let mut train_list = vec![gather(&mut bld, &train_data, &train_order)];
-        forward(&mut bld, &mut train_list);
-        for i in (0..n).rev() {
-            train_list.extend(bld.backward_weight(&layers[i], input(i), &weights[i], &grads_t[i]));
-            if i > 0 {
-                let masked = layers[i - 1].relu;
-                train_list.extend(bld.backward_input(
-                    &layers[i],
-                    input(i),
-                    &weights[i],
-                    &grads_t[i],
-                    &grads_t[i - 1],
-                    masked,
-                ));
-            }
-        }
-        let au = bld.uniform(&kernels::Adam {
-            count: (len / 4) as u32,
-            beta1: ADAM_BETA1,
-            beta2: ADAM_BETA2,
-            eps: ADAM_EPS,
-        });
-        train_list.push(Dispatch::new(
-            gpu,
-            "adam_update",
-            &k.adam_update,
-            &[(0, B(&au)), (1, B(&step_uniform)), (2, B(&params)), (3, B(&grads)), (4, B(&m1)), (5, B(&m2))],
-            len / 4,
-            64,
-        ));
-        let mut eval_list = vec![gather(&mut bld, &test_data, &test_order)];
-        forward(&mut bld, &mut eval_list);
+        let ce = bld.softmax_cross_entropy(classes, &step_uniform, &outs[n - 1], &labels, &grads_t[n - 1], &row_loss);
+        let mut forward = chain.forward(&mut bld, 0..n);
+        forward.push(ce);
+        let mut train_list = vec![bld.gather(&gather, &step_uniform, &train_data, &train_order, &x)];
+        train_list.extend(forward.iter().cloned());
+        train_list.extend(chain.backward(&mut bld));
+        let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS };
+        train_list.push(bld.adam(&adam, &step_uniform, MomentStore::Buffers, [Bind::Buffer(&m1), Bind::Buffer(&m2)]));
+        let mut eval_list = vec![bld.gather(&gather, &step_uniform, &test_data, &test_order, &x)];
+        eval_list.extend(forward);
         let mut keep = bld.keep;
         keep.extend([grads, m1, m2, train_data, test_data, test_order]);
         let mut mats = outs;

@@ -1,11 +1,27 @@
-//! The GEMM kernel variants, their dispatch shapes, and the per-adapter choice
-//! between them, made by timing each variant on the model's own shapes.
+//! The GEMM kernels (gemm.wgsl, gemm_subgroup.wgsl): their uniform, their
+//! variants and dispatch shapes, and the per-adapter choice between them, made
+//! by timing each variant on the model's own shapes.
 
+use super::timing::Profiler;
+use super::{Bind, Dispatch, Kernels};
 use crate::gpu::Gpu;
-use crate::kernels::{self, Bind, Dispatch, Kernels};
-use crate::profile::Profiler;
 use anyhow::Result;
+use bytemuck::{Pod, Zeroable};
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Gemm {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub act: u32,
+    pub bias: u32,
+    /// `grad_w`, `stride` and `grad_b` are multiples of 4 floats and the bias region is
+    /// padded to 4: backward_weight stores whole texels (the model's layout aligns to 64).
+    pub grad_w: u32,
+    pub stride: u32,
+    pub grad_b: u32,
+}
 /// Which GEMM kernels to use: measured (auto), or forced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GemmPreference {
@@ -75,12 +91,48 @@ pub struct Decision {
 #[derive(Clone, Debug, Default)]
 pub struct Choice {
     pub decisions: Vec<Decision>,
+    /// For shapes no decision covers, in place of the texel kernel.
+    pub otherwise: Option<Variant>,
 }
 
 impl Choice {
-    /// The variant for `pass` at (m, n, k): the decision made for it, else the texel kernel.
+    /// The variants a model recorded, for a forward-only model that times nothing: each
+    /// decision applies to its pass and (n, k) at any number of rows (`get`), and shapes
+    /// the record lacks run the subgroup kernel where this adapter has it.
+    pub fn untimed(k: &Kernels, recorded: Choice) -> Choice {
+        Choice { otherwise: k.subgroup.as_ref().map(|_| Variant::Subgroup), ..recorded }
+    }
+
+    /// The variant for `pass` at (m, n, k): the decision made for it; else one made for
+    /// the same pass and (n, k) at the nearest number of rows (a forward-only model runs
+    /// its training's GEMMs at other batch sizes); else `otherwise`, or the texel kernel.
     pub fn get(&self, pass: Pass, m: usize, n: usize, k: usize) -> Variant {
-        self.decisions.iter().find(|d| d.pass == pass && d.shape == (m, n, k)).map_or(Variant::Texel, |d| d.variant)
+        let same = |d: &&Decision| d.pass == pass && (d.shape.1, d.shape.2) == (n, k);
+        let nearest = self.decisions.iter().filter(same).min_by_key(|d| d.shape.0.abs_diff(m));
+        nearest.map(|d| d.variant).or(self.otherwise).unwrap_or(Variant::Texel)
+    }
+
+    /// The decisions as JSON (pass, shape, variant), as checkpoints and models record them.
+    pub fn to_json(&self) -> serde_json::Value {
+        let one = |d: &Decision| {
+            let (m, n, k) = d.shape;
+            serde_json::json!({"pass": d.pass.entry(), "m": m, "n": n, "k": k, "variant": d.variant.name()})
+        };
+        serde_json::Value::Array(self.decisions.iter().map(one).collect())
+    }
+
+    /// Decisions read back from `to_json`'s form.
+    pub fn from_json(v: &serde_json::Value) -> Result<Choice> {
+        use anyhow::Context;
+        let mut c = Choice::default();
+        for d in v.as_array().context("gemm choice is not a list")? {
+            let pass = Pass::ALL.into_iter().find(|p| d["pass"] == p.entry()).context("unknown GEMM pass")?;
+            let variant =
+                Variant::ALL.into_iter().find(|v| d["variant"] == v.name()).context("unknown GEMM variant")?;
+            let num = |k: &str| d[k].as_u64().map(|v| v as usize).context("GEMM shape is not a number");
+            c.decisions.push(Decision { pass, shape: (num("m")?, num("n")?, num("k")?), variant, timings: Vec::new() });
+        }
+        Ok(c)
     }
 
     /// One line per decision: pass, shape, variant and the timings behind it.
@@ -111,12 +163,12 @@ pub fn available(k: &Kernels) -> Vec<Variant> {
     v
 }
 
-/// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue (`kernels::GemmAdam`),
+/// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue (`super::GemmAdam`),
 /// on gemm_backward_weight_subgroup's grid; `binds` as that file's, the moments (10, 11)
 /// in `ga.moments`' storage.
 pub fn dispatch_backward_weight_adam(
     gpu: &Gpu,
-    ga: &kernels::GemmAdam,
+    ga: &super::GemmAdam,
     label: impl Into<std::borrow::Cow<'static, str>>,
     binds: &[(u32, Bind)],
     m: usize,
@@ -203,6 +255,14 @@ pub fn dispatch(
     }
 }
 
+/// GEMM variants timed by this process so far (`time_variant` calls): forward-only
+/// models must time none.
+pub fn variants_timed() -> usize {
+    TIMED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static TIMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Microseconds of `runs` runs of `pass` in `variant` on random data of the given shape,
 /// fastest first.
 #[allow(clippy::too_many_arguments)]
@@ -216,6 +276,7 @@ pub fn time_variant(
     kk: usize,
     runs: usize,
 ) -> Result<Vec<f64>> {
+    TIMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let m = m.next_multiple_of(4);
     let fill = |rows: usize, cols: usize, seed: u32| -> Result<crate::gpu::Matrix> {
         let mat = gpu.matrix("gemm timing", rows, cols)?;
@@ -235,7 +296,7 @@ pub fn time_variant(
         gpu.buffer("gemm timing flat", ((n.next_multiple_of(4) * stride + n) * 4) as u64, wgpu::BufferUsages::empty())?;
     let u = gpu.uniform(
         "gemm timing",
-        &kernels::Gemm {
+        &Gemm {
             m: m as u32,
             n: n as u32,
             k: kk as u32,
@@ -323,4 +384,56 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
         choice.decisions.push(Decision { pass, shape: (m, n, kk), variant, timings });
     }
     Ok(choice)
+}
+
+/// gemm.wgsl's and gemm_subgroup.wgsl's binding slots.
+pub mod gemm_slot {
+    /// The `Gemm` uniform.
+    pub const P: u32 = 0;
+    /// The left operand: x in the forward pass, d out in the backward passes.
+    pub const LHS: u32 = 1;
+    /// The right operand: W in the forward and backward-input passes, x in backward-weight.
+    pub const RHS: u32 = 2;
+    /// The ReLU mask of backward-input (its layer's input).
+    pub const MASK: u32 = 3;
+    pub const OUT: u32 = 4;
+    /// The flat parameters (the forward pass reads the bias there).
+    pub const PARAMS: u32 = 5;
+    /// The flat gradient (backward-weight writes dW and db there).
+    pub const GRADS: u32 = 6;
+    pub const ALL: &[(&str, u32)] =
+        &[("p", P), ("lhs", LHS), ("rhs", RHS), ("mask", MASK), ("out", OUT), ("params", PARAMS), ("grads", GRADS)];
+}
+
+/// gemm_fused_subgroup.wgsl's slots beside `gemm_slot`'s.
+pub mod gemm_fused_slot {
+    pub const STEP: u32 = 7;
+    /// z, drawn from the heads' output (gemm_forward_reparam).
+    pub const Z_OUT: u32 = 8;
+    /// The images the loss is taken against (gemm_forward_elbo).
+    pub const TARGET_X: u32 = 9;
+    /// Per row and column block, the recon partial sums (gemm_forward_elbo).
+    pub const RECON_PARTIALS: u32 = 10;
+    pub const ALL: &[(&str, u32)] =
+        &[("step", STEP), ("z_out", Z_OUT), ("target_x", TARGET_X), ("recon_partials", RECON_PARTIALS)];
+}
+
+/// gemm_adam_subgroup.wgsl's slots beside `gemm_slot`'s P, LHS and RHS.
+pub mod gemm_adam_slot {
+    /// The `Adam` uniform.
+    pub const ADAM: u32 = 7;
+    pub const STEP: u32 = 8;
+    pub const PARAMS_RW: u32 = 9;
+    pub const MOMENT1: u32 = 10;
+    pub const MOMENT2: u32 = 11;
+    /// The layer's weight texture, updated in place.
+    pub const WEIGHTS: u32 = 12;
+    pub const ALL: &[(&str, u32)] = &[
+        ("adam", ADAM),
+        ("step", STEP),
+        ("params_rw", PARAMS_RW),
+        ("moment1", MOMENT1),
+        ("moment2", MOMENT2),
+        ("weights", WEIGHTS),
+    ];
 }

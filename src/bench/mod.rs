@@ -1,15 +1,26 @@
 //! `elbo bench` and `elbo profile`: kernel and training-step timings on the
 //! chosen adapter, as tables and JSON that two machines can be compared by.
+//! [`report`] prints and compares reports, [`pytorch`] times PyTorch beside
+//! elbo, [`profile`] is `elbo profile`, [`table`] sums the profiler's events.
+
+pub mod profile;
+pub mod pytorch;
+pub mod report;
+pub mod table;
+
+pub use profile::{profile_command, ProfileOptions};
+pub use report::{compare, format_bench, read_report, UNSTEADY_SPREAD};
+
+use pytorch::{pytorch_epoch, pytorch_step};
 
 use crate::data::{load_mnist, mnist_dir, Dataset};
 use crate::gpu::Gpu;
+use crate::kernels::timing::{Event, Profiler, Tail};
 use crate::kernels::{Bind, Dispatch, Kernels};
 use crate::model::{Arch, Model, VaeConfig};
-use crate::profile::{self, Event, Profiler, Tail};
-use crate::trainer::{Hyper, Trainer};
+use crate::train::{Hyper, Trainer};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Instant;
 
 /// Median and the 10th and 90th percentiles.
@@ -54,7 +65,7 @@ pub fn model_trainer<'g>(
     test: &Dataset,
     batch: usize,
 ) -> Result<Trainer<'g>> {
-    model_trainer_with(gpu, arch, train, test, batch, crate::gemm::GemmPreference::Auto)
+    model_trainer_with(gpu, arch, train, test, batch, crate::kernels::gemm::GemmPreference::Auto)
 }
 
 /// model_trainer with the GEMM variants chosen by `gemm`.
@@ -64,7 +75,7 @@ pub fn model_trainer_with<'g>(
     train: &Dataset,
     test: &Dataset,
     batch: usize,
-    gemm: crate::gemm::GemmPreference,
+    gemm: crate::kernels::gemm::GemmPreference,
 ) -> Result<Trainer<'g>> {
     let config = bench_config(arch, train);
     let hyper = Hyper { gemm, ..Hyper::new(1e-3, 1) };
@@ -140,59 +151,6 @@ pub fn time_steps(t: &mut Trainer, warmup: usize, groups: usize, group: usize) -
 }
 
 #[derive(Clone, Debug)]
-pub struct ProfileOptions {
-    pub arch: Arch,
-    pub batch: usize,
-    pub steps: usize,
-    pub trace: Option<std::path::PathBuf>,
-    /// GEMM kernels: timed on the adapter (auto) or forced, as `elbo train --gemm`.
-    pub gemm: crate::gemm::GemmPreference,
-}
-
-/// `elbo profile`: the table of one or more MLP VAE training steps, and the step time beside it.
-pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
-    let (train, test) = mnist()?;
-    let mut t = model_trainer_with(gpu, opts.arch, &train, &test, opts.batch, opts.gemm)?;
-    let runs = profile_steps(gpu, &mut t, 2, opts.steps.max(1))?;
-    let rows = profile::summarize(&runs);
-    let timer = Profiler::new(gpu, 1).timer;
-    let mut out = format!(
-        "adapter: {}\ntiming: {}\n{} training step, batch {}, {} step(s), {} dispatches{}, 1 submit per step\n\n",
-        gpu.adapter_line(),
-        timer.describe(),
-        model_name(opts.arch),
-        opts.batch,
-        runs.len(),
-        t.dispatches_per_step(),
-        if t.copies_weights_each_step() {
-            " + weight copies"
-        } else {
-            " (Adam updates the weight textures: no copies)"
-        }
-    );
-    out += &profile::format_table(&rows);
-    if !t.gemm_choice.decisions.is_empty() {
-        out += &format!(
-            "\nGEMM variants (median us of each on this adapter):\n  {}\n",
-            t.gemm_choice.describe().replace('\n', "\n  ")
-        );
-    }
-    let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;
-    let groups = if opts.arch == Arch::Conv { 3 } else { 10 };
-    let (median, p10, p90) = spread(&time_steps(&mut t, 1, groups, 5)?);
-    out += &format!(
-        "\nsum of the timed work per step: {sum_ms:.2} ms; measured step time as in training ({groups} groups of 5 steps, one wait per group): median {median:.2} ms (p10 {p10:.2}, p90 {p90:.2})\n"
-    );
-    if let Some(path) = &opts.trace {
-        let trace = profile::chrome_trace(&runs, &gpu.adapter_line());
-        crate::write_atomic(path, serde_json::to_string(&trace)?.as_bytes())?;
-        out +=
-            &format!("wrote the Chrome trace to {} (open it in chrome://tracing or ui.perfetto.dev)\n", path.display());
-    }
-    Ok(out)
-}
-
-#[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub batches: Vec<usize>,
     /// Batch sizes of the convolutional VAE's step benchmark (slower: fewer, smaller).
@@ -260,47 +218,6 @@ fn kernel_entries(runs: &[Vec<Event>], model: &str) -> Vec<Value> {
 /// the median).
 pub const DEFAULT_ROUNDS: usize = 5;
 
-/// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its JSON.
-fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
-    let mut cmd = std::process::Command::new(python);
-    cmd.arg(&script).args(["step", "--batch", &batch.to_string(), "--device", device]);
-    if arch == Arch::Conv {
-        cmd.args(["--conv", "--steps", "20"]);
-    }
-    let out = cmd.arg("--data").arg(mnist_dir(None)).output().with_context(|| format!("cannot run {python}"))?;
-    if !out.status.success() {
-        bail!(
-            "{python} {} failed (it needs torch, numpy and safetensors): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        );
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-/// Seconds of one MLP VAE epoch at batch 128 in PyTorch with torchvision's MNIST
-/// dataset and DataLoader (tools/pytorch_vae.py train --torchvision), on `device`.
-fn pytorch_epoch(python: &str, device: &str) -> Result<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .args(["train", "--epochs", "1", "--torchvision", "--batch", "128", "--device", device, "--data"])
-        .arg(mnist_dir(None))
-        .output()
-        .with_context(|| format!("cannot run {python}"))?;
-    if !out.status.success() {
-        bail!(
-            "{python} {} train --torchvision failed (it needs torch and torchvision): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last: Value = serde_json::from_str(text.lines().last().unwrap_or(""))?;
-    last["epoch_seconds"].as_f64().context("the PyTorch script gave no epoch_seconds")
-}
-
 /// Dispatches beyond the first in `fixed_costs`' longer pass.
 pub const FIXED_EXTRA: usize = 40;
 
@@ -310,7 +227,7 @@ pub const FIXED_EXTRA: usize = 40;
 /// dispatch in the same compute pass, from passes of 1 and 1 + FIXED_EXTRA dispatches.
 /// Every touch reads and writes the same buffer, so each waits for the one before, as
 /// a training step's kernels do. On lavapipe the last is llvmpipe handing each
-/// dispatch to its worker threads and waiting for them (README, session 11).
+/// dispatch to its worker threads and waiting for them (docs/PERFORMANCE.md, "Fixed costs").
 pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<Value> {
     let counter = gpu.buffer("touch counter", 16, wgpu::BufferUsages::empty())?;
     let touch = Dispatch::with_groups(gpu, "touch", &k.touch, &[(0, Bind::Buffer(&counter))], [1, 1, 1]);
@@ -387,10 +304,11 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         conv = Some(t);
     }
     for &n in &opts.squares {
-        for v in crate::gemm::available(&k) {
+        for v in crate::kernels::gemm::available(&k) {
             progress(&format!("square GEMM {n} ({})", v.name()));
             let runs = (opts.steps / 3).max(3);
-            let times = crate::gemm::time_variant(gpu, &k, crate::gemm::Pass::Forward, v, n, n, n, runs)?;
+            let times =
+                crate::kernels::gemm::time_variant(gpu, &k, crate::kernels::gemm::Pass::Forward, v, n, n, n, runs)?;
             let (us, p10, p90) = spread(&times);
             let flops = 2.0 * (n as f64).powi(3);
             kernels.push(json!({
@@ -489,236 +407,4 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
         }
     }
     Ok(report)
-}
-
-/// Above this ratio between the largest and the smallest of a measurement's repeats (a
-/// comparison's interleaved rounds, a step's p90 and p10), `format_bench` calls it
-/// unsteady: on the shared 2-core machine of the README, bursts of other load moved
-/// single rounds by 1.3-2.6x.
-pub const UNSTEADY_SPREAD: f64 = 1.25;
-
-/// The note after a comparison whose rounds' ratios spread past `UNSTEADY_SPREAD`.
-fn unsteady_rounds(rounds: &[f64]) -> String {
-    let (lo, hi) = rounds.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    if rounds.len() > 1 && hi > UNSTEADY_SPREAD * lo {
-        format!(
-            "\n  unsteady: the rounds range from {lo:.2}x to {hi:.2}x (the largest more than {UNSTEADY_SPREAD} times \
-             the smallest): something else was using the machine; rerun for a firmer ratio"
-        )
-    } else {
-        String::new()
-    }
-}
-
-/// The bench report as tables.
-pub fn format_bench(r: &Value) -> String {
-    let a = &r["adapter"];
-    let threads = crate::gpu::threads_note(
-        a["llvmpipe_threads"].as_u64().map(|n| n as usize),
-        a["awake_threads"].as_u64().map(|n| n as usize),
-    );
-    let mut s = format!(
-        "adapter: {} (vendor {}, {}, {}, driver {} {}{threads})\ntiming: {}\n\n",
-        a["name"].as_str().unwrap_or("?"),
-        a["vendor"].as_str().unwrap_or("?"),
-        a["backend"].as_str().unwrap_or("?"),
-        a["device_type"].as_str().unwrap_or("?"),
-        a["driver"].as_str().unwrap_or("?"),
-        a["driver_info"].as_str().unwrap_or(""),
-        r["timing"].as_str().unwrap_or("?")
-    );
-    let f = &r["fixed_costs"];
-    if let (Some(submit), Some(one), Some(each)) =
-        (f["submit_wait_us"].as_f64(), f["one_dispatch_us"].as_f64(), f["each_dispatch_us"].as_f64())
-    {
-        s += &format!(
-            "fixed costs (no work): an empty submit and wait {submit:.1} us; one dispatch, submitted and waited for \
-             {one:.1} us; each further dispatch in the same pass {each:.1} us\n\n"
-        );
-    }
-    s += &format!(
-        "{:<30} {:<22} {:>10} {:>17} {:>8} {:>7}\n",
-        "kernel", "shape", "median us", "p10..p90 us", "GFLOP/s", "GB/s"
-    );
-    for k in r["kernels"].as_array().into_iter().flatten() {
-        s += &format!(
-            "{:<30} {:<22} {:>10.1} {:>8.1}..{:<8.1} {:>8.2} {:>7.2}\n",
-            k["kernel"].as_str().unwrap_or("?"),
-            k["shape"].as_str().unwrap_or(""),
-            k["median_us"].as_f64().unwrap_or(0.0),
-            k["p10_us"].as_f64().unwrap_or(0.0),
-            k["p90_us"].as_f64().unwrap_or(0.0),
-            k["gflops"].as_f64().unwrap_or(0.0),
-            k["gbps"].as_f64().unwrap_or(0.0)
-        );
-    }
-    s += "\nGEMM variant chosen per layer (median us of each variant on this adapter):\n";
-    for c in r["gemm_choice"].as_array().into_iter().flatten() {
-        let timings: Vec<String> = c["timings_us"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(v, us)| format!("{v} {:.0}", us.as_f64().unwrap_or(0.0)))
-            .collect();
-        s += &format!(
-            "  {:<22} m={:<4} n={:<4} k={:<4} -> {:<9} ({})\n",
-            c["kernel"].as_str().unwrap_or("?"),
-            c["m"],
-            c["n"],
-            c["k"],
-            c["variant"].as_str().unwrap_or("?"),
-            if timings.is_empty() { "forced or only variant".to_string() } else { timings.join(", ") }
-        );
-    }
-    let steps = r["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if !steps.is_empty() {
-        s += &format!(
-            "\n{:<22} {:>6} {:>10} {:>17} {:>10} {:>10} {:>8}\n",
-            "training step", "batch", "median ms", "p10..p90 ms", "images/s", "dispatches", "submits"
-        );
-    }
-    let mut unsteady_steps = false;
-    for st in steps {
-        let (p10, p90) = (st["p10_ms"].as_f64().unwrap_or(0.0), st["p90_ms"].as_f64().unwrap_or(0.0));
-        let unsteady = p90 > UNSTEADY_SPREAD * p10;
-        unsteady_steps |= unsteady;
-        s += &format!(
-            "{:<22} {:>6} {:>10.2} {:>8.2}..{:<8.2} {:>10.0} {:>10} {:>8}{}\n",
-            st["model"].as_str().unwrap_or("?"),
-            st["batch"],
-            st["median_ms"].as_f64().unwrap_or(0.0),
-            p10,
-            p90,
-            st["images_per_second"].as_f64().unwrap_or(0.0),
-            st["dispatches"],
-            st["submits"],
-            if unsteady { "  unsteady" } else { "" }
-        );
-    }
-    if unsteady_steps {
-        s += &format!(
-            "(unsteady: p90 more than {UNSTEADY_SPREAD}x p10: something else was using the machine; rerun for firmer figures)\n"
-        );
-    }
-    // what the dispatches alone cost of each model's step at batch 128
-    if let Some(each) = r["fixed_costs"]["each_dispatch_us"].as_f64() {
-        for st in steps.iter().filter(|st| st["batch"] == 128) {
-            let (n, ms) = (st["dispatches"].as_u64().unwrap_or(0), st["median_ms"].as_f64().unwrap_or(0.0));
-            if n > 0 && ms > 0.0 {
-                let fixed = n as f64 * each / 1e3;
-                s += &format!(
-                    "{} at batch 128: {n} dispatches x {each:.1} us = {fixed:.2} ms of fixed cost, {:.0}% of the step\n",
-                    st["model"].as_str().unwrap_or("?"),
-                    100.0 * fixed / ms
-                );
-            }
-        }
-    }
-    let ratios = |rounds: &[Value]| -> Vec<f64> {
-        rounds.iter().map(|r| r["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN)).collect()
-    };
-    for p in r["pytorch"].as_array().into_iter().flatten() {
-        let rounds = ratios(p["rounds"].as_array().map_or(&[][..], |v| v));
-        let per_round: Vec<String> = rounds.iter().map(|x| format!("{x:.2}")).collect();
-        s += &format!(
-            "\n{} ({}): {:.2} ms per step at batch {}, elbo {:.2} ms in the same rounds; elbo / PyTorch = {:.2}x (median of {} interleaved rounds: {})",
-            p["system"].as_str().unwrap_or("PyTorch"),
-            p["model"].as_str().unwrap_or("?"),
-            p["median_ms"].as_f64().unwrap_or(0.0),
-            p["batch"],
-            p["elbo_ms"].as_f64().unwrap_or(f64::NAN),
-            p["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN),
-            per_round.len(),
-            per_round.join(", ")
-        );
-        s += &unsteady_rounds(&rounds);
-    }
-    let e = &r["pytorch_epoch"];
-    if let Some(rounds) = e["rounds"].as_array() {
-        let rounds = ratios(rounds);
-        let per_round: Vec<String> = rounds.iter().map(|x| format!("{x:.2}")).collect();
-        s += &format!(
-            "\nPyTorch with its {} ({}): {:.2} s an epoch at batch {}, elbo {:.2} s in the same rounds; elbo / PyTorch = {:.2}x (median of {} interleaved rounds: {})",
-            e["loader"].as_str().unwrap_or("DataLoader"),
-            e["model"].as_str().unwrap_or("?"),
-            e["pytorch_s"].as_f64().unwrap_or(f64::NAN),
-            e["batch"],
-            e["elbo_s"].as_f64().unwrap_or(f64::NAN),
-            e["elbo_over_pytorch"].as_f64().unwrap_or(f64::NAN),
-            per_round.len(),
-            per_round.join(", ")
-        );
-        s += &unsteady_rounds(&rounds);
-    }
-    s += "\n";
-    s
-}
-
-/// Two bench reports side by side: each kernel and step, and the ratio B / A.
-pub fn compare(a: &Value, b: &Value) -> String {
-    let name = |r: &Value| r["adapter"]["name"].as_str().unwrap_or("?").to_string();
-    let mut s = format!("A: {}\nB: {}\n\n", name(a), name(b));
-    s += &format!("{:<30} {:<22} {:>12} {:>12} {:>8}\n", "kernel", "shape", "A median us", "B median us", "B/A");
-    for (key, what) in [
-        ("submit_wait_us", "empty submit and wait"),
-        ("one_dispatch_us", "one dispatch, submit, wait"),
-        ("each_dispatch_us", "each further dispatch"),
-    ] {
-        // either report may predate them
-        let (ta, tb) = (a["fixed_costs"][key].as_f64(), b["fixed_costs"][key].as_f64());
-        if ta.is_some() || tb.is_some() {
-            let us = |t: Option<f64>| t.map(|v| format!("{v:.1}")).unwrap_or("-".into());
-            let ratio = ta.zip(tb).map(|(a, b)| format!("{:.2}", b / a)).unwrap_or("-".into());
-            s += &format!("{:<30} {:<22} {:>12} {:>12} {:>8}\n", what, "(fixed cost)", us(ta), us(tb), ratio);
-        }
-    }
-    // kernels line up by pass, layer and shape whichever variant each adapter ran
-    // ("conv2d_forward_subgroup enc.conv2" against "conv2d_forward_wide enc.conv2")
-    let key = |k: &Value| {
-        let label = k["kernel"].as_str().unwrap_or("?");
-        let (entry, rest) = label.split_once(' ').unwrap_or((label, ""));
-        (crate::kernels::reference_name(entry).to_string(), rest.to_string(), k["shape"].clone())
-    };
-    for ka in a["kernels"].as_array().into_iter().flatten() {
-        let kb = b["kernels"].as_array().into_iter().flatten().find(|k| key(k) == key(ka));
-        let (ta, tb) = (ka["median_us"].as_f64().unwrap_or(0.0), kb.and_then(|k| k["median_us"].as_f64()));
-        let b_label = kb.map(|k| k["kernel"].clone()).filter(|l| *l != ka["kernel"]);
-        s += &format!(
-            "{:<30} {:<22} {:>12.1} {:>12} {:>8}{}\n",
-            ka["kernel"].as_str().unwrap_or("?"),
-            ka["shape"].as_str().unwrap_or(""),
-            ta,
-            tb.map(|v| format!("{v:.1}")).unwrap_or("-".into()),
-            tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into()),
-            b_label.map(|l| format!("  (B: {})", l.as_str().unwrap_or("?"))).unwrap_or_default()
-        );
-    }
-    s +=
-        &format!("\n{:<22} {:>6} {:>12} {:>12} {:>8}\n", "training step", "batch", "A median ms", "B median ms", "B/A");
-    for sa in a["steps"].as_array().into_iter().flatten() {
-        let sb = b["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["model"] == sa["model"] && x["batch"] == sa["batch"]);
-        let (ta, tb) = (sa["median_ms"].as_f64().unwrap_or(0.0), sb.and_then(|x| x["median_ms"].as_f64()));
-        s += &format!(
-            "{:<22} {:>6} {:>12.2} {:>12} {:>8}\n",
-            sa["model"].as_str().unwrap_or("?"),
-            sa["batch"],
-            ta,
-            tb.map(|v| format!("{v:.2}")).unwrap_or("-".into()),
-            tb.map(|v| format!("{:.2}", v / ta)).unwrap_or("-".into())
-        );
-    }
-    s
-}
-
-pub fn read_report(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    if v.get("adapter").is_none() || v.get("steps").is_none() {
-        bail!("{} is not an `elbo bench --json` report (no adapter or steps)", path.display());
-    }
-    Ok(v)
 }

@@ -3,8 +3,8 @@
 //! moments, the counters and the GEMM variants chosen — in one safetensors
 //! file written atomically.
 
-use crate::gemm::{Choice, Decision, Pass, Variant};
-use crate::trainer::{LossSums, TrainState};
+use crate::kernels::gemm::Choice;
+use crate::train::{LossSums, TrainState};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -26,26 +26,6 @@ pub struct Checkpoint {
     pub gemm: Choice,
 }
 
-fn choice_to_json(c: &Choice) -> Value {
-    Value::Array(
-        c.decisions
-            .iter()
-            .map(|d| json!({"pass": d.pass.entry(), "m": d.shape.0, "n": d.shape.1, "k": d.shape.2, "variant": d.variant.name()}))
-            .collect(),
-    )
-}
-
-fn choice_from_json(v: &Value) -> Result<Choice> {
-    let mut c = Choice::default();
-    for d in v.as_array().context("gemm choice is not a list")? {
-        let pass = Pass::ALL.into_iter().find(|p| d["pass"] == p.entry()).context("unknown GEMM pass")?;
-        let variant = Variant::ALL.into_iter().find(|v| d["variant"] == v.name()).context("unknown GEMM variant")?;
-        let num = |k: &str| d[k].as_u64().map(|v| v as usize).context("GEMM shape is not a number");
-        c.decisions.push(Decision { pass, shape: (num("m")?, num("n")?, num("k")?), variant, timings: Vec::new() });
-    }
-    Ok(c)
-}
-
 impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let meta = HashMap::from([(
@@ -57,7 +37,7 @@ impl Checkpoint {
                 "partial": [self.partial.recon, self.partial.kl, self.partial.images],
                 "steps_done": self.state.steps_done,
                 "counter": self.state.counter,
-                "gemm": choice_to_json(&self.gemm),
+                "gemm": Choice::to_json(&self.gemm),
             })
             .to_string(),
         )]);
@@ -116,7 +96,7 @@ impl Checkpoint {
                 steps_done: num("steps_done")? as u32,
                 counter: num("counter")? as u32,
             },
-            gemm: choice_from_json(&m["gemm"])?,
+            gemm: Choice::from_json(&m["gemm"])?,
         })
     }
 }

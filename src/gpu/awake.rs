@@ -2,7 +2,7 @@
 //!
 //! lavapipe runs each dispatch on worker threads that sleep between dispatches, and
 //! every dispatch starts by waking them. In a virtual machine whose idle processors halt
-//! at once (the README's 2-core VM: `haltpoll.guest_halt_poll_ns=0`), that wake goes
+//! at once (`haltpoll.guest_halt_poll_ns=0`, as on many cloud VMs), that wake goes
 //! through the host, which may have given the halted processor away: each of a step's
 //! dispatches then waits for the host's scheduler. PyTorch's OpenMP threads spin
 //! between operations and never let their processors halt.
@@ -10,11 +10,9 @@
 //! Here one thread per processor, at the idle scheduling class (it runs only where
 //! nothing else wants the processor), loops on `sched_yield` while work submitted
 //! through `Gpu::submit` is in flight and for `LINGER` after it. A processor running it
-//! never halts, and a lavapipe worker woken there takes it over at once. Measured on the
-//! README's machine (MLP VAE, batch 128, alternated processes with and without
-//! `ELBO_SPIN=0`, README session 12): an epoch 3.26-3.43 s against 3.42-4.83 s; threads
-//! that spin on `pause` instead (no yield) made epochs slower (3.95-4.22 s against
-//! 3.49-3.72 s).
+//! never halts, and a lavapipe worker woken there takes it over at once: steadier and
+//! faster epochs on a 2-core VM, while threads that spin on `pause` without yielding
+//! made them slower (docs/PERFORMANCE.md, "Keeping the processors awake").
 //!
 //! Linux only (elsewhere nothing spins); `ELBO_SPIN=0` turns it off.
 

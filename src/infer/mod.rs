@@ -1,0 +1,160 @@
+//! Using a trained model: an opened model ([`OpenModel`]) and the commands on it,
+//! [`explore`] (sample, reconstruct, manifold, traverse, interpolate, embed),
+//! [`eval`], [`restore`], [`probe`] and [`finetune`]. Every command runs the
+//! model's encoder and decoder on the GPU through the same kernels and dispatch
+//! lists as training.
+
+pub mod eval;
+pub mod explore;
+pub mod finetune;
+pub mod probe;
+pub mod restore;
+
+pub use eval::*;
+pub use explore::*;
+pub use probe::*;
+pub use restore::*;
+
+use crate::data::Dataset;
+use crate::gpu::{AdapterChoice, Gpu};
+use crate::kernels::gemm::Choice;
+use crate::model::Model;
+use crate::plot::grid::save_grid;
+use crate::step::{ForwardOptions, Net};
+use crate::train::{load_dataset, DatasetChoice, TrainOptions};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// What every command takes: the model, the data it was trained on, the adapter.
+#[derive(Clone, Debug)]
+pub struct UseOptions {
+    /// A run folder (holding model.safetensors) or a .safetensors file.
+    pub model: PathBuf,
+    pub dataset: DatasetChoice,
+    pub data_dir: Option<PathBuf>,
+    pub channels_in: usize,
+    pub image_size: Option<(usize, usize)>,
+    pub test_fraction: f64,
+    pub seed: u64,
+    /// Where to write [default: beside the model].
+    pub out: Option<PathBuf>,
+    pub adapter: AdapterChoice,
+    pub quiet: bool,
+}
+
+/// The checkpoint file of `--model`, and the folder outputs go to by default.
+pub fn model_paths(given: &Path) -> Result<(PathBuf, PathBuf)> {
+    if given.is_dir() {
+        let file = given.join("model.safetensors");
+        if !file.exists() {
+            bail!(
+                "{} has no model.safetensors; pass a run folder written by `elbo train` or a .safetensors file",
+                given.display()
+            );
+        }
+        return Ok((file, given.to_path_buf()));
+    }
+    if !given.exists() {
+        bail!("{} does not exist; pass a run folder written by `elbo train` or its model.safetensors", given.display());
+    }
+    let dir = given.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    Ok((given.to_path_buf(), dir))
+}
+
+/// An opened model with the data it is used on.
+pub struct OpenModel {
+    pub gpu: Gpu,
+    pub model: Model,
+    /// The GEMM variants training recorded in the model (none in files of other
+    /// writers): inference reuses them and times nothing (`Choice::untimed`).
+    pub gemm: Choice,
+    pub train: Dataset,
+    pub test: Dataset,
+    pub out_dir: PathBuf,
+}
+
+impl OpenModel {
+    pub fn open(opts: &UseOptions) -> Result<OpenModel> {
+        let (file, out_dir) = model_paths(&opts.model)?;
+        let model = Model::load(&file)?;
+        let bytes = std::fs::read(&file).with_context(|| format!("cannot read model file {}", file.display()))?;
+        let gemm = match Model::metadata(&bytes)?.get("gemm") {
+            Some(text) => serde_json::from_str(text)
+                .map_err(anyhow::Error::from)
+                .and_then(|v| Choice::from_json(&v))
+                .with_context(|| format!("{}: its recorded GEMM variants are damaged", file.display()))?,
+            None => Choice::default(),
+        };
+        let c = &model.config;
+        let load = TrainOptions {
+            dataset: opts.dataset.clone(),
+            data_dir: opts.data_dir.clone(),
+            channels_in: c.channels,
+            image_size: opts
+                .image_size
+                .or(Some((c.width, c.height)))
+                .filter(|_| matches!(opts.dataset, DatasetChoice::Folder(_))),
+            test_fraction: opts.test_fraction,
+            seed: opts.seed,
+            arch: c.arch,
+            ..Default::default()
+        };
+        let (train, test, _) = load_dataset(&load)?;
+        if (test.width, test.height, test.channels) != (c.width, c.height, c.channels) {
+            bail!(
+                "the model was trained on {}x{} images with {} channel(s) but the data is {}x{} with {}; pass the --dataset (and --image-size) it was trained with",
+                c.width, c.height, c.channels, test.width, test.height, test.channels
+            );
+        }
+        let gpu = Gpu::new(&opts.adapter)?;
+        let out_dir = opts.out.clone().unwrap_or(out_dir);
+        std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+        Ok(OpenModel { gpu, model, gemm, train, test, out_dir })
+    }
+
+    /// The model forward-only over the test set, `samples` rows per image.
+    pub fn net(&self, batch: usize, samples: usize) -> Result<Net<'_>> {
+        self.net_over(&self.test, ForwardOptions { batch, samples, binarize: false, seed: 1 })
+    }
+
+    /// The model forward-only over `data` (as its test set).
+    pub fn net_over(&self, data: &Dataset, o: ForwardOptions) -> Result<Net<'_>> {
+        Net::forward_only(&self.gpu, self.model.clone(), o, self.gemm.clone(), data)
+    }
+
+    fn save(&self, name: &str, tiles: &[&[f32]], cols: usize) -> Result<PathBuf> {
+        let c = &self.model.config;
+        let path = self.out_dir.join(name);
+        let scale = (112 / c.width.max(c.height)).clamp(2, 8);
+        save_grid(&path, tiles, c.width, c.height, c.channels, cols, scale)?;
+        Ok(path)
+    }
+
+    /// Decodes any number of codes (n, L), in chunks the textures hold.
+    pub fn decode_all(&self, t: &mut Net, z: &[f32]) -> Result<Vec<f32>> {
+        let lat = self.model.config.latent;
+        let mut out = Vec::new();
+        for chunk in z.chunks(t.rows() * lat) {
+            out.extend(t.decode(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// Posterior means (n, L) and log-variances of the first `n` test images.
+    pub fn encode(&self, t: &mut Net, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (mut mu, mut lv) = (Vec::new(), Vec::new());
+        let lat = self.model.config.latent;
+        for b in 0..n.div_ceil(t.batch) {
+            let rows = t.eval_rows(b, 0.0)?;
+            mu.extend(rows.mu);
+            lv.extend(rows.logvar);
+        }
+        mu.truncate(n * lat);
+        lv.truncate(n * lat);
+        Ok((mu, lv))
+    }
+
+    fn image(&self, i: usize) -> Vec<f32> {
+        self.test.image(i).iter().map(|&b| b as f32 / 255.0).collect()
+    }
+}

@@ -1,0 +1,359 @@
+//! The convolution kernels (conv.wgsl, conv_subgroup.wgsl): their uniform, the
+//! variant each pass runs for a shape, and the dispatches of one pass.
+
+use super::{Bind, Dispatch, Kernels};
+use crate::gpu::Gpu;
+use crate::model::ConvShape;
+use bytemuck::{Pod, Zeroable};
+
+/// conv.wgsl epilogues.
+pub const EPILOGUE_NONE: u32 = 0;
+
+pub const EPILOGUE_BIAS: u32 = 1;
+
+pub const EPILOGUE_BIAS_RELU: u32 = 2;
+
+pub const EPILOGUE_RELU_MASK: u32 = 3;
+
+/// `Conv` of conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Conv {
+    pub batch: u32,
+    pub in_w: u32,
+    pub in_h: u32,
+    pub in_c: u32,
+    pub out_w: u32,
+    pub out_h: u32,
+    pub out_c: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub epilogue: u32,
+    pub bias: u32,
+    pub grad_w: u32,
+    pub w_stride: u32,
+    pub grad_b: u32,
+    pub bias_of: u32,
+}
+
+impl Conv {
+    /// The geometry of `s` for `batch` rows (a multiple of 4) with `epilogue`; the
+    /// offsets into the flat buffers are left at 0 for the caller to set.
+    pub fn new(s: &ConvShape, batch: usize, epilogue: u32) -> Conv {
+        Conv {
+            batch: batch as u32,
+            in_w: s.in_w as u32,
+            in_h: s.in_h as u32,
+            in_c: s.in_c as u32,
+            out_w: s.out_w as u32,
+            out_h: s.out_h as u32,
+            out_c: s.out_c as u32,
+            kernel: s.kernel as u32,
+            stride: s.stride as u32,
+            pad: s.pad as u32,
+            epilogue,
+            ..Default::default()
+        }
+    }
+}
+
+/// Invocations of a conv.wgsl entry point for `batch` rows of images of geometry `s`.
+pub fn conv_invocations(entry: &str, s: &ConvShape, batch: usize) -> usize {
+    let (c4_in, c4_out) = (s.in_c.div_ceil(4), s.out_c.div_ceil(4));
+    match entry {
+        "conv2d_forward" => batch * s.out_h * s.out_w.div_ceil(4) * c4_out,
+        "conv2d_backward_input" => batch * s.in_h * s.in_w.div_ceil(4 * s.stride) * s.stride * c4_in,
+        "conv2d_backward_weight" => c4_out * s.kernel * s.kernel * c4_in,
+        _ => panic!("{entry} is not a conv.wgsl entry point"),
+    }
+}
+
+/// Which implementation runs a convolution pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// conv.wgsl: one invocation per block of outputs.
+    Plain,
+    /// conv_subgroup.wgsl: implicit GEMM sharing operands by subgroupBroadcast.
+    Subgroup,
+    /// conv_subgroup.wgsl's `_c1_subgroup` kernels for a 1-channel input and a 4x4 kernel.
+    SubgroupC1,
+    /// backward_input of a 1-channel input and a 4x4 kernel in three dispatches: conv.wgsl's
+    /// conv2d_taps_c1 and conv2d_col2im_c1 around a 1x1 conv2d_forward_subgroup (conv.wgsl
+    /// says how); SubgroupC1's kernel where the taps image would not fit a texture.
+    SplitC1,
+    /// conv.wgsl's `_wide` kernels: lanes of a workgroup share each block's sum.
+    Wide,
+}
+
+/// Whether conv_subgroup.wgsl computes `entry` for geometry `s` (its backward_weight
+/// needs the input channels in whole subgroups: c4_in a multiple of 8).
+pub fn conv_subgroup_supports(entry: &str, s: &ConvShape) -> bool {
+    match entry {
+        "conv2d_forward" | "conv2d_backward_input" => true,
+        "conv2d_backward_weight" => s.in_c.div_ceil(4).is_multiple_of(8),
+        _ => false,
+    }
+}
+
+/// Whether conv_subgroup.wgsl's `_c1_subgroup` kernels compute geometry `s`: a 1-channel
+/// input and a 4x4 kernel.
+pub fn conv_c1_supports(s: &ConvShape) -> bool {
+    s.in_c == 1 && s.kernel == 4
+}
+
+/// The variant to run `entry` of geometry `s` with. On adapters with 8- or 16-lane subgroups,
+/// a 1-channel input with a 4x4 kernel takes the `_c1_subgroup` kernels (lavapipe,
+/// batch 128: 1.2-5 ms a pass against 5.6-17 ms for the others); otherwise the
+/// subgroup kernels where they support the shape and (for backward_input) the
+/// input channels fill at least half of a subgroup's lanes. Measured on lavapipe at
+/// batch 128 (GFLOP/s, subgroup against conv.wgsl): forward 14x14x32 -> 7x7x64 55
+/// against 22, 28x28x1 -> 14x14x32 equal; backward_input 14x14x32 <- 7x7x64 45
+/// against 11, but 28x28x1 <- 14x14x32 1.1 against 1.4 (one lane in eight busy);
+/// backward_weight 14x14x32 -> 7x7x64 about 45 against 15.
+/// Elsewhere GPUs (`Kernels::wide_reductions`) run the `_wide` variants where the split
+/// sum fills their 8 lanes: on an H100 at batch 128 that took the 32- and 64-channel
+/// forward passes from 170 to 96 us, backward_input from 236 to 120 us and the
+/// 1-channel one (the decoder's output layer) from 193 to 71 us; backward_weight from
+/// 1.4-18 ms to 64-143 us.
+pub fn conv_variant(k: &Kernels, entry: &str, s: &ConvShape) -> ConvVariant {
+    let worth = entry != "conv2d_backward_input" || s.in_c.div_ceil(4) >= 4;
+    // the channel texels a _wide lane group splits
+    let split = match entry {
+        "conv2d_forward" => s.in_c.div_ceil(4),
+        "conv2d_backward_input" => s.out_c.div_ceil(4),
+        _ => usize::MAX,
+    };
+    if k.subgroup.is_some() && conv_c1_supports(s) {
+        // lavapipe, the decoder's last layer at batch 128: backward_input 2.7 ms split,
+        // 5.1 ms as one _c1 kernel, which fetches each dOut texel once per tap and pixel
+        if entry == "conv2d_backward_input" {
+            ConvVariant::SplitC1
+        } else {
+            ConvVariant::SubgroupC1
+        }
+    } else if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
+        ConvVariant::Subgroup
+    } else if k.wide_reductions && split >= 8 {
+        ConvVariant::Wide
+    } else {
+        ConvVariant::Plain
+    }
+}
+
+/// The dispatches of one convolution pass, in order; `main` is the one that does the
+/// multiply-adds (the profiler's cost goes there).
+pub struct ConvPass {
+    pub dispatches: Vec<Dispatch>,
+    pub main: usize,
+    /// ConvVariant::SplitC1: the taps image that its last dispatch (conv2d_col2im_c1) sums.
+    pub taps: Option<crate::gpu::Matrix>,
+}
+
+/// The dispatches of conv.wgsl's `entry` in `variant` for `batch` rows of images of
+/// geometry `s`; `binds` as conv.wgsl's. The labels get the variant's names.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    entry: &'static str,
+    variant: ConvVariant,
+    label: &str,
+    binds: &[(u32, Bind)],
+    s: &ConvShape,
+    batch: usize,
+) -> ConvPass {
+    if variant == ConvVariant::SplitC1 {
+        assert!(entry == "conv2d_backward_input" && conv_c1_supports(s), "no split {entry} for {s:?}");
+        if let Some((dispatches, taps)) = split_c1(gpu, k, label, binds, s, batch) {
+            return ConvPass { dispatches, main: 1, taps: Some(taps) };
+        }
+        return conv_dispatch(gpu, k, entry, ConvVariant::SubgroupC1, label, binds, s, batch);
+    }
+    ConvPass { dispatches: vec![conv_single(gpu, k, entry, variant, label, binds, s, batch)], main: 0, taps: None }
+}
+
+/// llvmpipe (Mesa 22.3) ends every loop of a shader invocation once their turns add up to
+/// this, and loops after that run once: the results come out wrong.
+pub const LLVMPIPE_LOOP_TURNS: usize = 65535;
+
+/// At most the loop turns of one invocation of the weight gradient of geometry `s` over
+/// `rows` images in `variant` (of a transposed convolution where `transposed`), on the
+/// kernels llvmpipe runs (its limit: LLVMPIPE_LOOP_TURNS); zero for the variants GPUs run.
+pub fn weight_loop_turns(variant: ConvVariant, s: &ConvShape, rows: usize, transposed: bool) -> usize {
+    // a transposed convolution's bias in conv_subgroup.wgsl: the input side's sum over the
+    // whole image, 16 texels a turn
+    let image_sum = if transposed { rows * (1 + (s.in_h * s.in_w).div_ceil(16)) } else { 0 };
+    match variant {
+        // a subgroup's images (every 8th) by the output pixels; the 1-channel side's sum
+        // (counted for every layer: without it, the skipped branch still cost 100-330
+        // turns); the sum of the 8 subgroups' 9 texels and the writes of 8 taps by 4
+        // channels. llvmpipe counts each pass through a loop's end, the one that leaves it
+        // too. tests/conv.rs runs the largest batch this lets through.
+        ConvVariant::SubgroupC1 | ConvVariant::SplitC1 => {
+            let images = rows.div_ceil(8);
+            let main = 1 + images * (2 + s.out_h * (s.out_w + 2));
+            let bias = 1 + images * (2 + (s.in_h * s.in_w).div_ceil(8));
+            main + bias + (8 + 7 * 10) + (5 + 4 * 9)
+        }
+        // the images (8 a turn) under each output pixel, the bias sums, the input sum
+        ConvVariant::Subgroup => {
+            s.out_h * (1 + (s.out_w + 1) * (1 + rows.div_ceil(8)))
+                + rows * (1 + (s.out_h * s.out_w).div_ceil(8))
+                + image_sum
+        }
+        // weight_sums: every image and output row, 4 columns a turn; input_sum (counted for
+        // every layer, as the 1-channel one); the writes. Each loop's leaving pass counts,
+        // and llvmpipe ran about two turns an image more than that with the bias sum
+        // (12x12x3 -> 6x6x4: wrong from 980-1000 images on, where it counted 64 an image):
+        // four an image are added.
+        ConvVariant::Plain => {
+            let sums = (rows + 1) + rows * (s.out_h + 1) + rows * s.out_h * (s.out_w.div_ceil(4) + 1);
+            let input = (rows + 1) + rows * (s.in_h + 1) + rows * s.in_h * (s.in_w.div_ceil(16) + 1);
+            sums + input + 4 * rows + 64
+        }
+        ConvVariant::Wide => 0,
+    }
+}
+
+/// One dispatch of `entry` in `variant` (every variant but SplitC1).
+#[allow(clippy::too_many_arguments)]
+fn conv_single(
+    gpu: &Gpu,
+    k: &Kernels,
+    entry: &'static str,
+    variant: ConvVariant,
+    label: &str,
+    binds: &[(u32, Bind)],
+    s: &ConvShape,
+    batch: usize,
+) -> Dispatch {
+    let g = |x: usize| x.max(1) as u32;
+    assert!(
+        variant != ConvVariant::Subgroup || conv_subgroup_supports(entry, s),
+        "conv_subgroup.wgsl does not compute {entry} for {s:?}"
+    );
+    assert!(variant != ConvVariant::SubgroupC1 || conv_c1_supports(s), "no _c1_subgroup kernel for {s:?}");
+    match (variant, &k.subgroup, entry) {
+        (ConvVariant::Subgroup, Some(sg), "conv2d_forward") => {
+            // 4 LANES output channels a workgroup: the 16-lane build where they fill 3/4 of its 64
+            // (32 rows a workgroup; the 32-column kernel takes 32 a half-subgroup)
+            let (pipeline, cols, rows) = match &sg.conv2d_forward_subgroup16 {
+                Some(p16) if s.out_c > 40 => (p16, 64, 32),
+                _ => (&sg.conv2d_forward_subgroup, 32, 32 * sg.lanes as usize / 8),
+            };
+            let groups = [g(s.out_c.div_ceil(cols)), g((batch * s.out_h * s.out_w).div_ceil(rows)), 1];
+            Dispatch::with_groups(gpu, format!("conv2d_forward_subgroup {label}"), pipeline, binds, groups)
+        }
+        (ConvVariant::Subgroup, Some(sg), "conv2d_backward_input") => {
+            // a subgroup per block of 8 pixels of one row, in 4 images per 8 lanes
+            let images = 4 * sg.lanes as usize / 8;
+            let blocks = batch.div_ceil(images) * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
+            let groups = [g(s.in_c.div_ceil(4).div_ceil(8)), g(blocks), 1];
+            let pipeline = &sg.conv2d_backward_input_subgroup;
+            Dispatch::with_groups(gpu, format!("conv2d_backward_input_subgroup {label}"), pipeline, binds, groups)
+        }
+        (ConvVariant::Subgroup, Some(sg), "conv2d_backward_weight") => {
+            // LANES columns (tap, input-channel texel) of dW by 16 output channels a workgroup
+            let lanes = sg.lanes as usize;
+            let groups = [g((s.kernel * s.kernel * s.in_c.div_ceil(4)).div_ceil(lanes)), g(s.out_c.div_ceil(16)), 1];
+            let pipeline = &sg.conv2d_backward_weight_subgroup;
+            Dispatch::with_groups(gpu, format!("conv2d_backward_weight_subgroup {label}"), pipeline, binds, groups)
+        }
+        (ConvVariant::SubgroupC1, Some(sg), _) => {
+            let c8 = g(s.out_c.div_ceil(4).div_ceil(8));
+            let (pipeline, groups) = match entry {
+                // 64 output pixels per subgroup, 8 subgroups per workgroup
+                "conv2d_forward" => {
+                    (&sg.conv2d_forward_c1_subgroup, [c8, g((batch * s.out_h * s.out_w).div_ceil(8 * 64)), 1])
+                }
+                // 8 blocks of 8 input pixels per workgroup
+                "conv2d_backward_input" => {
+                    let blocks = batch * s.in_h * s.stride * s.in_w.div_ceil(8 * s.stride);
+                    (&sg.conv2d_backward_input_c1_subgroup, [1, g(blocks.div_ceil(8)), 1])
+                }
+                // one workgroup per two kernel rows
+                "conv2d_backward_weight" => (&sg.conv2d_backward_weight_c1_subgroup, [c8, 2, 1]),
+                _ => panic!("{entry} is not a conv.wgsl entry point"),
+            };
+            let name = format!("{}_c1_subgroup {label}", entry);
+            Dispatch::with_groups(gpu, name, pipeline, binds, groups)
+        }
+        (ConvVariant::Wide, _, _) => {
+            // backward_weight: one workgroup per block of outputs; the others 8 blocks per workgroup
+            let (pipeline, per_group) = match entry {
+                "conv2d_forward" => (&k.conv2d_forward_wide, 8),
+                "conv2d_backward_input" => (&k.conv2d_backward_input_wide, 8),
+                "conv2d_backward_weight" => (&k.conv2d_backward_weight_wide, 1),
+                _ => panic!("{entry} is not a conv.wgsl entry point"),
+            };
+            let blocks = conv_invocations(entry, s, batch);
+            Dispatch::new(gpu, format!("{entry}_wide {label}"), pipeline, binds, blocks, per_group)
+        }
+        _ => {
+            let pipeline = match entry {
+                "conv2d_forward" => &k.conv2d_forward,
+                "conv2d_backward_input" => &k.conv2d_backward_input,
+                "conv2d_backward_weight" => &k.conv2d_backward_weight,
+                _ => panic!("{entry} is not a conv.wgsl entry point"),
+            };
+            Dispatch::new(gpu, format!("{entry} {label}"), pipeline, binds, conv_invocations(entry, s, batch), 64)
+        }
+    }
+}
+
+/// ConvVariant::SplitC1's three dispatches and the taps image; the re-laid weights and
+/// the taps image are made here and live in the dispatches' bind groups. None where the
+/// adapter has no subgroup kernels or the taps image does not fit a texture.
+fn split_c1(
+    gpu: &Gpu,
+    k: &Kernels,
+    label: &str,
+    binds: &[(u32, Bind)],
+    s: &ConvShape,
+    batch: usize,
+) -> Option<(Vec<Dispatch>, crate::gpu::Matrix)> {
+    use Bind::{Buffer as B, Texture as T};
+    k.subgroup.as_ref()?;
+    let taps = s.kernel * s.kernel;
+    let t_shape = ConvShape {
+        in_h: s.out_h,
+        in_w: s.out_w,
+        in_c: s.out_c,
+        out_h: s.out_h,
+        out_w: s.out_w,
+        out_c: taps,
+        kernel: 1,
+        stride: 1,
+        pad: 0,
+    };
+    let weights = gpu.matrix("taps weights", taps, s.out_c).ok()?;
+    let image = gpu.matrix("taps image", batch, s.out_h * s.out_w * taps.next_multiple_of(4)).ok()?;
+    let slot = |i: u32| binds.iter().find(|(b, _)| *b == i).map(|(_, v)| *v).expect("conv.wgsl's binding");
+    let u = gpu.uniform("taps convolution", &Conv::new(&t_shape, batch, EPILOGUE_NONE));
+    let relayout = Dispatch::new(
+        gpu,
+        format!("conv2d_taps_c1 {label}"),
+        &k.conv2d_taps_c1,
+        &[(0, slot(0)), (2, slot(2)), (4, T(&weights.view))],
+        taps * s.out_c.div_ceil(4),
+        64,
+    );
+    let conv_binds = [(0, B(&u)), (1, slot(1)), (2, T(&weights.view)), (3, slot(1)), (4, T(&image.view)), (5, slot(5))];
+    let taps_label = format!("{label} taps");
+    let taps_conv =
+        conv_single(gpu, k, "conv2d_forward", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
+    let col2im = Dispatch::new(
+        gpu,
+        format!("conv2d_col2im_c1 {label}"),
+        &k.conv2d_col2im_c1,
+        &[(0, slot(0)), (1, T(&image.view)), (3, slot(3)), (4, slot(4)), (5, slot(5))],
+        batch * s.in_h * s.in_w,
+        64,
+    );
+    Some((vec![relayout, taps_conv, col2im], image))
+}
+
+/// conv_common.wgsl's binding slots: those of gemm.wgsl (`super::gemm::gemm_slot`), for the
+/// same roles.
+pub use super::gemm::gemm_slot as conv_slot;

@@ -1,0 +1,240 @@
+//! The reparameterisation (reparam.wgsl), the ELBO's loss and gradient
+//! (elbo.wgsl, and its fusion into the last GEMM), the loss reductions and the
+//! element-wise activations' uniform.
+
+use super::conv::{conv_variant, ConvVariant, LLVMPIPE_LOOP_TURNS};
+use super::{Bind, Dispatch, Kernels};
+use crate::gpu::Gpu;
+use crate::model::ConvShape;
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Elementwise {
+    pub m: u32,
+    pub cols: u32,
+    pub pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Reparam {
+    pub m: u32,
+    pub latent: u32,
+    /// Free bits: nats per latent dimension (loss_reduce; 0: off).
+    pub free_bits: f32,
+    /// reparam_backward_reduce_partials: the recon partial sums, `elbo_gemm_blocks` times
+    /// m (block-major); else 0.
+    pub partials: u32,
+}
+
+impl Reparam {
+    pub fn new(m: usize, latent: usize, free_bits: f32) -> Reparam {
+        Reparam { m: m as u32, latent: latent as u32, free_bits, partials: 0 }
+    }
+
+    /// For reparam_backward_reduce_partials: each row's recon comes in `blocks` sums,
+    /// block-major (`partials[b * m + row]`).
+    pub fn with_partials(self, blocks: usize) -> Reparam {
+        Reparam { partials: blocks as u32 * self.m, ..self }
+    }
+}
+
+/// Whether the training step takes loss_reduce and reparam_backward as one dispatch
+/// (reparam_backward_reduce, one workgroup) at `m` rows and `latent` dimensions: where each
+/// of its 64 invocations has at most 256 texels of d[mu | logvar] to write. That bounds
+/// its serial work on a GPU, and keeps it far below llvmpipe's LLVMPIPE_LOOP_TURNS (a
+/// texel takes 5 turns, and the loss sums 16 rows a turn).
+pub fn reparam_reduce_fused(m: usize, latent: usize) -> bool {
+    (2 * latent).div_ceil(4) * m <= 64 * 256
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Elbo {
+    pub m: u32,
+    pub latent: u32,
+    pub pixels: u32,
+    pub channels: u32,
+    pub x_cp: u32,
+    pub o_cp: u32,
+    pub o_cols: u32,
+    pub halves: u32,
+    pub gaussian: u32,
+    pub masked: u32,
+    pub pad: [u32; 2],
+}
+
+impl Elbo {
+    /// The loss kernel's parameters for `m` rows, latent `latent`, the model's loss layout,
+    /// and whether only observed values count.
+    pub fn new(m: usize, latent: usize, lay: &crate::model::LossLayout, masked: bool) -> Elbo {
+        Elbo {
+            m: m as u32,
+            latent: latent as u32,
+            pixels: lay.pixels as u32,
+            channels: lay.channels as u32,
+            x_cp: lay.x_cp as u32,
+            o_cp: lay.o_cp as u32,
+            o_cols: lay.o_cols as u32,
+            halves: lay.halves as u32,
+            gaussian: lay.gaussian as u32,
+            masked: masked as u32,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// Whether the fused loss takes its `_wide` variant for `o_cols` output columns a row:
+/// on GPUs (`Kernels::wide_reductions`), and on llvmpipe where one invocation's loop over
+/// a row (at most 5 turns a texel) would pass LLVMPIPE_LOOP_TURNS, which a row of up to
+/// 16384 texels (the texture limit) can. (The GEMMs' loops run over at most one texture
+/// side, 16384 texels, and stay within it.)
+pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
+    k.wide_reductions || (gpu.is_llvmpipe() && 5 * o_cols.div_ceil(4) + 64 > LLVMPIPE_LOOP_TURNS)
+}
+
+/// The fused loss of elbo.wgsl for `m` rows: its `_wide` variant (one workgroup per
+/// row) when `wide`, else one invocation per row. `binds` as elbo.wgsl's.
+pub fn elbo_dispatch(gpu: &Gpu, k: &Kernels, wide: bool, binds: &[(u32, Bind)], m: usize) -> Dispatch {
+    if wide {
+        Dispatch::new(gpu, "elbo_forward_backward_wide", &k.elbo_forward_backward_wide, binds, m, 1)
+    } else {
+        Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, binds, m, 64)
+    }
+}
+
+/// `Taps` of elbo.wgsl: elbo_forward_backward_taps's geometry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Taps {
+    pub width: u32,
+    pub out_w: u32,
+    pub out_h: u32,
+    pub pad: u32,
+    pub bias: u32,
+    pub pad1: [u32; 3],
+}
+
+impl Taps {
+    /// The geometry of a one-channel transposed convolution `s` (in its convolution's
+    /// direction: the image is its input) whose bias sits at flat float `bias`.
+    pub fn new(s: &ConvShape, bias: usize) -> Taps {
+        Taps {
+            width: s.in_w as u32,
+            out_w: s.out_w as u32,
+            out_h: s.out_h as u32,
+            pad: s.pad as u32,
+            bias: bias as u32,
+            pad1: [0; 3],
+        }
+    }
+}
+
+/// Whether the loss may sum the decoder's logits from the taps image of its last layer
+/// `l` (elbo_forward_backward_taps, in place of conv2d_col2im_c1 and the loss): a
+/// Bernoulli decoder whose last layer is a transposed convolution into one channel with
+/// a 4x4 kernel and stride 2 that runs as ConvVariant::SplitC1, with one value a texel
+/// (`lay`), and (on llvmpipe) a loop over the image's pixels and the latent dimensions
+/// within LLVMPIPE_LOOP_TURNS.
+pub fn elbo_taps_fits(
+    gpu: &Gpu,
+    k: &Kernels,
+    l: &crate::model::Layer,
+    lay: &crate::model::LossLayout,
+    latent: usize,
+) -> bool {
+    let s = match l.op {
+        crate::model::Op::Deconv { kernel: 4, stride: 2, .. } => l.conv_shape(),
+        _ => return false,
+    };
+    conv_variant(k, "conv2d_backward_input", &s) == ConvVariant::SplitC1
+        && !lay.gaussian
+        && lay.channels == 1
+        && lay.x_cp == 4
+        && lay.o_cp == 4
+        && !(gpu.is_llvmpipe() && lay.pixels + latent + 64 > LLVMPIPE_LOOP_TURNS)
+}
+
+/// Whether the training step may run the decoder's last layer `l` and the loss as one
+/// dispatch (gemm_forward_elbo_subgroup, where the adapter has the subgroup GEMMs): a
+/// dense layer without ReLU into a Bernoulli decoder's output whose values line up with
+/// the target's (value e at column e of both: `lay`).
+pub fn elbo_gemm_fits(l: &crate::model::Layer, lay: &crate::model::LossLayout) -> bool {
+    l.op == crate::model::Op::Dense && !l.relu && !lay.gaussian && lay.halves && lay.x_cp == lay.channels
+}
+
+/// gemm_forward_elbo_subgroup's column blocks (workgroups across) for `n` output columns
+/// at `lanes` lanes: the recon partial sums it writes a row.
+pub fn elbo_gemm_blocks(n: usize, lanes: u32) -> usize {
+    n.div_ceil(4 * lanes as usize)
+}
+
+/// elbo.wgsl's binding slots.
+pub mod elbo_slot {
+    /// The `Elbo` uniform.
+    pub const P: u32 = 0;
+    pub const STEP: u32 = 1;
+    /// The decoder's output (logits, or means and raw log-variances).
+    pub const DEC_OUT: u32 = 2;
+    pub const TARGET_X: u32 = 3;
+    pub const MULV: u32 = 4;
+    pub const D_OUT: u32 = 5;
+    /// Per row (recon, kl).
+    pub const IMAGE_LOSS: u32 = 6;
+    /// 1 where a value is observed (restoration); the targets themselves elsewhere.
+    pub const OBSERVED: u32 = 7;
+    /// The `Taps` uniform (elbo_forward_backward_taps).
+    pub const TP: u32 = 8;
+    pub const TAPS: u32 = 9;
+    pub const PARAMS: u32 = 10;
+    pub const ALL: &[(&str, u32)] = &[
+        ("p", P),
+        ("step", STEP),
+        ("dec_out", DEC_OUT),
+        ("target_x", TARGET_X),
+        ("mulv", MULV),
+        ("d_out", D_OUT),
+        ("image_loss", IMAGE_LOSS),
+        ("observed", OBSERVED),
+        ("tp", TP),
+        ("taps", TAPS),
+        ("params", PARAMS),
+    ];
+}
+
+/// reparam.wgsl's binding slots.
+pub mod reparam_slot {
+    /// The `Reparam` uniform.
+    pub const P: u32 = 0;
+    pub const STEP: u32 = 1;
+    pub const MULV: u32 = 2;
+    pub const DZ: u32 = 3;
+    /// z (reparam_forward) or d mulv (the backward kernels).
+    pub const OUT: u32 = 4;
+    pub const KL_MASK: u32 = 5;
+    pub const IMAGE_LOSS: u32 = 6;
+    pub const HISTORY: u32 = 7;
+    pub const RECON_PARTIALS: u32 = 8;
+    pub const ALL: &[(&str, u32)] = &[
+        ("p", P),
+        ("step", STEP),
+        ("mulv", MULV),
+        ("dz", DZ),
+        ("out", OUT),
+        ("kl_mask", KL_MASK),
+        ("image_loss", IMAGE_LOSS),
+        ("history", HISTORY),
+        ("recon_partials", RECON_PARTIALS),
+    ];
+}
+
+/// activation.wgsl's binding slots.
+pub mod activation_slot {
+    /// The `Elementwise` uniform.
+    pub const P: u32 = 0;
+    pub const SRC: u32 = 1;
+    pub const GRAD: u32 = 2;
+    pub const OUT: u32 = 3;
+    pub const ALL: &[(&str, u32)] = &[("p", P), ("src", SRC), ("grad", GRAD), ("out", OUT)];
+}

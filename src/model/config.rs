@@ -1,0 +1,221 @@
+//! What the user chooses: architecture, likelihood, model kind and sizes
+//! (`VaeConfig`), its metadata in the safetensors file, and where the loss finds
+//! each pixel's values in the decoder's output (`LossLayout`).
+
+use super::layout::{Layout, Shape};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// Dense layers with ReLU.
+    Mlp,
+    /// Stride-2 4x4 convolutions with ReLU, mirrored by transposed convolutions.
+    Conv,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Likelihood {
+    /// p(x|z) = Bernoulli(sigmoid(logits)); pixels in [0, 1].
+    Bernoulli,
+    /// p(x|z) = N(mu(z), sigma^2(z) I) with a learned per-pixel log-variance;
+    /// mu = sigmoid(decoder output), as pixels are in [0, 1].
+    Gaussian,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelKind {
+    /// Variational autoencoder: sampled z, loss = -ELBO.
+    Vae,
+    /// Plain autoencoder: z = mu(x), loss = reconstruction only.
+    Ae,
+}
+
+/// The Gaussian decoder's log-variance is bounded: logvar = MID + HALF tanh(raw),
+/// so sigma stays within [exp(-2), exp(0.5)] = [0.135, 1.65] and cannot run away.
+pub const LOGVAR_MID: f32 = -1.5;
+
+pub const LOGVAR_HALF: f32 = 2.5;
+
+fn name_of<T: clap::ValueEnum>(v: T) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
+fn parse_enum<T: clap::ValueEnum>(s: &str, what: &str) -> Result<T> {
+    T::from_str(s, true).map_err(|_| anyhow::anyhow!("the model file's metadata {what} = {s:?} is not known"))
+}
+
+/// The whole model's configuration, as stored in the checkpoint's metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VaeConfig {
+    pub arch: Arch,
+    pub kind: ModelKind,
+    pub likelihood: Likelihood,
+    pub width: usize,
+    pub height: usize,
+    /// Image channels: 1 (greyscale) or 3 (RGB).
+    pub channels: usize,
+    /// MLP: width of the hidden layers. Conv: width of a dense layer between the
+    /// convolutions and the latent heads (0: none).
+    pub hidden: usize,
+    /// Conv: channels of the two convolutions.
+    pub conv_channels: [usize; 2],
+    pub latent: usize,
+}
+
+impl VaeConfig {
+    /// The reference MLP VAE on greyscale images.
+    pub fn mlp(width: usize, height: usize, hidden: usize, latent: usize) -> VaeConfig {
+        VaeConfig {
+            arch: Arch::Mlp,
+            kind: ModelKind::Vae,
+            likelihood: Likelihood::Bernoulli,
+            width,
+            height,
+            channels: 1,
+            hidden,
+            conv_channels: [32, 64],
+            latent,
+        }
+    }
+
+    /// Values per image (pixels times channels).
+    pub fn pixels(&self) -> usize {
+        self.width * self.height * self.channels
+    }
+
+    /// Decoder output planes: the mean, and the log-variance for a Gaussian decoder.
+    pub fn planes(&self) -> usize {
+        match self.likelihood {
+            Likelihood::Bernoulli => 1,
+            Likelihood::Gaussian => 2,
+        }
+    }
+
+    /// The layout of an image the model reads: flat for the MLP, an image for convolutions.
+    pub fn input_shape(&self) -> Shape {
+        match self.arch {
+            Arch::Mlp => Shape::flat(self.pixels()),
+            Arch::Conv => Shape { h: self.height, w: self.width, c: self.channels },
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.latent == 0 || self.width == 0 || self.height == 0 {
+            bail!("the latent dimension and the image size must be at least 1");
+        }
+        if self.channels != 1 && self.channels != 3 {
+            bail!("images must have 1 or 3 channels, not {}", self.channels);
+        }
+        match self.arch {
+            Arch::Mlp if self.hidden == 0 => bail!("--hidden must be at least 1 for the MLP"),
+            Arch::Conv if !self.width.is_multiple_of(4) || !self.height.is_multiple_of(4) => bail!(
+                "the convolutional model needs a width and height divisible by 4 (two stride-2 layers), got {}x{}; the data loader crops images to fit",
+                self.width,
+                self.height
+            ),
+            Arch::Conv if self.conv_channels.contains(&0) => bail!("--channels must be positive"),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("format".to_string(), "elbo".to_string()),
+            ("arch".to_string(), name_of(self.arch)),
+            ("kind".to_string(), name_of(self.kind)),
+            ("likelihood".to_string(), name_of(self.likelihood)),
+            ("width".to_string(), self.width.to_string()),
+            ("height".to_string(), self.height.to_string()),
+            ("channels".to_string(), self.channels.to_string()),
+            ("hidden".to_string(), self.hidden.to_string()),
+            ("conv_channels".to_string(), format!("{},{}", self.conv_channels[0], self.conv_channels[1])),
+            ("latent".to_string(), self.latent.to_string()),
+        ])
+    }
+
+    pub fn from_metadata(meta: &HashMap<String, String>) -> Result<VaeConfig> {
+        let get = |key: &str| -> Result<&str> {
+            meta.get(key)
+                .map(String::as_str)
+                .with_context(|| format!("the model file's metadata has no {key:?}; was it written by elbo?"))
+        };
+        let num = |key: &str| -> Result<usize> {
+            get(key)?.parse().with_context(|| format!("the model file's metadata {key:?} is not a number"))
+        };
+        if meta.get("format").map(String::as_str) != Some("elbo") {
+            bail!("the safetensors file was not written by elbo (no format = elbo in its metadata)");
+        }
+        let cc: Vec<usize> = get("conv_channels")?
+            .split(',')
+            .map(|v| v.parse().context("conv_channels in the metadata is not two numbers"))
+            .collect::<Result<_>>()?;
+        if cc.len() != 2 {
+            bail!("conv_channels in the metadata is not two numbers");
+        }
+        let c = VaeConfig {
+            arch: parse_enum(get("arch")?, "arch")?,
+            kind: parse_enum(get("kind")?, "kind")?,
+            likelihood: parse_enum(get("likelihood")?, "likelihood")?,
+            width: num("width")?,
+            height: num("height")?,
+            channels: num("channels")?,
+            hidden: num("hidden")?,
+            conv_channels: [cc[0], cc[1]],
+            latent: num("latent")?,
+        };
+        c.check()?;
+        Ok(c)
+    }
+}
+
+impl VaeConfig {
+    pub fn loss_layout(&self) -> LossLayout {
+        let x = self.input_shape();
+        let out = Layout::new(self).decoder.last().unwrap().output;
+        LossLayout {
+            pixels: self.width * self.height,
+            channels: self.channels,
+            x_cp: if x.is_flat() { self.channels } else { x.channel_stride() },
+            o_cp: if out.is_flat() { self.channels } else { out.channel_stride() },
+            o_cols: out.cols(),
+            halves: out.is_flat(),
+            gaussian: self.likelihood == Likelihood::Gaussian,
+        }
+    }
+}
+
+/// Where the loss kernel finds each value: in the target x and in the decoder's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossLayout {
+    pub pixels: usize,
+    pub channels: usize,
+    /// Stored channels per pixel of x.
+    pub x_cp: usize,
+    /// Stored channels per pixel of the decoder output.
+    pub o_cp: usize,
+    /// Decoder output columns.
+    pub o_cols: usize,
+    /// Dense decoders put [means | raw log-variances]; convolutional ones interleave them per pixel.
+    pub halves: bool,
+    pub gaussian: bool,
+}
+
+impl LossLayout {
+    /// Columns of the mean and raw log-variance of value (pixel, channel) in the decoder output.
+    pub fn mean_col(&self, pixel: usize, ch: usize) -> usize {
+        if self.halves {
+            pixel * self.channels + ch
+        } else {
+            pixel * self.o_cp + ch
+        }
+    }
+
+    pub fn logvar_col(&self, pixel: usize, ch: usize) -> usize {
+        if self.halves {
+            (self.pixels + pixel) * self.channels + ch
+        } else {
+            pixel * self.o_cp + self.channels + ch
+        }
+    }
+}

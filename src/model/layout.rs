@@ -1,0 +1,334 @@
+//! The architecture as a list of layers: each layer's shapes, its place in the
+//! flat parameter buffer, and the table of named tensors.
+//!
+//! Every weight is a matrix in the flat buffer, rows padded to a multiple of 4
+//! and the row stride to a multiple of 64 floats (256 bytes), so it copies
+//! straight into the texture its kernel reads. Padding stays zero: its
+//! gradient is zero, so Adam never moves it.
+
+use super::config::{Arch, Likelihood, VaeConfig};
+
+/// The geometry of a 2-D convolution from (in_h, in_w, in_c) to (out_h, out_w, out_c)
+/// images, channels-last, k x k kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShape {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvShape {
+    /// The convolution of an (h, w, c_in) image to c_out channels, output size floor((h + 2 pad - k) / stride) + 1.
+    pub fn new(
+        in_h: usize,
+        in_w: usize,
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvShape {
+        let out = |n: usize| (n + 2 * pad - kernel) / stride + 1;
+        ConvShape { in_h, in_w, in_c, out_h: out(in_h), out_w: out(in_w), out_c, kernel, stride, pad }
+    }
+
+    /// Input pixel (iy, ix) that tap (ky, kx) of output pixel (oy, ox) reads, if inside the image.
+    pub(crate) fn tap(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride + ky).checked_sub(self.pad)?;
+        let ix = (ox * self.stride + kx).checked_sub(self.pad)?;
+        (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
+    }
+}
+/// An activation's layout: an image (h, w, c), stored channels-last with the
+/// channels padded to 4 per pixel, or flat (h = w = 1: c values, no padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub fn flat(n: usize) -> Shape {
+        Shape { h: 1, w: 1, c: n }
+    }
+
+    pub fn is_flat(&self) -> bool {
+        self.h * self.w == 1
+    }
+
+    /// Channels stored per pixel (c, padded to 4 for images).
+    pub fn channel_stride(&self) -> usize {
+        if self.is_flat() {
+            self.c
+        } else {
+            self.c.next_multiple_of(4)
+        }
+    }
+
+    /// Floats per image in the texture.
+    pub fn cols(&self) -> usize {
+        self.h * self.w * self.channel_stride()
+    }
+
+    /// Real values per image.
+    pub fn values(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    /// The stored column of value (y, x, channel), and the PyTorch (c, y, x) order index of it.
+    fn col(&self, y: usize, x: usize, ch: usize) -> usize {
+        (y * self.w + x) * self.channel_stride() + ch
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// y = x W^T + b, W (n, k)
+    Dense,
+    /// 2-D convolution, W (out_c, in_c, k, k)
+    Conv { kernel: usize, stride: usize, pad: usize },
+    /// transposed convolution, W (in_c, out_c, k, k) as PyTorch's ConvTranspose2d
+    Deconv { kernel: usize, stride: usize, pad: usize },
+}
+
+/// One layer and its place in the flat buffer.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The PyTorch-style name of its tensors (`NAME.weight`, `NAME.bias`).
+    pub name: &'static str,
+    pub op: Op,
+    pub relu: bool,
+    pub input: Shape,
+    pub output: Shape,
+    /// Rows of W including padding (a multiple of 4).
+    pub rows: usize,
+    /// Floats per row of W that the kernels read (channel padding included).
+    pub cols: usize,
+    /// Row stride of W in floats (cols rounded up to 64).
+    pub stride: usize,
+    /// Offset of W (rows, stride).
+    pub w: usize,
+    /// Offset of the bias.
+    pub b: usize,
+}
+
+impl Layer {
+    /// The real (unpadded) rows of W: output features, output channels, or a
+    /// transposed convolution's input channels.
+    pub fn weight_rows(&self) -> usize {
+        match self.op {
+            Op::Dense => self.output.values(),
+            Op::Conv { .. } => self.output.c,
+            Op::Deconv { .. } => self.input.c,
+        }
+    }
+
+    pub fn bias_len(&self) -> usize {
+        match self.op {
+            Op::Dense => self.output.values(),
+            Op::Conv { .. } | Op::Deconv { .. } => self.output.c,
+        }
+    }
+
+    /// Fan-in for PyTorch's default initialisation.
+    pub(crate) fn fan_in(&self) -> usize {
+        match self.op {
+            Op::Dense => self.input.values(),
+            Op::Conv { kernel, .. } => self.input.c * kernel * kernel,
+            // ConvTranspose2d computes its fan-in from weight.size(1) * k * k = out_c k^2
+            Op::Deconv { kernel, .. } => self.output.c * kernel * kernel,
+        }
+    }
+
+    /// Dense: the (n, k) matrix as the GEMMs see it (n = output values, k = input columns).
+    pub fn gemm_nk(&self) -> (usize, usize) {
+        (self.output.cols(), self.input.cols())
+    }
+
+    /// Conv geometry in the convolution's own direction (a transposed
+    /// convolution's output is that convolution's input).
+    pub fn conv_shape(&self) -> crate::model::ConvShape {
+        let (from, to, kernel, stride, pad) = match self.op {
+            Op::Conv { kernel, stride, pad } => (self.input, self.output, kernel, stride, pad),
+            Op::Deconv { kernel, stride, pad } => (self.output, self.input, kernel, stride, pad),
+            Op::Dense => panic!("{} is not a convolution", self.name),
+        };
+        crate::model::ConvShape {
+            in_h: from.h,
+            in_w: from.w,
+            in_c: from.c,
+            out_h: to.h,
+            out_w: to.w,
+            out_c: to.c,
+            kernel,
+            stride,
+            pad,
+        }
+    }
+
+    /// Flat-buffer offsets of the weight in PyTorch's layout, element by element, and that shape.
+    pub fn weight_offsets(&self) -> (Vec<usize>, Vec<usize>) {
+        let at = |row: usize, col: usize| self.w + row * self.stride + col;
+        match self.op {
+            Op::Dense => {
+                // PyTorch flattens images (c, y, x) and unflattens its outputs the same way
+                let (inp, out) = (self.input, self.output);
+                let mut offs = Vec::with_capacity(out.values() * inp.values());
+                for (oc, oy, ox) in chw(out) {
+                    for (ic, iy, ix) in chw(inp) {
+                        offs.push(at(out.col(oy, ox, oc), inp.col(iy, ix, ic)));
+                    }
+                }
+                (vec![out.values(), inp.values()], offs)
+            }
+            Op::Conv { kernel: k, .. } | Op::Deconv { kernel: k, .. } => {
+                let s = self.conv_shape();
+                let c4 = s.in_c.next_multiple_of(4);
+                let mut offs = Vec::new();
+                for o in 0..s.out_c {
+                    for i in 0..s.in_c {
+                        for t in 0..k * k {
+                            offs.push(at(o, t * c4 + i));
+                        }
+                    }
+                }
+                (vec![s.out_c, s.in_c, k, k], offs)
+            }
+        }
+    }
+
+    pub fn bias_offsets(&self) -> Vec<usize> {
+        match self.op {
+            Op::Dense => chw(self.output).map(|(c, y, x)| self.b + self.output.col(y, x, c)).collect(),
+            _ => (0..self.output.c).map(|c| self.b + c).collect(),
+        }
+    }
+}
+
+/// (channel, y, x) in PyTorch's order.
+fn chw(s: Shape) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..s.c).flat_map(move |c| (0..s.h).flat_map(move |y| (0..s.w).map(move |x| (c, y, x))))
+}
+
+/// A named tensor of the checkpoint: its shape and where each element lives in the flat buffer.
+pub struct TensorMap {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offsets: Vec<usize>,
+}
+
+/// Where every layer lives in the flat parameter buffer.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Input -> features, in order.
+    pub encoder: Vec<Layer>,
+    /// Features -> [mu | logvar] (2L): rows 0..L are the mean head, L..2L the log-variance head.
+    pub heads: Layer,
+    /// z -> decoder output (logits, or means and raw log-variances), in order.
+    pub decoder: Vec<Layer>,
+    /// Floats in the flat buffer, a multiple of 64.
+    pub len: usize,
+}
+
+const ALIGN: usize = 64;
+
+impl Layout {
+    pub fn new(c: &VaeConfig) -> Layout {
+        let mut len = 0;
+        let mut layer = |name: &'static str, op: Op, relu: bool, input: Shape, output: Shape| {
+            let (rows, cols) = match op {
+                Op::Dense => (output.cols(), input.cols()),
+                Op::Conv { kernel, .. } => (output.c, kernel * kernel * input.c.next_multiple_of(4)),
+                Op::Deconv { kernel, .. } => (input.c, kernel * kernel * output.c.next_multiple_of(4)),
+            };
+            let rows = rows.next_multiple_of(4);
+            let stride = cols.next_multiple_of(ALIGN);
+            let w = len;
+            let b = w + rows * stride;
+            let bias = if op == Op::Dense { output.cols() } else { output.c };
+            len = b + bias.next_multiple_of(ALIGN);
+            Layer { name, op, relu, input, output, rows, cols, stride, w, b }
+        };
+        let (l, p) = (c.latent, c.planes());
+        let k4 = |stride| Op::Conv { kernel: 4, stride, pad: 1 };
+        let d4 = |stride| Op::Deconv { kernel: 4, stride, pad: 1 };
+        let (encoder, heads, decoder) = match c.arch {
+            Arch::Mlp => {
+                let x = c.input_shape();
+                let h = Shape::flat(c.hidden);
+                let enc = vec![layer("fc1", Op::Dense, true, x, h)];
+                let heads = layer("heads", Op::Dense, false, h, Shape::flat(2 * l));
+                let dec = vec![
+                    layer("fc3", Op::Dense, true, Shape::flat(l), h),
+                    layer("fc4", Op::Dense, false, h, Shape::flat(p * c.pixels())),
+                ];
+                (enc, heads, dec)
+            }
+            Arch::Conv => {
+                let [c1, c2] = c.conv_channels;
+                let (hh, ww) = (c.height, c.width);
+                let x = c.input_shape();
+                let s1 = Shape { h: hh / 2, w: ww / 2, c: c1 };
+                let s2 = Shape { h: hh / 4, w: ww / 4, c: c2 };
+                let mut enc = vec![layer("enc.conv1", k4(2), true, x, s1), layer("enc.conv2", k4(2), true, s1, s2)];
+                let mut features = s2;
+                if c.hidden > 0 {
+                    enc.push(layer("enc.fc", Op::Dense, true, s2, Shape::flat(c.hidden)));
+                    features = Shape::flat(c.hidden);
+                }
+                let heads = layer("heads", Op::Dense, false, features, Shape::flat(2 * l));
+                let mut dec = Vec::new();
+                let mut from = Shape::flat(l);
+                if c.hidden > 0 {
+                    dec.push(layer("dec.fc0", Op::Dense, true, from, Shape::flat(c.hidden)));
+                    from = Shape::flat(c.hidden);
+                }
+                dec.push(layer("dec.fc", Op::Dense, true, from, s2));
+                dec.push(layer("dec.deconv1", d4(2), true, s2, s1));
+                dec.push(layer("dec.deconv2", d4(2), false, s1, Shape { h: hh, w: ww, c: p * c.channels }));
+                (enc, heads, dec)
+            }
+        };
+        Layout { encoder, heads, decoder, len }
+    }
+
+    /// Every layer: encoder, heads, decoder.
+    pub fn layers(&self) -> Vec<&Layer> {
+        self.encoder.iter().chain(std::iter::once(&self.heads)).chain(self.decoder.iter()).collect()
+    }
+
+    /// The checkpoint's tensors in PyTorch's names and layouts.
+    pub fn tensors(&self, c: &VaeConfig) -> Vec<TensorMap> {
+        let mut out = Vec::new();
+        let t = |name: String, shape: Vec<usize>, offsets: Vec<usize>| TensorMap { name, shape, offsets };
+        for layer in self.layers() {
+            let (shape, offs) = layer.weight_offsets();
+            let bias = layer.bias_offsets();
+            if layer.name == "heads" {
+                // split into the mean and log-variance heads
+                let (l, k) = (c.latent, shape[1]);
+                out.push(t("fc_mu.weight".into(), vec![l, k], offs[..l * k].to_vec()));
+                out.push(t("fc_mu.bias".into(), vec![l], bias[..l].to_vec()));
+                out.push(t("fc_logvar.weight".into(), vec![l, k], offs[l * k..].to_vec()));
+                out.push(t("fc_logvar.bias".into(), vec![l], bias[l..].to_vec()));
+            } else if layer.name == "fc4" && c.likelihood == Likelihood::Gaussian {
+                let (d, k) = (c.pixels(), shape[1]);
+                out.push(t("fc4.weight".into(), vec![d, k], offs[..d * k].to_vec()));
+                out.push(t("fc4.bias".into(), vec![d], bias[..d].to_vec()));
+                out.push(t("fc4_logvar.weight".into(), vec![d, k], offs[d * k..].to_vec()));
+                out.push(t("fc4_logvar.bias".into(), vec![d], bias[d..].to_vec()));
+            } else {
+                out.push(t(format!("{}.weight", layer.name), shape, offs));
+                out.push(t(format!("{}.bias", layer.name), vec![bias.len()], bias));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,116 @@
+//! The model: its configuration ([`config`]), its layers and the flat parameter
+//! layout ([`layout`]), the parameters themselves with PyTorch's initialisation,
+//! and safetensors in and out with PyTorch's names and layouts.
+
+pub mod config;
+pub mod layout;
+
+pub use config::*;
+pub use layout::*;
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A model on the host: configuration, layout and the flat parameters.
+#[derive(Clone)]
+pub struct Model {
+    pub config: VaeConfig,
+    pub layout: Layout,
+    pub params: Vec<f32>,
+}
+
+impl Model {
+    /// PyTorch's default initialisation: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    /// drawn layer by layer in PyTorch's element order.
+    pub fn init(config: &VaeConfig, seed: u64) -> Model {
+        let layout = Layout::new(config);
+        let mut params = vec![0f32; layout.len];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for layer in layout.layers() {
+            let bound = 1.0 / (layer.fan_in() as f32).sqrt();
+            for o in layer.weight_offsets().1.into_iter().chain(layer.bias_offsets()) {
+                params[o] = rng.random_range(-bound..bound);
+            }
+        }
+        Model { config: config.clone(), layout, params }
+    }
+
+    /// A dense layer's W (n, k) as the GEMMs see it: output columns by input columns.
+    pub fn weight(&self, d: &Layer) -> Vec<f32> {
+        let (n, k) = d.gemm_nk();
+        (0..n).flat_map(|r| self.params[d.w + r * d.stride..d.w + r * d.stride + k].iter().copied()).collect()
+    }
+
+    /// A convolution's W in PyTorch's layout: (out_c, in_c, k, k) of the convolution's own direction.
+    pub fn conv_weight(&self, d: &Layer) -> Vec<f32> {
+        d.weight_offsets().1.iter().map(|&o| self.params[o]).collect()
+    }
+
+    /// A layer's bias as the kernels see it (dense: per stored output column).
+    pub fn bias(&self, d: &Layer) -> Vec<f32> {
+        let n = if d.op == Op::Dense { d.output.cols() } else { d.output.c };
+        self.params[d.b..d.b + n].to_vec()
+    }
+
+    /// Serialises to safetensors bytes (f32, PyTorch names and layouts, configuration in the metadata).
+    pub fn to_safetensors(&self, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
+        let blobs: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .layout
+            .tensors(&self.config)
+            .into_iter()
+            .map(|t| {
+                let values: Vec<f32> = t.offsets.iter().map(|&o| self.params[o]).collect();
+                (t.name, t.shape, bytemuck::cast_slice(&values).to_vec())
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = blobs
+            .iter()
+            .map(|(n, shape, d)| {
+                Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)?))
+            })
+            .collect::<Result<_>>()?;
+        let mut meta = self.config.to_metadata();
+        meta.extend(extra.clone());
+        Ok(safetensors::tensor::serialize(views, Some(meta))?)
+    }
+
+    /// Writes the safetensors file atomically: a temporary file beside it, then a rename.
+    pub fn save(&self, path: &Path, extra: &HashMap<String, String>) -> Result<()> {
+        let bytes = self.to_safetensors(extra)?;
+        crate::write_atomic(path, &bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<Model> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read model file {}", path.display()))?;
+        Self::from_safetensors(&bytes).with_context(|| format!("{} is not a usable elbo model", path.display()))
+    }
+
+    /// The metadata of a safetensors file: the configuration's keys and whatever else its
+    /// writer recorded (elbo: the epoch, the test loss, the seed, the GEMM variants).
+    pub fn metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).context("damaged safetensors header")?;
+        Ok(meta.metadata().clone().unwrap_or_default())
+    }
+
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).context("damaged safetensors header")?;
+        let st = safetensors::SafeTensors::deserialize(bytes).context("damaged safetensors file")?;
+        let config =
+            VaeConfig::from_metadata(meta.metadata().as_ref().context("no metadata in the safetensors file")?)?;
+        let layout = Layout::new(&config);
+        let mut params = vec![0f32; layout.len];
+        for t in layout.tensors(&config) {
+            let v = st.tensor(&t.name).with_context(|| format!("tensor {} is missing", t.name))?;
+            if v.shape() != t.shape.as_slice() || v.dtype() != safetensors::Dtype::F32 {
+                bail!("tensor {} is {:?} {:?}, expected F32 {:?}", t.name, v.dtype(), v.shape(), t.shape);
+            }
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(v.data());
+            for (&o, &x) in t.offsets.iter().zip(&values) {
+                params[o] = x;
+            }
+        }
+        Ok(Model { config, layout, params })
+    }
+}

@@ -1,0 +1,446 @@
+//! A model on the device: its flat parameters and weight textures, its activations,
+//! the test set and the forward lists (evaluation, decoding, encoding, restoration),
+//! with the calls that run them and the loss history they fill. A `Trainer` is one of
+//! these plus the training state; inference opens one forward-only
+//! (`Net::forward_only`): no gradient, no Adam moments, no training list, and GEMM
+//! variants given rather than timed.
+
+use super::fusion::FusionInputs;
+use super::vae::{vae_lists, Sampling, VaeBuffers};
+use super::{Builder, Fusions, VaeLists, VaeTensors};
+use crate::data::Dataset;
+use crate::gpu::{Gpu, Matrix};
+use crate::kernels::gemm::{Choice, GemmPreference};
+use crate::kernels::{self, Kernels, MomentStore, Step};
+use crate::model::{Model, ModelKind};
+use anyhow::{bail, Result};
+use std::sync::Mutex;
+
+/// One evaluated batch, per row (images times samples).
+pub struct EvalRows {
+    pub recon: Vec<f32>,
+    pub kl: Vec<f32>,
+    pub mu: Vec<f32>,
+    pub logvar: Vec<f32>,
+    pub z: Vec<f32>,
+}
+
+/// `sums` continued with history slots `v` (recon sum, kl sum, rows, 0 each).
+fn add_slots(sums: LossSums, v: &[f32]) -> LossSums {
+    let mut s = sums;
+    for slot in v.chunks(4) {
+        s.recon += slot[0] as f64;
+        s.kl += slot[1] as f64;
+        s.images += slot[2] as f64;
+    }
+    s
+}
+
+/// A loss-history read under way (`Net::request_history`): slots up to `n`, to be
+/// added to `base`.
+struct PendingHistory {
+    read: crate::gpu::Readback,
+    n: usize,
+    base: LossSums,
+}
+
+/// Sums over a pass of the data, in nats.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossSums {
+    pub recon: f64,
+    pub kl: f64,
+    /// Rows summed: images times Monte-Carlo samples.
+    pub images: f64,
+}
+
+impl LossSums {
+    /// -ELBO per image with the given KL weight.
+    pub fn loss(&self, beta: f64) -> f64 {
+        (self.recon + beta * self.kl) / self.images.max(1.0)
+    }
+    pub fn recon_per_image(&self) -> f64 {
+        self.recon / self.images.max(1.0)
+    }
+    pub fn kl_per_image(&self) -> f64 {
+        self.kl / self.images.max(1.0)
+    }
+}
+
+/// What a forward-only model needs to know besides the model.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardOptions {
+    /// Images per batch.
+    pub batch: usize,
+    /// Rows per image (Monte-Carlo samples of z).
+    pub samples: usize,
+    /// Score stochastically binarized images.
+    pub binarize: bool,
+    /// Seed of the random streams.
+    pub seed: u32,
+}
+
+pub struct Net<'g> {
+    pub(crate) gpu: &'g Gpu,
+    /// The model as it was put on the device (a `Trainer` keeps it current: `Trainer::sync_model`).
+    pub model: Model,
+    /// Images per batch; the textures hold batch * samples rows.
+    pub batch: usize,
+    /// Rows per image: Monte-Carlo samples of z.
+    pub samples: usize,
+    pub seed: u32,
+    /// Weight of the KL term in the step uniform (a warm-up changes it as training goes).
+    pub beta: f32,
+    /// Random-stream counter, advanced by every batch (training or evaluation).
+    pub(crate) counter: u32,
+    pub(crate) params: wgpu::Buffer,
+    /// Per layer (encoder, heads, decoder): its weight texture.
+    pub(crate) weights: Vec<Matrix>,
+    /// The activations, their gradients, z and the decoded means.
+    pub(crate) t: VaeTensors,
+    pub(crate) step_uniform: wgpu::Buffer,
+    /// Per row (recon, kl) of the last batch.
+    pub(crate) image_loss: wgpu::Buffer,
+    pub(crate) kl_mask: wgpu::Buffer,
+    /// Per batch of a pass, its loss sums (recon, kl, rows, 0).
+    pub(crate) history: wgpu::Buffer,
+    pub(crate) history_slots: usize,
+    pending_history: Mutex<Option<PendingHistory>>,
+    pub(crate) test_data: wgpu::Buffer,
+    pub(crate) test_order: wgpu::Buffer,
+    test_len: usize,
+    pub(crate) lists: VaeLists,
+    /// Buffers the dispatches bind, kept alive with them.
+    pub(crate) keep: Vec<wgpu::Buffer>,
+}
+
+impl<'g> Net<'g> {
+    /// The buffers and textures of `model` at `batch` images of `samples` rows, with the
+    /// test set resident and room for `history_slots` batches of loss sums; no lists yet.
+    pub(crate) fn alloc(
+        gpu: &'g Gpu,
+        model: Model,
+        (batch, samples, seed): (usize, usize, u32),
+        test: &Dataset,
+        history_slots: usize,
+    ) -> Result<Net<'g>> {
+        let m = (batch * samples).next_multiple_of(4);
+        let c = &model.config;
+        let layout = &model.layout;
+        let weights: Vec<Matrix> =
+            layout.layers().iter().map(|ly| gpu.matrix(ly.name, ly.rows, ly.cols)).collect::<Result<_>>()?;
+        let test_order: Vec<u32> = (0..test.len as u32).collect();
+        Ok(Net {
+            gpu,
+            batch,
+            samples,
+            seed,
+            beta: 1.0,
+            counter: 0,
+            params: gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?,
+            weights,
+            t: VaeTensors::new(gpu, c, layout, m)?,
+            step_uniform: gpu.uniform("step", &Step::default()),
+            image_loss: gpu.buffer("image_loss", (m * 8) as u64, wgpu::BufferUsages::empty())?,
+            kl_mask: gpu.buffer("kl_mask", (c.latent * 4) as u64, wgpu::BufferUsages::empty())?,
+            history: gpu.buffer("history", (history_slots * 16) as u64, wgpu::BufferUsages::empty())?,
+            history_slots,
+            pending_history: Mutex::new(None),
+            test_data: gpu.buffer_with("test set", &test.pixels)?,
+            test_order: gpu.buffer_with("test order", bytemuck::cast_slice(&test_order))?,
+            test_len: test.len,
+            lists: VaeLists::default(),
+            keep: Vec::new(),
+            model,
+        })
+    }
+
+    /// `model` on the device for the forward passes alone, over `test`, its GEMMs in the
+    /// variants `recorded` names, untimed (`Choice::untimed`).
+    pub fn forward_only(
+        gpu: &'g Gpu,
+        model: Model,
+        o: ForwardOptions,
+        recorded: Choice,
+        test: &Dataset,
+    ) -> Result<Net<'g>> {
+        model.config.check()?;
+        if o.batch == 0 || o.samples == 0 {
+            bail!("the batch and the samples per image must be at least 1");
+        }
+        if test.len == 0 {
+            bail!("the test set is empty");
+        }
+        let k = Kernels::new(gpu)?;
+        let choice = Choice::untimed(&k, recorded);
+        let history_slots = test.len.div_ceil(o.batch) + 1;
+        let mut net = Net::alloc(gpu, model, (o.batch, o.samples, o.seed), test, history_slots)?;
+        let m = net.t.x.rows;
+        let c = net.model.config.clone();
+        let f = Fusions::decide(
+            gpu,
+            &k,
+            &FusionInputs {
+                layout: &net.model.layout,
+                loss: &c.loss_layout(),
+                latent: c.latent,
+                m,
+                gemm: GemmPreference::Auto,
+                fuse_adam: false,
+                moments: MomentStore::Buffers,
+            },
+        );
+        let mut b = Builder::new(gpu, &k, &choice, m, &net.params, None);
+        let bufs = VaeBuffers {
+            step: &net.step_uniform,
+            image_loss: &net.image_loss,
+            kl_mask: &net.kl_mask,
+            history: &net.history,
+            train: None,
+            test: (&net.test_data, &net.test_order),
+        };
+        let sampling = Sampling { binarize: o.binarize, samples: o.samples, free_bits: 0.0 };
+        let layers = net.model.layout.layers();
+        let lists = vae_lists(&mut b, f, &c, &layers, &net.weights, &net.t, &bufs, sampling)?;
+        let keep = b.keep;
+        net.lists = lists;
+        net.keep.extend(keep);
+        net.upload_weights()?;
+        Ok(net)
+    }
+
+    /// Dispatches per training step (none in a forward-only model).
+    pub fn dispatches_per_step(&self) -> usize {
+        self.lists.train.len()
+    }
+
+    /// Copies the flat parameters into the weight textures and waits.
+    pub(crate) fn upload_weights(&self) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.copy_weights(&mut enc);
+        self.gpu.submit(enc.finish());
+        self.gpu.wait()
+    }
+
+    /// The per-step uniform of a forward batch of `images` images starting at
+    /// `batch_start`, its loss into history slot `slot`, z drawn with `noise` (1) or the
+    /// posterior mean (0). An autoencoder always decodes the posterior mean and has no KL term.
+    pub fn step_values(&self, images: usize, batch_start: usize, slot: usize, noise: f32) -> Step {
+        let rows = images * self.samples;
+        let ae = self.model.config.kind == ModelKind::Ae;
+        Step {
+            seed: self.seed,
+            counter: self.counter,
+            rows: rows as u32,
+            batch_start: batch_start as u32,
+            slot: slot as u32,
+            inv_rows: 1.0 / rows.max(1) as f32,
+            noise: if ae { 0.0 } else { noise },
+            beta: if ae { 0.0 } else { self.beta },
+            ..Step::default()
+        }
+    }
+
+    /// Copies the flat parameters' weight matrices into the textures the kernels read.
+    pub fn copy_weights(&self, enc: &mut wgpu::CommandEncoder) {
+        for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
+            enc.copy_buffer_to_texture(
+                crate::gpu::flat_rows(&self.params, layer.w, layer.stride),
+                tex.texture.as_image_copy(),
+                tex.texture.size(),
+            );
+        }
+    }
+
+    /// Steps per pass over `len` images.
+    pub fn batches(&self, len: usize) -> usize {
+        len.div_ceil(self.batch)
+    }
+
+    /// Reads the loss sums of history slots 0..n.
+    pub fn read_history(&self, n: usize) -> Result<LossSums> {
+        self.read_history_from(0, n, LossSums::default())
+    }
+
+    /// Continues `sums` with history slots start..n, in order (a resumed epoch adds
+    /// exactly what the uninterrupted one would have). Waits for the GPU to finish what
+    /// was submitted; `request_history` does not.
+    pub fn read_history_from(&self, start: usize, n: usize, sums: LossSums) -> Result<LossSums> {
+        let n = n.min(self.history_slots);
+        if start >= n {
+            return Ok(sums);
+        }
+        Ok(add_slots(sums, &self.gpu.read_f32(&self.history, start * 4, (n - start) * 4)?))
+    }
+
+    /// Starts reading history slots start..n (continuing `base`) without waiting: the copy
+    /// runs after the steps submitted so far, and `poll_history` gives the sums once the
+    /// GPU has reached it. So logging does not drain the queue: on lavapipe, a blocking
+    /// read every 25 steps made an MLP epoch about 10% slower. One read is in flight at a
+    /// time: while one is, this does nothing and returns false.
+    pub fn request_history(&self, start: usize, n: usize, base: LossSums) -> bool {
+        let mut pending = self.pending_history.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(self.history_slots);
+        if pending.is_some() || start >= n {
+            return false;
+        }
+        let read = self.gpu.read_buffer_later(&self.history, (start * 16) as u64, ((n - start) * 16) as u64);
+        *pending = Some(PendingHistory { read, n, base });
+        true
+    }
+
+    /// The read `request_history` started, once the GPU has reached it: the number of steps
+    /// it covers (its `n`) and their sums. None while it is under way or when none is.
+    /// Never waits.
+    pub fn poll_history(&self) -> Result<Option<(usize, LossSums)>> {
+        let mut pending = self.pending_history.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = pending.as_ref() else { return Ok(None) };
+        let bytes = self.gpu.poll_read(&p.read);
+        // spent when it has data or failed
+        let Some(bytes) = bytes.inspect_err(|_| *pending = None)? else { return Ok(None) };
+        let p = pending.take().unwrap();
+        Ok(Some((p.n, add_slots(p.base, &bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)))))
+    }
+
+    /// Drops the history read in flight, if any (its slots are about to be rewritten).
+    pub fn cancel_history(&self) {
+        *self.pending_history.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Per-batch losses (recon + beta kl, per image) of history slots 0..n.
+    pub fn batch_losses(&self, n: usize) -> Result<Vec<f32>> {
+        let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
+        let beta = if self.model.config.kind == ModelKind::Ae { 0.0 } else { self.beta };
+        Ok(v.chunks(4).map(|s| (s[0] + beta * s[1]) / s[2].max(1.0)).collect())
+    }
+
+    fn eval_batch(&mut self, b: usize, noise: f32) {
+        let start = b * self.batch;
+        let rows = self.batch.min(self.test_len - start);
+        let step = self.step_values(rows, start, b, noise);
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        kernels::encode_all(&mut enc, "eval step", &self.lists.eval);
+        self.gpu.submit(enc.finish());
+        self.counter += 1;
+    }
+
+    /// Runs test batch `b` forward (z sampled when `noise` is 1, the posterior mean when 0)
+    /// and returns per row: (recon, kl), then mu and logvar (rows, L each) and z (rows, L).
+    pub fn eval_rows(&mut self, b: usize, noise: f32) -> Result<EvalRows> {
+        self.eval_batch(b, noise);
+        let images = self.batch.min(self.test_len - b * self.batch);
+        let rows = images * self.samples;
+        let lat = self.model.config.latent;
+        let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
+        let mulv = self.gpu.read_matrix(self.t.mulv())?;
+        let z = self.gpu.read_matrix(&self.t.z)?;
+        Ok(EvalRows {
+            recon: loss.chunks(2).map(|v| v[0]).collect(),
+            kl: loss.chunks(2).map(|v| v[1]).collect(),
+            mu: (0..rows).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect(),
+            logvar: (0..rows).flat_map(|r| mulv[r * 2 * lat + lat..(r + 1) * 2 * lat].to_vec()).collect(),
+            z: z[..rows * lat].to_vec(),
+        })
+    }
+
+    /// Test images in this trainer's test set.
+    pub fn test_len(&self) -> usize {
+        self.test_len
+    }
+
+    /// The test set's loss sums with z sampled (one Monte-Carlo sample per image).
+    pub fn evaluate(&mut self) -> Result<LossSums> {
+        let n = self.batches(self.test_len);
+        for b in 0..n {
+            self.eval_batch(b, 1.0);
+        }
+        self.read_history(n)
+    }
+
+    /// The first test batch and its reconstructions from the posterior mean, both
+    /// (images, pixels * channels) channels-last with values in [0, 1].
+    pub fn reconstruct_first_batch(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.eval_batch(0, 0.0);
+        kernels::run_refs(self.gpu, &[self.lists.decode.last().unwrap()])?;
+        let rows = self.batch.min(self.test_len) * self.samples;
+        let c = &self.model.config;
+        let lay = c.loss_layout();
+        let x = self.gpu.read_matrix(&self.t.x)?;
+        let x_cols = c.input_shape().cols();
+        let images: Vec<f32> = (0..rows)
+            .step_by(self.samples)
+            .flat_map(|r| (0..lay.pixels).flat_map(move |p| (0..lay.channels).map(move |ch| (r, p, ch))))
+            .map(|(r, p, ch)| x[r * x_cols + p * lay.x_cp + ch])
+            .collect();
+        let recon = self.decoded_means(rows)?;
+        let recon = recon.chunks(c.pixels()).step_by(self.samples).flatten().copied().collect();
+        Ok((images, recon))
+    }
+
+    /// The decoder's means for the first `rows` rows, (rows, pixels * channels) channels-last.
+    fn decoded_means(&self, rows: usize) -> Result<Vec<f32>> {
+        let c = &self.model.config;
+        let lay = c.loss_layout();
+        // both likelihoods' means are the sigmoid of the decoder's first output
+        let v = self.gpu.read_matrix(&self.t.probs)?;
+        let mut means = Vec::with_capacity(rows * c.pixels());
+        for r in 0..rows {
+            for p in 0..lay.pixels {
+                for ch in 0..lay.channels {
+                    means.push(v[r * lay.o_cols + lay.mean_col(p, ch)].clamp(0.0, 1.0));
+                }
+            }
+        }
+        Ok(means)
+    }
+
+    /// Decodes latent codes z (n, L), n <= the batch rows, to images (n, pixels * channels).
+    pub fn decode(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        let lat = self.model.config.latent;
+        let n = z.len() / lat;
+        if n > self.t.z.rows {
+            bail!("can decode at most {} codes at once, got {n}", self.t.z.rows);
+        }
+        self.gpu.write_matrix(&self.t.z, z);
+        kernels::run(self.gpu, &self.lists.decode)?;
+        self.decoded_means(n)
+    }
+
+    /// Posterior [mu | logvar] (rows, 2L) of images x (rows, x columns) given directly.
+    pub fn encode_images(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        self.gpu.write_matrix(&self.t.x, x);
+        kernels::run(self.gpu, &self.lists.encode)?;
+        let rows = x.len() / self.model.config.input_shape().cols();
+        let v = self.gpu.read_matrix(self.t.mulv())?;
+        Ok(v[..rows * 2 * self.model.config.latent].to_vec())
+    }
+
+    /// For codes z (rows, L) and targets x with their observed mask (rows, x columns):
+    /// per row -log p(x_observed | g(z)) and its gradient d/dz (rows, L).
+    pub fn observed_nll_and_grad(&mut self, z: &[f32], x: &[f32], observed: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let lat = self.model.config.latent;
+        let rows = z.len() / lat;
+        if rows > self.t.z.rows {
+            bail!("at most {} codes at once, got {rows}", self.t.z.rows);
+        }
+        let step = Step { rows: rows as u32, inv_rows: 1.0, ..self.step_values(0, 0, 0, 0.0) };
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.gpu.write_matrix(&self.t.z, z);
+        self.gpu.write_matrix(&self.t.x, x);
+        self.gpu.write_matrix(&self.t.observed, observed);
+        kernels::run(self.gpu, &self.lists.restore)?;
+        let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
+        let dz = self.gpu.read_matrix(&self.t.dz)?;
+        Ok((loss.chunks(2).map(|v| v[0]).collect(), dz[..rows * lat].to_vec()))
+    }
+
+    pub fn wait(&self) -> Result<()> {
+        self.gpu.wait()
+    }
+
+    /// The most rows one call of `decode`, `encode_images` or `observed_nll_and_grad`
+    /// takes: the batch times the Monte-Carlo samples, rounded up to 4.
+    pub fn rows(&self) -> usize {
+        self.t.z.rows
+    }
+}

@@ -1,0 +1,13 @@
+//! Training: the options ([`options`]), the trainer that owns a model's buffers
+//! and replays its step ([`trainer`]), checkpoints ([`checkpoint`]) and the
+//! `train` command's epoch loop ([`run`]).
+
+pub mod checkpoint;
+pub mod options;
+pub mod run;
+pub mod trainer;
+
+pub use crate::step::net::{EvalRows, LossSums};
+pub use options::*;
+pub use run::*;
+pub use trainer::*;

@@ -1,0 +1,499 @@
+//! The host scheduler: owns every buffer, texture and prebuilt dispatch list
+//! of a model, and replays them: one encoder and one submit per training step,
+//! no host read-back except the loss history at logging intervals.
+//!
+//! The step, as dispatched (batch m rows, latent L):
+//!   gather_batch           order, dataset        -> x
+//!   encoder layers         x -> ... -> h          (gemm_forward / conv2d_forward, bias and ReLU fused)
+//!   gemm_forward heads     h                     -> mulv (m, 2L) = [mu | logvar]
+//!   reparam_forward        mulv, eps             -> z (m, L)
+//!     (one dispatch, gemm_forward_reparam_subgroup, where the adapter has the subgroup
+//!     GEMMs, --gemm allows them and 2L fits one workgroup: Builder::heads_reparam)
+//!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
+//!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
+//!     (elbo_forward_backward_taps where the last layer is a one-channel transposed
+//!     convolution run as taps and col2im: it sums the logits from the taps image
+//!     itself, and the col2im dispatch is left out; kernels::elbo_taps_fits)
+//!     (gemm_forward_elbo_subgroup where the last layer is dense into a Bernoulli
+//!     output and the subgroup GEMMs run: the layer's GEMM computes the loss in its
+//!     epilogue and stores d out in place of the logits, with recon partial sums per
+//!     column block in place of image_loss; kernels::elbo_gemm_fits)
+//!   decoder layers, last to first: backward_input -> d input; backward_weight -> grads (flat)
+//!   reparam_backward_reduce  image_loss, mulv    -> `history[slot]`, free-bits mask
+//!                          dz, mulv, mask        -> d mulv
+//!     (reparam_backward_reduce_partials after gemm_forward_elbo_subgroup: recon from
+//!     the partial sums, KL from mulv)
+//!     (one workgroup; where the batch is too large for one, loss_reduce runs after the
+//!     loss and reparam_backward here: kernels::reparam_reduce_fused)
+//!   heads, encoder layers, last to first: the same
+//!   adam_update(_texel)    grads                 -> params, moments (flat, or texels)
+//!   then copies of the updated weights into the textures the kernels read.
+//! Where every layer is dense and the adapter has gemm_adam_subgroup.wgsl (CPU
+//! adapters), each backward_weight updates its layer's parameters and moments
+//! itself and there is no adam dispatch and no flat gradient.
+
+use crate::data::Dataset;
+use crate::gpu::{Gpu, Matrix};
+use crate::kernels::gemm::{self, GemmPreference, Pass};
+use crate::kernels::{self, Bind, Dispatch, Kernels, Step};
+use crate::model::{Layer, Layout, Model, ModelKind, Op, VaeConfig};
+use crate::step::fusion::FusionInputs;
+use crate::step::vae::{vae_lists, Sampling, TrainBuffers, VaeBuffers};
+use crate::step::{Builder, FusedAdam, Fusions, Net};
+use anyhow::{bail, Result};
+
+pub const ADAM_BETA1: f32 = 0.9;
+
+pub const ADAM_BETA2: f32 = 0.999;
+
+pub const ADAM_EPS: f32 = 1e-8;
+
+/// Optimisation settings that the kernels see.
+#[derive(Clone, Debug)]
+pub struct Hyper {
+    pub lr: f32,
+    /// Weight of the KL term (changed per step during a warm-up).
+    pub beta: f32,
+    pub seed: u32,
+    pub binarize: bool,
+    /// Which GEMM kernels to use (measured on this adapter by default).
+    pub gemm: GemmPreference,
+    /// Monte-Carlo samples of z per image.
+    pub samples: usize,
+    /// Free bits: per-dimension KL floor in nats (0: off).
+    pub free_bits: f32,
+    /// GEMM variants decided earlier (a resumed run replays its first run's choice).
+    pub gemm_fixed: Option<gemm::Choice>,
+    /// Fuse Adam into the weight-gradient GEMMs where the adapter has the kernel
+    /// (gemm_adam_subgroup.wgsl: CPU adapters) and every layer is dense (default: on).
+    /// Fused, the flat gradient is not kept (`Trainer::read_grads` fails). Results are
+    /// the same either way.
+    pub fuse_adam: bool,
+}
+
+impl Hyper {
+    pub fn new(lr: f32, seed: u32) -> Hyper {
+        Hyper {
+            lr,
+            beta: 1.0,
+            seed,
+            binarize: false,
+            gemm: GemmPreference::Auto,
+            samples: 1,
+            free_bits: 0.0,
+            gemm_fixed: None,
+            fuse_adam: true,
+        }
+    }
+}
+
+/// Floats per row of Adam's moment textures (adam_texel.wgsl: 1024 texels).
+pub const ADAM_TEXEL_COLS: usize = 4096;
+
+/// Adam's moments on the device: storage buffers laid out like the parameters, or,
+/// where rgba32float binds read_write and they pay (`Gpu::texel_moments_pay`), textures
+/// of `ADAM_TEXEL_COLS` columns holding the same flat vector row by row (adam_texel.wgsl).
+enum Moments {
+    Buffers(wgpu::Buffer, wgpu::Buffer),
+    Texels(Box<[Matrix; 2]>),
+}
+
+impl Moments {
+    /// Texel moments where the adapter has adam_texel.wgsl, they pay on this adapter
+    /// and the texture fits; storage buffers elsewhere.
+    fn new(gpu: &Gpu, k: &Kernels, len: usize) -> Result<Moments> {
+        let rows = len.div_ceil(ADAM_TEXEL_COLS);
+        let fits = rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize;
+        if k.adam_update_texel.is_some() && gpu.texel_moments_pay() && fits {
+            let [m1, m2] = ["adam moment1", "adam moment2"].map(|name| gpu.matrix(name, rows, ADAM_TEXEL_COLS));
+            return Ok(Moments::Texels(Box::new([m1?, m2?])));
+        }
+        let floats = (len * 4) as u64;
+        Ok(Moments::Buffers(
+            gpu.buffer("adam moment1", floats, wgpu::BufferUsages::empty())?,
+            gpu.buffer("adam moment2", floats, wgpu::BufferUsages::empty())?,
+        ))
+    }
+
+    fn store(&self) -> kernels::MomentStore {
+        match self {
+            Moments::Buffers(..) => kernels::MomentStore::Buffers,
+            Moments::Texels(_) => kernels::MomentStore::Texels,
+        }
+    }
+
+    /// The first and second moment, bound as the kernels take them.
+    fn binds(&self) -> [Bind<'_>; 2] {
+        match self {
+            Moments::Buffers(m1, m2) => [Bind::Buffer(m1), Bind::Buffer(m2)],
+            Moments::Texels(m) => [Bind::Texture(&m[0].view), Bind::Texture(&m[1].view)],
+        }
+    }
+}
+
+/// The optimiser's state: parameters, Adam's moments, steps taken and the random-stream counter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    pub params: Vec<f32>,
+    pub moment1: Vec<f32>,
+    pub moment2: Vec<f32>,
+    pub steps_done: u32,
+    pub counter: u32,
+}
+
+/// A model being trained: a `Net` (its parameters, activations, test set and forward
+/// lists, reached through `Deref`) plus the training state: the flat gradient, Adam's
+/// moments, the training set and its order, and the training step's list.
+pub struct Trainer<'g> {
+    net: Net<'g>,
+    pub hyper: Hyper,
+    /// The GEMM variant of each dense layer and pass, measured fastest on this adapter (or forced).
+    pub gemm_choice: gemm::Choice,
+    /// Adam steps taken.
+    pub steps_done: u32,
+    grads: wgpu::Buffer,
+    moments: Moments,
+    /// Adam runs inside the weight-gradient GEMMs (no flat gradient is kept).
+    adam_fused: bool,
+    train_order: wgpu::Buffer,
+    train_len: usize,
+    // kept alive for the bind groups
+    _train_data: wgpu::Buffer,
+}
+
+impl<'g> std::ops::Deref for Trainer<'g> {
+    type Target = Net<'g>;
+    fn deref(&self) -> &Net<'g> {
+        &self.net
+    }
+}
+
+impl<'g> std::ops::DerefMut for Trainer<'g> {
+    fn deref_mut(&mut self) -> &mut Net<'g> {
+        &mut self.net
+    }
+}
+
+impl<'g> Trainer<'g> {
+    /// A trainer for `model` at `batch` images a step (times `hyper.samples` rows), with
+    /// both datasets resident on the device. Builds every buffer and dispatch list, and
+    /// times the GEMM variants on this adapter unless `hyper` fixes them.
+    pub fn new(
+        gpu: &'g Gpu,
+        model: Model,
+        hyper: Hyper,
+        batch: usize,
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<Trainer<'g>> {
+        let c = model.config.clone();
+        c.check()?;
+        check_datasets(&c, train, test)?;
+        if batch == 0 || hyper.samples == 0 {
+            bail!("--batch-size and --mc-samples must be at least 1");
+        }
+        let k = Kernels::new(gpu)?;
+        let m = (batch * hyper.samples).next_multiple_of(4);
+        check_loop_turns(gpu, &k, &model.layout, batch, hyper.samples)?;
+        let len = model.layout.len;
+        let grads = gpu.buffer("grads", (len * 4) as u64, wgpu::BufferUsages::empty())?;
+        let moments = Moments::new(gpu, &k, len)?;
+        let train_data = gpu.buffer_with("training set", &train.pixels)?;
+        let train_order = gpu.buffer("train order", (train.len * 4) as u64, wgpu::BufferUsages::empty())?;
+        let history_slots = train.len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
+        let mut net = Net::alloc(gpu, model, (batch, hyper.samples, hyper.seed), test, history_slots)?;
+        net.beta = hyper.beta;
+
+        let layers = net.model.layout.layers();
+        let choice = match &hyper.gemm_fixed {
+            Some(c) => c.clone(),
+            None => gemm::choose(gpu, &k, hyper.gemm, &gemm_shapes(&layers, m))?,
+        };
+        let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS };
+        let adam_u = gpu.uniform("adam", &adam);
+        let inputs = FusionInputs {
+            layout: &net.model.layout,
+            loss: &c.loss_layout(),
+            latent: c.latent,
+            m,
+            gemm: hyper.gemm,
+            fuse_adam: hyper.fuse_adam,
+            moments: moments.store(),
+        };
+        let f = Fusions::decide(gpu, &k, &inputs);
+        let mut b = Builder::new(gpu, &k, &choice, m, &net.params, Some(&grads));
+        if f.adam {
+            let kernel = k.gemm_adam.as_ref().expect("Fusions::adam needs the fused kernel");
+            b.fused_adam = Some(FusedAdam { kernel, adam: &adam_u, step: &net.step_uniform, moments: moments.binds() });
+        }
+        let bufs = VaeBuffers {
+            step: &net.step_uniform,
+            image_loss: &net.image_loss,
+            kl_mask: &net.kl_mask,
+            history: &net.history,
+            train: Some(TrainBuffers {
+                data: &train_data,
+                order: &train_order,
+                adam,
+                moments: (moments.store(), moments.binds()),
+            }),
+            test: (&net.test_data, &net.test_order),
+        };
+        let sampling = Sampling { binarize: hyper.binarize, samples: hyper.samples, free_bits: hyper.free_bits };
+        let lists = vae_lists(&mut b, f, &c, &layers, &net.weights, &net.t, &bufs, sampling)?;
+        let keep = b.keep;
+        net.lists = lists;
+        net.keep.extend(keep);
+        net.keep.push(adam_u);
+        net.upload_weights()?;
+        Ok(Trainer {
+            net,
+            hyper,
+            gemm_choice: choice,
+            steps_done: 0,
+            grads,
+            moments,
+            adam_fused: f.adam,
+            train_order,
+            train_len: train.len,
+            _train_data: train_data,
+        })
+    }
+
+    /// Bytes copied into the weight textures per step.
+    pub fn weight_copy_bytes(&self) -> usize {
+        self.model.layout.layers().iter().map(|d| d.rows * d.cols * 4).sum()
+    }
+
+    /// The per-step uniform for a batch of `images` images starting at `batch_start`.
+    /// An autoencoder always decodes the posterior mean and has no KL term.
+    pub fn step_values(&self, images: usize, batch_start: usize, slot: usize, noise: f32) -> Step {
+        let t = (self.steps_done + 1) as i32;
+        let rows = images * self.hyper.samples;
+        let ae = self.model.config.kind == ModelKind::Ae;
+        Step {
+            seed: self.hyper.seed,
+            counter: self.counter,
+            rows: rows as u32,
+            batch_start: batch_start as u32,
+            slot: slot as u32,
+            inv_rows: 1.0 / rows.max(1) as f32,
+            noise: if ae { 0.0 } else { noise },
+            beta: if ae { 0.0 } else { self.hyper.beta },
+            lr_t: self.hyper.lr / (1.0 - ADAM_BETA1.powi(t)),
+            bc2_sqrt: (1.0 - ADAM_BETA2.powi(t)).sqrt(),
+            pad0: 0,
+            pad1: 0,
+        }
+    }
+
+    /// Uploads this epoch's order of the training images (and drops a history read in
+    /// flight: the epoch's steps rewrite the slots from 0).
+    pub fn set_order(&self, order: &[u32]) -> Result<()> {
+        if order.len() != self.train_len {
+            bail!("the order lists {} images but the training set has {}", order.len(), self.train_len);
+        }
+        self.cancel_history();
+        self.gpu.queue.write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
+        Ok(())
+    }
+
+    /// Images in the training set.
+    pub fn train_len(&self) -> usize {
+        self.train_len
+    }
+
+    /// Steps per epoch.
+    pub fn train_batches(&self) -> usize {
+        self.batches(self.train_len)
+    }
+
+    /// Writes the uniform of training step `b` of the epoch (its loss goes to
+    /// history slot `b`) and advances the counters; the caller then encodes
+    /// `train_dispatches()` and `copy_weights` and submits.
+    pub fn begin_train_step(&mut self, b: usize) {
+        let start = b * self.batch;
+        let rows = self.batch.min(self.train_len - start);
+        let step = self.step_values(rows, start, b, 1.0);
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.net.beta = self.hyper.beta;
+        self.steps_done += 1;
+        self.counter += 1;
+    }
+
+    /// Submits training step `b` of the epoch. Does not wait.
+    pub fn train_step(&mut self, b: usize) {
+        self.begin_train_step(b);
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        kernels::encode_all(&mut enc, "train step", &self.lists.train);
+        if self.copies_weights_each_step() {
+            self.copy_weights(&mut enc);
+        }
+        self.gpu.submit(enc.finish());
+    }
+
+    /// Whether each training step ends by copying the flat weights into the textures.
+    /// Not with Adam fused into the weight gradients: those update the textures, which
+    /// are then the weights' master copy (`copy_weights_back` brings them to the flat
+    /// parameters).
+    pub fn copies_weights_each_step(&self) -> bool {
+        !self.adam_fused
+    }
+
+    /// Copies the weight textures back into the flat parameters, where Adam updates
+    /// the textures (`copies_weights_each_step` is false), and waits.
+    fn copy_weights_back(&self) -> Result<()> {
+        if self.copies_weights_each_step() {
+            return Ok(());
+        }
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
+            enc.copy_texture_to_buffer(
+                tex.texture.as_image_copy(),
+                crate::gpu::flat_rows(&self.params, layer.w, layer.stride),
+                tex.texture.size(),
+            );
+        }
+        self.gpu.submit(enc.finish());
+        self.gpu.wait()
+    }
+
+    /// The dispatches of one training step, in order.
+    pub fn train_dispatches(&self) -> &[Dispatch] {
+        &self.lists.train
+    }
+
+    /// Copies the GPU's parameters back into `self.model`.
+    pub fn sync_model(&mut self) -> Result<()> {
+        self.copy_weights_back()?;
+        self.model.params = self.gpu.read_f32(&self.params, 0, self.model.layout.len)?;
+        Ok(())
+    }
+
+    /// Everything a resumed run needs from this one (read back from the GPU).
+    pub fn state(&self) -> Result<TrainState> {
+        self.copy_weights_back()?;
+        let len = self.model.layout.len;
+        Ok(TrainState {
+            params: self.gpu.read_f32(&self.params, 0, len)?,
+            moment1: self.read_moment(0)?,
+            moment2: self.read_moment(1)?,
+            steps_done: self.steps_done,
+            counter: self.counter,
+        })
+    }
+
+    /// Adam's first (0) or second (1) moment, flat like the parameters.
+    fn read_moment(&self, which: usize) -> Result<Vec<f32>> {
+        let len = self.model.layout.len;
+        match &self.moments {
+            Moments::Buffers(m1, m2) => self.gpu.read_f32([m1, m2][which], 0, len),
+            Moments::Texels(m) => {
+                let mut v = self.gpu.read_matrix(&m[which])?;
+                v.truncate(len);
+                Ok(v)
+            }
+        }
+    }
+
+    /// Puts a saved state back: parameters, Adam's moments and the counters.
+    pub fn restore_state(&mut self, st: &TrainState) -> Result<()> {
+        let len = self.model.layout.len;
+        if st.params.len() != len || st.moment1.len() != len || st.moment2.len() != len {
+            bail!("the checkpoint holds {} parameters but this model has {len}", st.params.len());
+        }
+        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&st.params));
+        match &self.moments {
+            Moments::Buffers(m1, m2) => {
+                self.gpu.queue.write_buffer(m1, 0, bytemuck::cast_slice(&st.moment1));
+                self.gpu.queue.write_buffer(m2, 0, bytemuck::cast_slice(&st.moment2));
+            }
+            Moments::Texels(m) => {
+                self.gpu.write_matrix_flat(&m[0], &st.moment1);
+                self.gpu.write_matrix_flat(&m[1], &st.moment2);
+            }
+        }
+        self.steps_done = st.steps_done;
+        self.counter = st.counter;
+        self.model.params = st.params.clone();
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.copy_weights(&mut enc);
+        self.gpu.submit(enc.finish());
+        self.gpu.wait()
+    }
+
+    /// Whether Adam runs inside the weight-gradient GEMMs (gemm_adam_subgroup.wgsl).
+    pub fn adam_fused(&self) -> bool {
+        self.adam_fused
+    }
+
+    /// Where Adam's moments live.
+    pub fn moment_store(&self) -> kernels::MomentStore {
+        self.moments.store()
+    }
+
+    /// The flat gradient of the last step (for tests).
+    pub fn read_grads(&self) -> Result<Vec<f32>> {
+        if self.adam_fused {
+            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = false");
+        }
+        self.gpu.read_f32(&self.grads, 0, self.model.layout.len)
+    }
+}
+
+/// Both datasets have the model's image shape and at least one image.
+fn check_datasets(c: &VaeConfig, train: &Dataset, test: &Dataset) -> Result<()> {
+    for (what, ds) in [("training", train), ("test", test)] {
+        if (ds.width, ds.height, ds.channels) != (c.width, c.height, c.channels) {
+            bail!(
+                "the model expects {}x{} images with {} channel(s) but the {what} set has {}x{} with {}",
+                c.width,
+                c.height,
+                c.channels,
+                ds.width,
+                ds.height,
+                ds.channels
+            );
+        }
+        if ds.len == 0 {
+            bail!("the {what} set is empty");
+        }
+    }
+    Ok(())
+}
+
+/// On lavapipe, a convolution's weight gradient loops over the images and output pixels
+/// in one invocation, which llvmpipe cuts short past LLVMPIPE_LOOP_TURNS: refuse a batch
+/// that would, naming the largest that fits.
+fn check_loop_turns(gpu: &Gpu, k: &Kernels, layout: &Layout, batch: usize, samples: usize) -> Result<()> {
+    if !gpu.is_llvmpipe() {
+        return Ok(());
+    }
+    for layer in layout.layers().iter().filter(|ly| ly.op != Op::Dense) {
+        let s = layer.conv_shape();
+        let variant = kernels::conv_variant(k, "conv2d_backward_weight", &s);
+        let transposed = matches!(layer.op, Op::Deconv { .. });
+        let turns = |rows: usize| kernels::weight_loop_turns(variant, &s, rows, transposed);
+        let m = (batch * samples).next_multiple_of(4);
+        if turns(m) > kernels::LLVMPIPE_LOOP_TURNS {
+            let most = (1..=batch).rev().find(|&b| turns(b * samples) <= kernels::LLVMPIPE_LOOP_TURNS);
+            bail!(
+                "a batch of {batch} images x {samples} Monte-Carlo sample(s) is too large for layer {} on lavapipe: its weight gradient would run {} loop turns in one shader invocation, past llvmpipe's limit of {} (the results would be wrong). Use --batch-size {} or less",
+                layer.name,
+                turns(m),
+                kernels::LLVMPIPE_LOOP_TURNS,
+                most.unwrap_or(1)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every dense layer's passes at m rows: the GEMMs whose variant is chosen.
+fn gemm_shapes(layers: &[&Layer], m: usize) -> Vec<(Pass, usize, usize, usize)> {
+    layers
+        .iter()
+        .filter(|ly| ly.op == Op::Dense)
+        .flat_map(|ly| Pass::ALL.map(|p| (p, m, ly.gemm_nk().0, ly.gemm_nk().1)))
+        .collect()
+}
