@@ -359,3 +359,20 @@ fn bench_rounds_against_pytorch_are_counted() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--rounds"), "{err}");
 }
+
+#[test]
+fn a_resumed_run_takes_the_epochs_and_rate_given_on_the_command_line() {
+    let dir = Scratch::new("resume-given");
+    let first = ["train", "--epochs", "1", "--train-limit", "256", "--test-limit", "64", "--quiet", "--out"];
+    let out = elbo().args(first).arg(&*dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // the defaults (10 epochs, lr 1e-3) are not "given": only the flags typed count
+    let out =
+        elbo().args(["train", "--epochs", "2", "--lr", "5e-4", "--json", "--resume"]).arg(&*dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "one more epoch: {text}");
+    assert_eq!(lines[0]["epoch"], 2, "{text}");
+    assert!((lines[0]["lr"].as_f64().unwrap() - 5e-4).abs() < 1e-9, "{text}");
+}

@@ -88,11 +88,22 @@ fn a_larger_epoch_count_extends_a_finished_run() {
     train(&opts(&d)).unwrap();
     assert_eq!(metrics(&d).len(), 2);
     // --epochs above the saved count extends the run
-    train(&TrainOptions { resume: Some(d.to_path_buf()), extend_to: Some(3), quiet: true, ..Default::default() })
-        .unwrap();
+    train(&TrainOptions {
+        resume: Some(d.to_path_buf()),
+        epochs: 3,
+        given: given_ids(&["epochs"]),
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap();
     let m = metrics(&d);
     assert_eq!(m.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(m[2].6, 30, "epoch 3 continues the step count");
+}
+
+/// Options given on the command line, as `elbo train` records them.
+fn given_ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
 }
 
 /// lr in each line of metrics.jsonl.
@@ -116,15 +127,21 @@ fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
     train(&TrainOptions { lr: 2e-3, lr_decay: 0.5, ..opts(&d) }).unwrap();
     close(&lrs(&d), &[2e-3, 1e-3]);
     // extending keeps the saved schedule
-    train(&TrainOptions { resume: Some(d.to_path_buf()), extend_to: Some(3), quiet: true, ..Default::default() })
-        .unwrap();
+    train(&TrainOptions {
+        resume: Some(d.to_path_buf()),
+        epochs: 3,
+        given: given_ids(&["epochs"]),
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap();
     close(&lrs(&d), &[2e-3, 1e-3, 5e-4]);
     // a decay given with --resume starts from the rate the schedule had reached
     let given = TrainOptions {
         resume: Some(d.to_path_buf()),
-        extend_to: Some(5),
+        epochs: 5,
         lr_decay: 0.1,
-        lr_decay_given: true,
+        given: given_ids(&["epochs", "lr_decay"]),
         quiet: true,
         ..Default::default()
     };
@@ -133,9 +150,9 @@ fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
     // and a rate given with --resume replaces it, keeping the saved decay
     let given = TrainOptions {
         resume: Some(d.to_path_buf()),
-        extend_to: Some(6),
+        epochs: 6,
         lr: 1e-3,
-        lr_given: true,
+        given: given_ids(&["epochs", "lr"]),
         quiet: true,
         ..Default::default()
     };
@@ -143,4 +160,35 @@ fn the_learning_rate_decays_per_epoch_and_a_resume_can_change_it() {
     close(&lrs(&d), &[2e-3, 1e-3, 5e-4, 2.5e-4, 2.5e-5, 1e-3]);
     let e = format!("{:#}", train(&TrainOptions { lr_decay: 1.5, ..opts(&dir("lr-bad")) }).unwrap_err());
     assert!(e.contains("--lr-decay must be in (0, 1]"), "{e}");
+}
+
+#[test]
+fn options_saved_by_earlier_checkpoints_still_resume() {
+    // the keys and value forms checkpoints have always stored (no lr_decay: runs saved
+    // before the schedule existed had a constant rate)
+    let saved = serde_json::json!({
+        "dataset": "faces", "data_dir": null, "channels_in": 1, "image_size": [20, 24],
+        "test_fraction": 0.2, "arch": "conv", "kind": "ae", "likelihood": "gaussian", "epochs": 7,
+        "batch_size": 32, "hidden": 16, "conv_channels": [8, 16], "latent_dim": 5, "lr": 0.002,
+        "beta": 0.5, "kl_warmup": 1.5, "free_bits": 0.25, "mc_samples": 2, "seed": 9, "binarize": true,
+        "train_limit": 300, "test_limit": null, "checkpoint_every": 4
+    });
+    let d = dir("saved-options");
+    let here = TrainOptions { resume: Some(d.to_path_buf()), quiet: true, ..Default::default() };
+    let o = TrainOptions::resumed(&saved, &here, 3).unwrap();
+    assert_eq!(o.dataset, elbo::train::DatasetChoice::Faces);
+    assert_eq!(o.image_size, Some((20, 24)));
+    use elbo::model::{Arch, Likelihood, ModelKind};
+    assert_eq!((o.arch, o.kind, o.likelihood), (Arch::Conv, ModelKind::Ae, Likelihood::Gaussian));
+    assert_eq!((o.epochs, o.batch_size, o.hidden, o.latent_dim), (7, 32, Some(16), 5));
+    assert_eq!(o.conv_channels, vec![8, 16]);
+    assert_eq!((o.lr, o.lr_decay, o.lr_decay_start), (0.002, 1.0, 1));
+    assert_eq!((o.beta, o.kl_warmup, o.free_bits, o.mc_samples), (0.5, 1.5, 0.25, 2));
+    assert_eq!((o.seed, o.binarize, o.train_limit, o.test_limit, o.checkpoint_every), (9, true, Some(300), None, 4));
+    assert_eq!(o.out.as_deref(), Some(d.to_path_buf().as_path()), "a resumed run writes into the folder it resumes");
+    // and what is saved now reads back the same
+    let again = TrainOptions::resumed(&serde_json::to_value(&o).unwrap(), &here, 3).unwrap();
+    assert_eq!(serde_json::to_value(&again).unwrap(), serde_json::to_value(&o).unwrap());
+    let e = format!("{:#}", TrainOptions::resumed(&serde_json::json!({"epochs": "many"}), &here, 3).unwrap_err());
+    assert!(e.contains("options are damaged"), "{e}");
 }

@@ -412,7 +412,7 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
         channels_in: 3,
         arch: Arch::Conv,
         likelihood: Likelihood::Gaussian,
-        conv_channels: [4, 8],
+        conv_channels: vec![4, 8],
         latent_dim: 3,
         batch_size: 8,
         epochs: 2,

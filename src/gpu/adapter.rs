@@ -30,9 +30,13 @@ impl Backend {
 }
 
 /// How to pick an adapter: `--backend` and `--adapter SUBSTRING`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct AdapterChoice {
+    /// Graphics API to run on.
+    #[arg(long, value_enum, default_value = "auto")]
     pub backend: Backend,
+    /// Use the first adapter whose name contains this text (see `elbo devices`).
+    #[arg(long = "adapter")]
     pub name: Option<String>,
 }
 

@@ -6,7 +6,8 @@ use super::layout::{Layout, Shape};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// Dense layers with ReLU.
     Mlp,
@@ -14,7 +15,8 @@ pub enum Arch {
     Conv,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Likelihood {
     /// p(x|z) = Bernoulli(sigmoid(logits)); pixels in [0, 1].
     Bernoulli,
@@ -23,7 +25,8 @@ pub enum Likelihood {
     Gaussian,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Variational autoencoder: sampled z, loss = -ELBO.
     Vae,

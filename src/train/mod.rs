@@ -3,6 +3,7 @@
 //! `train` command's epoch loop ([`run`]).
 
 pub mod checkpoint;
+mod epoch;
 pub mod options;
 pub mod run;
 pub mod trainer;

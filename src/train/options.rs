@@ -20,6 +20,30 @@ pub enum DatasetChoice {
     Folder(PathBuf),
 }
 
+impl std::fmt::Display for DatasetChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            DatasetChoice::Mnist => write!(f, "mnist"),
+            DatasetChoice::Faces => write!(f, "faces"),
+            DatasetChoice::Folder(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+// saved as the text `--dataset` takes
+impl serde::Serialize for DatasetChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DatasetChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(text.parse().unwrap_or_else(|never| match never {}))
+    }
+}
+
 impl std::str::FromStr for DatasetChoice {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
@@ -31,149 +55,197 @@ impl std::str::FromStr for DatasetChoice {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The options of `elbo train`, written once: clap parses them (`elbo train --help`
+/// shows these docs), the checkpoint stores the ones that define a run (serde: every
+/// field not marked skip) and `--resume` reads those back (`resumed`).
+#[derive(Clone, Debug, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TrainOptions {
+    #[command(flatten)]
+    #[serde(skip)]
+    pub adapter: AdapterChoice,
+    /// `mnist`, `faces` (100 LFW crops, 25x25), or a folder of PNG/JPEG images (searched recursively).
+    #[arg(long, default_value = "mnist")]
     pub dataset: DatasetChoice,
+    /// Folder holding the dataset's files [default: data/mnist or data/lfw-faces-25x25].
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Folder datasets: 1 (greyscale) or 3 (RGB).
+    #[arg(long, default_value_t = 1)]
     pub channels_in: usize,
-    /// Folder datasets: resize every image to (width, height).
+    /// Folder datasets: resize every image to N or WxH pixels [default: keep; all must match].
+    #[arg(long, value_parser = parse_size)]
     pub image_size: Option<(usize, usize)>,
-    /// Faces and folders: the share held out for testing.
+    /// Faces and folders: the share of images held out for testing.
+    #[arg(long, default_value_t = 0.1)]
     pub test_fraction: f64,
+    /// Output folder [default: a new folder under runs/]
+    #[arg(long)]
+    #[serde(skip)]
     pub out: Option<PathBuf>,
+    /// Architecture: dense layers, or 4x4 stride-2 convolutions (images cropped to a multiple of 4).
+    #[arg(long = "model", value_enum, default_value = "mlp")]
     pub arch: Arch,
+    /// `vae`, or `ae`: a plain autoencoder (z = mu(x), reconstruction loss only).
+    #[arg(long = "model-kind", value_enum, default_value = "vae")]
     pub kind: ModelKind,
+    /// Decoder: Bernoulli (pixels in [0, 1]) or Gaussian with a learned per-pixel variance.
+    #[arg(long, value_enum, default_value = "bernoulli")]
     pub likelihood: Likelihood,
+    /// Epochs; with --resume, a count above the saved one extends the run.
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Default: 400 for the MLP, 0 (no dense layer) for the convolutional model.
+    /// Hidden width: the MLP's layers [400], or a dense layer after the convolutions [none].
+    #[arg(long)]
     pub hidden: Option<usize>,
-    pub conv_channels: [usize; 2],
+    /// Channels of the two convolutions.
+    #[arg(long = "channels", value_delimiter = ',', num_args = 2, default_value = "32,64")]
+    pub conv_channels: Vec<usize>,
+    /// Dimension of the latent code z.
+    #[arg(long, default_value_t = 20)]
     pub latent_dim: usize,
+    /// Adam learning rate; with --resume, a new rate from the resumed epoch on.
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
-    /// The learning rate is multiplied by this after every epoch (PyTorch's ExponentialLR).
+    /// Multiply the learning rate by this after every epoch (1: constant, PyTorch's
+    /// ExponentialLR); with --resume, a new decay from the resumed epoch on (e.g. --lr-decay 0.98).
+    #[arg(long, default_value_t = 1.0)]
     pub lr_decay: f64,
     /// The epoch at which the schedule runs from `lr` (1, or where a resume changed it).
+    #[arg(skip = 1usize)]
     pub lr_decay_start: usize,
-    /// With `resume`: `lr` / `lr_decay` were given and replace the saved schedule from
-    /// the resumed epoch on.
-    pub lr_given: bool,
-    pub lr_decay_given: bool,
+    /// Weight of the KL term (1 = the ELBO).
+    #[arg(long, default_value_t = 1.0)]
     pub beta: f32,
-    /// Epochs over which the KL weight rises linearly from 0 to beta.
+    /// Epochs over which the KL weight rises linearly from 0 to --beta.
+    #[arg(long, default_value_t = 0.0)]
     pub kl_warmup: f64,
+    /// Free bits: a latent dimension whose batch-average KL is below this many nats gets no KL gradient.
+    #[arg(long, default_value_t = 0.0)]
     pub free_bits: f32,
+    /// Monte-Carlo samples of z per image (the ELBO's estimate averages them).
+    #[arg(long, default_value_t = 1)]
     pub mc_samples: usize,
+    /// Seed of the initialisation, the data order and the GPU's random streams.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// `dynamic`: resample binary pixels each time an image is used.
+    #[arg(
+        long,
+        action = clap::ArgAction::Set,
+        default_value = "none",
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["none", "dynamic"]), |v| v == "dynamic"),
+    )]
     pub binarize: bool,
-    /// Use only the first N training / test images (quick runs).
+    /// Train on the first N training images only.
+    #[arg(long)]
     pub train_limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
     pub test_limit: Option<usize>,
+    /// Steps between loss read-backs (progress-bar updates).
+    #[arg(long, default_value_t = 25)]
+    #[serde(skip)]
     pub log_every: usize,
+    /// Print nothing but errors.
+    #[arg(long)]
+    #[serde(skip)]
     pub quiet: bool,
     /// Print each epoch's metrics as one JSON line on stdout, and nothing else.
+    #[arg(long)]
+    #[serde(skip)]
     pub json: bool,
-    pub adapter: AdapterChoice,
+    /// GEMM kernels: timed on this adapter (auto) or forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    #[serde(skip)]
     pub gemm: crate::kernels::gemm::GemmPreference,
-    /// Continue the run in this folder from its checkpoint (its saved options win).
+    /// Continue the run in this folder from its checkpoint, with its saved options
+    /// (an --epochs above the saved count extends the run).
+    #[arg(long)]
+    #[serde(skip)]
     pub resume: Option<PathBuf>,
-    /// With `resume`: train up to this many epochs when it exceeds the saved count.
-    pub extend_to: Option<usize>,
-    /// Also checkpoint every N steps (0: at the end of every epoch only).
+    /// Also save a checkpoint every N steps (one is always saved after every epoch and on Ctrl-C).
+    #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
+    /// The options given on the command line (clap's ids, e.g. "lr"): with `resume`, they
+    /// say which saved options the user changes.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Vec<String>,
     /// Stop as Ctrl-C would after this many steps of this process (tests).
+    #[arg(skip)]
+    #[serde(skip)]
     pub stop_after_steps: Option<u32>,
 }
 
-fn enum_name<T: clap::ValueEnum>(v: T) -> String {
-    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+/// `N` or `WxH`, each at least 1.
+pub fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
+    let parts: Vec<&str> = s.split(['x', 'X']).collect();
+    let num = |t: &str| t.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    match parts.as_slice() {
+        [n] => num(n).map(|n| (n, n)),
+        [w, h] => num(w).zip(num(h)),
+        _ => None,
+    }
+    .ok_or_else(|| format!("expected N or WxH with positive numbers, got {s:?}"))
+}
+
+impl Default for TrainOptions {
+    /// The defaults `elbo train` has with no flags.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            o: TrainOptions,
+        }
+        <Defaults as clap::Parser>::parse_from(["elbo"]).o
+    }
 }
 
 impl TrainOptions {
-    /// The options that define a run, as saved in its checkpoint.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "dataset": match &self.dataset {
-                DatasetChoice::Mnist => "mnist".to_string(),
-                DatasetChoice::Faces => "faces".to_string(),
-                DatasetChoice::Folder(p) => p.display().to_string(),
-            },
-            "data_dir": self.data_dir.as_ref().map(|p| p.display().to_string()),
-            "channels_in": self.channels_in,
-            "image_size": self.image_size.map(|(w, h)| [w, h]),
-            "test_fraction": self.test_fraction,
-            "arch": enum_name(self.arch),
-            "kind": enum_name(self.kind),
-            "likelihood": enum_name(self.likelihood),
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "hidden": self.hidden,
-            "conv_channels": self.conv_channels,
-            "latent_dim": self.latent_dim,
-            "lr": self.lr,
-            "lr_decay": self.lr_decay,
-            "lr_decay_start": self.lr_decay_start,
-            "beta": self.beta,
-            "kl_warmup": self.kl_warmup,
-            "free_bits": self.free_bits,
-            "mc_samples": self.mc_samples,
-            "seed": self.seed,
-            "binarize": self.binarize,
-            "train_limit": self.train_limit,
-            "test_limit": self.test_limit,
-            "checkpoint_every": self.checkpoint_every,
-        })
+    /// Whether option `id` (clap's id: the field's name) was given on the command line.
+    pub fn given(&self, id: &str) -> bool {
+        self.given.iter().any(|g| g == id)
+    }
+
+    /// The options of a resumed run: the run-defining ones saved in its checkpoint
+    /// (`saved`, as serde wrote them), the rest from `given`; a learning rate or decay
+    /// given anew replaces the saved schedule from `next_epoch` on, and epochs given
+    /// above the saved count extend the run.
+    pub fn resumed(saved: &serde_json::Value, given: &TrainOptions, next_epoch: usize) -> Result<TrainOptions> {
+        let saved: TrainOptions = serde_json::from_value(saved.clone())
+            .map_err(|e| anyhow::anyhow!("the checkpoint's options are damaged: {e}"))?;
+        let mut o = TrainOptions {
+            adapter: given.adapter.clone(),
+            // a resumed run writes into the folder it resumes
+            out: given.resume.clone(),
+            log_every: given.log_every,
+            quiet: given.quiet,
+            json: given.json,
+            gemm: given.gemm,
+            resume: given.resume.clone(),
+            given: given.given.clone(),
+            stop_after_steps: given.stop_after_steps,
+            ..saved
+        };
+        if given.given("epochs") {
+            o.epochs = o.epochs.max(given.epochs);
+        }
+        if given.given("lr") || given.given("lr_decay") {
+            o.lr = if given.given("lr") { given.lr } else { o.lr_at(next_epoch) };
+            if given.given("lr_decay") {
+                o.lr_decay = given.lr_decay;
+            }
+            o.lr_decay_start = next_epoch;
+        }
+        Ok(o)
     }
 
     /// Adam's learning rate in `epoch` (1-based): `lr` decayed once per epoch since the schedule started.
     pub fn lr_at(&self, epoch: usize) -> f32 {
         (self.lr as f64 * self.lr_decay.powi(epoch.saturating_sub(self.lr_decay_start) as i32)) as f32
-    }
-
-    /// `base` with the saved run-defining options of `v` put back.
-    pub fn from_json(v: &serde_json::Value, base: &TrainOptions) -> Result<TrainOptions> {
-        let bad = |k: &str| anyhow::anyhow!("the checkpoint's option {k} is missing or damaged");
-        let u = |k: &str| v[k].as_u64().map(|x| x as usize).ok_or_else(|| bad(k));
-        let f = |k: &str| v[k].as_f64().ok_or_else(|| bad(k));
-        let opt_u = |k: &str| v[k].as_u64().map(|x| x as usize);
-        let e = |k: &str| v[k].as_str().ok_or_else(|| bad(k));
-        let parse = |k: &str| -> Result<String> { Ok(e(k)?.to_string()) };
-        use clap::ValueEnum;
-        Ok(TrainOptions {
-            dataset: parse("dataset")?.parse().unwrap(),
-            data_dir: v["data_dir"].as_str().map(PathBuf::from),
-            channels_in: u("channels_in")?,
-            image_size: v["image_size"]
-                .as_array()
-                .and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))),
-            test_fraction: f("test_fraction")?,
-            arch: Arch::from_str(e("arch")?, true).map_err(|_| bad("arch"))?,
-            kind: ModelKind::from_str(e("kind")?, true).map_err(|_| bad("kind"))?,
-            likelihood: Likelihood::from_str(e("likelihood")?, true).map_err(|_| bad("likelihood"))?,
-            epochs: u("epochs")?,
-            batch_size: u("batch_size")?,
-            hidden: opt_u("hidden"),
-            conv_channels: [
-                v["conv_channels"][0].as_u64().ok_or_else(|| bad("conv_channels"))? as usize,
-                v["conv_channels"][1].as_u64().ok_or_else(|| bad("conv_channels"))? as usize,
-            ],
-            latent_dim: u("latent_dim")?,
-            lr: f("lr")? as f32,
-            // runs saved before the schedule existed had a constant rate
-            lr_decay: v["lr_decay"].as_f64().unwrap_or(1.0),
-            lr_decay_start: opt_u("lr_decay_start").unwrap_or(1),
-            beta: f("beta")? as f32,
-            kl_warmup: f("kl_warmup")?,
-            free_bits: f("free_bits")? as f32,
-            mc_samples: u("mc_samples")?,
-            seed: v["seed"].as_u64().ok_or_else(|| bad("seed"))?,
-            binarize: v["binarize"].as_bool().ok_or_else(|| bad("binarize"))?,
-            train_limit: opt_u("train_limit"),
-            test_limit: opt_u("test_limit"),
-            checkpoint_every: u("checkpoint_every")?,
-            ..base.clone()
-        })
     }
 }
 
@@ -184,49 +256,6 @@ pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<u32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     order.shuffle(&mut rng);
     order
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            dataset: DatasetChoice::Mnist,
-            data_dir: None,
-            channels_in: 1,
-            image_size: None,
-            test_fraction: 0.1,
-            out: None,
-            arch: Arch::Mlp,
-            kind: ModelKind::Vae,
-            likelihood: Likelihood::Bernoulli,
-            epochs: 10,
-            batch_size: 128,
-            hidden: None,
-            conv_channels: [32, 64],
-            latent_dim: 20,
-            lr: 1e-3,
-            lr_decay: 1.0,
-            lr_decay_start: 1,
-            lr_given: false,
-            lr_decay_given: false,
-            beta: 1.0,
-            kl_warmup: 0.0,
-            free_bits: 0.0,
-            mc_samples: 1,
-            seed: 1,
-            binarize: false,
-            train_limit: None,
-            test_limit: None,
-            log_every: 25,
-            quiet: false,
-            json: false,
-            adapter: AdapterChoice::default(),
-            gemm: crate::kernels::gemm::GemmPreference::Auto,
-            resume: None,
-            extend_to: None,
-            checkpoint_every: 0,
-            stop_after_steps: None,
-        }
-    }
 }
 
 /// Loads the chosen dataset, cropped to a multiple of 4 for the convolutional model.

@@ -1,0 +1,240 @@
+//! One training run under way: each epoch's steps with their checkpoints, stops and
+//! progress, then the epoch's evaluation and outputs.
+
+use super::checkpoint::{self, Checkpoint};
+use super::options::{epoch_order, TrainOptions};
+use super::run::{EpochReport, Interrupted, INTERRUPTED};
+use super::{LossSums, Trainer};
+use crate::model::{ModelKind, VaeConfig};
+use crate::plot::grid::save_grid;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One training run under way.
+pub(crate) struct Run<'o, 'g> {
+    pub opts: &'o TrainOptions,
+    pub config: VaeConfig,
+    pub trainer: Trainer<'g>,
+    pub out: PathBuf,
+    pub metrics: std::fs::File,
+    pub metrics_path: PathBuf,
+    /// z of the samples drawn after every epoch.
+    pub prior: Vec<f32>,
+    /// The KL's weight in the reported loss.
+    pub kl_weight: f64,
+    pub quiet: bool,
+    pub steps_this_process: u32,
+}
+
+impl Run<'_, '_> {
+    fn say(&self, s: String) {
+        if !self.quiet {
+            println!("{s}");
+        }
+    }
+
+    fn save_checkpoint(&self, epoch: usize, step: usize, partial: LossSums) -> Result<()> {
+        let ck = Checkpoint {
+            options: serde_json::to_value(self.opts)?,
+            epoch,
+            step,
+            partial,
+            state: self.trainer.state()?,
+            gemm: self.trainer.gemm_choice.clone(),
+        };
+        ck.save(&self.out.join(checkpoint::FILE))
+    }
+
+    /// Epoch `epoch` from step `start` (a resumed epoch's, with the loss sums `base` of
+    /// the steps before it), then its evaluation and outputs.
+    pub fn epoch(&mut self, epoch: usize, start: usize, base: LossSums) -> Result<EpochReport> {
+        let (opts, steps) = (self.opts, self.trainer.train_batches());
+        self.trainer.set_order(&epoch_order(opts.seed, epoch, self.trainer.train_len()))?;
+        self.trainer.hyper.lr = opts.lr_at(epoch);
+        let bar = if self.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{}", opts.epochs));
+        let t0 = Instant::now();
+        bar.set_position(start as u64);
+        if opts.kl_warmup > 0.0 && start > 0 {
+            self.trainer.hyper.beta = self.warm(epoch, start - 1);
+        }
+        for b in start..steps {
+            self.step(epoch, b, (start, base), &bar, t0)?;
+        }
+        self.trainer.wait()?;
+        let seconds = t0.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let train = self.trainer.read_history_from(start, steps, base)?;
+        let test = self.trainer.evaluate()?;
+        let images_per_second = (train.images - base.images) / opts.mc_samples as f64 / seconds;
+        let report = EpochReport { epoch, train, test, seconds, images_per_second };
+        self.write_epoch(&report)?;
+        Ok(report)
+    }
+
+    /// The KL weight of step b of `epoch` during a warm-up.
+    fn warm(&self, epoch: usize, b: usize) -> f32 {
+        let (opts, steps) = (self.opts, self.trainer.train_batches());
+        opts.beta * (((epoch - 1) * steps + b + 1) as f64 / (opts.kl_warmup * steps as f64)).min(1.0) as f32
+    }
+
+    /// Training step `b`, with the checkpoints and stops it is due, and the loss shown
+    /// every `log_every` steps (read without draining the GPU's queue: it shows once
+    /// the GPU gets there) and at the epoch's end (waiting).
+    fn step(
+        &mut self,
+        epoch: usize,
+        b: usize,
+        (start, base): (usize, LossSums),
+        bar: &indicatif::ProgressBar,
+        t0: Instant,
+    ) -> Result<()> {
+        let (opts, steps) = (self.opts, self.trainer.train_batches());
+        if opts.kl_warmup > 0.0 {
+            self.trainer.hyper.beta = self.warm(epoch, b);
+        }
+        self.trainer.train_step(b);
+        self.steps_this_process += 1;
+        let stop = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+            || opts.stop_after_steps.is_some_and(|n| self.steps_this_process >= n);
+        let due = opts.checkpoint_every > 0
+            && (self.trainer.steps_done as usize).is_multiple_of(opts.checkpoint_every)
+            && b + 1 < steps;
+        if stop || due {
+            self.trainer.wait()?;
+            let sums = self.trainer.read_history_from(start, b + 1, base)?;
+            if sums.loss(self.kl_weight).is_finite() {
+                self.save_checkpoint(epoch - 1, b + 1, sums)?;
+            }
+            if stop {
+                bar.abandon();
+                let out = self.out.display();
+                let text = format!(
+                    "stopped after step {} of epoch {epoch}; the checkpoint is in {out}. Continue with: elbo train --resume {out}",
+                    b + 1
+                );
+                return Err(Interrupted(text).into());
+            }
+        }
+        let last = b + 1 == steps;
+        if (b + 1).is_multiple_of(opts.log_every.max(1)) && !last {
+            self.trainer.request_history(start, b + 1, base);
+        }
+        let read = if last {
+            self.trainer.cancel_history();
+            Some((b + 1, self.trainer.read_history_from(start, b + 1, base)?))
+        } else {
+            self.trainer.poll_history()?
+        };
+        if let Some((n, sums)) = read {
+            let loss = sums.loss(self.kl_weight);
+            if !loss.is_finite() {
+                bar.abandon();
+                bail!(
+                    "the loss became {loss} by step {n} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {}",
+                    self.trainer.hyper.lr,
+                    opts.beta,
+                    if epoch > 1 {
+                        format!("{} keeps the metrics, model and checkpoint of epoch {}", self.out.display(), epoch - 1)
+                    } else {
+                        "No epoch had finished, so nothing was saved".to_string()
+                    }
+                );
+            }
+            let rate = (sums.images - base.images) / opts.mc_samples as f64 / t0.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {loss:.2} {rate:.0} img/s"));
+            bar.set_position(n as u64);
+        }
+        Ok(())
+    }
+
+    /// After every epoch: its metrics line, the pictures, the model, the loss curves
+    /// and the checkpoint, then a line on the terminal.
+    fn write_epoch(&mut self, r: &EpochReport) -> Result<()> {
+        let (opts, kl_weight, epoch) = (self.opts, self.kl_weight, r.epoch);
+        let line = serde_json::json!({
+            "epoch": epoch,
+            "train_loss": r.train.loss(kl_weight),
+            "train_recon": r.train.recon_per_image(),
+            "train_kl": r.train.kl_per_image() * kl_weight,
+            "test_loss": r.test.loss(kl_weight),
+            "test_recon": r.test.recon_per_image(),
+            "test_kl": r.test.kl_per_image() * kl_weight,
+            "kl_weight": if self.config.kind == ModelKind::Ae { 0.0 } else { self.trainer.hyper.beta },
+            "lr": self.trainer.hyper.lr,
+            "epoch_seconds": r.seconds,
+            "images_per_second": r.images_per_second,
+            "steps": self.trainer.steps_done,
+        });
+        if opts.json {
+            println!("{line}");
+        }
+        writeln!(self.metrics, "{line}")
+            .and_then(|_| self.metrics.flush())
+            .with_context(|| format!("cannot write {}", self.metrics_path.display()))?;
+        self.save_pictures()?;
+        self.trainer.sync_model()?;
+        let extra = std::collections::HashMap::from([
+            ("epoch".to_string(), epoch.to_string()),
+            ("test_loss".to_string(), format!("{:.4}", r.test.loss(kl_weight))),
+            ("seed".to_string(), opts.seed.to_string()),
+            // the GEMM variants timed for this model, which inference reuses untimed
+            ("gemm".to_string(), self.trainer.gemm_choice.to_json().to_string()),
+        ]);
+        self.trainer.model.save(&self.out.join("model.safetensors"), &extra)?;
+        crate::plot::loss_curves(&self.metrics_path, &self.out.join("loss.png"))?;
+        self.save_checkpoint(epoch, 0, LossSums::default())?;
+        let lr = if opts.lr_decay < 1.0 || opts.lr_decay_start > 1 {
+            format!("  lr {:.3e}", self.trainer.hyper.lr)
+        } else {
+            String::new()
+        };
+        self.say(format!(
+            "epoch {epoch:>3}/{}  train {:.2}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s{lr}",
+            opts.epochs,
+            r.train.loss(kl_weight),
+            r.test.loss(kl_weight),
+            r.test.recon_per_image(),
+            r.test.kl_per_image() * kl_weight,
+            r.seconds,
+            r.images_per_second
+        ));
+        Ok(())
+    }
+
+    /// samples.png (64 draws from the prior) and reconstructions.png (test images above
+    /// their reconstructions from the posterior mean).
+    fn save_pictures(&mut self) -> Result<()> {
+        let c = &self.config;
+        let (d, w, h, ch) = (c.pixels(), c.width, c.height, c.channels);
+        let scale = (112 / w.max(h)).clamp(2, 8);
+        let most = self.trainer.rows() * c.latent;
+        let drawn = self.trainer.decode(&self.prior[..self.prior.len().min(most)])?;
+        let tiles: Vec<&[f32]> = drawn.chunks(d).collect();
+        save_grid(&self.out.join("samples.png"), &tiles, w, h, ch, 8, scale)?;
+        let (x, recon) = self.trainer.reconstruct_first_batch()?;
+        let n = (x.len() / d).min(32);
+        // originals above their reconstructions; a short last row is padded with blank tiles
+        let cell = |v: &'_ [f32], i: usize| -> Vec<f32> {
+            if i < n {
+                v[i * d..(i + 1) * d].to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        let mut cells: Vec<Vec<f32>> = Vec::new();
+        for row in 0..n.div_ceil(8) {
+            cells.extend((row * 8..row * 8 + 8).map(|i| cell(&x, i)));
+            cells.extend((row * 8..row * 8 + 8).map(|i| cell(&recon, i)));
+        }
+        let tiles: Vec<&[f32]> = cells.iter().map(|v| v.as_slice()).collect();
+        save_grid(&self.out.join("reconstructions.png"), &tiles, w, h, ch, 8, scale)
+    }
+}
