@@ -322,7 +322,7 @@ fn weight_layout(rows: usize, n: usize, kk: usize) -> (kernels::Gemm, usize, usi
 
 /// A flat vector as an Adam moment texture: rows of `ADAM_TEXEL_COLS` floats, the tail zero.
 fn moment_texture(v: &[f32]) -> Matrix {
-    let cols = elbo::train::ADAM_TEXEL_COLS;
+    let cols = elbo::kernels::ADAM_TEXEL_COLS;
     let mt = gpu().matrix("moment", v.len().div_ceil(cols), cols).unwrap();
     gpu().write_matrix_flat(&mt, v);
     mt

@@ -7,6 +7,9 @@ use crate::gpu::Gpu;
 use anyhow::Result;
 use bytemuck::{Pod, Zeroable};
 
+/// Floats per row of Adam's moment textures (adam_texel.wgsl: 1024 texels).
+pub const ADAM_TEXEL_COLS: usize = 4096;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Adam {

@@ -6,6 +6,7 @@
 //! [`timing`] times them.
 
 pub mod adam;
+pub mod choice;
 pub mod classify;
 pub mod conv;
 pub mod dispatch;

@@ -11,14 +11,18 @@
 
 pub mod chain;
 pub mod fusion;
+pub mod history;
 pub mod layers;
 pub mod net;
+pub mod tensors;
 pub mod vae;
 
 pub use chain::Chain;
 pub use fusion::{FusedAdam, Fusions, HeadsReparam};
-pub use net::{ForwardOptions, Net};
-pub use vae::{VaeLists, VaeTensors};
+pub use history::LossSums;
+pub use net::{EvalRows, ForwardOptions, Net};
+pub use tensors::VaeTensors;
+pub use vae::VaeLists;
 
 use crate::gpu::{Gpu, Matrix};
 use crate::kernels::gemm::Choice;

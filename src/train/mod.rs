@@ -4,11 +4,15 @@
 
 pub mod checkpoint;
 mod epoch;
+pub mod hyper;
 pub mod options;
 pub mod run;
+pub mod state;
 pub mod trainer;
 
-pub use crate::step::net::{EvalRows, LossSums};
+pub use crate::step::{EvalRows, LossSums};
+pub use hyper::*;
 pub use options::*;
 pub use run::*;
+pub use state::TrainState;
 pub use trainer::*;

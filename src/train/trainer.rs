@@ -32,129 +32,32 @@
 //! adapters), each backward_weight updates its layer's parameters and moments
 //! itself and there is no adam dispatch and no flat gradient.
 
+use super::hyper::{Hyper, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use super::state::Moments;
 use crate::data::Dataset;
-use crate::gpu::{Gpu, Matrix};
-use crate::kernels::gemm::{self, GemmPreference, Pass};
-use crate::kernels::{self, Bind, Dispatch, Kernels, Step};
+use crate::gpu::Gpu;
+use crate::kernels::gemm::{self, Pass};
+use crate::kernels::{self, Dispatch, Kernels, Step};
 use crate::model::{Layer, Layout, Model, ModelKind, Op, VaeConfig};
 use crate::step::fusion::FusionInputs;
 use crate::step::vae::{vae_lists, Sampling, TrainBuffers, VaeBuffers};
 use crate::step::{Builder, FusedAdam, Fusions, Net};
 use anyhow::{bail, Result};
 
-pub const ADAM_BETA1: f32 = 0.9;
-
-pub const ADAM_BETA2: f32 = 0.999;
-
-pub const ADAM_EPS: f32 = 1e-8;
-
-/// Optimisation settings that the kernels see.
-#[derive(Clone, Debug)]
-pub struct Hyper {
-    pub lr: f32,
-    /// Weight of the KL term (changed per step during a warm-up).
-    pub beta: f32,
-    pub seed: u32,
-    pub binarize: bool,
-    /// Which GEMM kernels to use (measured on this adapter by default).
-    pub gemm: GemmPreference,
-    /// Monte-Carlo samples of z per image.
-    pub samples: usize,
-    /// Free bits: per-dimension KL floor in nats (0: off).
-    pub free_bits: f32,
-    /// GEMM variants decided earlier (a resumed run replays its first run's choice).
-    pub gemm_fixed: Option<gemm::Choice>,
-    /// Fuse Adam into the weight-gradient GEMMs where the adapter has the kernel
-    /// (gemm_adam_subgroup.wgsl: CPU adapters) and every layer is dense (default: on).
-    /// Fused, the flat gradient is not kept (`Trainer::read_grads` fails). Results are
-    /// the same either way.
-    pub fuse_adam: bool,
-}
-
-impl Hyper {
-    pub fn new(lr: f32, seed: u32) -> Hyper {
-        Hyper {
-            lr,
-            beta: 1.0,
-            seed,
-            binarize: false,
-            gemm: GemmPreference::Auto,
-            samples: 1,
-            free_bits: 0.0,
-            gemm_fixed: None,
-            fuse_adam: true,
-        }
-    }
-}
-
-/// Floats per row of Adam's moment textures (adam_texel.wgsl: 1024 texels).
-pub const ADAM_TEXEL_COLS: usize = 4096;
-
-/// Adam's moments on the device: storage buffers laid out like the parameters, or,
-/// where rgba32float binds read_write and they pay (`Gpu::texel_moments_pay`), textures
-/// of `ADAM_TEXEL_COLS` columns holding the same flat vector row by row (adam_texel.wgsl).
-enum Moments {
-    Buffers(wgpu::Buffer, wgpu::Buffer),
-    Texels(Box<[Matrix; 2]>),
-}
-
-impl Moments {
-    /// Texel moments where the adapter has adam_texel.wgsl, they pay on this adapter
-    /// and the texture fits; storage buffers elsewhere.
-    fn new(gpu: &Gpu, k: &Kernels, len: usize) -> Result<Moments> {
-        let rows = len.div_ceil(ADAM_TEXEL_COLS);
-        let fits = rows.next_multiple_of(4) <= gpu.limits.max_texture_dimension_2d as usize;
-        if k.adam_update_texel.is_some() && gpu.texel_moments_pay() && fits {
-            let [m1, m2] = ["adam moment1", "adam moment2"].map(|name| gpu.matrix(name, rows, ADAM_TEXEL_COLS));
-            return Ok(Moments::Texels(Box::new([m1?, m2?])));
-        }
-        let floats = (len * 4) as u64;
-        Ok(Moments::Buffers(
-            gpu.buffer("adam moment1", floats, wgpu::BufferUsages::empty())?,
-            gpu.buffer("adam moment2", floats, wgpu::BufferUsages::empty())?,
-        ))
-    }
-
-    fn store(&self) -> kernels::MomentStore {
-        match self {
-            Moments::Buffers(..) => kernels::MomentStore::Buffers,
-            Moments::Texels(_) => kernels::MomentStore::Texels,
-        }
-    }
-
-    /// The first and second moment, bound as the kernels take them.
-    fn binds(&self) -> [Bind<'_>; 2] {
-        match self {
-            Moments::Buffers(m1, m2) => [Bind::Buffer(m1), Bind::Buffer(m2)],
-            Moments::Texels(m) => [Bind::Texture(&m[0].view), Bind::Texture(&m[1].view)],
-        }
-    }
-}
-
-/// The optimiser's state: parameters, Adam's moments, steps taken and the random-stream counter.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainState {
-    pub params: Vec<f32>,
-    pub moment1: Vec<f32>,
-    pub moment2: Vec<f32>,
-    pub steps_done: u32,
-    pub counter: u32,
-}
-
 /// A model being trained: a `Net` (its parameters, activations, test set and forward
 /// lists, reached through `Deref`) plus the training state: the flat gradient, Adam's
 /// moments, the training set and its order, and the training step's list.
 pub struct Trainer<'g> {
-    net: Net<'g>,
+    pub(super) net: Net<'g>,
     pub hyper: Hyper,
     /// The GEMM variant of each dense layer and pass, measured fastest on this adapter (or forced).
     pub gemm_choice: gemm::Choice,
     /// Adam steps taken.
     pub steps_done: u32,
-    grads: wgpu::Buffer,
-    moments: Moments,
+    pub(super) grads: wgpu::Buffer,
+    pub(super) moments: Moments,
     /// Adam runs inside the weight-gradient GEMMs (no flat gradient is kept).
-    adam_fused: bool,
+    pub(super) adam_fused: bool,
     train_order: wgpu::Buffer,
     train_len: usize,
     // kept alive for the bind groups
@@ -332,112 +235,9 @@ impl<'g> Trainer<'g> {
         self.gpu.submit(enc.finish());
     }
 
-    /// Whether each training step ends by copying the flat weights into the textures.
-    /// Not with Adam fused into the weight gradients: those update the textures, which
-    /// are then the weights' master copy (`copy_weights_back` brings them to the flat
-    /// parameters).
-    pub fn copies_weights_each_step(&self) -> bool {
-        !self.adam_fused
-    }
-
-    /// Copies the weight textures back into the flat parameters, where Adam updates
-    /// the textures (`copies_weights_each_step` is false), and waits.
-    fn copy_weights_back(&self) -> Result<()> {
-        if self.copies_weights_each_step() {
-            return Ok(());
-        }
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        for (layer, tex) in self.model.layout.layers().into_iter().zip(&self.weights) {
-            enc.copy_texture_to_buffer(
-                tex.texture.as_image_copy(),
-                crate::gpu::flat_rows(&self.params, layer.w, layer.stride),
-                tex.texture.size(),
-            );
-        }
-        self.gpu.submit(enc.finish());
-        self.gpu.wait()
-    }
-
     /// The dispatches of one training step, in order.
     pub fn train_dispatches(&self) -> &[Dispatch] {
         &self.lists.train
-    }
-
-    /// Copies the GPU's parameters back into `self.model`.
-    pub fn sync_model(&mut self) -> Result<()> {
-        self.copy_weights_back()?;
-        self.model.params = self.gpu.read_f32(&self.params, 0, self.model.layout.len)?;
-        Ok(())
-    }
-
-    /// Everything a resumed run needs from this one (read back from the GPU).
-    pub fn state(&self) -> Result<TrainState> {
-        self.copy_weights_back()?;
-        let len = self.model.layout.len;
-        Ok(TrainState {
-            params: self.gpu.read_f32(&self.params, 0, len)?,
-            moment1: self.read_moment(0)?,
-            moment2: self.read_moment(1)?,
-            steps_done: self.steps_done,
-            counter: self.counter,
-        })
-    }
-
-    /// Adam's first (0) or second (1) moment, flat like the parameters.
-    fn read_moment(&self, which: usize) -> Result<Vec<f32>> {
-        let len = self.model.layout.len;
-        match &self.moments {
-            Moments::Buffers(m1, m2) => self.gpu.read_f32([m1, m2][which], 0, len),
-            Moments::Texels(m) => {
-                let mut v = self.gpu.read_matrix(&m[which])?;
-                v.truncate(len);
-                Ok(v)
-            }
-        }
-    }
-
-    /// Puts a saved state back: parameters, Adam's moments and the counters.
-    pub fn restore_state(&mut self, st: &TrainState) -> Result<()> {
-        let len = self.model.layout.len;
-        if st.params.len() != len || st.moment1.len() != len || st.moment2.len() != len {
-            bail!("the checkpoint holds {} parameters but this model has {len}", st.params.len());
-        }
-        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&st.params));
-        match &self.moments {
-            Moments::Buffers(m1, m2) => {
-                self.gpu.queue.write_buffer(m1, 0, bytemuck::cast_slice(&st.moment1));
-                self.gpu.queue.write_buffer(m2, 0, bytemuck::cast_slice(&st.moment2));
-            }
-            Moments::Texels(m) => {
-                self.gpu.write_matrix_flat(&m[0], &st.moment1);
-                self.gpu.write_matrix_flat(&m[1], &st.moment2);
-            }
-        }
-        self.steps_done = st.steps_done;
-        self.counter = st.counter;
-        self.model.params = st.params.clone();
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.copy_weights(&mut enc);
-        self.gpu.submit(enc.finish());
-        self.gpu.wait()
-    }
-
-    /// Whether Adam runs inside the weight-gradient GEMMs (gemm_adam_subgroup.wgsl).
-    pub fn adam_fused(&self) -> bool {
-        self.adam_fused
-    }
-
-    /// Where Adam's moments live.
-    pub fn moment_store(&self) -> kernels::MomentStore {
-        self.moments.store()
-    }
-
-    /// The flat gradient of the last step (for tests).
-    pub fn read_grads(&self) -> Result<Vec<f32>> {
-        if self.adam_fused {
-            bail!("the flat gradient is not kept when Adam runs inside the weight-gradient GEMMs; set Hyper::fuse_adam = false");
-        }
-        self.gpu.read_f32(&self.grads, 0, self.model.layout.len)
     }
 }
 

@@ -1,0 +1,218 @@
+//! The per-adapter choice between GEMM variants, made by timing each variant on the
+//! model's own shapes (or forced by `--gemm`), and kept as `Choice`: checkpoints and
+//! models record it, and a forward-only model reuses it untimed.
+
+use super::gemm::{available, dispatch, Gemm, GemmPreference, Pass, Variant};
+use super::timing::Profiler;
+use super::{Bind, Kernels};
+use crate::gpu::Gpu;
+use anyhow::Result;
+
+/// The variant chosen for one GEMM (pass and shape), with the timings that chose it.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub pass: Pass,
+    /// (m, n, k) as `dispatch` takes them.
+    pub shape: (usize, usize, usize),
+    pub variant: Variant,
+    /// (variant, median microseconds) for every variant timed; empty when forced.
+    pub timings: Vec<(Variant, f64)>,
+}
+
+/// The variant of every GEMM of a model.
+#[derive(Clone, Debug, Default)]
+pub struct Choice {
+    pub decisions: Vec<Decision>,
+    /// For shapes no decision covers, in place of the texel kernel.
+    pub otherwise: Option<Variant>,
+}
+
+impl Choice {
+    /// The variants a model recorded, for a forward-only model that times nothing: each
+    /// decision applies to its pass and (n, k) at any number of rows (`get`), and shapes
+    /// the record lacks run the subgroup kernel where this adapter has it.
+    pub fn untimed(k: &Kernels, recorded: Choice) -> Choice {
+        Choice { otherwise: k.subgroup.as_ref().map(|_| Variant::Subgroup), ..recorded }
+    }
+
+    /// The variant for `pass` at (m, n, k): the decision made for it; else one made for
+    /// the same pass and (n, k) at the nearest number of rows (a forward-only model runs
+    /// its training's GEMMs at other batch sizes); else `otherwise`, or the texel kernel.
+    pub fn get(&self, pass: Pass, m: usize, n: usize, k: usize) -> Variant {
+        let same = |d: &&Decision| d.pass == pass && (d.shape.1, d.shape.2) == (n, k);
+        let nearest = self.decisions.iter().filter(same).min_by_key(|d| d.shape.0.abs_diff(m));
+        nearest.map(|d| d.variant).or(self.otherwise).unwrap_or(Variant::Texel)
+    }
+
+    /// The decisions as JSON (pass, shape, variant), as checkpoints and models record them.
+    pub fn to_json(&self) -> serde_json::Value {
+        let one = |d: &Decision| {
+            let (m, n, k) = d.shape;
+            serde_json::json!({"pass": d.pass.entry(), "m": m, "n": n, "k": k, "variant": d.variant.name()})
+        };
+        serde_json::Value::Array(self.decisions.iter().map(one).collect())
+    }
+
+    /// Decisions read back from `to_json`'s form.
+    pub fn from_json(v: &serde_json::Value) -> Result<Choice> {
+        use anyhow::Context;
+        let mut c = Choice::default();
+        for d in v.as_array().context("gemm choice is not a list")? {
+            let pass = Pass::ALL.into_iter().find(|p| d["pass"] == p.entry()).context("unknown GEMM pass")?;
+            let variant =
+                Variant::ALL.into_iter().find(|v| d["variant"] == v.name()).context("unknown GEMM variant")?;
+            let num = |k: &str| d[k].as_u64().map(|v| v as usize).context("GEMM shape is not a number");
+            c.decisions.push(Decision { pass, shape: (num("m")?, num("n")?, num("k")?), variant, timings: Vec::new() });
+        }
+        Ok(c)
+    }
+
+    /// One line per decision: pass, shape, variant and the timings behind it.
+    pub fn describe(&self) -> String {
+        self.decisions
+            .iter()
+            .map(|d| {
+                let times: Vec<String> = d.timings.iter().map(|(v, us)| format!("{} {us:.0} us", v.name())).collect();
+                let (m, n, k) = d.shape;
+                format!(
+                    "{} m={m} n={n} k={k}: {}{}",
+                    d.pass.entry(),
+                    d.variant.name(),
+                    if times.is_empty() { " (forced)".to_string() } else { format!(" ({})", times.join(", ")) }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// GEMM variants timed by this process so far (`time_variant` calls): forward-only
+/// models must time none.
+pub fn variants_timed() -> usize {
+    TIMED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static TIMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Microseconds of `runs` runs of `pass` in `variant` on random data of the given shape,
+/// fastest first.
+#[allow(clippy::too_many_arguments)]
+pub fn time_variant(
+    gpu: &Gpu,
+    k: &Kernels,
+    pass: Pass,
+    variant: Variant,
+    m: usize,
+    n: usize,
+    kk: usize,
+    runs: usize,
+) -> Result<Vec<f64>> {
+    TIMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let m = m.next_multiple_of(4);
+    let fill = |rows: usize, cols: usize, seed: u32| -> Result<crate::gpu::Matrix> {
+        let mat = gpu.matrix("gemm timing", rows, cols)?;
+        let data: Vec<f32> = (0..rows * cols).map(|i| crate::rng::rand_uniform(seed, 9, 0, i as u32) - 0.5).collect();
+        gpu.write_matrix(&mat, &data);
+        Ok(mat)
+    };
+    let (lhs_cols, rhs_rows, rhs_cols, out_cols) = match pass {
+        Pass::Forward => (kk, n, kk, n),
+        Pass::BackwardInput => (n, n, kk, kk),
+        Pass::BackwardWeight => (n, m, kk, kk),
+    };
+    let (lhs, rhs, out) =
+        (fill(m, lhs_cols, 1)?, fill(rhs_rows, rhs_cols, 2)?, gpu.matrix("gemm timing out", m, out_cols)?);
+    let stride = kk.next_multiple_of(64);
+    let flat =
+        gpu.buffer("gemm timing flat", ((n.next_multiple_of(4) * stride + n) * 4) as u64, wgpu::BufferUsages::empty())?;
+    let u = gpu.uniform(
+        "gemm timing",
+        &Gemm {
+            m: m as u32,
+            n: n as u32,
+            k: kk as u32,
+            act: 1,
+            bias: 0,
+            grad_w: 0,
+            stride: stride as u32,
+            grad_b: (n.next_multiple_of(4) * stride) as u32,
+        },
+    );
+    let dx = gpu.matrix("gemm timing dx", m, kk)?;
+    use Bind::{Buffer as B, Texture as T};
+    let binds: Vec<(u32, Bind)> = match pass {
+        Pass::Forward => vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (4, T(&out.view)), (5, B(&flat))],
+        // `out` (m, k) serves as the ReLU mask
+        Pass::BackwardInput => {
+            vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (3, T(&out.view)), (4, T(&dx.view))]
+        }
+        Pass::BackwardWeight => vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (6, B(&flat))],
+    };
+    let d = dispatch(gpu, k, pass, variant, pass.entry(), &binds, m, n, kk);
+    let profiler = Profiler::new(gpu, 1);
+    profiler.run(gpu, &[&d], None)?; // first run compiles the pipeline
+    let mut t: Vec<f64> = (0..runs).map(|_| Ok(profiler.run(gpu, &[&d], None)?[0].dur_ns)).collect::<Result<_>>()?;
+    t.sort_by(f64::total_cmp);
+    Ok(t.into_iter().map(|ns| ns / 1e3).collect())
+}
+
+type ChoiceKey = (String, Pass, (usize, usize, usize));
+
+/// Choices already timed in this process, per adapter: later trainers (evaluation,
+/// tests, a second run) reuse them, so one process never mixes variants for a shape.
+static CHOSEN: std::sync::Mutex<Vec<(ChoiceKey, Decision)>> = std::sync::Mutex::new(Vec::new());
+
+/// Chooses a variant for each (pass, m, n, k) of `gemms`: forced by `pref`, or
+/// the fastest of the adapter's variants timed at that shape.
+pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usize, usize, usize)]) -> Result<Choice> {
+    let avail = available(k);
+    let forced = match pref {
+        GemmPreference::Texel => Some(Variant::Texel),
+        GemmPreference::Subgroup if !avail.contains(&Variant::Subgroup) => anyhow::bail!(
+            "--gemm subgroup needs subgroups of exactly 8 or 16 lanes; adapter {} has {}..{} lanes{}. Use --gemm auto",
+            gpu.info.name,
+            gpu.info.subgroup_min_size,
+            gpu.info.subgroup_max_size,
+            if gpu.features.contains(wgpu::Features::SUBGROUP) { "" } else { " and no SUBGROUP feature" }
+        ),
+        GemmPreference::Subgroup => Some(Variant::Subgroup),
+        GemmPreference::Wide => Some(Variant::Wide),
+        GemmPreference::Auto => None,
+    };
+    let mut choice = Choice::default();
+    for &(pass, m, n, kk) in gemms {
+        if choice.decisions.iter().any(|d| d.pass == pass && d.shape == (m, n, kk)) {
+            continue;
+        }
+        let (variant, timings) = match forced {
+            Some(v) => (v, Vec::new()),
+            None => {
+                let key = (gpu.info.name.clone(), pass, (m, n, kk));
+                // the lock is held while timing, so concurrent trainers agree on every shape
+                let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+                match chosen.iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()) {
+                    Some(d) => (d.variant, d.timings),
+                    None => {
+                        // each variant's fastest of three runs: a burst of load on a
+                        // shared machine slows some runs, and the median of three then
+                        // flipped a few small layers' choices between runs
+                        let timings: Vec<(Variant, f64)> = avail
+                            .iter()
+                            .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?[0])))
+                            .collect::<Result<_>>()?;
+                        // the portable texel kernel unless another is clearly faster, so that
+                        // near-ties do not flip between runs
+                        let texel = timings.iter().find(|t| t.0 == Variant::Texel).map_or(f64::INFINITY, |t| t.1);
+                        let best = timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+                        let v = if best.1 < 0.9 * texel { best.0 } else { Variant::Texel };
+                        let d = Decision { pass, shape: (m, n, kk), variant: v, timings: timings.clone() };
+                        chosen.push((key, d));
+                        (v, timings)
+                    }
+                }
+            }
+        };
+        choice.decisions.push(Decision { pass, shape: (m, n, kk), variant, timings });
+    }
+    Ok(choice)
+}
