@@ -268,7 +268,10 @@ fn linear_probe_learns_a_separable_problem() {
 fn fine_tuning_the_encoder_learns_the_classes() {
     let s = session("finetune");
     let (ytr, yte) = (s.train.labels.clone().unwrap(), s.test.labels.clone().unwrap());
-    let mut cl = elbo::infer::finetune::Classifier::new(&s.gpu, &s.model, 10, 128, 1e-3, &s.train, &s.test, 1).unwrap();
+    let mut cl = {
+        let o = elbo::infer::finetune::FinetuneOptions { classes: 10, batch: 128, lr: 1e-3, seed: 1 };
+        elbo::infer::finetune::Classifier::new(&s.gpu, &s.model, &o, &s.train, &s.test).unwrap()
+    };
     let (loss0, acc0) = cl.evaluate(&yte).unwrap();
     let order: Vec<u32> = (0..s.train.len as u32).map(|i| (i * 7919) % s.train.len as u32).collect();
     cl.train_epoch(&order, &ytr).unwrap();
@@ -294,7 +297,10 @@ fn fine_tuning_a_convolutional_encoder_runs() {
     let mut test = s.test.clone();
     test.truncate(500);
     let (ytr, yte) = (train.labels.clone().unwrap(), test.labels.clone().unwrap());
-    let mut cl = elbo::infer::finetune::Classifier::new(&s.gpu, &s.model, 10, 100, 3e-3, &train, &test, 1).unwrap();
+    let mut cl = {
+        let o = elbo::infer::finetune::FinetuneOptions { classes: 10, batch: 100, lr: 3e-3, seed: 1 };
+        elbo::infer::finetune::Classifier::new(&s.gpu, &s.model, &o, &train, &test).unwrap()
+    };
     let order: Vec<u32> = (0..2000).collect();
     for _ in 0..3 {
         cl.train_epoch(&order, &ytr).unwrap();

@@ -94,64 +94,11 @@ pub fn load_image_folder(
             bail!("image size {w}x{h} is not a valid size; give a width and a height of at least 1 pixel");
         }
     }
-    if !dir.exists() {
-        bail!("image folder {} does not exist; expected a folder of PNG or JPEG images, check the path", dir.display());
-    }
-    if !dir.is_dir() {
-        bail!("{} is not a folder; expected a folder of PNG or JPEG images (searched recursively)", dir.display());
-    }
-    let mut files = Vec::new();
-    image_files(dir, &mut files)?;
-    files.sort();
-    if files.is_empty() {
-        bail!(
-            "{} holds no PNG or JPEG file (looked for .png, .jpg and .jpeg in it and its subfolders); \
-             put the images there or point at the folder that holds them",
-            dir.display()
-        );
-    }
-
-    // Decode, then set the failures aside: a few are forgiven, a majority is not.
-    let mut images = Vec::with_capacity(files.len());
-    let mut failures = Vec::new();
-    for (path, decoded) in files.iter().zip(decode_all(&files, channels, size)) {
-        match decoded {
-            Ok(d) => images.push((path, d)),
-            Err(e) => failures.push(format!("{}: {e}", path.display())),
-        }
-    }
-    if images.is_empty() || failures.len() * 2 > files.len() {
-        bail!(
-            "{} of the {} image files in {} could not be decoded as PNG or JPEG; remove or replace the damaged \
-             files. The first failures: {}",
-            failures.len(),
-            files.len(),
-            dir.display(),
-            failures.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
-        );
-    }
-    for f in &failures {
-        eprintln!("warning: skipping {f}");
-    }
+    let files = list_images(dir)?;
+    let mut images = decode_readable(dir, &files, channels, size)?;
     let (width, height) = match size {
         Some(s) => s,
-        None => {
-            let (first, d0) = &images[0];
-            if let Some((other, d)) = images.iter().find(|(_, d)| d.native != d0.native) {
-                bail!(
-                    "images in {} differ in size: {} is {}x{} but {} is {}x{}; pass --image-size to resize them all \
-                     to one size",
-                    dir.display(),
-                    first.display(),
-                    d0.native.0,
-                    d0.native.1,
-                    other.display(),
-                    d.native.0,
-                    d.native.1
-                );
-            }
-            (d0.native.0 as usize, d0.native.1 as usize)
-        }
+        None => common_size(dir, &images)?,
     };
     let len = images.len();
     if len < 2 {
@@ -181,4 +128,77 @@ pub fn load_image_folder(
     let train = take(format!("{folder}-train"), &order[..len - n_test]);
     let test = take(format!("{folder}-test"), &order[len - n_test..]);
     Ok((train, test))
+}
+
+/// Every PNG and JPEG file under `dir`, sorted; an error that says what to do when the
+/// folder is missing, not a folder, or holds none.
+fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        bail!("image folder {} does not exist; expected a folder of PNG or JPEG images, check the path", dir.display());
+    }
+    if !dir.is_dir() {
+        bail!("{} is not a folder; expected a folder of PNG or JPEG images (searched recursively)", dir.display());
+    }
+    let mut files = Vec::new();
+    image_files(dir, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{} holds no PNG or JPEG file (looked for .png, .jpg and .jpeg in it and its subfolders); \
+             put the images there or point at the folder that holds them",
+            dir.display()
+        );
+    }
+    Ok(files)
+}
+
+/// The files decoded, the failures set aside with a warning: a few are forgiven, a
+/// majority is not.
+fn decode_readable<'f>(
+    dir: &Path,
+    files: &'f [PathBuf],
+    channels: usize,
+    size: Option<(usize, usize)>,
+) -> Result<Vec<(&'f PathBuf, Decoded)>> {
+    let mut images = Vec::with_capacity(files.len());
+    let mut failures = Vec::new();
+    for (path, decoded) in files.iter().zip(decode_all(files, channels, size)) {
+        match decoded {
+            Ok(d) => images.push((path, d)),
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if images.is_empty() || failures.len() * 2 > files.len() {
+        bail!(
+            "{} of the {} image files in {} could not be decoded as PNG or JPEG; remove or replace the damaged \
+             files. The first failures: {}",
+            failures.len(),
+            files.len(),
+            dir.display(),
+            failures.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        );
+    }
+    for f in &failures {
+        eprintln!("warning: skipping {f}");
+    }
+    Ok(images)
+}
+
+/// The size all the images share, or an error naming two that differ.
+fn common_size(dir: &Path, images: &[(&PathBuf, Decoded)]) -> Result<(usize, usize)> {
+    let (first, d0) = &images[0];
+    if let Some((other, d)) = images.iter().find(|(_, d)| d.native != d0.native) {
+        bail!(
+            "images in {} differ in size: {} is {}x{} but {} is {}x{}; pass --image-size to resize them all \
+             to one size",
+            dir.display(),
+            first.display(),
+            d0.native.0,
+            d0.native.1,
+            other.display(),
+            d.native.0,
+            d.native.1
+        );
+    }
+    Ok((d0.native.0 as usize, d0.native.1 as usize))
 }

@@ -33,49 +33,17 @@ pub struct Classifier<'g> {
 impl<'g> Classifier<'g> {
     /// The encoder of `model` and a new dense layer to `classes` classes (PyTorch's
     /// initialisation, seeded), trained with Adam at `lr` on batches of `batch`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &'g Gpu,
         model: &Model,
-        classes: usize,
-        batch: usize,
-        lr: f32,
+        o: &FinetuneOptions,
         train: &Dataset,
         test: &Dataset,
-        seed: u64,
     ) -> Result<Classifier<'g>> {
+        let (classes, batch, lr) = (o.classes, o.batch, o.lr);
         let c = &model.config;
-        let enc = model.layout.encoder.clone();
-        if enc.is_empty() {
-            bail!("this model's encoder has no layers to fine-tune");
-        }
-        // the head takes the place of the latent heads in the flat buffer
-        let features = enc.last().unwrap().output;
-        let (rows, cols) = (classes.next_multiple_of(4), features.cols());
-        let stride = cols.next_multiple_of(64);
-        let w = model.layout.heads.w;
-        let head = Layer {
-            name: "classifier",
-            op: Op::Dense,
-            relu: false,
-            input: features,
-            output: Shape::flat(classes),
-            rows,
-            cols,
-            stride,
-            w,
-            b: w + rows * stride,
-        };
-        let len = head.b + classes.next_multiple_of(64);
-        let mut init = model.params[..w].to_vec();
-        init.resize(len, 0.0);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let bound = 1.0 / (cols as f32).sqrt();
-        for o in head.weight_offsets().1.into_iter().chain(head.bias_offsets()) {
-            init[o] = rng.random_range(-bound..bound);
-        }
-        let mut layers = enc.clone();
-        layers.push(head);
+        let (layers, init) = classifier_layers(model, classes, o.seed)?;
+        let len = init.len();
 
         let k = Kernels::new(gpu)?;
         let m = batch.next_multiple_of(4);
@@ -203,4 +171,51 @@ impl<'g> Classifier<'g> {
         }
         Ok((loss / labels.len().max(1) as f64, correct / labels.len().max(1) as f64))
     }
+}
+
+/// What fine-tuning takes besides the model and the data.
+#[derive(Clone, Copy, Debug)]
+pub struct FinetuneOptions {
+    pub classes: usize,
+    pub batch: usize,
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// Seed of the new head's initialisation.
+    pub seed: u64,
+}
+
+/// The encoder's layers and a new dense head to the classes, the head in the place of the
+/// latent heads in the flat buffer, and the flat parameters: the encoder's trained ones,
+/// the head initialised as PyTorch's nn.Linear is.
+fn classifier_layers(model: &Model, classes: usize, seed: u64) -> Result<(Vec<Layer>, Vec<f32>)> {
+    let mut layers = model.layout.encoder.clone();
+    let Some(last) = layers.last() else {
+        bail!("this model's encoder has no layers to fine-tune");
+    };
+    let features = last.output;
+    let (rows, cols) = (classes.next_multiple_of(4), features.cols());
+    let stride = cols.next_multiple_of(64);
+    let w = model.layout.heads.w;
+    let head = Layer {
+        name: "classifier",
+        op: Op::Dense,
+        relu: false,
+        input: features,
+        output: Shape::flat(classes),
+        rows,
+        cols,
+        stride,
+        w,
+        b: w + rows * stride,
+    };
+    let len = head.b + classes.next_multiple_of(64);
+    let mut init = model.params[..w].to_vec();
+    init.resize(len, 0.0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let bound = 1.0 / (cols as f32).sqrt();
+    for o in head.weight_offsets().1.into_iter().chain(head.bias_offsets()) {
+        init[o] = rng.random_range(-bound..bound);
+    }
+    layers.push(head);
+    Ok((layers, init))
 }

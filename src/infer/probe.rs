@@ -73,8 +73,10 @@ pub fn probe(
     let d = s.model.config.pixels();
     let (pixel_loss, pixel_accuracy) = run("raw pixels", d, &pixels(&s.train), &pixels(&s.test))?;
     let finetuned = if finetune {
-        let mut cl =
-            crate::infer::finetune::Classifier::new(&s.gpu, &s.model, classes, 128, 1e-3, &s.train, &s.test, seed)?;
+        let mut cl = {
+            let o = crate::infer::finetune::FinetuneOptions { classes, batch: 128, lr: 1e-3, seed };
+            crate::infer::finetune::Classifier::new(&s.gpu, &s.model, &o, &s.train, &s.test)?
+        };
         for e in 1..=epochs {
             let mut order: Vec<u32> = (0..s.train.len as u32).collect();
             order.shuffle(&mut rng);

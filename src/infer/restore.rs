@@ -2,6 +2,7 @@
 //! z* = argmax_z log p(x_observed | g(z)) + log p(z), x* = g(z*).
 
 use super::OpenModel;
+use crate::step::Net;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -65,68 +66,16 @@ pub fn restore(
     seed: u64,
 ) -> Result<RestoreReport> {
     let c = &s.model.config;
-    let (w, h, ch) = (c.width, c.height, c.channels);
     let d = c.pixels();
     let n = n.clamp(1, s.test.len.min(128));
     let mut t = s.net(n, 1)?;
-    let shape = c.input_shape();
-    // observed masks and damaged inputs, values channels-last
-    let file_mask: Option<Vec<f32>> = match corruption {
-        Corruption::MaskFile(p) => {
-            let img = image::open(p).with_context(|| format!("cannot read the mask {}", p.display()))?.into_luma8();
-            let img = image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Nearest);
-            Some(img.pixels().map(|v| (v.0[0] > 127) as u32 as f32).collect())
-        }
-        _ => None,
-    };
-    let mut originals = Vec::with_capacity(n * d);
-    let mut observed = Vec::with_capacity(n * d);
-    let mut damaged = Vec::with_capacity(n * d);
-    for i in 0..n {
-        let img = s.image(i);
-        for (v, value) in img.iter().enumerate() {
-            let (pixel, y, x) = (v / ch, v / ch / w, v / ch % w);
-            let seen = match corruption {
-                Corruption::Half => y < h / 2,
-                Corruption::Center => !(y >= h / 4 && y < h / 4 + h / 2 && x >= w / 4 && x < w / 4 + w / 2),
-                Corruption::Random(p) => crate::rng::rand_uniform(seed as u32, 5, i as u32, pixel as u32) >= *p,
-                Corruption::MaskFile(_) => file_mask.as_ref().unwrap()[pixel] > 0.0,
-                Corruption::Noise(_) => true,
-            };
-            let noisy = match corruption {
-                Corruption::Noise(sigma) => {
-                    (value + sigma * crate::rng::rand_normal(seed as u32, 6, i as u32, v as u32)).clamp(0.0, 1.0)
-                }
-                _ if seen => *value,
-                _ => 0.0,
-            };
-            originals.push(*value);
-            observed.push(seen as u32 as f32);
-            damaged.push(noisy);
-        }
-    }
-    if observed.iter().all(|&o| o == 0.0) {
-        bail!("the mask hides every pixel: there is nothing to restore from");
-    }
-    let stored = |v: &[f32]| crate::reference::pad_channels(v, n, shape);
+    let Damaged { originals, observed, damaged } = damage(s, n, corruption, seed)?;
+    let stored = |v: &[f32]| crate::reference::pad_channels(v, n, c.input_shape());
     let (x_st, obs_st) = (stored(&damaged), stored(&observed));
     let lat = c.latent;
     let mulv = t.encode_images(&x_st)?;
     let z0: Vec<f32> = (0..n).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect();
-    // Adam on z for -log p(x_observed | g(z)) + |z|^2 / 2 (the prior up to a constant)
-    let mut z = z0.clone();
-    let (mut m1, mut m2) = (vec![0f32; z.len()], vec![0f32; z.len()]);
-    for it in 1..=steps {
-        let (_, dz) = t.observed_nll_and_grad(&z, &x_st, &obs_st)?;
-        let (b1, b2) = (0.9f32, 0.999f32);
-        for j in 0..z.len() {
-            let g = dz[j] + z[j];
-            m1[j] = b1 * m1[j] + (1.0 - b1) * g;
-            m2[j] = b2 * m2[j] + (1.0 - b2) * g * g;
-            let step = lr / (1.0 - b1.powi(it as i32)) * m1[j] / ((m2[j] / (1.0 - b2.powi(it as i32))).sqrt() + 1e-8);
-            z[j] -= step;
-        }
-    }
+    let z = map_search(&mut t, &z0, (&x_st, &obs_st), steps, lr)?;
     let restored = s.decode_all(&mut t, &z)?;
     let encoder_only = s.decode_all(&mut t, &z0)?;
     let mean_image: Vec<f32> = (0..d)
@@ -157,4 +106,77 @@ pub fn restore(
     }
     let path = s.save("restore.png", &tiles, 8)?;
     Ok(RestoreReport { images: n, values, mse_restored, mse_encoder, mse_mean_image, mse_input, path })
+}
+
+/// The first n test images, which values of them are observed, and the damaged images
+/// the search starts from (unknown values 0), all channels-last.
+struct Damaged {
+    originals: Vec<f32>,
+    observed: Vec<f32>,
+    damaged: Vec<f32>,
+}
+
+fn damage(s: &OpenModel, n: usize, corruption: &Corruption, seed: u64) -> Result<Damaged> {
+    let c = &s.model.config;
+    let (w, h, ch, d) = (c.width, c.height, c.channels, c.pixels());
+    let file_mask: Option<Vec<f32>> = match corruption {
+        Corruption::MaskFile(p) => {
+            let img = image::open(p).with_context(|| format!("cannot read the mask {}", p.display()))?.into_luma8();
+            let img = image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Nearest);
+            Some(img.pixels().map(|v| (v.0[0] > 127) as u32 as f32).collect())
+        }
+        _ => None,
+    };
+    let mut out = Damaged {
+        originals: Vec::with_capacity(n * d),
+        observed: Vec::with_capacity(n * d),
+        damaged: Vec::with_capacity(n * d),
+    };
+    for i in 0..n {
+        let img = s.image(i);
+        for (v, value) in img.iter().enumerate() {
+            let (pixel, y, x) = (v / ch, v / ch / w, v / ch % w);
+            let seen = match corruption {
+                Corruption::Half => y < h / 2,
+                Corruption::Center => !(y >= h / 4 && y < h / 4 + h / 2 && x >= w / 4 && x < w / 4 + w / 2),
+                Corruption::Random(p) => crate::rng::rand_uniform(seed as u32, 5, i as u32, pixel as u32) >= *p,
+                Corruption::MaskFile(_) => file_mask.as_ref().unwrap()[pixel] > 0.0,
+                Corruption::Noise(_) => true,
+            };
+            let noisy = match corruption {
+                Corruption::Noise(sigma) => {
+                    (value + sigma * crate::rng::rand_normal(seed as u32, 6, i as u32, v as u32)).clamp(0.0, 1.0)
+                }
+                _ if seen => *value,
+                _ => 0.0,
+            };
+            out.originals.push(*value);
+            out.observed.push(seen as u32 as f32);
+            out.damaged.push(noisy);
+        }
+    }
+    if out.observed.iter().all(|&o| o == 0.0) {
+        bail!("the mask hides every pixel: there is nothing to restore from");
+    }
+    Ok(out)
+}
+
+/// z* = argmax_z log p(x_observed | g(z)) + log p(z) from `z0`, by `steps` steps of Adam
+/// on -log p(x_observed | g(z)) + |z|^2 / 2 (the prior up to a constant), each gradient
+/// through the decoder's backward kernels; `x` and its observed mask as the kernels store them.
+fn map_search(t: &mut Net, z0: &[f32], (x, observed): (&[f32], &[f32]), steps: usize, lr: f32) -> Result<Vec<f32>> {
+    let mut z = z0.to_vec();
+    let (mut m1, mut m2) = (vec![0f32; z.len()], vec![0f32; z.len()]);
+    for it in 1..=steps {
+        let (_, dz) = t.observed_nll_and_grad(&z, x, observed)?;
+        let (b1, b2) = (0.9f32, 0.999f32);
+        for j in 0..z.len() {
+            let g = dz[j] + z[j];
+            m1[j] = b1 * m1[j] + (1.0 - b1) * g;
+            m2[j] = b2 * m2[j] + (1.0 - b2) * g * g;
+            let step = lr / (1.0 - b1.powi(it as i32)) * m1[j] / ((m2[j] / (1.0 - b2.powi(it as i32))).sqrt() + 1e-8);
+            z[j] -= step;
+        }
+    }
+    Ok(z)
 }

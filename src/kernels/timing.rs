@@ -97,98 +97,112 @@ impl Profiler {
         if 2 * (n + 2) > self.capacity {
             return Err(anyhow!("the profiler was built for {} dispatches, got {n}", self.capacity / 2 - 2));
         }
-        let event = |d: &Dispatch, start: f64, dur: f64| Event {
-            label: d.label.to_string(),
-            shape: d.shape.clone(),
-            flops: d.flops,
-            bytes: d.bytes,
-            start_ns: start,
-            dur_ns: dur,
-        };
-        let tail_event = |t: &Tail, start: f64, dur: f64| Event {
-            label: t.label.to_string(),
-            shape: String::new(),
-            flops: 0.0,
-            bytes: t.bytes,
-            start_ns: start,
-            dur_ns: dur,
-        };
         match (self.timer, &self.queries) {
-            (Timer::HostClock, _) | (_, None) => {
-                let origin = Instant::now();
-                let mut events = Vec::new();
-                for d in list {
-                    let t0 = origin.elapsed().as_nanos() as f64;
-                    crate::kernels::run_refs(gpu, &[d])?;
-                    events.push(event(d, t0, origin.elapsed().as_nanos() as f64 - t0));
-                }
-                if let Some(t) = tail {
-                    let t0 = origin.elapsed().as_nanos() as f64;
-                    let mut enc = gpu.device.create_command_encoder(&Default::default());
-                    (t.encode)(&mut enc);
-                    gpu.submit(enc.finish());
-                    gpu.wait()?;
-                    events.push(tail_event(t, t0, origin.elapsed().as_nanos() as f64 - t0));
-                }
-                Ok(events)
-            }
-            (timer, Some(qs)) => {
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                // query layout: InsidePass: 0 = start, i + 1 = end of dispatch i;
-                //               PassBoundaries: 2i = start, 2i + 1 = end of dispatch i.
-                let used = if timer == Timer::InsidePass {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("profiled"),
-                        timestamp_writes: None,
-                    });
-                    pass.write_timestamp(qs, 0);
-                    for (i, d) in list.iter().enumerate() {
-                        d.encode(&mut pass);
-                        pass.write_timestamp(qs, i as u32 + 1);
-                    }
-                    n + 1
-                } else {
-                    for (i, d) in list.iter().enumerate() {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some(&d.label),
-                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                                query_set: qs,
-                                beginning_of_pass_write_index: Some(2 * i as u32),
-                                end_of_pass_write_index: Some(2 * i as u32 + 1),
-                            }),
-                        });
-                        d.encode(&mut pass);
-                    }
-                    2 * n
-                };
-                let can_time_tail = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
-                let mut total = used;
-                if let Some(t) = tail {
-                    if can_time_tail {
-                        enc.write_timestamp(qs, used);
-                        (t.encode)(&mut enc);
-                        enc.write_timestamp(qs, used + 1);
-                        total += 2;
-                    } else {
-                        (t.encode)(&mut enc);
-                    }
-                }
-                enc.resolve_query_set(qs, 0..total, &self.resolve, 0);
-                gpu.submit(enc.finish());
-                let raw = gpu.read_buffer(&self.resolve, 0, total as u64 * 8).context("reading the timestamps")?;
-                let ticks: &[u64] = bytemuck::cast_slice(&raw);
-                let ns = |i: u32| (ticks[i as usize].wrapping_sub(ticks[0])) as f64 * self.period_ns;
-                let mut events = Vec::new();
-                for (i, d) in list.iter().enumerate() {
-                    let i = i as u32;
-                    let (a, b) = if timer == Timer::InsidePass { (i, i + 1) } else { (2 * i, 2 * i + 1) };
-                    events.push(event(d, ns(a), (ns(b) - ns(a)).max(0.0)));
-                }
-                if let (Some(t), true) = (tail, can_time_tail) {
-                    events.push(tail_event(t, ns(used), (ns(used + 1) - ns(used)).max(0.0)));
-                }
-                Ok(events)
-            }
+            (Timer::HostClock, _) | (_, None) => Self::host_clock(gpu, list, tail),
+            (timer, Some(qs)) => self.timestamps(gpu, timer, qs, list, tail),
         }
     }
+
+    /// Each dispatch in a submit of its own, timed by the host's clock.
+    fn host_clock(gpu: &Gpu, list: &[&Dispatch], tail: Option<&Tail>) -> Result<Vec<Event>> {
+        let origin = Instant::now();
+        let mut events = Vec::new();
+        for d in list {
+            let t0 = origin.elapsed().as_nanos() as f64;
+            crate::kernels::run_refs(gpu, &[d])?;
+            events.push(event(d, t0, origin.elapsed().as_nanos() as f64 - t0));
+        }
+        if let Some(t) = tail {
+            let t0 = origin.elapsed().as_nanos() as f64;
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            (t.encode)(&mut enc);
+            gpu.submit(enc.finish());
+            gpu.wait()?;
+            events.push(tail_event(t, t0, origin.elapsed().as_nanos() as f64 - t0));
+        }
+        Ok(events)
+    }
+
+    /// The dispatches in one submit, timed by the GPU's timestamps: inside one pass, or
+    /// one pass a dispatch where the adapter has timestamps only at pass boundaries.
+    fn timestamps(
+        &self,
+        gpu: &Gpu,
+        timer: Timer,
+        qs: &wgpu::QuerySet,
+        list: &[&Dispatch],
+        tail: Option<&Tail>,
+    ) -> Result<Vec<Event>> {
+        let n = list.len() as u32;
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        // query layout: InsidePass: 0 = start, i + 1 = end of dispatch i;
+        //               PassBoundaries: 2i = start, 2i + 1 = end of dispatch i.
+        let used = if timer == Timer::InsidePass {
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("profiled"), timestamp_writes: None });
+            pass.write_timestamp(qs, 0);
+            for (i, d) in list.iter().enumerate() {
+                d.encode(&mut pass);
+                pass.write_timestamp(qs, i as u32 + 1);
+            }
+            n + 1
+        } else {
+            for (i, d) in list.iter().enumerate() {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&d.label),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: qs,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                d.encode(&mut pass);
+            }
+            2 * n
+        };
+        let can_time_tail = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+        let mut total = used;
+        if let Some(t) = tail {
+            if can_time_tail {
+                enc.write_timestamp(qs, used);
+                (t.encode)(&mut enc);
+                enc.write_timestamp(qs, used + 1);
+                total += 2;
+            } else {
+                (t.encode)(&mut enc);
+            }
+        }
+        enc.resolve_query_set(qs, 0..total, &self.resolve, 0);
+        gpu.submit(enc.finish());
+        let raw = gpu.read_buffer(&self.resolve, 0, total as u64 * 8).context("reading the timestamps")?;
+        let ticks: &[u64] = bytemuck::cast_slice(&raw);
+        let ns = |i: u32| (ticks[i as usize].wrapping_sub(ticks[0])) as f64 * self.period_ns;
+        let mut events = Vec::new();
+        for (i, d) in list.iter().enumerate() {
+            let i = i as u32;
+            let (a, b) = if timer == Timer::InsidePass { (i, i + 1) } else { (2 * i, 2 * i + 1) };
+            events.push(event(d, ns(a), (ns(b) - ns(a)).max(0.0)));
+        }
+        if let (Some(t), true) = (tail, can_time_tail) {
+            events.push(tail_event(t, ns(used), (ns(used + 1) - ns(used)).max(0.0)));
+        }
+        Ok(events)
+    }
+}
+
+/// The event of dispatch `d`.
+fn event(d: &Dispatch, start: f64, dur: f64) -> Event {
+    Event {
+        label: d.label.to_string(),
+        shape: d.shape.clone(),
+        flops: d.flops,
+        bytes: d.bytes,
+        start_ns: start,
+        dur_ns: dur,
+    }
+}
+
+/// The event of the work after the dispatches.
+fn tail_event(t: &Tail, start: f64, dur: f64) -> Event {
+    Event { label: t.label.to_string(), shape: String::new(), flops: 0.0, bytes: t.bytes, start_ns: start, dur_ns: dur }
 }
