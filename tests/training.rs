@@ -103,8 +103,7 @@ fn train_step_gradient_matches_reference_model() {
             // the first batch, and the last of the epoch: 5 live images out of 10
             for (i, b) in [0usize, 2].into_iter().enumerate() {
                 let st = t.step_values(if b == 2 { 5 } else { 10 }, b * batch, b, 1.0);
-                t.sync_model().unwrap();
-                let before = Model { params: t.model.params.clone(), ..model.clone() };
+                let before = Model { params: t.model().unwrap().params.clone(), ..model.clone() };
                 t.train_step(b);
                 t.wait().unwrap();
                 let m = (batch * samples).next_multiple_of(4);

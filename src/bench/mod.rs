@@ -284,7 +284,7 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     let mut mlp = model_trainer(gpu, Arch::Mlp, &train, &test, 128)?;
     let runs = profile_steps(gpu, &mut mlp, 5, opts.steps)?;
     let choice: Vec<Value> = mlp
-        .gemm_choice
+        .gemm_choice()
         .decisions
         .iter()
         .map(|d| {

@@ -39,10 +39,10 @@ pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
         }
     );
     out += &table::format_table(&rows);
-    if !t.gemm_choice.decisions.is_empty() {
+    if !t.gemm_choice().decisions.is_empty() {
         out += &format!(
             "\nGEMM variants (median us of each on this adapter):\n  {}\n",
-            t.gemm_choice.describe().replace('\n', "\n  ")
+            t.gemm_choice().describe().replace('\n', "\n  ")
         );
     }
     let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;

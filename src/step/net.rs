@@ -41,8 +41,8 @@ pub struct ForwardOptions {
 
 pub struct Net<'g> {
     pub(crate) gpu: &'g Gpu,
-    /// The model as it was put on the device (a `Trainer` keeps it current: `Trainer::sync_model`).
-    pub model: Model,
+    /// The model as it was put on the device (`Trainer::model` reads the trained one back).
+    pub(crate) model: Model,
     /// Images per batch; the textures hold batch * samples rows.
     pub batch: usize,
     /// Rows per image: Monte-Carlo samples of z.
@@ -166,6 +166,11 @@ impl<'g> Net<'g> {
         net.keep.extend(keep);
         net.upload_weights()?;
         Ok(net)
+    }
+
+    /// The model on the device: for a forward-only model, as it was opened.
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// Dispatches per training step (none in a forward-only model).

@@ -42,7 +42,7 @@ impl Run<'_, '_> {
             step,
             partial,
             state: self.trainer.state()?,
-            gemm: self.trainer.gemm_choice.clone(),
+            gemm: self.trainer.gemm_choice().clone(),
         };
         ck.save(&self.out.join(checkpoint::FILE))
     }
@@ -52,7 +52,7 @@ impl Run<'_, '_> {
     pub fn epoch(&mut self, epoch: usize, start: usize, base: LossSums) -> Result<EpochReport> {
         let (opts, steps) = (self.opts, self.trainer.train_batches());
         self.trainer.set_order(&epoch_order(opts.seed, epoch, self.trainer.train_len()))?;
-        self.trainer.hyper.lr = opts.lr_at(epoch);
+        self.trainer.set_lr(opts.lr_at(epoch));
         let bar = if self.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
         bar.set_style(
             indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
@@ -63,7 +63,7 @@ impl Run<'_, '_> {
         let t0 = Instant::now();
         bar.set_position(start as u64);
         if opts.kl_warmup > 0.0 && start > 0 {
-            self.trainer.hyper.beta = self.warm(epoch, start - 1);
+            self.trainer.set_beta(self.warm(epoch, start - 1));
         }
         for b in start..steps {
             self.step(epoch, b, (start, base), &bar, t0)?;
@@ -98,14 +98,14 @@ impl Run<'_, '_> {
     ) -> Result<()> {
         let (opts, steps) = (self.opts, self.trainer.train_batches());
         if opts.kl_warmup > 0.0 {
-            self.trainer.hyper.beta = self.warm(epoch, b);
+            self.trainer.set_beta(self.warm(epoch, b));
         }
         self.trainer.train_step(b);
         self.steps_this_process += 1;
         let stop = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
             || opts.stop_after_steps.is_some_and(|n| self.steps_this_process >= n);
         let due = opts.checkpoint_every > 0
-            && (self.trainer.steps_done as usize).is_multiple_of(opts.checkpoint_every)
+            && (self.trainer.steps_done() as usize).is_multiple_of(opts.checkpoint_every)
             && b + 1 < steps;
         if stop || due {
             self.trainer.wait()?;
@@ -139,7 +139,7 @@ impl Run<'_, '_> {
                 bar.abandon();
                 bail!(
                     "the loss became {loss} by step {n} of epoch {epoch}; lower --lr (now {}) or the KL weight --beta (now {}), or add --kl-warmup. {}",
-                    self.trainer.hyper.lr,
+                    self.trainer.hyper().lr,
                     opts.beta,
                     if epoch > 1 {
                         format!("{} keeps the metrics, model and checkpoint of epoch {}", self.out.display(), epoch - 1)
@@ -167,11 +167,11 @@ impl Run<'_, '_> {
             "test_loss": r.test.loss(kl_weight),
             "test_recon": r.test.recon_per_image(),
             "test_kl": r.test.kl_per_image() * kl_weight,
-            "kl_weight": if self.config.kind == ModelKind::Ae { 0.0 } else { self.trainer.hyper.beta },
-            "lr": self.trainer.hyper.lr,
+            "kl_weight": if self.config.kind == ModelKind::Ae { 0.0 } else { self.trainer.hyper().beta },
+            "lr": self.trainer.hyper().lr,
             "epoch_seconds": r.seconds,
             "images_per_second": r.images_per_second,
-            "steps": self.trainer.steps_done,
+            "steps": self.trainer.steps_done(),
         });
         if opts.json {
             println!("{line}");
@@ -180,19 +180,18 @@ impl Run<'_, '_> {
             .and_then(|_| self.metrics.flush())
             .with_context(|| format!("cannot write {}", self.metrics_path.display()))?;
         self.save_pictures()?;
-        self.trainer.sync_model()?;
         let extra = std::collections::HashMap::from([
             ("epoch".to_string(), epoch.to_string()),
             ("test_loss".to_string(), format!("{:.4}", r.test.loss(kl_weight))),
             ("seed".to_string(), opts.seed.to_string()),
             // the GEMM variants timed for this model, which inference reuses untimed
-            ("gemm".to_string(), self.trainer.gemm_choice.to_json().to_string()),
+            ("gemm".to_string(), self.trainer.gemm_choice().to_json().to_string()),
         ]);
-        self.trainer.model.save(&self.out.join("model.safetensors"), &extra)?;
+        self.trainer.model()?.save(&self.out.join("model.safetensors"), &extra)?;
         crate::plot::loss_curves(&self.metrics_path, &self.out.join("loss.png"))?;
         self.save_checkpoint(epoch, 0, LossSums::default())?;
         let lr = if opts.lr_decay < 1.0 || opts.lr_decay_start > 1 {
-            format!("  lr {:.3e}", self.trainer.hyper.lr)
+            format!("  lr {:.3e}", self.trainer.hyper().lr)
         } else {
             String::new()
         };

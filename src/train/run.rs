@@ -98,8 +98,8 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     if let Some(ck) = &resumed {
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
     }
-    if !trainer.gemm_choice.decisions.is_empty() {
-        say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice.describe().replace('\n', "\n  ")));
+    if !trainer.gemm_choice().decisions.is_empty() {
+        say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice().describe().replace('\n', "\n  ")));
     }
     say(format!(
         "model: {}; {} dispatches and 1 submit per step; writing to {}",

@@ -85,7 +85,7 @@ impl Trainer<'_> {
     }
 
     /// Copies the GPU's parameters back into `self.model`.
-    pub fn sync_model(&mut self) -> Result<()> {
+    pub(super) fn sync_model(&mut self) -> Result<()> {
         self.copy_weights_back()?;
         self.model.params = self.gpu.read_f32(&self.params, 0, self.model.layout.len)?;
         Ok(())

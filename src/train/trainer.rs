@@ -41,7 +41,7 @@ use crate::kernels::{self, Dispatch, Kernels, Step};
 use crate::model::{Layer, Layout, Model, ModelKind, Op, VaeConfig};
 use crate::step::fusion::FusionInputs;
 use crate::step::vae::{vae_lists, Sampling, TrainBuffers, VaeBuffers};
-use crate::step::{Builder, FusedAdam, Fusions, Net};
+use crate::step::{Builder, FusedAdam, Fusions, LossSums, Net};
 use anyhow::{bail, Result};
 
 /// A model being trained: a `Net` (its parameters, activations, test set and forward
@@ -49,11 +49,11 @@ use anyhow::{bail, Result};
 /// moments, the training set and its order, and the training step's list.
 pub struct Trainer<'g> {
     pub(super) net: Net<'g>,
-    pub hyper: Hyper,
+    hyper: Hyper,
     /// The GEMM variant of each dense layer and pass, measured fastest on this adapter (or forced).
-    pub gemm_choice: gemm::Choice,
+    gemm_choice: gemm::Choice,
     /// Adam steps taken.
-    pub steps_done: u32,
+    pub(super) steps_done: u32,
     pub(super) grads: wgpu::Buffer,
     pub(super) moments: Moments,
     /// Adam runs inside the weight-gradient GEMMs (no flat gradient is kept).
@@ -168,6 +168,51 @@ impl<'g> Trainer<'g> {
         self.model.layout.layers().iter().map(|d| d.rows * d.cols * 4).sum()
     }
 
+    /// The optimisation settings in force.
+    pub fn hyper(&self) -> &Hyper {
+        &self.hyper
+    }
+
+    /// Adam's learning rate from the next step on (a schedule changes it per epoch).
+    pub fn set_lr(&mut self, lr: f32) {
+        self.hyper.lr = lr;
+    }
+
+    /// The KL term's weight from the next step on (a warm-up raises it step by step);
+    /// evaluation uses it too.
+    pub fn set_beta(&mut self, beta: f32) {
+        self.hyper.beta = beta;
+        self.net.beta = beta;
+    }
+
+    /// The GEMM variant of each dense layer and pass, timed on this adapter (or forced).
+    pub fn gemm_choice(&self) -> &gemm::Choice {
+        &self.gemm_choice
+    }
+
+    /// Adam steps taken.
+    pub fn steps_done(&self) -> u32 {
+        self.steps_done
+    }
+
+    /// The model as trained so far, read back from the device.
+    pub fn model(&mut self) -> Result<&Model> {
+        self.sync_model()?;
+        Ok(&self.net.model)
+    }
+
+    /// One epoch: the training images in `epoch`'s order (shuffled with the run's seed,
+    /// `epoch_order`), every step, and the epoch's loss sums. Waits for the GPU.
+    pub fn train_epoch(&mut self, epoch: usize) -> Result<LossSums> {
+        let order = super::options::epoch_order(self.hyper.seed as u64, epoch, self.train_len);
+        self.set_order(&order)?;
+        let steps = self.train_batches();
+        for b in 0..steps {
+            self.train_step(b);
+        }
+        self.read_history(steps)
+    }
+
     /// The per-step uniform for a batch of `images` images starting at `batch_start`.
     /// An autoencoder always decodes the posterior mean and has no KL term.
     pub fn step_values(&self, images: usize, batch_start: usize, slot: usize, noise: f32) -> Step {
@@ -219,7 +264,6 @@ impl<'g> Trainer<'g> {
         let rows = self.batch.min(self.train_len - start);
         let step = self.step_values(rows, start, b, 1.0);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
-        self.net.beta = self.hyper.beta;
         self.steps_done += 1;
         self.counter += 1;
     }
