@@ -54,31 +54,37 @@ fn spread_is_median_and_deciles() {
     assert_eq!(elbo::bench::spread(&v), (6.0, 2.0, 10.0));
 }
 
+/// A report as the JSON reads, through serde: the tests' reports are as small as they can
+/// be, as the oldest reports are.
+fn bench_report(v: &serde_json::Value) -> elbo::bench::Report {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+}
+
 #[test]
 fn compare_lines_up_two_reports() {
     let a = serde_json::json!({"adapter": {"name": "A"}, "kernels": [{"kernel": "gemm", "shape": "s", "median_us": 10.0}],
         "steps": [{"model": "m", "batch": 128, "median_ms": 2.0}]});
     let b = serde_json::json!({"adapter": {"name": "B"}, "kernels": [{"kernel": "gemm", "shape": "s", "median_us": 5.0}],
         "steps": [{"model": "m", "batch": 128, "median_ms": 8.0}]});
-    let s = elbo::bench::compare(&a, &b);
+    let s = elbo::bench::compare(&bench_report(&a), &bench_report(&b));
     assert!(s.contains("0.50") && s.contains("4.00"), "{s}");
     // the fixed costs line up too, where both reports have them
     let (mut a2, mut b2) = (a.clone(), b.clone());
     a2["fixed_costs"] = serde_json::json!({"submit_wait_us": 20.0, "one_dispatch_us": 60.0, "each_dispatch_us": 40.0});
     b2["fixed_costs"] = serde_json::json!({"submit_wait_us": 10.0, "one_dispatch_us": 30.0, "each_dispatch_us": 5.0});
-    let s = elbo::bench::compare(&a2, &b2);
+    let s = elbo::bench::compare(&bench_report(&a2), &bench_report(&b2));
     let row = s.lines().find(|l| l.starts_with("each further dispatch")).unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains("40.0") && row.contains("5.0") && row.trim_end().ends_with("0.12"), "{s}");
     // a report from before fixed costs were measured still lines up with one after
-    let s = elbo::bench::compare(&a, &b2);
+    let s = elbo::bench::compare(&bench_report(&a), &bench_report(&b2));
     let row = s.lines().find(|l| l.starts_with("each further dispatch")).unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains(" - ") && row.contains("5.0") && row.trim_end().ends_with('-'), "{s}");
-    let text = elbo::bench::format_bench(&a2);
+    let text = elbo::bench::format_bench(&bench_report(&a2));
     assert!(text.contains("each further dispatch in the same pass 40.0 us"), "{text}");
     // and what the dispatches of a batch-128 step carry of it
     a2["steps"] = serde_json::json!([{"model": "m", "batch": 128, "median_ms": 2.0, "dispatches": 13},
                                      {"model": "m", "batch": 32, "median_ms": 1.0, "dispatches": 13}]);
-    let text = elbo::bench::format_bench(&a2);
+    let text = elbo::bench::format_bench(&bench_report(&a2));
     assert!(
         text.contains("m at batch 128: 13 dispatches x 40.0 us = 0.52 ms of fixed cost, 26% of the step"),
         "{text}"
@@ -94,7 +100,7 @@ fn compare_lines_up_two_reports() {
     let a = serde_json::json!({"adapter": {"name": "A"}, "kernels": kernels("_subgroup", 40.0), "steps": []});
     let mut b = serde_json::json!({"adapter": {"name": "B"}, "kernels": kernels("_wide", 10.0), "steps": []});
     b["kernels"][1]["kernel"] = "conv2d_forward_wide enc.conv1".into();
-    let s = elbo::bench::compare(&a, &b);
+    let s = elbo::bench::compare(&bench_report(&a), &bench_report(&b));
     let row = |layer: &str| s.lines().find(|l| l.contains(layer)).unwrap_or_else(|| panic!("no {layer} row: {s}"));
     assert!(
         row("enc.conv2").contains("0.25") && row("enc.conv2").contains("(B: conv2d_forward_wide enc.conv2)"),
@@ -103,13 +109,74 @@ fn compare_lines_up_two_reports() {
     assert!(row("dec.deconv1").trim_end().ends_with('-'), "{s}");
 }
 
+/// The reports in benches/results, each written by the elbo of its day (the oldest
+/// without fixed costs, kernels' models, rounds or the epoch comparison), load with every
+/// key they hold, and the oldest and the newest still compare step by step.
+#[test]
+fn every_report_in_benches_results_loads_and_compares() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "reports in {}: {files:?}", dir.display());
+    for f in &files {
+        let r = elbo::bench::read_report(f).unwrap_or_else(|e| panic!("{e:#}"));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), json, "{} lost or gained keys in loading", f.display());
+        assert!(!r.steps.is_empty() && format_has_steps(&r), "{}", f.display());
+    }
+    let (old, new) = ("lavapipe-2core.json", "lavapipe-2core-512-awake.json");
+    let [a, b] = [old, new].map(|f| elbo::bench::read_report(&dir.join(f)).unwrap());
+    assert!(a.fixed_costs.is_none() && a.pytorch_epoch.is_none() && b.fixed_costs.is_some());
+    let s = elbo::bench::compare(&a, &b);
+    let steps = s.lines().skip_while(|l| !l.starts_with("training step")).skip(1);
+    let row: Vec<&str> = steps
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() == 6 && w[..3] == ["mlp-vae", "784-400-20", "128"])
+        .unwrap_or_else(|| panic!("no MLP step at batch 128: {s}"));
+    let (ta, tb, ratio) = (row[3].parse::<f64>().unwrap(), row[4].parse::<f64>().unwrap(), row[5]);
+    assert_eq!(ratio, format!("{:.2}", b.steps[1].median_ms / a.steps[1].median_ms), "{s}");
+    assert!((ta - a.steps[1].median_ms).abs() < 0.01 && (tb - b.steps[1].median_ms).abs() < 0.01, "{s}");
+    // and a file that is JSON but no report says so
+    let not_one = std::env::temp_dir().join(format!("elbo-not-a-report-{}.json", std::process::id()));
+    std::fs::write(&not_one, r#"{"kernels": []}"#).unwrap();
+    let err = elbo::bench::read_report(&not_one).unwrap_err().to_string();
+    let _ = std::fs::remove_file(&not_one);
+    assert!(err.contains("is not an `elbo bench --json` report"), "{err}");
+}
+
+fn format_has_steps(r: &elbo::bench::Report) -> bool {
+    let text = elbo::bench::format_bench(r);
+    r.steps.iter().all(|st| text.lines().any(|l| l.starts_with(&format!("{:<22} {} ", st.model, st.batch))))
+}
+
+/// A report survives writing and reading: the same JSON, keys the PyTorch script added
+/// that elbo does not know included, in the order the reports have always had.
+#[test]
+fn a_report_round_trips() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/lavapipe-2core-512-awake.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    // a key elbo does not know, after all it knows (where serde writes the unknown ones)
+    json["pytorch"][0]["threads"] = 2.into();
+    let r = bench_report(&json);
+    assert_eq!(r.pytorch[0].extra.get("threads"), Some(&2.into()));
+    let text = serde_json::to_string_pretty(&r).unwrap();
+    assert_eq!(text, serde_json::to_string_pretty(&json).unwrap(), "not the JSON it was read from");
+    let again: elbo::bench::Report = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_value(&again).unwrap(), serde_json::from_str::<serde_json::Value>(&text).unwrap());
+    assert_eq!(elbo::bench::format_bench(&again), elbo::bench::format_bench(&r));
+}
+
 #[test]
 fn format_bench_reports_the_epoch_rounds() {
     let r = serde_json::json!({"adapter": {"name": "A"}, "kernels": [], "steps": [],
         "pytorch_epoch": {"model": "mlp-vae", "batch": 128, "loader": "torchvision DataLoader",
             "elbo_s": 2.0, "pytorch_s": 2.5, "elbo_over_pytorch": 0.8,
             "rounds": [{"elbo_over_pytorch": 0.75}, {"elbo_over_pytorch": 0.8}, {"elbo_over_pytorch": 0.9}]}});
-    let text = elbo::bench::format_bench(&r);
+    let text = elbo::bench::format_bench(&bench_report(&r));
     assert!(
         text.contains("2.50 s an epoch at batch 128, elbo 2.00 s in the same rounds; elbo / PyTorch = 0.80x")
             && text.contains("0.75, 0.80, 0.90"),
@@ -129,7 +196,7 @@ fn format_bench_flags_unsteady_measurements() {
                 "images_per_second": 21000.0, "dispatches": 13, "submits": 1}],
             "pytorch_epoch": {"model": "mlp-vae", "batch": 128, "loader": "torchvision DataLoader",
                 "elbo_s": 3.0, "pytorch_s": 3.0, "elbo_over_pytorch": 1.0, "rounds": rounds}});
-        elbo::bench::format_bench(&r)
+        elbo::bench::format_bench(&bench_report(&r))
     };
     let steady = report(&[0.95, 1.0, 1.1], (5.9, 6.3));
     assert!(!steady.contains("unsteady"), "{steady}");
@@ -141,7 +208,7 @@ fn format_bench_flags_unsteady_measurements() {
     // a bench run with its step benchmarks skipped (`--batch-sizes none`) prints no empty step table
     assert!(steady.contains("training step"), "{steady}");
     let no_steps = serde_json::json!({"adapter": {"name": "A"}, "kernels": [], "steps": []});
-    let text = elbo::bench::format_bench(&no_steps);
+    let text = elbo::bench::format_bench(&bench_report(&no_steps));
     assert!(!text.contains("training step"), "{text}");
 }
 
@@ -160,10 +227,10 @@ fn the_adapter_line_counts_lavapipe_threads() {
     let awake = g.spinners.map(|s| format!(", {}", elbo::gpu::awake::describe(s.threads()))).unwrap_or_default();
     assert!(g.adapter_line().ends_with(&format!(", {threads} threads{awake})")), "{}", g.adapter_line());
     let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads}, "kernels": [], "steps": []});
-    let text = elbo::bench::format_bench(&r);
+    let text = elbo::bench::format_bench(&bench_report(&r));
     assert!(text.contains(&format!(", {threads} threads)")), "{text}");
     let r = serde_json::json!({"adapter": {"name": "A", "llvmpipe_threads": threads, "awake_threads": 3}, "kernels": [], "steps": []});
-    let text = elbo::bench::format_bench(&r);
+    let text = elbo::bench::format_bench(&bench_report(&r));
     assert!(text.contains(&format!(", {threads} threads, {})", elbo::gpu::awake::describe(3))), "{text}");
 }
 
