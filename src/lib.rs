@@ -2,22 +2,20 @@
 //! kernel hand-written in WGSL (`shaders/`) and checked against a CPU
 //! reference of the same name (`reference`).
 //!
-//! The library in a few lines (see `examples/train_and_sample.rs`):
+//! The library in a few lines (`examples/` has training, sampling and evaluation):
 //!
 //! ```no_run
-//! use elbo::{Dataset, Gpu, Hyper, Model, Trainer, VaeConfig};
+//! use elbo::{Gpu, Hyper, Model, Trainer, VaeConfig};
 //! # fn main() -> anyhow::Result<()> {
 //! let gpu = Gpu::new(&Default::default())?; // the best adapter, lavapipe on a machine without a GPU
-//! let (train, test): (Dataset, Dataset) = elbo::data::load_mnist(&elbo::data::mnist_dir(None))?;
+//! let (train, test) = elbo::data::load_mnist(&elbo::data::mnist_dir(None))?;
 //! let config = VaeConfig::mlp(28, 28, 400, 20);
 //! let mut trainer = Trainer::new(&gpu, Model::init(&config, 1), Hyper::new(1e-3, 1), 128, &train, &test)?;
-//! trainer.set_order(&(0..train.len as u32).collect::<Vec<_>>())?;
-//! for b in 0..trainer.train_batches() {
-//!     trainer.train_step(b); // one submit; nothing read back
-//! }
-//! println!("test -ELBO {:.2} nats", trainer.evaluate()?.loss(1.0));
+//! let sums = trainer.train_epoch(1)?; // the epoch in its seeded order; one submit a step
+//! println!("train -ELBO {:.2}, test -ELBO {:.2} nats", sums.loss(1.0), trainer.evaluate()?.loss(1.0));
 //! let z = vec![0.0; 20]; // the prior's mean
 //! let image = trainer.decode(&z)?; // 784 pixel means in [0, 1]
+//! trainer.save_model(std::path::Path::new("model.safetensors"), Default::default())?;
 //! # Ok(()) }
 //! ```
 //!

@@ -19,7 +19,7 @@ use crate::data::Dataset;
 use crate::gpu::{AdapterChoice, Gpu};
 use crate::kernels::gemm::Choice;
 use crate::model::Model;
-use crate::plot::grid::save_grid;
+use crate::plot::grid::{save_grid, Grid};
 use crate::step::{ForwardOptions, Net};
 use crate::train::{load_dataset, DatasetChoice, TrainOptions};
 use anyhow::{bail, Context, Result};
@@ -61,6 +61,21 @@ pub fn model_paths(given: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((given.to_path_buf(), dir))
 }
 
+/// A model file and the GEMM variants its training recorded in it (none in files of
+/// other writers), for `Net::forward_only`.
+pub fn load_model(file: &Path) -> Result<(Model, Choice)> {
+    let model = Model::load(file)?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read model file {}", file.display()))?;
+    let gemm = match Model::metadata(&bytes)?.get("gemm") {
+        Some(text) => serde_json::from_str(text)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| Choice::from_json(&v))
+            .with_context(|| format!("{}: its recorded GEMM variants are damaged", file.display()))?,
+        None => Choice::default(),
+    };
+    Ok((model, gemm))
+}
+
 /// An opened model with the data it is used on.
 pub struct OpenModel {
     pub gpu: Gpu,
@@ -76,15 +91,7 @@ pub struct OpenModel {
 impl OpenModel {
     pub fn open(opts: &UseOptions) -> Result<OpenModel> {
         let (file, out_dir) = model_paths(&opts.model)?;
-        let model = Model::load(&file)?;
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read model file {}", file.display()))?;
-        let gemm = match Model::metadata(&bytes)?.get("gemm") {
-            Some(text) => serde_json::from_str(text)
-                .map_err(anyhow::Error::from)
-                .and_then(|v| Choice::from_json(&v))
-                .with_context(|| format!("{}: its recorded GEMM variants are damaged", file.display()))?,
-            None => Choice::default(),
-        };
+        let (model, gemm) = load_model(&file)?;
         let c = &model.config;
         let load = TrainOptions {
             dataset: opts.dataset.clone(),
@@ -125,8 +132,7 @@ impl OpenModel {
     fn save(&self, name: &str, tiles: &[&[f32]], cols: usize) -> Result<PathBuf> {
         let c = &self.model.config;
         let path = self.out_dir.join(name);
-        let scale = (112 / c.width.max(c.height)).clamp(2, 8);
-        save_grid(&path, tiles, c.width, c.height, c.channels, cols, scale)?;
+        save_grid(&path, tiles, &Grid::of(c, cols))?;
         Ok(path)
     }
 

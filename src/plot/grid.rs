@@ -3,18 +3,30 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 
-/// Lays out `images` (each height * width * channels values in [0, 1], channels-last)
-/// in rows of `cols`, with a 1-pixel border, scaled up `scale` times, and writes a
-/// greyscale or RGB PNG atomically. An empty image leaves its cell blank.
-pub fn save_grid(
-    path: &Path,
-    images: &[&[f32]],
-    width: usize,
-    height: usize,
-    channels: usize,
-    cols: usize,
-    scale: usize,
-) -> Result<()> {
+/// How a grid lays out its images: each `height * width * channels` values in [0, 1],
+/// channels-last, `cols` a row, each pixel drawn `scale` times wide and high.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grid {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub cols: usize,
+    pub scale: usize,
+}
+
+impl Grid {
+    /// A grid of `config`'s images, `cols` a row, scaled so that a cell is about 112
+    /// pixels across (2 to 8 times).
+    pub fn of(config: &crate::model::VaeConfig, cols: usize) -> Grid {
+        let (width, height, channels) = (config.width, config.height, config.channels);
+        Grid { width, height, channels, cols, scale: (112 / width.max(height)).clamp(2, 8) }
+    }
+}
+
+/// Lays out `images` as `grid` says, with a 1-pixel border, and writes a greyscale or
+/// RGB PNG atomically. An empty image leaves its cell blank.
+pub fn save_grid(path: &Path, images: &[&[f32]], grid: &Grid) -> Result<()> {
+    let Grid { width, height, channels, cols, scale } = *grid;
     let rows = images.len().div_ceil(cols).max(1);
     let (cw, chh) = ((width + 1) * scale, (height + 1) * scale);
     let (w, h) = (cols * cw + scale, rows * chh + scale);

@@ -6,7 +6,7 @@ use super::options::{epoch_order, TrainOptions};
 use super::run::{EpochReport, Interrupted, INTERRUPTED};
 use super::{LossSums, Trainer};
 use crate::model::{ModelKind, VaeConfig};
-use crate::plot::grid::save_grid;
+use crate::plot::grid::{save_grid, Grid};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -184,10 +184,8 @@ impl Run<'_, '_> {
             ("epoch".to_string(), epoch.to_string()),
             ("test_loss".to_string(), format!("{:.4}", r.test.loss(kl_weight))),
             ("seed".to_string(), opts.seed.to_string()),
-            // the GEMM variants timed for this model, which inference reuses untimed
-            ("gemm".to_string(), self.trainer.gemm_choice().to_json().to_string()),
         ]);
-        self.trainer.model()?.save(&self.out.join("model.safetensors"), &extra)?;
+        self.trainer.save_model(&self.out.join("model.safetensors"), extra)?;
         crate::plot::loss_curves(&self.metrics_path, &self.out.join("loss.png"))?;
         self.save_checkpoint(epoch, 0, LossSums::default())?;
         let lr = if opts.lr_decay < 1.0 || opts.lr_decay_start > 1 {
@@ -212,12 +210,11 @@ impl Run<'_, '_> {
     /// their reconstructions from the posterior mean).
     fn save_pictures(&mut self) -> Result<()> {
         let c = &self.config;
-        let (d, w, h, ch) = (c.pixels(), c.width, c.height, c.channels);
-        let scale = (112 / w.max(h)).clamp(2, 8);
+        let d = c.pixels();
         let most = self.trainer.rows() * c.latent;
         let drawn = self.trainer.decode(&self.prior[..self.prior.len().min(most)])?;
         let tiles: Vec<&[f32]> = drawn.chunks(d).collect();
-        save_grid(&self.out.join("samples.png"), &tiles, w, h, ch, 8, scale)?;
+        save_grid(&self.out.join("samples.png"), &tiles, &Grid::of(c, 8))?;
         let (x, recon) = self.trainer.reconstruct_first_batch()?;
         let n = (x.len() / d).min(32);
         // originals above their reconstructions; a short last row is padded with blank tiles
@@ -234,6 +231,6 @@ impl Run<'_, '_> {
             cells.extend((row * 8..row * 8 + 8).map(|i| cell(&recon, i)));
         }
         let tiles: Vec<&[f32]> = cells.iter().map(|v| v.as_slice()).collect();
-        save_grid(&self.out.join("reconstructions.png"), &tiles, w, h, ch, 8, scale)
+        save_grid(&self.out.join("reconstructions.png"), &tiles, &Grid::of(&self.config, 8))
     }
 }

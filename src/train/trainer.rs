@@ -201,6 +201,17 @@ impl<'g> Trainer<'g> {
         Ok(&self.net.model)
     }
 
+    /// Writes the trained model as safetensors, atomically, with `extra` and the GEMM
+    /// variants this trainer timed in its metadata (inference reuses them untimed).
+    pub fn save_model(
+        &mut self,
+        path: &std::path::Path,
+        mut extra: std::collections::HashMap<String, String>,
+    ) -> Result<()> {
+        extra.insert("gemm".to_string(), self.gemm_choice.to_json().to_string());
+        self.model()?.save(path, &extra)
+    }
+
     /// One epoch: the training images in `epoch`'s order (shuffled with the run's seed,
     /// `epoch_order`), every step, and the epoch's loss sums. Waits for the GPU.
     pub fn train_epoch(&mut self, epoch: usize) -> Result<LossSums> {
