@@ -178,13 +178,13 @@ impl Gpu {
         self.check()
     }
 
-    /// Compiles a kernel file with `shaders/common.wgsl` in front, reporting WGSL errors readably.
+    /// Compiles WGSL `source` (the kernels pass theirs with `shaders/common.wgsl` in
+    /// front: `kernels::source`), reporting WGSL errors readably.
     pub fn shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
-        let full = crate::kernels::with_common(source);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(full.into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("shader {name} does not compile on {}: {e}", self.info.name);

@@ -66,7 +66,7 @@ impl<'g> Classifier<'g> {
         let grads_t: Vec<Matrix> =
             layers.iter().map(|l| gpu.matrix("grad", m, l.output.cols())).collect::<Result<_>>()?;
         let choice = gemm::Choice::default(); // the portable texel GEMMs
-        let mut bld = Builder::new(gpu, &k, &choice, m, &params, Some(&grads));
+        let mut builder = Builder::new(gpu, &k, &choice, m, &params, Some(&grads));
         let gather = kernels::Gather {
             m: m as u32,
             pixels: c.loss_layout().pixels as u32,
@@ -79,17 +79,23 @@ impl<'g> Classifier<'g> {
         let refs: Vec<&Layer> = layers.iter().collect();
         let chain = Chain { layers: &refs, weights: &weights, input: &x, outs: &outs, grads: &grads_t, d_input: None };
         let n = layers.len();
-        let ce = bld.softmax_cross_entropy(classes, &step_uniform, &outs[n - 1], &labels, &grads_t[n - 1], &row_loss);
-        let mut forward = chain.forward(&mut bld, 0..n);
+        let ce =
+            builder.softmax_cross_entropy(classes, &step_uniform, &outs[n - 1], &labels, &grads_t[n - 1], &row_loss);
+        let mut forward = chain.forward(&mut builder, 0..n);
         forward.push(ce);
-        let mut train_list = vec![bld.gather(&gather, &step_uniform, &train_data, &train_order, &x)];
+        let mut train_list = vec![builder.gather(&gather, &step_uniform, &train_data, &train_order, &x)];
         train_list.extend(forward.iter().cloned());
-        train_list.extend(chain.backward(&mut bld));
+        train_list.extend(chain.backward(&mut builder));
         let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS };
-        train_list.push(bld.adam(&adam, &step_uniform, MomentStore::Buffers, [Bind::Buffer(&m1), Bind::Buffer(&m2)]));
-        let mut eval_list = vec![bld.gather(&gather, &step_uniform, &test_data, &test_order, &x)];
+        train_list.push(builder.adam(
+            &adam,
+            &step_uniform,
+            MomentStore::Buffers,
+            [Bind::Buffer(&m1), Bind::Buffer(&m2)],
+        ));
+        let mut eval_list = vec![builder.gather(&gather, &step_uniform, &test_data, &test_order, &x)];
         eval_list.extend(forward);
-        let mut keep = bld.keep;
+        let mut keep = builder.keep;
         keep.extend([grads, m1, m2, train_data, test_data, test_order]);
         let mut mats = outs;
         mats.extend(grads_t);

@@ -152,15 +152,15 @@ impl<'g> LinearProbe<'g> {
         };
         // the probe's GEMMs are small: the portable texel variant serves
         let choice = gemm::Choice::default();
-        let mut bld = Builder::new(gpu, &kern, &choice, m, &params, Some(&grads));
-        let forward = bld.forward(&layer, &features, &weight, &logits).remove(0);
-        let ce = bld.softmax_cross_entropy(classes, &step_uniform, &logits, &labels, &d_logits, &row_loss);
-        let backward = bld.backward_weight(&layer, &features, &weight, &d_logits).remove(0);
+        let mut builder = Builder::new(gpu, &kern, &choice, m, &params, Some(&grads));
+        let forward = builder.forward(&layer, &features, &weight, &logits).remove(0);
+        let ce = builder.softmax_cross_entropy(classes, &step_uniform, &logits, &labels, &d_logits, &row_loss);
+        let backward = builder.backward_weight(&layer, &features, &weight, &d_logits).remove(0);
         let au = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS };
-        let adam = bld.adam(&au, &step_uniform, MomentStore::Buffers, [Bind::Buffer(&m1), Bind::Buffer(&m2)]);
+        let adam = builder.adam(&au, &step_uniform, MomentStore::Buffers, [Bind::Buffer(&m1), Bind::Buffer(&m2)]);
         let eval_list = vec![forward.clone(), ce.clone()];
         let train_list = vec![forward, ce, backward, adam];
-        let mut keep = bld.keep;
+        let mut keep = builder.keep;
         keep.extend([grads, m1, m2]);
         Ok(LinearProbe {
             gpu,

@@ -50,7 +50,7 @@ impl GemmAdam {
                 (MomentStore::Buffers, 16) => "gemm_adam_buffers_subgroup16.wgsl",
                 (MomentStore::Buffers, _) => "gemm_adam_buffers_subgroup.wgsl",
             };
-            gpu.pipeline(&gpu.shader(file, source(file))?, "gemm_backward_weight_adam_subgroup")
+            gpu.pipeline(&gpu.shader(file, &source(file))?, "gemm_backward_weight_adam_subgroup")
         };
         let pipeline8 = if lanes == 16 { Some(build(8)?) } else { None };
         Ok(GemmAdam { moments, pipeline: build(lanes)?, lanes, pipeline8 })

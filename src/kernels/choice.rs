@@ -139,14 +139,17 @@ pub fn time_variant(
         },
     );
     let dx = gpu.matrix("gemm timing dx", m, kk)?;
+    use super::gemm_slot::*;
     use Bind::{Buffer as B, Texture as T};
     let binds: Vec<(u32, Bind)> = match pass {
-        Pass::Forward => vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (4, T(&out.view)), (5, B(&flat))],
+        Pass::Forward => {
+            vec![(P, B(&u)), (LHS, T(&lhs.view)), (RHS, T(&rhs.view)), (OUT, T(&out.view)), (PARAMS, B(&flat))]
+        }
         // `out` (m, k) serves as the ReLU mask
         Pass::BackwardInput => {
-            vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (3, T(&out.view)), (4, T(&dx.view))]
+            vec![(P, B(&u)), (LHS, T(&lhs.view)), (RHS, T(&rhs.view)), (MASK, T(&out.view)), (OUT, T(&dx.view))]
         }
-        Pass::BackwardWeight => vec![(0, B(&u)), (1, T(&lhs.view)), (2, T(&rhs.view)), (6, B(&flat))],
+        Pass::BackwardWeight => vec![(P, B(&u)), (LHS, T(&lhs.view)), (RHS, T(&rhs.view)), (GRADS, B(&flat))],
     };
     let d = dispatch(gpu, k, pass, variant, pass.entry(), &binds, m, n, kk);
     let profiler = Profiler::new(gpu, 1);

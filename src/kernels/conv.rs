@@ -329,17 +329,25 @@ fn split_c1(
     };
     let weights = gpu.matrix("taps weights", taps, s.out_c).ok()?;
     let image = gpu.matrix("taps image", batch, s.out_h * s.out_w * taps.next_multiple_of(4)).ok()?;
+    use conv_slot::*;
     let slot = |i: u32| binds.iter().find(|(b, _)| *b == i).map(|(_, v)| *v).expect("conv.wgsl's binding");
     let u = gpu.uniform("taps convolution", &Conv::new(&t_shape, batch, EPILOGUE_NONE));
     let relayout = Dispatch::new(
         gpu,
         format!("conv2d_taps_c1 {label}"),
         &k.conv2d_taps_c1,
-        &[(0, slot(0)), (2, slot(2)), (4, T(&weights.view))],
+        &[(P, slot(P)), (RHS, slot(RHS)), (OUT, T(&weights.view))],
         taps * s.out_c.div_ceil(4),
         64,
     );
-    let conv_binds = [(0, B(&u)), (1, slot(1)), (2, T(&weights.view)), (3, slot(1)), (4, T(&image.view)), (5, slot(5))];
+    let conv_binds = [
+        (P, B(&u)),
+        (LHS, slot(LHS)),
+        (RHS, T(&weights.view)),
+        (MASK, slot(LHS)),
+        (OUT, T(&image.view)),
+        (PARAMS, slot(PARAMS)),
+    ];
     let taps_label = format!("{label} taps");
     let taps_conv =
         conv_single(gpu, k, "conv2d_forward", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
@@ -347,7 +355,7 @@ fn split_c1(
         gpu,
         format!("conv2d_col2im_c1 {label}"),
         &k.conv2d_col2im_c1,
-        &[(0, slot(0)), (1, T(&image.view)), (3, slot(3)), (4, slot(4)), (5, slot(5))],
+        &[(P, slot(P)), (LHS, T(&image.view)), (MASK, slot(MASK)), (OUT, slot(OUT)), (PARAMS, slot(PARAMS))],
         batch * s.in_h * s.in_w,
         64,
     );

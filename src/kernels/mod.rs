@@ -118,8 +118,9 @@ pub fn with_common(source: &str) -> String {
     format!("{COMMON}\n{source}")
 }
 
-pub(crate) fn source(name: &str) -> &'static str {
-    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("known shader")
+/// Kernel file `name` as it compiles: with `COMMON` in front.
+pub(crate) fn source(name: &str) -> String {
+    with_common(SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("known shader"))
 }
 
 /// `Step` of common.wgsl: written once per step.
@@ -257,22 +258,22 @@ pub fn subgroup_lanes(gpu: &Gpu) -> Option<u32> {
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
-        let gemm = gpu.shader("gemm.wgsl", source("gemm.wgsl"))?;
-        let act = gpu.shader("activation.wgsl", source("activation.wgsl"))?;
-        let reparam = gpu.shader("reparam.wgsl", source("reparam.wgsl"))?;
-        let elbo = gpu.shader("elbo.wgsl", source("elbo.wgsl"))?;
-        let adam = gpu.shader("adam.wgsl", source("adam.wgsl"))?;
-        let gather = gpu.shader("gather.wgsl", source("gather.wgsl"))?;
-        let touch = gpu.shader("touch.wgsl", source("touch.wgsl"))?;
-        let conv = gpu.shader("conv.wgsl", source("conv.wgsl"))?;
-        let classify = gpu.shader("classify.wgsl", source("classify.wgsl"))?;
+        let gemm = gpu.shader("gemm.wgsl", &source("gemm.wgsl"))?;
+        let act = gpu.shader("activation.wgsl", &source("activation.wgsl"))?;
+        let reparam = gpu.shader("reparam.wgsl", &source("reparam.wgsl"))?;
+        let elbo = gpu.shader("elbo.wgsl", &source("elbo.wgsl"))?;
+        let adam = gpu.shader("adam.wgsl", &source("adam.wgsl"))?;
+        let gather = gpu.shader("gather.wgsl", &source("gather.wgsl"))?;
+        let touch = gpu.shader("touch.wgsl", &source("touch.wgsl"))?;
+        let conv = gpu.shader("conv.wgsl", &source("conv.wgsl"))?;
+        let classify = gpu.shader("classify.wgsl", &source("classify.wgsl"))?;
         let lanes = subgroup_lanes(gpu);
         let subgroup = if let Some(lanes) = lanes {
             let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
-            let m = gpu.shader(gemm_file, source(gemm_file))?;
+            let m = gpu.shader(gemm_file, &source(gemm_file))?;
             // conv_subgroup.wgsl built for the adapter's width
             let conv_file = if lanes == 16 { "conv_subgroup16.wgsl" } else { "conv_subgroup.wgsl" };
-            let cl = &gpu.shader(conv_file, source(conv_file))?;
+            let cl = &gpu.shader(conv_file, &source(conv_file))?;
             Some(SubgroupKernels {
                 conv2d_forward_subgroup: gpu.pipeline(cl, "conv2d_forward_group8_subgroup")?,
                 conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
@@ -296,7 +297,7 @@ impl Kernels {
         };
         // only on CPU adapters, where it was measured (adam_texel.wgsl)
         let adam_update_texel = if gpu.read_write_texels && gpu.info.device_type == wgpu::DeviceType::Cpu {
-            let a = gpu.shader("adam_texel.wgsl", source("adam_texel.wgsl"))?;
+            let a = gpu.shader("adam_texel.wgsl", &source("adam_texel.wgsl"))?;
             Some(gpu.pipeline(&a, "adam_update_texel")?)
         } else {
             None

@@ -272,13 +272,13 @@ impl<'g> Net<'g> {
         kernels::run_refs(self.gpu, &[self.lists.decode.last().unwrap()])?;
         let rows = self.batch.min(self.test_len) * self.samples;
         let c = &self.model.config;
-        let lay = c.loss_layout();
+        let loss = c.loss_layout();
         let x = self.gpu.read_matrix(&self.t.x)?;
         let x_cols = c.input_shape().cols();
         let images: Vec<f32> = (0..rows)
             .step_by(self.samples)
-            .flat_map(|r| (0..lay.pixels).flat_map(move |p| (0..lay.channels).map(move |ch| (r, p, ch))))
-            .map(|(r, p, ch)| x[r * x_cols + p * lay.x_cp + ch])
+            .flat_map(|r| (0..loss.pixels).flat_map(move |p| (0..loss.channels).map(move |ch| (r, p, ch))))
+            .map(|(r, p, ch)| x[r * x_cols + p * loss.x_cp + ch])
             .collect();
         let recon = self.decoded_means(rows)?;
         let recon = recon.chunks(c.pixels()).step_by(self.samples).flatten().copied().collect();
@@ -288,14 +288,14 @@ impl<'g> Net<'g> {
     /// The decoder's means for the first `rows` rows, (rows, pixels * channels) channels-last.
     fn decoded_means(&self, rows: usize) -> Result<Vec<f32>> {
         let c = &self.model.config;
-        let lay = c.loss_layout();
+        let loss = c.loss_layout();
         // both likelihoods' means are the sigmoid of the decoder's first output
         let v = self.gpu.read_matrix(&self.t.probs)?;
         let mut means = Vec::with_capacity(rows * c.pixels());
         for r in 0..rows {
-            for p in 0..lay.pixels {
-                for ch in 0..lay.channels {
-                    means.push(v[r * lay.o_cols + lay.mean_col(p, ch)].clamp(0.0, 1.0));
+            for p in 0..loss.pixels {
+                for ch in 0..loss.channels {
+                    means.push(v[r * loss.o_cols + loss.mean_col(p, ch)].clamp(0.0, 1.0));
                 }
             }
         }

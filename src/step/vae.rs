@@ -77,7 +77,7 @@ pub struct VaeLists {
 /// What every list of one VAE shares.
 struct Vae<'a> {
     c: &'a VaeConfig,
-    lay: LossLayout,
+    loss: LossLayout,
     last: &'a Layer,
     t: &'a VaeTensors,
     bufs: &'a VaeBuffers<'a>,
@@ -104,7 +104,7 @@ pub fn vae_lists(
     s: Sampling,
 ) -> Result<VaeLists> {
     let (m, lat, ne) = (b.m, c.latent, t.heads);
-    let lay = c.loss_layout();
+    let loss = c.loss_layout();
     let encoder = Chain {
         layers: &layers[..=ne],
         weights: &weights[..=ne],
@@ -122,9 +122,9 @@ pub fn vae_lists(
         d_input: Some(&t.dz),
     };
     let reparam_u = b.uniform(&kernels::Reparam::new(m, lat, s.free_bits));
-    let elbo_u = b.uniform(&kernels::Elbo::new(m, lat, &lay, false));
+    let elbo_u = b.uniform(&kernels::Elbo::new(m, lat, &loss, false));
     let last = *layers.last().expect("a decoder has layers");
-    let v = Vae { c, lay, last, t, bufs, s, f, encoder, decoder, reparam_u, elbo_u, m };
+    let v = Vae { c, loss, last, t, bufs, s, f, encoder, decoder, reparam_u, elbo_u, m };
     let train = match &bufs.train {
         Some(tb) => v.train(b, tb)?,
         None => Vec::new(),
@@ -140,9 +140,9 @@ impl Vae<'_> {
     fn gather(&self, b: &mut Builder, (data, order): (&wgpu::Buffer, &wgpu::Buffer)) -> Dispatch {
         let g = kernels::Gather {
             m: self.m as u32,
-            pixels: self.lay.pixels as u32,
+            pixels: self.loss.pixels as u32,
             channels: self.c.channels as u32,
-            x_cp: self.lay.x_cp as u32,
+            x_cp: self.loss.x_cp as u32,
             binarize: self.s.binarize as u32,
             samples: self.s.samples as u32,
             pad: [0; 2],
@@ -193,7 +193,7 @@ impl Vae<'_> {
             (IMAGE_LOSS, B(self.bufs.image_loss)),
             (OBSERVED, T(&observed.view)),
         ];
-        let (m, o_cols) = (self.m, self.lay.o_cols);
+        let (m, o_cols) = (self.m, self.loss.o_cols);
         kernels::elbo_dispatch(b.gpu, b.k, kernels::elbo_wide(b.gpu, b.k, o_cols), &binds, m).with_elementwise_cost(
             format!("m={m} out={o_cols}"),
             m * o_cols,
@@ -219,7 +219,7 @@ impl Vae<'_> {
             (TAPS, T(&taps.view)),
             (PARAMS, B(b.params)),
         ];
-        let (m, o_cols) = (self.m, self.lay.o_cols);
+        let (m, o_cols) = (self.m, self.loss.o_cols);
         Dispatch::new(b.gpu, "elbo_forward_backward_taps", &b.k.elbo_forward_backward_taps, &binds, m, 64)
             .with_elementwise_cost(format!("m={m} out={o_cols}"), m * o_cols, 20.0, 16.0)
     }
@@ -347,7 +347,7 @@ impl Vae<'_> {
     /// dispatches), the loss over the observed values, and d/dz.
     fn restore(&self, b: &mut Builder, decoder: &[Dispatch]) -> Vec<Dispatch> {
         let mut list = decoder.to_vec();
-        let masked_u = b.uniform(&kernels::Elbo::new(self.m, self.c.latent, &self.lay, true));
+        let masked_u = b.uniform(&kernels::Elbo::new(self.m, self.c.latent, &self.loss, true));
         list.push(self.elbo(b, &masked_u, &self.t.observed));
         list.extend(self.decoder.backward_input(b));
         list

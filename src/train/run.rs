@@ -1,5 +1,6 @@
-//! `elbo train`: the epoch loop around the Trainer, with progress, metrics,
-//! image grids and atomic checkpoints.
+//! `elbo train`: the options resolved (a resumed run's from its checkpoint) and
+//! checked, the data, model and trainer made, then the epochs (`epoch.rs`), each ending
+//! with its metrics, image grids, model and atomic checkpoint.
 
 use super::checkpoint::{self, Checkpoint};
 use super::epoch::Run;

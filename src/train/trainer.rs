@@ -1,36 +1,10 @@
-//! The host scheduler: owns every buffer, texture and prebuilt dispatch list
-//! of a model, and replays them: one encoder and one submit per training step,
-//! no host read-back except the loss history at logging intervals.
-//!
-//! The step, as dispatched (batch m rows, latent L):
-//!   gather_batch           order, dataset        -> x
-//!   encoder layers         x -> ... -> h          (gemm_forward / conv2d_forward, bias and ReLU fused)
-//!   gemm_forward heads     h                     -> mulv (m, 2L) = [mu | logvar]
-//!   reparam_forward        mulv, eps             -> z (m, L)
-//!     (one dispatch, gemm_forward_reparam_subgroup, where the adapter has the subgroup
-//!     GEMMs, --gemm allows them and 2L fits one workgroup: Builder::heads_reparam)
-//!   decoder layers         z -> ... -> out        (gemm_forward / transposed convolutions)
-//!   elbo_forward_backward  out, x, mulv          -> d out, image_loss (m)
-//!     (elbo_forward_backward_taps where the last layer is a one-channel transposed
-//!     convolution run as taps and col2im: it sums the logits from the taps image
-//!     itself, and the col2im dispatch is left out; kernels::elbo_taps_fits)
-//!     (gemm_forward_elbo_subgroup where the last layer is dense into a Bernoulli
-//!     output and the subgroup GEMMs run: the layer's GEMM computes the loss in its
-//!     epilogue and stores d out in place of the logits, with recon partial sums per
-//!     column block in place of image_loss; kernels::elbo_gemm_fits)
-//!   decoder layers, last to first: backward_input -> d input; backward_weight -> grads (flat)
-//!   reparam_backward_reduce  image_loss, mulv    -> `history[slot]`, free-bits mask
-//!                          dz, mulv, mask        -> d mulv
-//!     (reparam_backward_reduce_partials after gemm_forward_elbo_subgroup: recon from
-//!     the partial sums, KL from mulv)
-//!     (one workgroup; where the batch is too large for one, loss_reduce runs after the
-//!     loss and reparam_backward here: kernels::reparam_reduce_fused)
-//!   heads, encoder layers, last to first: the same
-//!   adam_update(_texel)    grads                 -> params, moments (flat, or texels)
-//!   then copies of the updated weights into the textures the kernels read.
-//! Where every layer is dense and the adapter has gemm_adam_subgroup.wgsl (CPU
-//! adapters), each backward_weight updates its layer's parameters and moments
-//! itself and there is no adam dispatch and no flat gradient.
+//! The host scheduler of training: a `Net` (the model on the device) plus the flat
+//! gradient, Adam's moments, the training set and its order, and the training step's
+//! list, built by `step::vae` with the fusions `step::fusion` allows here. Each step
+//! writes one uniform and replays the list: one encoder and one submit, no host
+//! read-back except the loss history at logging intervals. Where Adam runs in the
+//! weight gradients (`Fusions::adam`), the weight textures are the master copy;
+//! otherwise each step ends by copying the flat weights into them.
 
 use super::hyper::{Hyper, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 use super::state::Moments;
@@ -38,7 +12,7 @@ use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::kernels::gemm::{self, Pass};
 use crate::kernels::{self, Dispatch, Kernels, Step};
-use crate::model::{Layer, Layout, Model, ModelKind, Op, VaeConfig};
+use crate::model::{Layer, Layout, Model, Op, VaeConfig};
 use crate::step::fusion::FusionInputs;
 use crate::step::vae::{vae_lists, Sampling, TrainBuffers, VaeBuffers};
 use crate::step::{Builder, FusedAdam, Fusions, LossSums, Net};
@@ -224,25 +198,14 @@ impl<'g> Trainer<'g> {
         self.read_history(steps)
     }
 
-    /// The per-step uniform for a batch of `images` images starting at `batch_start`.
-    /// An autoencoder always decodes the posterior mean and has no KL term.
+    /// The per-step uniform of a training batch: `Net::step_values` with Adam's learning
+    /// rate and bias corrections for the next step.
     pub fn step_values(&self, images: usize, batch_start: usize, slot: usize, noise: f32) -> Step {
         let t = (self.steps_done + 1) as i32;
-        let rows = images * self.hyper.samples;
-        let ae = self.model.config.kind == ModelKind::Ae;
         Step {
-            seed: self.hyper.seed,
-            counter: self.counter,
-            rows: rows as u32,
-            batch_start: batch_start as u32,
-            slot: slot as u32,
-            inv_rows: 1.0 / rows.max(1) as f32,
-            noise: if ae { 0.0 } else { noise },
-            beta: if ae { 0.0 } else { self.hyper.beta },
             lr_t: self.hyper.lr / (1.0 - ADAM_BETA1.powi(t)),
             bc2_sqrt: (1.0 - ADAM_BETA2.powi(t)).sqrt(),
-            pad0: 0,
-            pad1: 0,
+            ..self.net.step_values(images, batch_start, slot, noise)
         }
     }
 
