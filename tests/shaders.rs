@@ -67,3 +67,45 @@ fn a_broken_shader_is_reported() {
     let result = naga::front::wgsl::parse_str(&with_common("fn broken( { }"));
     assert!(result.is_err(), "naga accepted invalid WGSL");
 }
+
+#[test]
+fn named_binding_slots_match_the_wgsl() {
+    use elbo::kernels::*;
+    /// A kernel file's slots: (name in the WGSL, binding), in tables.
+    type Slots<'a> = &'a [&'a [(&'a str, u32)]];
+    let tables: &[(&str, Slots)] = &[
+        ("gemm.wgsl", &[gemm_slot::ALL]),
+        ("gemm_subgroup.wgsl", &[gemm_slot::ALL, gemm_fused_slot::ALL]),
+        ("conv.wgsl", &[conv_slot::ALL]),
+        ("conv_subgroup.wgsl", &[conv_slot::ALL]),
+        ("gemm_adam_subgroup.wgsl", &[&gemm_slot::ALL[..3], gemm_adam_slot::ALL]),
+        ("gemm_adam_buffers_subgroup.wgsl", &[&gemm_slot::ALL[..3], gemm_adam_slot::ALL]),
+        ("elbo.wgsl", &[elbo_slot::ALL]),
+        ("reparam.wgsl", &[reparam_slot::ALL]),
+        ("activation.wgsl", &[activation_slot::ALL]),
+        ("gather.wgsl", &[gather_slot::ALL]),
+        ("adam.wgsl", &[adam_slot::ALL]),
+        ("adam_texel.wgsl", &[adam_slot::ALL]),
+        ("classify.wgsl", &[classify_slot::ALL]),
+    ];
+    let mut checked = 0;
+    for (file, slots) in tables {
+        let source = SHADERS.iter().find(|(n, _)| n == file).unwrap_or_else(|| panic!("no {file}")).1;
+        let module = validate(file, source);
+        let bound: Vec<(String, u32)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, v)| Some((v.name.clone()?, v.binding.as_ref()?.binding)))
+            .collect();
+        for &(name, slot) in slots.iter().flat_map(|t| t.iter()) {
+            let found = bound.iter().find(|(n, _)| n == name).map(|b| b.1);
+            assert_eq!(
+                found,
+                Some(slot),
+                "{file}: `{name}` is bound at {found:?} in the WGSL, named slot {slot} in Rust"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "only {checked} slots checked");
+}
