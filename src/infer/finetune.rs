@@ -49,9 +49,9 @@ impl<'g> Classifier<'g> {
         let m = batch.next_multiple_of(4);
         let floats = (len * 4) as u64;
         let params = gpu.buffer_with("classifier params", bytemuck::cast_slice(&init))?;
-        let grads = gpu.buffer("classifier grads", floats, wgpu::BufferUsages::empty())?;
-        let m1 = gpu.buffer("classifier moment1", floats, wgpu::BufferUsages::empty())?;
-        let m2 = gpu.buffer("classifier moment2", floats, wgpu::BufferUsages::empty())?;
+        let [grads, m1, m2] = ["classifier grads", "classifier moment1", "classifier moment2"]
+            .map(|name| gpu.buffer(name, floats, wgpu::BufferUsages::empty()));
+        let (grads, m1, m2) = (grads?, m1?, m2?);
         let step_uniform = gpu.uniform("step", &Step::default());
         let labels = gpu.buffer("labels", (m * 4) as u64, wgpu::BufferUsages::empty())?;
         let row_loss = gpu.buffer("row loss", (m * 8) as u64, wgpu::BufferUsages::empty())?;
@@ -62,20 +62,12 @@ impl<'g> Classifier<'g> {
         let test_order = gpu.buffer_with("test order", bytemuck::cast_slice(&test_order_v))?;
         let weights: Vec<Matrix> = layers.iter().map(|l| gpu.matrix(l.name, l.rows, l.cols)).collect::<Result<_>>()?;
         let x = gpu.matrix("x", m, c.input_shape().cols())?;
-        let outs: Vec<Matrix> = layers.iter().map(|l| gpu.matrix("out", m, l.output.cols())).collect::<Result<_>>()?;
-        let grads_t: Vec<Matrix> =
-            layers.iter().map(|l| gpu.matrix("grad", m, l.output.cols())).collect::<Result<_>>()?;
+        let each =
+            |what| -> Result<Vec<Matrix>> { layers.iter().map(|l| gpu.matrix(what, m, l.output.cols())).collect() };
+        let (outs, grads_t) = (each("out")?, each("grad")?);
         let choice = gemm::Choice::default(); // the portable texel GEMMs
         let mut builder = Builder::new(gpu, &k, &choice, m, &params, Some(&grads));
-        let gather = kernels::Gather {
-            m: m as u32,
-            pixels: c.loss_layout().pixels as u32,
-            channels: c.channels as u32,
-            x_cp: c.loss_layout().x_cp as u32,
-            binarize: 0,
-            samples: 1,
-            pad: [0; 2],
-        };
+        let gather = kernels::Gather::new(m, &c.loss_layout(), c.channels, false, 1);
         let refs: Vec<&Layer> = layers.iter().collect();
         let chain = Chain { layers: &refs, weights: &weights, input: &x, outs: &outs, grads: &grads_t, d_input: None };
         let n = layers.len();

@@ -256,6 +256,35 @@ pub fn subgroup_lanes(gpu: &Gpu) -> Option<u32> {
     (gpu.features.contains(wgpu::Features::SUBGROUP) && lo == hi && (lo == 8 || lo == 16)).then_some(lo)
 }
 
+impl SubgroupKernels {
+    /// gemm_subgroup.wgsl and conv_subgroup.wgsl built for subgroups of `lanes` (8 or 16).
+    pub fn new(gpu: &Gpu, lanes: u32) -> Result<SubgroupKernels> {
+        let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
+        let m = gpu.shader(gemm_file, &source(gemm_file))?;
+        // conv_subgroup.wgsl built for the adapter's width
+        let conv_file = if lanes == 16 { "conv_subgroup16.wgsl" } else { "conv_subgroup.wgsl" };
+        let cl = &gpu.shader(conv_file, &source(conv_file))?;
+        Ok(SubgroupKernels {
+            conv2d_forward_subgroup: gpu.pipeline(cl, "conv2d_forward_group8_subgroup")?,
+            conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
+            conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
+            conv2d_forward_c1_subgroup: gpu.pipeline(cl, "conv2d_forward_c1_subgroup")?,
+            conv2d_backward_input_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_input_c1_subgroup")?,
+            conv2d_backward_weight_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_c1_subgroup")?,
+            gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
+            gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
+            gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
+            gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
+            gemm_forward_reparam_pairs_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_pairs_subgroup")?,
+            gemm_forward_elbo_subgroup: gpu.pipeline(&m, "gemm_forward_elbo_subgroup")?,
+            conv2d_forward_subgroup16: (lanes == 16)
+                .then(|| gpu.pipeline(cl, "conv2d_forward_subgroup"))
+                .transpose()?,
+            lanes,
+        })
+    }
+}
+
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
         let gemm = gpu.shader("gemm.wgsl", &source("gemm.wgsl"))?;
@@ -268,33 +297,7 @@ impl Kernels {
         let conv = gpu.shader("conv.wgsl", &source("conv.wgsl"))?;
         let classify = gpu.shader("classify.wgsl", &source("classify.wgsl"))?;
         let lanes = subgroup_lanes(gpu);
-        let subgroup = if let Some(lanes) = lanes {
-            let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
-            let m = gpu.shader(gemm_file, &source(gemm_file))?;
-            // conv_subgroup.wgsl built for the adapter's width
-            let conv_file = if lanes == 16 { "conv_subgroup16.wgsl" } else { "conv_subgroup.wgsl" };
-            let cl = &gpu.shader(conv_file, &source(conv_file))?;
-            Some(SubgroupKernels {
-                conv2d_forward_subgroup: gpu.pipeline(cl, "conv2d_forward_group8_subgroup")?,
-                conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
-                conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
-                conv2d_forward_c1_subgroup: gpu.pipeline(cl, "conv2d_forward_c1_subgroup")?,
-                conv2d_backward_input_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_input_c1_subgroup")?,
-                conv2d_backward_weight_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_c1_subgroup")?,
-                gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
-                gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
-                gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
-                gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
-                gemm_forward_reparam_pairs_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_pairs_subgroup")?,
-                gemm_forward_elbo_subgroup: gpu.pipeline(&m, "gemm_forward_elbo_subgroup")?,
-                conv2d_forward_subgroup16: (lanes == 16)
-                    .then(|| gpu.pipeline(cl, "conv2d_forward_subgroup"))
-                    .transpose()?,
-                lanes,
-            })
-        } else {
-            None
-        };
+        let subgroup = lanes.map(|lanes| SubgroupKernels::new(gpu, lanes)).transpose()?;
         // only on CPU adapters, where it was measured (adam_texel.wgsl)
         let adam_update_texel = if gpu.read_write_texels && gpu.info.device_type == wgpu::DeviceType::Cpu {
             let a = gpu.shader("adam_texel.wgsl", &source("adam_texel.wgsl"))?;

@@ -138,15 +138,8 @@ pub fn vae_lists(
 
 impl Vae<'_> {
     fn gather(&self, b: &mut Builder, (data, order): (&wgpu::Buffer, &wgpu::Buffer)) -> Dispatch {
-        let g = kernels::Gather {
-            m: self.m as u32,
-            pixels: self.loss.pixels as u32,
-            channels: self.c.channels as u32,
-            x_cp: self.loss.x_cp as u32,
-            binarize: self.s.binarize as u32,
-            samples: self.s.samples as u32,
-            pad: [0; 2],
-        };
+        let (c, s) = (self.c, self.s);
+        let g = kernels::Gather::new(self.m, &self.loss, c.channels, s.binarize, s.samples);
         b.gather(&g, self.bufs.step, data, order, &self.t.x)
     }
 
