@@ -169,7 +169,7 @@ fn train_json_prints_only_metrics_lines() {
             "--test-limit",
             "50",
             "--hidden",
-            "16",
+            "16,8",
             "--json",
             "--out",
         ])
@@ -375,4 +375,18 @@ fn a_resumed_run_takes_the_epochs_and_rate_given_on_the_command_line() {
     assert_eq!(lines.len(), 1, "one more epoch: {text}");
     assert_eq!(lines[0]["epoch"], 2, "{text}");
     assert!((lines[0]["lr"].as_f64().unwrap() - 5e-4).abs() < 1e-9, "{text}");
+}
+
+#[test]
+fn hidden_widths_are_checked_naming_the_flag() {
+    for (value, bad) in [("0", "'0'"), ("200,x", "'x'"), ("200,0", "'0'")] {
+        let out = elbo()
+            .args(["train", "--hidden", value, "--epochs", "1", "--out"])
+            .arg(std::env::temp_dir().join("elbo-bad-hidden"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--hidden {value} was accepted");
+        assert!(err.contains("--hidden") && err.contains(bad) && err.contains("none"), "--hidden {value}: {err}");
+    }
 }

@@ -220,18 +220,22 @@ fn bce_from_logits_is_the_bernoulli_log_likelihood() {
 #[test]
 fn whole_model_gradient_matches_finite_differences() {
     let mlp = VaeConfig::mlp(3, 4, 6, 2);
-    let conv = VaeConfig { arch: Arch::Conv, width: 4, height: 4, conv_channels: [3, 2], hidden: 0, ..mlp.clone() };
+    let conv =
+        VaeConfig { arch: Arch::Conv, width: 4, height: 4, conv_channels: [3, 2], hidden: vec![], ..mlp.clone() };
     let cases = [
         ("mlp bernoulli", mlp.clone(), 0.0),
         ("mlp gaussian", VaeConfig { likelihood: Likelihood::Gaussian, ..mlp.clone() }, 0.0),
         ("mlp autoencoder", VaeConfig { kind: ModelKind::Ae, ..mlp.clone() }, 0.0),
         ("mlp free bits", mlp.clone(), 0.4),
+        ("mlp 2 hidden layers", VaeConfig { hidden: vec![5, 4], ..mlp.clone() }, 0.0),
+        ("mlp no hidden layer", VaeConfig { hidden: vec![], ..mlp.clone() }, 0.0),
         ("conv bernoulli", conv.clone(), 0.0),
         (
             "conv gaussian rgb with hidden",
-            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: 5, ..conv },
+            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: vec![5], ..conv.clone() },
             0.0,
         ),
+        ("conv 2 dense layers", VaeConfig { hidden: vec![4, 3], ..conv }, 0.0),
     ];
     for (name, config, free_bits) in cases {
         let model = Model::init(&config, 5);

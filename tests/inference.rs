@@ -18,7 +18,7 @@ fn trained() -> &'static PathBuf {
         let opts = elbo::train::TrainOptions {
             out: Some(out.clone()),
             epochs: 2,
-            hidden: Some(64),
+            hidden: Some(elbo::train::Widths(vec![64])),
             latent_dim: 2,
             train_limit: Some(2000),
             test_limit: Some(300),
@@ -213,7 +213,7 @@ fn map_restoration_beats_the_encoder_and_the_mean_image() {
     let opts = elbo::train::TrainOptions {
         out: Some(dir.to_path_buf()),
         epochs: 3,
-        hidden: Some(200),
+        hidden: Some(elbo::train::Widths(vec![200])),
         latent_dim: 10,
         train_limit: Some(10_000),
         test_limit: Some(500),
@@ -286,7 +286,7 @@ fn fine_tuning_a_convolutional_encoder_runs() {
     let config = elbo::VaeConfig {
         arch: elbo::model::Arch::Conv,
         conv_channels: [4, 8],
-        hidden: 0,
+        hidden: vec![],
         ..elbo::VaeConfig::mlp(28, 28, 0, 4)
     };
     std::fs::create_dir_all(&dir).unwrap();

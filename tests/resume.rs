@@ -11,7 +11,7 @@ fn opts(out: &Path) -> TrainOptions {
         out: Some(out.to_path_buf()),
         epochs: 2,
         batch_size: 64,
-        hidden: Some(32),
+        hidden: Some(elbo::train::Widths(vec![32])),
         latent_dim: 4,
         train_limit: Some(600),
         test_limit: Some(100),
@@ -180,7 +180,10 @@ fn options_saved_by_earlier_checkpoints_still_resume() {
     assert_eq!(o.image_size, Some((20, 24)));
     use elbo::model::{Arch, Likelihood, ModelKind};
     assert_eq!((o.arch, o.kind, o.likelihood), (Arch::Conv, ModelKind::Ae, Likelihood::Gaussian));
-    assert_eq!((o.epochs, o.batch_size, o.hidden, o.latent_dim), (7, 32, Some(16), 5));
+    assert_eq!(
+        (o.epochs, o.batch_size, o.hidden.clone(), o.latent_dim),
+        (7, 32, Some(elbo::train::Widths(vec![16])), 5)
+    );
     assert_eq!(o.conv_channels, vec![8, 16]);
     assert_eq!((o.lr, o.lr_decay, o.lr_decay_start), (0.002, 1.0, 1));
     assert_eq!((o.beta, o.kl_warmup, o.free_bits, o.mc_samples), (0.5, 1.5, 0.25, 2));

@@ -5,7 +5,7 @@ mod common;
 use common::{assert_close, gpu, Scratch};
 use elbo::data::Dataset;
 use elbo::kernels::MomentStore;
-use elbo::model::{Arch, Likelihood, Model, ModelKind, VaeConfig};
+use elbo::model::{Arch, Layout, Likelihood, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
 use elbo::train::{Hyper, Trainer};
 
@@ -18,7 +18,8 @@ fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
 fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
     let base = VaeConfig::mlp(5, 6, 13, 3);
     let hyper = Hyper { beta: 0.8, ..Hyper::new(1e-3, 9) };
-    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: 0, ..base.clone() };
+    let conv =
+        VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..base.clone() };
     vec![
         ("mlp bernoulli", base.clone(), hyper.clone()),
         // a head wider than one subgroup workgroup at 8 and 16 lanes (2L = 72 columns)
@@ -29,13 +30,21 @@ fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
             hyper.clone(),
         ),
         ("mlp autoencoder", VaeConfig { kind: ModelKind::Ae, ..base.clone() }, hyper.clone()),
+        // dense stacks: three hidden layers, and none at all
+        ("mlp 3 hidden layers", VaeConfig { hidden: vec![11, 7, 9], ..base.clone() }, hyper.clone()),
+        (
+            "mlp gaussian, no hidden layer",
+            VaeConfig { likelihood: Likelihood::Gaussian, hidden: vec![], ..base.clone() },
+            hyper.clone(),
+        ),
         ("mlp 3 samples, free bits", base.clone(), Hyper { samples: 3, free_bits: 0.05, ..hyper.clone() }),
         ("conv bernoulli", conv.clone(), hyper.clone()),
         (
             "conv gaussian rgb, hidden",
-            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: 6, ..conv.clone() },
+            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: vec![6], ..conv.clone() },
             hyper.clone(),
         ),
+        ("conv, 2 dense layers", VaeConfig { hidden: vec![6, 5], ..conv.clone() }, hyper.clone()),
         (
             "conv autoencoder, 2 samples",
             VaeConfig { kind: ModelKind::Ae, conv_channels: [3, 5], ..conv },
@@ -309,7 +318,7 @@ fn train_command_writes_its_outputs() {
     let opts = elbo::train::TrainOptions {
         out: Some(out.to_path_buf()),
         epochs: 2,
-        hidden: Some(32),
+        hidden: Some(elbo::train::Widths(vec![32])),
         latent_dim: 4,
         train_limit: Some(600),
         test_limit: Some(100),
@@ -371,7 +380,7 @@ fn kl_warmup_raises_the_weight_linearly() {
     let opts = elbo::train::TrainOptions {
         out: Some(out.to_path_buf()),
         epochs: 2,
-        hidden: Some(16),
+        hidden: Some(elbo::train::Widths(vec![16])),
         latent_dim: 2,
         kl_warmup: 4.0,
         beta: 0.5,
@@ -488,4 +497,53 @@ fn adam_is_fused_and_keeps_its_moments_where_they_pay() {
         let mesa = g.mesa_version().expect("lavapipe's driver info names its Mesa version");
         assert_eq!(g.texel_moments_pay(), mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
     }
+}
+
+#[test]
+fn dense_stacks_are_named_and_read_back() {
+    let names = |c: &VaeConfig| -> Vec<String> {
+        let m = Model::init(c, 1);
+        let st = m.to_safetensors(&Default::default()).unwrap();
+        let mut n: Vec<String> =
+            safetensors::SafeTensors::deserialize(&st).unwrap().names().into_iter().map(String::from).collect();
+        n.sort();
+        n
+    };
+    // one hidden layer keeps pytorch/examples' names
+    let one = VaeConfig::mlp(5, 6, 13, 3);
+    let want: Vec<&str> = vec!["fc1.bias", "fc1.weight", "fc3.bias", "fc3.weight", "fc4.bias", "fc4.weight"];
+    let got = names(&one);
+    assert!(want.iter().all(|w| got.iter().any(|g| g == w)), "{got:?}");
+    // a stack: encoder.i and decoder.i, the output split for a Gaussian decoder
+    let stack = VaeConfig { hidden: vec![7, 5], likelihood: Likelihood::Gaussian, ..one.clone() };
+    let got = names(&stack);
+    for w in [
+        "encoder.0.weight",
+        "encoder.1.bias",
+        "fc_mu.weight",
+        "fc_logvar.bias",
+        "decoder.0.weight",
+        "decoder.1.weight",
+        "decoder.2.weight",
+        "decoder.2_logvar.weight",
+    ] {
+        assert!(got.iter().any(|g| g == w), "no {w} in {got:?}");
+    }
+    let model = Model::init(&stack, 3);
+    let back = Model::from_safetensors(&model.to_safetensors(&Default::default()).unwrap()).unwrap();
+    assert_eq!(back.config.hidden, vec![7, 5]);
+    assert_eq!(back.params, model.params);
+    // metadata written before stacks existed: one width, and a conv model's 0 for none
+    let mut meta = one.to_metadata();
+    meta.insert("hidden".into(), "400".into());
+    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, vec![400]);
+    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..one };
+    let mut meta = conv.to_metadata();
+    meta.insert("hidden".into(), "0".into());
+    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, Vec::<usize>::new());
+    // no hidden layer: the heads read the image, one decoder layer writes it
+    let none = Layout::new(&VaeConfig { hidden: vec![], ..VaeConfig::mlp(5, 6, 13, 3) });
+    assert!(none.encoder.is_empty());
+    assert_eq!(none.decoder.len(), 1);
+    assert_eq!(none.heads.input.cols(), 30);
 }

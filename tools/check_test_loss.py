@@ -1,5 +1,7 @@
 """Independent check of an elbo model: loads model.safetensors with NumPy and
-computes the MNIST test loss (-ELBO, nats per image) of the same MLP VAE.
+computes the MNIST test loss (-ELBO, nats per image) of the same MLP VAE with a
+Bernoulli decoder: one hidden layer (fc1, fc3, fc4) or a stack of any depth
+(encoder.0.., decoder.0.., the last decoder layer the output).
 
     python3 tools/check_test_loss.py runs/DIR/model.safetensors [data/mnist] [--samples S]
 
@@ -23,11 +25,21 @@ def idx(name):
 
 x = idx("t10k-images-idx3-ubyte").reshape(-1, 784).astype(np.float64) / 255.0
 lin = lambda v, n: v @ w[n + ".weight"].astype(np.float64).T + w[n + ".bias"]
-h = np.maximum(lin(x, "fc1"), 0)
+if "fc1.weight" in w:
+    encoder, decoder = ["fc1"], ["fc3", "fc4"]
+else:
+    count = lambda part: len({k.split(".")[1] for k in w if k.startswith(part + ".")})
+    encoder = [f"encoder.{i}" for i in range(count("encoder"))]
+    decoder = [f"decoder.{i}" for i in range(count("decoder"))]
+h = x
+for name in encoder:
+    h = np.maximum(lin(h, name), 0)
 mu, lv = lin(h, "fc_mu"), lin(h, "fc_logvar")
 rng = np.random.default_rng(0)
 z = mu if "--mean" in sys.argv else mu + np.exp(0.5 * lv) * rng.standard_normal(mu.shape)
-logits = lin(np.maximum(lin(z, "fc3"), 0), "fc4")
+for name in decoder[:-1]:
+    z = np.maximum(lin(z, name), 0)
+logits = lin(z, decoder[-1])
 bce = np.maximum(logits, 0) - x * logits + np.log1p(np.exp(-np.abs(logits)))
 recon = bce.sum(1).mean()
 kl = (-0.5 * (1 + lv - mu**2 - np.exp(lv))).sum(1).mean()

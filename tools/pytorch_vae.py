@@ -30,39 +30,77 @@ class VAE(nn.Module):
         return self.fc4(F.relu(self.fc3(z))), mu, logvar
 
 
+class StackVAE(nn.Module):
+    """elbo's MLP with any number of hidden layers but one (one is `VAE`, with
+    pytorch/examples' names): encoder.0.., the heads, decoder.0.. mirroring the encoder,
+    the last decoder layer the output (and decoder.N_logvar beside it for a Gaussian
+    decoder, whose output is [means | raw log-variances])."""
+
+    def __init__(self, pixels, hidden, latent, gaussian=False):
+        super().__init__()
+        widths = [pixels] + list(hidden)
+        self.encoder = nn.ModuleDict({str(i): nn.Linear(a, b) for i, (a, b) in enumerate(zip(widths, widths[1:]))})
+        self.fc_mu = nn.Linear(widths[-1], latent)
+        self.fc_logvar = nn.Linear(widths[-1], latent)
+        back = [latent] + list(reversed(hidden)) + [pixels]
+        layers = {str(i): nn.Linear(a, b) for i, (a, b) in enumerate(zip(back, back[1:]))}
+        if gaussian:
+            layers[f"{len(hidden)}_logvar"] = nn.Linear(back[-2], pixels)
+        self.decoder = nn.ModuleDict(layers)
+        self.n, self.gaussian = len(hidden), gaussian
+
+    def forward(self, x, sample=True):
+        h = x
+        for i in range(self.n):
+            h = F.relu(self.encoder[str(i)](h))
+        mu, logvar = self.fc_mu(h), self.fc_logvar(h)
+        d = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+        for i in range(self.n):
+            d = F.relu(self.decoder[str(i)](d))
+        out = self.decoder[str(self.n)](d)
+        if self.gaussian:
+            out = torch.cat([out, self.decoder[f"{self.n}_logvar"](d)], 1)
+        return out, mu, logvar
+
+
 class ConvVAE(nn.Module):
     """elbo's --model conv: two 4x4 stride-2 convolutions, the latent heads on their
-    flattened output (optionally through a dense layer), mirrored by a dense layer
-    and two 4x4 stride-2 transposed convolutions."""
+    flattened output (through dense layers where `hidden` lists them: enc.fc alone,
+    enc.fc0.. in a stack), mirrored by dense layers (dec.fc0..), a dense layer to the
+    convolutions' shape and two 4x4 stride-2 transposed convolutions."""
 
-    def __init__(self, h=28, w=28, c=1, c1=32, c2=64, hidden=0, latent=16, planes=1):
+    def __init__(self, h=28, w=28, c=1, c1=32, c2=64, hidden=(), latent=16, planes=1):
         super().__init__()
         self.shape = (c2, h // 4, w // 4)
         feat = c2 * (h // 4) * (w // 4)
+        hidden = list(hidden)
         self.enc = nn.Module()
         self.enc.conv1 = nn.Conv2d(c, c1, 4, 2, 1)
         self.enc.conv2 = nn.Conv2d(c1, c2, 4, 2, 1)
-        self.hidden = hidden
-        if hidden:
-            self.enc.fc = nn.Linear(feat, hidden)
-        self.fc_mu = nn.Linear(hidden or feat, latent)
-        self.fc_logvar = nn.Linear(hidden or feat, latent)
+        widths = [feat] + hidden
+        self.enc_fc = [f"fc{i}" if len(hidden) > 1 else "fc" for i in range(len(hidden))]
+        for name, a, b in zip(self.enc_fc, widths, widths[1:]):
+            setattr(self.enc, name, nn.Linear(a, b))
+        self.fc_mu = nn.Linear(widths[-1], latent)
+        self.fc_logvar = nn.Linear(widths[-1], latent)
         self.dec = nn.Module()
-        if hidden:
-            self.dec.fc0 = nn.Linear(latent, hidden)
-        self.dec.fc = nn.Linear(hidden or latent, feat)
+        back = [latent] + list(reversed(hidden))
+        for i, (a, b) in enumerate(zip(back, back[1:])):
+            setattr(self.dec, f"fc{i}", nn.Linear(a, b))
+        self.n = len(hidden)
+        self.dec.fc = nn.Linear(back[-1], feat)
         self.dec.deconv1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
         self.dec.deconv2 = nn.ConvTranspose2d(c1, planes * c, 4, 2, 1)
         self.c = c
 
     def forward(self, x, sample=True):
         h = F.relu(self.enc.conv2(F.relu(self.enc.conv1(x)))).flatten(1)
-        if self.hidden:
-            h = F.relu(self.enc.fc(h))
+        for name in self.enc_fc:
+            h = F.relu(getattr(self.enc, name)(h))
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        if self.hidden:
-            z = F.relu(self.dec.fc0(z))
+        for i in range(self.n):
+            z = F.relu(getattr(self.dec, f"fc{i}")(z))
         d = F.relu(self.dec.fc(z)).view(-1, *self.shape)
         return self.dec.deconv2(F.relu(self.dec.deconv1(d))), mu, logvar
 
@@ -118,14 +156,19 @@ def main():
             meta = f.metadata()
         h, w, c = int(meta["height"]), int(meta["width"]), int(meta["channels"])
         gaussian = meta["likelihood"] == "gaussian"
+        # hidden widths, comma-separated; a lone 0 (older convolutional models) is none
+        hidden = [int(v) for v in meta["hidden"].split(",") if v and v != "0"]
         if meta["arch"] == "conv":
             c1, c2 = (int(v) for v in meta["conv_channels"].split(","))
-            model = ConvVAE(h, w, c, c1, c2, int(meta["hidden"]), int(meta["latent"]), 2 if gaussian else 1)
+            model = ConvVAE(h, w, c, c1, c2, hidden, int(meta["latent"]), 2 if gaussian else 1)
             x = mnist(a.data, "t10k").view(-1, 1, 28, 28)
+        elif len(hidden) != 1:
+            model = StackVAE(w * h * c, hidden, int(meta["latent"]), gaussian)
+            x = mnist(a.data, "t10k")
         else:
-            model = VAE(w * h * c, int(meta["hidden"]), int(meta["latent"]))
+            model = VAE(w * h * c, hidden[0], int(meta["latent"]))
             if gaussian:
-                model.fc4_logvar = nn.Linear(int(meta["hidden"]), w * h * c)
+                model.fc4_logvar = nn.Linear(hidden[0], w * h * c)
                 def forward(x, sample=True, model=model):
                     hh = F.relu(model.fc1(x))
                     mu, lv = model.fc_mu(hh), model.fc_logvar(hh)

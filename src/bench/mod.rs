@@ -45,7 +45,7 @@ pub fn bench_config(arch: Arch, train: &Dataset) -> VaeConfig {
         Arch::Mlp => VaeConfig::mlp(train.width, train.height, 400, 20),
         Arch::Conv => VaeConfig {
             arch: Arch::Conv,
-            hidden: 0,
+            hidden: Vec::new(),
             conv_channels: [32, 64],
             ..VaeConfig::mlp(train.width, train.height, 0, 16)
         },

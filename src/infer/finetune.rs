@@ -60,7 +60,7 @@ impl<'g> Classifier<'g> {
         let train_order = gpu.buffer("train order", (train.len * 4) as u64, wgpu::BufferUsages::empty())?;
         let test_order_v: Vec<u32> = (0..test.len as u32).collect();
         let test_order = gpu.buffer_with("test order", bytemuck::cast_slice(&test_order_v))?;
-        let weights: Vec<Matrix> = layers.iter().map(|l| gpu.matrix(l.name, l.rows, l.cols)).collect::<Result<_>>()?;
+        let weights: Vec<Matrix> = layers.iter().map(|l| gpu.matrix(&l.name, l.rows, l.cols)).collect::<Result<_>>()?;
         let x = gpu.matrix("x", m, c.input_shape().cols())?;
         let each =
             |what| -> Result<Vec<Matrix>> { layers.iter().map(|l| gpu.matrix(what, m, l.output.cols())).collect() };
@@ -195,7 +195,7 @@ fn classifier_layers(model: &Model, classes: usize, seed: u64) -> Result<(Vec<La
     let stride = cols.next_multiple_of(64);
     let w = model.layout.heads.w;
     let head = Layer {
-        name: "classifier",
+        name: "classifier".into(),
         op: Op::Dense,
         relu: false,
         input: features,

@@ -139,7 +139,7 @@ impl<'g> LinearProbe<'g> {
         let logits = gpu.matrix("logits", m, classes)?;
         let d_logits = gpu.matrix("d logits", m, classes)?;
         let layer = Layer {
-            name: "probe",
+            name: "probe".into(),
             op: Op::Dense,
             relu: false,
             input: Shape::flat(k),

@@ -58,16 +58,18 @@ pub struct VaeConfig {
     pub height: usize,
     /// Image channels: 1 (greyscale) or 3 (RGB).
     pub channels: usize,
-    /// MLP: width of the hidden layers. Conv: width of a dense layer between the
-    /// convolutions and the latent heads (0: none).
-    pub hidden: usize,
+    /// Widths of the encoder's dense hidden layers, first to last (the decoder mirrors
+    /// them): the MLP's layers, or the convolutional model's between the convolutions and
+    /// the latent heads. Any number, none included.
+    pub hidden: Vec<usize>,
     /// Conv: channels of the two convolutions.
     pub conv_channels: [usize; 2],
     pub latent: usize,
 }
 
 impl VaeConfig {
-    /// The reference MLP VAE on greyscale images.
+    /// The reference MLP VAE on greyscale images: one hidden layer of `hidden` units (none
+    /// for 0).
     pub fn mlp(width: usize, height: usize, hidden: usize, latent: usize) -> VaeConfig {
         VaeConfig {
             arch: Arch::Mlp,
@@ -76,7 +78,7 @@ impl VaeConfig {
             width,
             height,
             channels: 1,
-            hidden,
+            hidden: if hidden == 0 { Vec::new() } else { vec![hidden] },
             conv_channels: [32, 64],
             latent,
         }
@@ -110,8 +112,10 @@ impl VaeConfig {
         if self.channels != 1 && self.channels != 3 {
             bail!("images must have 1 or 3 channels, not {}", self.channels);
         }
+        if self.hidden.contains(&0) {
+            bail!("--hidden widths must be at least 1 (got {}); give none for no hidden layer", list(&self.hidden));
+        }
         match self.arch {
-            Arch::Mlp if self.hidden == 0 => bail!("--hidden must be at least 1 for the MLP"),
             Arch::Conv if !self.width.is_multiple_of(4) || !self.height.is_multiple_of(4) => bail!(
                 "the convolutional model needs a width and height divisible by 4 (two stride-2 layers), got {}x{}; the data loader crops images to fit",
                 self.width,
@@ -131,7 +135,7 @@ impl VaeConfig {
             ("width".to_string(), self.width.to_string()),
             ("height".to_string(), self.height.to_string()),
             ("channels".to_string(), self.channels.to_string()),
-            ("hidden".to_string(), self.hidden.to_string()),
+            ("hidden".to_string(), list(&self.hidden)),
             ("conv_channels".to_string(), format!("{},{}", self.conv_channels[0], self.conv_channels[1])),
             ("latent".to_string(), self.latent.to_string()),
         ])
@@ -163,7 +167,7 @@ impl VaeConfig {
             width: num("width")?,
             height: num("height")?,
             channels: num("channels")?,
-            hidden: num("hidden")?,
+            hidden: hidden_widths(get("hidden")?, get("arch")?)?,
             conv_channels: [cc[0], cc[1]],
             latent: num("latent")?,
         };
@@ -221,4 +225,20 @@ impl LossLayout {
             pixel * self.o_cp + self.channels + ch
         }
     }
+}
+
+/// Widths as the metadata and the messages write them: comma-separated, empty for none.
+pub fn list(widths: &[usize]) -> String {
+    widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// The metadata's hidden widths. Files written before stacks existed hold one number,
+/// and a convolutional model's 0 meant no dense layer.
+fn hidden_widths(text: &str, arch: &str) -> Result<Vec<usize>> {
+    let widths: Vec<usize> = text
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(|v| v.trim().parse().context("hidden in the metadata is not a list of numbers"))
+        .collect::<Result<_>>()?;
+    Ok(if arch == "conv" && widths == [0] { Vec::new() } else { widths })
 }

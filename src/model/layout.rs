@@ -102,7 +102,7 @@ pub enum Op {
 #[derive(Clone, Debug)]
 pub struct Layer {
     /// The PyTorch-style name of its tensors (`NAME.weight`, `NAME.bias`).
-    pub name: &'static str,
+    pub name: String,
     pub op: Op,
     pub relu: bool,
     pub input: Shape,
@@ -242,7 +242,7 @@ const ALIGN: usize = 64;
 impl Layout {
     pub fn new(c: &VaeConfig) -> Layout {
         let mut len = 0;
-        let mut layer = |name: &'static str, op: Op, relu: bool, input: Shape, output: Shape| {
+        let mut layer = |name: &str, op: Op, relu: bool, input: Shape, output: Shape| {
             let (rows, cols) = match op {
                 Op::Dense => (output.cols(), input.cols()),
                 Op::Conv { kernel, .. } => (output.c, kernel * kernel * input.c.next_multiple_of(4)),
@@ -254,21 +254,32 @@ impl Layout {
             let b = w + rows * stride;
             let bias = if op == Op::Dense { output.cols() } else { output.c };
             len = b + bias.next_multiple_of(ALIGN);
-            Layer { name, op, relu, input, output, rows, cols, stride, w, b }
+            Layer { name: name.to_string(), op, relu, input, output, rows, cols, stride, w, b }
         };
         let (l, p) = (c.latent, c.planes());
         let k4 = |stride| Op::Conv { kernel: 4, stride, pad: 1 };
         let d4 = |stride| Op::Deconv { kernel: 4, stride, pad: 1 };
         let (encoder, heads, decoder) = match c.arch {
             Arch::Mlp => {
-                let x = c.input_shape();
-                let h = Shape::flat(c.hidden);
-                let enc = vec![layer("fc1", Op::Dense, true, x, h)];
-                let heads = layer("heads", Op::Dense, false, h, Shape::flat(2 * l));
-                let dec = vec![
-                    layer("fc3", Op::Dense, true, Shape::flat(l), h),
-                    layer("fc4", Op::Dense, false, h, Shape::flat(p * c.pixels())),
-                ];
+                // one hidden layer keeps pytorch/examples' names (fc1, fc3, fc4); a stack
+                // is encoder.0.. and decoder.0.. (the last decoder layer is the output)
+                let n = c.hidden.len();
+                let enc_name = |i: usize| if n == 1 { "fc1".to_string() } else { format!("encoder.{i}") };
+                let dec_name = |i: usize| if n == 1 { ["fc3", "fc4"][i].to_string() } else { format!("decoder.{i}") };
+                let mut enc = Vec::new();
+                let mut from = c.input_shape();
+                for (i, &h) in c.hidden.iter().enumerate() {
+                    enc.push(layer(&enc_name(i), Op::Dense, true, from, Shape::flat(h)));
+                    from = Shape::flat(h);
+                }
+                let heads = layer("heads", Op::Dense, false, from, Shape::flat(2 * l));
+                let mut dec = Vec::new();
+                let mut from = Shape::flat(l);
+                for (i, &h) in c.hidden.iter().rev().enumerate() {
+                    dec.push(layer(&dec_name(i), Op::Dense, true, from, Shape::flat(h)));
+                    from = Shape::flat(h);
+                }
+                dec.push(layer(&dec_name(n), Op::Dense, false, from, Shape::flat(p * c.pixels())));
                 (enc, heads, dec)
             }
             Arch::Conv => {
@@ -278,17 +289,21 @@ impl Layout {
                 let s1 = Shape { h: hh / 2, w: ww / 2, c: c1 };
                 let s2 = Shape { h: hh / 4, w: ww / 4, c: c2 };
                 let mut enc = vec![layer("enc.conv1", k4(2), true, x, s1), layer("enc.conv2", k4(2), true, s1, s2)];
+                // dense layers between the convolutions and the heads: enc.fc alone, or
+                // enc.fc0.. in a stack; the decoder's mirror dec.fc0.., then dec.fc to s2
+                let n = c.hidden.len();
                 let mut features = s2;
-                if c.hidden > 0 {
-                    enc.push(layer("enc.fc", Op::Dense, true, s2, Shape::flat(c.hidden)));
-                    features = Shape::flat(c.hidden);
+                for (i, &h) in c.hidden.iter().enumerate() {
+                    let name = if n == 1 { "enc.fc".to_string() } else { format!("enc.fc{i}") };
+                    enc.push(layer(&name, Op::Dense, true, features, Shape::flat(h)));
+                    features = Shape::flat(h);
                 }
                 let heads = layer("heads", Op::Dense, false, features, Shape::flat(2 * l));
                 let mut dec = Vec::new();
                 let mut from = Shape::flat(l);
-                if c.hidden > 0 {
-                    dec.push(layer("dec.fc0", Op::Dense, true, from, Shape::flat(c.hidden)));
-                    from = Shape::flat(c.hidden);
+                for (i, &h) in c.hidden.iter().rev().enumerate() {
+                    dec.push(layer(&format!("dec.fc{i}"), Op::Dense, true, from, Shape::flat(h)));
+                    from = Shape::flat(h);
                 }
                 dec.push(layer("dec.fc", Op::Dense, true, from, s2));
                 dec.push(layer("dec.deconv1", d4(2), true, s2, s1));
@@ -308,6 +323,7 @@ impl Layout {
     pub fn tensors(&self, c: &VaeConfig) -> Vec<TensorMap> {
         let mut out = Vec::new();
         let t = |name: String, shape: Vec<usize>, offsets: Vec<usize>| TensorMap { name, shape, offsets };
+        let last = self.decoder.last().expect("a decoder has layers");
         for layer in self.layers() {
             let (shape, offs) = layer.weight_offsets();
             let bias = layer.bias_offsets();
@@ -318,12 +334,13 @@ impl Layout {
                 out.push(t("fc_mu.bias".into(), vec![l], bias[..l].to_vec()));
                 out.push(t("fc_logvar.weight".into(), vec![l, k], offs[l * k..].to_vec()));
                 out.push(t("fc_logvar.bias".into(), vec![l], bias[l..].to_vec()));
-            } else if layer.name == "fc4" && c.likelihood == Likelihood::Gaussian {
-                let (d, k) = (c.pixels(), shape[1]);
-                out.push(t("fc4.weight".into(), vec![d, k], offs[..d * k].to_vec()));
-                out.push(t("fc4.bias".into(), vec![d], bias[..d].to_vec()));
-                out.push(t("fc4_logvar.weight".into(), vec![d, k], offs[d * k..].to_vec()));
-                out.push(t("fc4_logvar.bias".into(), vec![d], bias[d..].to_vec()));
+            } else if c.arch == Arch::Mlp && c.likelihood == Likelihood::Gaussian && std::ptr::eq(layer, last) {
+                // the MLP's output layer splits into the means and the log-variances
+                let (d, k, name) = (c.pixels(), shape[1], &layer.name);
+                out.push(t(format!("{name}.weight"), vec![d, k], offs[..d * k].to_vec()));
+                out.push(t(format!("{name}.bias"), vec![d], bias[..d].to_vec()));
+                out.push(t(format!("{name}_logvar.weight"), vec![d, k], offs[d * k..].to_vec()));
+                out.push(t(format!("{name}_logvar.bias"), vec![d], bias[d..].to_vec()));
             } else {
                 out.push(t(format!("{}.weight", layer.name), shape, offs));
                 out.push(t(format!("{}.bias", layer.name), vec![bias.len()], bias));

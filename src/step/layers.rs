@@ -61,7 +61,7 @@ impl Builder<'_> {
     fn conv(&mut self, l: &Layer, entry: &'static str, binds: &[(u32, Bind)]) -> Vec<Dispatch> {
         let (s, m) = (l.conv_shape(), self.m);
         let variant = kernels::conv_variant(self.k, entry, &s);
-        let pass = kernels::conv_dispatch(self.gpu, self.k, entry, variant, l.name, binds, &s, m);
+        let pass = kernels::conv_dispatch(self.gpu, self.k, entry, variant, &l.name, binds, &s, m);
         self.taps = pass.taps;
         let shape = format!("{} m={m}", shape_text(&s));
         // the multiply-adds' cost goes with the dispatch that does them

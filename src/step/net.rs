@@ -87,7 +87,7 @@ impl<'g> Net<'g> {
         let c = &model.config;
         let layout = &model.layout;
         let weights: Vec<Matrix> =
-            layout.layers().iter().map(|ly| gpu.matrix(ly.name, ly.rows, ly.cols)).collect::<Result<_>>()?;
+            layout.layers().iter().map(|ly| gpu.matrix(&ly.name, ly.rows, ly.cols)).collect::<Result<_>>()?;
         let test_order: Vec<u32> = (0..test.len as u32).collect();
         Ok(Net {
             gpu,

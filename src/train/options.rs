@@ -97,9 +97,10 @@ pub struct TrainOptions {
     pub epochs: usize,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Hidden width: the MLP's layers [400], or a dense layer after the convolutions [none].
-    #[arg(long)]
-    pub hidden: Option<usize>,
+    /// Widths of the dense hidden layers, comma-separated (the decoder mirrors them), or
+    /// none: the MLP's [400], or dense layers after the convolutions [none].
+    #[arg(long, value_name = "W,W,..|none")]
+    pub hidden: Option<Widths>,
     /// Channels of the two convolutions.
     #[arg(long = "channels", value_delimiter = ',', num_args = 2, default_value = "32,64")]
     pub conv_channels: Vec<usize>,
@@ -178,6 +179,40 @@ pub struct TrainOptions {
     #[arg(skip)]
     #[serde(skip)]
     pub stop_after_steps: Option<u32>,
+}
+
+/// Layer widths: comma-separated whole numbers, or `none` for no layer. Saved as a
+/// list; checkpoints written before stacks existed hold one number.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Widths(pub Vec<usize>);
+
+impl std::str::FromStr for Widths {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Widths, String> {
+        if s.trim() == "none" {
+            return Ok(Widths(Vec::new()));
+        }
+        let width = |v: &str| match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("'{v}' is not a layer width: give whole numbers of at least 1, comma-separated, or none")),
+        };
+        s.split(',').map(width).collect::<std::result::Result<_, _>>().map(Widths)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Widths {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Saved {
+            One(usize),
+            List(Vec<usize>),
+        }
+        Ok(Widths(match Saved::deserialize(d)? {
+            Saved::One(w) => vec![w],
+            Saved::List(v) => v,
+        }))
+    }
 }
 
 /// `N` or `WxH`, each at least 1.

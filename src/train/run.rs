@@ -168,10 +168,11 @@ fn model_config(opts: &TrainOptions, data: &crate::data::Dataset) -> Result<VaeC
         width: data.width,
         height: data.height,
         channels: data.channels,
-        hidden: opts.hidden.unwrap_or(match opts.arch {
-            Arch::Mlp => 400,
-            Arch::Conv => 0,
-        }),
+        hidden: match (&opts.hidden, opts.arch) {
+            (Some(w), _) => w.0.clone(),
+            (None, Arch::Mlp) => vec![400],
+            (None, Arch::Conv) => Vec::new(),
+        },
         conv_channels: conv_channels(&opts.conv_channels)?,
         latent: opts.latent_dim,
     };
