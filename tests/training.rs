@@ -33,6 +33,11 @@ fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
         // dense stacks: three hidden layers, and none at all
         ("mlp 3 hidden layers", VaeConfig { hidden: vec![11, 7, 9], ..base.clone() }, hyper.clone()),
         (
+            "mlp, a decoder of its own",
+            VaeConfig { hidden: vec![11, 7], decoder_hidden: Some(vec![5]), ..base.clone() },
+            hyper.clone(),
+        ),
+        (
             "mlp gaussian, no hidden layer",
             VaeConfig { likelihood: Likelihood::Gaussian, hidden: vec![], ..base.clone() },
             hyper.clone(),
@@ -532,7 +537,13 @@ fn dense_stacks_are_named_and_read_back() {
     let model = Model::init(&stack, 3);
     let back = Model::from_safetensors(&model.to_safetensors(&Default::default()).unwrap()).unwrap();
     assert_eq!(back.config.hidden, vec![7, 5]);
-    assert_eq!(back.params, model.params);
+    assert!(back.params == model.params, "the stack's parameters changed in a round trip");
+    // a decoder that does not mirror the encoder is recorded and read back
+    let own = VaeConfig { decoder_hidden: Some(vec![9]), ..stack.clone() };
+    let got = names(&own);
+    assert!(got.iter().any(|g| g == "decoder.1.weight") && !got.iter().any(|g| g == "decoder.2.weight"), "{got:?}");
+    let back = Model::from_safetensors(&Model::init(&own, 3).to_safetensors(&Default::default()).unwrap()).unwrap();
+    assert_eq!(back.config, own);
     // metadata written before stacks existed: one width, and a conv model's 0 for none
     let mut meta = one.to_metadata();
     meta.insert("hidden".into(), "400".into());

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 
 
 class VAE(nn.Module):
-    def __init__(self, pixels=784, hidden=400, latent=20):
+    def __init__(self, pixels=784, hidden=400, latent=20, decoder_hidden=None):
         super().__init__()
+        back = decoder_hidden or hidden
         self.fc1 = nn.Linear(pixels, hidden)
         self.fc_mu = nn.Linear(hidden, latent)
         self.fc_logvar = nn.Linear(hidden, latent)
-        self.fc3 = nn.Linear(latent, hidden)
-        self.fc4 = nn.Linear(hidden, pixels)
+        self.fc3 = nn.Linear(latent, back)
+        self.fc4 = nn.Linear(back, pixels)
 
     def forward(self, x, sample=True):
         h = F.relu(self.fc1(x))
@@ -36,22 +37,23 @@ class StackVAE(nn.Module):
     the last decoder layer the output (and decoder.N_logvar beside it for a Gaussian
     decoder, whose output is [means | raw log-variances])."""
 
-    def __init__(self, pixels, hidden, latent, gaussian=False):
+    def __init__(self, pixels, hidden, latent, gaussian=False, decoder=None):
         super().__init__()
         widths = [pixels] + list(hidden)
         self.encoder = nn.ModuleDict({str(i): nn.Linear(a, b) for i, (a, b) in enumerate(zip(widths, widths[1:]))})
         self.fc_mu = nn.Linear(widths[-1], latent)
         self.fc_logvar = nn.Linear(widths[-1], latent)
-        back = [latent] + list(reversed(hidden)) + [pixels]
+        decoder = list(reversed(hidden)) if decoder is None else list(decoder)
+        back = [latent] + decoder + [pixels]
         layers = {str(i): nn.Linear(a, b) for i, (a, b) in enumerate(zip(back, back[1:]))}
         if gaussian:
-            layers[f"{len(hidden)}_logvar"] = nn.Linear(back[-2], pixels)
+            layers[f"{len(decoder)}_logvar"] = nn.Linear(back[-2], pixels)
         self.decoder = nn.ModuleDict(layers)
-        self.n, self.gaussian = len(hidden), gaussian
+        self.n_enc, self.n, self.gaussian = len(hidden), len(decoder), gaussian
 
     def forward(self, x, sample=True):
         h = x
-        for i in range(self.n):
+        for i in range(self.n_enc):
             h = F.relu(self.encoder[str(i)](h))
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)
         d = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
@@ -69,7 +71,7 @@ class ConvVAE(nn.Module):
     enc.fc0.. in a stack), mirrored by dense layers (dec.fc0..), a dense layer to the
     convolutions' shape and two 4x4 stride-2 transposed convolutions."""
 
-    def __init__(self, h=28, w=28, c=1, c1=32, c2=64, hidden=(), latent=16, planes=1):
+    def __init__(self, h=28, w=28, c=1, c1=32, c2=64, hidden=(), latent=16, planes=1, decoder=None):
         super().__init__()
         self.shape = (c2, h // 4, w // 4)
         feat = c2 * (h // 4) * (w // 4)
@@ -84,10 +86,10 @@ class ConvVAE(nn.Module):
         self.fc_mu = nn.Linear(widths[-1], latent)
         self.fc_logvar = nn.Linear(widths[-1], latent)
         self.dec = nn.Module()
-        back = [latent] + list(reversed(hidden))
+        back = [latent] + (list(reversed(hidden)) if decoder is None else list(decoder))
         for i, (a, b) in enumerate(zip(back, back[1:])):
             setattr(self.dec, f"fc{i}", nn.Linear(a, b))
-        self.n = len(hidden)
+        self.n = len(back) - 1
         self.dec.fc = nn.Linear(back[-1], feat)
         self.dec.deconv1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
         self.dec.deconv2 = nn.ConvTranspose2d(c1, planes * c, 4, 2, 1)
@@ -158,17 +160,19 @@ def main():
         gaussian = meta["likelihood"] == "gaussian"
         # hidden widths, comma-separated; a lone 0 (older convolutional models) is none
         hidden = [int(v) for v in meta["hidden"].split(",") if v and v != "0"]
+        decoder = [int(v) for v in meta["decoder_hidden"].split(",") if v] if "decoder_hidden" in meta else None
         if meta["arch"] == "conv":
             c1, c2 = (int(v) for v in meta["conv_channels"].split(","))
-            model = ConvVAE(h, w, c, c1, c2, hidden, int(meta["latent"]), 2 if gaussian else 1)
+            model = ConvVAE(h, w, c, c1, c2, hidden, int(meta["latent"]), 2 if gaussian else 1, decoder)
             x = mnist(a.data, "t10k").view(-1, 1, 28, 28)
-        elif len(hidden) != 1:
-            model = StackVAE(w * h * c, hidden, int(meta["latent"]), gaussian)
+        elif len(hidden) != 1 or (decoder is not None and len(decoder) != 1):
+            model = StackVAE(w * h * c, hidden, int(meta["latent"]), gaussian, decoder)
             x = mnist(a.data, "t10k")
         else:
-            model = VAE(w * h * c, hidden[0], int(meta["latent"]))
+            back = decoder[0] if decoder else hidden[0]
+            model = VAE(w * h * c, hidden[0], int(meta["latent"]), back)
             if gaussian:
-                model.fc4_logvar = nn.Linear(hidden[0], w * h * c)
+                model.fc4_logvar = nn.Linear(back, w * h * c)
                 def forward(x, sample=True, model=model):
                     hh = F.relu(model.fc1(x))
                     mu, lv = model.fc_mu(hh), model.fc_logvar(hh)

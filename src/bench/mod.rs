@@ -46,6 +46,7 @@ pub fn bench_config(arch: Arch, train: &Dataset) -> VaeConfig {
         Arch::Conv => VaeConfig {
             arch: Arch::Conv,
             hidden: Vec::new(),
+            decoder_hidden: None,
             conv_channels: [32, 64],
             ..VaeConfig::mlp(train.width, train.height, 0, 16)
         },

@@ -62,6 +62,9 @@ pub struct VaeConfig {
     /// them): the MLP's layers, or the convolutional model's between the convolutions and
     /// the latent heads. Any number, none included.
     pub hidden: Vec<usize>,
+    /// The decoder's dense hidden layers, first to last, where they do not mirror the
+    /// encoder's (`--decoder-hidden`).
+    pub decoder_hidden: Option<Vec<usize>>,
     /// Conv: channels of the two convolutions.
     pub conv_channels: [usize; 2],
     pub latent: usize,
@@ -79,6 +82,7 @@ impl VaeConfig {
             height,
             channels: 1,
             hidden: if hidden == 0 { Vec::new() } else { vec![hidden] },
+            decoder_hidden: None,
             conv_channels: [32, 64],
             latent,
         }
@@ -115,6 +119,9 @@ impl VaeConfig {
         if self.hidden.contains(&0) {
             bail!("--hidden widths must be at least 1 (got {}); give none for no hidden layer", list(&self.hidden));
         }
+        if self.decoder_hidden.as_ref().is_some_and(|d| d.contains(&0)) {
+            bail!("--decoder-hidden widths must be at least 1; give none for no hidden layer");
+        }
         match self.arch {
             Arch::Conv if !self.width.is_multiple_of(4) || !self.height.is_multiple_of(4) => bail!(
                 "the convolutional model needs a width and height divisible by 4 (two stride-2 layers), got {}x{}; the data loader crops images to fit",
@@ -126,8 +133,13 @@ impl VaeConfig {
         }
     }
 
+    /// The decoder's hidden widths, first to last: `decoder_hidden`, or the encoder's mirrored.
+    pub fn decoder_widths(&self) -> Vec<usize> {
+        self.decoder_hidden.clone().unwrap_or_else(|| self.hidden.iter().rev().copied().collect())
+    }
+
     pub fn to_metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut meta = HashMap::from([
             ("format".to_string(), "elbo".to_string()),
             ("arch".to_string(), name_of(self.arch)),
             ("kind".to_string(), name_of(self.kind)),
@@ -138,7 +150,11 @@ impl VaeConfig {
             ("hidden".to_string(), list(&self.hidden)),
             ("conv_channels".to_string(), format!("{},{}", self.conv_channels[0], self.conv_channels[1])),
             ("latent".to_string(), self.latent.to_string()),
-        ])
+        ]);
+        if let Some(d) = &self.decoder_hidden {
+            meta.insert("decoder_hidden".to_string(), list(d));
+        }
+        meta
     }
 
     pub fn from_metadata(meta: &HashMap<String, String>) -> Result<VaeConfig> {
@@ -168,6 +184,7 @@ impl VaeConfig {
             height: num("height")?,
             channels: num("channels")?,
             hidden: hidden_widths(get("hidden")?, get("arch")?)?,
+            decoder_hidden: meta.get("decoder_hidden").map(|d| hidden_widths(d, "")).transpose()?,
             conv_channels: [cc[0], cc[1]],
             latent: num("latent")?,
         };

@@ -263,9 +263,10 @@ impl Layout {
             Arch::Mlp => {
                 // one hidden layer keeps pytorch/examples' names (fc1, fc3, fc4); a stack
                 // is encoder.0.. and decoder.0.. (the last decoder layer is the output)
-                let n = c.hidden.len();
-                let enc_name = |i: usize| if n == 1 { "fc1".to_string() } else { format!("encoder.{i}") };
-                let dec_name = |i: usize| if n == 1 { ["fc3", "fc4"][i].to_string() } else { format!("decoder.{i}") };
+                let dec_widths = c.decoder_widths();
+                let (n, legacy) = (dec_widths.len(), c.hidden.len() == 1 && dec_widths.len() == 1);
+                let enc_name = |i: usize| if legacy { "fc1".to_string() } else { format!("encoder.{i}") };
+                let dec_name = |i: usize| if legacy { ["fc3", "fc4"][i].to_string() } else { format!("decoder.{i}") };
                 let mut enc = Vec::new();
                 let mut from = c.input_shape();
                 for (i, &h) in c.hidden.iter().enumerate() {
@@ -275,7 +276,7 @@ impl Layout {
                 let heads = layer("heads", Op::Dense, false, from, Shape::flat(2 * l));
                 let mut dec = Vec::new();
                 let mut from = Shape::flat(l);
-                for (i, &h) in c.hidden.iter().rev().enumerate() {
+                for (i, &h) in dec_widths.iter().enumerate() {
                     dec.push(layer(&dec_name(i), Op::Dense, true, from, Shape::flat(h)));
                     from = Shape::flat(h);
                 }
@@ -301,7 +302,7 @@ impl Layout {
                 let heads = layer("heads", Op::Dense, false, features, Shape::flat(2 * l));
                 let mut dec = Vec::new();
                 let mut from = Shape::flat(l);
-                for (i, &h) in c.hidden.iter().rev().enumerate() {
+                for (i, &h) in c.decoder_widths().iter().enumerate() {
                     dec.push(layer(&format!("dec.fc{i}"), Op::Dense, true, from, Shape::flat(h)));
                     from = Shape::flat(h);
                 }

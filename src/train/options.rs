@@ -101,6 +101,10 @@ pub struct TrainOptions {
     /// none: the MLP's [400], or dense layers after the convolutions [none].
     #[arg(long, value_name = "W,W,..|none")]
     pub hidden: Option<Widths>,
+    /// The decoder's dense hidden layers, first to last, or none [default: the
+    /// encoder's, mirrored].
+    #[arg(long, value_name = "W,W,..|none")]
+    pub decoder_hidden: Option<Widths>,
     /// Channels of the two convolutions.
     #[arg(long = "channels", value_delimiter = ',', num_args = 2, default_value = "32,64")]
     pub conv_channels: Vec<usize>,

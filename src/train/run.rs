@@ -173,6 +173,7 @@ fn model_config(opts: &TrainOptions, data: &crate::data::Dataset) -> Result<VaeC
             (None, Arch::Mlp) => vec![400],
             (None, Arch::Conv) => Vec::new(),
         },
+        decoder_hidden: opts.decoder_hidden.as_ref().map(|w| w.0.clone()),
         conv_channels: conv_channels(&opts.conv_channels)?,
         latent: opts.latent_dim,
     };
