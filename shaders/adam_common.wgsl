@@ -25,7 +25,7 @@ fn adam_math(a: Adam, s: Step, param: vec4<f32>, g: vec4<f32>, m0: vec4<f32>, v0
 }
 
 // Moment textures hold the flat vector 1024 texels (4096 floats) to a row
-// (src/trainer.rs: ADAM_TEXEL_COLS).
+// (src/kernels/adam.rs: ADAM_TEXEL_COLS).
 fn moment_texel(i: u32) -> vec2<u32> {
     return vec2<u32>(i % 1024u, i / 1024u);
 }

@@ -1,4 +1,4 @@
-// Put in front of conv.wgsl and conv_subgroup.wgsl (src/kernels.rs: SHADERS): the
+// Put in front of conv.wgsl and conv_subgroup.wgsl (src/kernels/mod.rs: SHADERS): the
 // layout, uniform, bindings and epilogue that both files' kernels share.
 //
 // 2-D convolutions on batches of channels-last images. An image (h, w, c) is

@@ -227,7 +227,7 @@ fn elbo_forward_backward_wide(
 
 // elbo_forward_backward_taps: the loss of a Bernoulli decoder whose last layer is a
 // transposed convolution into one channel with a 4x4 kernel and stride 2, run as
-// ConvVariant::SplitC1 (src/kernels.rs). The logits are not stored: each comes from the
+// ConvVariant::SplitC1 (src/kernels/conv.rs). The logits are not stored: each comes from the
 // layer's taps image, the four taps that reach its pixel plus the bias (what
 // conv2d_col2im_c1 would store), so the step has one dispatch less and writes and reads
 // the logits once less. Target and d out keep one value a texel (x_cp = o_cp = 4).

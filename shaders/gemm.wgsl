@@ -11,7 +11,7 @@
 //     inner dimension, then added up in workgroup memory (GPUs: with one
 //     invocation per block the MLP's 128x400x784 product ran 50 workgroups on an
 //     H100's 132 multiprocessors, 157 us at 0.5 TFLOP/s).
-// src/gemm.rs times the variants on the model's shapes and keeps the faster.
+// src/kernels/choice.rs times the variants on the model's shapes and keeps the faster.
 //
 // Weights follow PyTorch's nn.Linear: W is (out = n, in = k).
 

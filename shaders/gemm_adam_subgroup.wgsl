@@ -5,13 +5,13 @@
 // gemm_adam_buffers.wgsl: `moments_at`, `store_moments`), for adapters with subgroups of
 // LANES lanes and read_write rgba32float (CPU adapters); the trainer uses it when every
 // layer is dense, so that these kernels update every parameter and no adam dispatch is
-// left (src/trainer.rs).
+// left (src/train/trainer.rs).
 // On llvmpipe every store runs a loop over lanes and components; this drops dW's store
 // and one of Adam's storage-buffer loads per parameter, and a dispatch.
 // The layer's weights are updated in their texture (`weights`), which the trainer keeps
 // as their master copy in this mode: the GEMMs read it, so no copy from the flat
 // parameters is needed each step, and Adam reads each weight with a texel fetch instead
-// of a storage-buffer load (src/trainer.rs copies them back to the flat buffer for
+// of a storage-buffer load (src/train/state.rs copies them back to the flat buffer for
 // checkpoints). The bias stays in the flat parameters.
 
 @group(0) @binding(7) var<uniform> adam: Adam;

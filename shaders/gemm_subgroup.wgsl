@@ -4,7 +4,7 @@
 // Each lane fetches one texel of the operand that all lanes share and hands
 // it to the others with subgroupBroadcast, so a texel fetch (a gather of LANES
 // lanes on llvmpipe) feeds LANES lanes' multiply-adds instead of one. Compiled only when
-// the device has Features::SUBGROUP; chosen by measurement (src/kernels.rs).
+// the device has Features::SUBGROUP; chosen by measurement (src/kernels/choice.rs).
 // Block sizes (elbo profile on lavapipe, MLP at batch 128): workgroups of one subgroup
 // waste no lanes past n or k (64-lane ones idled up to a fifth of them at n = 400),
 // and each lane owning more outputs amortises its own texel fetches: 32 rows per lane

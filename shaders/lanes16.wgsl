@@ -1,5 +1,5 @@
 // Put in front of subgroup_common.wgsl for 16-lane subgroups (lavapipe with
-// LP_NATIVE_VECTOR_WIDTH=512, which elbo sets on AVX-512 CPUs: src/gpu.rs): the same
+// LP_NATIVE_VECTOR_WIDTH=512, which elbo sets on AVX-512 CPUs: src/gpu/lavapipe.rs): the same
 // functions as lanes8.wgsl. A lane fetches the texel of rows j LANES + lane, so the 32
 // rows of a block come in two texels: x0 and x1 (g0 and g1); x2, x3 (g2, g3) are
 // not read, and the kernels' fetches of them are dead code.

@@ -1,4 +1,4 @@
-// Put in front of gemm_subgroup.wgsl and conv_subgroup.wgsl (src/kernels.rs: SHADERS),
+// Put in front of gemm_subgroup.wgsl and conv_subgroup.wgsl (src/kernels/mod.rs: SHADERS),
 // after lanes8.wgsl or lanes16.wgsl: the multiply-add blocks that their GEMM-shaped
 // kernels share whatever the subgroup width. They are written out
 // because subgroupBroadcast takes a constant lane, and a loop over the lanes would

@@ -1,4 +1,4 @@
-//! Every WGSL entry point against its CPU reference (src/reference.rs), on
+//! Every WGSL entry point against its CPU reference (src/reference/), on
 //! several shapes, including sizes that are not multiples of 4 or of the
 //! workgroup size, and batches whose last rows are padding.
 
