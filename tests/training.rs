@@ -2,60 +2,16 @@
 //! training runs: the loss falls, and the same seed gives the same losses.
 
 mod common;
-use common::{assert_close, gpu, Scratch};
+use common::{assert_close, gpu, small_models, Scratch};
 use elbo::data::Dataset;
 use elbo::kernels::MomentStore;
-use elbo::model::{Arch, Layout, Likelihood, Model, ModelKind, VaeConfig};
+use elbo::model::{Arch, Likelihood, Model, VaeConfig};
 use elbo::reference as r;
 use elbo::train::{Hyper, Trainer};
 
 fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
     let pixels = (0..len * width * height).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
     Dataset { name: "synthetic".into(), channels: 1, width, height, pixels, labels: None, len }
-}
-
-/// Small models of every kind: (name, config, hyper-parameters).
-fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
-    let base = VaeConfig::mlp(5, 6, 13, 3);
-    let hyper = Hyper { beta: 0.8, ..Hyper::new(1e-3, 9) };
-    let conv =
-        VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..base.clone() };
-    vec![
-        ("mlp bernoulli", base.clone(), hyper.clone()),
-        // a head wider than one subgroup workgroup at 8 and 16 lanes (2L = 72 columns)
-        ("mlp bernoulli, latent 36", VaeConfig { latent: 36, ..base.clone() }, hyper.clone()),
-        (
-            "mlp gaussian rgb",
-            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, ..base.clone() },
-            hyper.clone(),
-        ),
-        ("mlp autoencoder", VaeConfig { kind: ModelKind::Ae, ..base.clone() }, hyper.clone()),
-        // dense stacks: three hidden layers, and none at all
-        ("mlp 3 hidden layers", VaeConfig { hidden: vec![11, 7, 9], ..base.clone() }, hyper.clone()),
-        (
-            "mlp, a decoder of its own",
-            VaeConfig { hidden: vec![11, 7], decoder_hidden: Some(vec![5]), ..base.clone() },
-            hyper.clone(),
-        ),
-        (
-            "mlp gaussian, no hidden layer",
-            VaeConfig { likelihood: Likelihood::Gaussian, hidden: vec![], ..base.clone() },
-            hyper.clone(),
-        ),
-        ("mlp 3 samples, free bits", base.clone(), Hyper { samples: 3, free_bits: 0.05, ..hyper.clone() }),
-        ("conv bernoulli", conv.clone(), hyper.clone()),
-        (
-            "conv gaussian rgb, hidden",
-            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: vec![6], ..conv.clone() },
-            hyper.clone(),
-        ),
-        ("conv, 2 dense layers", VaeConfig { hidden: vec![6, 5], ..conv.clone() }, hyper.clone()),
-        (
-            "conv autoencoder, 2 samples",
-            VaeConfig { kind: ModelKind::Ae, conv_channels: [3, 5], ..conv },
-            Hyper { samples: 2, ..hyper },
-        ),
-    ]
 }
 
 fn data_for(c: &VaeConfig) -> (Dataset, Dataset) {
@@ -363,23 +319,6 @@ fn train_command_writes_its_outputs() {
 }
 
 #[test]
-fn safetensors_round_trip_is_exact() {
-    for (name, config, _) in small_models() {
-        let model = Model::init(&config, 12);
-        let bytes = model.to_safetensors(&Default::default()).unwrap();
-        let back = Model::from_safetensors(&bytes).unwrap();
-        assert_eq!(back.config, config, "{name}");
-        assert_eq!(back.params, model.params, "{name}: parameters changed in a round trip");
-    }
-    let config = VaeConfig::mlp(7, 3, 10, 3);
-    let model = Model::init(&config, 12);
-    let bytes = model.to_safetensors(&Default::default()).unwrap();
-    let mut damaged = bytes.clone();
-    damaged.truncate(bytes.len() - 10);
-    assert!(Model::from_safetensors(&damaged).is_err());
-}
-
-#[test]
 fn kl_warmup_raises_the_weight_linearly() {
     let out = Scratch::new("warmup");
     let opts = elbo::train::TrainOptions {
@@ -502,59 +441,4 @@ fn adam_is_fused_and_keeps_its_moments_where_they_pay() {
         let mesa = g.mesa_version().expect("lavapipe's driver info names its Mesa version");
         assert_eq!(g.texel_moments_pay(), mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
     }
-}
-
-#[test]
-fn dense_stacks_are_named_and_read_back() {
-    let names = |c: &VaeConfig| -> Vec<String> {
-        let m = Model::init(c, 1);
-        let st = m.to_safetensors(&Default::default()).unwrap();
-        let mut n: Vec<String> =
-            safetensors::SafeTensors::deserialize(&st).unwrap().names().into_iter().map(String::from).collect();
-        n.sort();
-        n
-    };
-    // one hidden layer keeps pytorch/examples' names
-    let one = VaeConfig::mlp(5, 6, 13, 3);
-    let want: Vec<&str> = vec!["fc1.bias", "fc1.weight", "fc3.bias", "fc3.weight", "fc4.bias", "fc4.weight"];
-    let got = names(&one);
-    assert!(want.iter().all(|w| got.iter().any(|g| g == w)), "{got:?}");
-    // a stack: encoder.i and decoder.i, the output split for a Gaussian decoder
-    let stack = VaeConfig { hidden: vec![7, 5], likelihood: Likelihood::Gaussian, ..one.clone() };
-    let got = names(&stack);
-    for w in [
-        "encoder.0.weight",
-        "encoder.1.bias",
-        "fc_mu.weight",
-        "fc_logvar.bias",
-        "decoder.0.weight",
-        "decoder.1.weight",
-        "decoder.2.weight",
-        "decoder.2_logvar.weight",
-    ] {
-        assert!(got.iter().any(|g| g == w), "no {w} in {got:?}");
-    }
-    let model = Model::init(&stack, 3);
-    let back = Model::from_safetensors(&model.to_safetensors(&Default::default()).unwrap()).unwrap();
-    assert_eq!(back.config.hidden, vec![7, 5]);
-    assert!(back.params == model.params, "the stack's parameters changed in a round trip");
-    // a decoder that does not mirror the encoder is recorded and read back
-    let own = VaeConfig { decoder_hidden: Some(vec![9]), ..stack.clone() };
-    let got = names(&own);
-    assert!(got.iter().any(|g| g == "decoder.1.weight") && !got.iter().any(|g| g == "decoder.2.weight"), "{got:?}");
-    let back = Model::from_safetensors(&Model::init(&own, 3).to_safetensors(&Default::default()).unwrap()).unwrap();
-    assert_eq!(back.config, own);
-    // metadata written before stacks existed: one width, and a conv model's 0 for none
-    let mut meta = one.to_metadata();
-    meta.insert("hidden".into(), "400".into());
-    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, vec![400]);
-    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..one };
-    let mut meta = conv.to_metadata();
-    meta.insert("hidden".into(), "0".into());
-    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, Vec::<usize>::new());
-    // no hidden layer: the heads read the image, one decoder layer writes it
-    let none = Layout::new(&VaeConfig { hidden: vec![], ..VaeConfig::mlp(5, 6, 13, 3) });
-    assert!(none.encoder.is_empty());
-    assert_eq!(none.decoder.len(), 1);
-    assert_eq!(none.heads.input.cols(), 30);
 }

@@ -64,8 +64,10 @@ pub fn model_paths(given: &Path) -> Result<(PathBuf, PathBuf)> {
 /// A model file and the GEMM variants its training recorded in it (none in files of
 /// other writers), for `Net::forward_only`.
 pub fn load_model(file: &Path) -> Result<(Model, Choice)> {
-    let model = Model::load(file)?;
+    // one read serves the tensors and the metadata
     let bytes = std::fs::read(file).with_context(|| format!("cannot read model file {}", file.display()))?;
+    let model =
+        Model::from_safetensors(&bytes).with_context(|| format!("{} is not a usable elbo model", file.display()))?;
     let gemm = match Model::metadata(&bytes)?.get("gemm") {
         Some(text) => serde_json::from_str(text)
             .map_err(anyhow::Error::from)

@@ -7,7 +7,7 @@
 
 use super::fusion::FusionInputs;
 use super::history::PendingHistory;
-use super::vae::{vae_lists, Sampling, VaeBuffers};
+use super::vae::{vae_lists, Sampling, TrainBuffers, VaeBuffers};
 use super::{Builder, Fusions, LossSums, VaeLists, VaeTensors};
 use crate::data::Dataset;
 use crate::gpu::{Gpu, Matrix};
@@ -134,33 +134,10 @@ impl<'g> Net<'g> {
         let choice = Choice::untimed(&k, recorded);
         let history_slots = test.len.div_ceil(o.batch) + 1;
         let mut net = Net::alloc(gpu, model, (o.batch, o.samples, o.seed), test, history_slots)?;
-        let m = net.t.x.rows;
-        let c = net.model.config.clone();
-        let f = Fusions::decide(
-            gpu,
-            &k,
-            &FusionInputs {
-                layout: &net.model.layout,
-                loss: &c.loss_layout(),
-                latent: c.latent,
-                m,
-                gemm: GemmPreference::Auto,
-                fuse_adam: false,
-                moments: MomentStore::Buffers,
-            },
-        );
-        let mut b = Builder::new(gpu, &k, &choice, m, &net.params, None);
-        let bufs = VaeBuffers {
-            step: &net.step_uniform,
-            image_loss: &net.image_loss,
-            kl_mask: &net.kl_mask,
-            history: &net.history,
-            train: None,
-            test: (&net.test_data, &net.test_order),
-        };
+        let f = net.fusions(&k, GemmPreference::Auto, false, MomentStore::Buffers);
+        let mut b = Builder::new(gpu, &k, &choice, net.t.x.rows, &net.params, None);
         let sampling = Sampling { binarize: o.binarize, samples: o.samples, free_bits: 0.0 };
-        let layers = net.model.layout.layers();
-        let lists = vae_lists(&mut b, f, &c, &layers, &net.weights, &net.t, &bufs, sampling)?;
+        let lists = net.build_lists(&mut b, f, None, sampling)?;
         let keep = b.keep;
         net.lists = lists;
         net.keep.extend(keep);
@@ -176,6 +153,44 @@ impl<'g> Net<'g> {
     /// Dispatches per training step (none in a forward-only model).
     pub fn dispatches_per_step(&self) -> usize {
         self.lists.train.len()
+    }
+
+    /// The fusions this model's lists take on this adapter, with `gemm` the GEMM
+    /// preference, `fuse_adam` whether Adam may run in the weight gradients and `moments`
+    /// where the optimiser keeps its moments.
+    pub(crate) fn fusions(&self, k: &Kernels, gemm: GemmPreference, fuse_adam: bool, moments: MomentStore) -> Fusions {
+        let c = &self.model.config;
+        let inputs = FusionInputs {
+            layout: &self.model.layout,
+            loss: &c.loss_layout(),
+            latent: c.latent,
+            m: self.t.x.rows,
+            gemm,
+            fuse_adam,
+            moments,
+        };
+        Fusions::decide(self.gpu, k, &inputs)
+    }
+
+    /// This model's dispatch lists through `b`, over its own buffers; the training list
+    /// only where `train` gives what it binds besides them.
+    pub(crate) fn build_lists(
+        &self,
+        b: &mut Builder,
+        f: Fusions,
+        train: Option<TrainBuffers>,
+        sampling: Sampling,
+    ) -> Result<VaeLists> {
+        let bufs = VaeBuffers {
+            step: &self.step_uniform,
+            image_loss: &self.image_loss,
+            kl_mask: &self.kl_mask,
+            history: &self.history,
+            train,
+            test: (&self.test_data, &self.test_order),
+        };
+        let layers = self.model.layout.layers();
+        vae_lists(b, f, &self.model.config, &layers, &self.weights, &self.t, &bufs, sampling)
     }
 
     /// Copies the flat parameters into the weight textures and waits.

@@ -218,19 +218,18 @@ impl Run<'_, '_> {
         let (x, recon) = self.trainer.reconstruct_first_batch()?;
         let n = (x.len() / d).min(32);
         // originals above their reconstructions; a short last row is padded with blank tiles
-        let cell = |v: &'_ [f32], i: usize| -> Vec<f32> {
+        fn cell(v: &[f32], i: usize, n: usize, d: usize) -> &[f32] {
             if i < n {
-                v[i * d..(i + 1) * d].to_vec()
+                &v[i * d..(i + 1) * d]
             } else {
-                Vec::new()
+                &[]
             }
-        };
-        let mut cells: Vec<Vec<f32>> = Vec::new();
-        for row in 0..n.div_ceil(8) {
-            cells.extend((row * 8..row * 8 + 8).map(|i| cell(&x, i)));
-            cells.extend((row * 8..row * 8 + 8).map(|i| cell(&recon, i)));
         }
-        let tiles: Vec<&[f32]> = cells.iter().map(|v| v.as_slice()).collect();
+        let mut tiles: Vec<&[f32]> = Vec::new();
+        for row in 0..n.div_ceil(8) {
+            tiles.extend((row * 8..row * 8 + 8).map(|i| cell(&x, i, n, d)));
+            tiles.extend((row * 8..row * 8 + 8).map(|i| cell(&recon, i, n, d)));
+        }
         save_grid(&self.out.join("reconstructions.png"), &tiles, &Grid::of(&self.config, 8))
     }
 }

@@ -13,9 +13,8 @@ use crate::gpu::Gpu;
 use crate::kernels::gemm::{self, Pass};
 use crate::kernels::{self, Dispatch, Kernels, Step};
 use crate::model::{Layer, Layout, Model, Op, VaeConfig};
-use crate::step::fusion::FusionInputs;
-use crate::step::vae::{vae_lists, Sampling, TrainBuffers, VaeBuffers};
-use crate::step::{Builder, FusedAdam, Fusions, LossSums, Net};
+use crate::step::vae::{Sampling, TrainBuffers};
+use crate::step::{Builder, FusedAdam, LossSums, Net};
 use anyhow::{bail, Result};
 
 /// A model being trained: a `Net` (its parameters, activations, test set and forward
@@ -88,36 +87,16 @@ impl<'g> Trainer<'g> {
         };
         let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS };
         let adam_u = gpu.uniform("adam", &adam);
-        let inputs = FusionInputs {
-            layout: &net.model.layout,
-            loss: &c.loss_layout(),
-            latent: c.latent,
-            m,
-            gemm: hyper.gemm,
-            fuse_adam: hyper.fuse_adam,
-            moments: moments.store(),
-        };
-        let f = Fusions::decide(gpu, &k, &inputs);
+        let f = net.fusions(&k, hyper.gemm, hyper.fuse_adam, moments.store());
         let mut b = Builder::new(gpu, &k, &choice, m, &net.params, Some(&grads));
         if f.adam {
             let kernel = k.gemm_adam.as_ref().expect("Fusions::adam needs the fused kernel");
             b.fused_adam = Some(FusedAdam { kernel, adam: &adam_u, step: &net.step_uniform, moments: moments.binds() });
         }
-        let bufs = VaeBuffers {
-            step: &net.step_uniform,
-            image_loss: &net.image_loss,
-            kl_mask: &net.kl_mask,
-            history: &net.history,
-            train: Some(TrainBuffers {
-                data: &train_data,
-                order: &train_order,
-                adam,
-                moments: (moments.store(), moments.binds()),
-            }),
-            test: (&net.test_data, &net.test_order),
-        };
+        let buffers =
+            TrainBuffers { data: &train_data, order: &train_order, adam, moments: (moments.store(), moments.binds()) };
         let sampling = Sampling { binarize: hyper.binarize, samples: hyper.samples, free_bits: hyper.free_bits };
-        let lists = vae_lists(&mut b, f, &c, &layers, &net.weights, &net.t, &bufs, sampling)?;
+        let lists = net.build_lists(&mut b, f, Some(buffers), sampling)?;
         let keep = b.keep;
         net.lists = lists;
         net.keep.extend(keep);

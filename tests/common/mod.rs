@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use elbo::gpu::{AdapterChoice, Gpu};
+use elbo::model::VaeConfig;
+use elbo::train::Hyper;
 use std::sync::OnceLock;
 
 /// The adapter every GPU test runs on. No adapter is a failure, not a skip:
@@ -134,4 +136,49 @@ impl AsRef<std::path::Path> for Scratch {
     fn as_ref(&self) -> &std::path::Path {
         &self.0
     }
+}
+
+/// Small models of every kind: (name, config, hyper-parameters).
+pub fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
+    use elbo::model::{Arch, Likelihood, ModelKind};
+    let base = VaeConfig::mlp(5, 6, 13, 3);
+    let hyper = Hyper { beta: 0.8, ..Hyper::new(1e-3, 9) };
+    let conv =
+        VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..base.clone() };
+    vec![
+        ("mlp bernoulli", base.clone(), hyper.clone()),
+        // a head wider than one subgroup workgroup at 8 and 16 lanes (2L = 72 columns)
+        ("mlp bernoulli, latent 36", VaeConfig { latent: 36, ..base.clone() }, hyper.clone()),
+        (
+            "mlp gaussian rgb",
+            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, ..base.clone() },
+            hyper.clone(),
+        ),
+        ("mlp autoencoder", VaeConfig { kind: ModelKind::Ae, ..base.clone() }, hyper.clone()),
+        // dense stacks: three hidden layers, and none at all
+        ("mlp 3 hidden layers", VaeConfig { hidden: vec![11, 7, 9], ..base.clone() }, hyper.clone()),
+        (
+            "mlp, a decoder of its own",
+            VaeConfig { hidden: vec![11, 7], decoder_hidden: Some(vec![5]), ..base.clone() },
+            hyper.clone(),
+        ),
+        (
+            "mlp gaussian, no hidden layer",
+            VaeConfig { likelihood: Likelihood::Gaussian, hidden: vec![], ..base.clone() },
+            hyper.clone(),
+        ),
+        ("mlp 3 samples, free bits", base.clone(), Hyper { samples: 3, free_bits: 0.05, ..hyper.clone() }),
+        ("conv bernoulli", conv.clone(), hyper.clone()),
+        (
+            "conv gaussian rgb, hidden",
+            VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: vec![6], ..conv.clone() },
+            hyper.clone(),
+        ),
+        ("conv, 2 dense layers", VaeConfig { hidden: vec![6, 5], ..conv.clone() }, hyper.clone()),
+        (
+            "conv autoencoder, 2 samples",
+            VaeConfig { kind: ModelKind::Ae, conv_channels: [3, 5], ..conv },
+            Hyper { samples: 2, ..hyper },
+        ),
+    ]
 }

@@ -1,0 +1,79 @@
+//! The model as a file and a layer list, without a GPU: safetensors round trips,
+//! PyTorch's tensor names for every depth, and the metadata of older files.
+
+mod common;
+use common::small_models;
+
+use elbo::model::{Arch, Layout, Likelihood, Model, VaeConfig};
+
+#[test]
+fn safetensors_round_trip_is_exact() {
+    for (name, config, _) in small_models() {
+        let model = Model::init(&config, 12);
+        let bytes = model.to_safetensors(&Default::default()).unwrap();
+        let back = Model::from_safetensors(&bytes).unwrap();
+        assert_eq!(back.config, config, "{name}");
+        assert_eq!(back.params, model.params, "{name}: parameters changed in a round trip");
+    }
+    let config = VaeConfig::mlp(7, 3, 10, 3);
+    let model = Model::init(&config, 12);
+    let bytes = model.to_safetensors(&Default::default()).unwrap();
+    let mut damaged = bytes.clone();
+    damaged.truncate(bytes.len() - 10);
+    assert!(Model::from_safetensors(&damaged).is_err());
+}
+
+#[test]
+fn dense_stacks_are_named_and_read_back() {
+    let names = |c: &VaeConfig| -> Vec<String> {
+        let m = Model::init(c, 1);
+        let st = m.to_safetensors(&Default::default()).unwrap();
+        let mut n: Vec<String> =
+            safetensors::SafeTensors::deserialize(&st).unwrap().names().into_iter().map(String::from).collect();
+        n.sort();
+        n
+    };
+    // one hidden layer keeps pytorch/examples' names
+    let one = VaeConfig::mlp(5, 6, 13, 3);
+    let want: Vec<&str> = vec!["fc1.bias", "fc1.weight", "fc3.bias", "fc3.weight", "fc4.bias", "fc4.weight"];
+    let got = names(&one);
+    assert!(want.iter().all(|w| got.iter().any(|g| g == w)), "{got:?}");
+    // a stack: encoder.i and decoder.i, the output split for a Gaussian decoder
+    let stack = VaeConfig { hidden: vec![7, 5], likelihood: Likelihood::Gaussian, ..one.clone() };
+    let got = names(&stack);
+    for w in [
+        "encoder.0.weight",
+        "encoder.1.bias",
+        "fc_mu.weight",
+        "fc_logvar.bias",
+        "decoder.0.weight",
+        "decoder.1.weight",
+        "decoder.2.weight",
+        "decoder.2_logvar.weight",
+    ] {
+        assert!(got.iter().any(|g| g == w), "no {w} in {got:?}");
+    }
+    let model = Model::init(&stack, 3);
+    let back = Model::from_safetensors(&model.to_safetensors(&Default::default()).unwrap()).unwrap();
+    assert_eq!(back.config.hidden, vec![7, 5]);
+    assert!(back.params == model.params, "the stack's parameters changed in a round trip");
+    // a decoder that does not mirror the encoder is recorded and read back
+    let own = VaeConfig { decoder_hidden: Some(vec![9]), ..stack.clone() };
+    let got = names(&own);
+    assert!(got.iter().any(|g| g == "decoder.1.weight") && !got.iter().any(|g| g == "decoder.2.weight"), "{got:?}");
+    let back = Model::from_safetensors(&Model::init(&own, 3).to_safetensors(&Default::default()).unwrap()).unwrap();
+    assert_eq!(back.config, own);
+    // metadata written before stacks existed: one width, and a conv model's 0 for none
+    let mut meta = one.to_metadata();
+    meta.insert("hidden".into(), "400".into());
+    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, vec![400]);
+    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..one };
+    let mut meta = conv.to_metadata();
+    meta.insert("hidden".into(), "0".into());
+    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, Vec::<usize>::new());
+    // no hidden layer: the heads read the image, one decoder layer writes it
+    let none = Layout::new(&VaeConfig { hidden: vec![], ..VaeConfig::mlp(5, 6, 13, 3) });
+    assert!(none.encoder.is_empty());
+    assert_eq!(none.decoder.len(), 1);
+    assert_eq!(none.heads.input.cols(), 30);
+}
