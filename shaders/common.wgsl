@@ -68,3 +68,58 @@ fn rand_normal(seed: u32, stream: u32, step: u32, index: u32) -> f32 {
 // Random streams.
 const STREAM_EPS: u32 = 0u;       // reparameterization noise
 const STREAM_BINARIZE: u32 = 1u;  // dynamic binarization of the input pixels
+
+// Hidden-layer activations, fused in the GEMM and convolution epilogues (the `act`
+// field of their uniforms; src/model/layout.rs: Activation::code).
+const ACT_IDENTITY: u32 = 0u;
+const ACT_RELU: u32 = 1u;
+const ACT_TANH: u32 = 2u;
+const ACT_ELU: u32 = 3u;        // alpha = 1, as PyTorch's nn.ELU
+const ACT_LEAKY_RELU: u32 = 4u; // negative slope 0.01, as PyTorch's nn.LeakyReLU
+const LEAKY_SLOPE: f32 = 0.01;
+
+fn act_forward(v: vec4<f32>, act: u32) -> vec4<f32> {
+    let positive = v > vec4<f32>(0.0);
+    switch act {
+        case ACT_RELU: {
+            return max(v, vec4<f32>(0.0));
+        }
+        case ACT_TANH: {
+            // tanh(15) is 1 in f32; the clamp keeps a tanh lowered to exponentials finite
+            return tanh(clamp(v, vec4<f32>(-15.0), vec4<f32>(15.0)));
+        }
+        case ACT_ELU: {
+            return select(exp(min(v, vec4<f32>(0.0))) - 1.0, v, positive);
+        }
+        case ACT_LEAKY_RELU: {
+            return select(v * LEAKY_SLOPE, v, positive);
+        }
+        default: {
+            return v;
+        }
+    }
+}
+
+// The activation's derivative, from its output y: every activation here is monotonic,
+// so the backward passes need the stored output only, not the pre-activation.
+fn act_grad(y: vec4<f32>, act: u32) -> vec4<f32> {
+    let one = vec4<f32>(1.0);
+    let positive = y > vec4<f32>(0.0);
+    switch act {
+        case ACT_RELU: {
+            return select(vec4<f32>(0.0), one, positive);
+        }
+        case ACT_TANH: {
+            return one - y * y;
+        }
+        case ACT_ELU: {
+            return select(y + 1.0, one, positive);
+        }
+        case ACT_LEAKY_RELU: {
+            return select(vec4<f32>(LEAKY_SLOPE), one, positive);
+        }
+        default: {
+            return one;
+        }
+    }
+}

@@ -10,8 +10,8 @@
 //     (GPUs: one invocation per block ran the 32- and 64-channel layers at 1.7-2.4
 //     TFLOP/s on an H100, 170-240 us each at batch 128).
 
-// out[b, oy, ox, o] = sum over ky, kx, i of in[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx] (+ bias, ReLU)
-// Epilogue 3 makes it a transposed convolution's backward-input pass through a ReLU.
+// out[b, oy, ox, o] = sum over ky, kx, i of in[b, oy s + ky - pad, ox s + kx - pad, i] W[o, i, ky, kx] (+ bias, activation)
+// EPILOGUE_ACT_GRAD makes it a transposed convolution's backward-input pass through an activation.
 // A block: 4 neighbouring output pixels of a row times 4 output channels.
 
 // Block i as (q, xb, oy, b): output channel texel, 4-pixel block of the row, row, image.
@@ -78,8 +78,9 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 
 // dIn[b, iy, ix, i] = sum over ky, kx, o of dOut[b, oy, ox, o] W[o, i, ky, kx], where iy = oy s + ky - pad
-// (and the same in x). Epilogue 1/2 (+ bias, ReLU) makes it a transposed
-// convolution's forward pass; 3 masks it by the ReLU that produced the input.
+// (and the same in x). EPILOGUE_BIAS(_ACT) makes it a transposed convolution's
+// forward pass; EPILOGUE_ACT_GRAD multiplies it by the derivative of the activation
+// that produced the input.
 // A block: 4 input pixels of a row, `stride` apart (so the same taps reach them,
 // from 4 neighbouring output pixels), times 4 input channels.
 

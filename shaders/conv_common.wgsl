@@ -24,20 +24,30 @@ struct Conv {
     kernel: u32,   // k: the kernel is k x k
     stride: u32,
     pad: u32,      // zero padding on every side
-    epilogue: u32, // 0: none; 1: + bias; 2: + bias, then ReLU; 3: times [mask > 0] (mask laid out as the result)
+    epilogue: u32, // EPILOGUE_* below
     bias: u32,     // offset of the bias in the flat parameters (out_c for forward, in_c for backward_input)
     grad_w: u32,   // backward_weight: offset of dW in the flat gradients
     w_stride: u32, // backward_weight: row stride of dW, floats
     grad_b: u32,   // backward_weight: offset of db
     bias_of: u32,  // backward_weight: db sums 0: dOut (convolution), 1: the input (transposed convolution), 2: none
+    act: u32,      // the activation of EPILOGUE_BIAS_ACT, or the one whose derivative EPILOGUE_ACT_GRAD takes (common.wgsl: ACT_*)
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
+
+// What a forward or backward-input pass does to its result (src/kernels/conv.rs: EPILOGUE_*).
+const EPILOGUE_NONE: u32 = 0u;
+const EPILOGUE_BIAS: u32 = 1u;      // + bias
+const EPILOGUE_BIAS_ACT: u32 = 2u;  // + bias, then the activation
+const EPILOGUE_ACT_GRAD: u32 = 3u;  // times act'(mask), the mask laid out as the result
 
 @group(0) @binding(0) var<uniform> p: Conv;
 // forward: the input (batch, in_h * in_w * c4_in texels); backward_*: dOut (batch, out_h * out_w * c4_out)
 @group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
 // forward, backward_input: W (c_out, k * k * c4_in texels); backward_weight: the input
 @group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
-// epilogue 3: the activation (laid out as the result) whose sign masks it, as a ReLU's backward pass
+// EPILOGUE_ACT_GRAD: an activation's output (laid out as the result), whose derivative multiplies it
 @group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
 // forward: the output; backward_input: dIn
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
@@ -94,21 +104,23 @@ fn bias4(q: u32, c: u32) -> vec4<f32> {
     return b;
 }
 
-// The bias of channels 4q..4q+3 of c that the epilogue adds: bias4 for epilogues 1 and 2, else zero.
+// The bias of channels 4q..4q+3 of c that the epilogue adds: bias4 for EPILOGUE_BIAS and
+// EPILOGUE_BIAS_ACT, else zero.
 fn epilogue_bias(q: u32, c: u32) -> vec4<f32> {
-    if p.epilogue == 1u || p.epilogue == 2u {
+    if p.epilogue == EPILOGUE_BIAS || p.epilogue == EPILOGUE_BIAS_ACT {
         return bias4(q, c);
     }
     return vec4<f32>(0.0);
 }
 
-// Writes a result texel after the epilogue's ReLU (2) or ReLU mask (3); `live` zeroes padding channels.
+// Writes a result texel after the epilogue's activation or activation derivative; `live`
+// zeroes padding channels.
 fn store(texel: vec2<u32>, value: vec4<f32>, live: vec4<f32>) {
     var v = value;
-    if p.epilogue == 2u {
-        v = max(v, vec4<f32>(0.0));
-    } else if p.epilogue == 3u {
-        v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+    if p.epilogue == EPILOGUE_BIAS_ACT {
+        v = act_forward(v, p.act);
+    } else if p.epilogue == EPILOGUE_ACT_GRAD {
+        v *= act_grad(textureLoad(mask, texel), p.act);
     }
     textureStore(out, texel, v * live);
 }

@@ -114,7 +114,7 @@ fn conv2d_forward_subgroup(
     var acc = rows32_array(acc4);
     let cols = vec4<u32>(c0, c0 + LANES, c0 + 2u * LANES, c0 + 3u * LANES);
     var bias = vec4<f32>(0.0);
-    if p.epilogue == 1u || p.epilogue == 2u {
+    if p.epilogue == EPILOGUE_BIAS || p.epilogue == EPILOGUE_BIAS_ACT {
         let nm = p.out_c - 1u;
         bias = vec4<f32>(params[p.bias + min(cols[0], nm)], params[p.bias + min(cols[1], nm)], params[p.bias + min(cols[2], nm)], params[p.bias + min(cols[3], nm)]);
     }
@@ -123,8 +123,8 @@ fn conv2d_forward_subgroup(
     let first = lane & ~3u;
     for (var r = 0u; r < 32u; r++) {
         var v = acc[r] + bias;
-        if p.epilogue == 2u {
-            v = max(v, vec4<f32>(0.0));
+        if p.epilogue == EPILOGUE_BIAS_ACT {
+            v = act_forward(v, p.act);
         }
         v *= live;
         let px = pixel_of(r0 + r, p.out_w, p.out_h);
@@ -140,8 +140,8 @@ fn conv2d_forward_subgroup(
         let ch = cols.x + (LANES - 1u) * (lane - first);
         if px.live && ch < p.out_c {
             let texel = vec2<u32>(base + ch / 4u, px.b);
-            if p.epilogue == 3u {
-                t *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+            if p.epilogue == EPILOGUE_ACT_GRAD {
+                t *= act_grad(textureLoad(mask, texel), p.act);
             }
             textureStore(out, texel, t);
         }
@@ -211,7 +211,7 @@ fn conv2d_forward_group8_subgroup(
     var acc = rows32_array(acc4);
     let cols = vec4<u32>(c0, c0 + 8u, c0 + 16u, c0 + 24u);
     var bias = vec4<f32>(0.0);
-    if p.epilogue == 1u || p.epilogue == 2u {
+    if p.epilogue == EPILOGUE_BIAS || p.epilogue == EPILOGUE_BIAS_ACT {
         let nm = p.out_c - 1u;
         bias = vec4<f32>(params[p.bias + min(cols[0], nm)], params[p.bias + min(cols[1], nm)], params[p.bias + min(cols[2], nm)], params[p.bias + min(cols[3], nm)]);
     }
@@ -221,8 +221,8 @@ fn conv2d_forward_group8_subgroup(
     let first_sg = sg_lane & ~3u;
     for (var r = 0u; r < 32u; r++) {
         var v = acc[r] + bias;
-        if p.epilogue == 2u {
-            v = max(v, vec4<f32>(0.0));
+        if p.epilogue == EPILOGUE_BIAS_ACT {
+            v = act_forward(v, p.act);
         }
         v *= live;
         let px = pixel_of(r0 + r, p.out_w, p.out_h);
@@ -238,8 +238,8 @@ fn conv2d_forward_group8_subgroup(
         let ch = cols.x + 7u * (lane - first);
         if px.live && ch < p.out_c {
             let texel = vec2<u32>(base + ch / 4u, px.b);
-            if p.epilogue == 3u {
-                t *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, texel) > vec4<f32>(0.0));
+            if p.epilogue == EPILOGUE_ACT_GRAD {
+                t *= act_grad(textureLoad(mask, texel), p.act);
             }
             textureStore(out, texel, t);
         }

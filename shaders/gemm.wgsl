@@ -19,7 +19,7 @@ struct Gemm {
     m: u32,      // batch rows, a multiple of 4
     n: u32,      // output features
     k: u32,      // input features
-    act: u32,    // 0: identity; 1: ReLU (forward) or ReLU mask (backward_input)
+    act: u32,    // forward: the activation (common.wgsl: ACT_*); backward_input: the one that made X
     bias: u32,   // forward: offset of b (n) in the flat parameters, floats
     grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients, a multiple of 4
     stride: u32, // backward_weight: row stride of dW, floats, a multiple of 4
@@ -31,7 +31,8 @@ struct Gemm {
 @group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
 // forward: W (n, k); backward_input: W (n, k); backward_weight: X (m, k)
 @group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
-// backward_input: the layer's input X (m, k), whose sign masks dX when act == 1
+// backward_input: the layer's input X (m, k), the output of activation `act`, whose
+// derivative (act_grad) multiplies dX
 @group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
 // forward: Y (m, n); backward_input: dX (m, k)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
@@ -49,13 +50,6 @@ fn fetch(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32) -> vec4<
 // 1.0 for the lanes of texel c4 that hold one of the first `cols` columns.
 fn live_lanes(c4: u32, cols: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(cols));
-}
-
-fn activate(v: vec4<f32>) -> vec4<f32> {
-    if p.act == 1u {
-        return max(v, vec4<f32>(0.0));
-    }
-    return v;
 }
 
 // Block (rows r0..r0+3, columns n0..n0+3) of X . W^T over inner texels t0, t0 + dt, ...
@@ -93,7 +87,7 @@ fn forward_store(c4: u32, r0: u32, acc: array<vec4<f32>, 4>) {
         }
     }
     for (var i = 0u; i < 4u; i++) {
-        textureStore(out, vec2<u32>(c4, r0 + i), activate(acc[i] + b) * live);
+        textureStore(out, vec2<u32>(c4, r0 + i), act_forward(acc[i] + b, p.act) * live);
     }
 }
 
@@ -121,12 +115,12 @@ fn backward_input_block(r0: u32, c4: u32, t0: u32, dt: u32) -> array<vec4<f32>, 
     return array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
 }
 
-// Applies the ReLU mask (act == 1) and stores the block at texel column c4, rows r0..r0+3.
+// Multiplies by the derivative of the activation that made X and stores the block at texel column c4, rows r0..r0+3.
 fn backward_input_store(c4: u32, r0: u32, acc: array<vec4<f32>, 4>) {
     for (var i = 0u; i < 4u; i++) {
         var v = acc[i];
-        if p.act == 1u {
-            v *= select(vec4<f32>(0.0), vec4<f32>(1.0), fetch(mask, c4, r0 + i) > vec4<f32>(0.0));
+        if p.act != ACT_IDENTITY {
+            v *= act_grad(fetch(mask, c4, r0 + i), p.act);
         }
         textureStore(out, vec2<u32>(c4, r0 + i), v);
     }
@@ -179,7 +173,7 @@ fn gemm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     forward_store(c4, r0, forward_block(r0, c4 * 4u, 0u, 1u));
 }
 
-// dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
+// dX (m, k) = dY (m, n) . W (n, k), times act'(X)
 @compute @workgroup_size(64)
 fn gemm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k4 = (p.k + 3u) / 4u;

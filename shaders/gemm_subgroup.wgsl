@@ -18,7 +18,7 @@ struct Gemm {
     m: u32,      // batch rows, a multiple of 4
     n: u32,      // output features
     k: u32,      // input features
-    act: u32,    // 0: identity; 1: ReLU (forward) or ReLU mask (backward_input)
+    act: u32,    // forward: the activation (common.wgsl: ACT_*); backward_input: the one that made X
     bias: u32,   // forward: offset of b (n) in the flat parameters, floats
     grad_w: u32, // backward_weight: offset of dW (n, k) in the flat gradients, a multiple of 4
     stride: u32, // backward_weight: row stride of dW, floats, a multiple of 4
@@ -30,7 +30,8 @@ struct Gemm {
 @group(0) @binding(1) var lhs: texture_storage_2d<rgba32float, read>;
 // forward: W (n, k); backward_input: W (n, k); backward_weight: X (m, k)
 @group(0) @binding(2) var rhs: texture_storage_2d<rgba32float, read>;
-// backward_input: the layer's input X (m, k), whose sign masks dX when act == 1
+// backward_input: the layer's input X (m, k), the output of activation `act`, whose
+// derivative (act_grad) multiplies dX
 @group(0) @binding(3) var mask: texture_storage_2d<rgba32float, read>;
 // forward: Y (m, n); backward_input: dX (m, k)
 @group(0) @binding(4) var out: texture_storage_2d<rgba32float, write>;
@@ -124,10 +125,7 @@ fn gemm_forward_subgroup(
     let b = forward_bias(c0);
     let live = forward_live(c0);
     for (var r = 0u; r < 32u; r++) {
-        var v = acc[r] + b;
-        if p.act == 1u {
-            v = max(v, vec4<f32>(0.0));
-        }
+        let v = act_forward(acc[r] + b, p.act);
         let texel = row_texel(v * live, lane);
         let row = r0 + r;
         let col = store_col(c0, lane);
@@ -137,7 +135,7 @@ fn gemm_forward_subgroup(
     }
 }
 
-// dX (m, k) = dY (m, n) . W (n, k), times [X > 0] when act == 1
+// dX (m, k) = dY (m, n) . W (n, k), times act'(X)
 // Workgroup (x, y), one subgroup: LANES k-texels from x, 32 rows from 32 y. Lane l owns
 // k-texel LANES x + l for all 32 rows; lanes fetch rows 32 y + LANES j + l of dY
 // (j < 32 / LANES) and broadcast them.
@@ -172,8 +170,8 @@ fn gemm_backward_input_subgroup(
         let row = r0 + r;
         if row < p.m {
             var v = acc[r];
-            if p.act == 1u {
-                v *= select(vec4<f32>(0.0), vec4<f32>(1.0), textureLoad(mask, vec2<u32>(c4, row)) > vec4<f32>(0.0));
+            if p.act != ACT_IDENTITY {
+                v *= act_grad(textureLoad(mask, vec2<u32>(c4, row)), p.act);
             }
             textureStore(out, vec2<u32>(c4, row), v);
         }

@@ -3,10 +3,11 @@
 //! backward-weight, on strided, padded, odd-sized and multi-channel shapes.
 
 mod common;
-use common::{assert_close, gpu, random};
+use common::{assert_close, gpu, random, ACTIVATIONS};
 use elbo::kernels::{
-    self, Bind, ConvVariant, Kernels, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_NONE, EPILOGUE_RELU_MASK,
+    self, Bind, ConvVariant, Kernels, EPILOGUE_ACT_GRAD, EPILOGUE_BIAS, EPILOGUE_BIAS_ACT, EPILOGUE_NONE,
 };
+use elbo::model::Activation;
 use elbo::reference::{self as r, ConvShape};
 use std::sync::OnceLock;
 use Bind::{Buffer as B, Texture as T};
@@ -45,6 +46,27 @@ fn weight_rows(w: &[f32], s: &ConvShape) -> Vec<f32> {
 
 fn params(s: &ConvShape, batch: usize, epilogue: u32) -> kernels::Conv {
     kernels::Conv::new(s, batch.next_multiple_of(4), epilogue)
+}
+
+/// `epilogues`, each with every activation where it takes one (none where it does not);
+/// ReLU alone on the large batches, which test the loops' lengths, not the epilogue.
+fn with_activations(epilogues: &[u32], batch: usize) -> Vec<(u32, Activation)> {
+    let takes_one = |e: u32| e == EPILOGUE_BIAS_ACT || e == EPILOGUE_ACT_GRAD;
+    epilogues
+        .iter()
+        .flat_map(|&e| {
+            let acts = match (takes_one(e), batch < 100) {
+                (false, _) => &ACTIVATIONS[..1],
+                (true, true) => &ACTIVATIONS[1..],
+                (true, false) => &ACTIVATIONS[1..2],
+            };
+            acts.iter().map(move |&a| (e, a))
+        })
+        .collect()
+}
+
+fn params_act(s: &ConvShape, batch: usize, epilogue: u32, act: Activation) -> kernels::Conv {
+    kernels::Conv { act: act.code(), ..params(s, batch, epilogue) }
 }
 
 fn shapes() -> Vec<(usize, ConvShape)> {
@@ -124,12 +146,13 @@ fn conv2d_forward_matches_reference() {
     let g = gpu();
     for (variant, batch, s) in cases("conv2d_forward") {
         {
-            for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_RELU, EPILOGUE_RELU_MASK] {
+            let epilogues = [EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_ACT, EPILOGUE_ACT_GRAD];
+            for (epilogue, act) in with_activations(&epilogues, batch) {
                 let x = random(batch * s.in_h * s.in_w * s.in_c, 1, -1.0, 1.0);
                 let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 2, -0.5, 0.5);
                 let b = random(s.out_c, 3, -0.5, 0.5);
-                // epilogue 3's mask is laid out as the output
-                let mask = random(batch * s.out_h * s.out_w * s.out_c, 8, -1.0, 1.0);
+                // EPILOGUE_ACT_GRAD's mask is laid out as the output: an activation's output
+                let mask = r::activation_forward(&random(batch * s.out_h * s.out_w * s.out_c, 8, -2.0, 2.0), act);
                 let xm = g.matrix("x", batch, texels(s.in_h * s.in_w, s.in_c)).unwrap();
                 let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
                 let ym = common::output("y", batch, texels(s.out_h * s.out_w, s.out_c));
@@ -138,7 +161,7 @@ fn conv2d_forward_matches_reference() {
                 g.write_matrix(&wm, &weight_rows(&w, &s));
                 g.write_matrix(&mm, &pad_channels(&mask, s.out_c));
                 let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
-                let u = g.uniform("conv", &params(&s, batch, epilogue));
+                let u = g.uniform("conv", &params_act(&s, batch, epilogue, act));
                 let binds =
                     [(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (3, T(&mm.view)), (4, T(&ym.view)), (5, B(&flat))];
                 let m = batch.next_multiple_of(4);
@@ -147,15 +170,17 @@ fn conv2d_forward_matches_reference() {
                 let got =
                     unpad_channels(&g.read_matrix(&ym).unwrap()[..batch * texels(s.out_h * s.out_w, s.out_c)], s.out_c);
                 let zero = vec![0.0; s.out_c];
-                let bias = if epilogue == EPILOGUE_BIAS || epilogue == EPILOGUE_BIAS_RELU { &b } else { &zero };
-                let mut want = r::conv2d_forward(&x, &w, bias, batch, &s, epilogue == EPILOGUE_BIAS_RELU);
-                if epilogue == EPILOGUE_RELU_MASK {
-                    // a transposed convolution's backward-input pass through a ReLU
-                    for (v, m) in want.iter_mut().zip(&mask) {
-                        *v = if *m > 0.0 { *v } else { 0.0 };
+                let bias = if epilogue == EPILOGUE_BIAS || epilogue == EPILOGUE_BIAS_ACT { &b } else { &zero };
+                let forward_act = if epilogue == EPILOGUE_BIAS_ACT { act } else { Activation::Identity };
+                let mut want = r::conv2d_forward(&x, &w, bias, batch, &s, forward_act);
+                if epilogue == EPILOGUE_ACT_GRAD {
+                    // a transposed convolution's backward-input pass through an activation
+                    for (v, &m) in want.iter_mut().zip(&mask) {
+                        *v *= r::act_grad(m, act);
                     }
                 }
-                let what = format!("conv2d_forward {variant:?} {s:?} batch {batch} epilogue {epilogue}");
+                let what =
+                    format!("conv2d_forward {variant:?} {s:?} batch {batch} epilogue {epilogue} act {}", act.name());
                 assert_close(&what, &got, &want, 1e-4, 1e-4);
             }
         }
@@ -166,10 +191,10 @@ fn conv2d_forward_matches_reference() {
 fn conv2d_backward_input_matches_reference() {
     let g = gpu();
     for (variant, batch, s) in cases("conv2d_backward_input") {
-        for epilogue in [EPILOGUE_NONE, EPILOGUE_RELU_MASK, EPILOGUE_BIAS_RELU] {
+        for (epilogue, act) in with_activations(&[EPILOGUE_NONE, EPILOGUE_ACT_GRAD, EPILOGUE_BIAS_ACT], batch) {
             let dy = random(batch * s.out_h * s.out_w * s.out_c, 4, -1.0, 1.0);
             let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 5, -0.5, 0.5);
-            let x = random(batch * s.in_h * s.in_w * s.in_c, 6, -1.0, 1.0);
+            let x = r::activation_forward(&random(batch * s.in_h * s.in_w * s.in_c, 6, -2.0, 2.0), act);
             let b = random(s.in_c, 7, -0.5, 0.5);
             let dym = g.matrix("dy", batch, texels(s.out_h * s.out_w, s.out_c)).unwrap();
             let wm = g.matrix("w", s.out_c, s.kernel * s.kernel * s.in_c.div_ceil(4) * 4).unwrap();
@@ -179,7 +204,7 @@ fn conv2d_backward_input_matches_reference() {
             g.write_matrix(&wm, &weight_rows(&w, &s));
             g.write_matrix(&xm, &pad_channels(&x, s.in_c));
             let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
-            let u = g.uniform("conv", &params(&s, batch, epilogue));
+            let u = g.uniform("conv", &params_act(&s, batch, epilogue, act));
             let binds =
                 [(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view)), (5, B(&flat))];
             let m = batch.next_multiple_of(4);
@@ -189,16 +214,19 @@ fn conv2d_backward_input_matches_reference() {
             assert_eq!(d.dispatches.len(), if variant == ConvVariant::SplitC1 { 3 } else { 1 });
             kernels::run(g, &d.dispatches).unwrap();
             let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c);
-            let mut want =
-                r::conv2d_backward_input(&dy, &w, (epilogue == EPILOGUE_RELU_MASK).then_some(&x[..]), batch, &s);
-            if epilogue == EPILOGUE_BIAS_RELU {
-                // a transposed convolution's forward pass: + bias per input channel, then ReLU
+            let through = (epilogue == EPILOGUE_ACT_GRAD).then_some((&x[..], act));
+            let mut want = r::conv2d_backward_input(&dy, &w, through, batch, &s);
+            if epilogue == EPILOGUE_BIAS_ACT {
+                // a transposed convolution's forward pass: + bias per input channel, then the activation
                 for (j, v) in want.iter_mut().enumerate() {
-                    *v = (*v + b[j % s.in_c]).max(0.0);
+                    *v = r::activate(*v + b[j % s.in_c], act);
                 }
             }
             assert_close(
-                &format!("conv2d_backward_input {variant:?} {s:?} batch {batch} epilogue {epilogue}"),
+                &format!(
+                    "conv2d_backward_input {variant:?} {s:?} batch {batch} epilogue {epilogue} act {}",
+                    act.name()
+                ),
                 &got,
                 &want,
                 1e-4,
@@ -258,14 +286,14 @@ fn taps_and_col2im_kernels_match_reference() {
         let got: Vec<f32> = g.read_matrix(&wtm).unwrap()[..taps * s.out_c].to_vec();
         assert_close(&format!("conv2d_taps_c1 {s:?}"), &got, &r::conv2d_taps_c1(&w, &s), 0.0, 0.0);
 
-        for epilogue in [EPILOGUE_NONE, EPILOGUE_BIAS_RELU] {
+        for (epilogue, act) in with_activations(&[EPILOGUE_NONE, EPILOGUE_BIAS_ACT], batch) {
             let t = random(batch * s.out_h * s.out_w * taps, 6, -1.0, 1.0);
             let b = random(1, 7, -0.5, 0.5);
             let tm = g.matrix("taps image", batch, s.out_h * s.out_w * taps).unwrap();
             g.write_matrix(&tm, &t);
             let dxm = common::output("dx", batch, texels(s.in_h * s.in_w, 1));
             let flat = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
-            let u = g.uniform("conv", &params(&s, batch, epilogue));
+            let u = g.uniform("conv", &params_act(&s, batch, epilogue, act));
             let col2im = kernels::Dispatch::new(
                 g,
                 "conv2d_col2im_c1",
@@ -277,12 +305,13 @@ fn taps_and_col2im_kernels_match_reference() {
             kernels::run(g, &[col2im]).unwrap();
             let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, 1)], 1);
             let mut want = r::conv2d_col2im_c1(&t, batch, &s);
-            if epilogue == EPILOGUE_BIAS_RELU {
+            if epilogue == EPILOGUE_BIAS_ACT {
                 for v in want.iter_mut() {
-                    *v = (*v + b[0]).max(0.0);
+                    *v = r::activate(*v + b[0], act);
                 }
             }
-            assert_close(&format!("conv2d_col2im_c1 {s:?} epilogue {epilogue}"), &got, &want, 1e-5, 1e-5);
+            let what = format!("conv2d_col2im_c1 {s:?} epilogue {epilogue} act {}", act.name());
+            assert_close(&what, &got, &want, 1e-5, 1e-5);
         }
     }
 }

@@ -2,9 +2,9 @@
 //! reference (in f64 around f32 functions, so step sizes are modest).
 
 mod common;
-use common::{assert_close, random};
+use common::{assert_close, random, ACTIVATIONS};
 use elbo::kernels::Step;
-use elbo::model::{Arch, Likelihood, LossLayout, Model, ModelKind, VaeConfig};
+use elbo::model::{Activation, Arch, Likelihood, LossLayout, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
 
 const H: f32 = 1e-2;
@@ -54,26 +54,40 @@ fn step(rows: u32) -> Step {
 #[test]
 fn gemm_backward_matches_finite_differences() {
     let (m, n, k) = (5, 6, 7);
-    let pre = away_from_zero(m * k, 1, 0.2, 1.0); // the layer input before the previous ReLU
-    let x = r::relu_forward(&pre);
-    let w = random(n * k, 2, -1.0, 1.0);
-    let b = random(n, 3, -1.0, 1.0);
-    let g = random(m * n, 4, -1.0, 1.0); // dJ/dy for J = sum g * y
-    let j_of = |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::gemm_forward(x, w, b, m, n, k, false));
-    let (dw, db) = r::gemm_backward_weight(&g, &x, m, n, k);
-    assert_close("dW", &dw, &numeric_grad(&w, |w| j_of(&x, w, &b)), 2e-3, 1e-2);
-    assert_close("db", &db, &numeric_grad(&b, |b| j_of(&x, &w, b)), 2e-3, 1e-2);
-    // through the previous layer's ReLU, which the mask stands for
-    let dpre = r::gemm_backward_input(&g, &w, Some(&x), m, n, k);
-    assert_close("dX (masked)", &dpre, &numeric_grad(&pre, |p| j_of(&r::relu_forward(p), &w, &b)), 2e-3, 1e-2);
-    let dx = r::gemm_backward_input(&g, &w, None, m, n, k);
-    assert_close("dX", &dx, &numeric_grad(&x, |x| j_of(x, &w, &b)), 2e-3, 1e-2);
+    for act in ACTIVATIONS {
+        let pre = away_from_zero(m * k, 1, 0.2, 1.0); // the layer input before the previous activation
+        let x = r::activation_forward(&pre, act);
+        let w = random(n * k, 2, -1.0, 1.0);
+        let b = random(n, 3, -1.0, 1.0);
+        let g = random(m * n, 4, -1.0, 1.0); // dJ/dy for J = sum g * y
+                                             // J = sum g * (x w^T + b): the layer's own activation is activation_backward's
+                                             // test, whose kinks a step of the weights could cross here
+        let dy = &g;
+        let j_of = |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::gemm_forward(x, w, b, m, n, k, Activation::Identity));
+        let (dw, db) = r::gemm_backward_weight(dy, &x, m, n, k);
+        let what = |t: &str| format!("{t} through {}", act.name());
+        assert_close(&what("dW"), &dw, &numeric_grad(&w, |w| j_of(&x, w, &b)), 2e-3, 1e-2);
+        assert_close(&what("db"), &db, &numeric_grad(&b, |b| j_of(&x, &w, b)), 2e-3, 1e-2);
+        // through the previous layer's activation, whose output the kernel reads
+        let dpre = r::gemm_backward_input(dy, &w, Some((&x, act)), m, n, k);
+        let numeric = numeric_grad(&pre, |p| j_of(&r::activation_forward(p, act), &w, &b));
+        assert_close(&what("dX before the activation"), &dpre, &numeric, 2e-3, 1e-2);
+        let dx = r::gemm_backward_input(dy, &w, None, m, n, k);
+        assert_close(&what("dX"), &dx, &numeric_grad(&x, |x| j_of(x, &w, &b)), 2e-3, 1e-2);
+    }
 }
 
 #[test]
 fn activation_backward_matches_finite_differences() {
     let x = away_from_zero(40, 5, 0.1, 3.0);
     let g = random(40, 6, -1.0, 1.0);
+    for act in ACTIVATIONS {
+        // the derivative from the output, as the backward passes take it
+        let y = r::activation_forward(&x, act);
+        let analytic: Vec<f32> = y.iter().zip(&g).map(|(&y, &g)| g * r::act_grad(y, act)).collect();
+        let numeric = numeric_grad(&x, |x| dot(&g, &r::activation_forward(x, act)));
+        assert_close(&format!("act_grad {}", act.name()), &analytic, &numeric, 1e-3, 1e-2);
+    }
     let y = r::relu_forward(&x);
     assert_close(
         "relu_backward",
@@ -235,7 +249,16 @@ fn whole_model_gradient_matches_finite_differences() {
             VaeConfig { likelihood: Likelihood::Gaussian, channels: 3, hidden: vec![5], ..conv.clone() },
             0.0,
         ),
-        ("conv 2 dense layers", VaeConfig { hidden: vec![4, 3], ..conv }, 0.0),
+        ("conv 2 dense layers", VaeConfig { hidden: vec![4, 3], ..conv.clone() }, 0.0),
+        (
+            "mlp tanh, 2 hidden layers",
+            VaeConfig { hidden: vec![5, 4], activation: Activation::Tanh, ..mlp.clone() },
+            0.0,
+        ),
+        ("mlp elu", VaeConfig { activation: Activation::Elu, ..mlp.clone() }, 0.0),
+        ("mlp leaky relu", VaeConfig { activation: Activation::LeakyRelu, ..mlp.clone() }, 0.0),
+        ("conv tanh with hidden", VaeConfig { hidden: vec![5], activation: Activation::Tanh, ..conv.clone() }, 0.0),
+        ("conv elu", VaeConfig { activation: Activation::Elu, ..conv }, 0.0),
     ];
     for (name, config, free_bits) in cases {
         let model = Model::init(&config, 5);
@@ -295,24 +318,30 @@ fn conv_backward_matches_finite_differences() {
     {
         let batch = 2;
         let pre = away_from_zero(batch * s.in_h * s.in_w * s.in_c, 21, 0.2, 1.0);
-        let x = r::relu_forward(&pre);
         let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 22, -0.5, 0.5);
         let b = random(s.out_c, 23, -0.5, 0.5);
         let g = random(batch * s.out_h * s.out_w * s.out_c, 24, -1.0, 1.0);
-        let j_of = |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::conv2d_forward(x, w, b, batch, &s, false));
-        let (dw, db) = r::conv2d_backward_weight(&g, &x, batch, &s);
-        assert_close(&format!("conv dW {s:?}"), &dw, &numeric_grad(&w, |w| j_of(&x, w, &b)), 2e-3, 1e-2);
-        assert_close(&format!("conv db {s:?}"), &db, &numeric_grad(&b, |b| j_of(&x, &w, b)), 2e-3, 1e-2);
-        let dpre = r::conv2d_backward_input(&g, &w, Some(&x), batch, &s);
-        let numeric = numeric_grad(&pre, |p| j_of(&r::relu_forward(p), &w, &b));
-        assert_close(&format!("conv dX (masked) {s:?}"), &dpre, &numeric, 2e-3, 1e-2);
+        for act in ACTIVATIONS {
+            // J = sum g * conv(act(pre)) (the layer's own activation: activation_backward)
+            let x = r::activation_forward(&pre, act);
+            let dy = &g;
+            let j_of =
+                |x: &[f32], w: &[f32], b: &[f32]| dot(&g, &r::conv2d_forward(x, w, b, batch, &s, Activation::Identity));
+            let what = |t: &str| format!("conv {t} through {} {s:?}", act.name());
+            let (dw, db) = r::conv2d_backward_weight(dy, &x, batch, &s);
+            assert_close(&what("dW"), &dw, &numeric_grad(&w, |w| j_of(&x, w, &b)), 2e-3, 1e-2);
+            assert_close(&what("db"), &db, &numeric_grad(&b, |b| j_of(&x, &w, b)), 2e-3, 1e-2);
+            let dpre = r::conv2d_backward_input(dy, &w, Some((&x, act)), batch, &s);
+            let numeric = numeric_grad(&pre, |p| j_of(&r::activation_forward(p, act), &w, &b));
+            assert_close(&what("dX before the activation"), &dpre, &numeric, 2e-3, 1e-2);
+        }
         // the transposed convolution: y = conv2d_backward_input(x), so its gradients are the
         // forward convolution (input side) and backward_weight with the roles swapped
         let xt = random(batch * s.out_h * s.out_w * s.out_c, 25, -1.0, 1.0);
         let gt = random(batch * s.in_h * s.in_w * s.in_c, 26, -1.0, 1.0);
         let jt = |xt: &[f32], w: &[f32]| dot(&gt, &r::conv2d_backward_input(xt, w, None, batch, &s));
         let zero = vec![0.0; s.out_c];
-        let dxt = r::conv2d_forward(&gt, &w, &zero, batch, &s, false);
+        let dxt = r::conv2d_forward(&gt, &w, &zero, batch, &s, Activation::Identity);
         assert_close(&format!("transposed conv dX {s:?}"), &dxt, &numeric_grad(&xt, |v| jt(v, &w)), 2e-3, 1e-2);
         let (dwt, _) = r::conv2d_backward_weight(&xt, &gt, batch, &s);
         assert_close(&format!("transposed conv dW {s:?}"), &dwt, &numeric_grad(&w, |v| jt(&xt, v)), 2e-3, 1e-2);

@@ -198,8 +198,8 @@ fn map_gradient_matches_the_reference_decoder() {
     );
     let mut scratch = vec![0f32; s.model.layout.len];
     for (i, l) in s.model.layout.decoder.iter().enumerate().rev() {
-        let masked = i > 0 && s.model.layout.decoder[i - 1].relu;
-        d = elbo::reference::layer_backward(&s.model, l, &acts[i], &d, masked, m, &mut scratch);
+        let act = if i > 0 { s.model.layout.decoder[i - 1].act } else { elbo::model::Activation::Identity };
+        d = elbo::reference::layer_backward(&s.model, l, &acts[i], &d, act, m, &mut scratch);
     }
     let want_nll: Vec<f32> = per_image.iter().map(|v| v[0]).collect();
     assert_close("observed nll", &nll, &want_nll, 1e-2, 1e-4);

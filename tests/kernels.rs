@@ -3,7 +3,7 @@
 //! workgroup size, and batches whose last rows are padding.
 
 mod common;
-use common::{assert_close, gpu, random, rows};
+use common::{assert_close, gpu, random, rows, ACTIVATIONS};
 use elbo::gpu::Matrix;
 use elbo::kernels::gemm::{self, GemmPreference, Pass, Variant};
 use elbo::kernels::{self, Bind, Dispatch, Kernels, MomentStore, Step};
@@ -64,7 +64,7 @@ fn each_gemm_case() -> Vec<((usize, usize, usize), Variant)> {
 fn gemm_forward_matches_reference() {
     let g = gpu();
     for ((m, n, kk), variant) in each_gemm_case() {
-        for relu in [false, true] {
+        for act in ACTIVATIONS {
             let x = random(m * kk, 1, -1.0, 1.0);
             let w = random(n * kk, 2, -1.0, 1.0);
             let b = random(n, 3, -1.0, 1.0);
@@ -74,14 +74,14 @@ fn gemm_forward_matches_reference() {
             g.write_matrix(&wm, &w);
             let params = g.buffer_with("params", bytemuck::cast_slice(&b)).unwrap();
             let gp =
-                kernels::Gemm { m: xm.rows as u32, n: n as u32, k: kk as u32, act: relu as u32, ..Default::default() };
+                kernels::Gemm { m: xm.rows as u32, n: n as u32, k: kk as u32, act: act.code(), ..Default::default() };
             let u = g.uniform("gemm", &gp);
             let binds = [(0, B(&u)), (1, T(&xm.view)), (2, T(&wm.view)), (4, T(&ym.view)), (5, B(&params))];
             let d = gemm::dispatch(g, k(), Pass::Forward, variant, "gemm_forward", &binds, xm.rows, n, kk);
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&ym).unwrap(), m, n);
-            let want = r::gemm_forward(&x, &w, &b, m, n, kk, relu);
-            let what = format!("gemm_forward {} m={m} n={n} k={kk} relu={relu}", variant.name());
+            let want = r::gemm_forward(&x, &w, &b, m, n, kk, act);
+            let what = format!("gemm_forward {} m={m} n={n} k={kk} act={}", variant.name(), act.name());
             assert_close(&what, &got, &want, 1e-4, 1e-4);
         }
     }
@@ -271,30 +271,26 @@ fn reparam_backward_reduce_partials_matches_reference() {
 fn gemm_backward_input_matches_reference() {
     let g = gpu();
     for ((m, n, kk), variant) in each_gemm_case() {
-        for masked in [false, true] {
+        for act in ACTIVATIONS {
             let dy = random(m * n, 4, -1.0, 1.0);
             let w = random(n * kk, 5, -1.0, 1.0);
-            let x = random(m * kk, 6, -1.0, 1.0);
+            // the layer's input: an output of the activation whose derivative is taken
+            let x = r::activation_forward(&random(m * kk, 6, -2.0, 2.0), act);
             let (dym, wm) = (g.matrix("dy", m, n).unwrap(), g.matrix("w", n, kk).unwrap());
             let (xm, dxm) = (g.matrix("x", m, kk).unwrap(), common::output("dx", m, kk));
             g.write_matrix(&dym, &dy);
             g.write_matrix(&wm, &w);
             g.write_matrix(&xm, &x);
-            let gp = kernels::Gemm {
-                m: dym.rows as u32,
-                n: n as u32,
-                k: kk as u32,
-                act: masked as u32,
-                ..Default::default()
-            };
+            let gp =
+                kernels::Gemm { m: dym.rows as u32, n: n as u32, k: kk as u32, act: act.code(), ..Default::default() };
             let u = g.uniform("gemm", &gp);
             let binds = [(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view))];
             let d =
                 gemm::dispatch(g, k(), Pass::BackwardInput, variant, "gemm_backward_input", &binds, dym.rows, n, kk);
             kernels::run(g, &[d]).unwrap();
             let got = rows(g.read_matrix(&dxm).unwrap(), m, kk);
-            let want = r::gemm_backward_input(&dy, &w, masked.then_some(&x[..]), m, n, kk);
-            let what = format!("gemm_backward_input {} m={m} n={n} k={kk} masked={masked}", variant.name());
+            let want = r::gemm_backward_input(&dy, &w, Some((&x[..], act)), m, n, kk);
+            let what = format!("gemm_backward_input {} m={m} n={n} k={kk} act={}", variant.name(), act.name());
             assert_close(&what, &got, &want, 1e-4, 1e-4);
         }
     }

@@ -4,7 +4,7 @@
 mod common;
 use common::small_models;
 
-use elbo::model::{Arch, Layout, Likelihood, Model, VaeConfig};
+use elbo::model::{Activation, Arch, Layout, Likelihood, Model, VaeConfig};
 
 #[test]
 fn safetensors_round_trip_is_exact() {
@@ -76,4 +76,27 @@ fn dense_stacks_are_named_and_read_back() {
     assert!(none.encoder.is_empty());
     assert_eq!(none.decoder.len(), 1);
     assert_eq!(none.heads.input.cols(), 30);
+}
+
+#[test]
+fn the_activation_is_recorded_and_read_back() {
+    // every hidden layer takes the model's activation; the heads and the output none
+    let tanh = VaeConfig { hidden: vec![7, 5], activation: Activation::Tanh, ..VaeConfig::mlp(5, 6, 13, 3) };
+    let layout = Layout::new(&tanh);
+    let acts: Vec<Activation> = layout.layers().iter().map(|l| l.act).collect();
+    let (tanh_, none) = (Activation::Tanh, Activation::Identity);
+    assert_eq!(acts, vec![tanh_, tanh_, none, tanh_, tanh_, none], "activations of {:?}", layout.layers());
+    for act in [Activation::Relu, Activation::Tanh, Activation::Elu, Activation::LeakyRelu] {
+        let c = VaeConfig { activation: act, ..tanh.clone() };
+        let meta = c.to_metadata();
+        assert_eq!(meta["activation"], act.name());
+        assert_eq!(VaeConfig::from_metadata(&meta).unwrap().activation, act);
+    }
+    // files written before the choice existed are ReLU models; an unknown name is an error
+    let mut meta = tanh.to_metadata();
+    meta.remove("activation");
+    assert_eq!(VaeConfig::from_metadata(&meta).unwrap().activation, Activation::Relu);
+    meta.insert("activation".into(), "swish".into());
+    let err = VaeConfig::from_metadata(&meta).unwrap_err().to_string();
+    assert!(err.contains("activation") && err.contains("swish"), "{err}");
 }

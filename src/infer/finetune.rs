@@ -6,7 +6,7 @@ use crate::data::Dataset;
 use crate::gpu::{Gpu, Matrix};
 use crate::kernels::gemm;
 use crate::kernels::{self, Bind, Dispatch, Kernels, MomentStore, Step};
-use crate::model::{Layer, Model, Op, Shape};
+use crate::model::{Activation, Layer, Model, Op, Shape};
 use crate::step::{Builder, Chain};
 use crate::train::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 use anyhow::{bail, Result};
@@ -197,7 +197,7 @@ fn classifier_layers(model: &Model, classes: usize, seed: u64) -> Result<(Vec<La
     let head = Layer {
         name: "classifier".into(),
         op: Op::Dense,
-        relu: false,
+        act: Activation::Identity,
         input: features,
         output: Shape::flat(classes),
         rows,

@@ -6,7 +6,7 @@ use super::OpenModel;
 use crate::gpu::{Gpu, Matrix};
 use crate::kernels::gemm;
 use crate::kernels::{self, Bind, Dispatch, Kernels, MomentStore, Step};
-use crate::model::{Layer, Op, Shape};
+use crate::model::{Activation, Layer, Op, Shape};
 use crate::step::Builder;
 use crate::step::ForwardOptions;
 use crate::train::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
@@ -141,7 +141,7 @@ impl<'g> LinearProbe<'g> {
         let layer = Layer {
             name: "probe".into(),
             op: Op::Dense,
-            relu: false,
+            act: Activation::Identity,
             input: Shape::flat(k),
             output: Shape::flat(classes),
             rows,

@@ -11,9 +11,11 @@ pub const EPILOGUE_NONE: u32 = 0;
 
 pub const EPILOGUE_BIAS: u32 = 1;
 
-pub const EPILOGUE_BIAS_RELU: u32 = 2;
+/// + bias, then the activation `Conv::act`.
+pub const EPILOGUE_BIAS_ACT: u32 = 2;
 
-pub const EPILOGUE_RELU_MASK: u32 = 3;
+/// Times the derivative of activation `Conv::act` at the mask (an activation's output).
+pub const EPILOGUE_ACT_GRAD: u32 = 3;
 
 /// `Conv` of conv.wgsl.
 #[repr(C)]
@@ -35,6 +37,9 @@ pub struct Conv {
     pub w_stride: u32,
     pub grad_b: u32,
     pub bias_of: u32,
+    /// The activation of the epilogue (`Activation::code`).
+    pub act: u32,
+    pub pad_end: [u32; 3],
 }
 
 impl Conv {

@@ -161,7 +161,7 @@ pub fn elbo_taps_fits(
 /// dense layer without ReLU into a Bernoulli decoder's output whose values line up with
 /// the target's (value e at column e of both: `lay`).
 pub fn elbo_gemm_fits(l: &crate::model::Layer, lay: &crate::model::LossLayout) -> bool {
-    l.op == crate::model::Op::Dense && !l.relu && !lay.gaussian && lay.halves && lay.x_cp == lay.channels
+    l.op == crate::model::Op::Dense && !l.act.is_some() && !lay.gaussian && lay.halves && lay.x_cp == lay.channels
 }
 
 /// gemm_forward_elbo_subgroup's column blocks (workgroups across) for `n` output columns

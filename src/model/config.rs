@@ -34,6 +34,56 @@ pub enum ModelKind {
     Ae,
 }
 
+/// The hidden layers' activation, fused in the GEMM and convolution epilogues (the
+/// heads and the decoder's output layer have none). Every one is monotonic, so its
+/// derivative is a function of its output, which the backward passes read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// No activation (the heads and output layers).
+    #[value(skip)]
+    Identity,
+    /// max(x, 0).
+    #[default]
+    Relu,
+    /// tanh(x) (the density literature's choice: Burda et al.).
+    Tanh,
+    /// x for x > 0, else exp(x) - 1 (PyTorch's nn.ELU, alpha 1).
+    Elu,
+    /// x for x > 0, else 0.01 x (PyTorch's nn.LeakyReLU).
+    #[value(name = "leaky_relu")]
+    LeakyRelu,
+}
+
+impl Activation {
+    /// The kernels' code for it (common.wgsl: ACT_*).
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::Tanh => 2,
+            Activation::Elu => 3,
+            Activation::LeakyRelu => 4,
+        }
+    }
+
+    /// The name the command line and the metadata use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Elu => "elu",
+            Activation::LeakyRelu => "leaky_relu",
+        }
+    }
+
+    /// Whether the layer has one.
+    pub fn is_some(self) -> bool {
+        self != Activation::Identity
+    }
+}
+
 /// The Gaussian decoder's log-variance is bounded: logvar = MID + HALF tanh(raw),
 /// so sigma stays within [exp(-2), exp(0.5)] = [0.135, 1.65] and cannot run away.
 pub const LOGVAR_MID: f32 = -1.5;
@@ -68,6 +118,8 @@ pub struct VaeConfig {
     /// Conv: channels of the two convolutions.
     pub conv_channels: [usize; 2],
     pub latent: usize,
+    /// The hidden layers' activation.
+    pub activation: Activation,
 }
 
 impl VaeConfig {
@@ -85,6 +137,7 @@ impl VaeConfig {
             decoder_hidden: None,
             conv_channels: [32, 64],
             latent,
+            activation: Activation::Relu,
         }
     }
 
@@ -154,6 +207,7 @@ impl VaeConfig {
         if let Some(d) = &self.decoder_hidden {
             meta.insert("decoder_hidden".to_string(), list(d));
         }
+        meta.insert("activation".to_string(), self.activation.name().to_string());
         meta
     }
 
@@ -187,6 +241,12 @@ impl VaeConfig {
             decoder_hidden: meta.get("decoder_hidden").map(|d| hidden_widths(d, "")).transpose()?,
             conv_channels: [cc[0], cc[1]],
             latent: num("latent")?,
+            // files written before the choice existed are ReLU models
+            activation: match meta.get("activation") {
+                Some(a) if a != "identity" => parse_enum(a, "activation")?,
+                Some(a) => bail!("the model file's metadata activation = {a:?} is not a hidden layer's activation"),
+                None => Activation::Relu,
+            },
         };
         c.check()?;
         Ok(c)

@@ -6,7 +6,7 @@
 //! straight into the texture its kernel reads. Padding stays zero: its
 //! gradient is zero, so Adam never moves it.
 
-use super::config::{Arch, Likelihood, VaeConfig};
+use super::config::{Activation, Arch, Likelihood, VaeConfig};
 
 /// The geometry of a 2-D convolution from (in_h, in_w, in_c) to (out_h, out_w, out_c)
 /// images, channels-last, k x k kernel.
@@ -104,7 +104,8 @@ pub struct Layer {
     /// The PyTorch-style name of its tensors (`NAME.weight`, `NAME.bias`).
     pub name: String,
     pub op: Op,
-    pub relu: bool,
+    /// The activation after the layer (`Activation::Identity` for none).
+    pub act: Activation,
     pub input: Shape,
     pub output: Shape,
     /// Rows of W including padding (a multiple of 4).
@@ -242,7 +243,7 @@ const ALIGN: usize = 64;
 impl Layout {
     pub fn new(c: &VaeConfig) -> Layout {
         let mut len = 0;
-        let mut layer = |name: &str, op: Op, relu: bool, input: Shape, output: Shape| {
+        let mut layer = |name: &str, op: Op, hidden: bool, input: Shape, output: Shape| {
             let (rows, cols) = match op {
                 Op::Dense => (output.cols(), input.cols()),
                 Op::Conv { kernel, .. } => (output.c, kernel * kernel * input.c.next_multiple_of(4)),
@@ -254,7 +255,8 @@ impl Layout {
             let b = w + rows * stride;
             let bias = if op == Op::Dense { output.cols() } else { output.c };
             len = b + bias.next_multiple_of(ALIGN);
-            Layer { name: name.to_string(), op, relu, input, output, rows, cols, stride, w, b }
+            let act = if hidden { c.activation } else { Activation::Identity };
+            Layer { name: name.to_string(), op, act, input, output, rows, cols, stride, w, b }
         };
         let (l, p) = (c.latent, c.planes());
         let k4 = |stride| Op::Conv { kernel: 4, stride, pad: 1 };

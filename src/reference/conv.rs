@@ -2,10 +2,11 @@
 // References take the kernels' arguments, in their order.
 #![allow(clippy::too_many_arguments)]
 
-use crate::model::ConvShape;
+use super::{act_grad, activate};
+use crate::model::{Activation, ConvShape};
 
-/// y (batch, out_h, out_w, out_c) = conv(x (batch, in_h, in_w, in_c), w (out_c, in_c, k, k)) + b, ReLU when `relu`
-pub fn conv2d_forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, s: &ConvShape, relu: bool) -> Vec<f32> {
+/// y (batch, out_h, out_w, out_c) = conv(x (batch, in_h, in_w, in_c), w (out_c, in_c, k, k)) + b, then `act`
+pub fn conv2d_forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, s: &ConvShape, act: Activation) -> Vec<f32> {
     let k = s.kernel;
     let mut y = vec![0f32; batch * s.out_h * s.out_w * s.out_c];
     for n in 0..batch {
@@ -24,7 +25,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, s: &ConvSha
                         }
                     }
                     let v = acc as f32;
-                    y[((n * s.out_h + oy) * s.out_w + ox) * s.out_c + o] = if relu { v.max(0.0) } else { v };
+                    y[((n * s.out_h + oy) * s.out_w + ox) * s.out_c + o] = activate(v, act);
                 }
             }
         }
@@ -32,9 +33,16 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, s: &ConvSha
     y
 }
 
-/// dx (batch, in_h, in_w, in_c) from dy (batch, out_h, out_w, out_c), times `[x > 0]` when `mask` (x) is given.
+/// dx (batch, in_h, in_w, in_c) from dy (batch, out_h, out_w, out_c), times act'(x) when
+/// `through` gives the input x and the activation that made it.
 /// With dy := a transposed convolution's input, it is that transposed convolution (without bias).
-pub fn conv2d_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, batch: usize, s: &ConvShape) -> Vec<f32> {
+pub fn conv2d_backward_input(
+    dy: &[f32],
+    w: &[f32],
+    through: Option<(&[f32], Activation)>,
+    batch: usize,
+    s: &ConvShape,
+) -> Vec<f32> {
     let k = s.kernel;
     let mut dx = vec![0f64; batch * s.in_h * s.in_w * s.in_c];
     for n in 0..batch {
@@ -56,7 +64,7 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, batch:
             }
         }
     }
-    dx.iter().enumerate().map(|(j, &v)| if mask.is_none_or(|m| m[j] > 0.0) { v as f32 } else { 0.0 }).collect()
+    dx.iter().enumerate().map(|(j, &v)| v as f32 * through.map_or(1.0, |(x, act)| act_grad(x[j], act))).collect()
 }
 
 /// dw (out_c, in_c, k, k) and db (out_c) of a convolution from dy (batch, out_h, out_w, out_c) and x.

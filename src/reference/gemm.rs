@@ -3,11 +3,12 @@
 // References take the kernels' arguments, in their order.
 #![allow(clippy::too_many_arguments)]
 
-use super::{adam_update, value_nll};
+use super::{act_grad, activate, adam_update, value_nll};
 use crate::kernels::Step;
+use crate::model::Activation;
 
 /// y (m, n) = act(x (m, k) . w (n, k)^T + b (n))
-pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usize, relu: bool) -> Vec<f32> {
+pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usize, act: Activation) -> Vec<f32> {
     let mut y = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -15,8 +16,7 @@ pub fn gemm_forward(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usiz
             for t in 0..k {
                 acc += x[i * k + t] as f64 * w[j * k + t] as f64;
             }
-            let v = acc as f32;
-            y[i * n + j] = if relu { v.max(0.0) } else { v };
+            y[i * n + j] = activate(acc as f32, act);
         }
     }
     y
@@ -33,13 +33,21 @@ pub fn gemm_forward_reparam(
     k: usize,
     step: &Step,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mulv = gemm_forward(x, w, b, m, 2 * latent, k, false);
+    let mulv = gemm_forward(x, w, b, m, 2 * latent, k, Activation::Identity);
     let z = super::reparam_forward(&mulv, m, latent, step);
     (mulv, z)
 }
 
-/// dx (m, k) = dy (m, n) . w (n, k), times `[x > 0]` when `mask` (the layer's input x) is given
-pub fn gemm_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
+/// dx (m, k) = dy (m, n) . w (n, k), times act'(x) when `through` gives the layer's input
+/// x and the activation that made it
+pub fn gemm_backward_input(
+    dy: &[f32],
+    w: &[f32],
+    through: Option<(&[f32], Activation)>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<f32> {
     let mut dx = vec![0f32; m * k];
     for i in 0..m {
         for t in 0..k {
@@ -47,8 +55,8 @@ pub fn gemm_backward_input(dy: &[f32], w: &[f32], mask: Option<&[f32]>, m: usize
             for j in 0..n {
                 acc += dy[i * n + j] as f64 * w[j * k + t] as f64;
             }
-            let keep = mask.is_none_or(|x| x[i * k + t] > 0.0);
-            dx[i * k + t] = if keep { acc as f32 } else { 0.0 };
+            let slope = through.map_or(1.0, |(x, act)| act_grad(x[i * k + t], act));
+            dx[i * k + t] = acc as f32 * slope;
         }
     }
     dx
@@ -87,7 +95,7 @@ pub fn gemm_forward_elbo(
     block: usize,
     step: &Step,
 ) -> (Vec<f32>, Vec<f32>) {
-    let logits = gemm_forward(h, w, b, m, n, k, false);
+    let logits = gemm_forward(h, w, b, m, n, k, Activation::Identity);
     let blocks = n.div_ceil(block);
     let mut d = vec![0f32; m * n];
     let mut partials = vec![0f32; blocks * m];

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::kernels::Step;
+use crate::model::Activation;
 
 /// Image activations (m, h * w * c) without channel padding -> the stored layout (m, shape.cols()).
 pub fn pad_channels(v: &[f32], m: usize, shape: crate::model::Shape) -> Vec<f32> {
@@ -34,43 +35,32 @@ pub fn layer_forward(model: &crate::model::Model, l: &crate::model::Layer, input
     match l.op {
         Op::Dense => {
             let (n, k) = l.gemm_nk();
-            gemm_forward(input, &model.weight(l), &model.bias(l), m, n, k, l.relu)
+            gemm_forward(input, &model.weight(l), &model.bias(l), m, n, k, l.act)
         }
         Op::Conv { .. } => {
             let s = l.conv_shape();
             let y =
-                conv2d_forward(&unpad_channels(input, l.input), &model.conv_weight(l), &model.bias(l), m, &s, l.relu);
+                conv2d_forward(&unpad_channels(input, l.input), &model.conv_weight(l), &model.bias(l), m, &s, l.act);
             pad_channels(&y, m, l.output)
         }
         Op::Deconv { .. } => {
             let s = l.conv_shape();
             let y = conv2d_backward_input(&unpad_channels(input, l.input), &model.conv_weight(l), None, m, &s);
             let b = model.bias(l);
-            let y: Vec<f32> = y
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let v = v + b[i % s.in_c];
-                    if l.relu {
-                        v.max(0.0)
-                    } else {
-                        v
-                    }
-                })
-                .collect();
+            let y: Vec<f32> = y.iter().enumerate().map(|(i, v)| activate(v + b[i % s.in_c], l.act)).collect();
             pad_channels(&y, m, l.output)
         }
     }
 }
 
 /// One layer's backward pass in stored layouts: writes dW and db into `grads` and
-/// returns d input, masked by `[input > 0]` when the input came out of a ReLU.
+/// returns d input, times act'(input) where the input came out of activation `input_act`.
 pub fn layer_backward(
     model: &crate::model::Model,
     l: &crate::model::Layer,
     input: &[f32],
     d_out: &[f32],
-    mask_input: bool,
+    input_act: Activation,
     m: usize,
     grads: &mut [f32],
 ) -> Vec<f32> {
@@ -84,7 +74,7 @@ pub fn layer_backward(
                 grads[l.w + r * l.stride..l.w + r * l.stride + k].copy_from_slice(&dw[r * k..(r + 1) * k]);
             }
             grads[l.b..l.b + n].copy_from_slice(&db);
-            gemm_backward_input(d_out, &model.weight(l), mask_input.then_some(input), m, n, k)
+            gemm_backward_input(d_out, &model.weight(l), Some((input, input_act)), m, n, k)
         }
         Op::Conv { .. } => {
             let s = l.conv_shape();
@@ -92,7 +82,7 @@ pub fn layer_backward(
             let (dw, db) = conv2d_backward_weight(&dy, &x, m, &s);
             w_offs.iter().zip(&dw).for_each(|(&o, &v)| grads[o] = v);
             b_offs.iter().zip(&db).for_each(|(&o, &v)| grads[o] = v);
-            let dx = conv2d_backward_input(&dy, &model.conv_weight(l), mask_input.then_some(&x[..]), m, &s);
+            let dx = conv2d_backward_input(&dy, &model.conv_weight(l), Some((&x[..], input_act)), m, &s);
             pad_channels(&dx, m, l.input)
         }
         Op::Deconv { .. } => {
@@ -104,9 +94,8 @@ pub fn layer_backward(
             for (c, &o) in b_offs.iter().enumerate() {
                 grads[o] = dy.iter().skip(c).step_by(s.in_c).map(|&v| v as f64).sum::<f64>() as f32;
             }
-            let dx = conv2d_forward(&dy, &model.conv_weight(l), &vec![0.0; s.out_c], m, &s, false);
-            let dx: Vec<f32> =
-                if mask_input { dx.iter().zip(&x).map(|(d, v)| if *v > 0.0 { *d } else { 0.0 }).collect() } else { dx };
+            let dx = conv2d_forward(&dy, &model.conv_weight(l), &vec![0.0; s.out_c], m, &s, Activation::Identity);
+            let dx: Vec<f32> = dx.iter().zip(&x).map(|(d, &v)| d * act_grad(v, input_act)).collect();
             pad_channels(&dx, m, l.input)
         }
     }
@@ -158,15 +147,15 @@ pub fn vae_loss_and_grads(
         objective = (sums[0] as f64 + step.beta as f64 * kl_used) * step.inv_rows as f64 + step.beta as f64 * floor;
     }
     for (i, l) in lay.decoder.iter().enumerate().rev() {
-        let masked = i > 0 && lay.decoder[i - 1].relu;
-        d = layer_backward(model, l, &dec_in[i], &d, masked, m, &mut grads);
+        let act = if i > 0 { lay.decoder[i - 1].act } else { Activation::Identity };
+        d = layer_backward(model, l, &dec_in[i], &d, act, m, &mut grads);
     }
     let dmulv = reparam_backward(&mulv, &d, &kl_mask, m, lat, step);
-    let masked = lay.encoder.last().is_some_and(|l| l.relu);
-    d = layer_backward(model, &lay.heads, &h, &dmulv, masked, m, &mut grads);
+    let act = lay.encoder.last().map_or(Activation::Identity, |l| l.act);
+    d = layer_backward(model, &lay.heads, &h, &dmulv, act, m, &mut grads);
     for (i, l) in lay.encoder.iter().enumerate().rev() {
-        let masked = i > 0 && lay.encoder[i - 1].relu;
-        d = layer_backward(model, l, &enc_in[i], &d, masked, m, &mut grads);
+        let act = if i > 0 { lay.encoder[i - 1].act } else { Activation::Identity };
+        d = layer_backward(model, l, &enc_in[i], &d, act, m, &mut grads);
     }
     (loss, grads, objective)
 }

@@ -6,7 +6,7 @@
 use super::Builder;
 use crate::gpu::Matrix;
 use crate::kernels::Dispatch;
-use crate::model::Layer;
+use crate::model::{Activation, Layer};
 use std::ops::Range;
 
 pub struct Chain<'a> {
@@ -18,7 +18,7 @@ pub struct Chain<'a> {
     /// Per layer, its output and the gradient of its pre-activation.
     pub outs: &'a [Matrix],
     pub grads: &'a [Matrix],
-    /// Where the gradient of the first layer's input goes (never through a ReLU): none
+    /// Where the gradient of the first layer's input goes (never through an activation): none
     /// when nothing upstream learns.
     pub d_input: Option<&'a Matrix>,
 }
@@ -33,12 +33,12 @@ impl<'a> Chain<'a> {
         }
     }
 
-    /// Where layer i's input gradient goes, and whether its input came out of a ReLU.
-    pub fn d_input_of(&self, i: usize) -> Option<(&'a Matrix, bool)> {
+    /// Where layer i's input gradient goes, and the activation its input came out of.
+    pub fn d_input_of(&self, i: usize) -> Option<(&'a Matrix, Activation)> {
         if i == 0 {
-            self.d_input.map(|d| (d, false))
+            self.d_input.map(|d| (d, Activation::Identity))
         } else {
-            Some((&self.grads[i - 1], self.layers[i - 1].relu))
+            Some((&self.grads[i - 1], self.layers[i - 1].act))
         }
     }
 
@@ -66,9 +66,9 @@ impl<'a> Chain<'a> {
     pub fn backward_input(&self, b: &mut Builder) -> Vec<Dispatch> {
         let mut list = Vec::new();
         for i in (0..self.layers.len()).rev() {
-            if let Some((dx, masked)) = self.d_input_of(i) {
+            if let Some((dx, act)) = self.d_input_of(i) {
                 let (x, w, dy) = (self.input_of(i), &self.weights[i], &self.grads[i]);
-                list.extend(b.backward_input(self.layers[i], x, w, dy, dx, masked));
+                list.extend(b.backward_input(self.layers[i], x, w, dy, dx, act));
             }
         }
         list

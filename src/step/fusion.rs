@@ -18,7 +18,7 @@ use super::Builder;
 use crate::gpu::{Gpu, Matrix};
 use crate::kernels::gemm::GemmPreference;
 use crate::kernels::{self, gemm_fused_slot, gemm_slot, Bind, Dispatch, Kernels, MomentStore, SubgroupKernels};
-use crate::model::{Layer, Layout, LossLayout, Op};
+use crate::model::{Activation, Layer, Layout, LossLayout, Op};
 use Bind::{Buffer as B, Texture as T};
 
 /// Which gemm_fused_subgroup.wgsl kernel draws z in the heads' GEMM.
@@ -122,7 +122,7 @@ impl Builder<'_> {
         use gemm_slot::*;
         let (n, k) = l.gemm_nk();
         let s = self.k.subgroup.as_ref().expect("Fusions takes the fused GEMMs only where the subgroup GEMMs run");
-        let u = self.uniform(&gemm_params(l, self.m, false));
+        let u = self.uniform(&gemm_params(l, self.m, Activation::Identity));
         let mut binds =
             vec![(P, B(&u)), (LHS, T(&x.view)), (RHS, T(&w.view)), (OUT, T(&y.view)), (PARAMS, B(self.params))];
         binds.extend_from_slice(extra);

@@ -2,23 +2,24 @@
 //! gemm_subgroup.wgsl, the variant `Builder::choice` names), convolutions and
 //! transposed convolutions run conv.wgsl's passes (a transposed convolution's
 //! passes are its convolution's in the other order). Bias and ReLU are fused in the
-//! forward epilogue, the ReLU mask in the backward-input one.
+//! forward epilogue, the activation's derivative in the backward-input one.
 
 use super::Builder;
 use crate::gpu::Matrix;
 use crate::kernels::gemm::{self, Pass};
 use crate::kernels::{self, conv_slot, gemm_adam_slot, gemm_slot, Bind, Dispatch};
-use crate::model::{ConvShape, Layer, Op};
+use crate::model::{Activation, ConvShape, Layer, Op};
 use Bind::{Buffer as B, Texture as T};
 
-/// The `Gemm` uniform of dense layer `l` at m rows, with its ReLU epilogue when `relu`.
-pub(crate) fn gemm_params(l: &Layer, m: usize, relu: bool) -> kernels::Gemm {
+/// The `Gemm` uniform of dense layer `l` at m rows, with activation `act` in its epilogue
+/// (forward: applied; backward-input: its derivative taken).
+pub(crate) fn gemm_params(l: &Layer, m: usize, act: Activation) -> kernels::Gemm {
     let (n, k) = l.gemm_nk();
     kernels::Gemm {
         m: m as u32,
         n: n as u32,
         k: k as u32,
-        act: relu as u32,
+        act: act.code(),
         bias: l.b as u32,
         grad_w: l.w as u32,
         stride: l.stride as u32,
@@ -26,8 +27,9 @@ pub(crate) fn gemm_params(l: &Layer, m: usize, relu: bool) -> kernels::Gemm {
     }
 }
 
-fn conv_params(l: &Layer, m: usize, epilogue: u32, bias_of: u32) -> kernels::Conv {
+fn conv_params(l: &Layer, m: usize, epilogue: u32, act: Activation, bias_of: u32) -> kernels::Conv {
     kernels::Conv {
+        act: act.code(),
         bias: l.b as u32,
         grad_w: l.w as u32,
         w_stride: l.stride as u32,
@@ -72,7 +74,7 @@ impl Builder<'_> {
             .collect()
     }
 
-    /// y = act(layer(x)), bias and ReLU fused (one dispatch, or more where the variant
+    /// y = act(layer(x)), bias and activation fused (one dispatch, or more where the variant
     /// splits the pass: `kernels::ConvVariant::SplitC1`).
     pub fn forward(&mut self, l: &Layer, x: &Matrix, w: &Matrix, y: &Matrix) -> Vec<Dispatch> {
         use gemm_slot::*;
@@ -81,7 +83,7 @@ impl Builder<'_> {
         let (m, params) = (self.m, self.params);
         match l.op {
             Op::Dense => {
-                let u = self.uniform(&gemm_params(l, m, l.relu));
+                let u = self.uniform(&gemm_params(l, m, l.act));
                 let binds = [(P, B(&u)), (LHS, T(&x.view)), (RHS, T(&w.view)), (OUT, T(&y.view)), (PARAMS, B(params))];
                 vec![self.gemm(Pass::Forward, l, &binds)]
             }
@@ -89,8 +91,8 @@ impl Builder<'_> {
                 use conv_slot::*;
                 // a transposed convolution runs the backward-input pass of its convolution
                 let entry = if matches!(l.op, Op::Conv { .. }) { "conv2d_forward" } else { "conv2d_backward_input" };
-                let epi = if l.relu { kernels::EPILOGUE_BIAS_RELU } else { kernels::EPILOGUE_BIAS };
-                let u = self.uniform(&conv_params(l, m, epi, 0));
+                let epi = if l.act.is_some() { kernels::EPILOGUE_BIAS_ACT } else { kernels::EPILOGUE_BIAS };
+                let u = self.uniform(&conv_params(l, m, epi, l.act, 0));
                 let binds = [
                     (P, B(&u)),
                     (LHS, T(&x.view)),
@@ -105,7 +107,8 @@ impl Builder<'_> {
     }
 
     /// A layer's backward passes from dy (the gradient of its pre-activation): its input
-    /// gradient into `dx.0` where `dx` is given (masked by its input's ReLU when `dx.1`),
+    /// gradient into `dx.0` where `dx` is given (through the activation `dx.1` that made its
+    /// input),
     /// then dW and db. Backward-input comes first: with Adam fused, backward-weight
     /// updates the weights it reads. (Both passes of a dense layer in one dispatch, their
     /// grids side by side, was slower on lavapipe: docs/PERFORMANCE.md.)
@@ -115,11 +118,11 @@ impl Builder<'_> {
         x: &Matrix,
         w: &Matrix,
         dy: &Matrix,
-        dx: Option<(&Matrix, bool)>,
+        dx: Option<(&Matrix, Activation)>,
     ) -> Vec<Dispatch> {
         let mut list = Vec::new();
-        if let Some((dx, masked)) = dx {
-            list.extend(self.backward_input(l, x, w, dy, dx, masked));
+        if let Some((dx, act)) = dx {
+            list.extend(self.backward_input(l, x, w, dy, dx, act));
         }
         list.extend(self.backward_weight(l, x, w, dy));
         list
@@ -133,7 +136,7 @@ impl Builder<'_> {
         match l.op {
             Op::Dense => {
                 use gemm_slot::{GRADS, LHS, P, RHS};
-                let u = self.uniform(&gemm_params(l, m, false));
+                let u = self.uniform(&gemm_params(l, m, Activation::Identity));
                 if let Some(f) = self.fused_adam {
                     use gemm_adam_slot::*;
                     let binds = [
@@ -161,14 +164,14 @@ impl Builder<'_> {
                 use conv_slot::*;
                 // a transposed convolution is the convolution from its output to its input
                 let (lhs, rhs, bias_of) = if matches!(l.op, Op::Conv { .. }) { (dy, x, 0) } else { (x, dy, 1) };
-                let u = self.uniform(&conv_params(l, m, 0, bias_of));
+                let u = self.uniform(&conv_params(l, m, kernels::EPILOGUE_NONE, Activation::Identity, bias_of));
                 let binds = [(P, B(&u)), (LHS, T(&lhs.view)), (RHS, T(&rhs.view)), (GRADS, B(self.grads()))];
                 self.conv(l, "conv2d_backward_weight", &binds)
             }
         }
     }
 
-    /// d input of a layer, masked by `[x > 0]` when its input came out of a ReLU.
+    /// d input of a layer, times act'(x) where its input x came out of activation `act`.
     pub fn backward_input(
         &mut self,
         l: &Layer,
@@ -176,21 +179,21 @@ impl Builder<'_> {
         w: &Matrix,
         dy: &Matrix,
         dx: &Matrix,
-        masked: bool,
+        act: Activation,
     ) -> Vec<Dispatch> {
         use gemm_slot::*;
         let (m, params) = (self.m, self.params);
         match l.op {
             Op::Dense => {
-                let u = self.uniform(&gemm_params(l, m, masked));
+                let u = self.uniform(&gemm_params(l, m, act));
                 let binds = [(P, B(&u)), (LHS, T(&dy.view)), (RHS, T(&w.view)), (MASK, T(&x.view)), (OUT, T(&dx.view))];
                 vec![self.gemm(Pass::BackwardInput, l, &binds)]
             }
             Op::Conv { .. } | Op::Deconv { .. } => {
                 // and a transposed convolution's input gradient is its convolution's forward pass
                 let entry = if matches!(l.op, Op::Conv { .. }) { "conv2d_backward_input" } else { "conv2d_forward" };
-                let epi = if masked { kernels::EPILOGUE_RELU_MASK } else { kernels::EPILOGUE_NONE };
-                let u = self.uniform(&conv_params(l, m, epi, 0));
+                let epi = if act.is_some() { kernels::EPILOGUE_ACT_GRAD } else { kernels::EPILOGUE_NONE };
+                let u = self.uniform(&conv_params(l, m, epi, act, 0));
                 let binds = [
                     (P, B(&u)),
                     (LHS, T(&dy.view)),

@@ -3,7 +3,7 @@
 
 use crate::data::{crop_to_multiple, faces_dir, load_faces, load_image_folder, load_mnist, mnist_dir, Dataset};
 use crate::gpu::AdapterChoice;
-use crate::model::{Arch, Layout, Likelihood, ModelKind, Op, VaeConfig};
+use crate::model::{Activation, Arch, Layout, Likelihood, ModelKind, Op, VaeConfig};
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -111,6 +111,10 @@ pub struct TrainOptions {
     /// Dimension of the latent code z.
     #[arg(long, default_value_t = 20)]
     pub latent_dim: usize,
+    /// The hidden layers' activation (dense and convolutional; the heads and the output
+    /// layer have none).
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: Activation,
     /// Adam learning rate; with --resume, a new rate from the resumed epoch on.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,

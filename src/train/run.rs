@@ -176,6 +176,7 @@ fn model_config(opts: &TrainOptions, data: &crate::data::Dataset) -> Result<VaeC
         decoder_hidden: opts.decoder_hidden.as_ref().map(|w| w.0.clone()),
         conv_channels: conv_channels(&opts.conv_channels)?,
         latent: opts.latent_dim,
+        activation: opts.activation,
     };
     config.check()?;
     Ok(config)

@@ -3,9 +3,13 @@
 #![allow(dead_code)]
 
 use elbo::gpu::{AdapterChoice, Gpu};
-use elbo::model::VaeConfig;
+use elbo::model::{Activation, VaeConfig};
 use elbo::train::Hyper;
 use std::sync::OnceLock;
+
+/// Every activation a layer can have, none included.
+pub const ACTIVATIONS: [Activation; 5] =
+    [Activation::Identity, Activation::Relu, Activation::Tanh, Activation::Elu, Activation::LeakyRelu];
 
 /// The adapter every GPU test runs on. No adapter is a failure, not a skip:
 /// CI installs lavapipe, so a missing adapter means a broken setup.
@@ -168,6 +172,23 @@ pub fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
             hyper.clone(),
         ),
         ("mlp 3 samples, free bits", base.clone(), Hyper { samples: 3, free_bits: 0.05, ..hyper.clone() }),
+        // the other activations in the dense and the convolutional epilogues
+        (
+            "mlp tanh, 2 hidden layers",
+            VaeConfig { hidden: vec![11, 7], activation: Activation::Tanh, ..base.clone() },
+            hyper.clone(),
+        ),
+        ("mlp elu", VaeConfig { activation: Activation::Elu, ..base.clone() }, hyper.clone()),
+        (
+            "conv leaky relu, hidden",
+            VaeConfig { hidden: vec![6], activation: Activation::LeakyRelu, ..conv.clone() },
+            hyper.clone(),
+        ),
+        (
+            "conv tanh gaussian",
+            VaeConfig { likelihood: Likelihood::Gaussian, activation: Activation::Tanh, ..conv.clone() },
+            hyper.clone(),
+        ),
         ("conv bernoulli", conv.clone(), hyper.clone()),
         (
             "conv gaussian rgb, hidden",
