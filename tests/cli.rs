@@ -390,3 +390,20 @@ fn hidden_widths_are_checked_naming_the_flag() {
         assert!(err.contains("--hidden") && err.contains(bad) && err.contains("none"), "--hidden {value}: {err}");
     }
 }
+
+#[test]
+fn conv_channels_are_checked_naming_the_flag_and_what_fits() {
+    // MNIST's 28x28 halves twice to 7x7: a third layer cannot take it, whatever the crop
+    let dir = Scratch::new("bad-channels");
+    for (value, wanted) in [("0", "--channels"), ("32,0", "--channels"), ("8,8,8,8,8", "at least 32x32")] {
+        let out = elbo()
+            .args(["train", "--model", "conv", "--channels", value, "--epochs", "1", "--out"])
+            .arg(dir.join("run"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--channels {value} was accepted");
+        assert!(err.contains(wanted), "--channels {value}: {err}");
+        assert!(!dir.join("run").exists(), "--channels {value}: the run folder was made before the error");
+    }
+}

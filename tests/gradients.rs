@@ -235,7 +235,7 @@ fn bce_from_logits_is_the_bernoulli_log_likelihood() {
 fn whole_model_gradient_matches_finite_differences() {
     let mlp = VaeConfig::mlp(3, 4, 6, 2);
     let conv =
-        VaeConfig { arch: Arch::Conv, width: 4, height: 4, conv_channels: [3, 2], hidden: vec![], ..mlp.clone() };
+        VaeConfig { arch: Arch::Conv, width: 4, height: 4, conv_channels: vec![3, 2], hidden: vec![], ..mlp.clone() };
     let cases = [
         ("mlp bernoulli", mlp.clone(), 0.0),
         ("mlp gaussian", VaeConfig { likelihood: Likelihood::Gaussian, ..mlp.clone() }, 0.0),
@@ -258,7 +258,19 @@ fn whole_model_gradient_matches_finite_differences() {
         ("mlp elu", VaeConfig { activation: Activation::Elu, ..mlp.clone() }, 0.0),
         ("mlp leaky relu", VaeConfig { activation: Activation::LeakyRelu, ..mlp.clone() }, 0.0),
         ("conv tanh with hidden", VaeConfig { hidden: vec![5], activation: Activation::Tanh, ..conv.clone() }, 0.0),
-        ("conv elu", VaeConfig { activation: Activation::Elu, ..conv }, 0.0),
+        ("conv elu", VaeConfig { activation: Activation::Elu, ..conv.clone() }, 0.0),
+        (
+            "conv 3 layers rgb gaussian",
+            VaeConfig {
+                likelihood: Likelihood::Gaussian,
+                channels: 3,
+                width: 8,
+                height: 8,
+                conv_channels: vec![3, 5, 2],
+                ..conv
+            },
+            0.0,
+        ),
     ];
     for (name, config, free_bits) in cases {
         let model = Model::init(&config, 5);

@@ -285,7 +285,7 @@ fn fine_tuning_a_convolutional_encoder_runs() {
     let dir = Scratch::new("finetune-conv");
     let config = elbo::VaeConfig {
         arch: elbo::model::Arch::Conv,
-        conv_channels: [4, 8],
+        conv_channels: vec![4, 8],
         hidden: vec![],
         ..elbo::VaeConfig::mlp(28, 28, 0, 4)
     };

@@ -610,7 +610,7 @@ fn loss_cases() -> Vec<(VaeConfig, usize, u32)> {
             cfg.arch = arch;
             cfg.channels = c;
             cfg.likelihood = likelihood;
-            cfg.conv_channels = [4, 8];
+            cfg.conv_channels = vec![4, 8];
             cases.push((cfg, m, live));
         }
     }

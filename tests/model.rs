@@ -67,7 +67,7 @@ fn dense_stacks_are_named_and_read_back() {
     let mut meta = one.to_metadata();
     meta.insert("hidden".into(), "400".into());
     assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, vec![400]);
-    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..one };
+    let conv = VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: vec![4, 8], hidden: vec![], ..one };
     let mut meta = conv.to_metadata();
     meta.insert("hidden".into(), "0".into());
     assert_eq!(VaeConfig::from_metadata(&meta).unwrap().hidden, Vec::<usize>::new());
@@ -99,4 +99,54 @@ fn the_activation_is_recorded_and_read_back() {
     meta.insert("activation".into(), "swish".into());
     let err = VaeConfig::from_metadata(&meta).unwrap_err().to_string();
     assert!(err.contains("activation") && err.contains("swish"), "{err}");
+}
+
+#[test]
+fn conv_stacks_are_named_and_read_back() {
+    // 64x64 RGB with four stride-2 layers ends at 4x4: enc.conv1..4 and dec.deconv1..4
+    let c = VaeConfig {
+        arch: Arch::Conv,
+        width: 64,
+        height: 64,
+        channels: 3,
+        conv_channels: vec![32, 64, 128, 256],
+        hidden: vec![],
+        latent: 128,
+        likelihood: Likelihood::Gaussian,
+        ..VaeConfig::mlp(64, 64, 0, 128)
+    };
+    c.check().unwrap();
+    let model = Model::init(&c, 1);
+    let shapes: std::collections::HashMap<String, Vec<usize>> =
+        model.layout.tensors(&c).into_iter().map(|t| (t.name, t.shape)).collect();
+    let want: [(&str, &[usize]); 8] = [
+        ("enc.conv1.weight", &[32, 3, 4, 4]),
+        ("enc.conv4.weight", &[256, 128, 4, 4]),
+        ("fc_mu.weight", &[128, 256 * 4 * 4]),
+        ("dec.fc.weight", &[256 * 4 * 4, 128]),
+        ("dec.deconv1.weight", &[256, 128, 4, 4]),
+        ("dec.deconv3.weight", &[64, 32, 4, 4]),
+        // the last transposed convolution writes the means and log-variances of 3 channels
+        ("dec.deconv4.weight", &[32, 6, 4, 4]),
+        ("dec.deconv4.bias", &[6]),
+    ];
+    for (name, shape) in want {
+        assert_eq!(shapes.get(name).map(Vec::as_slice), Some(shape), "{name} in {:?}", shapes.keys());
+    }
+    assert_eq!(shapes.len(), 4 * 2 + 4 + 2 + 4 * 2, "{:?}", shapes.keys());
+    let back = Model::from_safetensors(&model.to_safetensors(&Default::default()).unwrap()).unwrap();
+    assert_eq!(back.config, c);
+    assert!(back.params == model.params, "the conv stack's parameters changed in a round trip");
+    // the last layer has no activation, every other one the model's
+    let layout = Layout::new(&c);
+    let no_act: Vec<&str> = layout.layers().iter().filter(|l| !l.act.is_some()).map(|l| l.name.as_str()).collect();
+    assert_eq!(no_act, vec!["heads", "dec.deconv4"]);
+    // a depth the image cannot take, and an empty or zero list, are errors naming the flag
+    for (channels, size, wanted) in
+        [(vec![8; 5], 16, "at most 4"), (vec![], 16, "--channels"), (vec![8, 0], 16, "--channels")]
+    {
+        let bad = VaeConfig { conv_channels: channels.clone(), width: size, height: size, ..c.clone() };
+        let err = bad.check().unwrap_err().to_string();
+        assert!(err.contains(wanted), "{channels:?} at {size}x{size}: {err}");
+    }
 }

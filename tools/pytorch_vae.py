@@ -14,8 +14,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu}
+
+
 class VAE(nn.Module):
-    def __init__(self, pixels=784, hidden=400, latent=20, decoder_hidden=None):
+    def __init__(self, pixels=784, hidden=400, latent=20, decoder_hidden=None, act="relu"):
         super().__init__()
         back = decoder_hidden or hidden
         self.fc1 = nn.Linear(pixels, hidden)
@@ -23,12 +26,13 @@ class VAE(nn.Module):
         self.fc_logvar = nn.Linear(hidden, latent)
         self.fc3 = nn.Linear(latent, back)
         self.fc4 = nn.Linear(back, pixels)
+        self.act = ACTIVATIONS[act]
 
     def forward(self, x, sample=True):
-        h = F.relu(self.fc1(x))
+        h = self.act(self.fc1(x))
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        return self.fc4(F.relu(self.fc3(z))), mu, logvar
+        return self.fc4(self.act(self.fc3(z))), mu, logvar
 
 
 class StackVAE(nn.Module):
@@ -37,7 +41,7 @@ class StackVAE(nn.Module):
     the last decoder layer the output (and decoder.N_logvar beside it for a Gaussian
     decoder, whose output is [means | raw log-variances])."""
 
-    def __init__(self, pixels, hidden, latent, gaussian=False, decoder=None):
+    def __init__(self, pixels, hidden, latent, gaussian=False, decoder=None, act="relu"):
         super().__init__()
         widths = [pixels] + list(hidden)
         self.encoder = nn.ModuleDict({str(i): nn.Linear(a, b) for i, (a, b) in enumerate(zip(widths, widths[1:]))})
@@ -50,15 +54,16 @@ class StackVAE(nn.Module):
             layers[f"{len(decoder)}_logvar"] = nn.Linear(back[-2], pixels)
         self.decoder = nn.ModuleDict(layers)
         self.n_enc, self.n, self.gaussian = len(hidden), len(decoder), gaussian
+        self.act = ACTIVATIONS[act]
 
     def forward(self, x, sample=True):
         h = x
         for i in range(self.n_enc):
-            h = F.relu(self.encoder[str(i)](h))
+            h = self.act(self.encoder[str(i)](h))
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)
         d = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
         for i in range(self.n):
-            d = F.relu(self.decoder[str(i)](d))
+            d = self.act(self.decoder[str(i)](d))
         out = self.decoder[str(self.n)](d)
         if self.gaussian:
             out = torch.cat([out, self.decoder[f"{self.n}_logvar"](d)], 1)
@@ -66,19 +71,21 @@ class StackVAE(nn.Module):
 
 
 class ConvVAE(nn.Module):
-    """elbo's --model conv: two 4x4 stride-2 convolutions, the latent heads on their
-    flattened output (through dense layers where `hidden` lists them: enc.fc alone,
-    enc.fc0.. in a stack), mirrored by dense layers (dec.fc0..), a dense layer to the
-    convolutions' shape and two 4x4 stride-2 transposed convolutions."""
+    """elbo's --model conv: 4x4 stride-2 convolutions enc.conv1..N (one per entry of
+    `channels`), the latent heads on their flattened output (through dense layers where
+    `hidden` lists them: enc.fc alone, enc.fc0.. in a stack), mirrored by dense layers
+    (dec.fc0..), a dense layer dec.fc to the deepest convolution's shape and 4x4 stride-2
+    transposed convolutions dec.deconv1..N back to the image's planes."""
 
-    def __init__(self, h=28, w=28, c=1, c1=32, c2=64, hidden=(), latent=16, planes=1, decoder=None):
+    def __init__(self, h=28, w=28, c=1, channels=(32, 64), hidden=(), latent=16, planes=1, decoder=None,
+                 act="relu"):
         super().__init__()
-        self.shape = (c2, h // 4, w // 4)
-        feat = c2 * (h // 4) * (w // 4)
-        hidden = list(hidden)
+        channels, hidden, n = list(channels), list(hidden), len(channels)
+        self.shape = (channels[-1], h >> n, w >> n)
+        feat = channels[-1] * (h >> n) * (w >> n)
         self.enc = nn.Module()
-        self.enc.conv1 = nn.Conv2d(c, c1, 4, 2, 1)
-        self.enc.conv2 = nn.Conv2d(c1, c2, 4, 2, 1)
+        for i, (a, b) in enumerate(zip([c] + channels, channels)):
+            setattr(self.enc, f"conv{i + 1}", nn.Conv2d(a, b, 4, 2, 1))
         widths = [feat] + hidden
         self.enc_fc = [f"fc{i}" if len(hidden) > 1 else "fc" for i in range(len(hidden))]
         for name, a, b in zip(self.enc_fc, widths, widths[1:]):
@@ -89,22 +96,30 @@ class ConvVAE(nn.Module):
         back = [latent] + (list(reversed(hidden)) if decoder is None else list(decoder))
         for i, (a, b) in enumerate(zip(back, back[1:])):
             setattr(self.dec, f"fc{i}", nn.Linear(a, b))
-        self.n = len(back) - 1
+        self.n_fc = len(back) - 1
         self.dec.fc = nn.Linear(back[-1], feat)
-        self.dec.deconv1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
-        self.dec.deconv2 = nn.ConvTranspose2d(c1, planes * c, 4, 2, 1)
-        self.c = c
+        up = list(reversed(channels)) + [planes * c]
+        for j, (a, b) in enumerate(zip(up, up[1:])):
+            setattr(self.dec, f"deconv{j + 1}", nn.ConvTranspose2d(a, b, 4, 2, 1))
+        self.n_conv, self.c, self.act = n, c, ACTIVATIONS[act]
 
     def forward(self, x, sample=True):
-        h = F.relu(self.enc.conv2(F.relu(self.enc.conv1(x)))).flatten(1)
+        h = x
+        for i in range(self.n_conv):
+            h = self.act(getattr(self.enc, f"conv{i + 1}")(h))
+        h = h.flatten(1)
         for name in self.enc_fc:
-            h = F.relu(getattr(self.enc, name)(h))
+            h = self.act(getattr(self.enc, name)(h))
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        for i in range(self.n):
-            z = F.relu(getattr(self.dec, f"fc{i}")(z))
-        d = F.relu(self.dec.fc(z)).view(-1, *self.shape)
-        return self.dec.deconv2(F.relu(self.dec.deconv1(d))), mu, logvar
+        for i in range(self.n_fc):
+            z = self.act(getattr(self.dec, f"fc{i}")(z))
+        d = self.act(self.dec.fc(z)).view(-1, *self.shape)
+        for j in range(self.n_conv):
+            d = getattr(self.dec, f"deconv{j + 1}")(d)
+            if j + 1 < self.n_conv:
+                d = self.act(d)
+        return d, mu, logvar
 
 
 def loss_sums(out, x, mu, logvar, gaussian=False, channels=1):
@@ -161,26 +176,25 @@ def main():
         # hidden widths, comma-separated; a lone 0 (older convolutional models) is none
         hidden = [int(v) for v in meta["hidden"].split(",") if v and v != "0"]
         decoder = [int(v) for v in meta["decoder_hidden"].split(",") if v] if "decoder_hidden" in meta else None
+        act = meta.get("activation", "relu")
         if meta["arch"] == "conv":
-            c1, c2 = (int(v) for v in meta["conv_channels"].split(","))
-            model = ConvVAE(h, w, c, c1, c2, hidden, int(meta["latent"]), 2 if gaussian else 1, decoder)
-            x = mnist(a.data, "t10k").view(-1, 1, 28, 28)
+            channels = [int(v) for v in meta["conv_channels"].split(",")]
+            model = ConvVAE(h, w, c, channels, hidden, int(meta["latent"]), 2 if gaussian else 1, decoder, act)
         elif len(hidden) != 1 or (decoder is not None and len(decoder) != 1):
-            model = StackVAE(w * h * c, hidden, int(meta["latent"]), gaussian, decoder)
-            x = mnist(a.data, "t10k")
+            model = StackVAE(w * h * c, hidden, int(meta["latent"]), gaussian, decoder, act)
         else:
             back = decoder[0] if decoder else hidden[0]
-            model = VAE(w * h * c, hidden[0], int(meta["latent"]), back)
+            model = VAE(w * h * c, hidden[0], int(meta["latent"]), back, act)
             if gaussian:
                 model.fc4_logvar = nn.Linear(back, w * h * c)
                 def forward(x, sample=True, model=model):
-                    hh = F.relu(model.fc1(x))
+                    hh = model.act(model.fc1(x))
                     mu, lv = model.fc_mu(hh), model.fc_logvar(hh)
                     z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu) if sample else mu
-                    d = F.relu(model.fc3(z))
+                    d = model.act(model.fc3(z))
                     return torch.cat([model.fc4(d), model.fc4_logvar(d)], 1), mu, lv
                 model.forward = forward
-            x = mnist(a.data, "t10k")
+        x = test_images(a, h, w, c, meta["arch"] == "conv")
         model.load_state_dict(load_file(a.model))
         loss, recon, kl = evaluate(model, x, True, gaussian, c)
         mean_loss, mean_recon, _ = evaluate(model, x, False, gaussian, c)

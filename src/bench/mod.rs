@@ -47,7 +47,7 @@ pub fn bench_config(arch: Arch, train: &Dataset) -> VaeConfig {
             arch: Arch::Conv,
             hidden: Vec::new(),
             decoder_hidden: None,
-            conv_channels: [32, 64],
+            conv_channels: vec![32, 64],
             ..VaeConfig::mlp(train.width, train.height, 0, 16)
         },
     }

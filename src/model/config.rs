@@ -115,8 +115,9 @@ pub struct VaeConfig {
     /// The decoder's dense hidden layers, first to last, where they do not mirror the
     /// encoder's (`--decoder-hidden`).
     pub decoder_hidden: Option<Vec<usize>>,
-    /// Conv: channels of the two convolutions.
-    pub conv_channels: [usize; 2],
+    /// Conv: channels of the stride-2 convolutions, first to last (one entry per layer;
+    /// transposed convolutions mirror them).
+    pub conv_channels: Vec<usize>,
     pub latent: usize,
     /// The hidden layers' activation.
     pub activation: Activation,
@@ -135,7 +136,7 @@ impl VaeConfig {
             channels: 1,
             hidden: if hidden == 0 { Vec::new() } else { vec![hidden] },
             decoder_hidden: None,
-            conv_channels: [32, 64],
+            conv_channels: vec![32, 64],
             latent,
             activation: Activation::Relu,
         }
@@ -151,6 +152,14 @@ impl VaeConfig {
         match self.likelihood {
             Likelihood::Bernoulli => 1,
             Likelihood::Gaussian => 2,
+        }
+    }
+
+    /// Conv: how many times the convolutions halve the image, 2^depth (1 for the MLP).
+    pub fn conv_stride(&self) -> usize {
+        match self.arch {
+            Arch::Mlp => 1,
+            Arch::Conv => 1 << self.conv_channels.len(),
         }
     }
 
@@ -175,15 +184,33 @@ impl VaeConfig {
         if self.decoder_hidden.as_ref().is_some_and(|d| d.contains(&0)) {
             bail!("--decoder-hidden widths must be at least 1; give none for no hidden layer");
         }
-        match self.arch {
-            Arch::Conv if !self.width.is_multiple_of(4) || !self.height.is_multiple_of(4) => bail!(
-                "the convolutional model needs a width and height divisible by 4 (two stride-2 layers), got {}x{}; the data loader crops images to fit",
+        if self.arch != Arch::Conv {
+            return Ok(());
+        }
+        let depth = self.conv_channels.len();
+        if depth == 0 || self.conv_channels.contains(&0) {
+            bail!(
+                "--channels needs one positive channel count per convolution, e.g. 32,64 (got {:?})",
+                list(&self.conv_channels)
+            );
+        }
+        let side = 1usize.checked_shl(depth as u32).filter(|s| *s <= self.width.min(self.height));
+        let Some(side) = side else {
+            let most = (usize::BITS - 1 - self.width.min(self.height).leading_zeros()) as usize;
+            bail!(
+                "--channels lists {depth} convolutions, but {}x{} images halve at most {most} times; give at most {most} channel counts (or larger images: --image-size)",
                 self.width,
                 self.height
-            ),
-            Arch::Conv if self.conv_channels.contains(&0) => bail!("--channels must be positive"),
-            _ => Ok(()),
+            );
+        };
+        if !self.width.is_multiple_of(side) || !self.height.is_multiple_of(side) {
+            bail!(
+                "the convolutional model with {depth} stride-2 layers needs a width and height divisible by {side}, got {}x{}; the data loader crops images to fit",
+                self.width,
+                self.height
+            );
         }
+        Ok(())
     }
 
     /// The decoder's hidden widths, first to last: `decoder_hidden`, or the encoder's mirrored.
@@ -201,7 +228,7 @@ impl VaeConfig {
             ("height".to_string(), self.height.to_string()),
             ("channels".to_string(), self.channels.to_string()),
             ("hidden".to_string(), list(&self.hidden)),
-            ("conv_channels".to_string(), format!("{},{}", self.conv_channels[0], self.conv_channels[1])),
+            ("conv_channels".to_string(), list(&self.conv_channels)),
             ("latent".to_string(), self.latent.to_string()),
         ]);
         if let Some(d) = &self.decoder_hidden {
@@ -223,13 +250,10 @@ impl VaeConfig {
         if meta.get("format").map(String::as_str) != Some("elbo") {
             bail!("the safetensors file was not written by elbo (no format = elbo in its metadata)");
         }
-        let cc: Vec<usize> = get("conv_channels")?
+        let conv_channels: Vec<usize> = get("conv_channels")?
             .split(',')
-            .map(|v| v.parse().context("conv_channels in the metadata is not two numbers"))
+            .map(|v| v.trim().parse().context("conv_channels in the metadata is not a list of numbers"))
             .collect::<Result<_>>()?;
-        if cc.len() != 2 {
-            bail!("conv_channels in the metadata is not two numbers");
-        }
         let c = VaeConfig {
             arch: parse_enum(get("arch")?, "arch")?,
             kind: parse_enum(get("kind")?, "kind")?,
@@ -239,7 +263,7 @@ impl VaeConfig {
             channels: num("channels")?,
             hidden: hidden_widths(get("hidden")?, get("arch")?)?,
             decoder_hidden: meta.get("decoder_hidden").map(|d| hidden_widths(d, "")).transpose()?,
-            conv_channels: [cc[0], cc[1]],
+            conv_channels,
             latent: num("latent")?,
             // files written before the choice existed are ReLU models
             activation: match meta.get("activation") {

@@ -286,16 +286,27 @@ impl Layout {
                 (enc, heads, dec)
             }
             Arch::Conv => {
-                let [c1, c2] = c.conv_channels;
-                let (hh, ww) = (c.height, c.width);
+                // enc.conv1..N halve the image, dec.deconv1..N double it back (the
+                // last one to the decoder's output planes)
                 let x = c.input_shape();
-                let s1 = Shape { h: hh / 2, w: ww / 2, c: c1 };
-                let s2 = Shape { h: hh / 4, w: ww / 4, c: c2 };
-                let mut enc = vec![layer("enc.conv1", k4(2), true, x, s1), layer("enc.conv2", k4(2), true, s1, s2)];
+                let n_conv = c.conv_channels.len();
+                let shapes: Vec<Shape> = std::iter::once(x)
+                    .chain(c.conv_channels.iter().enumerate().map(|(i, &ch)| Shape {
+                        h: c.height >> (i + 1),
+                        w: c.width >> (i + 1),
+                        c: ch,
+                    }))
+                    .collect();
+                let mut enc = Vec::new();
+                for i in 0..n_conv {
+                    enc.push(layer(&format!("enc.conv{}", i + 1), k4(2), true, shapes[i], shapes[i + 1]));
+                }
                 // dense layers between the convolutions and the heads: enc.fc alone, or
-                // enc.fc0.. in a stack; the decoder's mirror dec.fc0.., then dec.fc to s2
+                // enc.fc0.. in a stack; the decoder's mirror dec.fc0.., then dec.fc to the
+                // deepest convolution's shape
+                let deepest = shapes[n_conv];
                 let n = c.hidden.len();
-                let mut features = s2;
+                let mut features = deepest;
                 for (i, &h) in c.hidden.iter().enumerate() {
                     let name = if n == 1 { "enc.fc".to_string() } else { format!("enc.fc{i}") };
                     enc.push(layer(&name, Op::Dense, true, features, Shape::flat(h)));
@@ -308,9 +319,12 @@ impl Layout {
                     dec.push(layer(&format!("dec.fc{i}"), Op::Dense, true, from, Shape::flat(h)));
                     from = Shape::flat(h);
                 }
-                dec.push(layer("dec.fc", Op::Dense, true, from, s2));
-                dec.push(layer("dec.deconv1", d4(2), true, s2, s1));
-                dec.push(layer("dec.deconv2", d4(2), false, s1, Shape { h: hh, w: ww, c: p * c.channels }));
+                dec.push(layer("dec.fc", Op::Dense, true, from, deepest));
+                for j in 1..=n_conv {
+                    let last = j == n_conv;
+                    let to = if last { Shape { c: p * c.channels, ..x } } else { shapes[n_conv - j] };
+                    dec.push(layer(&format!("dec.deconv{j}"), d4(2), !last, shapes[n_conv - j + 1], to));
+                }
                 (enc, heads, dec)
             }
         };

@@ -105,8 +105,9 @@ pub struct TrainOptions {
     /// encoder's, mirrored].
     #[arg(long, value_name = "W,W,..|none")]
     pub decoder_hidden: Option<Widths>,
-    /// Channels of the two convolutions.
-    #[arg(long = "channels", value_delimiter = ',', num_args = 2, default_value = "32,64")]
+    /// Channels of the stride-2 4x4 convolutions, first to last, one entry per layer
+    /// (e.g. 32,64,128,256 for 64x64 images); transposed convolutions mirror them.
+    #[arg(long = "channels", value_delimiter = ',', num_args = 1.., default_value = "32,64")]
     pub conv_channels: Vec<usize>,
     /// Dimension of the latent code z.
     #[arg(long, default_value_t = 20)]
@@ -301,7 +302,7 @@ pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<u32> {
     order
 }
 
-/// Loads the chosen dataset, cropped to a multiple of 4 for the convolutional model.
+/// Loads the chosen dataset, cropped to a multiple of 2^depth for the convolutional model.
 pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
     let (mut train, mut test, from) = match &opts.dataset {
         DatasetChoice::Mnist => {
@@ -325,12 +326,20 @@ pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
     if let Some(n) = opts.test_limit {
         test.truncate(n);
     }
-    if opts.arch == Arch::Conv && (!train.width.is_multiple_of(4) || !train.height.is_multiple_of(4)) {
-        if train.width < 4 || train.height < 4 {
-            bail!("the convolutional model needs images of at least 4x4 pixels, got {}x{}", train.width, train.height);
+    // each stride-2 convolution halves the image: crop to a multiple of 2^depth
+    let side = 1usize << opts.conv_channels.len().min(16);
+    if opts.arch == Arch::Conv && (!train.width.is_multiple_of(side) || !train.height.is_multiple_of(side)) {
+        if train.width < side || train.height < side {
+            bail!(
+                "{} convolutions (--channels {}) need images of at least {side}x{side} pixels, got {}x{}; give fewer channel counts or larger images (--image-size)",
+                opts.conv_channels.len(),
+                crate::model::list(&opts.conv_channels),
+                train.width,
+                train.height
+            );
         }
-        train = crop_to_multiple(&train, 4);
-        test = crop_to_multiple(&test, 4);
+        train = crop_to_multiple(&train, side);
+        test = crop_to_multiple(&test, side);
     }
     Ok((train, test, from))
 }
@@ -357,9 +366,10 @@ pub fn describe(c: &VaeConfig) -> String {
         })
         .collect();
     format!(
-        "{} {kind}, latent {}, {lik} decoder: {}",
+        "{} {kind}, latent {}, {lik} decoder, {}: {}",
         if c.arch == Arch::Mlp { "MLP" } else { "convolutional" },
         c.latent,
+        c.activation.name(),
         layers.join(", ")
     )
 }

@@ -80,6 +80,8 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
     check_options(opts)?;
     let (train_set, test_set, from) = load_dataset(opts)?;
+    // a model the data cannot take is an error before anything is written
+    let config = model_config(opts, &train_set)?;
     let gpu = Gpu::new(&opts.adapter)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
@@ -94,7 +96,6 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         "data: {} training and {} test images of {}x{}x{} from {}",
         train_set.len, test_set.len, train_set.width, train_set.height, train_set.channels, from
     ));
-    let config = model_config(opts, &train_set)?;
     let trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &test_set))?;
     if let Some(ck) = &resumed {
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
@@ -174,7 +175,7 @@ fn model_config(opts: &TrainOptions, data: &crate::data::Dataset) -> Result<VaeC
             (None, Arch::Conv) => Vec::new(),
         },
         decoder_hidden: opts.decoder_hidden.as_ref().map(|w| w.0.clone()),
-        conv_channels: conv_channels(&opts.conv_channels)?,
+        conv_channels: opts.conv_channels.clone(),
         latent: opts.latent_dim,
         activation: opts.activation,
     };
@@ -242,9 +243,4 @@ fn open_metrics(path: &std::path::Path, kept_epochs: Option<usize>) -> Result<st
     };
     crate::write_atomic(path, kept.as_bytes())?;
     std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("cannot open {}", path.display()))
-}
-
-/// `--channels` as the convolutional model takes it: two counts.
-fn conv_channels(given: &[usize]) -> Result<[usize; 2]> {
-    given.try_into().map_err(|_| anyhow::anyhow!("--channels takes two channel counts, got {}", given.len()))
 }

@@ -148,7 +148,7 @@ pub fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
     let base = VaeConfig::mlp(5, 6, 13, 3);
     let hyper = Hyper { beta: 0.8, ..Hyper::new(1e-3, 9) };
     let conv =
-        VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: [4, 8], hidden: vec![], ..base.clone() };
+        VaeConfig { arch: Arch::Conv, width: 8, height: 4, conv_channels: vec![4, 8], hidden: vec![], ..base.clone() };
     vec![
         ("mlp bernoulli", base.clone(), hyper.clone()),
         // a head wider than one subgroup workgroup at 8 and 16 lanes (2L = 72 columns)
@@ -196,9 +196,39 @@ pub fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
             hyper.clone(),
         ),
         ("conv, 2 dense layers", VaeConfig { hidden: vec![6, 5], ..conv.clone() }, hyper.clone()),
+        // conv stacks of other depths, odd channel counts and image sizes
+        ("conv, 1 layer of 3 channels", VaeConfig { conv_channels: vec![3], ..conv.clone() }, hyper.clone()),
+        (
+            "conv 3 layers gaussian rgb, 5 and 6 channels",
+            VaeConfig {
+                likelihood: Likelihood::Gaussian,
+                channels: 3,
+                width: 8,
+                height: 16,
+                conv_channels: vec![3, 5, 6],
+                ..conv.clone()
+            },
+            hyper.clone(),
+        ),
+        (
+            "conv 36x36 rgb, 48 and 96 channels",
+            VaeConfig { channels: 3, width: 36, height: 36, conv_channels: vec![48, 96], ..conv.clone() },
+            hyper.clone(),
+        ),
+        (
+            "conv 64x48, 4 layers, tanh",
+            VaeConfig {
+                width: 64,
+                height: 48,
+                conv_channels: vec![3, 5, 8, 16],
+                activation: Activation::Tanh,
+                ..conv.clone()
+            },
+            hyper.clone(),
+        ),
         (
             "conv autoencoder, 2 samples",
-            VaeConfig { kind: ModelKind::Ae, conv_channels: [3, 5], ..conv },
+            VaeConfig { kind: ModelKind::Ae, conv_channels: vec![3, 5], ..conv },
             Hyper { samples: 2, ..hyper },
         ),
     ]
