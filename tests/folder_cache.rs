@@ -1,8 +1,8 @@
 //! A folder of images is decoded once and cached: the second load reads the cache
 //! and gives the same bytes; any change to the folder or to the pixels asked for names
 //! a new cache; a damaged cache is ignored and rebuilt; `--no-cache` writes nothing.
-//! The cache folder is a parameter here: tests run in parallel threads and the
-//! environment is the process's.
+//! The cache folder is a parameter here (tests run in parallel threads and the
+//! environment is the process's); the CLI test at the end sets it for a child process.
 
 mod common;
 use common::Scratch;
@@ -11,6 +11,7 @@ use elbo::data::cache::HEADER_LEN;
 use elbo::data::{load_image_folder, Dataset, FolderLoad, Source};
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// An RGB image whose pixels vary with position and with `i`, so that every image
 /// differs and resizing has something to do.
@@ -257,4 +258,55 @@ fn no_cache_folder_and_an_unwritable_one_decode_and_go_on() {
     assert_eq!(blocked.2, Source::Decoded(None), "an unwritable cache folder");
     assert_same_sets("unwritable cache folder", &blocked, &decoded);
     assert_eq!(files_in(&blocker), vec!["file".to_string()], "nothing written beside the blocking file");
+}
+
+/// `elbo train` on a folder, loading the dataset and then stopping at an adapter that
+/// does not exist, with `env` set for the child: its stderr.
+fn train_loads(dir: &Path, flags: &[&str], env: &[(&str, &Path)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_elbo"));
+    cmd.args(["train", "--dataset"]).arg(dir).args(["--channels-in", "3", "--image-size", "8x6"]);
+    cmd.args(flags).args(["--adapter", "no-such-gpu-anywhere", "--out"]).arg(dir.join("run"));
+    for var in ["ELBO_CACHE_DIR", "XDG_CACHE_HOME", "HOME"] {
+        cmd.env_remove(var);
+    }
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    let out = cmd.env("NODEVICE_SELECT", "1").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("no-such-gpu-anywhere"), "expected the adapter error: {err}");
+    err
+}
+
+#[test]
+fn the_train_command_finds_the_cache_folder_and_no_cache_writes_nothing() {
+    let dir = image_folder("cli", 4);
+    let place = Scratch::created("test-folder-cache-cli-cache");
+    let elbo_dir = place.join("elbo-cache");
+
+    let err = train_loads(&dir, &["--no-cache"], &[("ELBO_CACHE_DIR", &elbo_dir)]);
+    assert!(!elbo_dir.exists(), "--no-cache made {}: {err}", elbo_dir.display());
+    assert!(!err.contains("cached"), "{err}");
+
+    let err = train_loads(&dir, &[], &[("ELBO_CACHE_DIR", &elbo_dir)]);
+    let written = files_in(&elbo_dir);
+    assert_eq!(written.len(), 1, "{written:?}: {err}");
+    let line = format!("cached 4 images (8x6 RGB, 576 B) in {}", elbo_dir.join(&written[0]).display());
+    assert!(err.contains(&line), "no line {line:?} in: {err}");
+
+    let err = train_loads(&dir, &[], &[("ELBO_CACHE_DIR", &elbo_dir)]);
+    let line = format!("reading 4 cached images from {}", elbo_dir.join(&written[0]).display());
+    assert!(err.contains(&line), "no line {line:?} in: {err}");
+    let err = train_loads(&dir, &["--quiet"], &[("ELBO_CACHE_DIR", &elbo_dir)]);
+    assert!(!err.contains("cached"), "--quiet printed the cache line: {err}");
+
+    // without ELBO_CACHE_DIR: XDG_CACHE_HOME, else HOME
+    let xdg = place.join("xdg");
+    let home = place.join("home");
+    train_loads(&dir, &[], &[("XDG_CACHE_HOME", &xdg), ("HOME", &home)]);
+    assert_eq!(files_in(&xdg.join("elbo/datasets")), written, "XDG_CACHE_HOME/elbo/datasets");
+    train_loads(&dir, &[], &[("HOME", &home)]);
+    assert_eq!(files_in(&home.join(".cache/elbo/datasets")), written, "HOME/.cache/elbo/datasets");
+    let err = train_loads(&dir, &[], &[]);
+    assert!(err.contains("warning: no cache folder"), "{err}");
 }
