@@ -101,7 +101,7 @@ fn decode_bar(files: usize, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(files as u64);
     bar.set_style(
-        ProgressStyle::with_template("decoding images [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+        ProgressStyle::with_template("decoding images [{bar:30}] {pos}/{len} eta {eta}")
             .expect("a valid progress template")
             .progress_chars("=> "),
     );
