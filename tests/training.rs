@@ -371,6 +371,8 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
         test_fraction: 0.2,
         out: Some(out.clone()),
         quiet: true,
+        // nothing written to the user's cache folder
+        no_cache: true,
         ..Default::default()
     };
     let reports = elbo::train::train(&opts).unwrap();

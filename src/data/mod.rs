@@ -1,10 +1,14 @@
 //! Datasets as bytes: one u8 per pixel, images back to back, ready to upload:
-//! MNIST ([`idx`]), the faces, and any folder of images ([`folder`]).
+//! MNIST ([`idx`]), the faces, and any folder of images ([`folder`], decoded once
+//! and then read from its [`cache`]).
 
+pub mod cache;
 pub mod folder;
 pub mod idx;
+mod images;
 
-pub use folder::load_image_folder;
+pub use cache::cache_dir;
+pub use folder::{load_image_folder, FolderLoad, Source};
 
 use anyhow::{bail, Result};
 use idx::read_idx;

@@ -106,6 +106,7 @@ impl OpenModel {
             test_fraction: opts.test_fraction,
             seed: opts.seed,
             arch: c.arch,
+            quiet: opts.quiet,
             ..Default::default()
         };
         let (train, test, _) = load_dataset(&load)?;

@@ -1,7 +1,7 @@
 //! The training options: what the CLI parses, the checkpoint stores and
 //! `--resume` reads back, the dataset they name, and the learning-rate schedule.
 
-use crate::data::{crop_to_multiple, faces_dir, load_faces, load_image_folder, load_mnist, mnist_dir, Dataset};
+use crate::data::{cache_dir, crop_to_multiple, faces_dir, load_faces, load_mnist, mnist_dir, Dataset, FolderLoad};
 use crate::gpu::AdapterChoice;
 use crate::model::{Activation, Arch, Layout, Likelihood, ModelKind, Op, VaeConfig};
 use anyhow::{bail, Result};
@@ -79,6 +79,11 @@ pub struct TrainOptions {
     /// Faces and folders: the share of images held out for testing.
     #[arg(long, default_value_t = 0.1)]
     pub test_fraction: f64,
+    /// Folder datasets: decode the images on every run and write no cache [default: decode
+    /// once, then read them from $ELBO_CACHE_DIR, $XDG_CACHE_HOME/elbo/datasets or ~/.cache/elbo/datasets].
+    #[arg(long)]
+    #[serde(default)]
+    pub no_cache: bool,
     /// Output folder [default: a new folder under runs/]
     #[arg(long)]
     #[serde(skip)]
@@ -267,6 +272,7 @@ impl TrainOptions {
             out: given.resume.clone(),
             log_every: given.log_every,
             quiet: given.quiet,
+            no_cache: given.no_cache,
             json: given.json,
             gemm: given.gemm,
             resume: given.resume.clone(),
@@ -316,7 +322,15 @@ pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
             (a, b, dir.display().to_string())
         }
         DatasetChoice::Folder(dir) => {
-            let (a, b) = load_image_folder(dir, opts.channels_in, opts.image_size, opts.test_fraction, opts.seed)?;
+            let load = FolderLoad {
+                channels: opts.channels_in,
+                size: opts.image_size,
+                test_fraction: opts.test_fraction,
+                seed: opts.seed,
+                cache_dir: if opts.no_cache { None } else { cache_dir() },
+                quiet: opts.quiet || opts.json,
+            };
+            let (a, b, _) = load.load(dir)?;
             (a, b, dir.display().to_string())
         }
     };
