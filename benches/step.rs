@@ -15,6 +15,7 @@ fn main() -> anyhow::Result<()> {
         elbo::bench::BenchOptions {
             batches: vec![32],
             conv_batches: vec![8],
+            rgb64_batches: vec![4],
             steps: 3,
             squares: vec![64],
             ..Default::default()

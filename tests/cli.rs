@@ -237,10 +237,11 @@ fn bench_sizes_below_one_are_a_clear_error() {
 }
 
 #[test]
-fn bench_reports_the_kernels_of_both_models_and_their_steps() {
+fn bench_reports_the_kernels_of_every_model_and_their_steps() {
     let json = std::env::temp_dir().join(format!("elbo-bench-{}.json", std::process::id()));
     let out = elbo()
         .args(["bench", "--steps", "3", "--batch-sizes", "32", "--conv-batch-sizes", "32", "--squares", "64"])
+        .args(["--rgb64-batch-sizes", "4"])
         .arg("--json")
         .arg(&json)
         .output()
@@ -254,7 +255,7 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     // (elbo_forward_backward_wide on GPUs); the convolutional model has its own head
     let mlp: Vec<&str> = kernels
         .iter()
-        .filter(|k| k["model"] == elbo::bench::model_name(elbo::model::Arch::Mlp))
+        .filter(|k| k["model"] == elbo::bench::BenchModel::Mlp.name())
         .map(|k| k["kernel"].as_str().unwrap())
         .collect();
     assert!(!mlp.is_empty() && mlp.len() < names.len(), "kernels by model: {kernels:?}");
@@ -270,6 +271,12 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     for pass in ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"] {
         assert!(names.iter().any(|n| n.starts_with(pass) && n.contains("enc.conv2")), "no {pass} in {names:?}");
     }
+    // and the 64x64 RGB model's four convolutions, profiled at its batch of 64
+    let rgb64 = elbo::bench::BenchModel::Rgb64.name();
+    let deep: Vec<&str> =
+        kernels.iter().filter(|k| k["model"] == rgb64).map(|k| k["kernel"].as_str().unwrap()).collect();
+    assert!(deep.iter().any(|n| n.starts_with("conv2d_forward") && n.ends_with("enc.conv4")), "{deep:?}");
+    assert!(deep.iter().any(|n| n.ends_with("dec.deconv4")), "{deep:?}");
     assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0), "a kernel took no time: {kernels:?}");
     // the fixed costs: each of a submit, a lone dispatch and a further one in a pass
     let fixed = &r["fixed_costs"];
@@ -280,7 +287,8 @@ fn bench_reports_the_kernels_of_both_models_and_their_steps() {
     assert!(text.contains("each further dispatch in the same pass"), "{text}");
     let steps = r["steps"].as_array().unwrap();
     let dispatches: Vec<u64> = steps.iter().map(|s| s["dispatches"].as_u64().unwrap()).collect();
-    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert!(steps.iter().any(|s| s["model"] == rgb64 && s["batch"] == 4), "{steps:?}");
     // the head's forward pass draws z itself where the subgroup GEMMs run (CPU adapters)
     let reparam = has("gemm_forward_reparam heads");
     assert_eq!(reparam, !has("reparam_forward"), "the head's forward and reparam_forward: {mlp:?}");
@@ -334,7 +342,7 @@ fn bench_rounds_against_pytorch_are_counted() {
     let json = dir.join("report.json");
     let out = elbo()
         .args(["bench", "--steps", "3", "--batch-sizes", "none", "--conv-batch-sizes", "none", "--squares", "none"])
-        .args(["--rounds", "2", "--pytorch"])
+        .args(["--rgb64-batch-sizes", "none", "--rounds", "2", "--pytorch"])
         .arg(&stub)
         .arg("--json")
         .arg(&json)

@@ -162,6 +162,8 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cpu", help="step, train: the torch device to run on (cpu, cuda)")
     p.add_argument("--conv", action="store_true", help="step: the convolutional VAE (32-64 channels, latent 16)")
+    p.add_argument("--rgb64", action="store_true",
+                   help="step: the 64x64 RGB convolutional VAE (32-64-128-256 channels, latent 128) on random images")
     p.add_argument("--torchvision", action="store_true",
                    help="train: read MNIST through torchvision's dataset and ToTensor, as pytorch/examples does")
     a = p.parse_args()
@@ -202,16 +204,20 @@ def main():
                           "test_recon_at_mean": mean_recon}))
     elif a.mode == "step":
         dev = torch.device(a.device)
-        model = (ConvVAE() if a.conv else VAE()).to(dev)
+        if a.rgb64:
+            model = ConvVAE(64, 64, 3, (32, 64, 128, 256), (), 128).to(dev)
+            x = torch.rand(512, 3, 64, 64, device=dev)
+        else:
+            model = (ConvVAE() if a.conv else VAE()).to(dev)
+            x = mnist(a.data, "train").to(dev)
+            if a.conv:
+                x = x.view(-1, 1, 28, 28)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = mnist(a.data, "train").to(dev)
-        if a.conv:
-            x = x.view(-1, 1, 28, 28)
         # each step ends when the device is done, as elbo's timed steps do
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         times = []
         for s in range(a.steps + 5):
-            xb = x[(s * a.batch) % 59000:][: a.batch]
+            xb = x[(s * a.batch) % max(1, len(x) - a.batch):][: a.batch]
             sync()
             t0 = time.perf_counter()
             opt.zero_grad()
@@ -226,7 +232,8 @@ def main():
         where = (f"CUDA ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda"
                  else f"CPU, {torch.get_num_threads()} threads")
         print(json.dumps({"system": f"PyTorch {torch.__version__} {where}", "batch": a.batch,
-                          "model": "conv-vae 32-64-16" if a.conv else "mlp-vae 784-400-20",
+                          "model": ("conv-vae 64x64x3 32-64-128-256-128" if a.rgb64
+                                    else "conv-vae 32-64-16" if a.conv else "mlp-vae 784-400-20"),
                           "median_ms": statistics.median(times), "p10_ms": q[0], "p90_ms": q[-1]}))
     else:
         dev = torch.device(a.device)

@@ -4,11 +4,13 @@
 //! times PyTorch beside elbo, [`profile`] is `elbo profile`, [`table`] sums the
 //! profiler's events.
 
+pub mod models;
 pub mod profile;
 pub mod pytorch;
 pub mod report;
 pub mod table;
 
+pub use models::BenchModel;
 pub use profile::{profile_command, ProfileOptions};
 pub use pytorch::{time_epoch, EpochRound, PytorchEpoch, PytorchStep, StepRound};
 pub use report::{
@@ -16,11 +18,11 @@ pub use report::{
     UNSTEADY_SPREAD,
 };
 
-use crate::data::{load_mnist, mnist_dir, Dataset};
+use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::kernels::timing::{Event, Profiler, Tail};
 use crate::kernels::{Bind, Dispatch, Kernels};
-use crate::model::{Arch, Model, VaeConfig};
+use crate::model::Model;
 use crate::train::{Hyper, Trainer};
 use anyhow::{bail, Result};
 use std::time::Instant;
@@ -33,54 +35,27 @@ pub fn spread(values: &[f64]) -> (f64, f64, f64) {
     (at(0.5), at(0.1), at(0.9))
 }
 
-/// MNIST, for benchmarks: the shipped copy.
-pub fn mnist() -> Result<(Dataset, Dataset)> {
-    load_mnist(&mnist_dir(None))
-}
-
-/// The benchmarked models: the reference MLP VAE (784-400-20) and the
-/// convolutional VAE (1 -> 32 -> 64 channels, 4x4 stride-2 convolutions, latent 16).
-pub fn bench_config(arch: Arch, train: &Dataset) -> VaeConfig {
-    match arch {
-        Arch::Mlp => VaeConfig::mlp(train.width, train.height, 400, 20),
-        Arch::Conv => VaeConfig {
-            arch: Arch::Conv,
-            hidden: Vec::new(),
-            decoder_hidden: None,
-            conv_channels: vec![32, 64],
-            ..VaeConfig::mlp(train.width, train.height, 0, 16)
-        },
-    }
-}
-
-pub fn model_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Mlp => "mlp-vae 784-400-20",
-        Arch::Conv => "conv-vae 32-64-16",
-    }
-}
-
 /// A benchmark model's trainer at `batch` rows, its GEMMs timed on the adapter.
 pub fn model_trainer<'g>(
     gpu: &'g Gpu,
-    arch: Arch,
+    model: BenchModel,
     train: &Dataset,
     test: &Dataset,
     batch: usize,
 ) -> Result<Trainer<'g>> {
-    model_trainer_with(gpu, arch, train, test, batch, crate::kernels::gemm::GemmPreference::Auto)
+    model_trainer_with(gpu, model, train, test, batch, crate::kernels::gemm::GemmPreference::Auto)
 }
 
 /// model_trainer with the GEMM variants chosen by `gemm`.
 pub fn model_trainer_with<'g>(
     gpu: &'g Gpu,
-    arch: Arch,
+    model: BenchModel,
     train: &Dataset,
     test: &Dataset,
     batch: usize,
     gemm: crate::kernels::gemm::GemmPreference,
 ) -> Result<Trainer<'g>> {
-    let config = bench_config(arch, train);
+    let config = model.config(train);
     let hyper = Hyper { gemm, ..Hyper::new(1e-3, 1) };
     let t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
     let order: Vec<u32> = (0..train.len as u32).collect();
@@ -135,6 +110,8 @@ pub struct BenchOptions {
     pub batches: Vec<usize>,
     /// Batch sizes of the convolutional VAE's step benchmark (slower: fewer, smaller).
     pub conv_batches: Vec<usize>,
+    /// Batch sizes of the 64x64 RGB convolutional VAE's step benchmark.
+    pub rgb64_batches: Vec<usize>,
     pub steps: usize,
     pub squares: Vec<usize>,
     pub pytorch: Option<String>,
@@ -149,6 +126,7 @@ impl Default for BenchOptions {
         BenchOptions {
             batches: vec![32, 128, 512],
             conv_batches: vec![32, 128],
+            rgb64_batches: vec![64],
             steps: 30,
             squares: vec![256, 512, 1024],
             pytorch: None,
@@ -238,31 +216,33 @@ pub fn fixed_costs(gpu: &Gpu, k: &Kernels, runs: usize) -> Result<FixedCosts> {
     })
 }
 
-/// The batch-128 trainers of the benchmarked models: they serve the kernel profiles, the
-/// step timings at 128 and the rounds against PyTorch, so that each times its GEMM
-/// variants once, at start-up.
-struct BenchTrainers<'g> {
-    mlp: Trainer<'g>,
-    /// None where no conv batch is asked for.
-    conv: Option<Trainer<'g>>,
-}
-
-impl<'g> BenchTrainers<'g> {
-    /// `arch`'s batch-128 trainer, if the bench made one.
-    fn at_128(&mut self, arch: Arch) -> Option<&mut Trainer<'g>> {
-        match arch {
-            Arch::Mlp => Some(&mut self.mlp),
-            Arch::Conv => self.conv.as_mut(),
+impl BenchOptions {
+    /// The batch sizes of `model`'s step benchmark (none: the model is left out).
+    pub fn batches_of(&self, model: BenchModel) -> &[usize] {
+        match model {
+            BenchModel::Mlp => &self.batches,
+            BenchModel::Conv => &self.conv_batches,
+            BenchModel::Rgb64 => &self.rgb64_batches,
         }
     }
 }
 
-/// Groups of steps timed, and steps in a group, in `arch`'s step timings: fewer and
-/// smaller for the slower convolutional VAE.
-fn step_groups(opts: &BenchOptions, arch: Arch) -> (usize, usize) {
-    match arch {
-        Arch::Mlp => (opts.steps, 5),
-        Arch::Conv => ((opts.steps / 5).max(3), 2),
+/// The benchmarked models' trainers at their peer batch (`BenchModel::peer_batch`), with
+/// their data: they serve the kernel profiles, the step timings at that batch and the
+/// rounds against PyTorch, so that each times its GEMM variants once, at start-up. The
+/// MLP VAE's is always there (its GEMM choice heads the report).
+struct BenchTrainers<'g> {
+    models: Vec<(BenchModel, Trainer<'g>, (Dataset, Dataset))>,
+}
+
+impl<'g> BenchTrainers<'g> {
+    /// `model`'s peer-batch trainer and data, if the bench made one.
+    fn get(&mut self, model: BenchModel) -> Option<(&mut Trainer<'g>, &(Dataset, Dataset))> {
+        self.models.iter_mut().find(|(m, _, _)| *m == model).map(|(_, t, d)| (t, &*d))
+    }
+
+    fn mlp(&self) -> &Trainer<'g> {
+        &self.models.iter().find(|(m, _, _)| *m == BenchModel::Mlp).expect("the MLP VAE is always benchmarked").1
     }
 }
 
@@ -270,24 +250,26 @@ fn step_groups(opts: &BenchOptions, arch: Arch) -> (usize, usize) {
 /// unless no conv batch is asked for, the convolutional VAE's) and on square GEMMs,
 /// and whole training steps at several batch sizes.
 pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Report> {
-    for (what, sizes) in
-        [("batch size", &opts.batches), ("conv batch size", &opts.conv_batches), ("square", &opts.squares)]
-    {
+    for (what, sizes) in [
+        ("batch size", &opts.batches),
+        ("conv batch size", &opts.conv_batches),
+        ("rgb64 batch size", &opts.rgb64_batches),
+        ("square", &opts.squares),
+    ] {
         if sizes.contains(&0) {
             bail!("a bench {what} of 0: sizes must be at least 1");
         }
     }
-    let data = mnist()?;
     let k = Kernels::new(gpu)?;
     progress("fixed costs of a submit and a dispatch");
     let fixed = fixed_costs(gpu, &k, opts.steps)?;
-    let (mut trainers, mut kernels) = model_kernels(gpu, opts, &data, progress)?;
+    let (mut trainers, mut kernels) = model_kernels(gpu, opts, progress)?;
     kernels.extend(square_gemms(gpu, &k, opts, progress)?);
-    let steps = step_timings(gpu, opts, &mut trainers, &data, progress)?;
+    let steps = step_timings(gpu, opts, &mut trainers, progress)?;
     let mut report = Report {
         adapter: Adapter::of(gpu),
         fixed_costs: Some(fixed),
-        gemm_choice: trainers.mlp.gemm_choice().decisions.iter().map(GemmDecision::of).collect(),
+        gemm_choice: trainers.mlp().gemm_choice().decisions.iter().map(GemmDecision::of).collect(),
         kernels,
         pytorch: Vec::new(),
         pytorch_epoch: None,
@@ -296,32 +278,35 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
     };
     if let Some(python) = &opts.pytorch {
         report.pytorch = pytorch::step_comparisons(python, opts, &mut trainers, progress)?;
-        report.pytorch_epoch = pytorch::epoch_comparison(python, opts, &mut trainers.mlp, progress)?;
+        let (mlp, _) = trainers.get(BenchModel::Mlp).expect("the MLP VAE is always benchmarked");
+        report.pytorch_epoch = pytorch::epoch_comparison(python, opts, mlp, progress)?;
     }
     Ok(report)
 }
 
-/// The batch-128 trainers, and the kernels of their steps profiled: the MLP VAE's and,
-/// unless no conv batch is asked for, the convolutional VAE's.
+/// The peer-batch trainers, and the kernels of their steps profiled: the MLP VAE's and
+/// each other model's that a batch size is asked for.
 fn model_kernels<'g>(
     gpu: &'g Gpu,
     opts: &BenchOptions,
-    (train, test): &(Dataset, Dataset),
     progress: &dyn Fn(&str),
 ) -> Result<(BenchTrainers<'g>, Vec<KernelEntry>)> {
-    progress("kernels of the MLP VAE step at batch 128");
-    let mut mlp = model_trainer(gpu, Arch::Mlp, train, test, 128)?;
-    let runs = profile_steps(gpu, &mut mlp, 5, opts.steps)?;
-    let mut kernels = kernel_entries(&runs, model_name(Arch::Mlp));
-    let mut conv = None;
-    if !opts.conv_batches.is_empty() {
-        progress("kernels of the convolutional VAE step at batch 128");
-        let mut t = model_trainer(gpu, Arch::Conv, train, test, 128)?;
-        let runs = profile_steps(gpu, &mut t, 2, (opts.steps / 4).max(3))?;
-        kernels.extend(kernel_entries(&runs, model_name(Arch::Conv)));
-        conv = Some(t);
+    let mut models = Vec::new();
+    let mut kernels = Vec::new();
+    for model in BenchModel::ALL {
+        if model != BenchModel::Mlp && opts.batches_of(model).is_empty() {
+            continue;
+        }
+        let batch = model.peer_batch();
+        progress(&format!("kernels of the {} step at batch {batch}", model.name()));
+        let data = model.data()?;
+        let mut t = model_trainer(gpu, model, &data.0, &data.1, batch)?;
+        let (groups, _) = model.step_groups(opts.steps);
+        let runs = profile_steps(gpu, &mut t, 2, if model == BenchModel::Mlp { opts.steps } else { groups })?;
+        kernels.extend(kernel_entries(&runs, model.name()));
+        models.push((model, t, data));
     }
-    Ok((BenchTrainers { mlp, conv }, kernels))
+    Ok((BenchTrainers { models }, kernels))
 }
 
 /// Each GEMM variant's forward pass on square matrices of each size in `opts.squares`,
@@ -351,34 +336,33 @@ fn square_gemms(gpu: &Gpu, k: &Kernels, opts: &BenchOptions, progress: &dyn Fn(&
 }
 
 /// Whole training steps of each model at each of its batch sizes, timed as training
-/// runs them; at batch 128 on the trainers already made.
+/// runs them; at the peer batch on the trainers already made.
 fn step_timings<'g>(
     gpu: &'g Gpu,
     opts: &BenchOptions,
     trainers: &mut BenchTrainers<'g>,
-    (train, test): &(Dataset, Dataset),
     progress: &dyn Fn(&str),
 ) -> Result<Vec<StepEntry>> {
     let mut steps = Vec::new();
-    for (arch, batches) in [(Arch::Mlp, &opts.batches), (Arch::Conv, &opts.conv_batches)] {
-        for &b in batches {
-            progress(&format!("{} training steps at batch {b}", model_name(arch)));
+    for model in BenchModel::ALL {
+        for &b in opts.batches_of(model) {
+            progress(&format!("{} training steps at batch {b}", model.name()));
+            let Some((peer, (train, test))) = trainers.get(model) else { continue };
             let mut other;
-            let t = match trainers.at_128(arch).filter(|_| b == 128) {
-                Some(t) => t,
-                None => {
-                    other = model_trainer(gpu, arch, train, test, b)?;
-                    &mut other
-                }
+            let t = if b == model.peer_batch() {
+                peer
+            } else {
+                other = model_trainer(gpu, model, train, test, b)?;
+                &mut other
             };
-            let (groups, group) = step_groups(opts, arch);
+            let (groups, group) = model.step_groups(opts.steps);
             let (med, p10, p90) = spread(&time_steps(t, 2, groups, group)?);
             steps.push(StepEntry {
                 batch: b,
                 dispatches: t.dispatches_per_step(),
                 images_per_second: b as f64 / med * 1e3,
                 median_ms: med,
-                model: model_name(arch).into(),
+                model: model.name().into(),
                 p10_ms: p10,
                 p90_ms: p90,
                 submits: 1,

@@ -1,15 +1,14 @@
 //! `elbo profile`: every dispatch of a model's training step timed, as a table
 //! and optionally a Chrome trace.
 
-use super::{mnist, model_name, model_trainer_with, profile_steps, spread, table, time_steps};
+use super::{model_trainer_with, profile_steps, spread, table, time_steps, BenchModel};
 use crate::gpu::Gpu;
 use crate::kernels::timing::Profiler;
-use crate::model::Arch;
 use anyhow::Result;
 
 #[derive(Clone, Debug)]
 pub struct ProfileOptions {
-    pub arch: Arch,
+    pub model: BenchModel,
     pub batch: usize,
     pub steps: usize,
     pub trace: Option<std::path::PathBuf>,
@@ -19,8 +18,8 @@ pub struct ProfileOptions {
 
 /// `elbo profile`: the table of one or more MLP VAE training steps, and the step time beside it.
 pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
-    let (train, test) = mnist()?;
-    let mut t = model_trainer_with(gpu, opts.arch, &train, &test, opts.batch, opts.gemm)?;
+    let (train, test) = opts.model.data()?;
+    let mut t = model_trainer_with(gpu, opts.model, &train, &test, opts.batch, opts.gemm)?;
     let runs = profile_steps(gpu, &mut t, 2, opts.steps.max(1))?;
     let rows = table::summarize(&runs);
     let timer = Profiler::new(gpu, 1).timer;
@@ -28,7 +27,7 @@ pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
         "adapter: {}\ntiming: {}\n{} training step, batch {}, {} step(s), {} dispatches{}, 1 submit per step\n\n",
         gpu.adapter_line(),
         timer.describe(),
-        model_name(opts.arch),
+        opts.model.name(),
         opts.batch,
         runs.len(),
         t.dispatches_per_step(),
@@ -46,7 +45,7 @@ pub fn profile_command(gpu: &Gpu, opts: &ProfileOptions) -> Result<String> {
         );
     }
     let sum_ms: f64 = rows.iter().map(|r| r.total_ns).sum::<f64>() / 1e6 / runs.len() as f64;
-    let groups = if opts.arch == Arch::Conv { 3 } else { 10 };
+    let groups = if opts.model == BenchModel::Mlp { 10 } else { 3 };
     let (median, p10, p90) = spread(&time_steps(&mut t, 1, groups, 5)?);
     out += &format!(
         "\nsum of the timed work per step: {sum_ms:.2} ms; measured step time as in training ({groups} groups of 5 steps, one wait per group): median {median:.2} ms (p10 {p10:.2}, p90 {p90:.2})\n"

@@ -2,9 +2,8 @@
 //! in the Python the user names, in rounds interleaved with elbo's, and their
 //! lines in the bench report.
 
-use super::{model_name, spread, step_groups, time_steps, BenchOptions, BenchTrainers, UNSTEADY_SPREAD};
+use super::{spread, time_steps, BenchModel, BenchOptions, BenchTrainers, UNSTEADY_SPREAD};
 use crate::data::mnist_dir;
-use crate::model::Arch;
 use crate::train::Trainer;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -138,9 +137,9 @@ pub(super) fn step_comparisons(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<PytorchStep>> {
     let mut peers = Vec::new();
-    for arch in [Arch::Mlp, Arch::Conv] {
-        if let Some(t) = trainers.at_128(arch) {
-            peers.push(step_comparison(python, opts, arch, t, progress)?);
+    for model in BenchModel::ALL {
+        if let Some((t, _)) = trainers.get(model) {
+            peers.push(step_comparison(python, opts, model, t, progress)?);
         }
     }
     Ok(peers)
@@ -149,23 +148,24 @@ pub(super) fn step_comparisons(
 fn step_comparison(
     python: &str,
     opts: &BenchOptions,
-    arch: Arch,
+    model: BenchModel,
     t: &mut Trainer,
     progress: &dyn Fn(&str),
 ) -> Result<PytorchStep> {
     let rounds_of_each = opts.rounds.max(1);
-    let (groups, group) = step_groups(opts, arch);
+    let (groups, group) = model.step_groups(opts.steps);
+    let batch = model.peer_batch();
     let mut rounds = Vec::new();
     let mut last = None;
     for round in 1..=rounds_of_each {
         progress(&format!(
-            "{} at batch 128 against PyTorch {}, round {round} of {rounds_of_each}",
-            model_name(arch),
+            "{} at batch {batch} against PyTorch {}, round {round} of {rounds_of_each}",
+            model.name(),
             opts.pytorch_device
         ));
         // 5 warm-up steps, as the PyTorch script takes before it times
         let (ours, _, _) = spread(&time_steps(t, 5, groups, group)?);
-        let theirs = pytorch_step(python, &opts.pytorch_device, arch, 128)?;
+        let theirs = pytorch_step(python, &opts.pytorch_device, model, batch)?;
         rounds.push(StepRound {
             elbo_ms: ours,
             elbo_over_pytorch: ours / theirs.median_ms,
@@ -212,7 +212,7 @@ pub(super) fn epoch_comparison(
         elbo_over_pytorch: median_of(|r| r.elbo_over_pytorch),
         elbo_s: median_of(|r| r.elbo_s),
         loader: "torchvision DataLoader".into(),
-        model: model_name(Arch::Mlp).into(),
+        model: BenchModel::Mlp.name().into(),
         pytorch_s: median_of(|r| r.pytorch_s),
         rounds,
     }))
@@ -242,13 +242,11 @@ pub fn time_epoch(t: &mut Trainer, epoch: usize) -> Result<f64> {
 }
 
 /// Runs the PyTorch peer (tools/pytorch_vae.py) with `python` and returns its answer.
-fn pytorch_step(python: &str, device: &str, arch: Arch, batch: usize) -> Result<PytorchStep> {
+fn pytorch_step(python: &str, device: &str, model: BenchModel, batch: usize) -> Result<PytorchStep> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pytorch_vae.py");
     let mut cmd = std::process::Command::new(python);
     cmd.arg(&script).args(["step", "--batch", &batch.to_string(), "--device", device]);
-    if arch == Arch::Conv {
-        cmd.args(["--conv", "--steps", "20"]);
-    }
+    cmd.args(model.pytorch_args());
     let out = cmd.arg("--data").arg(mnist_dir(None)).output().with_context(|| format!("cannot run {python}"))?;
     if !out.status.success() {
         bail!(

@@ -3,7 +3,6 @@
 use anyhow::Result;
 use clap::Args;
 use elbo::gpu::AdapterChoice;
-use elbo::model::Arch;
 use std::path::PathBuf;
 
 /// A comma-separated list of sizes, each at least 1, or `none`.
@@ -40,6 +39,9 @@ pub struct BenchArgs {
     /// Batch sizes of the convolutional VAE's training-step benchmark (none: skip it).
     #[arg(long, default_value = "32,128", value_parser = sizes)]
     conv_batch_sizes: Sizes,
+    /// Batch sizes of the 64x64 RGB convolutional VAE's training-step benchmark (none: skip it).
+    #[arg(long, default_value = "64", value_parser = sizes)]
+    rgb64_batch_sizes: Sizes,
     /// Sizes of the square GEMM benchmark (none: skip it).
     #[arg(long, default_value = "256,512,1024", value_parser = sizes)]
     squares: Sizes,
@@ -67,9 +69,10 @@ pub struct ProfileArgs {
     steps: usize,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// The model: the reference MLP VAE, or the convolutional VAE (32-64 channels, latent 16).
+    /// The model: the reference MLP VAE, the convolutional VAE on MNIST, or the 64x64 RGB
+    /// one (`elbo bench`'s models).
     #[arg(long, value_enum, default_value = "mlp")]
-    model: Arch,
+    model: elbo::bench::BenchModel,
     /// Write a Chrome trace (chrome://tracing, ui.perfetto.dev) of the profiled steps.
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -99,6 +102,7 @@ pub fn bench(b: BenchArgs) -> Result<()> {
     let opts = elbo::bench::BenchOptions {
         batches: b.batch_sizes.0,
         conv_batches: b.conv_batch_sizes.0,
+        rgb64_batches: b.rgb64_batch_sizes.0,
         steps: b.steps.max(3),
         squares: b.squares.0,
         pytorch: b.pytorch,
@@ -117,7 +121,7 @@ pub fn bench(b: BenchArgs) -> Result<()> {
 pub fn profile(p: ProfileArgs) -> Result<()> {
     let gpu = elbo::gpu::Gpu::new(&p.adapter.clone())?;
     let opts = elbo::bench::ProfileOptions {
-        arch: p.model,
+        model: p.model,
         batch: p.batch_size,
         steps: p.steps,
         trace: p.trace,
