@@ -38,6 +38,7 @@ fn use_options() -> UseOptions {
         channels_in: 1,
         image_size: None,
         test_fraction: 0.1,
+        images: None,
         seed: 1,
         out: None,
         adapter: Default::default(),
@@ -154,6 +155,7 @@ fn a_missing_model_is_a_clear_error() {
         channels_in: 1,
         image_size: None,
         test_fraction: 0.1,
+        images: None,
         seed: 1,
         out: None,
         adapter: Default::default(),
@@ -323,4 +325,21 @@ fn inference_reuses_the_recorded_gemm_variants_and_times_nothing() {
     assert_eq!(t.dispatches_per_step(), 0, "a forward-only model has no training list");
     let timed = elbo::kernels::gemm::variants_timed() - before;
     assert_eq!(timed, 0, "opening the model for inference timed {timed} GEMM variants");
+}
+
+#[test]
+fn the_users_own_images_replace_the_test_split() {
+    // five MNIST test images as PNG files: a folder of them, and one alone
+    let dir = Scratch::created("own-images");
+    let mnist = elbo::data::load_mnist(&elbo::data::mnist_dir(None)).unwrap().1;
+    for i in 0..5 {
+        let img = image::GrayImage::from_raw(28, 28, mnist.image(i).to_vec()).unwrap();
+        img.save(dir.join(format!("digit{i}.png"))).unwrap();
+    }
+    let s = OpenModel::open(&UseOptions { images: Some(dir.to_path_buf()), ..use_options() }).unwrap();
+    assert_eq!(s.test.len, 5);
+    assert!(s.test.pixels == mnist.pixels[..5 * 784], "the folder's images are not the test set, in path order");
+    let one = dir.join("digit3.png");
+    let s = OpenModel::open(&UseOptions { images: Some(one), ..use_options() }).unwrap();
+    assert!(s.test.len == 1 && s.test.pixels == mnist.image(3), "one file: {} images", s.test.len);
 }

@@ -2,6 +2,7 @@
 peer that `elbo bench --pytorch PYTHON` measures beside it.
 
     python3 tools/pytorch_vae.py eval runs/DIR/model.safetensors   # test loss of elbo's weights
+    python3 tools/pytorch_vae.py eval runs/DIR --images DIR        # ... on a folder of images (elbo eval --images)
     python3 tools/pytorch_vae.py step [--batch 128] [--steps 50]   # median training-step time, JSON
     python3 tools/pytorch_vae.py step --device cuda                # the same on an NVIDIA GPU (eager mode)
     python3 tools/pytorch_vae.py train [--epochs 10]               # the reference run, with per-epoch times
@@ -141,6 +142,33 @@ def mnist(data, split):
     return torch.from_numpy(np.frombuffer(raw[16:], dtype=np.uint8).reshape(-1, 784).astype(np.float32) / 255.0)
 
 
+def folder_images(path, h, w, c):
+    """Every PNG/JPEG under `path` (or the one file), in elbo's order (sorted paths), as
+    floats in [0, 1], (n, h, w, c): the images must already be of the model's size, as
+    resizing filters differ between libraries."""
+    import os
+    from PIL import Image
+    if os.path.isfile(path):
+        files = [path]
+    else:
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs
+                       if f.lower().endswith((".png", ".jpg", ".jpeg")))
+    out = []
+    for f in files:
+        img = Image.open(f).convert("L" if c == 1 else "RGB")
+        if img.size != (w, h):
+            sys.exit(f"{f} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} (resize the images first)")
+        out.append(np.asarray(img, dtype=np.float32).reshape(h, w, c) / 255.0)
+    return torch.from_numpy(np.stack(out))
+
+
+def test_images(a, h, w, c, conv):
+    """The evaluation set: --images (a folder or a file) or MNIST's test split, laid out
+    as the model reads it: (n, c, h, w) for convolutions, flattened (h, w, c) for the MLP."""
+    x = folder_images(a.images, h, w, c) if a.images else mnist(a.data, "t10k").view(-1, 28, 28, 1)
+    return x.permute(0, 3, 1, 2).contiguous() if conv else x.reshape(len(x), -1)
+
+
 def evaluate(model, x, sample=True, gaussian=False, channels=1):
     with torch.no_grad():
         r = k = 0.0
@@ -156,6 +184,7 @@ def main():
     p.add_argument("mode", choices=["eval", "step", "train"])
     p.add_argument("model", nargs="?")
     p.add_argument("--data", default="data/mnist")
+    p.add_argument("--images", help="eval: a folder of images (or one) at the model's size, in place of MNIST's test set")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--epochs", type=int, default=10)
@@ -168,6 +197,8 @@ def main():
                    help="train: read MNIST through torchvision's dataset and ToTensor, as pytorch/examples does")
     a = p.parse_args()
     torch.manual_seed(a.seed)
+    if a.model and not a.model.endswith(".safetensors"):
+        a.model = f"{a.model}/model.safetensors"  # a run folder
     if a.mode == "eval":
         from safetensors.torch import load_file
         from safetensors import safe_open

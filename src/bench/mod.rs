@@ -57,7 +57,7 @@ pub fn model_trainer_with<'g>(
 ) -> Result<Trainer<'g>> {
     let config = model.config(train);
     let hyper = Hyper { gemm, ..Hyper::new(1e-3, 1) };
-    let t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
+    let mut t = Trainer::new(gpu, Model::init(&config, 1), hyper, batch, train, test)?;
     let order: Vec<u32> = (0..train.len as u32).collect();
     t.set_order(&order)?;
     Ok(t)

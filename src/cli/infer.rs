@@ -24,6 +24,10 @@ pub struct UseArgs {
     /// Faces and folders: the test share and seed of the split used in training.
     #[arg(long, default_value_t = 0.1)]
     test_fraction: f64,
+    /// Your own images in place of the dataset's test split: a PNG or JPEG file, or a
+    /// folder of them (searched recursively), resized to the model's size.
+    #[arg(long)]
+    images: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Output folder [default: the model's folder].
@@ -43,6 +47,7 @@ impl UseArgs {
             channels_in: 1,
             image_size: self.image_size,
             test_fraction: self.test_fraction,
+            images: self.images.clone(),
             seed: self.seed,
             out: self.out.clone(),
             adapter: self.adapter.clone(),

@@ -169,6 +169,28 @@ impl FolderLoad {
         Ok((train, test, source))
     }
 
+    /// Every image of `path` (one PNG or JPEG file, or a folder of them searched
+    /// recursively) in path order, as one set named after it: the user's own images, not
+    /// split and not cached.
+    pub fn load_all(&self, path: &Path) -> Result<Dataset> {
+        let files = if path.is_file() {
+            let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+            vec![ImageFile { path: path.to_path_buf(), len: meta.len(), modified: meta.modified().ok() }]
+        } else {
+            list_images(path)?
+        };
+        let images = self.decode(path, &files)?;
+        Ok(Dataset {
+            name: folder_name(path),
+            width: images.width,
+            height: images.height,
+            channels: images.channels,
+            pixels: images.pixels,
+            labels: None,
+            len: images.len,
+        })
+    }
+
     /// The channels, the fraction and the size, checked before any file is read.
     fn check(&self) -> Result<()> {
         let (channels, test_fraction) = (self.channels, self.test_fraction);

@@ -16,6 +16,7 @@ pub use probe::*;
 pub use restore::*;
 
 use crate::data::Dataset;
+use crate::data::FolderLoad;
 use crate::gpu::{AdapterChoice, Gpu};
 use crate::kernels::gemm::Choice;
 use crate::model::Model;
@@ -35,6 +36,8 @@ pub struct UseOptions {
     pub channels_in: usize,
     pub image_size: Option<(usize, usize)>,
     pub test_fraction: f64,
+    /// The user's own images (a file or a folder) in place of the test split.
+    pub images: Option<PathBuf>,
     pub seed: u64,
     /// Where to write [default: beside the model].
     pub out: Option<PathBuf>,
@@ -109,7 +112,26 @@ impl OpenModel {
             quiet: opts.quiet,
             ..Default::default()
         };
-        let (train, test, _) = load_dataset(&load)?;
+        let (train, test) = match &opts.images {
+            // the user's images stand for both sets: the commands that read the training
+            // set (a probe's features) see them too
+            Some(path) => {
+                let all = FolderLoad {
+                    channels: c.channels,
+                    size: Some((c.width, c.height)),
+                    test_fraction: 0.5,
+                    seed: opts.seed,
+                    cache_dir: None,
+                    quiet: opts.quiet,
+                }
+                .load_all(path)?;
+                (all.clone(), all)
+            }
+            None => {
+                let (train, test, _) = load_dataset(&load)?;
+                (train, test)
+            }
+        };
         if (test.width, test.height, test.channels) != (c.width, c.height, c.channels) {
             bail!(
                 "the model was trained on {}x{} images with {} channel(s) but the data is {}x{} with {}; pass the --dataset (and --image-size) it was trained with",

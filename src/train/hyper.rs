@@ -28,6 +28,9 @@ pub struct Hyper {
     /// Fused, the flat gradient is not kept (`Trainer::read_grads` fails). Results are
     /// the same either way.
     pub fuse_adam: bool,
+    /// The most bytes of training images held on the device at once: a larger set is
+    /// streamed in shards (None: the adapter's largest storage buffer).
+    pub data_limit: Option<u64>,
 }
 
 impl Hyper {
@@ -42,6 +45,7 @@ impl Hyper {
             free_bits: 0.0,
             gemm_fixed: None,
             fuse_adam: true,
+            data_limit: None,
         }
     }
 }

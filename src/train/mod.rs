@@ -7,6 +7,7 @@ mod epoch;
 pub mod hyper;
 pub mod options;
 pub mod run;
+mod shards;
 pub mod state;
 pub mod trainer;
 

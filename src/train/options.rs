@@ -140,6 +140,10 @@ pub struct TrainOptions {
     /// Free bits: a latent dimension whose batch-average KL is below this many nats gets no KL gradient.
     #[arg(long, default_value_t = 0.0)]
     pub free_bits: f32,
+    /// Keep at most this many MiB of training images on the device, streaming a larger
+    /// set in shards [default: the adapter's largest storage buffer].
+    #[arg(long, value_name = "MIB")]
+    pub data_limit_mib: Option<f64>,
     /// Monte-Carlo samples of z per image (the ELBO's estimate averages them).
     #[arg(long, default_value_t = 1)]
     pub mc_samples: usize,

@@ -100,6 +100,13 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     if let Some(ck) = &resumed {
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
     }
+    if let Some(shard) = trainer.shard_images() {
+        let mib = (shard * train_set.image_len()) as f64 / 1048576.0;
+        say(format!(
+            "training set: {:.1} MiB, more than the device holds at once: streamed in shards of {shard} images ({mib:.1} MiB)",
+            train_set.pixels.len() as f64 / 1048576.0
+        ));
+    }
     if !trainer.gemm_choice().decisions.is_empty() {
         say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice().describe().replace('\n', "\n  ")));
     }
@@ -208,6 +215,7 @@ fn new_trainer<'g>(
         free_bits: opts.free_bits,
         gemm_fixed: resumed.map(|ck| ck.gemm.clone()),
         fuse_adam: true,
+        data_limit: opts.data_limit_mib.map(|mib| (mib * 1048576.0) as u64),
     };
     // kernels compile here (seconds on lavapipe the first time: Mesa caches them on disk
     // after) and each layer's GEMM variants are timed

@@ -7,6 +7,7 @@
 //! otherwise each step ends by copying the flat weights into them.
 
 use super::hyper::{Hyper, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use super::shards::TrainData;
 use super::state::Moments;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
@@ -31,10 +32,8 @@ pub struct Trainer<'g> {
     pub(super) moments: Moments,
     /// Adam runs inside the weight-gradient GEMMs (no flat gradient is kept).
     pub(super) adam_fused: bool,
-    train_order: wgpu::Buffer,
-    train_len: usize,
-    // kept alive for the bind groups
-    _train_data: wgpu::Buffer,
+    /// The training set on the device, resident or streamed in shards.
+    data: TrainData,
 }
 
 impl<'g> std::ops::Deref for Trainer<'g> {
@@ -52,7 +51,8 @@ impl<'g> std::ops::DerefMut for Trainer<'g> {
 
 impl<'g> Trainer<'g> {
     /// A trainer for `model` at `batch` images a step (times `hyper.samples` rows), with
-    /// both datasets resident on the device. Builds every buffer and dispatch list, and
+    /// the test set resident on the device and the training set resident or streamed in
+    /// shards (`TrainData`). Builds every buffer and dispatch list, and
     /// times the GEMM variants on this adapter unless `hyper` fixes them.
     pub fn new(
         gpu: &'g Gpu,
@@ -74,8 +74,7 @@ impl<'g> Trainer<'g> {
         let len = model.layout.len;
         let grads = gpu.buffer("grads", (len * 4) as u64, wgpu::BufferUsages::empty())?;
         let moments = Moments::new(gpu, &k, len)?;
-        let train_data = gpu.buffer_with("training set", &train.pixels)?;
-        let train_order = gpu.buffer("train order", (train.len * 4) as u64, wgpu::BufferUsages::empty())?;
+        let data = TrainData::new(gpu, train, batch, hyper.data_limit)?;
         let history_slots = train.len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
         let mut net = Net::alloc(gpu, model, (batch, hyper.samples, hyper.seed), test, history_slots)?;
         net.beta = hyper.beta;
@@ -94,7 +93,7 @@ impl<'g> Trainer<'g> {
             b.fused_adam = Some(FusedAdam { kernel, adam: &adam_u, step: &net.step_uniform, moments: moments.binds() });
         }
         let buffers =
-            TrainBuffers { data: &train_data, order: &train_order, adam, moments: (moments.store(), moments.binds()) };
+            TrainBuffers { data: &data.buffer, order: &data.order, adam, moments: (moments.store(), moments.binds()) };
         let sampling = Sampling { binarize: hyper.binarize, samples: hyper.samples, free_bits: hyper.free_bits };
         let lists = net.build_lists(&mut b, f, Some(buffers), sampling)?;
         let keep = b.keep;
@@ -102,18 +101,7 @@ impl<'g> Trainer<'g> {
         net.keep.extend(keep);
         net.keep.push(adam_u);
         net.upload_weights()?;
-        Ok(Trainer {
-            net,
-            hyper,
-            gemm_choice: choice,
-            steps_done: 0,
-            grads,
-            moments,
-            adam_fused: f.adam,
-            train_order,
-            train_len: train.len,
-            _train_data: train_data,
-        })
+        Ok(Trainer { net, hyper, gemm_choice: choice, steps_done: 0, grads, moments, adam_fused: f.adam, data })
     }
 
     /// Bytes copied into the weight textures per step.
@@ -168,7 +156,7 @@ impl<'g> Trainer<'g> {
     /// One epoch: the training images in `epoch`'s order (shuffled with the run's seed,
     /// `epoch_order`), every step, and the epoch's loss sums. Waits for the GPU.
     pub fn train_epoch(&mut self, epoch: usize) -> Result<LossSums> {
-        let order = super::options::epoch_order(self.hyper.seed as u64, epoch, self.train_len);
+        let order = super::options::epoch_order(self.hyper.seed as u64, epoch, self.data.len);
         self.set_order(&order)?;
         let steps = self.train_batches();
         for b in 0..steps {
@@ -188,25 +176,31 @@ impl<'g> Trainer<'g> {
         }
     }
 
-    /// Uploads this epoch's order of the training images (and drops a history read in
+    /// Takes this epoch's order of the training images (and drops a history read in
     /// flight: the epoch's steps rewrite the slots from 0).
-    pub fn set_order(&self, order: &[u32]) -> Result<()> {
-        if order.len() != self.train_len {
-            bail!("the order lists {} images but the training set has {}", order.len(), self.train_len);
+    pub fn set_order(&mut self, order: &[u32]) -> Result<()> {
+        if order.len() != self.data.len {
+            bail!("the order lists {} images but the training set has {}", order.len(), self.data.len);
         }
         self.cancel_history();
-        self.gpu.queue.write_buffer(&self.train_order, 0, bytemuck::cast_slice(order));
+        let gpu = self.net.gpu;
+        self.data.set_order(gpu, order);
         Ok(())
     }
 
     /// Images in the training set.
     pub fn train_len(&self) -> usize {
-        self.train_len
+        self.data.len
+    }
+
+    /// Images per shard where the training set is streamed, None where it is resident.
+    pub fn shard_images(&self) -> Option<usize> {
+        self.data.shard()
     }
 
     /// Steps per epoch.
     pub fn train_batches(&self) -> usize {
-        self.batches(self.train_len)
+        self.batches(self.data.len)
     }
 
     /// Writes the uniform of training step `b` of the epoch (its loss goes to
@@ -214,7 +208,9 @@ impl<'g> Trainer<'g> {
     /// `train_dispatches()` and `copy_weights` and submits.
     pub fn begin_train_step(&mut self, b: usize) {
         let start = b * self.batch;
-        let rows = self.batch.min(self.train_len - start);
+        let rows = self.batch.min(self.data.len - start);
+        let gpu = self.net.gpu;
+        self.data.prepare(gpu, start);
         let step = self.step_values(rows, start, b, 1.0);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         self.steps_done += 1;
