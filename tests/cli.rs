@@ -415,3 +415,15 @@ fn conv_channels_are_checked_naming_the_flag_and_what_fits() {
         assert!(!dir.join("run").exists(), "--channels {value}: the run folder was made before the error");
     }
 }
+
+#[test]
+fn a_model_too_large_for_the_adapter_names_the_flag_before_writing() {
+    // 784 x 100,000 x 2 weights are far past any adapter's largest storage buffer
+    let dir = Scratch::new("too-wide");
+    let out =
+        elbo().args(["train", "--hidden", "100000", "--epochs", "1", "--out"]).arg(dir.join("run")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a 100,000-wide layer was accepted");
+    assert!(err.contains("too large for this adapter") && err.contains("--hidden widths of at most"), "{err}");
+    assert!(!dir.join("run").exists(), "the run folder was made before the error");
+}

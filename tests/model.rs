@@ -150,3 +150,33 @@ fn conv_stacks_are_named_and_read_back() {
         assert!(err.contains(wanted), "{channels:?} at {size}x{size}: {err}");
     }
 }
+
+#[test]
+fn a_model_past_the_device_limits_names_the_largest_values_that_fit() {
+    use elbo::model::fit::{check_fits, overflow, DeviceLimits};
+    let lim = DeviceLimits { texture_side: 16384, buffer_bytes: 128 << 20 };
+    // parameters past one buffer: the widest hidden layer that fits, and one more does not
+    let wide = VaeConfig::mlp(28, 28, 100_000, 20);
+    let err = check_fits(&wide, 128, 1, &lim).unwrap_err().to_string();
+    let at_most = |text: &str, key: &str| -> usize {
+        let rest = &text[text.find(key).unwrap_or_else(|| panic!("no {key:?} in {text}")) + key.len()..];
+        rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let w = at_most(&err, "--hidden widths of at most");
+    assert!(err.contains("parameters"), "{err}");
+    assert!(overflow(&VaeConfig { hidden: vec![w], ..wide.clone() }, 128, &lim).is_none(), "{w} does not fit: {err}");
+    assert!(
+        overflow(&VaeConfig { hidden: vec![w + 1], ..wide.clone() }, 128, &lim).is_some(),
+        "{w} is not the largest"
+    );
+    // a batch whose rows pass a texture side: the largest batch
+    let small = DeviceLimits { texture_side: 64, buffer_bytes: 128 << 20 };
+    let err = check_fits(&VaeConfig::mlp(8, 8, 32, 4), 100, 1, &small).unwrap_err().to_string();
+    assert!(err.contains("--batch-size 64"), "{err}");
+    // images too large for the convolutions' textures: a smaller size, a multiple of 4
+    let conv = VaeConfig { arch: Arch::Conv, channels: 3, hidden: vec![], ..VaeConfig::mlp(256, 256, 0, 16) };
+    let err = check_fits(&conv, 4, 1, &lim).unwrap_err().to_string();
+    assert!(err.contains("--image-size 64x64"), "{err}");
+    // and a model that fits passes
+    check_fits(&VaeConfig::mlp(28, 28, 400, 20), 128, 1, &lim).unwrap();
+}

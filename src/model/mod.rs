@@ -3,6 +3,7 @@
 //! and safetensors in and out with PyTorch's names and layouts.
 
 pub mod config;
+pub mod fit;
 pub mod layout;
 
 pub use config::*;

@@ -83,6 +83,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     // a model the data cannot take is an error before anything is written
     let config = model_config(opts, &train_set)?;
     let gpu = Gpu::new(&opts.adapter)?;
+    check_fits(&gpu, opts, &config, &test_set)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
     let quiet = opts.quiet || opts.json;
@@ -163,6 +164,24 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
     }
     if !(opts.beta >= 0.0 && opts.free_bits >= 0.0 && opts.kl_warmup >= 0.0) {
         bail!("--beta, --free-bits and --kl-warmup must not be negative");
+    }
+    Ok(())
+}
+
+/// The model and the test set (which stays on the device) against the adapter's limits:
+/// errors that name the flags to change, before anything is written.
+fn check_fits(gpu: &Gpu, opts: &TrainOptions, config: &VaeConfig, test: &crate::data::Dataset) -> Result<()> {
+    let lim = crate::model::fit::DeviceLimits::of(&gpu.limits);
+    crate::model::fit::check_fits(config, opts.batch_size, opts.mc_samples, &lim)?;
+    let bytes = test.pixels.len() as u64;
+    if bytes > lim.buffer_bytes {
+        let most = lim.buffer_bytes / test.image_len().max(1) as u64;
+        bail!(
+            "the test set's {} images take {:.1} MiB, and one buffer on this adapter may hold {:.1} MiB; use --test-limit {most} or a smaller --test-fraction",
+            test.len,
+            bytes as f64 / 1048576.0,
+            lim.buffer_bytes as f64 / 1048576.0
+        );
     }
     Ok(())
 }

@@ -68,6 +68,7 @@ impl<'g> Trainer<'g> {
         if batch == 0 || hyper.samples == 0 {
             bail!("--batch-size and --mc-samples must be at least 1");
         }
+        crate::model::fit::check_fits(&c, batch, hyper.samples, &crate::model::fit::DeviceLimits::of(&gpu.limits))?;
         let k = Kernels::new(gpu)?;
         let m = (batch * hyper.samples).next_multiple_of(4);
         check_loop_turns(gpu, &k, &model.layout, batch, hyper.samples)?;
