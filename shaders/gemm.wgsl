@@ -10,8 +10,11 @@
 //   gemm_*_wide: SPLIT lanes per block, each summing every SPLIT-th step of the
 //     inner dimension, then added up in workgroup memory (GPUs: with one
 //     invocation per block the MLP's 128x400x784 product ran 50 workgroups on an
-//     H100's 132 multiprocessors, 157 us at 0.5 TFLOP/s).
-// src/kernels/choice.rs times the variants on the model's shapes and keeps the faster.
+//     H100's 132 multiprocessors, 157 us at 0.5 TFLOP/s);
+//   gemm_*_tiled: a 64x64 output tile per workgroup of 256, each invocation a 4x4
+//     block, the inner dimension staged through workgroup memory (GPUs: the square
+//     1024^3 product ran at 11% of an H100's FP32 peak without it).
+// src/kernels/choice.rs times the variants on the model's shapes and keeps the fastest.
 //
 // Weights follow PyTorch's nn.Linear: W is (out = n, in = k).
 
@@ -291,5 +294,158 @@ fn gemm_backward_weight_wide(
     let total = split_sum(lid, acc);
     if live && lid % SPLIT == 0u {
         backward_weight_store(n0, c4, total);
+    }
+}
+
+// The tiled variants: workgroup (x, y) computes output texel columns 16 x .. 16 x + 15
+// (64 columns) of rows 64 y .. 64 y + 63; invocation (tx, ty) = (lid % 16, lid / 16)
+// owns the 4x4 block at texel column 16 x + tx, rows 64 y + 4 ty .. + 3. Each step
+// stages DEPTH values of the inner dimension of both operands in workgroup memory,
+// each invocation fetching 2 texels of each: 4 texel fetches per 512 multiply-adds,
+// where gemm_forward makes 8 per 64. The tiles hold, per inner index d, the 16
+// 4-row (TILE_A) or 4-column (TILE_B) groups of the tile as vec4s: the inner loop
+// reads one vec4 of each (a[d][ty] is the same for 16 invocations, b[d][tx] adjacent
+// across them, so neither conflicts in shared-memory banks) for 16 multiply-adds.
+// 2 x 512 x 16 B = 16 KiB: WebGPU's minimum maxComputeWorkgroupStorageSize. Both tiles
+// live in one array (naga takes no pointers to workgroup memory as arguments).
+const TILE: u32 = 64u;
+const DEPTH: u32 = 32u;
+const TILE_A: u32 = 0u;   // [DEPTH][TILE / 4]: output rows 4q..4q+3 at inner index d
+const TILE_B: u32 = 512u; // [DEPTH][TILE / 4]: output columns 4q..4q+3 at inner index d
+var<workgroup> tiles: array<vec4<f32>, 1024>;
+
+// Texel (col4, row) of t, or zero outside cols4 texels by `rows` rows (a fetch out of
+// bounds is clamped to the texture, then replaced).
+fn fetch_or_zero(t: texture_storage_2d<rgba32float, read>, col4: u32, row: u32, cols4: u32, rows: u32) -> vec4<f32> {
+    let v = textureLoad(t, vec2<u32>(min(col4, cols4 - 1u), min(row, rows - 1u)));
+    return select(vec4<f32>(0.0), v, col4 < cols4 && row < rows);
+}
+
+// Stages texels t0 .. t0 + DEPTH / 4 - 1 of rows r0 .. r0 + TILE - 1 of a (rows, cols4
+// texels) matrix whose inner dimension runs along its texels (X and W in the forward
+// pass, dY in backward-input), transposed into the tile at `at`:
+// tiles[at + d * 16 + q][i] = M[r0 + 4 q + i][4 t0 + d]. Consecutive invocations fetch
+// consecutive rows and store consecutive floats.
+fn stage_across(
+    at: u32,
+    t: texture_storage_2d<rgba32float, read>,
+    lid: u32,
+    t0: u32,
+    cols4: u32,
+    r0: u32,
+    rows: u32,
+) {
+    for (var e = 0u; e < 2u; e++) {
+        let i = lid + 256u * e;
+        let row = i % TILE;
+        let d0 = 4u * (i / TILE);
+        let v = fetch_or_zero(t, t0 + i / TILE, r0 + row, cols4, rows);
+        for (var c = 0u; c < 4u; c++) {
+            tiles[at + (d0 + c) * 16u + row / 4u][row % 4u] = v[c];
+        }
+    }
+}
+
+// Stages texels c0 .. c0 + 15 of rows s0 .. s0 + DEPTH - 1 of a (rows, cols4 texels)
+// matrix whose inner dimension runs down its rows (W in backward-input, dY and X in
+// backward-weight): a texel already holds 4 output columns, tiles[at + d * 16 + q] =
+// texel (c0 + q, s0 + d).
+fn stage_down(
+    at: u32,
+    t: texture_storage_2d<rgba32float, read>,
+    lid: u32,
+    s0: u32,
+    rows: u32,
+    c0: u32,
+    cols4: u32,
+) {
+    for (var e = 0u; e < 2u; e++) {
+        let i = lid + 256u * e;
+        tiles[at + i] = fetch_or_zero(t, c0 + i % 16u, s0 + i / 16u, cols4, rows);
+    }
+}
+
+// Adds the staged tiles' product to the invocation's block: acc[i] is its row 4 ty + i.
+fn multiply_tiles(acc: ptr<function, array<vec4<f32>, 4>>, tx: u32, ty: u32) {
+    for (var d = 0u; d < DEPTH; d++) {
+        let a = tiles[TILE_A + d * 16u + ty];
+        let b = tiles[TILE_B + d * 16u + tx];
+        (*acc)[0] += a.x * b;
+        (*acc)[1] += a.y * b;
+        (*acc)[2] += a.z * b;
+        (*acc)[3] += a.w * b;
+    }
+}
+
+@compute @workgroup_size(256)
+fn gemm_forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let k4 = (p.k + 3u) / 4u;
+    let n4 = (p.n + 3u) / 4u;
+    let r0 = wid.y * TILE;
+    let c0 = wid.x * (TILE / 4u);
+    var acc = array<vec4<f32>, 4>();
+    for (var t = 0u; t < k4; t += DEPTH / 4u) {
+        stage_across(TILE_A, lhs, lid, t, k4, r0, p.m);
+        stage_across(TILE_B, rhs, lid, t, k4, 4u * c0, p.n);
+        workgroupBarrier();
+        multiply_tiles(&acc, lid % 16u, lid / 16u);
+        workgroupBarrier();
+    }
+    let c4 = c0 + lid % 16u;
+    let r = r0 + 4u * (lid / 16u);
+    if c4 < n4 && r < p.m {
+        forward_store(c4, r, acc);
+    }
+}
+
+// The rows of W are the inner dimension here: TILE_B holds W's texels as they are.
+@compute @workgroup_size(256)
+fn gemm_backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let k4 = (p.k + 3u) / 4u;
+    let n4 = (p.n + 3u) / 4u;
+    let r0 = wid.y * TILE;
+    let c0 = wid.x * (TILE / 4u);
+    var acc = array<vec4<f32>, 4>();
+    for (var t = 0u; t < n4; t += DEPTH / 4u) {
+        stage_across(TILE_A, lhs, lid, t, n4, r0, p.m);
+        stage_down(TILE_B, rhs, lid, 4u * t, p.n, c0, k4);
+        workgroupBarrier();
+        multiply_tiles(&acc, lid % 16u, lid / 16u);
+        workgroupBarrier();
+    }
+    let c4 = c0 + lid % 16u;
+    let r = r0 + 4u * (lid / 16u);
+    if c4 < k4 && r < p.m {
+        backward_input_store(c4, r, acc);
+    }
+}
+
+// Output rows are dW's (n) and the inner dimension is the batch, which runs down both
+// dY and X: both tiles are texels as they are. The first column of workgroups also sums
+// dY's staged rows for db.
+@compute @workgroup_size(256)
+fn gemm_backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let k4 = (p.k + 3u) / 4u;
+    let n4 = (p.n + 3u) / 4u;
+    let nq0 = wid.y * (TILE / 4u);
+    let c0 = wid.x * (TILE / 4u);
+    let ty = lid / 16u;
+    var acc = array<vec4<f32>, 4>();
+    var gsum = vec4<f32>(0.0);
+    for (var s = 0u; s < p.m; s += DEPTH) {
+        stage_down(TILE_A, lhs, lid, s, p.m, nq0, n4);
+        stage_down(TILE_B, rhs, lid, s, p.m, c0, k4);
+        workgroupBarrier();
+        multiply_tiles(&acc, lid % 16u, ty);
+        if wid.x == 0u {
+            for (var d = 0u; d < DEPTH; d++) {
+                gsum += tiles[TILE_A + d * 16u + ty];
+            }
+        }
+        workgroupBarrier();
+    }
+    let c4 = c0 + lid % 16u;
+    if c4 < k4 && nq0 + ty < n4 {
+        backward_weight_store(4u * (nq0 + ty), c4, array<vec4<f32>, 5>(acc[0], acc[1], acc[2], acc[3], gsum));
     }
 }

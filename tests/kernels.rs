@@ -43,8 +43,21 @@ fn subgroup_kernels() -> Option<&'static kernels::SubgroupKernels> {
     sub
 }
 
-const GEMM_SHAPES: &[(usize, usize, usize)] =
-    &[(4, 4, 4), (5, 7, 9), (13, 37, 61), (128, 40, 400), (64, 784, 20), (3, 2, 1), (40, 300, 12), (36, 9, 520)];
+/// (m, n, k). The last two span several of the tiled kernels' 64x64 tiles in every
+/// dimension of every pass, with partial tiles and inner dimensions that end inside a
+/// staged step (32 values).
+const GEMM_SHAPES: &[(usize, usize, usize)] = &[
+    (4, 4, 4),
+    (5, 7, 9),
+    (13, 37, 61),
+    (128, 40, 400),
+    (64, 784, 20),
+    (3, 2, 1),
+    (40, 300, 12),
+    (36, 9, 520),
+    (200, 150, 130),
+    (4, 300, 70),
+];
 
 /// Every GEMM variant this adapter runs. On lavapipe (subgroups of 8 or 16) that must
 /// include the subgroup kernels, so CI cannot silently test only one variant.
@@ -456,10 +469,15 @@ fn gemm_choice_picks_an_available_variant_for_every_layer() {
     let gemms = [(Pass::Forward, 64, 100, 30), (Pass::BackwardInput, 64, 100, 30), (Pass::BackwardWeight, 64, 100, 30)];
     let auto = gemm::choose(g, k(), GemmPreference::Auto, &gemms).unwrap();
     assert_eq!(auto.decisions.len(), 3);
+    // every variant but the tiled one on a CPU adapter, where it never wins
+    let timed = gemm::timed(g, k());
+    let cpu = g.info.device_type == wgpu::DeviceType::Cpu;
+    assert_eq!(timed.len(), variants().len() - cpu as usize);
     for d in &auto.decisions {
-        assert!(variants().contains(&d.variant));
-        if variants().len() > 1 {
-            assert_eq!(d.timings.len(), variants().len(), "{}", auto.describe());
+        assert!(timed.contains(&d.variant));
+        if timed.len() > 1 {
+            let names: Vec<Variant> = d.timings.iter().map(|t| t.0).collect();
+            assert_eq!(names, timed, "{}", auto.describe());
             // the fastest, unless it beats the texel kernel by less than 10%
             let best = d.timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
             let texel = d.timings.iter().find(|t| t.0 == Variant::Texel).unwrap().1;
@@ -471,6 +489,8 @@ fn gemm_choice_picks_an_available_variant_for_every_layer() {
     assert!(texel.decisions.iter().all(|d| d.variant == Variant::Texel && d.timings.is_empty()));
     let forced = gemm::choose(g, k(), GemmPreference::Subgroup, &gemms);
     assert_eq!(forced.is_ok(), variants().contains(&Variant::Subgroup));
+    let tiled = gemm::choose(g, k(), GemmPreference::Tiled, &gemms).unwrap();
+    assert!(tiled.decisions.iter().all(|d| d.variant == Variant::Tiled && d.timings.is_empty()));
 }
 
 fn elementwise(

@@ -2,7 +2,7 @@
 //! model's own shapes (or forced by `--gemm`), and kept as `Choice`: checkpoints and
 //! models record it, and a forward-only model reuses it untimed.
 
-use super::gemm::{available, dispatch, Gemm, GemmPreference, Pass, Variant};
+use super::gemm::{available, dispatch, timed, Gemm, GemmPreference, Pass, Variant};
 use super::timing::Profiler;
 use super::{Bind, Kernels};
 use crate::gpu::Gpu;
@@ -180,6 +180,7 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
         ),
         GemmPreference::Subgroup => Some(Variant::Subgroup),
         GemmPreference::Wide => Some(Variant::Wide),
+        GemmPreference::Tiled => Some(Variant::Tiled),
         GemmPreference::Auto => None,
     };
     let mut choice = Choice::default();
@@ -199,7 +200,7 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
                         // each variant's fastest of three runs: a burst of load on a
                         // shared machine slows some runs, and the median of three then
                         // flipped a few small layers' choices between runs
-                        let timings: Vec<(Variant, f64)> = avail
+                        let timings: Vec<(Variant, f64)> = timed(gpu, k)
                             .iter()
                             .map(|&v| Ok((v, time_variant(gpu, k, pass, v, m, n, kk, 3)?[0])))
                             .collect::<Result<_>>()?;

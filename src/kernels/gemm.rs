@@ -33,6 +33,9 @@ pub enum GemmPreference {
     Subgroup,
     /// gemm.wgsl's `_wide` kernels: 16 lanes share each block's inner dimension; runs everywhere.
     Wide,
+    /// gemm.wgsl's `_tiled` kernels: 64x64 output tiles staged through workgroup memory, for
+    /// GPUs; runs everywhere.
+    Tiled,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,16 +43,18 @@ pub enum Variant {
     Texel,
     Subgroup,
     Wide,
+    Tiled,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 3] = [Variant::Texel, Variant::Subgroup, Variant::Wide];
+    pub const ALL: [Variant; 4] = [Variant::Texel, Variant::Subgroup, Variant::Wide, Variant::Tiled];
 
     pub fn name(self) -> &'static str {
         match self {
             Variant::Texel => "texel",
             Variant::Subgroup => "subgroup",
             Variant::Wide => "wide",
+            Variant::Tiled => "tiled",
         }
     }
 }
@@ -76,13 +81,22 @@ impl Pass {
     }
 }
 
-/// The variants this device can run.
+/// The variants this device can run (the tests force each of them).
 pub fn available(k: &Kernels) -> Vec<Variant> {
     let mut v = vec![Variant::Texel, Variant::Wide];
     if k.subgroup.is_some() {
         v.push(Variant::Subgroup);
     }
+    v.push(Variant::Tiled);
     v
+}
+
+/// The variants `choose` times: those available, less the tiled kernels on CPU adapters,
+/// where workgroup memory and barriers are slow and they never win (docs/PERFORMANCE.md),
+/// as the loss and convolutions keep their `_wide` kernels off them (`wide_reductions`).
+pub fn timed(gpu: &Gpu, k: &Kernels) -> Vec<Variant> {
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    available(k).into_iter().filter(|&v| !(cpu && v == Variant::Tiled)).collect()
 }
 
 /// gemm_adam_subgroup.wgsl's weight gradient with Adam in its epilogue (`super::GemmAdam`),
@@ -160,6 +174,15 @@ pub fn dispatch(
                 Dispatch::new(gpu, label, &k.gemm_backward_weight_wide, binds, n.div_ceil(4) * kk.div_ceil(4), 4)
             }
         },
+        // a 64x64 output tile per workgroup: texel columns in x, rows in y
+        (Variant::Tiled, _) => {
+            let (pipeline, rows, cols) = match pass {
+                Pass::Forward => (&k.gemm_forward_tiled, m, n),
+                Pass::BackwardInput => (&k.gemm_backward_input_tiled, m, kk),
+                Pass::BackwardWeight => (&k.gemm_backward_weight_tiled, n, kk),
+            };
+            Dispatch::with_groups(gpu, label, pipeline, binds, [g(cols.div_ceil(64)), g(rows.div_ceil(64)), 1])
+        }
         _ => match pass {
             Pass::Forward => Dispatch::new(gpu, label, &k.gemm_forward, binds, (m / 4) * n.div_ceil(4), 64),
             Pass::BackwardInput => {
