@@ -1,7 +1,8 @@
 //! A folder of 64x64 RGB pictures to try the deeper convolutional VAE on without a
 //! download: one coloured disc, square or diamond per picture, of random size, place
 //! and colour, on a background of another colour (a coloured cousin of dSprites).
-//! `cargo run --release --example shapes -- DIR [COUNT]` (default 20000 pictures), then
+//! `cargo run --release --example shapes -- DIR [COUNT] [FIRST]` (default 20000 pictures,
+//! numbered from 0; another FIRST gives other pictures, e.g. a held-out set), then
 //! `elbo train --model conv --dataset DIR --channels-in 3 --channels 32,64,128,256 ...`.
 
 use anyhow::{bail, Context, Result};
@@ -49,14 +50,18 @@ fn picture(i: u32) -> image::RgbImage {
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next().map(PathBuf::from) else {
-        bail!("usage: cargo run --release --example shapes -- DIR [COUNT]");
+        bail!("usage: cargo run --release --example shapes -- DIR [COUNT] [FIRST]");
     };
     let count: u32 = match args.next() {
         Some(n) => n.parse().with_context(|| format!("COUNT {n:?} is not a number of pictures"))?,
         None => 20_000,
     };
+    let first: u32 = match args.next() {
+        Some(n) => n.parse().with_context(|| format!("FIRST {n:?} is not a picture number"))?,
+        None => 0,
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for i in 0..count {
+    for i in first..first + count {
         let path = dir.join(format!("{i:06}.png"));
         picture(i).save(&path).with_context(|| format!("cannot write {}", path.display()))?;
     }

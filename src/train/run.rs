@@ -108,6 +108,8 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             train_set.pixels.len() as f64 / 1048576.0
         ));
     }
+    // the device (or, streamed, the trainer's own copy) holds the training images now
+    drop(train_set);
     if !trainer.gemm_choice().decisions.is_empty() {
         say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice().describe().replace('\n', "\n  ")));
     }
