@@ -240,95 +240,108 @@ pub struct Layout {
 
 const ALIGN: usize = 64;
 
+/// Places layers one after another in the flat buffer, each weight and bias at an
+/// offset that is a multiple of ALIGN floats.
+struct Placer {
+    len: usize,
+    /// The hidden layers' activation.
+    act: Activation,
+}
+
+impl Placer {
+    /// The next layer; `hidden` layers take the model's activation, the others none.
+    fn layer(&mut self, name: &str, op: Op, hidden: bool, input: Shape, output: Shape) -> Layer {
+        let (rows, cols) = match op {
+            Op::Dense => (output.cols(), input.cols()),
+            Op::Conv { kernel, .. } => (output.c, kernel * kernel * input.c.next_multiple_of(4)),
+            Op::Deconv { kernel, .. } => (input.c, kernel * kernel * output.c.next_multiple_of(4)),
+        };
+        let rows = rows.next_multiple_of(4);
+        let stride = cols.next_multiple_of(ALIGN);
+        let w = self.len;
+        let b = w + rows * stride;
+        let bias = if op == Op::Dense { output.cols() } else { output.c };
+        self.len = b + bias.next_multiple_of(ALIGN);
+        let act = if hidden { self.act } else { Activation::Identity };
+        Layer { name: name.to_string(), op, act, input, output, rows, cols, stride, w, b }
+    }
+
+    /// Dense layers of `widths` from `from`, named by `name(i)`; their last output shape.
+    fn dense_stack(
+        &mut self,
+        widths: &[usize],
+        mut from: Shape,
+        name: impl Fn(usize) -> String,
+        out: &mut Vec<Layer>,
+    ) -> Shape {
+        for (i, &h) in widths.iter().enumerate() {
+            out.push(self.layer(&name(i), Op::Dense, true, from, Shape::flat(h)));
+            from = Shape::flat(h);
+        }
+        from
+    }
+
+    /// The MLP: one hidden layer keeps pytorch/examples' names (fc1, fc3, fc4); a stack
+    /// is encoder.0.. and decoder.0.. (the last decoder layer is the output).
+    fn mlp(&mut self, c: &VaeConfig) -> (Vec<Layer>, Layer, Vec<Layer>) {
+        let dec_widths = c.decoder_widths();
+        let (n, legacy) = (dec_widths.len(), c.hidden.len() == 1 && dec_widths.len() == 1);
+        let enc_name = |i: usize| if legacy { "fc1".to_string() } else { format!("encoder.{i}") };
+        let dec_name = |i: usize| if legacy { ["fc3", "fc4"][i].to_string() } else { format!("decoder.{i}") };
+        let mut enc = Vec::new();
+        let features = self.dense_stack(&c.hidden, c.input_shape(), enc_name, &mut enc);
+        let heads = self.layer("heads", Op::Dense, false, features, Shape::flat(2 * c.latent));
+        let mut dec = Vec::new();
+        let last = self.dense_stack(&dec_widths, Shape::flat(c.latent), dec_name, &mut dec);
+        dec.push(self.layer(&dec_name(n), Op::Dense, false, last, Shape::flat(c.planes() * c.pixels())));
+        (enc, heads, dec)
+    }
+
+    /// The convolutional model: enc.conv1..N halve the image; dense layers between the
+    /// convolutions and the heads (enc.fc alone, or enc.fc0.. in a stack), mirrored by
+    /// dec.fc0..; dec.fc to the deepest convolution's shape; dec.deconv1..N double it back,
+    /// the last one to the decoder's output planes.
+    fn conv(&mut self, c: &VaeConfig) -> (Vec<Layer>, Layer, Vec<Layer>) {
+        let k4 = Op::Conv { kernel: 4, stride: 2, pad: 1 };
+        let d4 = Op::Deconv { kernel: 4, stride: 2, pad: 1 };
+        let x = c.input_shape();
+        let n_conv = c.conv_channels.len();
+        let shapes: Vec<Shape> = std::iter::once(x)
+            .chain(c.conv_channels.iter().enumerate().map(|(i, &ch)| Shape {
+                h: c.height >> (i + 1),
+                w: c.width >> (i + 1),
+                c: ch,
+            }))
+            .collect();
+        let mut enc = Vec::new();
+        for i in 0..n_conv {
+            enc.push(self.layer(&format!("enc.conv{}", i + 1), k4, true, shapes[i], shapes[i + 1]));
+        }
+        let deepest = shapes[n_conv];
+        let one = c.hidden.len() == 1;
+        let enc_name = |i: usize| if one { "enc.fc".to_string() } else { format!("enc.fc{i}") };
+        let features = self.dense_stack(&c.hidden, deepest, enc_name, &mut enc);
+        let heads = self.layer("heads", Op::Dense, false, features, Shape::flat(2 * c.latent));
+        let mut dec = Vec::new();
+        let from = self.dense_stack(&c.decoder_widths(), Shape::flat(c.latent), |i| format!("dec.fc{i}"), &mut dec);
+        dec.push(self.layer("dec.fc", Op::Dense, true, from, deepest));
+        for j in 1..=n_conv {
+            let last = j == n_conv;
+            let to = if last { Shape { c: c.planes() * c.channels, ..x } } else { shapes[n_conv - j] };
+            dec.push(self.layer(&format!("dec.deconv{j}"), d4, !last, shapes[n_conv - j + 1], to));
+        }
+        (enc, heads, dec)
+    }
+}
+
 impl Layout {
     pub fn new(c: &VaeConfig) -> Layout {
-        let mut len = 0;
-        let mut layer = |name: &str, op: Op, hidden: bool, input: Shape, output: Shape| {
-            let (rows, cols) = match op {
-                Op::Dense => (output.cols(), input.cols()),
-                Op::Conv { kernel, .. } => (output.c, kernel * kernel * input.c.next_multiple_of(4)),
-                Op::Deconv { kernel, .. } => (input.c, kernel * kernel * output.c.next_multiple_of(4)),
-            };
-            let rows = rows.next_multiple_of(4);
-            let stride = cols.next_multiple_of(ALIGN);
-            let w = len;
-            let b = w + rows * stride;
-            let bias = if op == Op::Dense { output.cols() } else { output.c };
-            len = b + bias.next_multiple_of(ALIGN);
-            let act = if hidden { c.activation } else { Activation::Identity };
-            Layer { name: name.to_string(), op, act, input, output, rows, cols, stride, w, b }
-        };
-        let (l, p) = (c.latent, c.planes());
-        let k4 = |stride| Op::Conv { kernel: 4, stride, pad: 1 };
-        let d4 = |stride| Op::Deconv { kernel: 4, stride, pad: 1 };
+        let mut placer = Placer { len: 0, act: c.activation };
         let (encoder, heads, decoder) = match c.arch {
-            Arch::Mlp => {
-                // one hidden layer keeps pytorch/examples' names (fc1, fc3, fc4); a stack
-                // is encoder.0.. and decoder.0.. (the last decoder layer is the output)
-                let dec_widths = c.decoder_widths();
-                let (n, legacy) = (dec_widths.len(), c.hidden.len() == 1 && dec_widths.len() == 1);
-                let enc_name = |i: usize| if legacy { "fc1".to_string() } else { format!("encoder.{i}") };
-                let dec_name = |i: usize| if legacy { ["fc3", "fc4"][i].to_string() } else { format!("decoder.{i}") };
-                let mut enc = Vec::new();
-                let mut from = c.input_shape();
-                for (i, &h) in c.hidden.iter().enumerate() {
-                    enc.push(layer(&enc_name(i), Op::Dense, true, from, Shape::flat(h)));
-                    from = Shape::flat(h);
-                }
-                let heads = layer("heads", Op::Dense, false, from, Shape::flat(2 * l));
-                let mut dec = Vec::new();
-                let mut from = Shape::flat(l);
-                for (i, &h) in dec_widths.iter().enumerate() {
-                    dec.push(layer(&dec_name(i), Op::Dense, true, from, Shape::flat(h)));
-                    from = Shape::flat(h);
-                }
-                dec.push(layer(&dec_name(n), Op::Dense, false, from, Shape::flat(p * c.pixels())));
-                (enc, heads, dec)
-            }
-            Arch::Conv => {
-                // enc.conv1..N halve the image, dec.deconv1..N double it back (the
-                // last one to the decoder's output planes)
-                let x = c.input_shape();
-                let n_conv = c.conv_channels.len();
-                let shapes: Vec<Shape> = std::iter::once(x)
-                    .chain(c.conv_channels.iter().enumerate().map(|(i, &ch)| Shape {
-                        h: c.height >> (i + 1),
-                        w: c.width >> (i + 1),
-                        c: ch,
-                    }))
-                    .collect();
-                let mut enc = Vec::new();
-                for i in 0..n_conv {
-                    enc.push(layer(&format!("enc.conv{}", i + 1), k4(2), true, shapes[i], shapes[i + 1]));
-                }
-                // dense layers between the convolutions and the heads: enc.fc alone, or
-                // enc.fc0.. in a stack; the decoder's mirror dec.fc0.., then dec.fc to the
-                // deepest convolution's shape
-                let deepest = shapes[n_conv];
-                let n = c.hidden.len();
-                let mut features = deepest;
-                for (i, &h) in c.hidden.iter().enumerate() {
-                    let name = if n == 1 { "enc.fc".to_string() } else { format!("enc.fc{i}") };
-                    enc.push(layer(&name, Op::Dense, true, features, Shape::flat(h)));
-                    features = Shape::flat(h);
-                }
-                let heads = layer("heads", Op::Dense, false, features, Shape::flat(2 * l));
-                let mut dec = Vec::new();
-                let mut from = Shape::flat(l);
-                for (i, &h) in c.decoder_widths().iter().enumerate() {
-                    dec.push(layer(&format!("dec.fc{i}"), Op::Dense, true, from, Shape::flat(h)));
-                    from = Shape::flat(h);
-                }
-                dec.push(layer("dec.fc", Op::Dense, true, from, deepest));
-                for j in 1..=n_conv {
-                    let last = j == n_conv;
-                    let to = if last { Shape { c: p * c.channels, ..x } } else { shapes[n_conv - j] };
-                    dec.push(layer(&format!("dec.deconv{j}"), d4(2), !last, shapes[n_conv - j + 1], to));
-                }
-                (enc, heads, dec)
-            }
+            Arch::Mlp => placer.mlp(c),
+            Arch::Conv => placer.conv(c),
         };
-        Layout { encoder, heads, decoder, len }
+        Layout { encoder, heads, decoder, len: placer.len }
     }
 
     /// Every layer: encoder, heads, decoder.
