@@ -144,6 +144,26 @@ fn importance_weighted_bound_is_above_the_elbo() {
     assert!(many.log_px > one.log_px, "K = 64 ({}) not above K = 1 ({})", many.log_px, one.log_px);
     let d = 784.0 * std::f64::consts::LN_2;
     assert_close("bits per dim", &[many.bits_per_dim as f32], &[(-many.log_px / d) as f32], 1e-6, 1e-6);
+    // with z = mu the figure is deterministic: the CPU reference model on the same 100
+    // images gives it (MLP, Bernoulli decoder, pixels / 255)
+    let (n, m, lat) = (100, 100usize.next_multiple_of(4), s.model.config.latent);
+    let x: Vec<f32> = (0..m)
+        .flat_map(|i| (0..784).map(move |j| (i, j)))
+        .map(|(i, j)| if i < n { s.test.image(i)[j] as f32 / 255.0 } else { 0.0 })
+        .collect();
+    let mut h = x.clone();
+    for l in &s.model.layout.encoder {
+        h = elbo::reference::layer_forward(&s.model, l, &h, m);
+    }
+    let mulv = elbo::reference::layer_forward(&s.model, &s.model.layout.heads, &h, m);
+    let mut y: Vec<f32> = (0..m).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect();
+    for l in &s.model.layout.decoder {
+        y = elbo::reference::layer_forward(&s.model, l, &y, m);
+    }
+    let bce = |l: f64, t: f64| l.max(0.0) - t * l + (-l.abs()).exp().ln_1p();
+    let recon: f64 = (0..n * 784).map(|v| bce(y[v] as f64, x[v] as f64)).sum::<f64>() / n as f64;
+    assert_close("recon with z = mu", &[one.recon_at_mean as f32], &[recon as f32], 1e-3, 1e-5);
+    assert_close("loss with z = mu", &[one.loss_at_mean as f32], &[(recon + one.kl) as f32], 1e-3, 1e-5);
 }
 
 #[test]
