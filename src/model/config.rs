@@ -9,9 +9,10 @@ use std::collections::HashMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
-    /// Dense layers with ReLU.
+    /// Dense layers (`--hidden`), each followed by `--activation`.
     Mlp,
-    /// Stride-2 4x4 convolutions with ReLU, mirrored by transposed convolutions.
+    /// Stride-2 4x4 convolutions (`--channels`), each followed by `--activation`, mirrored by
+    /// transposed convolutions.
     Conv,
 }
 

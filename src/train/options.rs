@@ -88,7 +88,7 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip)]
     pub out: Option<PathBuf>,
-    /// Architecture: dense layers, or 4x4 stride-2 convolutions (images cropped to a multiple of 4).
+    /// Architecture: dense layers, or 4x4 stride-2 convolutions (images cropped to a multiple of 2^layers).
     #[arg(long = "model", value_enum, default_value = "mlp")]
     pub arch: Arch,
     /// `vae`, or `ae`: a plain autoencoder (z = mu(x), reconstruction loss only).
