@@ -136,3 +136,45 @@ fn gather_batch_pixels4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     textureStore(out, vec2<u32>(4u * c4 + 2u, row), vec4<f32>(x.z, 0.0, 0.0, 0.0));
     textureStore(out, vec2<u32>(4u * c4 + 3u, row), vec4<f32>(x.w, 0.0, 0.0, 0.0));
 }
+
+// A byte of an RGB dataset as a value in [0, 1], binarized as gather_batch does; `value`
+// is its index in image r's values.
+fn rgb_value(byte: u32, r: u32, value: u32) -> f32 {
+    let v = f32(byte) / 255.0;
+    if p.binarize == 1u {
+        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * p.pixels * 3u + value);
+        return select(0.0, 1.0, u < v);
+    }
+    return v;
+}
+
+// channels 3, x_cp 4 and pixels a multiple of 4 (RGB images for the convolutions): an
+// invocation takes the three words that hold four pixels and stores them as four texels,
+// where gather_batch loads a word per value (12 loads, each a loop over the lanes on
+// llvmpipe, for the same four texels).
+@compute @workgroup_size(64)
+fn gather_batch_rgb4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = p.pixels / 4u;
+    let i = linear_id(gid, nwg);
+    if i >= groups * p.m {
+        return;
+    }
+    let row = div_u(i, groups);
+    let g = i - row * groups;
+    var t = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if row < step.rows {
+        let r = div_u(row, p.samples);
+        let at = order[step.batch_start + r] * 3u * groups + 3u * g;
+        let words = array<u32, 3>(data[at], data[at + 1u], data[at + 2u]);
+        for (var k = 0u; k < 4u; k++) {
+            for (var c = 0u; c < 3u; c++) {
+                let j = 3u * k + c;
+                let byte = (words[j / 4u] >> (8u * (j % 4u))) & 0xffu;
+                t[k][c] = rgb_value(byte, r, 12u * g + j);
+            }
+        }
+    }
+    for (var k = 0u; k < 4u; k++) {
+        textureStore(out, vec2<u32>(4u * g + k, row), t[k]);
+    }
+}

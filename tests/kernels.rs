@@ -812,6 +812,9 @@ fn gather_matches_reference() {
         (20, 16, 3, 3, 12, 12, 4, false, 2),
         (20, 16, 1, 4, 12, 9, 4, true, 3),
         (20, 16, 3, 4, 8, 8, 1, false, 1),
+        // RGB for the convolutions: four pixels from three words, and past whole words
+        (30, 36, 3, 4, 16, 13, 5, true, 2),
+        (20, 25, 3, 4, 8, 7, 2, true, 1),
         // one channel: four pixels a texel with two samples, one pixel a texel (four a
         // invocation where the image is whole words)
         (30, 36, 1, 1, 16, 14, 3, true, 2),
@@ -845,6 +848,7 @@ fn gather_matches_reference() {
             (1, 1) if pixels % 4 == 0 => "gather_batch_words",
             (1, 4) if pixels % 4 == 0 => "gather_batch_pixels4",
             (1, 4) => "gather_batch_pixels",
+            (3, 4) if pixels % 4 == 0 => "gather_batch_rgb4",
             _ => "gather_batch",
         };
         assert_eq!(chosen.label, expected, "channels {ch}/{cp}, pixels {pixels}");
@@ -858,7 +862,7 @@ fn gather_matches_reference() {
             assert_close(&what, &got, &want, 1e-6, 0.0);
         }
     }
-    assert_eq!(seen.len(), 4, "cases for every gather variant: {seen:?}");
+    assert_eq!(seen.len(), 5, "cases for every gather variant: {seen:?}");
 }
 
 #[test]

@@ -42,6 +42,7 @@ pub fn gather_dispatch(gpu: &Gpu, k: &Kernels, g: &Gather, binds: &[(u32, Bind)]
         (1, 1) if pixels.is_multiple_of(4) => ("gather_batch_words", &k.gather_batch_words, m * pixels / 4),
         (1, 4) if pixels.is_multiple_of(4) => ("gather_batch_pixels4", &k.gather_batch_pixels4, m * pixels / 4),
         (1, 4) => ("gather_batch_pixels", &k.gather_batch_pixels, m * pixels),
+        (3, 4) if pixels.is_multiple_of(4) => ("gather_batch_rgb4", &k.gather_batch_rgb4, m * pixels / 4),
         _ => ("gather_batch", &k.gather_batch, m * (pixels * g.x_cp as usize).div_ceil(4)),
     };
     Dispatch::new(gpu, name, pipeline, binds, texels, 64)

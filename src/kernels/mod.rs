@@ -165,6 +165,7 @@ pub struct Kernels {
     /// gather_batch for one-channel images, one pixel a texel (`gather_dispatch`).
     pub gather_batch_pixels: wgpu::ComputePipeline,
     pub gather_batch_pixels4: wgpu::ComputePipeline,
+    pub gather_batch_rgb4: wgpu::ComputePipeline,
     /// touch.wgsl: a dispatch with almost no work (`bench::fixed_costs`)
     pub touch: wgpu::ComputePipeline,
     pub conv2d_forward: wgpu::ComputePipeline,
@@ -339,6 +340,7 @@ impl Kernels {
             gather_batch_words: gpu.pipeline(&gather, "gather_batch_words")?,
             gather_batch_pixels: gpu.pipeline(&gather, "gather_batch_pixels")?,
             gather_batch_pixels4: gpu.pipeline(&gather, "gather_batch_pixels4")?,
+            gather_batch_rgb4: gpu.pipeline(&gather, "gather_batch_rgb4")?,
             touch: gpu.pipeline(&touch, "touch")?,
             conv2d_forward: gpu.pipeline(&conv, "conv2d_forward")?,
             conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
