@@ -243,6 +243,7 @@ pub const VARIANT_SUFFIXES: &[&str] = &[
     "_words",
     "_pixels",
     "_pixels4",
+    "_rgb4",
 ];
 
 /// The CPU reference an entry point is checked against.
