@@ -45,13 +45,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             if pixel < p.pixels && ch < p.channels {
                 let value = pixel * p.channels + ch;
                 let byte = image * image_bytes + value;
-                let v = f32((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
-                if p.binarize == 1u {
-                    let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * image_bytes + value);
-                    x[lane] = select(0.0, 1.0, u < v);
-                } else {
-                    x[lane] = v;
-                }
+                x[lane] = byte_value((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu, r, value);
             }
         }
     }
@@ -62,12 +56,12 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // llvmpipe runs both sides of a lane-varying `if`: gather_batch's loop fetches a word
 // of the dataset per value, and its buffer loads are loops over the lanes.
 
-// A byte of the dataset as a value in [0, 1], binarized as gather_batch does; `at` is
-// its index in the dataset and `value` its index in image r's values.
-fn c1_value(byte: u32, r: u32, value: u32) -> f32 {
+// A byte of the dataset as a value in [0, 1], binarized (the stream keyed by batch row r
+// and the value's index in its image, `value`) when p.binarize is 1.
+fn byte_value(byte: u32, r: u32, value: u32) -> f32 {
     let v = f32(byte) / 255.0;
     if p.binarize == 1u {
-        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * p.pixels + value);
+        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * p.pixels * p.channels + value);
         return select(0.0, 1.0, u < v);
     }
     return v;
@@ -82,7 +76,7 @@ fn word_values(row: u32, c4: u32, c4s: u32) -> vec4<f32> {
         let word = data[order[step.batch_start + r] * c4s + c4];
         let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
         let v = 4u * c4;
-        x = vec4<f32>(c1_value(bytes.x, r, v), c1_value(bytes.y, r, v + 1u), c1_value(bytes.z, r, v + 2u), c1_value(bytes.w, r, v + 3u));
+        x = vec4<f32>(byte_value(bytes.x, r, v), byte_value(bytes.y, r, v + 1u), byte_value(bytes.z, r, v + 2u), byte_value(bytes.w, r, v + 3u));
     }
     return x;
 }
@@ -113,7 +107,7 @@ fn gather_batch_pixels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     if row < step.rows {
         let r = div_u(row, p.samples);
         let byte = order[step.batch_start + r] * p.pixels + c4;
-        x.x = c1_value((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu, r, c4);
+        x.x = byte_value((data[byte / 4u] >> (8u * (byte % 4u))) & 0xffu, r, c4);
     }
     textureStore(out, vec2<u32>(c4, row), x);
 }
@@ -135,17 +129,6 @@ fn gather_batch_pixels4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     textureStore(out, vec2<u32>(4u * c4 + 1u, row), vec4<f32>(x.y, 0.0, 0.0, 0.0));
     textureStore(out, vec2<u32>(4u * c4 + 2u, row), vec4<f32>(x.z, 0.0, 0.0, 0.0));
     textureStore(out, vec2<u32>(4u * c4 + 3u, row), vec4<f32>(x.w, 0.0, 0.0, 0.0));
-}
-
-// A byte of an RGB dataset as a value in [0, 1], binarized as gather_batch does; `value`
-// is its index in image r's values.
-fn rgb_value(byte: u32, r: u32, value: u32) -> f32 {
-    let v = f32(byte) / 255.0;
-    if p.binarize == 1u {
-        let u = rand_uniform(step.seed, STREAM_BINARIZE, step.counter, r * p.pixels * 3u + value);
-        return select(0.0, 1.0, u < v);
-    }
-    return v;
 }
 
 // channels 3, x_cp 4 and pixels a multiple of 4 (RGB images for the convolutions): an
@@ -170,7 +153,7 @@ fn gather_batch_rgb4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             for (var c = 0u; c < 3u; c++) {
                 let j = 3u * k + c;
                 let byte = (words[j / 4u] >> (8u * (j % 4u))) & 0xffu;
-                t[k][c] = rgb_value(byte, r, 12u * g + j);
+                t[k][c] = byte_value(byte, r, 12u * g + j);
             }
         }
     }

@@ -53,12 +53,20 @@ use std::path::Path;
 /// flushed to disk, then renamed over the target. A crash leaves either the old
 /// file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// `write_atomic` of `parts` written one after another (a header and a large body
+/// without joining them in memory first).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().context("output path has no file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         Ok(())

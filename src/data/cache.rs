@@ -10,7 +10,7 @@
 use super::folder::ImageFile;
 use super::images::Images;
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -256,24 +256,11 @@ fn check(header: &Header, key: &Key) -> Result<()> {
     Ok(())
 }
 
-/// Writes `images` to `path` atomically: to `NAME.tmp-PID` beside it, flushed to
-/// disk, then renamed, so that a killed run never leaves a partial file under the
-/// real name. The folder is created when missing.
+/// Writes `images` to `path` atomically (`crate::write_atomic_parts`: a temporary file
+/// beside it, flushed, then renamed), so that a killed run never leaves a partial file
+/// under the real name. The folder is created when missing.
 pub(crate) fn write(path: &Path, key: &Key, images: &Images) -> Result<()> {
     let dir = path.parent().context("the cache path has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path.file_name().context("the cache path has no file name")?.to_string_lossy();
-    let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&Header::of(images, key)?.encode())?;
-        file.write_all(&images.pixels)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    crate::write_atomic_parts(path, &[&Header::of(images, key)?.encode(), &images.pixels])
 }
