@@ -8,7 +8,7 @@ mod common;
 use common::Scratch;
 
 use elbo::data::cache::HEADER_LEN;
-use elbo::data::{load_image_folder, Dataset, FolderLoad, Source};
+use elbo::data::{crop_to_multiple, load_image_folder, Dataset, FolderLoad, ImageSource, Source, TrainSet};
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -135,6 +135,77 @@ fn the_second_load_reads_the_cache_and_gives_the_same_bytes() {
         assert!(off.is_empty(), "{d:?} does not hold the cache file's bytes; first (index, byte): {off:?}");
     }
     assert_eq!(files_in(&cache), vec![name], "one cache file, no temporary file left");
+}
+
+#[test]
+fn a_streaming_load_leaves_the_training_set_in_the_cache_file() {
+    let dir = image_folder("streaming", 9);
+    let cache = Scratch::new("test-folder-cache-streaming-cache");
+    let opts = options(Some(&cache));
+    let (want_train, want_test) = load_image_folder(&dir, 3, Some((8, 6)), 0.25, 1).unwrap();
+
+    // no cache yet: decoded, cached, and the training set kept in memory
+    let (train, test, source) = opts.load_streaming(&dir).unwrap();
+    let path = written(&source);
+    let TrainSet::Memory(first) = train else { panic!("a decoded training set should stay in memory") };
+    assert_same_sets("first streaming load", &(first, test, source), &(want_train.clone(), want_test.clone()));
+
+    // from the cache: the training set stays in the file and reads as the decoded one,
+    // image by image in any order (the file is read at each image's place)
+    let (train, test, source) = opts.load_streaming(&dir).unwrap();
+    assert_eq!(source, Source::Cache(path.clone()), "the second load did not read the cache");
+    assert!(matches!(train, TrainSet::Cached(_)), "the training set was read into memory");
+    assert_eq!(train.dims(), want_train.dims(), "(width, height, channels, images) of the training set");
+    assert_same("test set, from the cache", &test, &want_test);
+    let mut image = vec![0u8; want_train.image_len()];
+    for i in (0..want_train.len).rev() {
+        train.read_image(i, &mut image).unwrap();
+        assert_eq!(image, want_train.image(i), "training image {i} read from {}", path.display());
+    }
+    let name = train.name().to_string();
+    assert_same("training set, read whole from the cache", &train.into_dataset().unwrap(), &want_train);
+    assert_eq!(name, want_train.name);
+
+    // cut and cropped as a convolutional model's training set is, each image cropped as it is read
+    let (mut cut, _, _) = opts.load_streaming(&dir).unwrap();
+    cut.truncate(4);
+    cut.crop_to_multiple(4);
+    let mut want = crop_to_multiple(&want_train, 4);
+    want.truncate(4);
+    assert_eq!((cut.dims().width, cut.dims().height), (8, 4), "8x6 cropped to a multiple of 4");
+    assert_same("4 training images cropped to 8x4, from the cache", &cut.into_dataset().unwrap(), &want);
+}
+
+/// Three epochs' loss sums and the parameters after them, training on `train` with the
+/// device's share of the training set held under `limit` bytes (None: resident).
+fn train_three_epochs(train: &dyn ImageSource, test: &Dataset, limit: Option<u64>) -> (Vec<[f64; 2]>, Vec<f32>) {
+    use elbo::model::{Model, VaeConfig};
+    use elbo::train::{Hyper, Trainer};
+    let d = train.dims();
+    let config = VaeConfig::mlp(d.width, d.height, 12, 3);
+    let hyper = Hyper { data_limit: limit, ..Hyper::new(2e-3, 5) };
+    let mut t = Trainer::new(common::gpu(), Model::init(&config, 5), hyper, 8, train, test).unwrap();
+    assert_eq!(t.shard_images(), limit.map(|_| 16), "images per shard under the limit {limit:?}");
+    let sums = (1..=3).map(|e| t.train_epoch(e).map(|s| [s.recon, s.kl]).unwrap()).collect();
+    (sums, t.model().unwrap().params.clone())
+}
+
+#[test]
+fn a_training_set_streamed_from_the_cache_file_trains_as_in_memory() {
+    let dir = image_folder("stream-train", 40);
+    let cache = Scratch::new("test-folder-cache-stream-train-cache");
+    // greyscale 7x5 (35 bytes an image, not whole words), 30 training images; a limit of
+    // 600 bytes holds 2 batches of 8: two shards an epoch, the second part-filled
+    let opts = FolderLoad { channels: 1, size: Some((7, 5)), ..options(Some(&cache)) };
+    let (memory, test, _) = load(&dir, &opts);
+    let (cached, _, source) = opts.load_streaming(&dir).unwrap();
+    assert!(matches!(source, Source::Cache(_)) && matches!(cached, TrainSet::Cached(_)), "not read from the cache");
+    assert_eq!(memory.len, 30);
+    let (resident, p_resident) = train_three_epochs(&memory, &test, None);
+    let (streamed, p_streamed) = train_three_epochs(&cached, &test, Some(600));
+    assert_eq!(streamed, resident, "loss sums per epoch, streamed from the cache file vs resident from memory");
+    let differ = p_streamed.iter().zip(&p_resident).filter(|(a, b)| a != b).count();
+    assert_eq!(differ, 0, "{differ} of {} parameters differ after 3 epochs", p_resident.len());
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn train_step_gradient_matches_reference_model() {
             for (i, b) in [0usize, 2].into_iter().enumerate() {
                 let st = t.step_values(if b == 2 { 5 } else { 10 }, b * batch, b, 1.0);
                 let before = Model { params: t.model().unwrap().params.clone(), ..model.clone() };
-                t.train_step(b);
+                t.train_step(b).unwrap();
                 t.wait().unwrap();
                 let m = (batch * samples).next_multiple_of(4);
                 let x = r::gather_batch(
@@ -134,7 +134,7 @@ fn a_batch_too_large_for_one_reduce_workgroup_takes_the_separate_kernels() {
     let order: Vec<u32> = (0..len as u32).rev().collect();
     t.set_order(&order).unwrap();
     let st = t.step_values(batch, 0, 0, 1.0);
-    t.train_step(0);
+    t.train_step(0).unwrap();
     t.wait().unwrap();
     let lay = config.loss_layout();
     let x = r::gather_batch(&train.pixels, &order, batch, lay.pixels, 1, lay.x_cp, false, 1, &st);
@@ -203,7 +203,7 @@ fn run_losses(train: &Dataset, test: &Dataset, seed: u64, epochs: usize) -> Vec<
         let order: Vec<u32> = (0..train.len as u32).map(|i| (i * 7 + e as u32 * 13) % train.len as u32).collect();
         t.set_order(&order).unwrap();
         for b in 0..steps {
-            t.train_step(b);
+            t.train_step(b).unwrap();
         }
         losses.extend(t.batch_losses(steps).unwrap());
     }
@@ -245,12 +245,12 @@ fn the_loss_history_reads_without_waiting_as_it_reads_waiting() {
     let order: Vec<u32> = (0..512).collect();
     t.set_order(&order).unwrap();
     for b in 0..6 {
-        t.train_step(b);
+        t.train_step(b).unwrap();
     }
     let base = elbo::train::LossSums { recon: 1.0, kl: 2.0, images: 3.0 };
     assert!(t.request_history(1, 5, base), "no read was in flight");
     assert!(!t.request_history(0, 6, base), "a second read started while one was in flight");
-    t.train_step(6);
+    t.train_step(6).unwrap();
     let mut got = None;
     for _ in 0..10_000 {
         got = t.poll_history().unwrap();

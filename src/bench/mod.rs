@@ -67,14 +67,14 @@ pub fn model_trainer_with<'g>(
 pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) -> Result<Vec<Vec<Event>>> {
     let batches = t.train_batches();
     for b in 0..warmup {
-        t.train_step(b % batches);
+        t.train_step(b % batches)?;
     }
     t.wait()?;
     let profiler = Profiler::new(gpu, t.dispatches_per_step());
     let bytes = t.weight_copy_bytes() as f64;
     let mut runs = Vec::new();
     for s in 0..steps {
-        t.begin_train_step(s % batches);
+        t.begin_train_step(s % batches)?;
         let list: Vec<&Dispatch> = t.train_dispatches().iter().collect();
         let copy = |enc: &mut wgpu::CommandEncoder| t.copy_weights(enc);
         let tail = Tail { label: "copy weights to textures", bytes, encode: &copy };
@@ -88,7 +88,7 @@ pub fn profile_steps(gpu: &Gpu, t: &mut Trainer, warmup: usize, steps: usize) ->
 pub fn time_steps(t: &mut Trainer, warmup: usize, groups: usize, group: usize) -> Result<Vec<f64>> {
     let batches = t.train_batches();
     for b in 0..warmup {
-        t.train_step(b % batches);
+        t.train_step(b % batches)?;
     }
     t.wait()?;
     let mut ms = Vec::new();
@@ -96,7 +96,7 @@ pub fn time_steps(t: &mut Trainer, warmup: usize, groups: usize, group: usize) -
     for _ in 0..groups {
         let t0 = Instant::now();
         for _ in 0..group {
-            t.train_step(s % batches);
+            t.train_step(s % batches)?;
             s += 1;
         }
         t.wait()?;

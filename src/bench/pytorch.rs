@@ -230,7 +230,7 @@ pub fn time_epoch(t: &mut Trainer, epoch: usize) -> Result<f64> {
     t.wait()?;
     let t0 = Instant::now();
     for b in 0..batches {
-        t.train_step(b);
+        t.train_step(b)?;
         if (b + 1) % 25 == 0 && b + 1 < batches {
             t.request_history(0, b + 1, Default::default());
         }

@@ -8,7 +8,8 @@
 //! channels: any change to them names another file, and the old one is never read.
 
 use super::folder::ImageFile;
-use super::images::Images;
+use super::images::{split_order, Images};
+use super::{CachedSet, Dataset};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -188,6 +189,7 @@ impl Header {
 /// A cache file whose header and length were checked, its images not yet read.
 pub(crate) struct CacheFile {
     file: std::fs::File,
+    path: PathBuf,
     header: Header,
 }
 
@@ -210,7 +212,7 @@ pub(crate) fn open(path: &Path, key: &Key) -> Result<Option<CacheFile>> {
     if have != want {
         bail!("it is {have} bytes long but its header says {want} (a truncated or damaged file)");
     }
-    Ok(Some(CacheFile { file, header }))
+    Ok(Some(CacheFile { file, path: path.to_path_buf(), header }))
 }
 
 impl CacheFile {
@@ -238,6 +240,34 @@ impl CacheFile {
             pixels,
             skipped: h.skipped as usize,
         })
+    }
+}
+
+impl CacheFile {
+    /// Files of the folder that did not decode, left out.
+    pub(crate) fn skipped(&self) -> u64 {
+        self.header.skipped
+    }
+
+    /// The seeded split of `Images::split` (`<folder>-train` and `<folder>-test`, the
+    /// same images in the same order), the test set read into memory and the training
+    /// set left in the file, read as it is used.
+    pub(crate) fn split(self, dir: &Path, folder: &str, test_fraction: f64, seed: u64) -> Result<(CachedSet, Dataset)> {
+        let h = self.header;
+        let len = usize::try_from(h.count).context("it holds more images than this machine can address")?;
+        if u32::try_from(len).is_err() {
+            bail!("it holds {len} images, more than 2^32");
+        }
+        let (order, n_test) = split_order(dir, len, test_fraction, seed)?;
+        let (width, height, channels) = (h.width as usize, h.height as usize, h.channels as usize);
+        let index = |from: &[usize]| from.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+        let stored = (width, height, channels);
+        let (train_index, test_index) = (index(&order[..len - n_test]), index(&order[len - n_test..]));
+        let start = HEADER_LEN as u64;
+        let train = CachedSet::new(format!("{folder}-train"), self.path, self.file, start, stored, train_index);
+        let test = train.other(format!("{folder}-test"), test_index);
+        let test = crate::data::TrainSet::Cached(test).into_dataset()?;
+        Ok((train, test))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::cache::{self, Key};
 use super::images::Images;
-use super::Dataset;
+use super::{Dataset, TrainSet};
 use anyhow::{bail, Context, Result};
 use image::imageops::FilterType;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
@@ -169,6 +169,29 @@ impl FolderLoad {
         Ok((train, test, source))
     }
 
+    /// As [`FolderLoad::load`], but where the images come from the cache the training set
+    /// stays in the cache file ([`TrainSet::Cached`]) and is read as it is used: host
+    /// memory then holds the test set and what the reader of the training set asks for
+    /// at a time, not the folder.
+    pub fn load_streaming(&self, dir: &Path) -> Result<(TrainSet, Dataset, Source)> {
+        self.check()?;
+        let files = list_images(dir)?;
+        let folder = folder_name(dir);
+        if let Some(cache_dir) = &self.cache_dir {
+            let key = Key::new(dir, &folder, &files, self.channels, self.size);
+            let path = cache_dir.join(key.file_name());
+            if let Some(file) = self.open_cache(dir, &path, &key, files.len()) {
+                let (train, test) = file.split(dir, &folder, self.test_fraction, self.seed)?;
+                return Ok((TrainSet::Cached(train), test, Source::Cache(path)));
+            }
+            let (images, source) = self.decode_into_cache(dir, &files, &path, &key)?;
+            let (train, test) = images.split(dir, &folder, self.test_fraction, self.seed)?;
+            return Ok((TrainSet::Memory(train), test, source));
+        }
+        let (train, test) = self.decode(dir, &files)?.split(dir, &folder, self.test_fraction, self.seed)?;
+        Ok((TrainSet::Memory(train), test, Source::Decoded(None)))
+    }
+
     /// Every image of `path` (one PNG or JPEG file, or a folder of them searched
     /// recursively) in path order, as one set named after it: the user's own images, not
     /// split and not cached.
@@ -215,25 +238,46 @@ impl FolderLoad {
     fn cached(&self, dir: &Path, folder: &str, files: &[ImageFile], cache_dir: &Path) -> Result<(Images, Source)> {
         let key = Key::new(dir, folder, files, self.channels, self.size);
         let path = cache_dir.join(key.file_name());
-        match self.read_cache(&path, &key) {
-            Ok(Some(images)) => {
-                if images.skipped > 0 {
-                    eprintln!(
-                        "warning: {} of the {} image files in {} did not decode and are left out (--no-cache names them)",
-                        images.skipped,
-                        files.len(),
-                        dir.display()
-                    );
+        if let Some(file) = self.open_cache(dir, &path, &key, files.len()) {
+            match file.read() {
+                Ok(images) => return Ok((images, Source::Cache(path))),
+                Err(e) => {
+                    eprintln!("warning: ignoring the image cache {}: {e:#}; decoding the images again", path.display())
                 }
-                return Ok((images, Source::Cache(path)));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("warning: ignoring the image cache {}: {e:#}; decoding the images again", path.display())
             }
         }
+        self.decode_into_cache(dir, files, &path, &key)
+    }
+
+    /// The cache file at `path` for `key` when it is there and sound (a damaged one is
+    /// warned about); says how many images it holds, and how many of the folder's
+    /// `files` did not decode.
+    fn open_cache(&self, dir: &Path, path: &Path, key: &Key, files: usize) -> Option<cache::CacheFile> {
+        let file = match cache::open(path, key) {
+            Ok(file) => file?,
+            Err(e) => {
+                eprintln!("warning: ignoring the image cache {}: {e:#}; decoding the images again", path.display());
+                return None;
+            }
+        };
+        if !self.quiet {
+            eprintln!("reading {} cached images from {}", file.count(), path.display());
+        }
+        if file.skipped() > 0 {
+            eprintln!(
+                "warning: {} of the {files} image files in {} did not decode and are left out (--no-cache names them)",
+                file.skipped(),
+                dir.display()
+            );
+        }
+        Some(file)
+    }
+
+    /// `files` decoded, and written to the cache file at `path` (a cache that cannot be
+    /// written is warned about and done without).
+    fn decode_into_cache(&self, dir: &Path, files: &[ImageFile], path: &Path, key: &Key) -> Result<(Images, Source)> {
         let images = self.decode(dir, files)?;
-        if let Err(e) = cache::write(&path, &key, &images) {
+        if let Err(e) = cache::write(path, key, &images) {
             eprintln!("warning: {e:#}; going on without a cache (set ELBO_CACHE_DIR to a writable folder, or pass --no-cache)");
             return Ok((images, Source::Decoded(None)));
         }
@@ -242,19 +286,7 @@ impl FolderLoad {
             let (w, h, bytes) = (images.width, images.height, HumanBytes(images.pixels.len() as u64));
             eprintln!("cached {} images ({w}x{h} {shape}, {bytes}) in {}", images.len, path.display());
         }
-        Ok((images, Source::Decoded(Some(path))))
-    }
-
-    /// The images of the cache file at `path` when it is there (None when not); an
-    /// error when it is damaged or not of `key`.
-    fn read_cache(&self, path: &Path, key: &Key) -> Result<Option<Images>> {
-        let Some(file) = cache::open(path, key)? else {
-            return Ok(None);
-        };
-        if !self.quiet {
-            eprintln!("reading {} cached images from {}", file.count(), path.display());
-        }
-        file.read().map(Some)
+        Ok((images, Source::Decoded(Some(path.to_path_buf()))))
     }
 
     /// Every readable file of `files` decoded, converted and resized, in path order.

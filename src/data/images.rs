@@ -30,15 +30,7 @@ impl Images {
         seed: u64,
     ) -> Result<(Dataset, Dataset)> {
         let len = self.len;
-        if len < 2 {
-            bail!(
-                "{} holds only {len} readable image; a training set and a test set need at least 2 images",
-                dir.display()
-            );
-        }
-        let mut order: Vec<usize> = (0..len).collect();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        let n_test = ((len as f64 * test_fraction).round() as usize).clamp(1, len - 1);
+        let (order, n_test) = split_order(dir, len, test_fraction, seed)?;
         let image_len = self.width * self.height * self.channels;
         permute_images(&mut self.pixels, image_len, &order);
         let test_pixels = self.pixels.split_off((len - n_test) * image_len);
@@ -57,6 +49,22 @@ impl Images {
         let test = set(format!("{folder}-test"), test_pixels, n_test);
         Ok((train, test))
     }
+}
+
+/// The seeded split of `len` images (read from `dir`) into a training set and a test
+/// set: a shuffle of 0..len whose last `max(1, round(len * test_fraction))` entries are
+/// the test set's, and that count.
+pub(crate) fn split_order(dir: &Path, len: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, usize)> {
+    if len < 2 {
+        bail!(
+            "{} holds only {len} readable image; a training set and a test set need at least 2 images",
+            dir.display()
+        );
+    }
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let n_test = ((len as f64 * test_fraction).round() as usize).clamp(1, len - 1);
+    Ok((order, n_test))
 }
 
 /// Reorders the images in `pixels` (`image_len` bytes each) in place so that image j

@@ -6,9 +6,11 @@ pub mod cache;
 pub mod folder;
 pub mod idx;
 mod images;
+mod source;
 
 pub use cache::cache_dir;
 pub use folder::{load_image_folder, FolderLoad, Source};
+pub use source::{CachedSet, Dims, ImageSource, TrainSet};
 
 use anyhow::{bail, Result};
 use idx::read_idx;

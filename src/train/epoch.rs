@@ -100,7 +100,7 @@ impl Run<'_, '_> {
         if opts.kl_warmup > 0.0 {
             self.trainer.set_beta(self.warm(epoch, b));
         }
-        self.trainer.train_step(b);
+        self.trainer.train_step(b)?;
         self.steps_this_process += 1;
         let stop = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
             || opts.stop_after_steps.is_some_and(|n| self.steps_this_process >= n);

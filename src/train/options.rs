@@ -1,7 +1,10 @@
 //! The training options: what the CLI parses, the checkpoint stores and
 //! `--resume` reads back, the dataset they name, and the learning-rate schedule.
 
-use crate::data::{cache_dir, crop_to_multiple, faces_dir, load_faces, load_mnist, mnist_dir, Dataset, FolderLoad};
+use crate::data::{
+    cache_dir, crop_to_multiple, faces_dir, load_faces, load_mnist, mnist_dir, Dataset, FolderLoad, ImageSource,
+    TrainSet,
+};
 use crate::gpu::AdapterChoice;
 use crate::model::{Activation, Arch, Layout, Likelihood, ModelKind, Op, VaeConfig};
 use anyhow::{bail, Result};
@@ -314,16 +317,27 @@ pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<u32> {
 
 /// Loads the chosen dataset, cropped to a multiple of 2^depth for the convolutional model.
 pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
+    let (train, test, from) = load_sets(opts, false)?;
+    Ok((train.into_dataset()?, test, from))
+}
+
+/// As [`load_dataset`], for training: a folder read from its cache leaves the training
+/// set in the cache file ([`TrainSet::Cached`]), read a shard at a time where it is streamed.
+pub fn load_training_data(opts: &TrainOptions) -> Result<(TrainSet, Dataset, String)> {
+    load_sets(opts, true)
+}
+
+fn load_sets(opts: &TrainOptions, streaming: bool) -> Result<(TrainSet, Dataset, String)> {
     let (mut train, mut test, from) = match &opts.dataset {
         DatasetChoice::Mnist => {
             let dir = mnist_dir(opts.data_dir.as_deref());
             let (a, b) = load_mnist(&dir)?;
-            (a, b, dir.display().to_string())
+            (TrainSet::Memory(a), b, dir.display().to_string())
         }
         DatasetChoice::Faces => {
             let dir = faces_dir(opts.data_dir.as_deref());
             let (a, b) = load_faces(&dir, opts.test_fraction, opts.seed)?;
-            (a, b, dir.display().to_string())
+            (TrainSet::Memory(a), b, dir.display().to_string())
         }
         DatasetChoice::Folder(dir) => {
             let load = FolderLoad {
@@ -334,7 +348,13 @@ pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
                 cache_dir: if opts.no_cache { None } else { cache_dir() },
                 quiet: opts.quiet || opts.json,
             };
-            let (a, b, _) = load.load(dir)?;
+            let (a, b) = if streaming {
+                let (a, b, _) = load.load_streaming(dir)?;
+                (a, b)
+            } else {
+                let (a, b, _) = load.load(dir)?;
+                (TrainSet::Memory(a), b)
+            };
             (a, b, dir.display().to_string())
         }
     };
@@ -346,17 +366,18 @@ pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
     }
     // each stride-2 convolution halves the image: crop to a multiple of 2^depth
     let side = 1usize << opts.conv_channels.len().min(16);
-    if opts.arch == Arch::Conv && (!train.width.is_multiple_of(side) || !train.height.is_multiple_of(side)) {
-        if train.width < side || train.height < side {
+    let d = train.dims();
+    if opts.arch == Arch::Conv && (!d.width.is_multiple_of(side) || !d.height.is_multiple_of(side)) {
+        if d.width < side || d.height < side {
             bail!(
                 "{} convolutions (--channels {}) need images of at least {side}x{side} pixels, got {}x{}; give fewer channel counts or larger images (--image-size)",
                 opts.conv_channels.len(),
                 crate::model::list(&opts.conv_channels),
-                train.width,
-                train.height
+                d.width,
+                d.height
             );
         }
-        train = crop_to_multiple(&train, side);
+        train.crop_to_multiple(side);
         test = crop_to_multiple(&test, side);
     }
     Ok((train, test, from))

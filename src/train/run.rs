@@ -4,8 +4,9 @@
 
 use super::checkpoint::{self, Checkpoint};
 use super::epoch::Run;
-use super::options::{describe, load_dataset, TrainOptions};
+use super::options::{describe, load_training_data, TrainOptions};
 use super::{Hyper, LossSums, Trainer};
+use crate::data::{Dims, ImageSource, TrainSet};
 use crate::gpu::Gpu;
 use crate::model::{Arch, Model, ModelKind, VaeConfig};
 use anyhow::{bail, Context, Result};
@@ -79,9 +80,10 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     catch_ctrl_c();
     INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
     check_options(opts)?;
-    let (train_set, test_set, from) = load_dataset(opts)?;
+    let (train_set, test_set, from) = load_training_data(opts)?;
+    let dims = train_set.dims();
     // a model the data cannot take is an error before anything is written
-    let config = model_config(opts, &train_set)?;
+    let config = model_config(opts, dims)?;
     let gpu = Gpu::new(&opts.adapter)?;
     check_fits(&gpu, opts, &config, &test_set)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
@@ -95,20 +97,24 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     say(format!("adapter: {}", gpu.adapter_line()));
     say(format!(
         "data: {} training and {} test images of {}x{}x{} from {}",
-        train_set.len, test_set.len, train_set.width, train_set.height, train_set.channels, from
+        dims.len, test_set.len, dims.width, dims.height, dims.channels, from
     ));
     let trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &test_set))?;
     if let Some(ck) = &resumed {
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
     }
     if let Some(shard) = trainer.shard_images() {
-        let mib = (shard * train_set.image_len()) as f64 / 1048576.0;
+        let mib = (shard * dims.image_len()) as f64 / 1048576.0;
+        let kept = match &train_set {
+            TrainSet::Cached(_) => "read from the image cache as each shard is needed",
+            TrainSet::Memory(_) => "held in memory",
+        };
         say(format!(
-            "training set: {:.1} MiB, more than the device holds at once: streamed in shards of {shard} images ({mib:.1} MiB)",
-            train_set.pixels.len() as f64 / 1048576.0
+            "training set: {:.1} MiB, more than the device holds at once: streamed in shards of {shard} images ({mib:.1} MiB), {kept}",
+            dims.bytes() as f64 / 1048576.0
         ));
     }
-    // the device (or, streamed, the trainer's own copy) holds the training images now
+    // the device (or, streamed, the trainer's own reader) holds the training images now
     drop(train_set);
     if !trainer.gemm_choice().decisions.is_empty() {
         say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice().describe().replace('\n', "\n  ")));
@@ -189,7 +195,7 @@ fn check_fits(gpu: &Gpu, opts: &TrainOptions, config: &VaeConfig, test: &crate::
 }
 
 /// The model the options describe, for images of `data`'s shape.
-fn model_config(opts: &TrainOptions, data: &crate::data::Dataset) -> Result<VaeConfig> {
+fn model_config(opts: &TrainOptions, data: Dims) -> Result<VaeConfig> {
     let config = VaeConfig {
         arch: opts.arch,
         kind: opts.kind,
@@ -218,7 +224,7 @@ fn new_trainer<'g>(
     opts: &TrainOptions,
     config: &VaeConfig,
     resumed: Option<&Checkpoint>,
-    (train_set, test_set): (&crate::data::Dataset, &crate::data::Dataset),
+    (train_set, test_set): (&dyn ImageSource, &crate::data::Dataset),
 ) -> Result<Trainer<'g>> {
     let model = Model::init(config, opts.seed);
     if let Some(ck) = resumed {

@@ -9,7 +9,7 @@
 use super::hyper::{Hyper, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 use super::shards::TrainData;
 use super::state::Moments;
-use crate::data::Dataset;
+use crate::data::{Dataset, ImageSource};
 use crate::gpu::Gpu;
 use crate::kernels::gemm::{self, Pass};
 use crate::kernels::{self, Dispatch, Kernels, Step};
@@ -59,7 +59,7 @@ impl<'g> Trainer<'g> {
         model: Model,
         hyper: Hyper,
         batch: usize,
-        train: &Dataset,
+        train: &dyn ImageSource,
         test: &Dataset,
     ) -> Result<Trainer<'g>> {
         let c = model.config.clone();
@@ -76,7 +76,7 @@ impl<'g> Trainer<'g> {
         let grads = gpu.buffer("grads", (len * 4) as u64, wgpu::BufferUsages::empty())?;
         let moments = Moments::new(gpu, &k, len)?;
         let data = TrainData::new(gpu, train, batch, hyper.data_limit)?;
-        let history_slots = train.len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
+        let history_slots = train.dims().len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
         let mut net = Net::alloc(gpu, model, (batch, hyper.samples, hyper.seed), test, history_slots)?;
         net.beta = hyper.beta;
 
@@ -161,7 +161,7 @@ impl<'g> Trainer<'g> {
         self.set_order(&order)?;
         let steps = self.train_batches();
         for b in 0..steps {
-            self.train_step(b);
+            self.train_step(b)?;
         }
         self.read_history(steps)
     }
@@ -206,27 +206,31 @@ impl<'g> Trainer<'g> {
 
     /// Writes the uniform of training step `b` of the epoch (its loss goes to
     /// history slot `b`) and advances the counters; the caller then encodes
-    /// `train_dispatches()` and `copy_weights` and submits.
-    pub fn begin_train_step(&mut self, b: usize) {
+    /// `train_dispatches()` and `copy_weights` and submits. An error where a streamed
+    /// training set's images cannot be read.
+    pub fn begin_train_step(&mut self, b: usize) -> Result<()> {
         let start = b * self.batch;
         let rows = self.batch.min(self.data.len - start);
         let gpu = self.net.gpu;
-        self.data.prepare(gpu, start);
+        self.data.prepare(gpu, start)?;
         let step = self.step_values(rows, start, b, 1.0);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         self.steps_done += 1;
         self.counter += 1;
+        Ok(())
     }
 
-    /// Submits training step `b` of the epoch. Does not wait.
-    pub fn train_step(&mut self, b: usize) {
-        self.begin_train_step(b);
+    /// Submits training step `b` of the epoch. Does not wait. An error where a streamed
+    /// training set's images cannot be read.
+    pub fn train_step(&mut self, b: usize) -> Result<()> {
+        self.begin_train_step(b)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         kernels::encode_all(&mut enc, "train step", &self.lists.train);
         if self.copies_weights_each_step() {
             self.copy_weights(&mut enc);
         }
         self.gpu.submit(enc.finish());
+        Ok(())
     }
 
     /// The dispatches of one training step, in order.
@@ -236,8 +240,8 @@ impl<'g> Trainer<'g> {
 }
 
 /// Both datasets have the model's image shape and at least one image.
-fn check_datasets(c: &VaeConfig, train: &Dataset, test: &Dataset) -> Result<()> {
-    for (what, ds) in [("training", train), ("test", test)] {
+fn check_datasets(c: &VaeConfig, train: &dyn ImageSource, test: &Dataset) -> Result<()> {
+    for (what, ds) in [("training", train.dims()), ("test", test.dims())] {
         if (ds.width, ds.height, ds.channels) != (c.width, c.height, c.channels) {
             bail!(
                 "the model expects {}x{} images with {} channel(s) but the {what} set has {}x{} with {}",
