@@ -404,6 +404,46 @@ fn conv2d_taps_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     textureStore(out, vec2<u32>(q, tap), w);
 }
 
+// The sum, for input pixel i of the batch, of the taps image T (lhs) at the taps that
+// reach it. `texels`: T holds a texel a tap (k * k texels an output pixel: the 2-4
+// channels that tap gives its input pixel, in_c 2..4); else a value a tap, four taps a
+// texel (c4(k * k) texels an output pixel, in_c 1), summed into .x.
+fn col2im_sum(i: u32, texels: bool) -> vec4<f32> {
+    let pixels = p.in_h * p.in_w;
+    let b = div_u(i, pixels);
+    let pix = i - b * pixels;
+    let iy = div_u(pix, p.in_w);
+    let ix = pix - iy * p.in_w;
+    let taps = p.kernel * p.kernel;
+    let per_pixel = select(c4_of(taps), taps, texels);
+    // the taps that reach (iy, ix): ky = ky0 + jy s from output row oy0 - jy, and so in x
+    let s = p.stride;
+    let oy0 = div_u(iy + p.pad, s);
+    let ky0 = iy + p.pad - oy0 * s;
+    let ox0 = div_u(ix + p.pad, s);
+    let kx0 = ix + p.pad - ox0 * s;
+    var sum = vec4<f32>(0.0);
+    for (var jy = 0u; ky0 + jy * s < p.kernel; jy++) {
+        let oy = i32(oy0) - i32(jy);
+        if oy < 0 || oy >= i32(p.out_h) {
+            continue;
+        }
+        for (var jx = 0u; kx0 + jx * s < p.kernel; jx++) {
+            let ox = i32(ox0) - i32(jx);
+            if ox >= 0 && ox < i32(p.out_w) {
+                let tap = (ky0 + jy * s) * p.kernel + kx0 + jx * s;
+                let at = u32(oy * i32(p.out_w) + ox) * per_pixel;
+                if texels {
+                    sum += textureLoad(lhs, vec2<u32>(at + tap, b));
+                } else {
+                    sum.x += textureLoad(lhs, vec2<u32>(at + tap / 4u, b))[tap % 4u];
+                }
+            }
+        }
+    }
+    return sum;
+}
+
 // dIn (one channel) from the taps image T (lhs: batch rows, out_h * out_w * c4(k * k)
 // texels), one invocation per input pixel; the bias and epilogue as conv2d_backward_input's.
 @compute @workgroup_size(64)
@@ -414,29 +454,29 @@ fn conv2d_col2im_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         return;
     }
     let b = div_u(i, pixels);
-    let pix = i - b * pixels;
-    let iy = div_u(pix, p.in_w);
-    let ix = pix - iy * p.in_w;
-    let taps4 = c4_of(p.kernel * p.kernel);
-    // the taps that reach (iy, ix): ky = ky0 + jy s from output row oy0 - jy, and so in x
-    let s = p.stride;
-    let oy0 = div_u(iy + p.pad, s);
-    let ky0 = iy + p.pad - oy0 * s;
-    let ox0 = div_u(ix + p.pad, s);
-    let kx0 = ix + p.pad - ox0 * s;
-    var sum = 0.0;
-    for (var jy = 0u; ky0 + jy * s < p.kernel; jy++) {
-        let oy = i32(oy0) - i32(jy);
-        if oy < 0 || oy >= i32(p.out_h) {
-            continue;
-        }
-        for (var jx = 0u; kx0 + jx * s < p.kernel; jx++) {
-            let ox = i32(ox0) - i32(jx);
-            if ox >= 0 && ox < i32(p.out_w) {
-                let tap = (ky0 + jy * s) * p.kernel + kx0 + jx * s;
-                sum += textureLoad(lhs, vec2<u32>(u32(oy * i32(p.out_w) + ox) * taps4 + tap / 4u, b))[tap % 4u];
-            }
-        }
+    let texel = vec2<u32>(i - b * pixels, b);
+    store(texel, col2im_sum(i, false) + epilogue_bias(0u, 1u), live_lanes(0u, 1u));
+}
+
+// A transposed convolution into 2-4 channels (conv2d_backward_input with in_c 2..4, one
+// texel a pixel) in two dispatches (kernels::ConvVariant::SplitC4): the weights' texel
+// (tap, row o) already holds W[o, 0..3, tap], so they are those of a 1x1 convolution
+// from k * k * 4 channels to out_c, and its backward-input pass
+// (conv2d_backward_input_subgroup) gives the taps image T[b, oy, ox, tap] = the four
+// channels sum over o of dOut[b, oy, ox, o] W[o, c, tap]; conv2d_col2im_c4 sums, for
+// each input pixel, the texels of the taps that reach it. In one dispatch, the
+// subgroup kernel's 8 lanes share one input texel (a pixel) and most sit idle.
+
+// dIn (2-4 channels) from the taps image T (lhs: batch rows, out_h * out_w * k * k
+// texels), one invocation per input pixel; the bias and epilogue as conv2d_backward_input's.
+@compute @workgroup_size(64)
+fn conv2d_col2im_c4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = p.in_h * p.in_w;
+    let i = linear_id(gid, nwg);
+    if i >= p.batch * pixels {
+        return;
     }
-    store(vec2<u32>(pix, b), vec4<f32>(sum, 0.0, 0.0, 0.0) + epilogue_bias(0u, 1u), live_lanes(0u, 1u));
+    let b = div_u(i, pixels);
+    let texel = vec2<u32>(i - b * pixels, b);
+    store(texel, col2im_sum(i, true) + epilogue_bias(0u, p.in_c), live_lanes(0u, p.in_c));
 }

@@ -87,6 +87,10 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         (5, ConvShape::new(13, 11, 1, 40, 4, 1, 2)),
         (2, ConvShape::new(10, 9, 1, 6, 4, 2, 0)),
         (3, ConvShape::new(17, 15, 1, 12, 4, 3, 1)),
+        // 2-4 input channels (ConvVariant::SplitC4): an RGB image's first layer, 4 channels
+        // with stride 3 and padding 2
+        (3, ConvShape::new(12, 10, 3, 12, 4, 2, 1)),
+        (2, ConvShape::new(11, 9, 4, 6, 4, 3, 2)),
         // more images than a workgroup's 8 subgroups, one output texel
         (10, ConvShape::new(4, 8, 1, 4, 4, 2, 1)),
         // the convolutional VAE's first layer at its training batch; and sums over more
@@ -107,6 +111,7 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
             ConvVariant::Subgroup => kernels::conv_subgroup_supports(entry, s),
             ConvVariant::SubgroupC1 => kernels::conv_c1_supports(s),
             ConvVariant::SplitC1 => entry == "conv2d_backward_input" && kernels::conv_c1_supports(s),
+            ConvVariant::SplitC4 => entry == "conv2d_backward_input" && kernels::conv_c4_supports(s),
             ConvVariant::Wide => true,
         })
         .collect();
@@ -115,7 +120,9 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
             assert!(all.iter().filter(|c| c.0 == v).count() >= 2, "{entry}: too few {v:?} cases");
         }
         if entry == "conv2d_backward_input" {
-            assert!(all.iter().filter(|c| c.0 == ConvVariant::SplitC1).count() >= 2, "too few SplitC1 cases");
+            for v in [ConvVariant::SplitC1, ConvVariant::SplitC4] {
+                assert!(all.iter().filter(|c| c.0 == v).count() >= 3, "too few {v:?} cases");
+            }
         }
     }
     all
@@ -133,6 +140,7 @@ fn variants() -> Vec<ConvVariant> {
         v.push(ConvVariant::Subgroup);
         v.push(ConvVariant::SubgroupC1);
         v.push(ConvVariant::SplitC1);
+        v.push(ConvVariant::SplitC4);
     }
     v
 }
@@ -209,9 +217,14 @@ fn conv2d_backward_input_matches_reference() {
                 [(0, B(&u)), (1, T(&dym.view)), (2, T(&wm.view)), (3, T(&xm.view)), (4, T(&dxm.view)), (5, B(&flat))];
             let m = batch.next_multiple_of(4);
             let d = kernels::conv_dispatch(g, k(), "conv2d_backward_input", variant, "test", &binds, &s, m);
-            // SplitC1 must really split here (it falls back to one kernel only for images
-            // whose taps do not fit a texture)
-            assert_eq!(d.dispatches.len(), if variant == ConvVariant::SplitC1 { 3 } else { 1 });
+            // SplitC1 and SplitC4 must really split here (they fall back to one kernel only
+            // for images whose taps do not fit a texture)
+            let split = match variant {
+                ConvVariant::SplitC1 => 3,
+                ConvVariant::SplitC4 => 2,
+                _ => 1,
+            };
+            assert_eq!(d.dispatches.len(), split, "dispatches of {variant:?} for {s:?}");
             kernels::run(g, &d.dispatches).unwrap();
             let got = unpad_channels(&g.read_matrix(&dxm).unwrap()[..batch * texels(s.in_h * s.in_w, s.in_c)], s.in_c);
             let through = (epilogue == EPILOGUE_ACT_GRAD).then_some((&x[..], act));

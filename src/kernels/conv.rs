@@ -87,6 +87,11 @@ pub enum ConvVariant {
     /// conv2d_taps_c1 and conv2d_col2im_c1 around a 1x1 conv2d_forward_subgroup (conv.wgsl
     /// says how); SubgroupC1's kernel where the taps image would not fit a texture.
     SplitC1,
+    /// backward_input into 2-4 channels (one texel a pixel) in two dispatches: the
+    /// backward-input pass of a 1x1 conv2d_backward_input_subgroup to the taps image, then
+    /// conv.wgsl's conv2d_col2im_c4 (conv.wgsl says how); Plain where the taps image would
+    /// not fit a texture.
+    SplitC4,
     /// conv.wgsl's `_wide` kernels: lanes of a workgroup share each block's sum.
     Wide,
 }
@@ -105,6 +110,13 @@ pub fn conv_subgroup_supports(entry: &str, s: &ConvShape) -> bool {
 /// input and a 4x4 kernel.
 pub fn conv_c1_supports(s: &ConvShape) -> bool {
     s.in_c == 1 && s.kernel == 4
+}
+
+/// Whether ConvVariant::SplitC4 computes backward_input of geometry `s`: an input side
+/// of 2-4 channels (one texel a pixel) and a kernel of at least 2x2 (so that the 1x1
+/// convolution's k * k channel texels fill half a subgroup).
+pub fn conv_c4_supports(s: &ConvShape) -> bool {
+    (2..=4).contains(&s.in_c) && s.kernel >= 2
 }
 
 /// The variant to run `entry` of geometry `s` with. On adapters with 8- or 16-lane subgroups,
@@ -137,6 +149,11 @@ pub fn conv_variant(k: &Kernels, entry: &str, s: &ConvShape) -> ConvVariant {
         } else {
             ConvVariant::SubgroupC1
         }
+    } else if k.subgroup.is_some() && entry == "conv2d_backward_input" && conv_c4_supports(s) {
+        // lavapipe, the 64x64 RGB decoder's last layer (32 -> 3 channels) at batch 64:
+        // 86 ms split (54 the 1x1 convolution, 32 the col2im) against 129 ms in conv.wgsl's
+        // one kernel (elbo profile --model rgb64, a busy host)
+        ConvVariant::SplitC4
     } else if k.subgroup.is_some() && conv_subgroup_supports(entry, s) && worth {
         ConvVariant::Subgroup
     } else if k.wide_reductions && split >= 8 {
@@ -174,6 +191,13 @@ pub fn conv_dispatch(
             return ConvPass { dispatches, main: 1, taps: Some(taps) };
         }
         return conv_dispatch(gpu, k, entry, ConvVariant::SubgroupC1, label, binds, s, batch);
+    }
+    if variant == ConvVariant::SplitC4 {
+        assert!(entry == "conv2d_backward_input" && conv_c4_supports(s), "no split {entry} for {s:?}");
+        if let Some(dispatches) = split_c4(gpu, k, label, binds, s, batch) {
+            return ConvPass { dispatches, main: 0, taps: None };
+        }
+        return conv_dispatch(gpu, k, entry, ConvVariant::Plain, label, binds, s, batch);
     }
     ConvPass { dispatches: vec![conv_single(gpu, k, entry, variant, label, binds, s, batch)], main: 0, taps: None }
 }
@@ -218,6 +242,7 @@ pub fn weight_loop_turns(variant: ConvVariant, s: &ConvShape, rows: usize, trans
             sums + input + 4 * rows + 64
         }
         ConvVariant::Wide => 0,
+        ConvVariant::SplitC4 => panic!("SplitC4 computes no weight gradient"),
     }
 }
 
@@ -365,6 +390,60 @@ fn split_c1(
         64,
     );
     Some((vec![relayout, taps_conv, col2im], image))
+}
+
+/// ConvVariant::SplitC4's two dispatches; the taps image is made here and lives in their
+/// bind groups. None where the adapter has no subgroup kernels or the taps image does
+/// not fit a texture.
+fn split_c4(
+    gpu: &Gpu,
+    k: &Kernels,
+    label: &str,
+    binds: &[(u32, Bind)],
+    s: &ConvShape,
+    batch: usize,
+) -> Option<Vec<Dispatch>> {
+    use Bind::{Buffer as B, Texture as T};
+    k.subgroup.as_ref()?;
+    let taps = s.kernel * s.kernel;
+    // the 1x1 convolution from the taps' k * k * 4 channels (the weights' texels as they
+    // are) to the output's channels, at the output's pixels
+    let t_shape = ConvShape {
+        in_h: s.out_h,
+        in_w: s.out_w,
+        in_c: taps * 4,
+        out_h: s.out_h,
+        out_w: s.out_w,
+        out_c: s.out_c,
+        kernel: 1,
+        stride: 1,
+        pad: 0,
+    };
+    // a texel (4 columns) a tap
+    let image = gpu.matrix("taps image", batch, s.out_h * s.out_w * taps * 4).ok()?;
+    use conv_slot::*;
+    let slot = |i: u32| binds.iter().find(|(b, _)| *b == i).map(|(_, v)| *v).expect("conv.wgsl's binding");
+    let u = gpu.uniform("taps convolution", &Conv::new(&t_shape, batch, EPILOGUE_NONE));
+    let conv_binds = [
+        (P, B(&u)),
+        (LHS, slot(LHS)),
+        (RHS, slot(RHS)),
+        (MASK, slot(LHS)),
+        (OUT, T(&image.view)),
+        (PARAMS, slot(PARAMS)),
+    ];
+    let taps_label = format!("{label} taps");
+    let taps_conv =
+        conv_single(gpu, k, "conv2d_backward_input", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
+    let col2im = Dispatch::new(
+        gpu,
+        format!("conv2d_col2im_c4 {label}"),
+        &k.conv2d_col2im_c4,
+        &[(P, slot(P)), (LHS, T(&image.view)), (MASK, slot(MASK)), (OUT, slot(OUT)), (PARAMS, slot(PARAMS))],
+        batch * s.in_h * s.in_w,
+        64,
+    );
+    Some(vec![taps_conv, col2im])
 }
 
 /// conv_common.wgsl's binding slots: those of gemm.wgsl (`super::gemm::gemm_slot`), for the

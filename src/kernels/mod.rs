@@ -174,6 +174,8 @@ pub struct Kernels {
     /// conv.wgsl's two steps around a 1x1 convolution for a 1-channel backward_input
     pub conv2d_taps_c1: wgpu::ComputePipeline,
     pub conv2d_col2im_c1: wgpu::ComputePipeline,
+    /// conv.wgsl's step after a 1x1 convolution for a backward_input into 2-4 channels
+    pub conv2d_col2im_c4: wgpu::ComputePipeline,
     pub softmax_cross_entropy: wgpu::ComputePipeline,
     /// The `_wide` variants: a workgroup's lanes share one block's reduction.
     pub gemm_forward_wide: wgpu::ComputePipeline,
@@ -348,6 +350,7 @@ impl Kernels {
             conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,
             conv2d_taps_c1: gpu.pipeline(&conv, "conv2d_taps_c1")?,
             conv2d_col2im_c1: gpu.pipeline(&conv, "conv2d_col2im_c1")?,
+            conv2d_col2im_c4: gpu.pipeline(&conv, "conv2d_col2im_c4")?,
             softmax_cross_entropy: gpu.pipeline(&classify, "softmax_cross_entropy")?,
             gemm_forward_wide: gpu.pipeline(&gemm, "gemm_forward_wide")?,
             gemm_backward_input_wide: gpu.pipeline(&gemm, "gemm_backward_input_wide")?,
