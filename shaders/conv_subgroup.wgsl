@@ -559,6 +559,93 @@ fn conv2d_forward_c1_subgroup(
     }
 }
 
+// ---- Two to four input channels -----------------------------------------------
+// An RGB encoder's first layer (and the decoder's last, for its input gradient) has one
+// texel a pixel: conv2d_forward_subgroup then sums 16 texels an output and spends most
+// of its time gathering the lanes' results by shuffles (36 ms at 64x64, batch 64 on
+// lavapipe). This kernel is conv2d_forward_c1_subgroup with a texel in place of each
+// value: each tap's weights for a lane's 4 output channels are a 4x4 matrix kept in
+// registers, and the input texels under the taps travel by subgroupBroadcast.
+
+// The weights of output channels 4q..4q+3 at tap t for an input of one texel a pixel:
+// x * wmat(q, t) is those channels' sum over the texel x's channels.
+fn wmat(q: u32, t: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(
+        textureLoad(rhs, vec2<u32>(t, q * 4u)),
+        textureLoad(rhs, vec2<u32>(t, q * 4u + 1u)),
+        textureLoad(rhs, vec2<u32>(t, q * 4u + 2u)),
+        textureLoad(rhs, vec2<u32>(t, q * 4u + 3u)),
+    );
+}
+
+// Y = conv(X) for X of 2-4 channels and a 4x4 kernel, laid out and dispatched as
+// conv2d_forward_c1_subgroup.
+@compute @workgroup_size(64)
+fn conv2d_forward_c4_subgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+) {
+    // written for 8 lanes: at 16, each half of the subgroup does what an 8-lane one does
+    let lane = sg_lane % 8u;
+    let hi = sg_lane >= 8u;
+    let out_c4 = c4_of(p.out_c);
+    let q = wg.x * 8u + lane;
+    let qw = min(q, out_c4 - 1u);
+    let m0 = wmat(qw, 0u);
+    let m1 = wmat(qw, 1u);
+    let m2 = wmat(qw, 2u);
+    let m3 = wmat(qw, 3u);
+    let m4 = wmat(qw, 4u);
+    let m5 = wmat(qw, 5u);
+    let m6 = wmat(qw, 6u);
+    let m7 = wmat(qw, 7u);
+    let m8 = wmat(qw, 8u);
+    let m9 = wmat(qw, 9u);
+    let m10 = wmat(qw, 10u);
+    let m11 = wmat(qw, 11u);
+    let m12 = wmat(qw, 12u);
+    let m13 = wmat(qw, 13u);
+    let m14 = wmat(qw, 14u);
+    let m15 = wmat(qw, 15u);
+    let bias = epilogue_bias(qw, p.out_c);
+    let live = live_lanes(q, p.out_c);
+    // this lane's taps: (ky, kx) = (lane / 4, lane % 4) and (lane / 4 + 2, lane % 4)
+    let kx = lane % 4u;
+    let ky = lane / 4u;
+    var px = pixel_of((wg.y * 8u + lid / 8u) * C1_PIXELS, p.out_w, p.out_h);
+    for (var r = 0u; r < C1_PIXELS; r++) {
+        if r > 0u {
+            px = next_pixel(px, p.out_w, p.out_h);
+        }
+        let ix = i32(px.x * p.stride + kx) - i32(p.pad);
+        let iy = i32(px.y * p.stride + ky) - i32(p.pad);
+        let ok_a = px.b < p.batch && ix >= 0 && ix < i32(p.in_w) && iy >= 0 && iy < i32(p.in_h);
+        let ok_b = px.b < p.batch && ix >= 0 && ix < i32(p.in_w) && iy + 2 >= 0 && iy + 2 < i32(p.in_h);
+        let xa = load_if(lhs, iy * i32(p.in_w) + ix, px.b, ok_a);
+        let xb = load_if(lhs, (iy + 2) * i32(p.in_w) + ix, px.b, ok_b);
+        var acc = group8_v0(xa, hi) * m0;
+        acc += group8_v1(xa, hi) * m1;
+        acc += group8_v2(xa, hi) * m2;
+        acc += group8_v3(xa, hi) * m3;
+        acc += group8_v4(xa, hi) * m4;
+        acc += group8_v5(xa, hi) * m5;
+        acc += group8_v6(xa, hi) * m6;
+        acc += group8_v7(xa, hi) * m7;
+        acc += group8_v0(xb, hi) * m8;
+        acc += group8_v1(xb, hi) * m9;
+        acc += group8_v2(xb, hi) * m10;
+        acc += group8_v3(xb, hi) * m11;
+        acc += group8_v4(xb, hi) * m12;
+        acc += group8_v5(xb, hi) * m13;
+        acc += group8_v6(xb, hi) * m14;
+        acc += group8_v7(xb, hi) * m15;
+        if px.live && q < out_c4 {
+            store(vec2<u32>((px.y * p.out_w + px.x) * out_c4 + q, px.b), acc + bias, live);
+        }
+    }
+}
+
 // dIn = conv^T(dOut) into a 1-channel image, where the three-dispatch path of conv.wgsl
 // (kernels::ConvVariant::SplitC1) does not fit. Workgroup y: 8 blocks of 8 input pixels
 // (input_block), one per subgroup, lane j computing pixel j. For each tap and run of

@@ -91,6 +91,8 @@ fn shapes() -> Vec<(usize, ConvShape)> {
         // with stride 3 and padding 2
         (3, ConvShape::new(12, 10, 3, 12, 4, 2, 1)),
         (2, ConvShape::new(11, 9, 4, 6, 4, 3, 2)),
+        // and more than 8 output texels, 2 channels, more pixels than a workgroup's 512
+        (3, ConvShape::new(24, 22, 2, 40, 4, 1, 1)),
         // more images than a workgroup's 8 subgroups, one output texel
         (10, ConvShape::new(4, 8, 1, 4, 4, 2, 1)),
         // the convolutional VAE's first layer at its training batch; and sums over more
@@ -111,7 +113,8 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
             ConvVariant::Subgroup => kernels::conv_subgroup_supports(entry, s),
             ConvVariant::SubgroupC1 => kernels::conv_c1_supports(s),
             ConvVariant::SplitC1 => entry == "conv2d_backward_input" && kernels::conv_c1_supports(s),
-            ConvVariant::SplitC4 => entry == "conv2d_backward_input" && kernels::conv_c4_supports(s),
+            ConvVariant::SplitC4 => entry == "conv2d_backward_input" && kernels::conv_c4_supports(entry, s),
+            ConvVariant::SubgroupC4 => entry == "conv2d_forward" && kernels::conv_c4_supports(entry, s),
             ConvVariant::Wide => true,
         })
         .collect();
@@ -123,6 +126,9 @@ fn cases(entry: &str) -> Vec<(ConvVariant, usize, ConvShape)> {
             for v in [ConvVariant::SplitC1, ConvVariant::SplitC4] {
                 assert!(all.iter().filter(|c| c.0 == v).count() >= 3, "too few {v:?} cases");
             }
+        }
+        if entry == "conv2d_forward" {
+            assert!(all.iter().filter(|c| c.0 == ConvVariant::SubgroupC4).count() >= 2, "too few SubgroupC4 cases");
         }
     }
     all
@@ -141,6 +147,7 @@ fn variants() -> Vec<ConvVariant> {
         v.push(ConvVariant::SubgroupC1);
         v.push(ConvVariant::SplitC1);
         v.push(ConvVariant::SplitC4);
+        v.push(ConvVariant::SubgroupC4);
     }
     v
 }
@@ -407,6 +414,8 @@ fn weight_gradients_are_right_at_the_largest_batch_allowed() {
         (ConvVariant::SubgroupC1, ConvShape::new(28, 28, 1, 32, 4, 2, 1)),
         (ConvVariant::Subgroup, ConvShape::new(14, 14, 32, 4, 4, 2, 1)),
         (ConvVariant::Plain, ConvShape::new(12, 12, 3, 4, 4, 2, 1)),
+        // one texel a pixel: a tap a lane
+        (ConvVariant::Subgroup, ConvShape::new(12, 12, 3, 4, 4, 2, 1)),
     ];
     for (variant, s) in cases {
         for bias_of in [0u32, 1] {

@@ -92,16 +92,24 @@ pub enum ConvVariant {
     /// conv.wgsl's conv2d_col2im_c4 (conv.wgsl says how); Plain where the taps image would
     /// not fit a texture.
     SplitC4,
+    /// conv_subgroup.wgsl's conv2d_forward_c4_subgroup: the forward pass of an input of 2-4
+    /// channels with a 4x4 kernel.
+    SubgroupC4,
     /// conv.wgsl's `_wide` kernels: lanes of a workgroup share each block's sum.
     Wide,
 }
 
-/// Whether conv_subgroup.wgsl computes `entry` for geometry `s` (its backward_weight
-/// needs the input channels in whole subgroups: c4_in a multiple of 8).
+/// Whether conv_subgroup.wgsl computes `entry` for geometry `s`. Its backward_weight
+/// gives each lane a column (tap, input-channel texel) of dW and loops over the output
+/// pixels its subgroup's taps reach: it takes input channels in whole subgroups (c4_in a
+/// multiple of 8, one or two taps a subgroup), or one texel a pixel (in_c <= 4: a tap a
+/// lane, 8 taps a subgroup, whose pixels differ only at the borders). Lavapipe, 64x64 RGB
+/// at batch 64, the 3-channel layers' weight gradients: 18-19 ms against 43-48 ms in
+/// conv.wgsl (elbo profile --model rgb64).
 pub fn conv_subgroup_supports(entry: &str, s: &ConvShape) -> bool {
     match entry {
         "conv2d_forward" | "conv2d_backward_input" => true,
-        "conv2d_backward_weight" => s.in_c.div_ceil(4).is_multiple_of(8),
+        "conv2d_backward_weight" => s.in_c.div_ceil(4).is_multiple_of(8) || s.in_c <= 4,
         _ => false,
     }
 }
@@ -112,11 +120,17 @@ pub fn conv_c1_supports(s: &ConvShape) -> bool {
     s.in_c == 1 && s.kernel == 4
 }
 
-/// Whether ConvVariant::SplitC4 computes backward_input of geometry `s`: an input side
-/// of 2-4 channels (one texel a pixel) and a kernel of at least 2x2 (so that the 1x1
-/// convolution's k * k channel texels fill half a subgroup).
-pub fn conv_c4_supports(s: &ConvShape) -> bool {
-    (2..=4).contains(&s.in_c) && s.kernel >= 2
+/// Whether the kernels for an input side of 2-4 channels (one texel a pixel) compute
+/// `entry` of geometry `s`: ConvVariant::SplitC4's backward_input for a kernel of at
+/// least 2x2 (so that the 1x1 convolution's k * k channel texels fill half a subgroup),
+/// ConvVariant::SubgroupC4's forward for a 4x4 kernel.
+pub fn conv_c4_supports(entry: &str, s: &ConvShape) -> bool {
+    let kernel = match entry {
+        "conv2d_backward_input" => s.kernel >= 2,
+        "conv2d_forward" => s.kernel == 4,
+        _ => false,
+    };
+    (2..=4).contains(&s.in_c) && kernel
 }
 
 /// The variant to run `entry` of geometry `s` with. On adapters with 8- or 16-lane subgroups,
@@ -149,7 +163,11 @@ pub fn conv_variant(k: &Kernels, entry: &str, s: &ConvShape) -> ConvVariant {
         } else {
             ConvVariant::SubgroupC1
         }
-    } else if k.subgroup.is_some() && entry == "conv2d_backward_input" && conv_c4_supports(s) {
+    } else if k.subgroup.is_some() && entry == "conv2d_forward" && conv_c4_supports(entry, s) {
+        // lavapipe, the 64x64 RGB encoder's first layer (3 -> 32 channels) at batch 64:
+        // 14 ms against 36 ms in conv2d_forward_subgroup (elbo profile --model rgb64)
+        ConvVariant::SubgroupC4
+    } else if k.subgroup.is_some() && entry == "conv2d_backward_input" && conv_c4_supports(entry, s) {
         // lavapipe, the 64x64 RGB decoder's last layer (32 -> 3 channels) at batch 64:
         // 86 ms split (54 the 1x1 convolution, 32 the col2im) against 129 ms in conv.wgsl's
         // one kernel (elbo profile --model rgb64, a busy host)
@@ -193,7 +211,7 @@ pub fn conv_dispatch(
         return conv_dispatch(gpu, k, entry, ConvVariant::SubgroupC1, label, binds, s, batch);
     }
     if variant == ConvVariant::SplitC4 {
-        assert!(entry == "conv2d_backward_input" && conv_c4_supports(s), "no split {entry} for {s:?}");
+        assert!(entry == "conv2d_backward_input" && conv_c4_supports(entry, s), "no split {entry} for {s:?}");
         if let Some(dispatches) = split_c4(gpu, k, label, binds, s, batch) {
             return ConvPass { dispatches, main: 0, taps: None };
         }
@@ -225,11 +243,16 @@ pub fn weight_loop_turns(variant: ConvVariant, s: &ConvShape, rows: usize, trans
             let bias = 1 + images * (2 + (s.in_h * s.in_w).div_ceil(8));
             main + bias + (8 + 7 * 10) + (5 + 4 * 9)
         }
-        // the images (8 a turn) under each output pixel, the bias sums, the input sum
+        // the images (8 a turn) under each output pixel; the bias sums (each image's pass
+        // through the outer loop too: without it a 3-channel layer, where they are most of
+        // the turns, came out wrong at the batch allowed); the input sum; the writes (4
+        // subgroup sums, 16 biases, 16 output channels by 4: 128 in all)
         ConvVariant::Subgroup => {
             s.out_h * (1 + (s.out_w + 1) * (1 + rows.div_ceil(8)))
-                + rows * (1 + (s.out_h * s.out_w).div_ceil(8))
+                + 1
+                + rows * (2 + (s.out_h * s.out_w).div_ceil(8))
                 + image_sum
+                + 128
         }
         // weight_sums: every image and output row, 4 columns a turn; input_sum (counted for
         // every layer, as the 1-channel one); the writes. Each loop's leaving pass counts,
@@ -242,7 +265,7 @@ pub fn weight_loop_turns(variant: ConvVariant, s: &ConvShape, rows: usize, trans
             sums + input + 4 * rows + 64
         }
         ConvVariant::Wide => 0,
-        ConvVariant::SplitC4 => panic!("SplitC4 computes no weight gradient"),
+        ConvVariant::SplitC4 | ConvVariant::SubgroupC4 => panic!("{variant:?} computes no weight gradient"),
     }
 }
 
@@ -308,6 +331,13 @@ fn conv_single(
             };
             let name = format!("{}_c1_subgroup {label}", entry);
             Dispatch::with_groups(gpu, name, pipeline, binds, groups)
+        }
+        (ConvVariant::SubgroupC4, Some(sg), "conv2d_forward") => {
+            assert!(conv_c4_supports(entry, s), "no conv2d_forward_c4_subgroup for {s:?}");
+            // as conv2d_forward_c1_subgroup: 64 output pixels per subgroup, 8 subgroups per workgroup
+            let groups = [g(s.out_c.div_ceil(4).div_ceil(8)), g((batch * s.out_h * s.out_w).div_ceil(8 * 64)), 1];
+            let pipeline = &sg.conv2d_forward_c4_subgroup;
+            Dispatch::with_groups(gpu, format!("conv2d_forward_c4_subgroup {label}"), pipeline, binds, groups)
         }
         (ConvVariant::Wide, _, _) => {
             // backward_weight: one workgroup per block of outputs; the others 8 blocks per workgroup

@@ -223,6 +223,7 @@ pub struct SubgroupKernels {
     pub conv2d_backward_weight_subgroup: wgpu::ComputePipeline,
     /// conv_subgroup.wgsl's kernels for 1-channel inputs
     pub conv2d_forward_c1_subgroup: wgpu::ComputePipeline,
+    pub conv2d_forward_c4_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_input_c1_subgroup: wgpu::ComputePipeline,
     pub conv2d_backward_weight_c1_subgroup: wgpu::ComputePipeline,
     /// conv2d_forward_subgroup built for 16 lanes, on 16-lane adapters: used where the
@@ -278,6 +279,7 @@ impl SubgroupKernels {
             conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
             conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
             conv2d_forward_c1_subgroup: gpu.pipeline(cl, "conv2d_forward_c1_subgroup")?,
+            conv2d_forward_c4_subgroup: gpu.pipeline(cl, "conv2d_forward_c4_subgroup")?,
             conv2d_backward_input_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_input_c1_subgroup")?,
             conv2d_backward_weight_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_c1_subgroup")?,
             gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
