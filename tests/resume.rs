@@ -186,6 +186,8 @@ fn options_saved_by_earlier_checkpoints_still_resume() {
     );
     assert_eq!(o.conv_channels, vec![8, 16]);
     assert_eq!((o.lr, o.lr_decay, o.lr_decay_start), (0.002, 1.0, 1));
+    // and none of the schedules, Adam epsilons and presets that came after them
+    assert_eq!((o.lr_schedule, o.adam_eps, o.preset), (elbo::train::LrSchedule::Exp, 1e-8, None));
     assert_eq!((o.beta, o.kl_warmup, o.free_bits, o.mc_samples), (0.5, 1.5, 0.25, 2));
     assert_eq!((o.seed, o.binarize, o.train_limit, o.test_limit, o.checkpoint_every), (9, true, Some(300), None, 4));
     assert_eq!(o.out.as_deref(), Some(d.to_path_buf().as_path()), "a resumed run writes into the folder it resumes");

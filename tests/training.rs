@@ -444,3 +444,42 @@ fn adam_is_fused_and_keeps_its_moments_where_they_pay() {
         assert_eq!(g.texel_moments_pay(), mesa.0 <= elbo::gpu::NEWEST_WIDE_MESA, "Mesa {mesa:?}");
     }
 }
+
+/// The Adam ε a run asks for (`--adam-eps`, Hyper::adam_eps) is the one its update uses,
+/// fused into the weight gradients or not: one step's parameters against the reference
+/// update with that ε, and far from the update with PyTorch's 1e-8 (which the small
+/// gradients of a first step tell apart).
+#[test]
+fn adams_epsilon_is_the_one_asked_for() {
+    let g = gpu();
+    let (_, config, hyper) = small_models().into_iter().find(|(_, c, _)| c.arch == Arch::Mlp).unwrap();
+    let eps = 1e-4;
+    let (train, test) = data_for(&config);
+    let model = Model::init(&config, 3);
+    let mut unfused = None;
+    for fuse_adam in [false, true] {
+        let hyper = Hyper { fuse_adam, adam_eps: eps, ..hyper.clone() };
+        let mut t = Trainer::new(g, model.clone(), hyper, 10, &train, &test).unwrap();
+        t.set_order(&(0..25).collect::<Vec<u32>>()).unwrap();
+        let st = t.step_values(10, 0, 0, 1.0);
+        t.train_step(0).unwrap();
+        t.wait().unwrap();
+        let got = t.model().unwrap().params.clone();
+        match &unfused {
+            None => {
+                let grads = t.read_grads().unwrap();
+                let update = |eps: f32| {
+                    let mut p = model.params.clone();
+                    let (mut m1, mut m2) = (vec![0.0; p.len()], vec![0.0; p.len()]);
+                    r::adam_update(&mut p, &grads, &mut m1, &mut m2, 0.9, 0.999, eps, &st);
+                    p
+                };
+                assert_close("parameters after one step, adam eps 1e-4", &got, &update(eps), 1e-7, 1e-5);
+                let far = got.iter().zip(&update(1e-8)).filter(|(a, b)| (*a - *b).abs() > 1e-5).count();
+                assert!(far > got.len() / 100, "only {far} of {} parameters tell eps 1e-4 from 1e-8", got.len());
+                unfused = Some(got);
+            }
+            Some(want) => assert_close("parameters after one step, fused Adam, eps 1e-4", &got, want, 1e-7, 1e-5),
+        }
+    }
+}

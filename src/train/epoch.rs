@@ -188,11 +188,8 @@ impl Run<'_, '_> {
         self.trainer.save_model(&self.out.join("model.safetensors"), extra)?;
         crate::plot::loss_curves(&self.metrics_path, &self.out.join("loss.png"))?;
         self.save_checkpoint(epoch, 0, LossSums::default())?;
-        let lr = if opts.lr_decay < 1.0 || opts.lr_decay_start > 1 {
-            format!("  lr {:.3e}", self.trainer.hyper().lr)
-        } else {
-            String::new()
-        };
+        let moving = opts.lr_decay < 1.0 || opts.lr_decay_start > 1 || opts.lr_schedule != super::LrSchedule::Exp;
+        let lr = if moving { format!("  lr {:.3e}", self.trainer.hyper().lr) } else { String::new() };
         self.say(format!(
             "epoch {epoch:>3}/{}  train {:.2}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s{lr}",
             opts.epochs,

@@ -31,6 +31,8 @@ pub struct Hyper {
     /// The most bytes of training images held on the device at once: a larger set is
     /// streamed in shards (None: the adapter's largest storage buffer).
     pub data_limit: Option<u64>,
+    /// Adam's ε (ADAM_EPS unless set).
+    pub adam_eps: f32,
 }
 
 impl Hyper {
@@ -46,6 +48,7 @@ impl Hyper {
             gemm_fixed: None,
             fuse_adam: true,
             data_limit: None,
+            adam_eps: ADAM_EPS,
         }
     }
 }

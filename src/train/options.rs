@@ -134,6 +134,21 @@ pub struct TrainOptions {
     /// The epoch at which the schedule runs from `lr` (1, or where a resume changed it).
     #[arg(skip = 1usize)]
     pub lr_decay_start: usize,
+    /// How the learning rate moves over the epochs: `exp` multiplies it by --lr-decay
+    /// after every epoch; `burda` runs 3^i epochs at lr * 10^(-i/7) for i = 0..7 (3,280
+    /// epochs in all, the last rate after that); `cosine` falls from lr to 0 over --epochs
+    /// as (1 + cos(pi (epoch - 1) / epochs)) / 2.
+    #[arg(long, value_enum, default_value = "exp")]
+    pub lr_schedule: LrSchedule,
+    /// Adam's epsilon (1e-8 as in PyTorch; Burda et al. used 1e-4).
+    #[arg(long, default_value_t = 1e-8)]
+    pub adam_eps: f32,
+    /// A setting from the literature; the flags given beside it override its values.
+    /// `burda-vae`: Burda et al.'s VAE on MNIST: --hidden 200,200 --activation tanh
+    /// --latent-dim 50 --binarize dynamic --batch-size 20 --lr 1e-3 --lr-schedule burda
+    /// --epochs 3280 --adam-eps 1e-4 --mc-samples 1.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     /// Weight of the KL term (1 = the ELBO).
     #[arg(long, default_value_t = 1.0)]
     pub beta: f32,
@@ -290,7 +305,11 @@ impl TrainOptions {
         if given.given("epochs") {
             o.epochs = o.epochs.max(given.epochs);
         }
-        if given.given("lr") || given.given("lr_decay") {
+        if o.lr_schedule != LrSchedule::Exp {
+            if given.given("lr") {
+                o.lr = given.lr;
+            }
+        } else if given.given("lr") || given.given("lr_decay") {
             o.lr = if given.given("lr") { given.lr } else { o.lr_at(next_epoch) };
             if given.given("lr_decay") {
                 o.lr_decay = given.lr_decay;
@@ -300,9 +319,126 @@ impl TrainOptions {
         Ok(o)
     }
 
-    /// Adam's learning rate in `epoch` (1-based): `lr` decayed once per epoch since the schedule started.
+    /// Adam's learning rate in `epoch` (1-based) under `lr_schedule`: for `exp`, `lr`
+    /// decayed once per epoch since the schedule started; `burda` and `cosine` follow the
+    /// epoch count from the run's start.
     pub fn lr_at(&self, epoch: usize) -> f32 {
-        (self.lr as f64 * self.lr_decay.powi(epoch.saturating_sub(self.lr_decay_start) as i32)) as f32
+        let lr = self.lr as f64;
+        let rate = match self.lr_schedule {
+            LrSchedule::Exp => lr * self.lr_decay.powi(epoch.saturating_sub(self.lr_decay_start) as i32),
+            LrSchedule::Burda => lr * 10f64.powf(-(burda_stage(epoch) as f64) / 7.0),
+            LrSchedule::Cosine => {
+                let t = (epoch.max(1) - 1) as f64 / self.epochs.max(1) as f64;
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+            }
+        };
+        rate as f32
+    }
+}
+
+/// Learning-rate schedules (`--lr-schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    Exp,
+    Burda,
+    Cosine,
+}
+
+/// Settings from the literature (`--preset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Burda, Grosse and Salakhutdinov (2015), the VAE of their MNIST table (k = 1).
+    BurdaVae,
+}
+
+/// Burda et al.'s schedule: stage i (0-based) runs 3^i epochs at 10^(-i/7) of the
+/// base rate, for i = 0..7; epoch `epoch` (1-based) is in stage `burda_stage(epoch)`,
+/// the last stage after the 3,280 epochs.
+pub fn burda_stage(epoch: usize) -> u32 {
+    let mut end = 0;
+    for i in 0..8u32 {
+        end += 3usize.pow(i);
+        if epoch <= end {
+            return i;
+        }
+    }
+    7
+}
+
+/// The option values `preset` sets, as (clap id, the flag as the user would give it).
+fn preset_flags(preset: Preset) -> &'static [(&'static str, &'static str)] {
+    match preset {
+        Preset::BurdaVae => &[
+            ("dataset", "--dataset mnist"),
+            ("arch", "--model mlp"),
+            ("hidden", "--hidden 200,200"),
+            ("activation", "--activation tanh"),
+            ("latent_dim", "--latent-dim 50"),
+            ("binarize", "--binarize dynamic"),
+            ("batch_size", "--batch-size 20"),
+            ("lr", "--lr 1e-3"),
+            ("lr_schedule", "--lr-schedule burda"),
+            ("epochs", "--epochs 3280"),
+            ("adam_eps", "--adam-eps 1e-4"),
+            ("mc_samples", "--mc-samples 1"),
+        ],
+    }
+}
+
+impl TrainOptions {
+    /// These options with `--preset`'s values in place of those not given on the
+    /// command line, and a line that names the preset and every value it set; the
+    /// options themselves and None without a preset.
+    pub fn with_preset(&self) -> Result<(TrainOptions, Option<String>)> {
+        let Some(preset) = self.preset else {
+            return Ok((self.clone(), None));
+        };
+        let flags = preset_flags(preset);
+        let mut args = vec!["elbo".to_string()];
+        let mut set = Vec::new();
+        let mut kept = Vec::new();
+        for (id, flag) in flags {
+            if self.given(id) {
+                kept.push(*flag);
+                continue;
+            }
+            args.extend(flag.split(' ').map(str::to_string));
+            set.push(*flag);
+        }
+        #[derive(clap::Parser)]
+        struct Values {
+            #[command(flatten)]
+            o: TrainOptions,
+        }
+        let values = <Values as clap::Parser>::try_parse_from(&args)
+            .map_err(|e| anyhow::anyhow!("preset {preset:?} does not parse: {e}"))?
+            .o;
+        let mut o = self.clone();
+        for (id, _) in flags.iter().filter(|(id, _)| !self.given(id)) {
+            match *id {
+                "dataset" => o.dataset = values.dataset.clone(),
+                "arch" => o.arch = values.arch,
+                "hidden" => o.hidden = values.hidden.clone(),
+                "activation" => o.activation = values.activation,
+                "latent_dim" => o.latent_dim = values.latent_dim,
+                "binarize" => o.binarize = values.binarize,
+                "batch_size" => o.batch_size = values.batch_size,
+                "lr" => o.lr = values.lr,
+                "lr_schedule" => o.lr_schedule = values.lr_schedule,
+                "epochs" => o.epochs = values.epochs,
+                "adam_eps" => o.adam_eps = values.adam_eps,
+                "mc_samples" => o.mc_samples = values.mc_samples,
+                other => anyhow::bail!("preset option {other} has no field"),
+            }
+        }
+        let name = clap::ValueEnum::to_possible_value(&preset).map(|v| v.get_name().to_string()).unwrap_or_default();
+        let mut line = format!("preset {name}: {}", set.join(" "));
+        if !kept.is_empty() {
+            line += &format!(" (given instead of the preset's {})", kept.join(", "));
+        }
+        Ok((o, Some(line)))
     }
 }
 

@@ -69,14 +69,13 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         Some(dir) => Some(Checkpoint::load(&dir.join(checkpoint::FILE))?),
         None => None,
     };
-    let owned;
-    let opts = match &resumed {
-        Some(ck) => {
-            owned = TrainOptions::resumed(&ck.options, given, ck.epoch + 1)?;
-            &owned
-        }
-        None => given,
+    // a new run takes --preset's values for the options not given beside it; a resumed
+    // one has them in its checkpoint
+    let (owned, preset_line) = match &resumed {
+        Some(ck) => (TrainOptions::resumed(&ck.options, given, ck.epoch + 1)?, None),
+        None => given.with_preset()?,
     };
+    let opts = &owned;
     catch_ctrl_c();
     INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
     check_options(opts)?;
@@ -94,6 +93,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             println!("{s}");
         }
     };
+    if let Some(line) = preset_line {
+        say(line);
+    }
     say(format!("adapter: {}", gpu.adapter_line()));
     say(format!(
         "data: {} training and {} test images of {}x{}x{} from {}",
@@ -166,6 +168,9 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
     }
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         bail!("--lr must be a positive number, got {}", opts.lr);
+    }
+    if !(opts.adam_eps > 0.0 && opts.adam_eps.is_finite()) {
+        bail!("--adam-eps must be a positive number, got {}", opts.adam_eps);
     }
     if !(opts.lr_decay > 0.0 && opts.lr_decay <= 1.0) {
         bail!("--lr-decay must be in (0, 1] (a factor applied after every epoch), got {}", opts.lr_decay);
@@ -243,6 +248,7 @@ fn new_trainer<'g>(
         gemm_fixed: resumed.map(|ck| ck.gemm.clone()),
         fuse_adam: true,
         data_limit: opts.data_limit_mib.map(|mib| (mib * 1048576.0) as u64),
+        adam_eps: opts.adam_eps,
     };
     // kernels compile here (seconds on lavapipe the first time: Mesa caches them on disk
     // after) and each layer's GEMM variants are timed

@@ -6,7 +6,7 @@
 //! weight gradients (`Fusions::adam`), the weight textures are the master copy;
 //! otherwise each step ends by copying the flat weights into them.
 
-use super::hyper::{Hyper, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use super::hyper::{Hyper, ADAM_BETA1, ADAM_BETA2};
 use super::shards::TrainData;
 use super::state::Moments;
 use crate::data::{Dataset, ImageSource};
@@ -85,7 +85,7 @@ impl<'g> Trainer<'g> {
             Some(c) => c.clone(),
             None => gemm::choose(gpu, &k, hyper.gemm, &gemm_shapes(&layers, m))?,
         };
-        let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS };
+        let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: hyper.adam_eps };
         let adam_u = gpu.uniform("adam", &adam);
         let f = net.fusions(&k, hyper.gemm, hyper.fuse_adam, moments.store());
         let mut b = Builder::new(gpu, &k, &choice, m, &net.params, Some(&grads));
