@@ -150,6 +150,26 @@ pub fn load_faces(dir: &Path, test_fraction: f64, seed: u64) -> Result<(Dataset,
     Ok((train, test))
 }
 
+/// `a`'s images then `b`'s (of the same shape), as one set named after `a`; labels where
+/// both have them.
+pub fn concat(a: &Dataset, b: &Dataset) -> Dataset {
+    assert_eq!((a.width, a.height, a.channels), (b.width, b.height, b.channels), "concat of sets of other shapes");
+    let labels = match (&a.labels, &b.labels) {
+        (Some(x), Some(y)) => Some([x.as_slice(), y.as_slice()].concat()),
+        _ => None,
+    };
+    let pixels = [a.pixels.as_slice(), b.pixels.as_slice()].concat();
+    Dataset {
+        name: a.name.clone(),
+        width: a.width,
+        height: a.height,
+        channels: a.channels,
+        pixels,
+        labels,
+        len: a.len + b.len,
+    }
+}
+
 /// A copy of `ds` with width and height cropped to the largest multiple of `m`,
 /// keeping the centre: floor(excess / 2) rows and columns go at the top and left,
 /// the rest at the bottom and right. Convolutional models, which halve the image

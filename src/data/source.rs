@@ -195,6 +195,45 @@ impl TrainSet {
         }
     }
 
+    /// Takes `n` images chosen by `seed` out of the set (the rest keep their order) and
+    /// returns them, in their order, as `<name>-validation`.
+    pub fn split_validation(&mut self, n: usize, seed: u64) -> Result<Dataset> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let len = self.dims().len;
+        let mut pick: Vec<usize> = (0..len).collect();
+        // a stream of its own: the same seed's split of a folder into train and test is another shuffle
+        pick.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x7661_6c69_6461_7465));
+        let mut chosen = vec![false; len];
+        for &i in &pick[..n] {
+            chosen[i] = true;
+        }
+        let (val, keep): (Vec<usize>, Vec<usize>) = (0..len).partition(|&i| chosen[i]);
+        let name = format!("{}-validation", self.name());
+        match self {
+            TrainSet::Memory(d) => {
+                let part = |idx: &[usize], name: String| Dataset {
+                    name,
+                    width: d.width,
+                    height: d.height,
+                    channels: d.channels,
+                    pixels: idx.iter().flat_map(|&i| d.image(i).iter().copied()).collect(),
+                    labels: d.labels.as_ref().map(|l| idx.iter().map(|&i| l[i]).collect()),
+                    len: idx.len(),
+                };
+                let validation = part(&val, name);
+                *d = part(&keep, d.name.clone());
+                Ok(validation)
+            }
+            TrainSet::Cached(c) => {
+                let at = |idx: &[usize]| idx.iter().map(|&i| c.index[i]).collect::<Vec<u32>>();
+                let validation = TrainSet::Cached(c.other(name, at(&val))).into_dataset()?;
+                c.index = at(&keep);
+                Ok(validation)
+            }
+        }
+    }
+
     /// The set in memory (read from its file where it is left there).
     pub fn into_dataset(self) -> Result<Dataset> {
         match self {

@@ -219,18 +219,24 @@ pub fn loss_curves(metrics: &Path, out: &Path) -> Result<()> {
     let rows: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let col = |k: &str| rows.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>();
     let (blue, orange) = (PALETTE[0], PALETTE[1]);
-    let pair = |a: &'static str, b: &'static str| {
-        vec![
+    // the validation curve where the run holds a validation set (`--validation`)
+    let validated = rows.iter().any(|r| r["val_loss"].is_number());
+    let curves = |a: &'static str, b: &'static str, v: &'static str| {
+        let mut c = vec![
             Curve { name: "train", values: col(a), color: blue },
             Curve { name: "test", values: col(b), color: orange },
-        ]
+        ];
+        if validated {
+            c.push(Curve { name: "validation", values: col(v), color: PALETTE[2] });
+        }
+        c
     };
     line_panels(
         out,
         &[
-            ("loss (nats per image)", pair("train_loss", "test_loss")),
-            ("reconstruction", pair("train_recon", "test_recon")),
-            ("KL", pair("train_kl", "test_kl")),
+            ("loss (nats per image)", curves("train_loss", "test_loss", "val_loss")),
+            ("reconstruction", curves("train_recon", "test_recon", "val_recon")),
+            ("KL", curves("train_kl", "test_kl", "val_kl")),
         ],
     )
 }

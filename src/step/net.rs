@@ -68,6 +68,8 @@ pub struct Net<'g> {
     pub(crate) test_data: wgpu::Buffer,
     pub(crate) test_order: wgpu::Buffer,
     test_len: usize,
+    /// Validation images, after the test set's in the same buffer (`set_validation_len`).
+    val_len: usize,
     pub(crate) lists: VaeLists,
     /// Buffers the dispatches bind, kept alive with them.
     pub(crate) keep: Vec<wgpu::Buffer>,
@@ -108,6 +110,7 @@ impl<'g> Net<'g> {
             test_data: gpu.buffer_with("test set", &test.pixels)?,
             test_order: gpu.buffer_with("test order", bytemuck::cast_slice(&test_order))?,
             test_len: test.len,
+            val_len: 0,
             lists: VaeLists::default(),
             keep: Vec::new(),
             model,
@@ -237,8 +240,14 @@ impl<'g> Net<'g> {
     }
 
     fn eval_batch(&mut self, b: usize, noise: f32) {
-        let start = b * self.batch;
-        let rows = self.batch.min(self.test_len - start);
+        self.eval_batch_of(0, self.test_len, b, noise)
+    }
+
+    /// Batch `b` of the evaluation images `first..first + len` (the test set's, or the
+    /// validation set's after them), its loss into history slot `b`.
+    fn eval_batch_of(&mut self, first: usize, len: usize, b: usize, noise: f32) {
+        let start = first + b * self.batch;
+        let rows = self.batch.min(first + len - start);
         let step = self.step_values(rows, start, b, noise);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
@@ -269,6 +278,28 @@ impl<'g> Net<'g> {
     /// Test images in this trainer's test set.
     pub fn test_len(&self) -> usize {
         self.test_len
+    }
+
+    /// Makes the last `n` images of the set this model was built with (`alloc`'s `test`)
+    /// the validation set, the others the test set.
+    pub fn set_validation_len(&mut self, n: usize) {
+        let all = self.test_len + self.val_len;
+        assert!(n < all, "{n} validation images leave no test image of {all}");
+        (self.test_len, self.val_len) = (all - n, n);
+    }
+
+    /// Validation images (none unless `set_validation_len`).
+    pub fn validation_len(&self) -> usize {
+        self.val_len
+    }
+
+    /// The validation set's loss sums, as `evaluate` sums the test set's.
+    pub fn evaluate_validation(&mut self) -> Result<LossSums> {
+        let n = self.batches(self.val_len);
+        for b in 0..n {
+            self.eval_batch_of(self.test_len, self.val_len, b, 1.0);
+        }
+        self.read_history(n)
     }
 
     /// The test set's loss sums with z sampled (one Monte-Carlo sample per image).

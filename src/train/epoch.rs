@@ -26,6 +26,8 @@ pub(crate) struct Run<'o, 'g> {
     pub kl_weight: f64,
     pub quiet: bool,
     pub steps_this_process: u32,
+    /// The lowest validation loss so far and its epoch (`--validation`).
+    pub best: Option<(f64, usize)>,
 }
 
 impl Run<'_, '_> {
@@ -73,10 +75,25 @@ impl Run<'_, '_> {
         bar.finish_and_clear();
         let train = self.trainer.read_history_from(start, steps, base)?;
         let test = self.trainer.evaluate()?;
+        let validation =
+            if self.trainer.validation_len() > 0 { Some(self.trainer.evaluate_validation()?) } else { None };
         let images_per_second = (train.images - base.images) / opts.mc_samples as f64 / seconds;
-        let report = EpochReport { epoch, train, test, seconds, images_per_second };
+        let report = EpochReport { epoch, train, test, validation, seconds, images_per_second };
         self.write_epoch(&report)?;
         Ok(report)
+    }
+
+    /// Whether --early-stop's patience ran out after epoch `last`: that many epochs since
+    /// the best validation loss.
+    pub fn patience_spent(&self, last: usize) -> bool {
+        let (Some(patience), Some((_, best))) = (self.opts.early_stop, self.best) else { return false };
+        if last >= best + patience {
+            self.say(format!(
+                "early stop: no better validation loss in the {patience} epochs since epoch {best}; best.safetensors holds that epoch's model"
+            ));
+            return true;
+        }
+        false
     }
 
     /// The KL weight of step b of `epoch` during a warm-up.
@@ -159,7 +176,21 @@ impl Run<'_, '_> {
     /// and the checkpoint, then a line on the terminal.
     fn write_epoch(&mut self, r: &EpochReport) -> Result<()> {
         let (opts, kl_weight, epoch) = (self.opts, self.kl_weight, r.epoch);
-        let line = serde_json::json!({
+        // the model of the best validation loss, before the metrics that make it the best
+        // (a run stopped in between redoes this epoch)
+        let val_loss = r.validation.map(|v| v.loss(kl_weight));
+        if let Some(loss) = val_loss.filter(|l| l.is_finite()) {
+            if self.best.is_none_or(|(best, _)| loss < best) {
+                let extra = std::collections::HashMap::from([
+                    ("epoch".to_string(), epoch.to_string()),
+                    ("val_loss".to_string(), format!("{loss:.4}")),
+                    ("seed".to_string(), opts.seed.to_string()),
+                ]);
+                self.trainer.save_model(&self.out.join("best.safetensors"), extra)?;
+                self.best = Some((loss, epoch));
+            }
+        }
+        let mut line = serde_json::json!({
             "epoch": epoch,
             "train_loss": r.train.loss(kl_weight),
             "train_recon": r.train.recon_per_image(),
@@ -173,6 +204,11 @@ impl Run<'_, '_> {
             "images_per_second": r.images_per_second,
             "steps": self.trainer.steps_done(),
         });
+        if let Some(v) = &r.validation {
+            line["val_loss"] = v.loss(kl_weight).into();
+            line["val_recon"] = v.recon_per_image().into();
+            line["val_kl"] = (v.kl_per_image() * kl_weight).into();
+        }
         if opts.json {
             println!("{line}");
         }
@@ -190,8 +226,13 @@ impl Run<'_, '_> {
         self.save_checkpoint(epoch, 0, LossSums::default())?;
         let moving = opts.lr_decay < 1.0 || opts.lr_decay_start > 1 || opts.lr_schedule != super::LrSchedule::Exp;
         let lr = if moving { format!("  lr {:.3e}", self.trainer.hyper().lr) } else { String::new() };
+        let val = match (val_loss, self.best) {
+            (Some(v), Some((_, best))) => format!("  val {v:.2}{}", if best == epoch { " (best)" } else { "" }),
+            (Some(v), None) => format!("  val {v:.2}"),
+            _ => String::new(),
+        };
         self.say(format!(
-            "epoch {epoch:>3}/{}  train {:.2}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s{lr}",
+            "epoch {epoch:>3}/{}  train {:.2}{val}  test {:.2} (recon {:.2} + kl {:.2})  {:.1} s  {:.0} img/s{lr}",
             opts.epochs,
             r.train.loss(kl_weight),
             r.test.loss(kl_weight),

@@ -176,6 +176,15 @@ pub struct TrainOptions {
         value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["none", "dynamic"]), |v| v == "dynamic"),
     )]
     pub binarize: bool,
+    /// Hold out N training images (or this fraction of them, below 1) for validation,
+    /// chosen with --seed: their loss is val_loss in metrics.jsonl and loss.png, and
+    /// best.safetensors keeps the model of the epoch where it was lowest. The test set
+    /// chooses nothing.
+    #[arg(long, value_name = "N|FRACTION")]
+    pub validation: Option<f64>,
+    /// Stop when the validation loss has not improved for this many epochs (needs --validation).
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stop: Option<usize>,
     /// Train on the first N training images only.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -458,9 +467,24 @@ pub fn load_dataset(opts: &TrainOptions) -> Result<(Dataset, Dataset, String)> {
 }
 
 /// As [`load_dataset`], for training: a folder read from its cache leaves the training
-/// set in the cache file ([`TrainSet::Cached`]), read a shard at a time where it is streamed.
-pub fn load_training_data(opts: &TrainOptions) -> Result<(TrainSet, Dataset, String)> {
-    load_sets(opts, true)
+/// set in the cache file ([`TrainSet::Cached`]), read a shard at a time where it is
+/// streamed; and `--validation`'s images, taken out of the training set.
+pub fn load_training_data(opts: &TrainOptions) -> Result<(TrainSet, Dataset, Option<Dataset>, String)> {
+    let (mut train, test, from) = load_sets(opts, true)?;
+    let validation = match opts.validation {
+        Some(v) => {
+            let len = train.dims().len;
+            let n = if v >= 1.0 { v as usize } else { (v * len as f64).round() as usize };
+            if v.is_nan() || v <= 0.0 || n == 0 || n >= len {
+                bail!(
+                    "--validation {v} leaves no validation image or no training image of the {len}; give a count below {len} or a fraction in (0, 1), e.g. 0.1"
+                );
+            }
+            Some(train.split_validation(n, opts.seed)?)
+        }
+        None => None,
+    };
+    Ok((train, test, validation, from))
 }
 
 fn load_sets(opts: &TrainOptions, streaming: bool) -> Result<(TrainSet, Dataset, String)> {

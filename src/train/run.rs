@@ -45,6 +45,8 @@ pub struct EpochReport {
     pub epoch: usize,
     pub train: LossSums,
     pub test: LossSums,
+    /// The validation set's sums (`--validation`).
+    pub validation: Option<LossSums>,
     pub seconds: f64,
     pub images_per_second: f64,
 }
@@ -79,12 +81,20 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     catch_ctrl_c();
     INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
     check_options(opts)?;
-    let (train_set, test_set, from) = load_training_data(opts)?;
+    let (train_set, test_set, validation, from) = load_training_data(opts)?;
+    if opts.early_stop.is_some() && validation.is_none() {
+        bail!("--early-stop watches the validation loss: give --validation N (images) or a fraction, e.g. --validation 0.1");
+    }
+    // the validation images go on the device after the test set's, in one buffer
+    let eval_set = match &validation {
+        Some(v) => crate::data::concat(&test_set, v),
+        None => test_set.clone(),
+    };
     let dims = train_set.dims();
     // a model the data cannot take is an error before anything is written
     let config = model_config(opts, dims)?;
     let gpu = Gpu::new(&opts.adapter)?;
-    check_fits(&gpu, opts, &config, &test_set)?;
+    check_fits(&gpu, opts, &config, &eval_set)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
     let quiet = opts.quiet || opts.json;
@@ -97,11 +107,14 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         say(line);
     }
     say(format!("adapter: {}", gpu.adapter_line()));
+    let held = validation.as_ref().map(|v| format!(", {} validation", v.len)).unwrap_or_default();
     say(format!(
-        "data: {} training and {} test images of {}x{}x{} from {}",
+        "data: {} training{held} and {} test images of {}x{}x{} from {}",
         dims.len, test_set.len, dims.width, dims.height, dims.channels, from
     ));
-    let trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &test_set))?;
+    let mut trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &eval_set))?;
+    trainer.set_validation_len(validation.as_ref().map_or(0, |v| v.len));
+    drop((test_set, validation, eval_set));
     if let Some(ck) = &resumed {
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
     }
@@ -129,6 +142,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     ));
     let metrics_path = out.join("metrics.jsonl");
     let metrics = open_metrics(&metrics_path, resumed.as_ref().map(|ck| ck.epoch))?;
+    let best = best_validation(&metrics_path);
     let mut run = Run {
         opts,
         // the reported loss: -ELBO for a VAE (KL weight 1), the reconstruction term for an autoencoder
@@ -141,6 +155,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         metrics_path,
         quiet,
         steps_this_process: 0,
+        best,
     };
     let (first_epoch, first_step, first_partial) = match &resumed {
         Some(ck) => (ck.epoch + 1, ck.step, ck.partial),
@@ -150,9 +165,13 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     for epoch in first_epoch..=opts.epochs {
         let (start, base) = if epoch == first_epoch { (first_step, first_partial) } else { (0, LossSums::default()) };
         reports.push(run.epoch(epoch, start, base)?);
+        if run.patience_spent(epoch) {
+            break;
+        }
     }
+    let best = if run.best.is_some() { ", best.safetensors" } else { "" };
     say(format!(
-        "wrote {}/{{metrics.jsonl, loss.png, model.safetensors, checkpoint.safetensors, samples.png, reconstructions.png}}",
+        "wrote {}/{{metrics.jsonl, loss.png, model.safetensors{best}, checkpoint.safetensors, samples.png, reconstructions.png}}",
         run.out.display()
     ));
     Ok(reports)
@@ -263,6 +282,16 @@ fn new_trainer<'g>(
         trainer.restore_state(&ck.state)?;
     }
     Ok(trainer)
+}
+
+/// The lowest val_loss in the metrics at `path` and its epoch (a resumed run's best so far).
+fn best_validation(path: &std::path::Path) -> Option<(f64, usize)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["val_loss"].as_f64()?, v["epoch"].as_u64()? as usize)))
+        .filter(|(loss, _)| loss.is_finite())
+        .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 /// metrics.jsonl opened for appending; a resumed run keeps the lines of the epochs its
