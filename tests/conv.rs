@@ -284,6 +284,35 @@ fn taps_and_col2im_references_make_the_backward_input() {
 }
 
 #[test]
+fn col2im_c4_reference_makes_the_backward_input() {
+    // conv2d_col2im_c4 of the taps t[.., tap, c] = sum over o of dOut[.., o] W[o, c, tap] is
+    // conv2d_backward_input of a 2-4-channel input (the reference of ConvVariant::SplitC4)
+    for (batch, s) in shapes().into_iter().filter(|(_, s)| (2..=4).contains(&s.in_c)) {
+        let dy = random(batch * s.out_h * s.out_w * s.out_c, 4, -1.0, 1.0);
+        let w = random(s.out_c * s.in_c * s.kernel * s.kernel, 5, -0.5, 0.5);
+        let taps = s.kernel * s.kernel;
+        let t: Vec<f32> = dy
+            .chunks(s.out_c)
+            .flat_map(|px| {
+                (0..taps * s.in_c)
+                    .map(|j| {
+                        let (tap, c) = (j / s.in_c, j % s.in_c);
+                        (0..s.out_c).map(|o| px[o] as f64 * w[(o * s.in_c + c) * taps + tap] as f64).sum::<f64>() as f32
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_close(
+            &format!("col2im_c4 of the taps {s:?}"),
+            &r::conv2d_col2im_c4(&t, batch, &s),
+            &r::conv2d_backward_input(&dy, &w, None, batch, &s),
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
+#[test]
 fn taps_and_col2im_kernels_match_reference() {
     // the split path's two conv.wgsl kernels on their own
     let g = gpu();

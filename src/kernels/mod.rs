@@ -237,6 +237,7 @@ pub struct SubgroupKernels {
 /// Kernel variants are named `<op>_<pass>_<variant>`; they share the reference `<op>_<pass>`.
 pub const VARIANT_SUFFIXES: &[&str] = &[
     "_c1_subgroup",
+    "_c4_subgroup",
     "_group8_subgroup",
     "_pairs_subgroup",
     "_subgroup",

@@ -102,6 +102,24 @@ pub fn conv2d_taps_c1(w: &[f32], s: &ConvShape) -> Vec<f32> {
     (0..taps).flat_map(|t| (0..s.out_c).map(move |o| w[o * taps + t])).collect()
 }
 
+/// conv2d_col2im_c4: dIn (batch, in_h, in_w, in_c) from the taps image t (batch, out_h,
+/// out_w, k * k, in_c): each input pixel sums, channel by channel, t at the taps that
+/// reach it (conv2d_col2im_c1 for each channel). With t[.., tap, c] the sum over o of
+/// dOut[.., o] W[o, c, tap] this is conv2d_backward_input.
+pub fn conv2d_col2im_c4(t: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
+    let (taps, c) = (s.kernel * s.kernel, s.in_c);
+    let mut dx = vec![0f32; batch * s.in_h * s.in_w * c];
+    for ch in 0..c {
+        let plane: Vec<f32> = t.iter().skip(ch).step_by(c).copied().collect();
+        let one = ConvShape { in_c: 1, ..*s };
+        for (i, v) in conv2d_col2im_c1(&plane, batch, &one).into_iter().enumerate() {
+            dx[i * c + ch] = v;
+        }
+    }
+    debug_assert_eq!(t.len(), batch * s.out_h * s.out_w * taps * c);
+    dx
+}
+
 /// conv2d_col2im_c1: dIn (batch, in_h, in_w, 1) from the taps image t (batch, out_h,
 /// out_w, k * k): each input pixel sums t at the taps that reach it. With t from
 /// conv2d_taps_c1's 1x1 convolution of dOut this is conv2d_backward_input.
