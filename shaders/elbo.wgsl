@@ -34,9 +34,15 @@ struct Elbo {
     halves: u32,   // 1: [means | raw log-variances]; 0: interleaved per pixel
     gaussian: u32, // 0: Bernoulli; 1: Gaussian
     masked: u32,   // 1: only values with observed > 0 count (restoration by MAP search)
-    pad1: u32,
-    pad2: u32,
+    noise_kind: u32, // how the observed values were corrupted: NOISE_* below
+    noise: f32,      // NOISE_GAUSSIAN: its standard deviation; NOISE_FLIP: its probability
 }
+
+// Restoration scores the observed values under the corruption that made them
+// (src/kernels/loss.rs: Observation; the reference is reference::noisy_value_nll).
+const NOISE_NONE: u32 = 0u;
+const NOISE_GAUSSIAN: u32 = 1u; // x = mean + N(0, noise^2) (a Gaussian decoder's variance gains noise^2)
+const NOISE_FLIP: u32 = 2u;     // a binary x flipped with probability noise (Bernoulli decoders; a Gaussian one scores x as it is)
 
 @group(0) @binding(0) var<uniform> p: Elbo;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -114,17 +120,40 @@ fn elbo_texels(row: u32, t0: u32, dt: u32, scale: f32) -> f32 {
             let x = element(target_x, row, pixel * p.x_cp + ch);
             let weight = select(1.0, element(observed, row, pixel * p.x_cp + ch), p.masked == 1u);
             let mean = element(dec_out, row, mean_col(pixel, ch));
-            if p.gaussian == 0u {
+            // the mean is sigmoid(output): pixels live in [0, 1]
+            let mu = 1.0 / (1.0 + exp(-mean));
+            if p.gaussian == 0u && p.noise_kind == NOISE_GAUSSIAN {
+                // N(x; mu, noise^2)
+                let diff = mu - x;
+                let inv_var = 1.0 / (p.noise * p.noise);
+                recon += weight * (HALF_LOG_2PI + log(p.noise) + 0.5 * diff * diff * inv_var);
+                grad[lane] = weight * diff * inv_var * mu * (1.0 - mu) * scale;
+            } else if p.gaussian == 0u && p.noise_kind == NOISE_FLIP {
+                // x is 1 with probability q = noise + (1 - 2 noise) mu
+                let q = p.noise + (1.0 - 2.0 * p.noise) * mu;
+                recon -= weight * (x * log(q) + (1.0 - x) * log(1.0 - q));
+                grad[lane] = weight * (q - x) / (q * (1.0 - q)) * (1.0 - 2.0 * p.noise) * mu * (1.0 - mu) * scale;
+            } else if p.gaussian == 0u {
                 // Bernoulli from the logit: BCE = max(l, 0) - x l + log(1 + exp(-|l|))
                 let e = exp(-abs(mean));
                 recon += weight * (max(mean, 0.0) - x * mean + log(1.0 + e));
                 grad[lane] = weight * (select(e, 1.0, mean >= 0.0) / (1.0 + e) - x) * scale;
+            } else if p.noise_kind == NOISE_GAUSSIAN {
+                // the decoder's variance plus the noise's
+                let th = tanh(element(dec_out, row, logvar_col(pixel, ch)));
+                let own = exp(LOGVAR_MID + LOGVAR_HALF * th);
+                let total = own + p.noise * p.noise;
+                let diff = mu - x;
+                if role == 0u {
+                    recon += weight * (HALF_LOG_2PI + 0.5 * (log(total) + diff * diff / total));
+                    grad[lane] = weight * diff / total * mu * (1.0 - mu) * scale;
+                } else {
+                    grad[lane] = weight * 0.5 * (1.0 - diff * diff / total) * (own / total) * LOGVAR_HALF * (1.0 - th * th) * scale;
+                }
             } else {
                 let th = tanh(element(dec_out, row, logvar_col(pixel, ch)));
                 let lv = LOGVAR_MID + LOGVAR_HALF * th;
                 let inv_var = exp(-lv);
-                // the mean is sigmoid(output): pixels live in [0, 1]
-                let mu = 1.0 / (1.0 + exp(-mean));
                 let diff = mu - x;
                 if role == 0u {
                     recon += weight * (HALF_LOG_2PI + 0.5 * (lv + diff * diff * inv_var));

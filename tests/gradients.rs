@@ -373,3 +373,43 @@ fn softmax_cross_entropy_matches_finite_differences() {
     };
     assert_close("d logits", &d, &numeric_grad(&logits, j), 1e-3, 1e-2);
 }
+
+/// Restoration's noisy likelihoods (reference::noisy_value_nll, which elbo.wgsl's kernel
+/// matches in kernels.rs): each is the density it claims, computed directly, and its
+/// gradients with respect to the decoder's two outputs are the finite differences.
+#[test]
+fn noisy_likelihoods_are_their_densities_and_gradients() {
+    use elbo::kernels::Observation::{self, Flip, Gaussian};
+    let direct = |x: f64, mean: f64, raw: f64, gaussian: bool, obs: Observation| -> f64 {
+        let mu = 1.0 / (1.0 + (-mean).exp());
+        let own = (elbo::model::LOGVAR_MID as f64 + elbo::model::LOGVAR_HALF as f64 * raw.tanh()).exp();
+        match obs {
+            Gaussian(s) => {
+                let var = (s as f64).powi(2) + if gaussian { own } else { 0.0 };
+                0.5 * (2.0 * std::f64::consts::PI * var).ln() + (x - mu).powi(2) / (2.0 * var)
+            }
+            Flip(p) => {
+                let q = p as f64 + (1.0 - 2.0 * p as f64) * mu;
+                -(x * q.ln() + (1.0 - x) * (1.0 - q).ln())
+            }
+            Observation::Clean => unreachable!(),
+        }
+    };
+    for (obs, gaussian) in [(Gaussian(0.3), false), (Gaussian(0.1), true), (Flip(0.1), false), (Flip(0.3), false)] {
+        for (x, mean, raw) in [(0.3f32, 0.5f32, 0.2f32), (1.0, -1.2, -0.7), (0.0, 2.0, 1.1)] {
+            let what = format!("{obs:?} gaussian decoder {gaussian} x={x} mean={mean} raw={raw}");
+            let (nll, d_mean, d_raw) = r::noisy_value_nll(x, mean, raw, gaussian, obs);
+            let want = direct(x as f64, mean as f64, raw as f64, gaussian, obs);
+            assert_close(&format!("{what}: nll"), &[nll], &[want as f32], 1e-4, 1e-5);
+            let h = 1e-3;
+            let fd_mean = (direct(x as f64, mean as f64 + h, raw as f64, gaussian, obs)
+                - direct(x as f64, mean as f64 - h, raw as f64, gaussian, obs))
+                / (2.0 * h);
+            let fd_raw = (direct(x as f64, mean as f64, raw as f64 + h, gaussian, obs)
+                - direct(x as f64, mean as f64, raw as f64 - h, gaussian, obs))
+                / (2.0 * h);
+            assert_close(&format!("{what}: d/d mean"), &[d_mean], &[fd_mean as f32], 1e-4, 1e-3);
+            assert_close(&format!("{what}: d/d raw log-variance"), &[d_raw], &[fd_raw as f32], 1e-4, 1e-3);
+        }
+    }
+}

@@ -198,34 +198,40 @@ fn map_gradient_matches_the_reference_decoder() {
     let observed: Vec<f32> = (0..x.len()).map(|i| ((i % 784) < 392) as u32 as f32).collect();
     let (x_st, obs_st) =
         (elbo::reference::pad_channels(&x, n, shape), elbo::reference::pad_channels(&observed, n, shape));
-    let (nll, dz) = t.observed_nll_and_grad(&z, &x_st, &obs_st).unwrap();
-    // the reference: decoder forward, masked likelihood, decoder backward to z
-    let r = elbo::kernels::Step { rows: n as u32, inv_rows: 1.0, ..Default::default() };
-    let m = n;
-    let mut acts = vec![z.clone()];
-    for l in &s.model.layout.decoder {
-        acts.push(elbo::reference::layer_forward(&s.model, l, acts.last().unwrap(), m));
+    // the observed values clean, and under the two noise models restoration scores noisy images with
+    use elbo::kernels::Observation::{Clean, Flip, Gaussian};
+    for obs in [Gaussian(0.3), Flip(0.2), Clean] {
+        t.set_observation(obs);
+        let (nll, dz) = t.observed_nll_and_grad(&z, &x_st, &obs_st).unwrap();
+        // the reference: decoder forward, masked likelihood, decoder backward to z
+        let r = elbo::kernels::Step { rows: n as u32, inv_rows: 1.0, ..Default::default() };
+        let m = n;
+        let mut acts = vec![z.clone()];
+        for l in &s.model.layout.decoder {
+            acts.push(elbo::reference::layer_forward(&s.model, l, acts.last().unwrap(), m));
+        }
+        let out = acts.pop().unwrap();
+        let mulv = vec![0.0; m * 2 * lat];
+        let (mut d, per_image) = elbo::reference::elbo_forward_backward_noisy(
+            &out,
+            &x_st,
+            &mulv,
+            Some(&obs_st),
+            obs,
+            m,
+            &c.loss_layout(),
+            lat,
+            &r,
+        );
+        let mut scratch = vec![0f32; s.model.layout.len];
+        for (i, l) in s.model.layout.decoder.iter().enumerate().rev() {
+            let act = if i > 0 { s.model.layout.decoder[i - 1].act } else { elbo::model::Activation::Identity };
+            d = elbo::reference::layer_backward(&s.model, l, &acts[i], &d, act, m, &mut scratch);
+        }
+        let want_nll: Vec<f32> = per_image.iter().map(|v| v[0]).collect();
+        assert_close(&format!("observed nll, {obs:?}"), &nll, &want_nll, 1e-2, 1e-4);
+        assert_close(&format!("d nll / dz, {obs:?}"), &dz, &d, 1e-3, 1e-3);
     }
-    let out = acts.pop().unwrap();
-    let mulv = vec![0.0; m * 2 * lat];
-    let (mut d, per_image) = elbo::reference::elbo_forward_backward_observed(
-        &out,
-        &x_st,
-        &mulv,
-        Some(&obs_st),
-        m,
-        &c.loss_layout(),
-        lat,
-        &r,
-    );
-    let mut scratch = vec![0f32; s.model.layout.len];
-    for (i, l) in s.model.layout.decoder.iter().enumerate().rev() {
-        let act = if i > 0 { s.model.layout.decoder[i - 1].act } else { elbo::model::Activation::Identity };
-        d = elbo::reference::layer_backward(&s.model, l, &acts[i], &d, act, m, &mut scratch);
-    }
-    let want_nll: Vec<f32> = per_image.iter().map(|v| v[0]).collect();
-    assert_close("observed nll", &nll, &want_nll, 1e-2, 1e-4);
-    assert_close("d nll / dz", &dz, &d, 1e-3, 1e-3);
 }
 
 #[test]
@@ -251,6 +257,20 @@ fn map_restoration_beats_the_encoder_and_the_mean_image() {
     assert!(r.mse_restored < r.mse_mean_image, "MAP {} not below the mean image {}", r.mse_restored, r.mse_mean_image);
     assert_eq!(png_size(&r.path), (8 * 116 + 4, 8 * 116 + 4));
     assert!("random:0.3".parse::<inf::Corruption>().is_ok() && "random:2".parse::<inf::Corruption>().is_err());
+    // noise: scored under the noise that made it, the restored images are nearer the clean
+    // digits than the noisy input and the encoder's reconstruction of it
+    for corruption in [inf::Corruption::Noise(0.1), inf::Corruption::Noise(0.5), inf::Corruption::Flip(0.1)] {
+        let r = inf::restore(&s, 64, &corruption, 150, 0.05, 1).unwrap();
+        let what = format!(
+            "{corruption:?}: restored {}, input {}, encoder-only {}",
+            r.mse_restored, r.mse_input, r.mse_encoder
+        );
+        assert_eq!(r.values, 64 * 784, "{what}: every value is scored");
+        assert!(r.mse_restored < r.mse_input && r.mse_restored < r.mse_encoder, "{what}");
+    }
+    assert_eq!("flip:0.1".parse::<inf::Corruption>(), Ok(inf::Corruption::Flip(0.1)));
+    assert_eq!("gaussian:0.3".parse::<inf::Corruption>(), Ok(inf::Corruption::Noise(0.3)));
+    assert!("flip:0.6".parse::<inf::Corruption>().is_err() && "gaussian:-1".parse::<inf::Corruption>().is_err());
 }
 
 #[test]

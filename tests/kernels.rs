@@ -652,9 +652,19 @@ fn elbo_and_loss_reduce_match_reference() {
         // some values unobserved (restoration's likelihood)
         let observed: Vec<f32> =
             (0..m * x_cols).map(|i| !elbo::rng::hash_u32(i as u32).is_multiple_of(3) as u32 as f32).collect();
-        let cases = [(0.0f32, false), (0.8, false), (0.0, true)];
+        // restoration's likelihoods: the observed values clean, under Gaussian noise, flipped
+        use kernels::Observation::{Clean, Flip, Gaussian};
+        let cases = [
+            (0.0f32, false, Clean),
+            (0.8, false, Clean),
+            (0.0, true, Clean),
+            (0.0, true, Gaussian(0.3)),
+            (0.0, true, Flip(0.2)),
+        ];
         // both variants: one invocation per row, and one workgroup per row (_wide)
-        for (free_bits, masked, wide) in cases.into_iter().flat_map(|(f, m)| [(f, m, false), (f, m, true)]) {
+        for (free_bits, masked, noise, wide) in
+            cases.into_iter().flat_map(|(f, m, o)| [(f, m, o, false), (f, m, o, true)])
+        {
             let st = step(live);
             let (om, xm, mv, dm) = (
                 g.matrix("out", m, lay.o_cols).unwrap(),
@@ -669,7 +679,7 @@ fn elbo_and_loss_reduce_match_reference() {
             let image_loss = g.buffer("image_loss", (om.rows * 8) as u64, wgpu::BufferUsages::empty()).unwrap();
             let history = g.buffer("history", 4 * 16, wgpu::BufferUsages::empty()).unwrap();
             let maskb = g.buffer("kl_mask", (lat * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
-            let u = g.uniform("elbo", &kernels::Elbo::new(om.rows, lat, &lay, masked));
+            let u = g.uniform("elbo", &kernels::Elbo::new(om.rows, lat, &lay, masked).observing(noise));
             let ru = g.uniform("reduce", &kernels::Reparam::new(om.rows, lat, free_bits));
             let obs = g.matrix("observed", m, x_cols).unwrap();
             g.write_matrix(&obs, &observed);
@@ -688,10 +698,19 @@ fn elbo_and_loss_reduce_match_reference() {
                 [(0, B(&ru)), (1, B(&su)), (2, T(&mv.view)), (5, B(&maskb)), (6, B(&image_loss)), (7, B(&history))];
             let red = Dispatch::new(g, "loss_reduce", &k().loss_reduce, &binds, 1, 1);
             kernels::run(g, &[e, red]).unwrap();
-            let (want_d, want_l) =
-                r::elbo_forward_backward_observed(&out, &x, &mulv, masked.then_some(&observed[..]), m, &lay, lat, &st);
+            let (want_d, want_l) = r::elbo_forward_backward_noisy(
+                &out,
+                &x,
+                &mulv,
+                masked.then_some(&observed[..]),
+                noise,
+                m,
+                &lay,
+                lat,
+                &st,
+            );
             let what = format!(
-                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits} masked={masked} wide={wide}",
+                "{:?} {:?} {}x{}x{} m={m} L={lat} rows={live} free_bits={free_bits} masked={masked} {noise:?} wide={wide}",
                 cfg.arch, cfg.likelihood, cfg.width, cfg.height, cfg.channels
             );
             assert_close(

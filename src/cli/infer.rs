@@ -129,7 +129,7 @@ pub struct EmbedArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     common: UseArgs,
-    /// Test images to restore (at most 128).
+    /// Test images to restore (at most 256).
     #[arg(long, default_value_t = 16)]
     n: usize,
     /// A PNG mask: white pixels observed, black unknown (resized to the model's size).
@@ -138,9 +138,14 @@ pub struct RestoreArgs {
     /// Built-in masks: half (bottom unknown), center (a centred square unknown), random:P.
     #[arg(long, conflicts_with = "noise")]
     mask_kind: Option<String>,
-    /// Denoise instead: add Gaussian noise of this standard deviation to every pixel.
-    #[arg(long)]
+    /// Denoise instead: add Gaussian noise of this standard deviation to every pixel; the
+    /// search scores the noisy pixels as N(decoder mean, SIGMA^2).
+    #[arg(long, conflicts_with = "noise_kind")]
     noise: Option<f32>,
+    /// Denoise other noise: gaussian:SIGMA (as --noise), or flip:P (each pixel replaced by
+    /// 1 - value with probability P, salt-and-pepper; scored as flipped with that probability).
+    #[arg(long, conflicts_with_all = ["mask", "mask_kind"])]
+    noise_kind: Option<String>,
     /// Gradient steps on z.
     #[arg(long, default_value_t = 300)]
     steps: usize,
@@ -237,22 +242,31 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
 
 pub fn restore(a: RestoreArgs) -> Result<()> {
     use elbo::infer::Corruption;
-    let corruption = match (&a.mask, &a.mask_kind, a.noise) {
-        (Some(p), _, _) => Corruption::MaskFile(p.clone()),
-        (_, _, Some(sigma)) => Corruption::Noise(sigma),
-        (_, Some(kind), _) => kind.parse().map_err(|e: String| anyhow::anyhow!("--mask-kind: {e}"))?,
+    let corruption = match (&a.mask, &a.mask_kind, a.noise, &a.noise_kind) {
+        (Some(p), _, _, _) => Corruption::MaskFile(p.clone()),
+        (_, _, Some(sigma), _) => Corruption::Noise(sigma),
+        (_, _, _, Some(kind)) => match kind.parse().map_err(|e: String| anyhow::anyhow!("--noise-kind: {e}"))? {
+            c @ (Corruption::Noise(_) | Corruption::Flip(_)) => c,
+            _ => anyhow::bail!("--noise-kind takes gaussian:SIGMA or flip:P; masks go to --mask-kind"),
+        },
+        (_, Some(kind), _, _) => match kind.parse().map_err(|e: String| anyhow::anyhow!("--mask-kind: {e}"))? {
+            c @ (Corruption::Noise(_) | Corruption::Flip(_)) => {
+                anyhow::bail!("--mask-kind takes half, center or random:P; noise goes to --noise-kind ({c:?})")
+            }
+            c => c,
+        },
         _ => Corruption::Half,
     };
     let s = elbo::infer::OpenModel::open(&a.common.options())?;
     let r = elbo::infer::restore(&s, a.n, &corruption, a.steps, a.lr, a.common.seed)?;
-    let what = if matches!(corruption, Corruption::Noise(_)) { "all (noisy) values" } else { "the unknown values" };
+    let what = if corruption.is_noise() { "all (noisy) values" } else { "the unknown values" };
     println!(
-        "{} images, mean squared error on {what} ({}): MAP restoration {:.5}, encoder-only reconstruction {:.5}, mean image {:.5}, damaged input {:.5}",
-        r.images, r.values, r.mse_restored, r.mse_encoder, r.mse_mean_image, r.mse_input
+        "{} images, mean squared error on {what} ({}): restored {:.5} (the decoder at the MAP z alone {:.5}), encoder-only reconstruction {:.5}, mean image {:.5}, damaged input {:.5}",
+        r.images, r.values, r.mse_restored, r.mse_decoded, r.mse_encoder, r.mse_mean_image, r.mse_input
     );
     println!("wrote {} (columns: original, damaged, encoder only, restored)", r.path.display());
     if let Some(path) = &a.json {
-        let json = serde_json::json!({"images": r.images, "values": r.values, "mse_restored": r.mse_restored,
+        let json = serde_json::json!({"images": r.images, "values": r.values, "mse_restored": r.mse_restored, "mse_decoded": r.mse_decoded,
             "mse_encoder": r.mse_encoder, "mse_mean_image": r.mse_mean_image, "mse_input": r.mse_input});
         elbo::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
         println!("wrote {}", path.display());

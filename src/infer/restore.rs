@@ -2,6 +2,7 @@
 //! z* = argmax_z log p(x_observed | g(z)) + log p(z), x* = g(z*).
 
 use super::OpenModel;
+use crate::kernels::Observation;
 use crate::step::Net;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -19,6 +20,25 @@ pub enum Corruption {
     MaskFile(PathBuf),
     /// Every pixel observed with Gaussian noise of this standard deviation added (clamped to [0, 1]).
     Noise(f32),
+    /// Every pixel observed, each replaced by its negative (1 - value: a binary pixel
+    /// flipped) with this probability: salt-and-pepper noise.
+    Flip(f32),
+}
+
+impl Corruption {
+    /// How the search scores the observed values: under the noise that made them.
+    pub fn observation(&self) -> Observation {
+        match self {
+            Corruption::Noise(sigma) => Observation::Gaussian(*sigma),
+            Corruption::Flip(p) => Observation::Flip(*p),
+            _ => Observation::Clean,
+        }
+    }
+
+    /// Whether every value is observed (with noise), rather than some unknown.
+    pub fn is_noise(&self) -> bool {
+        matches!(self, Corruption::Noise(_) | Corruption::Flip(_))
+    }
 }
 
 impl std::str::FromStr for Corruption {
@@ -27,23 +47,43 @@ impl std::str::FromStr for Corruption {
         match s {
             "half" => Ok(Corruption::Half),
             "center" => Ok(Corruption::Center),
-            _ => match s.strip_prefix("random:").map(str::parse::<f32>) {
-                Some(Ok(p)) if (0.0..1.0).contains(&p) => Ok(Corruption::Random(p)),
-                _ => Err(format!("expected half, center or random:P with P in [0, 1), got {s:?}")),
-            },
+            _ => {
+                if let Some(p) = s.strip_prefix("flip:") {
+                    return match p.parse::<f32>() {
+                        Ok(p) if p > 0.0 && p < 0.5 => Ok(Corruption::Flip(p)),
+                        _ => Err(format!("expected flip:P with P in (0, 0.5), got {s:?}")),
+                    };
+                }
+                if let Some(sigma) = s.strip_prefix("gaussian:") {
+                    return match sigma.parse::<f32>() {
+                        Ok(v) if v > 0.0 && v.is_finite() => Ok(Corruption::Noise(v)),
+                        _ => Err(format!("expected gaussian:SIGMA with SIGMA > 0, got {s:?}")),
+                    };
+                }
+                match s.strip_prefix("random:").map(str::parse::<f32>) {
+                    Some(Ok(p)) if (0.0..1.0).contains(&p) => Ok(Corruption::Random(p)),
+                    _ => Err(format!(
+                        "expected half, center, random:P with P in [0, 1), gaussian:SIGMA or flip:P, got {s:?}"
+                    )),
+                }
+            }
         }
     }
 }
 
 /// What `elbo restore` measured: mean squared errors over the unknown values
 /// (over all values, for noise), against the original images.
+/// (At most `MAX_IMAGES` images a run.)
 #[derive(Clone, Debug)]
 pub struct RestoreReport {
     pub images: usize,
     /// Unknown (or noisy) values scored.
     pub values: usize,
-    /// The MAP restoration x* = g(z*).
+    /// The restoration: x* = g(z*) for masks; for noise on a Bernoulli decoder, each
+    /// value's posterior mean E[x | x_observed, z*] under the noise model.
     pub mse_restored: f64,
+    /// The decoder's mean at z* alone, g(z*).
+    pub mse_decoded: f64,
     /// The decoder at the encoder's mean of the damaged input.
     pub mse_encoder: f64,
     /// The mean test image.
@@ -67,8 +107,21 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let c = &s.model.config;
     let d = c.pixels();
-    let n = n.clamp(1, s.test.len.min(128));
+    let n = n.clamp(1, s.test.len.min(MAX_IMAGES));
+    match corruption {
+        Corruption::Noise(sigma) if !(*sigma > 0.0 && sigma.is_finite()) => {
+            bail!("--noise {sigma}: the noise's standard deviation must be a positive number, e.g. 0.3")
+        }
+        Corruption::Flip(p) if !(*p > 0.0 && *p < 0.5) => {
+            bail!("flip:{p}: the flip probability must be in (0, 0.5), e.g. flip:0.1")
+        }
+        Corruption::Flip(_) if c.likelihood == crate::model::Likelihood::Gaussian => {
+            bail!("flip noise corrupts binary pixels, which a Bernoulli decoder models; this model's decoder is Gaussian: use --noise SIGMA")
+        }
+        _ => {}
+    }
     let mut t = s.net(n, 1)?;
+    t.set_observation(corruption.observation());
     let Damaged { originals, observed, damaged } = damage(s, n, corruption, seed)?;
     let stored = |v: &[f32]| crate::reference::pad_channels(v, n, c.input_shape());
     let (x_st, obs_st) = (stored(&damaged), stored(&observed));
@@ -76,12 +129,17 @@ pub fn restore(
     let mulv = t.encode_images(&x_st)?;
     let z0: Vec<f32> = (0..n).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect();
     let z = map_search(&mut t, &z0, (&x_st, &obs_st), steps, lr)?;
-    let restored = s.decode_all(&mut t, &z)?;
+    let decoded = s.decode_all(&mut t, &z)?;
     let encoder_only = s.decode_all(&mut t, &z0)?;
+    let restored: Vec<f32> = if c.likelihood == crate::model::Likelihood::Bernoulli {
+        decoded.iter().zip(&damaged).map(|(&mu, &seen)| posterior_mean(mu, seen, corruption)).collect()
+    } else {
+        decoded.clone()
+    };
     let mean_image: Vec<f32> = (0..d)
         .map(|v| (0..s.test.len).map(|i| s.test.image(i)[v] as f32 / 255.0).sum::<f32>() / s.test.len as f32)
         .collect();
-    let noise = matches!(corruption, Corruption::Noise(_));
+    let noise = corruption.is_noise();
     let scored = |i: usize| noise || observed[i] == 0.0;
     let mse = |pred: &dyn Fn(usize) -> f32| {
         let (mut sum, mut count) = (0f64, 0usize);
@@ -92,6 +150,7 @@ pub fn restore(
         (sum / count.max(1) as f64, count)
     };
     let (mse_restored, values) = mse(&|i| restored[i]);
+    let (mse_decoded, _) = mse(&|i| decoded[i]);
     let (mse_encoder, _) = mse(&|i| encoder_only[i]);
     let (mse_mean_image, _) = mse(&|i| mean_image[i % d]);
     let (mse_input, _) = mse(&|i| damaged[i]);
@@ -105,8 +164,27 @@ pub fn restore(
         }
     }
     let path = s.save("restore.png", &tiles, 8)?;
-    Ok(RestoreReport { images: n, values, mse_restored, mse_encoder, mse_mean_image, mse_input, path })
+    Ok(RestoreReport { images: n, values, mse_restored, mse_decoded, mse_encoder, mse_mean_image, mse_input, path })
 }
+
+/// The restored value of one pixel that the decoder, at the MAP z, gives mean `mu` and
+/// Bernoulli variance mu (1 - mu), observed as `seen` under `corruption`. Under Gaussian
+/// noise of σ: the linear least-squares estimate from both, (mu σ² + seen v) / (σ² + v)
+/// with v = mu (1 - mu): it trusts the observation where the decoder is unsure and the
+/// decoder where the observation is noisier. Elsewhere `mu`: flips and masks leave
+/// nothing in a value to average with.
+pub fn posterior_mean(mu: f32, seen: f32, corruption: &Corruption) -> f32 {
+    match corruption {
+        Corruption::Noise(sigma) => {
+            let (var, noise) = (mu * (1.0 - mu), sigma * sigma);
+            (mu * noise + seen * var) / (noise + var)
+        }
+        _ => mu,
+    }
+}
+
+/// The most images one `restore` takes (one batch of the model's kernels).
+pub const MAX_IMAGES: usize = 256;
 
 /// The first n test images, which values of them are observed, and the damaged images
 /// the search starts from (unknown values 0), all channels-last.
@@ -141,11 +219,19 @@ fn damage(s: &OpenModel, n: usize, corruption: &Corruption, seed: u64) -> Result
                 Corruption::Center => !(y >= h / 4 && y < h / 4 + h / 2 && x >= w / 4 && x < w / 4 + w / 2),
                 Corruption::Random(p) => crate::rng::rand_uniform(seed as u32, 5, i as u32, pixel as u32) >= *p,
                 Corruption::MaskFile(_) => file_mask.as_ref().unwrap()[pixel] > 0.0,
-                Corruption::Noise(_) => true,
+                Corruption::Noise(_) | Corruption::Flip(_) => true,
             };
             let noisy = match corruption {
                 Corruption::Noise(sigma) => {
                     (value + sigma * crate::rng::rand_normal(seed as u32, 6, i as u32, v as u32)).clamp(0.0, 1.0)
+                }
+                Corruption::Flip(p) => {
+                    let flip = crate::rng::rand_uniform(seed as u32, 7, i as u32, v as u32) < *p;
+                    if flip {
+                        1.0 - value
+                    } else {
+                        *value
+                    }
                 }
                 _ if seen => *value,
                 _ => 0.0,

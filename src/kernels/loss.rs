@@ -62,7 +62,33 @@ pub struct Elbo {
     pub halves: u32,
     pub gaussian: u32,
     pub masked: u32,
-    pub pad: [u32; 2],
+    /// How the observed values were corrupted (`Observation::code`).
+    pub noise_kind: u32,
+    pub noise: f32,
+}
+
+/// How restoration scores the observed values (elbo.wgsl's `noise_kind` and `noise`):
+/// as the decoder's likelihood has them (`Clean`), or under the corruption that made them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Observation {
+    Clean,
+    /// Gaussian noise of this standard deviation on the decoder's mean (a Gaussian
+    /// decoder's variance and σ² add up).
+    Gaussian(f32),
+    /// Each binary value flipped with this probability (Bernoulli decoders): the value is 1
+    /// with probability P + (1 - 2P) mean.
+    Flip(f32),
+}
+
+impl Observation {
+    /// elbo.wgsl's (noise_kind, noise).
+    pub fn code(self) -> (u32, f32) {
+        match self {
+            Observation::Clean => (0, 0.0),
+            Observation::Gaussian(sigma) => (1, sigma),
+            Observation::Flip(p) => (2, p),
+        }
+    }
 }
 
 impl Elbo {
@@ -80,8 +106,15 @@ impl Elbo {
             halves: lay.halves as u32,
             gaussian: lay.gaussian as u32,
             masked: masked as u32,
-            pad: [0; 2],
+            noise_kind: 0,
+            noise: 0.0,
         }
+    }
+
+    /// These parameters scoring the observed values under `o`.
+    pub fn observing(self, o: Observation) -> Elbo {
+        let (noise_kind, noise) = o.code();
+        Elbo { noise_kind, noise, ..self }
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::conv2d_col2im_c1;
-use crate::kernels::Step;
+use crate::kernels::{Observation, Step};
 use crate::model::ConvShape;
 use crate::rng::{rand_normal, STREAM_EPS};
 
@@ -145,12 +145,61 @@ pub fn elbo_forward_backward_taps(
     elbo_forward_backward_observed(&out, x, mulv, observed, m, lay, latent, step)
 }
 
+/// -log p(x|z) of one observed value under `obs` and its gradients as `value_nll`'s: with
+/// Gaussian noise of σ, a Bernoulli decoder's mean mu = sigmoid(logit) is the centre of
+/// N(mu, σ²) and a Gaussian decoder's variance gains σ²; with flips of probability P, the
+/// value is 1 with probability P + (1 - 2P) mu.
+pub fn noisy_value_nll(x: f32, mean: f32, raw_logvar: f32, gaussian: bool, obs: Observation) -> (f32, f32, f32) {
+    let mu = 1.0 / (1.0 + (-mean).exp());
+    match (obs, gaussian) {
+        (Observation::Clean, _) => value_nll(x, mean, raw_logvar, gaussian),
+        (Observation::Gaussian(sigma), false) => {
+            let (diff, inv_var) = (mu - x, 1.0 / (sigma * sigma));
+            let nll = 0.918_938_5 + sigma.ln() + 0.5 * diff * diff * inv_var;
+            (nll, diff * inv_var * mu * (1.0 - mu), 0.0)
+        }
+        (Observation::Gaussian(sigma), true) => {
+            let th = raw_logvar.tanh();
+            let own = (crate::model::LOGVAR_MID + crate::model::LOGVAR_HALF * th).exp();
+            let var = own + sigma * sigma;
+            let diff = mu - x;
+            let nll = 0.918_938_5 + 0.5 * (var.ln() + diff * diff / var);
+            let d_raw = 0.5 * (1.0 - diff * diff / var) * (own / var) * crate::model::LOGVAR_HALF * (1.0 - th * th);
+            (nll, diff / var * mu * (1.0 - mu), d_raw)
+        }
+        // flips corrupt binary values: a Gaussian decoder scores its values as they are
+        (Observation::Flip(_), true) => value_nll(x, mean, raw_logvar, true),
+        (Observation::Flip(p), false) => {
+            let q = p + (1.0 - 2.0 * p) * mu;
+            let nll = -(x * q.ln() + (1.0 - x) * (1.0 - q).ln());
+            (nll, (q - x) / (q * (1.0 - q)) * (1.0 - 2.0 * p) * mu * (1.0 - mu), 0.0)
+        }
+    }
+}
+
 /// elbo_forward_backward with `masked`: only the values where `observed` (laid out as x) is 1 count.
 pub fn elbo_forward_backward_observed(
     dec_out: &[f32],
     x: &[f32],
     mulv: &[f32],
     observed: Option<&[f32]>,
+    m: usize,
+    lay: &crate::model::LossLayout,
+    latent: usize,
+    step: &Step,
+) -> (Vec<f32>, Vec<[f32; 2]>) {
+    elbo_forward_backward_noisy(dec_out, x, mulv, observed, Observation::Clean, m, lay, latent, step)
+}
+
+/// elbo_forward_backward_observed with the observed values scored under `obs`
+/// (`noisy_value_nll`).
+#[allow(clippy::too_many_arguments)]
+pub fn elbo_forward_backward_noisy(
+    dec_out: &[f32],
+    x: &[f32],
+    mulv: &[f32],
+    observed: Option<&[f32]>,
+    obs: Observation,
     m: usize,
     lay: &crate::model::LossLayout,
     latent: usize,
@@ -167,7 +216,7 @@ pub fn elbo_forward_backward_observed(
                 let w = observed.map_or(1.0, |o| o[r * x_cols + pixel * lay.x_cp + ch]);
                 let (mc, lc) = (lay.mean_col(pixel, ch), lay.logvar_col(pixel, ch));
                 let raw = if lay.gaussian { dec_out[r * lay.o_cols + lc] } else { 0.0 };
-                let (nll, d_mean, d_raw) = value_nll(xv, dec_out[r * lay.o_cols + mc], raw, lay.gaussian);
+                let (nll, d_mean, d_raw) = noisy_value_nll(xv, dec_out[r * lay.o_cols + mc], raw, lay.gaussian, obs);
                 recon += (w * nll) as f64;
                 d_out[r * lay.o_cols + mc] = w * d_mean * step.inv_rows;
                 if lay.gaussian {

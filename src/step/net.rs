@@ -371,6 +371,12 @@ impl<'g> Net<'g> {
 
     /// For codes z (rows, L) and targets x with their observed mask (rows, x columns):
     /// per row -log p(x_observed | g(z)) and its gradient d/dz (rows, L).
+    /// Scores the observed values of `observed_nll_and_grad` under `o` from now on.
+    pub fn set_observation(&self, o: kernels::Observation) {
+        let (u, params) = self.lists.restore_loss.as_ref().expect("the restore list is built");
+        self.gpu.queue.write_buffer(u, 0, bytemuck::bytes_of(&params.observing(o)));
+    }
+
     pub fn observed_nll_and_grad(&mut self, z: &[f32], x: &[f32], observed: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
         let lat = self.model.config.latent;
         let rows = z.len() / lat;

@@ -72,6 +72,9 @@ pub struct VaeLists {
     pub encode: Vec<Dispatch>,
     /// z -> decoded, -log p(x_observed | z) and d/dz of it
     pub restore: Vec<Dispatch>,
+    /// The uniform of `restore`'s loss and what it holds (`Net::set_observation` rewrites
+    /// its observation model).
+    pub restore_loss: Option<(wgpu::Buffer, kernels::Elbo)>,
 }
 
 /// What every list of one VAE shares.
@@ -132,8 +135,8 @@ pub fn vae_lists(
     let eval = v.eval(b);
     let decode = v.decode(b);
     let encode = v.encode(b);
-    let restore = v.restore(b, &decode[..decode.len() - 1]);
-    Ok(VaeLists { train, eval, decode, encode, restore })
+    let (restore, restore_loss) = v.restore(b, &decode[..decode.len() - 1]);
+    Ok(VaeLists { train, eval, decode, encode, restore, restore_loss: Some(restore_loss) })
 }
 
 impl Vae<'_> {
@@ -338,11 +341,13 @@ impl Vae<'_> {
 
     /// Restoration's step from a given z: `decoder` (the decoder chain's forward
     /// dispatches), the loss over the observed values, and d/dz.
-    fn restore(&self, b: &mut Builder, decoder: &[Dispatch]) -> Vec<Dispatch> {
+    /// Also returns the loss's uniform and its contents.
+    fn restore(&self, b: &mut Builder, decoder: &[Dispatch]) -> (Vec<Dispatch>, (wgpu::Buffer, kernels::Elbo)) {
         let mut list = decoder.to_vec();
-        let masked_u = b.uniform(&kernels::Elbo::new(self.m, self.c.latent, &self.loss, true));
+        let params = kernels::Elbo::new(self.m, self.c.latent, &self.loss, true);
+        let masked_u = b.uniform(&params);
         list.push(self.elbo(b, &masked_u, &self.t.observed));
         list.extend(self.decoder.backward_input(b));
-        list
+        (list, (masked_u, params))
     }
 }
