@@ -144,6 +144,13 @@ fn importance_weighted_bound_is_above_the_elbo() {
     assert!(many.log_px > one.log_px, "K = 64 ({}) not above K = 1 ({})", many.log_px, one.log_px);
     let d = 784.0 * std::f64::consts::LN_2;
     assert_close("bits per dim", &[many.bits_per_dim as f32], &[(-many.log_px / d) as f32], 1e-6, 1e-6);
+    // the average and its standard error, from the 100 images' own estimates
+    assert_eq!(many.per_image.len(), 100);
+    let mean = many.per_image.iter().sum::<f64>() / 100.0;
+    let sd = (many.per_image.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 99.0).sqrt();
+    assert_close("log p(x), the images' mean", &[many.log_px as f32], &[mean as f32], 1e-6, 1e-7);
+    assert_close("standard error", &[many.log_px_se as f32], &[(sd / 10.0) as f32], 1e-6, 1e-6);
+    assert!(many.log_px_se > 0.1 && many.log_px_se < 10.0, "standard error {}", many.log_px_se);
     // with z = mu the figure is deterministic: the CPU reference model on the same 100
     // images gives it (MLP, Bernoulli decoder, pixels / 255)
     let (n, m, lat) = (100, 100usize.next_multiple_of(4), s.model.config.latent);

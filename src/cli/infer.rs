@@ -320,13 +320,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     bar.finish_and_clear();
     let json = serde_json::json!({
         "images": r.images, "elbo": r.elbo, "recon": r.recon, "kl": r.kl,
-        "iw_samples": r.iw_samples, "log_px": r.log_px, "bits_per_dim": r.bits_per_dim,
+        "iw_samples": r.iw_samples, "log_px": r.log_px, "log_px_standard_error": r.log_px_se, "bits_per_dim": r.bits_per_dim,
         "elbo_bits_per_dim": -r.elbo / (s.model.config.pixels() as f64 * std::f64::consts::LN_2),
         "recon_at_mean": r.recon_at_mean, "loss_at_mean": r.loss_at_mean,
     });
     println!(
-        "{} test images: ELBO {:.3} nats (recon {:.3}, KL {:.3}); log p(x) >= {:.3} nats with K = {} ({:.4} bits/dim); with z = mu: loss {:.4} (recon {:.4})",
-        r.images, r.elbo, r.recon, r.kl, r.log_px, r.iw_samples, r.bits_per_dim, r.loss_at_mean, r.recon_at_mean
+        "{} test images: ELBO {:.3} nats (recon {:.3}, KL {:.3}); log p(x) >= {:.3} nats (standard error {:.3}) with K = {} ({:.4} bits/dim); with z = mu: loss {:.4} (recon {:.4})",
+        r.images, r.elbo, r.recon, r.kl, r.log_px, r.log_px_se, r.iw_samples, r.bits_per_dim, r.loss_at_mean, r.recon_at_mean
     );
     if let Some(path) = &a.json {
         elbo::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;

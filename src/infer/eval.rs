@@ -14,6 +14,11 @@ pub struct EvalReport {
     pub kl: f64,
     pub iw_samples: usize,
     pub log_px: f64,
+    /// The standard error of `log_px` as an average over the images: their estimates'
+    /// standard deviation over sqrt(images) (0 for one image).
+    pub log_px_se: f64,
+    /// Each image's estimate of log p(x), in test-set order.
+    pub per_image: Vec<f64>,
     pub bits_per_dim: f64,
     /// -log p(x|z) with z the posterior mean (no sampling: a deterministic figure that an
     /// independent evaluation can match to the last digits), and that plus the KL.
@@ -50,7 +55,8 @@ pub fn eval(
     // rows: images times K samples, up to about 1024 rows a batch
     let batch = (1024 / k).clamp(1, 128);
     let mut t = s.net_over(&s.test, ForwardOptions { batch, samples: k, binarize, seed: 1 })?;
-    let (mut recon, mut kl, mut log_px, mut recon_at_mean) = (0f64, 0f64, 0f64, 0f64);
+    let (mut recon, mut kl, mut recon_at_mean) = (0f64, 0f64, 0f64);
+    let mut per_image = Vec::with_capacity(n);
     for b in 0..n.div_ceil(batch) {
         let rows = t.eval_rows(b, 1.0)?;
         let images = batch.min(n - b * batch);
@@ -68,7 +74,7 @@ pub fn eval(
                 recon += rows.recon[r] as f64 / k as f64;
                 kl += rows.kl[r] as f64 / k as f64;
             }
-            log_px += log_sum_exp(&w) - (k as f64).ln();
+            per_image.push(log_sum_exp(&w) - (k as f64).ln());
         }
         progress((b * batch + images).min(n), n);
     }
@@ -81,6 +87,10 @@ pub fn eval(
     }
     let nf = n as f64;
     let d = s.model.config.pixels() as f64;
+    let log_px = per_image.iter().sum::<f64>();
+    let mean = log_px / nf;
+    let var = per_image.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (nf - 1.0).max(1.0);
+    let log_px_se = if n > 1 { (var / nf).sqrt() } else { 0.0 };
     Ok(EvalReport {
         images: n,
         elbo: -(recon + kl) / nf,
@@ -88,6 +98,8 @@ pub fn eval(
         kl: kl / nf,
         iw_samples: k,
         log_px: log_px / nf,
+        log_px_se,
+        per_image,
         bits_per_dim: -log_px / nf / (d * std::f64::consts::LN_2),
         recon_at_mean: recon_at_mean / nf,
         loss_at_mean: (recon_at_mean + kl) / nf,
