@@ -275,6 +275,18 @@ fn map_restoration_beats_the_encoder_and_the_mean_image() {
         assert_eq!(r.values, 64 * 784, "{what}: every value is scored");
         assert!(r.mse_restored < r.mse_input && r.mse_restored < r.mse_encoder, "{what}");
     }
+    // images noisy already (the user's own) are restored as they are: σ given, or estimated
+    // as the root mean square of the input about the encoder's reconstruction
+    let given =
+        inf::restore(&s, 32, &inf::Corruption::AsIs(inf::NoiseModel::Gaussian(Some(0.3))), 50, 0.05, 1).unwrap();
+    assert_eq!((given.noise_sigma, given.mse_input), (Some(0.3), 0.0), "nothing added to the input");
+    let est = inf::restore(&s, 32, &inf::Corruption::AsIs(inf::NoiseModel::Gaussian(None)), 50, 0.05, 1).unwrap();
+    let sigma = est.noise_sigma.expect("an estimated σ");
+    assert_close("estimated σ", &[sigma], &[(est.mse_encoder.sqrt()) as f32], 1e-4, 1e-4);
+    assert_eq!("gaussian".parse::<inf::NoiseModel>(), Ok(inf::NoiseModel::Gaussian(None)));
+    assert_eq!("gaussian:0.2".parse::<inf::NoiseModel>(), Ok(inf::NoiseModel::Gaussian(Some(0.2))));
+    assert_eq!("flip:0.2".parse::<inf::NoiseModel>(), Ok(inf::NoiseModel::Flip(0.2)));
+    assert!("half".parse::<inf::NoiseModel>().is_err());
     assert_eq!("flip:0.1".parse::<inf::Corruption>(), Ok(inf::Corruption::Flip(0.1)));
     assert_eq!("gaussian:0.3".parse::<inf::Corruption>(), Ok(inf::Corruption::Noise(0.3)));
     assert!("flip:0.6".parse::<inf::Corruption>().is_err() && "gaussian:-1".parse::<inf::Corruption>().is_err());

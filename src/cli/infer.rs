@@ -146,6 +146,11 @@ pub struct RestoreArgs {
     /// 1 - value with probability P, salt-and-pepper; scored as flipped with that probability).
     #[arg(long, conflicts_with_all = ["mask", "mask_kind"])]
     noise_kind: Option<String>,
+    /// The images are noisy already (your own, with --images): restore them as they are,
+    /// scored under gaussian:SIGMA, gaussian (σ estimated from the encoder's
+    /// reconstruction) or flip:P.
+    #[arg(long, conflicts_with_all = ["mask", "mask_kind", "noise", "noise_kind"])]
+    noisy: Option<String>,
     /// Gradient steps on z.
     #[arg(long, default_value_t = 300)]
     steps: usize,
@@ -242,7 +247,12 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
 
 pub fn restore(a: RestoreArgs) -> Result<()> {
     use elbo::infer::Corruption;
+    let as_is = match &a.noisy {
+        Some(model) => Some(model.parse().map_err(|e: String| anyhow::anyhow!("--noisy: {e}"))?),
+        None => None,
+    };
     let corruption = match (&a.mask, &a.mask_kind, a.noise, &a.noise_kind) {
+        _ if as_is.is_some() => Corruption::AsIs(as_is.unwrap()),
         (Some(p), _, _, _) => Corruption::MaskFile(p.clone()),
         (_, _, Some(sigma), _) => Corruption::Noise(sigma),
         (_, _, _, Some(kind)) => match kind.parse().map_err(|e: String| anyhow::anyhow!("--noise-kind: {e}"))? {
@@ -259,7 +269,14 @@ pub fn restore(a: RestoreArgs) -> Result<()> {
     };
     let s = elbo::infer::OpenModel::open(&a.common.options())?;
     let r = elbo::infer::restore(&s, a.n, &corruption, a.steps, a.lr, a.common.seed)?;
-    let what = if corruption.is_noise() { "all (noisy) values" } else { "the unknown values" };
+    let what = match corruption {
+        Corruption::AsIs(_) => "all values, to the noisy input itself: there are no clean images to compare with",
+        _ if corruption.is_noise() => "all (noisy) values",
+        _ => "the unknown values",
+    };
+    if let Some(sigma) = r.noise_sigma {
+        println!("scored as Gaussian noise of σ = {sigma:.4}");
+    }
     println!(
         "{} images, mean squared error on {what} ({}): restored {:.5} (the decoder at the MAP z alone {:.5}), encoder-only reconstruction {:.5}, mean image {:.5}, damaged input {:.5}",
         r.images, r.values, r.mse_restored, r.mse_decoded, r.mse_encoder, r.mse_mean_image, r.mse_input
@@ -267,7 +284,7 @@ pub fn restore(a: RestoreArgs) -> Result<()> {
     println!("wrote {} (columns: original, damaged, encoder only, restored)", r.path.display());
     if let Some(path) = &a.json {
         let json = serde_json::json!({"images": r.images, "values": r.values, "mse_restored": r.mse_restored, "mse_decoded": r.mse_decoded,
-            "mse_encoder": r.mse_encoder, "mse_mean_image": r.mse_mean_image, "mse_input": r.mse_input});
+            "mse_encoder": r.mse_encoder, "mse_mean_image": r.mse_mean_image, "mse_input": r.mse_input, "noise_sigma": r.noise_sigma});
         elbo::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
         println!("wrote {}", path.display());
     }

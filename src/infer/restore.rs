@@ -23,21 +23,49 @@ pub enum Corruption {
     /// Every pixel observed, each replaced by its negative (1 - value: a binary pixel
     /// flipped) with this probability: salt-and-pepper noise.
     Flip(f32),
+    /// The images are noisy already (the user's own): restored as they are, scored under
+    /// Gaussian noise of the given σ (None: estimated from the encoder's reconstruction)
+    /// or flips of the given probability.
+    AsIs(NoiseModel),
+}
+
+/// The noise already in images restored as they are (`Corruption::AsIs`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NoiseModel {
+    Gaussian(Option<f32>),
+    Flip(f32),
+}
+
+impl std::str::FromStr for NoiseModel {
+    type Err = String;
+    /// `gaussian` (σ estimated), `gaussian:SIGMA` or `flip:P`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.parse::<Corruption>() {
+            _ if s == "gaussian" => Ok(NoiseModel::Gaussian(None)),
+            Ok(Corruption::Noise(sigma)) => Ok(NoiseModel::Gaussian(Some(sigma))),
+            Ok(Corruption::Flip(p)) => Ok(NoiseModel::Flip(p)),
+            _ => Err(format!("expected gaussian (σ estimated), gaussian:SIGMA or flip:P, got {s:?}")),
+        }
+    }
 }
 
 impl Corruption {
-    /// How the search scores the observed values: under the noise that made them.
-    pub fn observation(&self) -> Observation {
+    /// How the search scores the observed values: under the noise that made them
+    /// (`estimated`: σ where the images' noise is Gaussian of unknown σ).
+    pub fn observation(&self, estimated: f32) -> Observation {
         match self {
-            Corruption::Noise(sigma) => Observation::Gaussian(*sigma),
-            Corruption::Flip(p) => Observation::Flip(*p),
+            Corruption::Noise(sigma) | Corruption::AsIs(NoiseModel::Gaussian(Some(sigma))) => {
+                Observation::Gaussian(*sigma)
+            }
+            Corruption::AsIs(NoiseModel::Gaussian(None)) => Observation::Gaussian(estimated),
+            Corruption::Flip(p) | Corruption::AsIs(NoiseModel::Flip(p)) => Observation::Flip(*p),
             _ => Observation::Clean,
         }
     }
 
     /// Whether every value is observed (with noise), rather than some unknown.
     pub fn is_noise(&self) -> bool {
-        matches!(self, Corruption::Noise(_) | Corruption::Flip(_))
+        matches!(self, Corruption::Noise(_) | Corruption::Flip(_) | Corruption::AsIs(_))
     }
 }
 
@@ -90,6 +118,9 @@ pub struct RestoreReport {
     pub mse_mean_image: f64,
     /// The damaged input itself (noise only; missing values count as 0).
     pub mse_input: f64,
+    /// The σ of the Gaussian noise the search assumed (given, or estimated for
+    /// `Corruption::AsIs(NoiseModel::Gaussian(None))`).
+    pub noise_sigma: Option<f32>,
     pub path: PathBuf,
 }
 
@@ -115,26 +146,38 @@ pub fn restore(
         Corruption::Flip(p) if !(*p > 0.0 && *p < 0.5) => {
             bail!("flip:{p}: the flip probability must be in (0, 0.5), e.g. flip:0.1")
         }
-        Corruption::Flip(_) if c.likelihood == crate::model::Likelihood::Gaussian => {
+        Corruption::Flip(_) | Corruption::AsIs(NoiseModel::Flip(_))
+            if c.likelihood == crate::model::Likelihood::Gaussian =>
+        {
             bail!("flip noise corrupts binary pixels, which a Bernoulli decoder models; this model's decoder is Gaussian: use --noise SIGMA")
         }
         _ => {}
     }
     let mut t = s.net(n, 1)?;
-    t.set_observation(corruption.observation());
     let Damaged { originals, observed, damaged } = damage(s, n, corruption, seed)?;
     let stored = |v: &[f32]| crate::reference::pad_channels(v, n, c.input_shape());
     let (x_st, obs_st) = (stored(&damaged), stored(&observed));
     let lat = c.latent;
     let mulv = t.encode_images(&x_st)?;
     let z0: Vec<f32> = (0..n).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect();
+    let encoder_only = s.decode_all(&mut t, &z0)?;
+    // noise of unknown σ: the root mean square of the input about its encoder reconstruction
+    let estimated = {
+        let sq: f64 = damaged.iter().zip(&encoder_only).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        ((sq / damaged.len().max(1) as f64).sqrt() as f32).max(1e-3)
+    };
+    let obs = corruption.observation(estimated);
+    t.set_observation(obs);
     let z = map_search(&mut t, &z0, (&x_st, &obs_st), steps, lr)?;
     let decoded = s.decode_all(&mut t, &z)?;
-    let encoder_only = s.decode_all(&mut t, &z0)?;
     let restored: Vec<f32> = if c.likelihood == crate::model::Likelihood::Bernoulli {
-        decoded.iter().zip(&damaged).map(|(&mu, &seen)| posterior_mean(mu, seen, corruption)).collect()
+        decoded.iter().zip(&damaged).map(|(&mu, &seen)| posterior_mean(mu, seen, obs)).collect()
     } else {
         decoded.clone()
+    };
+    let noise_sigma = match obs {
+        Observation::Gaussian(sigma) => Some(sigma),
+        _ => None,
     };
     let mean_image: Vec<f32> = (0..d)
         .map(|v| (0..s.test.len).map(|i| s.test.image(i)[v] as f32 / 255.0).sum::<f32>() / s.test.len as f32)
@@ -164,7 +207,17 @@ pub fn restore(
         }
     }
     let path = s.save("restore.png", &tiles, 8)?;
-    Ok(RestoreReport { images: n, values, mse_restored, mse_decoded, mse_encoder, mse_mean_image, mse_input, path })
+    Ok(RestoreReport {
+        images: n,
+        values,
+        mse_restored,
+        mse_decoded,
+        mse_encoder,
+        mse_mean_image,
+        mse_input,
+        noise_sigma,
+        path,
+    })
 }
 
 /// The restored value of one pixel that the decoder, at the MAP z, gives mean `mu` and
@@ -173,9 +226,9 @@ pub fn restore(
 /// with v = mu (1 - mu): it trusts the observation where the decoder is unsure and the
 /// decoder where the observation is noisier. Elsewhere `mu`: flips and masks leave
 /// nothing in a value to average with.
-pub fn posterior_mean(mu: f32, seen: f32, corruption: &Corruption) -> f32 {
-    match corruption {
-        Corruption::Noise(sigma) => {
+pub fn posterior_mean(mu: f32, seen: f32, obs: Observation) -> f32 {
+    match obs {
+        Observation::Gaussian(sigma) => {
             let (var, noise) = (mu * (1.0 - mu), sigma * sigma);
             (mu * noise + seen * var) / (noise + var)
         }
@@ -219,7 +272,7 @@ fn damage(s: &OpenModel, n: usize, corruption: &Corruption, seed: u64) -> Result
                 Corruption::Center => !(y >= h / 4 && y < h / 4 + h / 2 && x >= w / 4 && x < w / 4 + w / 2),
                 Corruption::Random(p) => crate::rng::rand_uniform(seed as u32, 5, i as u32, pixel as u32) >= *p,
                 Corruption::MaskFile(_) => file_mask.as_ref().unwrap()[pixel] > 0.0,
-                Corruption::Noise(_) | Corruption::Flip(_) => true,
+                Corruption::Noise(_) | Corruption::Flip(_) | Corruption::AsIs(_) => true,
             };
             let noisy = match corruption {
                 Corruption::Noise(sigma) => {
