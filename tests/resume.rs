@@ -26,10 +26,11 @@ fn dir(name: &str) -> Scratch {
     Scratch::new(&format!("resume-{name}"))
 }
 
-/// (epoch, train_loss, test_loss, test_recon, test_kl, kl_weight, steps) per line of metrics.jsonl.
+/// (epoch, train_loss, test_loss, test_recon, test_kl, kl_weight, steps) per line of
+/// metrics.jsonl (none before a new run's first epoch ends, when the file is made).
 fn metrics(d: &Path) -> Vec<(u64, f64, f64, f64, f64, f64, u64)> {
     std::fs::read_to_string(d.join("metrics.jsonl"))
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -196,4 +197,41 @@ fn options_saved_by_earlier_checkpoints_still_resume() {
     assert_eq!(serde_json::to_value(&again).unwrap(), serde_json::to_value(&o).unwrap());
     let e = format!("{:#}", TrainOptions::resumed(&serde_json::json!({"epochs": "many"}), &here, 3).unwrap_err());
     assert!(e.contains("options are damaged"), "{e}");
+}
+
+/// A new run refuses a folder that holds a run unless told to replace it, and with
+/// --overwrite leaves the old run whole until its own first epoch ends: a run that fails
+/// before then changes nothing.
+#[test]
+fn a_new_run_does_not_overwrite_a_run_unless_asked() {
+    let d = dir("overwrite");
+    train(&opts(&d)).unwrap();
+    let (old_metrics, old_model) = (metrics(&d), std::fs::read(d.join("model.safetensors")).unwrap());
+    let e = format!("{:#}", train(&TrainOptions { lr: 2e-3, ..opts(&d) }).unwrap_err());
+    assert!(e.contains("holds a run") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+    assert_eq!(metrics(&d), old_metrics, "a refused run changed the metrics");
+    // replaced, but stopped before its first epoch ended: the old run is as it was
+    let stopped = TrainOptions { overwrite: true, stop_after_steps: Some(3), ..opts(&d) };
+    assert!(train(&stopped).unwrap_err().downcast_ref::<Interrupted>().is_some());
+    assert_eq!(metrics(&d), old_metrics, "the stopped run changed the old metrics");
+    assert!(std::fs::read(d.join("model.safetensors")).unwrap() == old_model, "the old model changed");
+    // replaced and finished: the new run's history alone
+    train(&TrainOptions { overwrite: true, lr: 2e-3, ..opts(&d) }).unwrap();
+    let new = metrics(&d);
+    assert_eq!(new.len(), 2);
+    assert!(new != old_metrics, "the second run wrote the same metrics");
+}
+
+/// One process a run folder: while one holds it, another stops at once naming it.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let d = dir("locked");
+    std::fs::create_dir_all(&d).unwrap();
+    let held = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(d.join(".lock")).unwrap();
+    held.try_lock().unwrap();
+    std::fs::write(d.join(".lock"), "4242").unwrap();
+    let e = format!("{:#}", train(&opts(&d)).unwrap_err());
+    assert!(e.contains("in use by another elbo process (pid 4242)"), "{e}");
+    drop(held);
+    train(&opts(&d)).unwrap();
 }

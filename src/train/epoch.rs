@@ -18,7 +18,8 @@ pub(crate) struct Run<'o, 'g> {
     pub config: VaeConfig,
     pub trainer: Trainer<'g>,
     pub out: PathBuf,
-    pub metrics: std::fs::File,
+    /// metrics.jsonl, opened for appending; None until a new run's first epoch ends.
+    pub metrics: Option<std::fs::File>,
     pub metrics_path: PathBuf,
     /// z of the samples drawn after every epoch.
     pub prior: Vec<f32>,
@@ -176,6 +177,12 @@ impl Run<'_, '_> {
     /// and the checkpoint, then a line on the terminal.
     fn write_epoch(&mut self, r: &EpochReport) -> Result<()> {
         let (opts, kl_weight, epoch) = (self.opts, self.kl_weight, r.epoch);
+        if self.metrics.is_none() {
+            // a new run's first output: what an older run in this folder (--overwrite) wrote
+            // goes now, its best model with it
+            let _ = std::fs::remove_file(self.out.join("best.safetensors"));
+            self.metrics = Some(super::run::open_metrics(&self.metrics_path, None)?);
+        }
         // the model of the best validation loss, before the metrics that make it the best
         // (a run stopped in between redoes this epoch)
         let val_loss = r.validation.map(|v| v.loss(kl_weight));
@@ -212,8 +219,9 @@ impl Run<'_, '_> {
         if opts.json {
             println!("{line}");
         }
-        writeln!(self.metrics, "{line}")
-            .and_then(|_| self.metrics.flush())
+        let metrics = self.metrics.as_mut().expect("opened above");
+        writeln!(metrics, "{line}")
+            .and_then(|_| metrics.flush())
             .with_context(|| format!("cannot write {}", self.metrics_path.display()))?;
         self.save_pictures()?;
         let extra = std::collections::HashMap::from([

@@ -212,6 +212,11 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
+    /// Train into an --out folder that holds another run, replacing it (its files are
+    /// replaced as this run writes its own, from the end of its first epoch).
+    #[arg(long)]
+    #[serde(skip)]
+    pub overwrite: bool,
     /// Also save a checkpoint every N steps (one is always saved after every epoch and on Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,

@@ -96,7 +96,17 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     let gpu = Gpu::new(&opts.adapter)?;
     check_fits(&gpu, opts, &config, &eval_set)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
+    if resumed.is_none() && !opts.overwrite {
+        if let Some(file) = RUN_FILES.iter().find(|f| out.join(f).exists()) {
+            bail!(
+                "{} holds a run (its {file}); continue it with --resume {0}, replace it with --overwrite, or give another --out",
+                out.display()
+            );
+        }
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
+    // one process a run folder: a second stops here (the OS drops the lock when this one ends)
+    let _lock = lock_run(&out)?;
     let quiet = opts.quiet || opts.json;
     let say = |s: String| {
         if !quiet {
@@ -141,8 +151,12 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         out.display(),
     ));
     let metrics_path = out.join("metrics.jsonl");
-    let metrics = open_metrics(&metrics_path, resumed.as_ref().map(|ck| ck.epoch))?;
-    let best = best_validation(&metrics_path);
+    // a new run's metrics are opened (and an old run's replaced) when its first epoch ends
+    let metrics = match &resumed {
+        Some(ck) => Some(open_metrics(&metrics_path, Some(ck.epoch))?),
+        None => None,
+    };
+    let best = if resumed.is_some() { best_validation(&metrics_path) } else { None };
     let mut run = Run {
         opts,
         // the reported loss: -ELBO for a VAE (KL weight 1), the reconstruction term for an autoencoder
@@ -284,6 +298,36 @@ fn new_trainer<'g>(
     Ok(trainer)
 }
 
+/// The files that make a folder a run's.
+const RUN_FILES: [&str; 3] = ["checkpoint.safetensors", "model.safetensors", "metrics.jsonl"];
+
+/// The run folder `dir` locked for this process (an advisory lock on `dir/.lock`, which
+/// holds the pid), or an error naming the process that holds it.
+fn lock_run(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        bail!(
+            "{} is in use by another elbo process (pid {}); wait for it to finish or give another --out",
+            dir.display(),
+            pid.trim()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
 /// The lowest val_loss in the metrics at `path` and its epoch (a resumed run's best so far).
 fn best_validation(path: &std::path::Path) -> Option<(f64, usize)> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -296,7 +340,7 @@ fn best_validation(path: &std::path::Path) -> Option<(f64, usize)> {
 
 /// metrics.jsonl opened for appending; a resumed run keeps the lines of the epochs its
 /// checkpoint finished (up to `kept_epochs`), a new run starts it empty.
-fn open_metrics(path: &std::path::Path, kept_epochs: Option<usize>) -> Result<std::fs::File> {
+pub(crate) fn open_metrics(path: &std::path::Path, kept_epochs: Option<usize>) -> Result<std::fs::File> {
     let kept: String = match kept_epochs {
         Some(last) => std::fs::read_to_string(path)
             .unwrap_or_default()
