@@ -402,3 +402,31 @@ fn the_users_own_images_replace_the_test_split() {
     let s = OpenModel::open(&UseOptions { images: Some(one), ..use_options() }).unwrap();
     assert!(s.test.len == 1 && s.test.pixels == mnist.image(3), "one file: {} images", s.test.len);
 }
+
+/// Values no command can use are errors that name the flag, not silent clamps or NaN results.
+#[test]
+fn unusable_values_are_refused_naming_the_flag() {
+    let s = session("bad-values");
+    let err = |r: anyhow::Result<()>| format!("{:#}", r.expect_err("accepted"));
+    for (what, e, want) in [
+        ("sample --n 0", err(inf::sample(&s, 0, 1.0, 1).map(|_| ())), "--n 0"),
+        ("sample --temperature nan", err(inf::sample(&s, 4, f32::NAN, 1).map(|_| ())), "--temperature NaN"),
+        ("eval --iw-samples 0", err(inf::eval(&s, 0, Some(4), false, &|_, _| {}).map(|_| ())), "--iw-samples 0"),
+        ("eval --limit 0", err(inf::eval(&s, 1, Some(0), false, &|_, _| {}).map(|_| ())), "--limit 0"),
+        ("restore --n 0", err(inf::restore(&s, 0, &inf::Corruption::Half, 5, 0.05, 1).map(|_| ())), "--n 0"),
+        ("restore --lr nan", err(inf::restore(&s, 4, &inf::Corruption::Half, 5, f32::NAN, 1).map(|_| ())), "--lr NaN"),
+        (
+            "restore --noise -1",
+            err(inf::restore(&s, 4, &inf::Corruption::Noise(-1.0), 5, 0.05, 1).map(|_| ())),
+            "--noise -1",
+        ),
+    ] {
+        assert!(e.contains(want), "{what}: {e}");
+    }
+    let e = format!(
+        "{:#}",
+        elbo::train::train(&elbo::train::TrainOptions { beta: f32::NAN, quiet: true, ..Default::default() })
+            .unwrap_err()
+    );
+    assert!(e.contains("--beta must be a number of at least 0, got NaN"), "{e}");
+}

@@ -200,7 +200,7 @@ pub struct EvalArgs {
 
 pub fn sample(a: SampleArgs) -> Result<()> {
     let s = elbo::infer::OpenModel::open(&a.common.options())?;
-    let path = elbo::infer::sample(&s, a.n.max(1), a.temperature, a.common.seed)?;
+    let path = elbo::infer::sample(&s, a.n, a.temperature, a.common.seed)?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -49,7 +49,13 @@ pub fn eval(
     if s.model.config.kind == ModelKind::Ae {
         bail!("eval estimates a VAE's likelihood; this model is a plain autoencoder (its kind is ae)");
     }
-    let k = iw_samples.max(1);
+    if iw_samples == 0 {
+        bail!("--iw-samples 0: the estimate needs at least 1 importance sample an image (the literature uses 5000)");
+    }
+    if limit == Some(0) {
+        bail!("--limit 0 evaluates no image; give at least 1, or leave it out for the whole test set");
+    }
+    let k = iw_samples;
     let n = limit.unwrap_or(s.test.len).min(s.test.len);
     let lat = s.model.config.latent;
     // rows: images times K samples, up to about 1024 rows a batch

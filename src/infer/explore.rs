@@ -8,6 +8,12 @@ use std::path::PathBuf;
 
 /// `elbo sample`: n images decoded from z ~ N(0, T^2 I).
 pub fn sample(s: &OpenModel, n: usize, temperature: f32, seed: u64) -> Result<PathBuf> {
+    if n == 0 || n > MAX_SAMPLES {
+        anyhow::bail!("--n {n}: draw between 1 and {MAX_SAMPLES} samples");
+    }
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        anyhow::bail!("--temperature {temperature}: give a number of at least 0 (1 samples the prior itself)");
+    }
     let lat = s.model.config.latent;
     let z: Vec<f32> =
         (0..n * lat).map(|i| temperature * crate::rng::rand_normal(seed as u32, 3, 0, i as u32)).collect();
@@ -17,6 +23,9 @@ pub fn sample(s: &OpenModel, n: usize, temperature: f32, seed: u64) -> Result<Pa
     let tiles: Vec<&[f32]> = images.chunks(d).collect();
     s.save("samples.png", &tiles, 8)
 }
+
+/// The most samples one `sample` draws (a grid of 64 by 64).
+pub const MAX_SAMPLES: usize = 4096;
 
 /// `elbo reconstruct`: test images, their reconstructions from the posterior mean, and from a sample of z.
 pub fn reconstruct(s: &OpenModel, n: usize) -> Result<PathBuf> {

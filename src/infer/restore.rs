@@ -138,7 +138,13 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let c = &s.model.config;
     let d = c.pixels();
-    let n = n.clamp(1, s.test.len.min(MAX_IMAGES));
+    if n == 0 || n > MAX_IMAGES {
+        bail!("--n {n}: restore between 1 and {MAX_IMAGES} images");
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("--lr {lr}: the search's step size must be a positive number, e.g. 0.05");
+    }
+    let n = n.min(s.test.len);
     match corruption {
         Corruption::Noise(sigma) if !(*sigma > 0.0 && sigma.is_finite()) => {
             bail!("--noise {sigma}: the noise's standard deviation must be a positive number, e.g. 0.3")

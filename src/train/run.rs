@@ -117,6 +117,12 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         say(line);
     }
     say(format!("adapter: {}", gpu.adapter_line()));
+    if opts.batch_size > dims.len && !opts.quiet {
+        eprintln!(
+            "warning: --batch-size {} is larger than the {} training images: each epoch is one step of {} images",
+            opts.batch_size, dims.len, dims.len
+        );
+    }
     let held = validation.as_ref().map(|v| format!(", {} validation", v.len)).unwrap_or_default();
     say(format!(
         "data: {} training{held} and {} test images of {}x{}x{} from {}",
@@ -208,8 +214,12 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
     if !(opts.lr_decay > 0.0 && opts.lr_decay <= 1.0) {
         bail!("--lr-decay must be in (0, 1] (a factor applied after every epoch), got {}", opts.lr_decay);
     }
-    if !(opts.beta >= 0.0 && opts.free_bits >= 0.0 && opts.kl_warmup >= 0.0) {
-        bail!("--beta, --free-bits and --kl-warmup must not be negative");
+    for (flag, v) in
+        [("--beta", opts.beta as f64), ("--free-bits", opts.free_bits as f64), ("--kl-warmup", opts.kl_warmup)]
+    {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} must be a number of at least 0, got {v}");
+        }
     }
     Ok(())
 }
