@@ -428,3 +428,37 @@ fn a_model_too_large_for_the_adapter_names_the_flag_before_writing() {
     assert!(err.contains("too large for this adapter") && err.contains("--hidden widths of at most"), "{err}");
     assert!(!dir.join("run").exists(), "the run folder was made before the error");
 }
+
+/// SIGTERM (a shutdown, `kill`) stops a run as Ctrl-C does: the step finishes, a checkpoint
+/// is saved, nothing half-written is left, and the exit status says it was interrupted.
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_a_checkpoint_and_stops() {
+    let out = Scratch::new("sigterm");
+    let child = elbo()
+        .args(["train", "--epochs", "50", "--train-limit", "2000", "--test-limit", "100", "--quiet", "--out"])
+        .arg(&*out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the first epoch's metrics: the run is under way
+    let t0 = std::time::Instant::now();
+    while !out.join("metrics.jsonl").exists() {
+        assert!(t0.elapsed().as_secs() < 300, "no epoch finished in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // the shell's own kill: a minimal system may have no kill program
+    let killed = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().unwrap();
+    assert!(killed.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "stderr: {err}");
+    assert!(out.join("checkpoint.safetensors").exists(), "no checkpoint saved");
+    let left: Vec<String> = std::fs::read_dir(&*out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

@@ -235,3 +235,15 @@ fn a_run_folder_in_use_is_refused() {
     drop(held);
     train(&opts(&d)).unwrap();
 }
+
+/// A temporary file that a killed process left half-written in a run folder is removed
+/// when the next run takes the folder.
+#[test]
+fn a_dead_processs_temporary_files_are_removed() {
+    let d = dir("stale");
+    std::fs::create_dir_all(&d).unwrap();
+    let stale = d.join(".checkpoint.safetensors.tmp-999999");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    train(&opts(&d)).unwrap();
+    assert!(!stale.exists(), "the stale temporary file is still there");
+}

@@ -26,7 +26,8 @@ impl std::error::Error for Interrupted {}
 
 pub(crate) static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Ctrl-C finishes the current step, saves a checkpoint and stops (a second Ctrl-C kills).
+/// Ctrl-C (and SIGTERM or SIGHUP, as a shutdown or a closed terminal sends them) finishes
+/// the current step, saves a checkpoint and stops; a second one kills.
 fn catch_ctrl_c() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -34,7 +35,7 @@ fn catch_ctrl_c() {
             if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
+            eprintln!("\ninterrupted: finishing this step and saving a checkpoint (interrupt again to quit at once)");
         });
     });
 }
@@ -107,6 +108,8 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
     // one process a run folder: a second stops here (the OS drops the lock when this one ends)
     let _lock = lock_run(&out)?;
+    // files half-written by a process that died here (this one holds the folder now)
+    remove_stale_temporaries(&out);
     let quiet = opts.quiet || opts.json;
     let say = |s: String| {
         if !quiet {
@@ -310,6 +313,18 @@ fn new_trainer<'g>(
 
 /// The files that make a folder a run's.
 const RUN_FILES: [&str; 3] = ["checkpoint.safetensors", "model.safetensors", "metrics.jsonl"];
+
+/// Removes the temporary files `crate::write_atomic` leaves when its process dies between
+/// writing and renaming (`.<name>.tmp-<pid>`).
+fn remove_stale_temporaries(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
 
 /// The run folder `dir` locked for this process (an advisory lock on `dir/.lock`, which
 /// holds the pid), or an error naming the process that holds it.
