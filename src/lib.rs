@@ -52,6 +52,44 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over the target. A crash leaves either the old
 /// file or the new one, never a torn one.
+/// The safetensors metadata key of `tensor_checksum`.
+pub const CHECKSUM_KEY: &str = "elbo.tensor_checksum";
+
+/// A checksum of named tensors' bytes (FNV-1a 64 over each name and its data, in name
+/// order), stored in the metadata of the files elbo writes so that a flipped or lost byte
+/// in the tensors is found when the file is read.
+pub fn tensor_checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut all: Vec<(&str, &[u8])> = tensors.into_iter().collect();
+    all.sort_by_key(|t| t.0);
+    let mut fnv = crate::data::cache::Fnv::new();
+    for (name, data) in all {
+        fnv.bytes(&(name.len() as u64).to_le_bytes())
+            .bytes(name.as_bytes())
+            .bytes(&(data.len() as u64).to_le_bytes())
+            .bytes(data);
+    }
+    format!("{:016x}", fnv.0)
+}
+
+/// An error when `st`'s tensors do not match the checksum in `meta` (files without one,
+/// written before it was kept, pass).
+pub fn verify_tensor_checksum(
+    st: &safetensors::SafeTensors,
+    meta: &std::collections::HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let Some(want) = meta.get(CHECKSUM_KEY) else { return Ok(()) };
+    let names = st.names();
+    let views: Vec<(&str, safetensors::tensor::TensorView)> =
+        names.iter().map(|n| Ok((*n, st.tensor(n)?))).collect::<anyhow::Result<_>>()?;
+    let got = tensor_checksum(views.iter().map(|(n, v)| (*n, v.data())));
+    if &got != want {
+        anyhow::bail!(
+            "its tensors do not match their checksum ({got} against {want}): the file is damaged (a changed or lost byte); use another copy"
+        );
+    }
+    Ok(())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_parts(path, &[bytes])
 }

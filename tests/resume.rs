@@ -247,3 +247,33 @@ fn a_dead_processs_temporary_files_are_removed() {
     train(&opts(&d)).unwrap();
     assert!(!stale.exists(), "the stale temporary file is still there");
 }
+
+/// A byte changed inside a checkpoint's or a model's tensors is found when the file is
+/// read (their tensors' checksum is in the metadata), not trained on or evaluated.
+#[test]
+fn a_changed_byte_in_the_tensors_is_found() {
+    let d = dir("flipped");
+    train(&opts(&d)).unwrap();
+    for (file, load) in [
+        (
+            "checkpoint.safetensors",
+            (|p: &Path| elbo::train::checkpoint::Checkpoint::load(p).map(|_| ())) as fn(&Path) -> anyhow::Result<()>,
+        ),
+        ("model.safetensors", |p: &Path| elbo::Model::load(p).map(|_| ())),
+    ] {
+        let path = d.join(file);
+        load(&path).unwrap_or_else(|e| panic!("{file} as written: {e:#}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        // the tensors follow the header: change a byte near the end
+        let at = bytes.len() - 7;
+        bytes[at] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = format!("{:#}", load(&path).expect_err("a changed byte went unnoticed"));
+        assert!(e.contains("checksum") && e.contains("damaged"), "{file}: {e}");
+    }
+    let e = format!(
+        "{:#}",
+        train(&TrainOptions { resume: Some(d.to_path_buf()), quiet: true, ..Default::default() }).unwrap_err()
+    );
+    assert!(e.contains("checksum"), "--resume of the changed checkpoint: {e}");
+}

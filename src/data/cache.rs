@@ -29,14 +29,14 @@ pub const HEADER_LEN: usize = 64;
 
 /// FNV-1a, 64 bits: small and the same on every platform and Rust version (std's
 /// DefaultHasher promises neither, and a key must name the same file next year).
-struct Fnv(u64);
+pub(crate) struct Fnv(pub(crate) u64);
 
 impl Fnv {
-    fn new() -> Fnv {
+    pub(crate) fn new() -> Fnv {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
 
-    fn bytes(&mut self, bytes: &[u8]) -> &mut Fnv {
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Fnv {
         for &b in bytes {
             self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
         }

@@ -74,6 +74,10 @@ impl Model {
             .collect::<Result<_>>()?;
         let mut meta = self.config.to_metadata();
         meta.extend(extra.clone());
+        meta.insert(
+            crate::CHECKSUM_KEY.to_string(),
+            crate::tensor_checksum(blobs.iter().map(|(n, _, d)| (n.as_str(), d.as_slice()))),
+        );
         Ok(safetensors::tensor::serialize(views, Some(meta))?)
     }
 
@@ -98,8 +102,9 @@ impl Model {
     pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).context("damaged safetensors header")?;
         let st = safetensors::SafeTensors::deserialize(bytes).context("damaged safetensors file")?;
-        let config =
-            VaeConfig::from_metadata(meta.metadata().as_ref().context("no metadata in the safetensors file")?)?;
+        let metadata = meta.metadata().as_ref().context("no metadata in the safetensors file")?;
+        crate::verify_tensor_checksum(&st, metadata)?;
+        let config = VaeConfig::from_metadata(metadata)?;
         let layout = Layout::new(&config);
         let mut params = vec![0f32; layout.len];
         for t in layout.tensors(&config) {

@@ -28,7 +28,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
-        let meta = HashMap::from([(
+        let mut meta = HashMap::from([(
             "elbo.checkpoint".to_string(),
             json!({
                 "options": self.options,
@@ -54,6 +54,10 @@ impl Checkpoint {
                 Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![b.len() / 4], b)?))
             })
             .collect::<Result<_>>()?;
+        meta.insert(
+            crate::CHECKSUM_KEY.to_string(),
+            crate::tensor_checksum(bytes.iter().map(|(n, b)| (n.as_str(), b.as_slice()))),
+        );
         let data = safetensors::tensor::serialize(views, Some(meta))?;
         crate::write_atomic(path, &data)
     }
@@ -71,6 +75,9 @@ impl Checkpoint {
     fn parse(bytes: &[u8]) -> Result<Checkpoint> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).context("damaged safetensors header")?;
         let st = safetensors::SafeTensors::deserialize(bytes).context("damaged safetensors file")?;
+        if let Some(m) = meta.metadata() {
+            crate::verify_tensor_checksum(&st, m)?;
+        }
         let text =
             meta.metadata().as_ref().and_then(|m| m.get("elbo.checkpoint")).context("no elbo.checkpoint metadata")?;
         let m: Value = serde_json::from_str(text).context("damaged checkpoint metadata")?;
