@@ -277,3 +277,23 @@ fn a_changed_byte_in_the_tensors_is_found() {
     );
     assert!(e.contains("checksum"), "--resume of the changed checkpoint: {e}");
 }
+
+/// Options that define a run are refused with --resume, naming them; those a resumed run
+/// may change are taken.
+#[test]
+fn resume_refuses_what_cannot_change() {
+    let d = dir("fixed-options");
+    let saved = serde_json::to_value(TrainOptions { batch_size: 32, ..Default::default() }).unwrap();
+    let given = |ids: &[&str]| TrainOptions {
+        resume: Some(d.to_path_buf()),
+        batch_size: 64,
+        checkpoint_every: 7,
+        given: given_ids(ids),
+        ..Default::default()
+    };
+    let e =
+        format!("{:#}", TrainOptions::resumed(&saved, &given(&["batch_size", "out", "conv_channels"]), 2).unwrap_err());
+    assert!(e.contains("--batch-size, --out, --channels cannot change when a run is resumed"), "{e}");
+    let o = TrainOptions::resumed(&saved, &given(&["epochs", "checkpoint_every"]), 2).unwrap();
+    assert_eq!((o.batch_size, o.checkpoint_every), (32, 7), "the saved batch size, the given checkpoint interval");
+}

@@ -302,6 +302,40 @@ impl TrainOptions {
     pub fn resumed(saved: &serde_json::Value, given: &TrainOptions, next_epoch: usize) -> Result<TrainOptions> {
         let saved: TrainOptions = serde_json::from_value(saved.clone())
             .map_err(|e| anyhow::anyhow!("the checkpoint's options are damaged: {e}"))?;
+        // what a resumed run may change; the rest defines the run
+        const CHANGEABLE: [&str; 13] = [
+            "resume",
+            "epochs",
+            "lr",
+            "lr_decay",
+            "log_every",
+            "quiet",
+            "json",
+            "gemm",
+            "no_cache",
+            "backend",
+            "adapter",
+            "checkpoint_every",
+            "early_stop",
+        ];
+        let fixed: Vec<String> = given
+            .given
+            .iter()
+            .filter(|id| !CHANGEABLE.contains(&id.as_str()))
+            .map(|id| match id.as_str() {
+                "arch" => "--model".to_string(),
+                "kind" => "--model-kind".to_string(),
+                "conv_channels" => "--channels".to_string(),
+                other => format!("--{}", other.replace('_', "-")),
+            })
+            .collect();
+        if !fixed.is_empty() {
+            bail!(
+                "{} cannot change when a run is resumed (the checkpoint keeps the run's own; a resumed run writes into its folder); drop {} or start a new run. A resumed run takes --epochs, --lr, --lr-decay, --early-stop, --checkpoint-every and the display and adapter options",
+                fixed.join(", "),
+                if fixed.len() == 1 { "it" } else { "them" }
+            );
+        }
         let mut o = TrainOptions {
             adapter: given.adapter.clone(),
             // a resumed run writes into the folder it resumes
@@ -311,6 +345,12 @@ impl TrainOptions {
             no_cache: given.no_cache,
             json: given.json,
             gemm: given.gemm,
+            checkpoint_every: if given.given("checkpoint_every") {
+                given.checkpoint_every
+            } else {
+                saved.checkpoint_every
+            },
+            early_stop: if given.given("early_stop") { given.early_stop } else { saved.early_stop },
             resume: given.resume.clone(),
             given: given.given.clone(),
             stop_after_steps: given.stop_after_steps,
