@@ -52,6 +52,26 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over the target. A crash leaves either the old
 /// file or the new one, never a torn one.
+/// safetensors bytes of `views` with `meta`, the header's keys in sorted order (the
+/// library writes them in a hash map's order, which changes from run to run): the same
+/// tensors and metadata give the same file.
+pub fn serialize_sorted(
+    views: Vec<(String, safetensors::tensor::TensorView)>,
+    meta: std::collections::HashMap<String, String>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = safetensors::tensor::serialize(views, Some(meta))?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    // serde_json's maps are ordered by key; the header keeps its length (the same keys and
+    // values, compact) and its padding
+    let sorted = serde_json::to_vec(&header)?;
+    if sorted.len() <= n {
+        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+        bytes[8 + sorted.len()..8 + n].fill(b' ');
+    }
+    Ok(bytes)
+}
+
 /// The safetensors metadata key of `tensor_checksum`.
 pub const CHECKSUM_KEY: &str = "elbo.tensor_checksum";
 

@@ -430,3 +430,14 @@ fn unusable_values_are_refused_naming_the_flag() {
     );
     assert!(e.contains("--beta must be a number of at least 0, got NaN"), "{e}");
 }
+
+/// A run's checkpoint given as --model is named for what it is, with the paths to pass.
+#[test]
+fn a_checkpoint_given_as_the_model_says_what_to_pass() {
+    let ck = trained().join("checkpoint.safetensors");
+    let e = format!(
+        "{:#}",
+        OpenModel::open(&UseOptions { model: ck, ..use_options() }).err().expect("opened a checkpoint")
+    );
+    assert!(e.contains("is a training checkpoint") && e.contains("model.safetensors"), "{e}");
+}

@@ -180,3 +180,23 @@ fn a_model_past_the_device_limits_names_the_largest_values_that_fit() {
     // and a model that fits passes
     check_fits(&VaeConfig::mlp(28, 28, 400, 20), 128, 1, &lim).unwrap();
 }
+
+/// The same model with the same metadata is the same file, byte for byte: the header's
+/// keys are written in sorted order, not in a hash map's (which changes from map to map).
+#[test]
+fn the_same_model_is_the_same_file() {
+    let model = Model::init(&VaeConfig::mlp(28, 28, 40, 5), 3);
+    let extra = || {
+        (0..12)
+            .map(|i| (format!("key{i}"), format!("value {i}")))
+            .collect::<std::collections::HashMap<String, String>>()
+    };
+    let files: Vec<Vec<u8>> = (0..4).map(|_| model.to_safetensors(&extra()).unwrap()).collect();
+    assert!(files.windows(2).all(|w| w[0] == w[1]), "four saves of one model differ");
+    // and the metadata's keys read in order in the header
+    let n = u64::from_le_bytes(files[0][..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&files[0][8..8 + n]).unwrap();
+    let at = |k: &str| header.find(&format!("\"{k}\"")).unwrap_or_else(|| panic!("{k} missing: {header}"));
+    assert!(at("key0") < at("key1") && at("key1") < at("key10") && at("key10") < at("key2"), "{header}");
+    assert_eq!(Model::from_safetensors(&files[0]).unwrap().params, model.params, "the file reads back");
+}

@@ -297,3 +297,14 @@ fn resume_refuses_what_cannot_change() {
     let o = TrainOptions::resumed(&saved, &given(&["epochs", "checkpoint_every"]), 2).unwrap();
     assert_eq!((o.batch_size, o.checkpoint_every), (32, 7), "the saved batch size, the given checkpoint interval");
 }
+
+/// A run that fails before it writes anything leaves no folder behind (not even its lock).
+#[test]
+fn a_run_that_fails_before_writing_leaves_no_folder() {
+    let d = dir("failed-early");
+    assert!(!d.exists());
+    // one batch of 64 images is more than a 100-byte limit: refused when the trainer is built
+    let e = format!("{:#}", train(&TrainOptions { data_limit_mib: Some(1e-4), ..opts(&d) }).unwrap_err());
+    assert!(e.contains("use a batch of at most"), "{e}");
+    assert!(!d.exists(), "the failed run left {} behind", d.display());
+}

@@ -69,6 +69,16 @@ pub fn model_paths(given: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn load_model(file: &Path) -> Result<(Model, Choice)> {
     // one read serves the tensors and the metadata
     let bytes = std::fs::read(file).with_context(|| format!("cannot read model file {}", file.display()))?;
+    // a training checkpoint holds Adam's state beside the weights, not a model's metadata
+    if Model::metadata(&bytes).is_ok_and(|m| m.contains_key("elbo.checkpoint")) {
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        bail!(
+            "{} is a training checkpoint (for --resume), not a model; pass its run folder {} or {}",
+            file.display(),
+            dir.display(),
+            dir.join("model.safetensors").display()
+        );
+    }
     let model =
         Model::from_safetensors(&bytes).with_context(|| format!("{} is not a usable elbo model", file.display()))?;
     let gemm = match Model::metadata(&bytes)?.get("gemm") {

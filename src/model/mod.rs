@@ -78,7 +78,7 @@ impl Model {
             crate::CHECKSUM_KEY.to_string(),
             crate::tensor_checksum(blobs.iter().map(|(n, _, d)| (n.as_str(), d.as_slice()))),
         );
-        Ok(safetensors::tensor::serialize(views, Some(meta))?)
+        crate::serialize_sorted(views, meta)
     }
 
     /// Writes the safetensors file atomically: a temporary file beside it, then a rename.

@@ -58,7 +58,7 @@ impl Checkpoint {
             crate::CHECKSUM_KEY.to_string(),
             crate::tensor_checksum(bytes.iter().map(|(n, b)| (n.as_str(), b.as_slice()))),
         );
-        let data = safetensors::tensor::serialize(views, Some(meta))?;
+        let data = crate::serialize_sorted(views, meta)?;
         crate::write_atomic(path, &data)
     }
 

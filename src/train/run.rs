@@ -105,9 +105,10 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             );
         }
     }
+    let created = !out.exists();
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder {}", out.display()))?;
     // one process a run folder: a second stops here (the OS drops the lock when this one ends)
-    let _lock = lock_run(&out)?;
+    let _lock = RunLock { file: lock_run(&out)?, dir: out.clone(), created };
     // files half-written by a process that died here (this one holds the folder now)
     remove_stale_temporaries(&out);
     let quiet = opts.quiet || opts.json;
@@ -322,6 +323,27 @@ fn remove_stale_temporaries(dir: &std::path::Path) {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.contains(".tmp-") {
             let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A run folder's lock, held while the run goes on. A folder this run created and left
+/// holding nothing but the lock (a run that failed before writing) is removed with it.
+struct RunLock {
+    #[allow(dead_code)]
+    file: std::fs::File,
+    dir: PathBuf,
+    created: bool,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let only_lock = std::fs::read_dir(&self.dir)
+            .map(|entries| entries.flatten().all(|e| e.file_name() == ".lock"))
+            .unwrap_or(false);
+        if self.created && only_lock {
+            let _ = std::fs::remove_file(self.dir.join(".lock"));
+            let _ = std::fs::remove_dir(&self.dir);
         }
     }
 }
