@@ -431,6 +431,16 @@ fn unusable_values_are_refused_naming_the_flag() {
     assert!(e.contains("--beta must be a number of at least 0, got NaN"), "{e}");
 }
 
+/// A mask that hides nothing leaves nothing to restore: an error, not a figure over 0 pixels.
+#[test]
+fn an_all_white_mask_is_refused() {
+    let s = session("white-mask");
+    let mask = trained().join("white-mask.png");
+    image::GrayImage::from_pixel(28, 28, image::Luma([255])).save(&mask).unwrap();
+    let e = format!("{:#}", inf::restore(&s, 4, &inf::Corruption::MaskFile(mask), 5, 0.05, 1).unwrap_err());
+    assert!(e.contains("every pixel observed"), "{e}");
+}
+
 /// A run's checkpoint given as --model is named for what it is, with the paths to pass.
 #[test]
 fn a_checkpoint_given_as_the_model_says_what_to_pass() {

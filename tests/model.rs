@@ -173,6 +173,9 @@ fn a_model_past_the_device_limits_names_the_largest_values_that_fit() {
     let small = DeviceLimits { texture_side: 64, buffer_bytes: 128 << 20 };
     let err = check_fits(&VaeConfig::mlp(8, 8, 32, 4), 100, 1, &small).unwrap_err().to_string();
     assert!(err.contains("--batch-size 64"), "{err}");
+    // Monte-Carlo samples are rows too: 16 images of 10 samples pass 64 rows; 4 samples fit
+    let err = check_fits(&VaeConfig::mlp(8, 8, 32, 4), 16, 10, &small).unwrap_err().to_string();
+    assert!(err.contains("--mc-samples 4") && err.contains("--batch-size 6"), "{err}");
     // images too large for the convolutions' textures: a smaller size, a multiple of 4
     let conv = VaeConfig { arch: Arch::Conv, channels: 3, hidden: vec![], ..VaeConfig::mlp(256, 256, 0, 16) };
     let err = check_fits(&conv, 4, 1, &lim).unwrap_err().to_string();

@@ -303,6 +303,9 @@ fn damage(s: &OpenModel, n: usize, corruption: &Corruption, seed: u64) -> Result
     if out.observed.iter().all(|&o| o == 0.0) {
         bail!("the mask hides every pixel: there is nothing to restore from");
     }
+    if !corruption.is_noise() && out.observed.iter().all(|&o| o > 0.0) {
+        bail!("the mask leaves every pixel observed: there is nothing to restore (black pixels of a --mask are the unknown ones)");
+    }
     Ok(out)
 }
 

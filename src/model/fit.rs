@@ -72,6 +72,12 @@ pub fn check_fits(c: &VaeConfig, batch: usize, samples: usize, lim: &DeviceLimit
     if let Some(b) = largest(batch, |b| fits(c, b)) {
         ways.push(format!("--batch-size {b}"));
     }
+    // each Monte-Carlo sample is a row of its own
+    if samples > 1 {
+        if let Some(s) = largest(samples, |s| overflow(c, batch * s, lim).is_none()) {
+            ways.push(format!("--mc-samples {s}"));
+        }
+    }
     let widest = c.hidden.iter().chain(c.decoder_hidden.iter().flatten()).copied().max().unwrap_or(0);
     let capped = |w: usize| {
         let cap = |v: &Vec<usize>| v.iter().map(|&x| x.min(w)).collect::<Vec<_>>();
