@@ -444,10 +444,9 @@ fn col2im_sum(i: u32, texels: bool) -> vec4<f32> {
     return sum;
 }
 
-// dIn (one channel) from the taps image T (lhs: batch rows, out_h * out_w * c4(k * k)
-// texels), one invocation per input pixel; the bias and epilogue as conv2d_backward_input's.
-@compute @workgroup_size(64)
-fn conv2d_col2im_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+// dIn from the taps image at input pixel `gid` (col2im_sum's `texels`), with the bias and
+// epilogue of conv2d_backward_input.
+fn col2im_store(gid: vec3<u32>, nwg: vec3<u32>, texels: bool) {
     let pixels = p.in_h * p.in_w;
     let i = linear_id(gid, nwg);
     if i >= p.batch * pixels {
@@ -455,7 +454,14 @@ fn conv2d_col2im_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     let b = div_u(i, pixels);
     let texel = vec2<u32>(i - b * pixels, b);
-    store(texel, col2im_sum(i, false) + epilogue_bias(0u, 1u), live_lanes(0u, 1u));
+    store(texel, col2im_sum(i, texels) + epilogue_bias(0u, p.in_c), live_lanes(0u, p.in_c));
+}
+
+// dIn (one channel) from the taps image T (lhs: batch rows, out_h * out_w * c4(k * k)
+// texels), one invocation per input pixel.
+@compute @workgroup_size(64)
+fn conv2d_col2im_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    col2im_store(gid, nwg, false);
 }
 
 // A transposed convolution into 2-4 channels (conv2d_backward_input with in_c 2..4, one
@@ -468,15 +474,8 @@ fn conv2d_col2im_c1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // subgroup kernel's 8 lanes share one input texel (a pixel) and most sit idle.
 
 // dIn (2-4 channels) from the taps image T (lhs: batch rows, out_h * out_w * k * k
-// texels), one invocation per input pixel; the bias and epilogue as conv2d_backward_input's.
+// texels), one invocation per input pixel.
 @compute @workgroup_size(64)
 fn conv2d_col2im_c4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pixels = p.in_h * p.in_w;
-    let i = linear_id(gid, nwg);
-    if i >= p.batch * pixels {
-        return;
-    }
-    let b = div_u(i, pixels);
-    let texel = vec2<u32>(i - b * pixels, b);
-    store(texel, col2im_sum(i, true) + epilogue_bias(0u, p.in_c), live_lanes(0u, p.in_c));
+    col2im_store(gid, nwg, true);
 }

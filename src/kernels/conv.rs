@@ -390,7 +390,7 @@ fn split_c1(
     let weights = gpu.matrix("taps weights", taps, s.out_c).ok()?;
     let image = gpu.matrix("taps image", batch, s.out_h * s.out_w * taps.next_multiple_of(4)).ok()?;
     use conv_slot::*;
-    let slot = |i: u32| binds.iter().find(|(b, _)| *b == i).map(|(_, v)| *v).expect("conv.wgsl's binding");
+    let slot = |i: u32| slot(binds, i);
     let u = gpu.uniform("taps convolution", &Conv::new(&t_shape, batch, EPILOGUE_NONE));
     let relayout = Dispatch::new(
         gpu,
@@ -411,14 +411,7 @@ fn split_c1(
     let taps_label = format!("{label} taps");
     let taps_conv =
         conv_single(gpu, k, "conv2d_forward", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
-    let col2im = Dispatch::new(
-        gpu,
-        format!("conv2d_col2im_c1 {label}"),
-        &k.conv2d_col2im_c1,
-        &[(P, slot(P)), (LHS, T(&image.view)), (MASK, slot(MASK)), (OUT, slot(OUT)), (PARAMS, slot(PARAMS))],
-        batch * s.in_h * s.in_w,
-        64,
-    );
+    let col2im = col2im_dispatch(gpu, ("conv2d_col2im_c1", &k.conv2d_col2im_c1), label, binds, &image, s, batch);
     Some((vec![relayout, taps_conv, col2im], image))
 }
 
@@ -452,7 +445,7 @@ fn split_c4(
     // a texel (4 columns) a tap
     let image = gpu.matrix("taps image", batch, s.out_h * s.out_w * taps * 4).ok()?;
     use conv_slot::*;
-    let slot = |i: u32| binds.iter().find(|(b, _)| *b == i).map(|(_, v)| *v).expect("conv.wgsl's binding");
+    let slot = |i: u32| slot(binds, i);
     let u = gpu.uniform("taps convolution", &Conv::new(&t_shape, batch, EPILOGUE_NONE));
     let conv_binds = [
         (P, B(&u)),
@@ -465,15 +458,31 @@ fn split_c4(
     let taps_label = format!("{label} taps");
     let taps_conv =
         conv_single(gpu, k, "conv2d_backward_input", ConvVariant::Subgroup, &taps_label, &conv_binds, &t_shape, batch);
-    let col2im = Dispatch::new(
-        gpu,
-        format!("conv2d_col2im_c4 {label}"),
-        &k.conv2d_col2im_c4,
-        &[(P, slot(P)), (LHS, T(&image.view)), (MASK, slot(MASK)), (OUT, slot(OUT)), (PARAMS, slot(PARAMS))],
-        batch * s.in_h * s.in_w,
-        64,
-    );
+    let col2im = col2im_dispatch(gpu, ("conv2d_col2im_c4", &k.conv2d_col2im_c4), label, binds, &image, s, batch);
     Some(vec![taps_conv, col2im])
+}
+
+/// The binding of slot `i` in `binds` (conv.wgsl's).
+fn slot<'a>(binds: &[(u32, Bind<'a>)], i: u32) -> Bind<'a> {
+    binds.iter().find(|(b, _)| *b == i).map(|(_, v)| *v).expect("conv.wgsl's binding")
+}
+
+/// A split backward-input's last dispatch: `entry` (conv2d_col2im_c1 or _c4) sums the taps
+/// `image` into the pass's output, with the uniform, mask and bias of `binds`.
+fn col2im_dispatch(
+    gpu: &Gpu,
+    (entry, pipeline): (&str, &wgpu::ComputePipeline),
+    label: &str,
+    binds: &[(u32, Bind)],
+    image: &crate::gpu::Matrix,
+    s: &ConvShape,
+    batch: usize,
+) -> Dispatch {
+    use conv_slot::*;
+    let b = |i| slot(binds, i);
+    let col2im_binds =
+        [(P, b(P)), (LHS, Bind::Texture(&image.view)), (MASK, b(MASK)), (OUT, b(OUT)), (PARAMS, b(PARAMS))];
+    Dispatch::new(gpu, format!("{entry} {label}"), pipeline, &col2im_binds, batch * s.in_h * s.in_w, 64)
 }
 
 /// conv_common.wgsl's binding slots: those of gemm.wgsl (`super::gemm::gemm_slot`), for the
