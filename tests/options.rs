@@ -1,7 +1,7 @@
 //! `elbo train`'s learning-rate schedules and presets, on the options alone.
 
 use elbo::model::{Activation, Arch};
-use elbo::train::{burda_stage, LrSchedule, Preset, TrainOptions, Widths};
+use elbo::train::{burda_stage, LrSchedule, Objective, Preset, TrainOptions, Widths};
 
 fn close(what: &str, got: f32, want: f64) {
     assert!((got as f64 - want).abs() <= 1e-6 * want.abs().max(1e-12), "{what}: got {got}, want {want}");
@@ -51,6 +51,25 @@ fn a_preset_sets_what_is_not_given_and_says_so() {
         assert!(line.contains(part), "{part} missing from: {line}");
     }
     assert!(line.contains("given instead of the preset's --latent-dim 50"), "{line}");
+    // the IWAE preset: the same model and schedule, the bound over 50 draws, and --k given
+    // beside it wins
+    let iwae = TrainOptions {
+        preset: Some(Preset::BurdaIwae),
+        k: Some(5),
+        given: vec!["preset".into(), "k".into()],
+        ..Default::default()
+    };
+    let (o, line) = iwae.with_preset().unwrap();
+    assert_eq!((o.objective, o.samples(), o.latent_dim, o.lr_schedule), (Objective::Iwae, 5, 50, LrSchedule::Burda));
+    let line = line.expect("a preset names what it set");
+    assert!(
+        line.contains("burda-iwae")
+            && line.contains("--objective iwae")
+            && line.contains("given instead of the preset's --k 50"),
+        "{line}"
+    );
+    let o = TrainOptions { preset: Some(Preset::BurdaIwae), given: vec!["preset".into()], ..Default::default() };
+    assert_eq!(o.with_preset().unwrap().0.samples(), 50);
     // without a preset nothing changes
     let plain = TrainOptions::default();
     let (same, none) = plain.with_preset().unwrap();

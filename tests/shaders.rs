@@ -81,6 +81,7 @@ fn named_binding_slots_match_the_wgsl() {
         ("gemm_adam_subgroup.wgsl", &[&gemm_slot::ALL[..3], gemm_adam_slot::ALL]),
         ("gemm_adam_buffers_subgroup.wgsl", &[&gemm_slot::ALL[..3], gemm_adam_slot::ALL]),
         ("elbo.wgsl", &[elbo_slot::ALL]),
+        ("iwae.wgsl", &[elbo_slot::ALL, iwae_slot::ALL]),
         ("reparam.wgsl", &[reparam_slot::ALL]),
         ("activation.wgsl", &[activation_slot::ALL]),
         ("gather.wgsl", &[gather_slot::ALL]),

@@ -247,7 +247,7 @@ fn the_loss_history_reads_without_waiting_as_it_reads_waiting() {
     for b in 0..6 {
         t.train_step(b).unwrap();
     }
-    let base = elbo::train::LossSums { recon: 1.0, kl: 2.0, images: 3.0 };
+    let base = elbo::train::LossSums { recon: 1.0, kl: 2.0, images: 3.0, ..Default::default() };
     assert!(t.request_history(1, 5, base), "no read was in flight");
     assert!(!t.request_history(0, 6, base), "a second read started while one was in flight");
     t.train_step(6).unwrap();

@@ -3,6 +3,8 @@ peer that `elbo bench --pytorch PYTHON` measures beside it.
 
     python3 tools/pytorch_vae.py eval runs/DIR/model.safetensors   # test loss of elbo's weights
     python3 tools/pytorch_vae.py eval runs/DIR --images DIR        # ... on a folder of images (elbo eval --images)
+    python3 tools/pytorch_vae.py eval runs/DIR --iw-samples 1000 --binarized --limit 500
+                                            # ... and the importance-weighted log p(x) (elbo eval's)
     python3 tools/pytorch_vae.py step [--batch 128] [--steps 50]   # median training-step time, JSON
     python3 tools/pytorch_vae.py step --device cuda                # the same on an NVIDIA GPU (eager mode)
     python3 tools/pytorch_vae.py train [--epochs 10]               # the reference run, with per-epoch times
@@ -169,6 +171,51 @@ def test_images(a, h, w, c, conv):
     return x.permute(0, 3, 1, 2).contiguous() if conv else x.reshape(len(x), -1)
 
 
+def recon_rows(out, x, gaussian=False, channels=1):
+    """-log p(x|z) of each row, summed over its values (loss_sums' terms, per row)."""
+    if gaussian:
+        split = channels if out.dim() == 4 else x.shape[1]
+        mean, raw = out[:, :split], out[:, split:]
+        lv = -1.5 + 2.5 * torch.tanh(raw)
+        nll = 0.5 * (math.log(2 * math.pi) + lv + (x - torch.sigmoid(mean)) ** 2 * torch.exp(-lv))
+    else:
+        nll = F.binary_cross_entropy_with_logits(out, x, reduction="none")
+    return nll.reshape(len(nll), -1).sum(1)
+
+
+def iw_log_px(model, x, k, gaussian=False, channels=1):
+    """Each image's log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), in float64
+    from the densities written out here. The model draws z itself (torch.randn_like in its
+    forward pass): the draws are read as they are made."""
+    drawn = []
+    real = torch.randn_like
+
+    def keep(t):
+        e = real(t)
+        drawn.append(e)
+        return e
+
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    out_per_image = []
+    n = max(1, 2000 // k)
+    torch.randn_like = keep
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), n):
+                xr = x[i:i + n].repeat_interleave(k, 0)
+                out, mu, lv = model(xr, True)
+                e = drawn.pop().double()
+                mu, lv = mu.double(), lv.double()
+                z = mu + torch.exp(0.5 * lv) * e
+                log_q = (-half_log_2pi - 0.5 * lv - 0.5 * e ** 2).sum(1)
+                log_p = (-half_log_2pi - 0.5 * z ** 2).sum(1)
+                log_w = (-recon_rows(out, xr, gaussian, channels).double() + log_p - log_q).view(-1, k)
+                out_per_image.append(torch.logsumexp(log_w, 1) - math.log(k))
+    finally:
+        torch.randn_like = real
+    return torch.cat(out_per_image)
+
+
 def evaluate(model, x, sample=True, gaussian=False, channels=1):
     with torch.no_grad():
         r = k = 0.0
@@ -193,6 +240,11 @@ def main():
     p.add_argument("--conv", action="store_true", help="step: the convolutional VAE (32-64 channels, latent 16)")
     p.add_argument("--rgb64", action="store_true",
                    help="step: the 64x64 RGB convolutional VAE (32-64-128-256 channels, latent 128) on random images")
+    p.add_argument("--iw-samples", type=int, default=0,
+                   help="eval: also the importance-weighted log p(x) with this many draws an image (elbo eval --iw-samples)")
+    p.add_argument("--binarized", action="store_true",
+                   help="eval: score the test images binarized at random once (elbo eval --binarized)")
+    p.add_argument("--limit", type=int, help="eval: the first N test images only")
     p.add_argument("--torchvision", action="store_true",
                    help="train: read MNIST through torchvision's dataset and ToTensor, as pytorch/examples does")
     a = p.parse_args()
@@ -228,11 +280,20 @@ def main():
                     return torch.cat([model.fc4(d), model.fc4_logvar(d)], 1), mu, lv
                 model.forward = forward
         x = test_images(a, h, w, c, meta["arch"] == "conv")
+        if a.limit:
+            x = x[:a.limit]
+        if a.binarized:
+            x = torch.bernoulli(x)
         model.load_state_dict(load_file(a.model))
         loss, recon, kl = evaluate(model, x, True, gaussian, c)
         mean_loss, mean_recon, _ = evaluate(model, x, False, gaussian, c)
-        print(json.dumps({"test_loss": loss, "test_recon": recon, "test_kl": kl, "test_loss_at_mean": mean_loss,
-                          "test_recon_at_mean": mean_recon}))
+        report = {"test_loss": loss, "test_recon": recon, "test_kl": kl, "test_loss_at_mean": mean_loss,
+                  "test_recon_at_mean": mean_recon}
+        if a.iw_samples > 0:
+            per_image = iw_log_px(model, x, a.iw_samples, gaussian, c)
+            report.update({"iw_samples": a.iw_samples, "images": len(x), "log_px": per_image.mean().item(),
+                           "log_px_se": (per_image.std() / math.sqrt(len(x))).item() if len(x) > 1 else 0.0})
+        print(json.dumps(report))
     elif a.mode == "step":
         dev = torch.device(a.device)
         if a.rgb64:

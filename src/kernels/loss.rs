@@ -271,3 +271,57 @@ pub mod activation_slot {
     pub const OUT: u32 = 3;
     pub const ALL: &[(&str, u32)] = &[("p", P), ("src", SRC), ("grad", GRAD), ("out", OUT)];
 }
+
+/// iwae.wgsl's uniform `Iwae`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Iwae {
+    pub m: u32,
+    pub latent: u32,
+    /// Rows (draws of z) per image.
+    pub k: u32,
+    pub pad: u32,
+}
+
+/// iwae.wgsl's pipelines: the importance-weighted objective's weights and loss sums, d out
+/// weighted per row (one invocation or one workgroup a row, as `elbo_wide` chooses) and
+/// d[mu | logvar] with the sampled KL's gradient.
+pub struct IwaeKernels {
+    pub iwae_weights: wgpu::ComputePipeline,
+    pub elbo_backward_weighted: wgpu::ComputePipeline,
+    pub elbo_backward_weighted_wide: wgpu::ComputePipeline,
+    pub iwae_reparam_backward: wgpu::ComputePipeline,
+}
+
+impl IwaeKernels {
+    pub fn new(gpu: &Gpu) -> anyhow::Result<IwaeKernels> {
+        let m = gpu.shader("iwae.wgsl", &super::source("iwae.wgsl"))?;
+        Ok(IwaeKernels {
+            iwae_weights: gpu.pipeline(&m, "iwae_weights")?,
+            elbo_backward_weighted: gpu.pipeline(&m, "elbo_backward_weighted")?,
+            elbo_backward_weighted_wide: gpu.pipeline(&m, "elbo_backward_weighted_wide")?,
+            iwae_reparam_backward: gpu.pipeline(&m, "iwae_reparam_backward")?,
+        })
+    }
+}
+
+/// Whether iwae_weights' loop (one invocation takes images lid, lid + 64, ..., each K
+/// draws of L dimensions, three passes) stays within llvmpipe's LLVMPIPE_LOOP_TURNS at
+/// `m` rows.
+pub fn iwae_fits(gpu: &Gpu, m: usize, k: usize, latent: usize) -> bool {
+    let images = (m / k.max(1)).div_ceil(64);
+    !gpu.is_llvmpipe() || images * k * (latent + 4) + m.div_ceil(64) + 64 <= LLVMPIPE_LOOP_TURNS
+}
+
+/// iwae.wgsl's own binding slots (elbo.wgsl's, `elbo_slot`, besides).
+pub mod iwae_slot {
+    /// The `Iwae` uniform.
+    pub const IW: u32 = 11;
+    /// Per row, its weight c.
+    pub const ROW_SCALE: u32 = 12;
+    pub const HISTORY: u32 = 13;
+    pub const DZ: u32 = 14;
+    pub const D_MULV: u32 = 15;
+    pub const ALL: &[(&str, u32)] =
+        &[("iw", IW), ("row_scale", ROW_SCALE), ("history", HISTORY), ("dz", DZ), ("d_mulv", D_MULV)];
+}

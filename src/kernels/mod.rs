@@ -64,6 +64,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("activation.wgsl", shader_files!("activation.wgsl")),
     ("reparam.wgsl", shader_files!("reparam.wgsl")),
     ("elbo.wgsl", shader_files!("elbo.wgsl")),
+    ("iwae.wgsl", shader_files!("elbo.wgsl", "iwae.wgsl")),
     ("adam.wgsl", shader_files!("adam_common.wgsl", "adam.wgsl")),
     ("adam_texel.wgsl", shader_files!("adam_common.wgsl", "adam_texel.wgsl")),
     (
@@ -201,6 +202,9 @@ pub struct Kernels {
     /// gemm_adam_subgroup.wgsl: where both `subgroup` and `adam_update_texel` exist, its
     /// moments where this adapter keeps them (`Gpu::texel_moments_pay`).
     pub gemm_adam: Option<GemmAdam>,
+    /// iwae.wgsl, compiled the first time a model trains the importance-weighted bound
+    /// (`Kernels::iwae`).
+    iwae: std::sync::OnceLock<IwaeKernels>,
 }
 
 pub struct SubgroupKernels {
@@ -367,6 +371,16 @@ impl Kernels {
             conv2d_backward_input_wide: gpu.pipeline(&conv, "conv2d_backward_input_wide")?,
             conv2d_backward_weight_wide: gpu.pipeline(&conv, "conv2d_backward_weight_wide")?,
             wide_reductions: gpu.info.device_type != wgpu::DeviceType::Cpu,
+            iwae: std::sync::OnceLock::new(),
         })
+    }
+
+    /// iwae.wgsl's pipelines, compiled on first use.
+    pub fn iwae(&self, gpu: &Gpu) -> Result<&IwaeKernels> {
+        if let Some(k) = self.iwae.get() {
+            return Ok(k);
+        }
+        let built = IwaeKernels::new(gpu)?;
+        Ok(self.iwae.get_or_init(|| built))
     }
 }

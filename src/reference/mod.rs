@@ -10,6 +10,7 @@ pub mod classify;
 pub mod conv;
 pub mod gather;
 pub mod gemm;
+pub mod iwae;
 pub mod loss;
 pub mod model;
 
@@ -20,6 +21,7 @@ pub use classify::*;
 pub use conv::*;
 pub use gather::*;
 pub use gemm::*;
+pub use iwae::*;
 pub use loss::*;
 pub use model::*;
 

@@ -5,14 +5,17 @@ use super::Net;
 use crate::model::ModelKind;
 use anyhow::Result;
 
-/// `sums` continued with history slots `v` (recon sum, kl sum, rows, 0 each).
-fn add_slots(sums: LossSums, v: &[f32]) -> LossSums {
+/// `sums` continued with history slots `v` (recon sum, kl sum, rows, and 0 or the
+/// importance-weighted loss sum each), of an importance-weighted model where `iwae`.
+fn add_slots(sums: LossSums, v: &[f32], iwae: bool) -> LossSums {
     let mut s = sums;
     for slot in v.chunks(4) {
         s.recon += slot[0] as f64;
         s.kl += slot[1] as f64;
         s.images += slot[2] as f64;
+        s.bound += slot[3] as f64;
     }
+    s.iwae = iwae;
     s
 }
 
@@ -22,6 +25,7 @@ pub(crate) struct PendingHistory {
     read: crate::gpu::Readback,
     n: usize,
     base: LossSums,
+    iwae: bool,
 }
 
 /// Sums over a pass of the data, in nats.
@@ -31,11 +35,21 @@ pub struct LossSums {
     pub kl: f64,
     /// Rows summed: images times Monte-Carlo samples.
     pub images: f64,
+    /// Importance-weighted models: the images' losses -log (1/K) sum_k w_k, each summed
+    /// once per row (K times).
+    pub bound: f64,
+    /// Whether the objective is the importance-weighted bound (`loss` is it, and recon and
+    /// kl are the ELBO's terms at the same draws, the KL estimated from them).
+    pub iwae: bool,
 }
 
 impl LossSums {
-    /// -ELBO per image with the given KL weight.
+    /// The objective per image: -ELBO with the given KL weight, or the importance-weighted
+    /// bound's loss (its KL weight is in the sums).
     pub fn loss(&self, beta: f64) -> f64 {
+        if self.iwae {
+            return self.bound / self.images.max(1.0);
+        }
         (self.recon + beta * self.kl) / self.images.max(1.0)
     }
     pub fn recon_per_image(&self) -> f64 {
@@ -60,7 +74,7 @@ impl Net<'_> {
         if start >= n {
             return Ok(sums);
         }
-        Ok(add_slots(sums, &self.gpu.read_f32(&self.history, start * 4, (n - start) * 4)?))
+        Ok(add_slots(sums, &self.gpu.read_f32(&self.history, start * 4, (n - start) * 4)?, self.iwae))
     }
 
     /// Starts reading history slots start..n (continuing `base`) without waiting: the copy
@@ -75,7 +89,7 @@ impl Net<'_> {
             return false;
         }
         let read = self.gpu.read_buffer_later(&self.history, (start * 16) as u64, ((n - start) * 16) as u64);
-        *pending = Some(PendingHistory { read, n, base });
+        *pending = Some(PendingHistory { read, n, base, iwae: self.iwae });
         true
     }
 
@@ -89,7 +103,7 @@ impl Net<'_> {
         // spent when it has data or failed
         let Some(bytes) = bytes.inspect_err(|_| *pending = None)? else { return Ok(None) };
         let p = pending.take().unwrap();
-        Ok(Some((p.n, add_slots(p.base, &bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)))))
+        Ok(Some((p.n, add_slots(p.base, &bytemuck::pod_collect_to_vec::<u8, f32>(&bytes), p.iwae))))
     }
 
     /// Drops the history read in flight, if any (its slots are about to be rewritten).
@@ -97,10 +111,11 @@ impl Net<'_> {
         *self.pending_history.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Per-batch losses (recon + beta kl, per image) of history slots 0..n.
+    /// Per-batch losses (the objective per image) of history slots 0..n.
     pub fn batch_losses(&self, n: usize) -> Result<Vec<f32>> {
         let v = self.gpu.read_f32(&self.history, 0, n.min(self.history_slots) * 4)?;
         let beta = if self.model.config.kind == ModelKind::Ae { 0.0 } else { self.beta };
-        Ok(v.chunks(4).map(|s| (s[0] + beta * s[1]) / s[2].max(1.0)).collect())
+        let loss = |s: &[f32]| if self.iwae { s[3] } else { s[0] + beta * s[1] };
+        Ok(v.chunks(4).map(|s| loss(s) / s[2].max(1.0)).collect())
     }
 }

@@ -50,6 +50,9 @@ pub struct Net<'g> {
     pub seed: u32,
     /// Weight of the KL term in the step uniform (a warm-up changes it as training goes).
     pub beta: f32,
+    /// The lists train and evaluate the importance-weighted bound over the `samples` rows
+    /// of each image (`Sampling::iwae`).
+    pub iwae: bool,
     /// Random-stream counter, advanced by every batch (training or evaluation).
     pub(crate) counter: u32,
     pub(crate) params: wgpu::Buffer,
@@ -97,6 +100,7 @@ impl<'g> Net<'g> {
             samples,
             seed,
             beta: 1.0,
+            iwae: false,
             counter: 0,
             params: gpu.buffer_with("params", bytemuck::cast_slice(&model.params))?,
             weights,
@@ -139,7 +143,7 @@ impl<'g> Net<'g> {
         let mut net = Net::alloc(gpu, model, (o.batch, o.samples, o.seed), test, history_slots)?;
         let f = net.fusions(&k, GemmPreference::Auto, false, MomentStore::Buffers);
         let mut b = Builder::new(gpu, &k, &choice, net.t.x.rows, &net.params, None);
-        let sampling = Sampling { binarize: o.binarize, samples: o.samples, free_bits: 0.0 };
+        let sampling = Sampling { binarize: o.binarize, samples: o.samples, free_bits: 0.0, iwae: false };
         let lists = net.build_lists(&mut b, f, None, sampling)?;
         let keep = b.keep;
         net.lists = lists;

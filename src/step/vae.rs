@@ -19,7 +19,7 @@
 
 use super::{Builder, Chain, Fusions, VaeTensors};
 use crate::gpu::Matrix;
-use crate::kernels::{self, elbo_slot, reparam_slot, Bind, Dispatch, MomentStore};
+use crate::kernels::{self, elbo_slot, iwae_slot, reparam_slot, Bind, Dispatch, MomentStore};
 use crate::model::{Layer, LossLayout, VaeConfig};
 use anyhow::Result;
 use Bind::{Buffer as B, Texture as T};
@@ -33,6 +33,9 @@ pub struct Sampling {
     pub samples: usize,
     /// Per-dimension KL floor in nats (0: off).
     pub free_bits: f32,
+    /// The importance-weighted bound over each image's `samples` draws (iwae.wgsl) in place
+    /// of their mean ELBO.
+    pub iwae: bool,
 }
 
 /// The buffers a VAE's lists bind besides its tensors and the builder's parameters.
@@ -91,6 +94,8 @@ struct Vae<'a> {
     reparam_u: wgpu::Buffer,
     elbo_u: wgpu::Buffer,
     m: usize,
+    /// With `Sampling::iwae`: iwae.wgsl's uniform and its per-row weights.
+    iwae: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 /// The lists of a VAE with configuration `c` and layers `layers` (`Layout::layers`),
@@ -127,15 +132,25 @@ pub fn vae_lists(
     let reparam_u = b.uniform(&kernels::Reparam::new(m, lat, s.free_bits));
     let elbo_u = b.uniform(&kernels::Elbo::new(m, lat, &loss, false));
     let last = *layers.last().expect("a decoder has layers");
-    let v = Vae { c, loss, last, t, bufs, s, f, encoder, decoder, reparam_u, elbo_u, m };
+    let mut f = f;
+    let iwae = if s.iwae {
+        // the loss is weighted per image after it is summed: no fusion into it
+        (f.loss_in_gemm, f.loss_from_taps, f.reduce_in_backward) = (None, false, false);
+        let u = b.uniform(&kernels::Iwae { m: m as u32, latent: lat as u32, k: s.samples as u32, pad: 0 });
+        Some((u, b.gpu.buffer("iwae row scale", (m * 4) as u64, wgpu::BufferUsages::empty())?))
+    } else {
+        None
+    };
+    let v = Vae { c, loss, last, t, bufs, s, f, encoder, decoder, reparam_u, elbo_u, m, iwae };
     let train = match &bufs.train {
         Some(tb) => v.train(b, tb)?,
         None => Vec::new(),
     };
-    let eval = v.eval(b);
+    let eval = v.eval(b)?;
     let decode = v.decode(b);
     let encode = v.encode(b);
     let (restore, restore_loss) = v.restore(b, &decode[..decode.len() - 1]);
+    b.keep.extend(v.iwae.into_iter().flat_map(|(u, scale)| [u, scale]));
     Ok(VaeLists { train, eval, decode, encode, restore, restore_loss: Some(restore_loss) })
 }
 
@@ -273,7 +288,9 @@ impl Vae<'_> {
             }
             _ => list.push(self.elbo(b, &self.elbo_u, &self.t.x)),
         }
-        if !(train && self.f.reduce_in_backward) {
+        if self.iwae.is_some() {
+            list.push(self.iwae_weights(b)?);
+        } else if !(train && self.f.reduce_in_backward) {
             list.push(self.reduce(b));
         }
         Ok((list, None))
@@ -283,8 +300,14 @@ impl Vae<'_> {
         let mut list = vec![self.gather(b, (tb.data, tb.order))];
         let (forward, partials) = self.forward(b, true)?;
         list.extend(forward);
-        list.extend(self.decoder.backward(b));
-        list.push(self.reparam_backward(b, partials.as_ref()));
+        if self.iwae.is_some() {
+            list.push(self.elbo_weighted(b)?);
+            list.extend(self.decoder.backward(b));
+            list.push(self.iwae_reparam_backward(b)?);
+        } else {
+            list.extend(self.decoder.backward(b));
+            list.push(self.reparam_backward(b, partials.as_ref()));
+        }
         list.extend(self.encoder.backward(b));
         if !self.f.adam {
             let (store, moments) = tb.moments;
@@ -323,10 +346,73 @@ impl Vae<'_> {
         }
     }
 
-    fn eval(&self, b: &mut Builder) -> Vec<Dispatch> {
+    fn eval(&self, b: &mut Builder) -> Result<Vec<Dispatch>> {
         let mut list = vec![self.gather(b, self.bufs.test)];
-        list.extend(self.forward(b, false).expect("evaluation allocates nothing").0);
-        list
+        list.extend(self.forward(b, false)?.0);
+        Ok(list)
+    }
+
+    /// iwae_weights: each row's weight, its sampled KL, and the batch's loss sums into
+    /// its history slot.
+    fn iwae_weights(&self, b: &mut Builder) -> Result<Dispatch> {
+        let (u, scale) = self.iwae.as_ref().expect("an importance-weighted model");
+        let (m, lat) = (self.m, self.c.latent);
+        let binds = [
+            (elbo_slot::STEP, B(self.bufs.step)),
+            (elbo_slot::MULV, T(&self.t.mulv().view)),
+            (elbo_slot::IMAGE_LOSS, B(self.bufs.image_loss)),
+            (iwae_slot::IW, B(u)),
+            (iwae_slot::ROW_SCALE, B(scale)),
+            (iwae_slot::HISTORY, B(self.bufs.history)),
+        ];
+        let k = b.k.iwae(b.gpu)?;
+        Ok(Dispatch::new(b.gpu, "iwae_weights", &k.iwae_weights, &binds, 64, 64).with_elementwise_cost(
+            format!("m={m} K={} L={lat}", self.s.samples),
+            m * lat,
+            12.0,
+            12.0,
+        ))
+    }
+
+    /// d out of every row, weighted by its importance weight (elbo_backward_weighted).
+    fn elbo_weighted(&self, b: &mut Builder) -> Result<Dispatch> {
+        let (_, scale) = self.iwae.as_ref().expect("an importance-weighted model");
+        let t = self.t;
+        let binds = [
+            (elbo_slot::P, B(&self.elbo_u)),
+            (elbo_slot::DEC_OUT, T(&t.out().view)),
+            (elbo_slot::TARGET_X, T(&t.x.view)),
+            (elbo_slot::D_OUT, T(&t.grads.last().unwrap().view)),
+            (elbo_slot::OBSERVED, T(&t.x.view)),
+            (iwae_slot::ROW_SCALE, B(scale)),
+        ];
+        let (m, o_cols) = (self.m, self.loss.o_cols);
+        let k = b.k.iwae(b.gpu)?;
+        let d = if kernels::elbo_wide(b.gpu, b.k, o_cols) {
+            Dispatch::new(b.gpu, "elbo_backward_weighted_wide", &k.elbo_backward_weighted_wide, &binds, m, 1)
+        } else {
+            Dispatch::new(b.gpu, "elbo_backward_weighted", &k.elbo_backward_weighted, &binds, m, 64)
+        };
+        Ok(d.with_elementwise_cost(format!("m={m} out={o_cols}"), m * o_cols, 12.0, 12.0))
+    }
+
+    /// d[mu | logvar] from dz and the sampled KL, by each row's weight.
+    fn iwae_reparam_backward(&self, b: &mut Builder) -> Result<Dispatch> {
+        let (u, scale) = self.iwae.as_ref().expect("an importance-weighted model");
+        let (m, lat) = (self.m, self.c.latent);
+        let t = self.t;
+        let binds = [
+            (elbo_slot::STEP, B(self.bufs.step)),
+            (elbo_slot::MULV, T(&t.mulv().view)),
+            (iwae_slot::IW, B(u)),
+            (iwae_slot::ROW_SCALE, B(scale)),
+            (iwae_slot::DZ, T(&t.dz.view)),
+            (iwae_slot::D_MULV, T(&t.grads[self.encoder.layers.len() - 1].view)),
+        ];
+        let k = b.k.iwae(b.gpu)?;
+        let texels = m * (2 * lat).div_ceil(4);
+        Ok(Dispatch::new(b.gpu, "iwae_reparam_backward", &k.iwae_reparam_backward, &binds, texels, 64)
+            .with_elementwise_cost(format!("m={m} L={lat}"), m * lat, 40.0, 20.0))
     }
 
     fn decode(&self, b: &mut Builder) -> Vec<Dispatch> {

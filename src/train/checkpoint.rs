@@ -34,7 +34,7 @@ impl Checkpoint {
                 "options": self.options,
                 "epoch": self.epoch,
                 "step": self.step,
-                "partial": [self.partial.recon, self.partial.kl, self.partial.images],
+                "partial": [self.partial.recon, self.partial.kl, self.partial.images, self.partial.bound],
                 "steps_done": self.state.steps_done,
                 "counter": self.state.counter,
                 "gemm": Choice::to_json(&self.gemm),
@@ -95,7 +95,14 @@ impl Checkpoint {
             options: m["options"].clone(),
             epoch: num("epoch")? as usize,
             step: num("step")? as usize,
-            partial: LossSums { recon: f(0)?, kl: f(1)?, images: f(2)? },
+            // the bound came later: 0 in older checkpoints
+            partial: LossSums {
+                recon: f(0)?,
+                kl: f(1)?,
+                images: f(2)?,
+                bound: partial.get(3).and_then(Value::as_f64).unwrap_or(0.0),
+                iwae: false,
+            },
             state: TrainState {
                 params: tensor("params")?,
                 moment1: tensor("adam.moment1")?,

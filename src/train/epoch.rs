@@ -78,7 +78,7 @@ impl Run<'_, '_> {
         let test = self.trainer.evaluate()?;
         let validation =
             if self.trainer.validation_len() > 0 { Some(self.trainer.evaluate_validation()?) } else { None };
-        let images_per_second = (train.images - base.images) / opts.mc_samples as f64 / seconds;
+        let images_per_second = (train.images - base.images) / opts.samples() as f64 / seconds;
         let report = EpochReport { epoch, train, test, validation, seconds, images_per_second };
         self.write_epoch(&report)?;
         Ok(report)
@@ -166,7 +166,7 @@ impl Run<'_, '_> {
                     }
                 );
             }
-            let rate = (sums.images - base.images) / opts.mc_samples as f64 / t0.elapsed().as_secs_f64();
+            let rate = (sums.images - base.images) / opts.samples() as f64 / t0.elapsed().as_secs_f64();
             bar.set_message(format!("loss {loss:.2} {rate:.0} img/s"));
             bar.set_position(n as u64);
         }
@@ -211,6 +211,15 @@ impl Run<'_, '_> {
             "images_per_second": r.images_per_second,
             "steps": self.trainer.steps_done(),
         });
+        if opts.objective == super::Objective::Iwae {
+            // the bound's loss above; its draws' ELBO (sampled KL) beside it
+            line["objective"] = "iwae".into();
+            line["k"] = opts.samples().into();
+            line["train_elbo_loss"] = ((r.train.recon + kl_weight * r.train.kl) / r.train.images.max(1.0)).into();
+            line["test_elbo_loss"] = ((r.test.recon + kl_weight * r.test.kl) / r.test.images.max(1.0)).into();
+        } else {
+            line["objective"] = "elbo".into();
+        }
         if let Some(v) = &r.validation {
             line["val_loss"] = v.loss(kl_weight).into();
             line["val_recon"] = v.recon_per_image().into();

@@ -17,8 +17,11 @@ pub struct Hyper {
     pub binarize: bool,
     /// Which GEMM kernels to use (measured on this adapter by default).
     pub gemm: GemmPreference,
-    /// Monte-Carlo samples of z per image.
+    /// Monte-Carlo samples of z per image (the importance-weighted bound's K).
     pub samples: usize,
+    /// Train the importance-weighted bound over each image's `samples` draws (Burda et al.)
+    /// in place of their mean ELBO.
+    pub iwae: bool,
     /// Free bits: per-dimension KL floor in nats (0: off).
     pub free_bits: f32,
     /// GEMM variants decided earlier (a resumed run replays its first run's choice).
@@ -44,6 +47,7 @@ impl Hyper {
             binarize: false,
             gemm: GemmPreference::Auto,
             samples: 1,
+            iwae: false,
             free_bits: 0.0,
             gemm_fixed: None,
             fuse_adam: true,

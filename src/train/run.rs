@@ -4,7 +4,7 @@
 
 use super::checkpoint::{self, Checkpoint};
 use super::epoch::Run;
-use super::options::{describe, load_training_data, TrainOptions};
+use super::options::{describe, load_training_data, Objective, TrainOptions};
 use super::{Hyper, LossSums, Trainer};
 use crate::data::{Dims, ImageSource, TrainSet};
 use crate::gpu::Gpu;
@@ -206,8 +206,17 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
     if opts.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    if opts.latent_dim == 0 || opts.mc_samples == 0 {
-        bail!("--latent-dim and --mc-samples must be at least 1");
+    if opts.latent_dim == 0 || opts.mc_samples == 0 || opts.k == Some(0) {
+        bail!("--latent-dim, --mc-samples and --k must be at least 1");
+    }
+    match opts.objective {
+        Objective::Elbo if opts.k.is_some() => {
+            bail!("--k is the importance-weighted bound's draws per image: give --objective iwae with it (the ELBO averages --mc-samples draws)")
+        }
+        Objective::Iwae if opts.mc_samples != 1 => {
+            bail!("--objective iwae draws --k samples per image; drop --mc-samples (it averages the ELBO's draws)")
+        }
+        _ => {}
     }
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         bail!("--lr must be a positive number, got {}", opts.lr);
@@ -232,7 +241,7 @@ fn check_options(opts: &TrainOptions) -> Result<()> {
 /// errors that name the flags to change, before anything is written.
 fn check_fits(gpu: &Gpu, opts: &TrainOptions, config: &VaeConfig, test: &crate::data::Dataset) -> Result<()> {
     let lim = crate::model::fit::DeviceLimits::of(&gpu.limits);
-    crate::model::fit::check_fits(config, opts.batch_size, opts.mc_samples, &lim)?;
+    crate::model::fit::check_fits(config, opts.batch_size, opts.samples(), &lim)?;
     let bytes = test.pixels.len() as u64;
     if bytes > lim.buffer_bytes {
         let most = lim.buffer_bytes / test.image_len().max(1) as u64;
@@ -290,7 +299,8 @@ fn new_trainer<'g>(
         seed: opts.seed as u32,
         binarize: opts.binarize,
         gemm: opts.gemm,
-        samples: opts.mc_samples,
+        samples: opts.samples(),
+        iwae: opts.objective == Objective::Iwae,
         free_bits: opts.free_bits,
         gemm_fixed: resumed.map(|ck| ck.gemm.clone()),
         fuse_adam: true,

@@ -72,6 +72,9 @@ impl<'g> Trainer<'g> {
         let k = Kernels::new(gpu)?;
         let m = (batch * hyper.samples).next_multiple_of(4);
         check_loop_turns(gpu, &k, &model.layout, batch, hyper.samples)?;
+        if hyper.iwae {
+            check_iwae(gpu, &c, &hyper, m)?;
+        }
         let len = model.layout.len;
         let grads = gpu.buffer("grads", (len * 4) as u64, wgpu::BufferUsages::empty())?;
         let moments = Moments::new(gpu, &k, len)?;
@@ -79,6 +82,7 @@ impl<'g> Trainer<'g> {
         let history_slots = train.dims().len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
         let mut net = Net::alloc(gpu, model, (batch, hyper.samples, hyper.seed), test, history_slots)?;
         net.beta = hyper.beta;
+        net.iwae = hyper.iwae;
 
         let layers = net.model.layout.layers();
         let choice = match &hyper.gemm_fixed {
@@ -95,7 +99,8 @@ impl<'g> Trainer<'g> {
         }
         let buffers =
             TrainBuffers { data: &data.buffer, order: &data.order, adam, moments: (moments.store(), moments.binds()) };
-        let sampling = Sampling { binarize: hyper.binarize, samples: hyper.samples, free_bits: hyper.free_bits };
+        let sampling =
+            Sampling { binarize: hyper.binarize, samples: hyper.samples, free_bits: hyper.free_bits, iwae: hyper.iwae };
         let lists = net.build_lists(&mut b, f, Some(buffers), sampling)?;
         let keep = b.keep;
         net.lists = lists;
@@ -294,4 +299,25 @@ fn gemm_shapes(layers: &[&Layer], m: usize) -> Vec<(Pass, usize, usize, usize)> 
         .filter(|ly| ly.op == Op::Dense)
         .flat_map(|ly| Pass::ALL.map(|p| (p, m, ly.gemm_nk().0, ly.gemm_nk().1)))
         .collect()
+}
+
+/// What the importance-weighted objective needs: a VAE (an autoencoder has no q(z|x) to
+/// weigh by), no free bits (its KL is estimated per draw, not per dimension), and
+/// iwae_weights' loop within llvmpipe's bound at `m` rows.
+fn check_iwae(gpu: &Gpu, c: &crate::model::VaeConfig, hyper: &Hyper, m: usize) -> Result<()> {
+    if c.kind == crate::model::ModelKind::Ae {
+        bail!("--objective iwae weighs draws of z from q(z|x): an autoencoder (--model-kind ae) has none; train it with --objective elbo");
+    }
+    if hyper.free_bits > 0.0 {
+        bail!("--free-bits applies to the ELBO's per-dimension KL; the importance-weighted bound has none: drop --free-bits or use --objective elbo");
+    }
+    if !kernels::iwae_fits(gpu, m, hyper.samples, c.latent) {
+        bail!(
+            "--k {} at --batch-size {} with latent {} is more work per invocation than this CPU adapter runs (llvmpipe ends long loops); give a smaller --k or --batch-size",
+            hyper.samples,
+            m / hyper.samples,
+            c.latent
+        );
+    }
+    Ok(())
 }
