@@ -26,6 +26,9 @@ pub struct EvalReport {
     pub loss_at_mean: f64,
 }
 
+/// The random stream of eval's draws of z (the host's; the GPU's streams are rng's).
+const STREAM_DRAWS: u32 = 0x1e7a;
+
 /// log sum_k exp(v_k), without overflow.
 pub fn log_sum_exp(v: &[f64]) -> f64 {
     let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -57,39 +60,73 @@ pub fn eval(
     }
     let k = iw_samples;
     let n = limit.unwrap_or(s.test.len).min(s.test.len);
-    let lat = s.model.config.latent;
-    // rows: images times K samples, up to about 1024 rows a batch
-    let batch = (1024 / k).clamp(1, 128);
-    let mut t = s.net_over(&s.test, ForwardOptions { batch, samples: k, binarize, seed: 1 })?;
-    let (mut recon, mut kl, mut recon_at_mean) = (0f64, 0f64, 0f64);
-    let mut per_image = Vec::with_capacity(n);
-    for b in 0..n.div_ceil(batch) {
-        let rows = t.eval_rows(b, 1.0)?;
-        let images = batch.min(n - b * batch);
-        for i in 0..images {
-            let mut w = Vec::with_capacity(k);
-            for r in i * k..(i + 1) * k {
-                let mut log_ratio = 0f64; // log p(z) - log q(z|x)
-                for j in 0..lat {
-                    let (m, lv, z) =
-                        (rows.mu[r * lat + j] as f64, rows.logvar[r * lat + j] as f64, rows.z[r * lat + j] as f64);
-                    let eps = (z - m) * (-0.5 * lv).exp();
-                    log_ratio += 0.5 * (lv + eps * eps - z * z);
-                }
-                w.push(-(rows.recon[r] as f64) + log_ratio);
-                recon += rows.recon[r] as f64 / k as f64;
-                kl += rows.kl[r] as f64 / k as f64;
+    let c = &s.model.config;
+    let lat = c.latent;
+    // image i as it is scored, in the stored layout: binarized at random once where asked,
+    // the same for the encoder and for all its K draws
+    let image = |i: usize| -> Vec<f32> {
+        let mut v = s.image(i);
+        if binarize {
+            for (j, p) in v.iter_mut().enumerate() {
+                *p = (crate::rng::rand_uniform(1, crate::rng::STREAM_BINARIZE, i as u32, j as u32) < *p) as u32 as f32;
             }
+        }
+        crate::reference::pad_channels(&v, 1, c.input_shape())
+    };
+    // the encoder once per image, and the loss with z = mu: a deterministic figure
+    let per = 128.min(n);
+    let mut one = s.net_over(&s.test, ForwardOptions { batch: per, samples: 1, binarize: false, seed: 1 })?;
+    let (mut mu, mut lv) = (Vec::with_capacity(n * lat), Vec::with_capacity(n * lat));
+    let (mut kl, mut recon_at_mean) = (0f64, 0f64);
+    for first in (0..n).step_by(per) {
+        let x: Vec<f32> = (first..n.min(first + per)).flat_map(image).collect();
+        let mulv = one.encode_images(&x)?;
+        let rows = x.len() / c.input_shape().cols();
+        let z: Vec<f32> = (0..rows).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect();
+        recon_at_mean += one.score(&z, &x)?.iter().map(|&v| v as f64).sum::<f64>();
+        for r in 0..rows {
+            for j in 0..lat {
+                let (m, v) = (mulv[r * 2 * lat + j] as f64, mulv[r * 2 * lat + lat + j] as f64);
+                kl += -0.5 * (1.0 + v - m * m - v.exp());
+            }
+            mu.extend_from_slice(&mulv[r * 2 * lat..r * 2 * lat + lat]);
+            lv.extend_from_slice(&mulv[r * 2 * lat + lat..(r + 1) * 2 * lat]);
+        }
+    }
+    drop(one);
+    // then the decoder alone over K draws of each image's q(z|x): up to about 1024 rows a
+    // call, a single image's K rows past that
+    let batch = (1024 / k).clamp(1, 128);
+    let mut t = s.net_over(&s.test, ForwardOptions { batch, samples: k, binarize: false, seed: 1 })?;
+    let mut recon = 0f64;
+    let mut per_image = Vec::with_capacity(n);
+    for first in (0..n).step_by(batch) {
+        let images = batch.min(n - first);
+        let (mut z, mut x, mut log_ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for i in first..first + images {
+            let xi = image(i);
+            for draw in 0..k {
+                // log p(z) - log q(z|x) at z = mu + sigma eps
+                let mut lr = 0f64;
+                for j in 0..lat {
+                    let (m, v) = (mu[i * lat + j], lv[i * lat + j]);
+                    let eps = crate::rng::rand_normal(1, STREAM_DRAWS, i as u32, (draw * lat + j) as u32);
+                    let zj = m + (0.5 * v).exp() * eps;
+                    z.push(zj);
+                    let (e, zz) = (eps as f64, zj as f64);
+                    lr += 0.5 * (v as f64 + e * e - zz * zz);
+                }
+                log_ratio.push(lr);
+                x.extend_from_slice(&xi);
+            }
+        }
+        let rows = t.score(&z, &x)?;
+        for i in 0..images {
+            let w: Vec<f64> = (i * k..(i + 1) * k).map(|r| -(rows[r] as f64) + log_ratio[r]).collect();
+            recon += rows[i * k..(i + 1) * k].iter().map(|&v| v as f64).sum::<f64>() / k as f64;
             per_image.push(log_sum_exp(&w) - (k as f64).ln());
         }
-        progress((b * batch + images).min(n), n);
-    }
-    // the same images with z = mu, after the sampled passes (whose random streams stay as
-    // they were without this one)
-    for b in 0..n.div_ceil(batch) {
-        let images = batch.min(n - b * batch);
-        let at_mean = t.eval_rows(b, 0.0)?;
-        recon_at_mean += (0..images).map(|i| at_mean.recon[i * k] as f64).sum::<f64>();
+        progress(first + images, n);
     }
     let nf = n as f64;
     let d = s.model.config.pixels() as f64;

@@ -398,6 +398,23 @@ impl<'g> Net<'g> {
         Ok((loss.chunks(2).map(|v| v[0]).collect(), dz[..rows * lat].to_vec()))
     }
 
+    /// -log p(x|z) per row for codes z (rows, L) and images x (rows, x columns, the
+    /// stored layout): the decoder and the loss alone.
+    pub fn score(&mut self, z: &[f32], x: &[f32]) -> Result<Vec<f32>> {
+        let lat = self.model.config.latent;
+        let rows = z.len() / lat;
+        if rows > self.t.z.rows || x.len() != rows * self.model.config.input_shape().cols() {
+            bail!("score takes at most {} codes with one image each, got {rows}", self.t.z.rows);
+        }
+        let step = Step { rows: rows as u32, inv_rows: 1.0 / rows.max(1) as f32, ..self.step_values(0, 0, 0, 0.0) };
+        self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        self.gpu.write_matrix(&self.t.z, z);
+        self.gpu.write_matrix(&self.t.x, x);
+        kernels::run(self.gpu, &self.lists.score)?;
+        let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
+        Ok(loss.chunks(2).map(|v| v[0]).collect())
+    }
+
     pub fn wait(&self) -> Result<()> {
         self.gpu.wait()
     }

@@ -75,6 +75,8 @@ pub struct VaeLists {
     pub encode: Vec<Dispatch>,
     /// z -> decoded, -log p(x_observed | z) and d/dz of it
     pub restore: Vec<Dispatch>,
+    /// z, x -> -log p(x|z) per row (the decoder chain and the loss, no encoder)
+    pub score: Vec<Dispatch>,
     /// The uniform of `restore`'s loss and what it holds (`Net::set_observation` rewrites
     /// its observation model).
     pub restore_loss: Option<(wgpu::Buffer, kernels::Elbo)>,
@@ -150,8 +152,10 @@ pub fn vae_lists(
     let decode = v.decode(b);
     let encode = v.encode(b);
     let (restore, restore_loss) = v.restore(b, &decode[..decode.len() - 1]);
+    let mut score = decode[..decode.len() - 1].to_vec();
+    score.push(v.elbo(b, &v.elbo_u, &t.x));
     b.keep.extend(v.iwae.into_iter().flat_map(|(u, scale)| [u, scale]));
-    Ok(VaeLists { train, eval, decode, encode, restore, restore_loss: Some(restore_loss) })
+    Ok(VaeLists { train, eval, decode, encode, restore, score, restore_loss: Some(restore_loss) })
 }
 
 impl Vae<'_> {
