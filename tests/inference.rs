@@ -139,6 +139,8 @@ fn importance_weighted_bound_is_above_the_elbo() {
     let one = inf::eval(&s, 1, Some(100), false, &|_, _| {}).unwrap();
     let many = inf::eval(&s, 64, Some(100), false, &|_, _| {}).unwrap();
     assert!(one.elbo.is_finite() && many.log_px.is_finite());
+    // a Bernoulli decoder's values are probabilities already: no discretised figure
+    assert!(one.discrete.is_none());
     assert_close("ELBO = -(recon + KL)", &[one.elbo as f32], &[-(one.recon + one.kl) as f32], 1e-3, 1e-6);
     assert!(many.log_px > many.elbo, "log p(x) estimate {} not above the ELBO {}", many.log_px, many.elbo);
     assert!(many.log_px > one.log_px, "K = 64 ({}) not above K = 1 ({})", many.log_px, one.log_px);

@@ -24,6 +24,64 @@ pub struct EvalReport {
     /// independent evaluation can match to the last digits), and that plus the KL.
     pub recon_at_mean: f64,
     pub loss_at_mean: f64,
+    /// A Gaussian decoder's: log P(x) of the 8-bit image, its density integrated over
+    /// each value's bin (`discretized_nll`), with the same draws as `log_px`; its standard
+    /// error, and bits per dimension (never negative).
+    pub discrete: Option<(f64, f64, f64)>,
+}
+
+/// erfc(x) in f64: from the Maclaurin series of erf below 3, from the continued
+/// fraction erfc(x) = exp(-x^2) / sqrt(pi) / (x + (1/2) / (x + 1 / (x + (3/2) / (x + ...))))
+/// above, relative error near f64's.
+pub fn erfc(x: f64) -> f64 {
+    if x < 0.0 {
+        return 2.0 - erfc(-x);
+    }
+    if x < 3.0 {
+        // erf(x) = 2/sqrt(pi) sum_n (-1)^n x^(2n+1) / (n! (2n+1))
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            let t = term / (2 * n + 1) as f64;
+            sum += t;
+            if t.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        return 1.0 - sum * 2.0 / std::f64::consts::PI.sqrt();
+    }
+    // the continued fraction from its tail (60 levels: ample above 3)
+    let mut f = x;
+    for k in (1..=60).rev() {
+        f = x + (k as f64 / 2.0) / f;
+    }
+    (-x * x).exp() / std::f64::consts::PI.sqrt() / f
+}
+
+/// P(t > a) for a standard normal t.
+fn upper_tail(a: f64) -> f64 {
+    0.5 * erfc(a / std::f64::consts::SQRT_2)
+}
+
+/// -log P(byte) of a Gaussian decoder's value with mean sigmoid(`mean`) and log-variance
+/// LOGVAR_MID + LOGVAR_HALF tanh(`raw_logvar`) (elbo.wgsl's), for an 8-bit value read as
+/// byte / 255: the density's mass over the value's bin, [byte - 1/2, byte + 1/2] / 255,
+/// the end bins reaching to -inf and +inf, so the 256 probabilities add up to 1. Each
+/// difference of normal CDFs is taken from the tails on the bin's side of the mean.
+pub fn discretized_nll(byte: u8, mean: f32, raw_logvar: f32) -> f64 {
+    let mu = 1.0 / (1.0 + (-(mean as f64)).exp());
+    let lv = crate::model::LOGVAR_MID as f64 + crate::model::LOGVAR_HALF as f64 * (raw_logvar as f64).tanh();
+    let sd = (0.5 * lv).exp();
+    let lo = if byte == 0 { f64::NEG_INFINITY } else { ((byte as f64 - 0.5) / 255.0 - mu) / sd };
+    let hi = if byte == 255 { f64::INFINITY } else { ((byte as f64 + 0.5) / 255.0 - mu) / sd };
+    let p = if lo >= 0.0 {
+        upper_tail(lo) - upper_tail(hi)
+    } else if hi <= 0.0 {
+        upper_tail(-hi) - upper_tail(-lo)
+    } else {
+        1.0 - upper_tail(-lo) - upper_tail(hi)
+    };
+    -p.max(f64::MIN_POSITIVE).ln()
 }
 
 /// The random stream of eval's draws of z (the host's; the GPU's streams are rng's).
@@ -100,6 +158,10 @@ pub fn eval(
     let mut t = s.net_over(&s.test, ForwardOptions { batch, samples: k, binarize: false, seed: 1 })?;
     let mut recon = 0f64;
     let mut per_image = Vec::with_capacity(n);
+    // a Gaussian decoder's discretised likelihood over the same draws
+    let gaussian = c.likelihood == crate::model::Likelihood::Gaussian;
+    let lay = c.loss_layout();
+    let mut per_image_discrete = Vec::new();
     for first in (0..n).step_by(batch) {
         let images = batch.min(n - first);
         let (mut z, mut x, mut log_ratio) = (Vec::new(), Vec::new(), Vec::new());
@@ -121,6 +183,26 @@ pub fn eval(
             }
         }
         let rows = t.score(&z, &x)?;
+        if gaussian {
+            let out = t.scored_outputs(images * k)?;
+            for i in 0..images {
+                let bytes = s.test.image(first + i);
+                let w: Vec<f64> = (i * k..(i + 1) * k)
+                    .map(|r| {
+                        let o = &out[r * lay.o_cols..(r + 1) * lay.o_cols];
+                        let nll: f64 = (0..lay.pixels)
+                            .flat_map(|p| (0..lay.channels).map(move |ch| (p, ch)))
+                            .map(|(p, ch)| {
+                                let byte = bytes[p * lay.channels + ch];
+                                discretized_nll(byte, o[lay.mean_col(p, ch)], o[lay.logvar_col(p, ch)])
+                            })
+                            .sum();
+                        -nll + log_ratio[r]
+                    })
+                    .collect();
+                per_image_discrete.push(log_sum_exp(&w) - (k as f64).ln());
+            }
+        }
         for i in 0..images {
             let w: Vec<f64> = (i * k..(i + 1) * k).map(|r| -(rows[r] as f64) + log_ratio[r]).collect();
             recon += rows[i * k..(i + 1) * k].iter().map(|&v| v as f64).sum::<f64>() / k as f64;
@@ -146,5 +228,17 @@ pub fn eval(
         bits_per_dim: -log_px / nf / (d * std::f64::consts::LN_2),
         recon_at_mean: recon_at_mean / nf,
         loss_at_mean: (recon_at_mean + kl) / nf,
+        discrete: gaussian.then(|| {
+            let (mean, se) = mean_and_se(&per_image_discrete);
+            (mean, se, -mean / (d * std::f64::consts::LN_2))
+        }),
     })
+}
+
+/// The mean of `v` and its standard error (0 for one value).
+fn mean_and_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n.max(1.0);
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, if v.len() > 1 { (var / n).sqrt() } else { 0.0 })
 }

@@ -415,6 +415,13 @@ impl<'g> Net<'g> {
         Ok(loss.chunks(2).map(|v| v[0]).collect())
     }
 
+    /// The decoder's outputs of the first `rows` rows of the last `score` (rows, output
+    /// columns: logits, or means and raw log-variances as `LossLayout` places them).
+    pub fn scored_outputs(&self, rows: usize) -> Result<Vec<f32>> {
+        let o_cols = self.model.config.loss_layout().o_cols;
+        Ok(self.gpu.read_matrix(self.t.out())?[..rows * o_cols].to_vec())
+    }
+
     pub fn wait(&self) -> Result<()> {
         self.gpu.wait()
     }
