@@ -106,6 +106,18 @@ impl Model {
         crate::verify_tensor_checksum(&st, metadata)?;
         let config = VaeConfig::from_metadata(metadata)?;
         let layout = Layout::new(&config);
+        // metadata that describes a larger model than the file holds is damaged: say so
+        // before allocating its parameters (the layout pads rows, never by 8x)
+        let values: usize = st.tensors().iter().map(|(_, t)| t.data().len() / 4).sum();
+        if layout.len > 8 * values + 65536 {
+            bail!(
+                "its metadata describes a {}x{}x{} model of {} parameters, and its tensors hold {values} values: the metadata is damaged or was edited",
+                config.width,
+                config.height,
+                config.channels,
+                layout.len
+            );
+        }
         let mut params = vec![0f32; layout.len];
         for t in layout.tensors(&config) {
             let v = st.tensor(&t.name).with_context(|| format!("tensor {} is missing", t.name))?;

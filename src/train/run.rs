@@ -4,7 +4,7 @@
 
 use super::checkpoint::{self, Checkpoint};
 use super::epoch::Run;
-use super::options::{describe, load_training_data, Objective, TrainOptions};
+use super::options::{describe, load_training_data, DatasetChoice, Objective, TrainOptions};
 use super::{Hyper, LossSums, Trainer};
 use crate::data::{Dims, ImageSource, TrainSet};
 use crate::gpu::Gpu;
@@ -82,6 +82,14 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     catch_ctrl_c();
     INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
     check_options(opts)?;
+    let gpu = Gpu::new(&opts.adapter)?;
+    // a size asked for is checked before any image is resized to it
+    if let (DatasetChoice::Folder(_), Some((width, height))) = (&opts.dataset, opts.image_size) {
+        let config = model_config(opts, Dims { width, height, channels: opts.channels_in, len: 1 })?;
+        let lim = crate::model::fit::DeviceLimits::of(&gpu.limits);
+        crate::model::fit::check_fits(&config, opts.batch_size, opts.samples(), &lim)
+            .with_context(|| format!("--image-size {width}x{height}"))?;
+    }
     let (train_set, test_set, validation, from) = load_training_data(opts)?;
     if opts.early_stop.is_some() && validation.is_none() {
         bail!("--early-stop watches the validation loss: give --validation N (images) or a fraction, e.g. --validation 0.1");
@@ -94,7 +102,6 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     let dims = train_set.dims();
     // a model the data cannot take is an error before anything is written
     let config = model_config(opts, dims)?;
-    let gpu = Gpu::new(&opts.adapter)?;
     check_fits(&gpu, opts, &config, &eval_set)?;
     let out = opts.out.clone().unwrap_or_else(new_run_dir);
     if resumed.is_none() && !opts.overwrite {
@@ -205,6 +212,14 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
 fn check_options(opts: &TrainOptions) -> Result<()> {
     if opts.epochs == 0 {
         bail!("--epochs must be at least 1");
+    }
+    if !matches!(opts.dataset, DatasetChoice::Folder(_)) {
+        let shape = if opts.dataset == DatasetChoice::Mnist { "28x28" } else { "25x25" };
+        for (id, flag) in [("channels_in", "--channels-in"), ("image_size", "--image-size")] {
+            if opts.given(id) {
+                bail!("{flag} applies to a folder of images (--dataset DIR); {} is {shape} greyscale as shipped: drop {flag}", opts.dataset);
+            }
+        }
     }
     if opts.latent_dim == 0 || opts.mc_samples == 0 || opts.k == Some(0) {
         bail!("--latent-dim, --mc-samples and --k must be at least 1");
