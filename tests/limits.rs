@@ -98,3 +98,28 @@ fn folder_options_are_refused_for_the_shipped_datasets() {
         refused(&format!("{dataset} {flag} {value}"), &o, &format!("{flag} applies to a folder of images"));
     }
 }
+
+#[test]
+fn run_folders_are_named_by_their_utc_start() {
+    // the civil dates of day counts around the leap days and the century rules, against
+    // dates counted day by day from 1970
+    let mut date = (1970i64, 1i64, 1i64);
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = |y: i64, m: i64| match m {
+        2 if leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    for day in 0..150_000u64 {
+        if day % 97 == 0 || (date.1 == 2 && date.2 >= 28) || (date.1 == 3 && date.2 == 1) {
+            let secs = day * 86400 + 5 * 3600 + 30 * 60 + 12;
+            let want = format!("{:04}-{:02}-{:02}T05-30-12", date.0, date.1, date.2);
+            assert_eq!(elbo::train::utc_stamp(secs), want, "day {day}");
+        }
+        date.2 += 1;
+        if date.2 > month_days(date.0, date.1) {
+            date = if date.1 == 12 { (date.0 + 1, 1, 1) } else { (date.0, date.1 + 1, 1) };
+        }
+    }
+}

@@ -36,6 +36,10 @@ pub struct UseArgs {
     /// Print nothing but the paths written (and errors).
     #[arg(long)]
     quiet: bool,
+    /// Replace files of the same name in the output folder [default: keep them and write
+    /// NAME-2.png, NAME-3.png, ...].
+    #[arg(long)]
+    overwrite: bool,
 }
 
 impl UseArgs {
@@ -53,6 +57,13 @@ impl UseArgs {
             adapter: self.adapter.clone(),
             quiet: self.quiet,
         }
+    }
+
+    /// The model these arguments name, opened, writing as `--overwrite` says.
+    fn open(&self) -> Result<elbo::infer::OpenModel> {
+        let mut s = elbo::infer::OpenModel::open(&self.options())?;
+        s.overwrite = self.overwrite;
+        Ok(s)
     }
 }
 
@@ -199,28 +210,28 @@ pub struct EvalArgs {
 }
 
 pub fn sample(a: SampleArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let path = elbo::infer::sample(&s, a.n, a.temperature, a.common.seed)?;
     println!("wrote {}", path.display());
     Ok(())
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let path = elbo::infer::reconstruct(&s, a.n)?;
     println!("wrote {} (rows: test images, reconstructions from the posterior mean, from a sampled z)", path.display());
     Ok(())
 }
 
 pub fn manifold(a: ManifoldArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let path = elbo::infer::manifold(&s, a.grid.max(2), (a.dims[0], a.dims[1]))?;
     println!("wrote {}", path.display());
     Ok(())
 }
 
 pub fn traverse(a: TraverseArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let (path, dims) = elbo::infer::traverse(&s, a.index, a.top.max(1), a.steps.max(2))?;
     if !a.common.quiet {
         for (row, (j, kl)) in dims.iter().enumerate() {
@@ -232,14 +243,14 @@ pub fn traverse(a: TraverseArgs) -> Result<()> {
 }
 
 pub fn interpolate(a: InterpolateArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let path = elbo::infer::interpolate(&s, a.from, a.to, a.steps.max(2))?;
     println!("wrote {}", path.display());
     Ok(())
 }
 
 pub fn embed(a: EmbedArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let (csv, png) = elbo::infer::embed(&s, a.limit)?;
     println!("wrote {} and {}", csv.display(), png.display());
     Ok(())
@@ -267,7 +278,7 @@ pub fn restore(a: RestoreArgs) -> Result<()> {
         },
         _ => Corruption::Half,
     };
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let r = elbo::infer::restore(&s, a.n, &corruption, a.steps, a.lr, a.common.seed)?;
     let what = match corruption {
         Corruption::AsIs(_) => "all values, to the noisy input itself: there are no clean images to compare with",
@@ -292,7 +303,7 @@ pub fn restore(a: RestoreArgs) -> Result<()> {
 }
 
 pub fn probe(a: ProbeArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let quiet = a.common.quiet;
     let r = elbo::infer::probe(&s, a.epochs.max(1), a.lr, a.common.seed, a.finetune, &|what| {
         if !quiet {
@@ -325,7 +336,7 @@ pub fn probe(a: ProbeArgs) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let s = elbo::infer::OpenModel::open(&a.common.options())?;
+    let s = a.common.open()?;
     let n = a.limit.unwrap_or(s.test.len).min(s.test.len) as u64;
     let bar = if a.common.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
     bar.set_style(

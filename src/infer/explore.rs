@@ -203,10 +203,10 @@ pub fn embed(s: &OpenModel, limit: Option<usize>) -> Result<(PathBuf, PathBuf)> 
         }
         csv.push('\n');
     }
-    let csv_path = s.out_dir.join("embedding.csv");
+    let mut paths = s.output_paths(&["embedding.csv", "embedding.png"]);
+    let (png, csv_path) = (paths.pop().unwrap(), paths.pop().unwrap());
     crate::write_atomic(&csv_path, csv.as_bytes())?;
     let points = crate::plot::project_2d(&mu, lat);
-    let png = s.out_dir.join("embedding.png");
     let title =
         if lat == 2 { "latent space (z0, z1)" } else { "first two principal components of the posterior means" };
     crate::plot::scatter(&png, &points, labels.as_deref().map(|l| &l[..n]), title)?;

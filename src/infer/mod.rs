@@ -101,6 +101,9 @@ pub struct OpenModel {
     pub train: Dataset,
     pub test: Dataset,
     pub out_dir: PathBuf,
+    /// Whether outputs replace files of the same name (`--overwrite`); otherwise each
+    /// takes the first free name (`output_path`).
+    pub overwrite: bool,
 }
 
 impl OpenModel {
@@ -151,7 +154,7 @@ impl OpenModel {
         let gpu = Gpu::new(&opts.adapter)?;
         let out_dir = opts.out.clone().unwrap_or(out_dir);
         std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-        Ok(OpenModel { gpu, model, gemm, train, test, out_dir })
+        Ok(OpenModel { gpu, model, gemm, train, test, out_dir, overwrite: false })
     }
 
     /// The model forward-only over the test set, `samples` rows per image.
@@ -164,9 +167,34 @@ impl OpenModel {
         Net::forward_only(&self.gpu, self.model.clone(), o, self.gemm.clone(), data)
     }
 
+    /// Where output `name` goes in the output folder: `name` itself, or, where a file of
+    /// that name exists (training's pictures, an earlier command's) and `overwrite` is off,
+    /// the first free `stem-2.ext`, `stem-3.ext`, ... With several `names` (one output of
+    /// several files), one number frees them all.
+    pub fn output_paths(&self, names: &[&str]) -> Vec<PathBuf> {
+        let numbered = |n: usize| -> Vec<PathBuf> {
+            names
+                .iter()
+                .map(|name| {
+                    if n == 1 {
+                        return self.out_dir.join(name);
+                    }
+                    let p = Path::new(name);
+                    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or(name);
+                    let ext = p.extension().and_then(|s| s.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+                    self.out_dir.join(format!("{stem}-{n}{ext}"))
+                })
+                .collect()
+        };
+        if self.overwrite {
+            return numbered(1);
+        }
+        (1..).map(numbered).find(|paths| paths.iter().all(|p| !p.exists())).expect("a free name")
+    }
+
     fn save(&self, name: &str, tiles: &[&[f32]], cols: usize) -> Result<PathBuf> {
         let c = &self.model.config;
-        let path = self.out_dir.join(name);
+        let path = self.output_paths(&[name]).remove(0);
         save_grid(&path, tiles, &Grid::of(c, cols))?;
         Ok(path)
     }

@@ -52,15 +52,45 @@ pub struct EpochReport {
     pub images_per_second: f64,
 }
 
-fn new_run_dir() -> PathBuf {
+/// A new run's folder under runs/, named by the time it starts (UTC) and its model:
+/// `runs/2026-12-07T05-30-12-mlp-vae` (`-2`, `-3`, ... after it where that is taken).
+fn new_run_dir(opts: &TrainOptions) -> PathBuf {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut dir = PathBuf::from(format!("runs/vae-{secs}"));
-    let mut i = 1;
+    let arch = match opts.arch {
+        Arch::Mlp => "mlp",
+        Arch::Conv => "conv",
+    };
+    let kind = match (opts.kind, opts.objective) {
+        (ModelKind::Ae, _) => "ae",
+        (_, Objective::Iwae) => "iwae",
+        _ => "vae",
+    };
+    let base = format!("runs/{}-{arch}-{kind}", utc_stamp(secs));
+    let mut dir = PathBuf::from(&base);
+    let mut i = 2;
     while dir.exists() {
-        dir = PathBuf::from(format!("runs/vae-{secs}-{i}"));
+        dir = PathBuf::from(format!("{base}-{i}"));
         i += 1;
     }
     dir
+}
+
+/// Seconds since 1970 as `YYYY-MM-DDTHH-MM-SS` (UTC; dashes for colons, which some
+/// file systems refuse): the civil date from the day count by the Gregorian calendar's
+/// 400-year cycle of 146,097 days.
+pub fn utc_stamp(secs: u64) -> String {
+    let (days, rest) = ((secs / 86400) as i64, secs % 86400);
+    // days since 0000-03-01: March first, so that the leap day ends each year
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 /// Trains as `elbo train` does: resumes from `given.resume`'s checkpoint where set, and
@@ -103,7 +133,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     // a model the data cannot take is an error before anything is written
     let config = model_config(opts, dims)?;
     check_fits(&gpu, opts, &config, &eval_set)?;
-    let out = opts.out.clone().unwrap_or_else(new_run_dir);
+    let out = opts.out.clone().unwrap_or_else(|| new_run_dir(opts));
     if resumed.is_none() && !opts.overwrite {
         if let Some(file) = RUN_FILES.iter().find(|f| out.join(f).exists()) {
             bail!(

@@ -1,0 +1,63 @@
+//! What the commands on a trained model write never replaces another run's or another
+//! command's files, unless --overwrite says so.
+
+mod common;
+use common::Scratch;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn elbo(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_elbo")).args(args).env("NODEVICE_SELECT", "1").output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn inference_outputs_take_free_names_unless_overwrite() {
+    let dir = Scratch::new("outputs");
+    let run = dir.as_ref().join("run");
+    let r = run.to_str().unwrap();
+    elbo(&[
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "200",
+        "--test-limit",
+        "40",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--quiet",
+        "--out",
+        r,
+    ]);
+    let trained = bytes(&run.join("samples.png"));
+    // sample writes beside the model: training's samples.png stays, each call a new file
+    let first = elbo(&["sample", "--model", r, "--n", "16", "--seed", "2"]);
+    elbo(&["sample", "--model", r, "--n", "16", "--seed", "3"]);
+    assert_eq!(bytes(&run.join("samples.png")), trained, "sample replaced training's samples.png");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("samples-2.png"), "{first:?}");
+    assert_ne!(bytes(&run.join("samples-2.png")), bytes(&run.join("samples-3.png")), "two seeds, one picture");
+    // restore into one --out twice: both kept
+    let out = dir.as_ref().join("restored");
+    let o = out.to_str().unwrap();
+    elbo(&["restore", "--model", r, "--n", "4", "--steps", "5", "--out", o]);
+    elbo(&["restore", "--model", r, "--n", "4", "--steps", "5", "--mask-kind", "half", "--out", o]);
+    assert!(out.join("restore.png").exists() && out.join("restore-2.png").exists());
+    // one number frees both of embed's files
+    elbo(&["embed", "--model", r, "--out", o]);
+    elbo(&["embed", "--model", r, "--out", o]);
+    for f in ["embedding.csv", "embedding.png", "embedding-2.csv", "embedding-2.png"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // --overwrite replaces the file of the name itself
+    elbo(&["sample", "--model", r, "--n", "16", "--seed", "4", "--overwrite"]);
+    assert_ne!(bytes(&run.join("samples.png")), trained, "--overwrite kept the old file");
+    assert!(!run.join("samples-4.png").exists());
+}
