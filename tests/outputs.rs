@@ -61,3 +61,18 @@ fn inference_outputs_take_free_names_unless_overwrite() {
     assert_ne!(bytes(&run.join("samples.png")), trained, "--overwrite kept the old file");
     assert!(!run.join("samples-4.png").exists());
 }
+
+#[test]
+fn a_small_batch_still_draws_64_samples_and_an_autoencoder_warns() {
+    let dir = Scratch::new("outputs_small_batch");
+    let run = dir.as_ref().join("run");
+    let r = run.to_str().unwrap();
+    let args = ["train", "--epochs", "1", "--train-limit", "64", "--test-limit", "8", "--batch-size", "8"];
+    let o = elbo(&[&args[..], &["--hidden", "16", "--latent-dim", "2", "--model-kind", "ae", "--out", r]].concat());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("autoencoder's samples.png"), "{o:?}");
+    // 8 rows of 8 tiles: as tall as it is wide
+    let (w, h) = image::image_dimensions(run.join("samples.png")).unwrap();
+    assert_eq!(w, h, "samples.png is {w}x{h}: not 64 tiles in 8 rows");
+    let o = elbo(&["sample", "--model", r, "--n", "4"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("plain autoencoder"), "{o:?}");
+}

@@ -209,8 +209,19 @@ pub struct EvalArgs {
     json: Option<PathBuf>,
 }
 
+/// An autoencoder was never fitted to N(0, I): what the prior's draws decode to says
+/// little about it. Said on stderr by the commands that draw from the prior.
+fn prior_warning(s: &elbo::infer::OpenModel) {
+    if s.model.config.kind == elbo::model::ModelKind::Ae {
+        eprintln!(
+            "warning: this model is a plain autoencoder (--model-kind ae): nothing drew its codes toward N(0, I), so decoding draws from it may not give images like the data; a VAE's prior is part of its objective"
+        );
+    }
+}
+
 pub fn sample(a: SampleArgs) -> Result<()> {
     let s = a.common.open()?;
+    prior_warning(&s);
     let path = elbo::infer::sample(&s, a.n, a.temperature, a.common.seed)?;
     println!("wrote {}", path.display());
     Ok(())
@@ -225,6 +236,7 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
 
 pub fn manifold(a: ManifoldArgs) -> Result<()> {
     let s = a.common.open()?;
+    prior_warning(&s);
     let path = elbo::infer::manifold(&s, a.grid.max(2), (a.dims[0], a.dims[1]))?;
     println!("wrote {}", path.display());
     Ok(())
@@ -245,7 +257,12 @@ pub fn traverse(a: TraverseArgs) -> Result<()> {
 pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     let s = a.common.open()?;
     let path = elbo::infer::interpolate(&s, a.from, a.to, a.steps.max(2))?;
-    println!("wrote {}", path.display());
+    println!(
+        "wrote {} (first and last columns: test images {} and {} as they are; between them, the decoded path between their posterior means)",
+        path.display(),
+        a.from,
+        a.to
+    );
     Ok(())
 }
 

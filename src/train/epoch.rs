@@ -266,8 +266,11 @@ impl Run<'_, '_> {
     fn save_pictures(&mut self) -> Result<()> {
         let c = &self.config;
         let d = c.pixels();
-        let most = self.trainer.rows() * c.latent;
-        let drawn = self.trainer.decode(&self.prior[..self.prior.len().min(most)])?;
+        // all 64, in as many calls as the batch's rows take
+        let mut drawn = Vec::with_capacity(self.prior.len() / c.latent * d);
+        for z in self.prior.chunks(self.trainer.rows() * c.latent) {
+            drawn.extend(self.trainer.decode(z)?);
+        }
         let tiles: Vec<&[f32]> = drawn.chunks(d).collect();
         save_grid(&self.out.join("samples.png"), &tiles, &Grid::of(c, 8))?;
         let (x, recon) = self.trainer.reconstruct_first_batch()?;

@@ -157,6 +157,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     if let Some(line) = preset_line {
         say(line);
     }
+    if config.kind == ModelKind::Ae && !quiet {
+        eprintln!("note: an autoencoder's samples.png decodes draws from N(0, I), which nothing fits its codes to: expect them to look less like the data than a VAE's");
+    }
     say(format!("adapter: {}", gpu.adapter_line()));
     if opts.batch_size > dims.len && !opts.quiet {
         eprintln!(
