@@ -123,3 +123,32 @@ fn run_folders_are_named_by_their_utc_start() {
         }
     }
 }
+
+#[test]
+fn backends_that_cannot_run_the_kernels_say_why() {
+    let dir = Scratch::new("limits_backends");
+    let out = dir.as_ref().join("run");
+    let (other, other_says) = if cfg!(target_os = "linux") {
+        (vec![("dx12", "DirectX 12 exists only on Windows"), ("metal", "Metal exists only on Apple's systems")], true)
+    } else {
+        (Vec::new(), false)
+    };
+    assert!(other_says || !cfg!(target_os = "linux"));
+    for (backend, says) in [("gl", "do not compile for OpenGL")].into_iter().chain(other) {
+        let o = elbo(&[
+            "train",
+            "--backend",
+            backend,
+            "--epochs",
+            "1",
+            "--train-limit",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        refused(&format!("--backend {backend}"), &o, says);
+        let lines = String::from_utf8_lossy(&o.stderr).lines().count();
+        assert!(lines <= 3, "--backend {backend}: {lines} lines of errors");
+        assert!(!out.exists());
+    }
+}

@@ -36,10 +36,32 @@ pub struct Gpu {
 
 impl Gpu {
     pub fn new(choice: &AdapterChoice) -> Result<Gpu> {
+        let platform = std::env::consts::OS;
+        match choice.backend {
+            Backend::Dx12 if platform != "windows" => {
+                bail!("--backend dx12: DirectX 12 exists only on Windows, and this is {platform}; use --backend vulkan (or leave --backend out)")
+            }
+            Backend::Metal if platform != "macos" && platform != "ios" => {
+                bail!("--backend metal: Metal exists only on Apple's systems, and this is {platform}; use --backend vulkan (or leave --backend out)")
+            }
+            _ => {}
+        }
         let adapters = list_adapters(choice.backend);
         if adapters.is_empty() {
             bail!("{NO_ADAPTER_HINT}");
         }
+        // OpenGL (wgpu's fallback where no other backend has an adapter): its shading
+        // language cannot take a storage texture as a function's argument, which the kernels'
+        // helpers do, so no kernel compiles there
+        let adapters: Vec<_> = match adapters.iter().any(|a| a.get_info().backend != wgpu::Backend::Gl) {
+            true => adapters.into_iter().filter(|a| a.get_info().backend != wgpu::Backend::Gl).collect(),
+            false => {
+                let name = adapters[0].get_info().name;
+                bail!(
+                    "the only adapter here is OpenGL's ({name}), and elbo's kernels do not compile for OpenGL (its shading language cannot pass storage textures to functions, as they do); use Vulkan, Metal or DirectX 12 (on Linux without a GPU, Mesa's software Vulkan driver: `sudo apt-get install mesa-vulkan-drivers`)"
+                )
+            }
+        };
         let adapter = match &choice.name {
             None => adapters.into_iter().next().unwrap(),
             Some(want) => {
