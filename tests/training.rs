@@ -370,7 +370,9 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
         conv_channels: vec![4, 8],
         latent_dim: 3,
         batch_size: 8,
-        epochs: 2,
+        // long enough, and fast enough, for the reconstructions to leave the grey they start at
+        epochs: 40,
+        lr: 1e-2,
         test_fraction: 0.2,
         out: Some(out.clone()),
         quiet: true,
@@ -384,6 +386,31 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
     assert_eq!((model.config.width, model.config.height, model.config.channels), (20, 12, 3));
     let samples = image::open(out.join("samples.png")).unwrap();
     assert_eq!(samples.color(), image::ColorType::Rgb8, "RGB data gives colour grids");
+    // reconstructions.png: 8 test pictures above their reconstructions (20x12 tiles, each
+    // pixel drawn 5x5, a border of 5). The pictures share their red and green gradients
+    // and differ in their blue level: each reconstruction must be near its own picture,
+    // nearer than to the other pictures and than a mid-grey picture
+    let grid = image::open(out.join("reconstructions.png")).unwrap().into_rgb8();
+    let tile = |row: u32, col: u32| -> Vec<f32> {
+        let (ox, oy) = (col * 21 * 5 + 5, row * 13 * 5 + 5);
+        (0..12 * 20)
+            .flat_map(|p| grid.get_pixel(ox + (p % 20) * 5, oy + (p / 20) * 5).0)
+            .map(|v| v as f32 / 255.0)
+            .collect()
+    };
+    let mse =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let (originals, recons): (Vec<_>, Vec<_>) = (0..8).map(|c| (tile(0, c), tile(1, c))).unzip();
+    let own = (0..8).map(|i| mse(&recons[i], &originals[i])).sum::<f64>() / 8.0;
+    let other = (0..8)
+        .flat_map(|i| (0..8).filter(move |&j| j != i).map(move |j| (i, j)))
+        .map(|(i, j)| mse(&recons[i], &originals[j]))
+        .sum::<f64>()
+        / 56.0;
+    let grey = (0..8).map(|i| mse(&[0.5; 240 * 3], &originals[i])).sum::<f64>() / 8.0;
+    let evidence = format!("reconstructions' mean squared error to their own pictures {own:.4}, to the others {other:.4}; a grey picture's {grey:.4}");
+    eprintln!("rgb folder: {evidence}");
+    assert!(own < 0.25 * grey && own < 0.5 * other, "{evidence}");
 }
 
 #[test]
