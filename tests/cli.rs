@@ -462,3 +462,36 @@ fn sigterm_saves_a_checkpoint_and_stops() {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// The CI script (.ci/run): its Vulkan check finds the loader even where `ldconfig -p`
+/// prints more than a pipe holds and names it first (a `| grep -q` under pipefail
+/// then reports no loader), it checks that a Vulkan adapter enumerates before the
+/// tests, and it ends with the README's test command.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_ci_script_finds_a_loader_in_a_long_listing_and_runs_the_readmes_tests() {
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    let start = script.find("have_vulkan() {").expect(".ci/run defines have_vulkan");
+    let body = &script[start..start + script[start..].find("\n}\n").expect("have_vulkan's closing brace") + 3];
+    // a listing of a megabyte whose first line names the loader
+    let fake = "ldconfig() { echo '\tlibvulkan.so.1 (libc6,x86-64) => /usr/lib/libvulkan.so.1'; head -c 1000000 /dev/zero | tr '\\0' x; echo; }";
+    let test = format!("set -euo pipefail\n{fake}\n{body}\nif have_vulkan; then echo found; else echo missing; fi\n");
+    let out = Command::new("bash").args(["-c", &test]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // the manifests the function also looks for, as they are on this machine
+    let manifest = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"].iter().any(|d| {
+        std::fs::read_dir(d)
+            .is_ok_and(|mut es| es.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))))
+    });
+    let want = if manifest { "found" } else { "missing" };
+    assert_eq!(
+        said,
+        want,
+        "have_vulkan with the loader first in a 1 MB listing (manifest present: {manifest}); stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let devices = script.find("devices --backend vulkan").expect(".ci/run checks that a Vulkan adapter enumerates");
+    let last = script.trim_end().lines().last().unwrap();
+    assert_eq!(last, "cargo test --release", "the README's test command ends .ci/run");
+    assert!(devices < script.rfind(last).unwrap(), "the adapter check comes before the tests");
+}

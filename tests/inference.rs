@@ -30,6 +30,34 @@ fn trained() -> &'static PathBuf {
     })
 }
 
+/// A model good enough for its pictures to mean something (latent 10, 3 epochs on
+/// 10,000 images), once per test binary, as `trained` keeps its.
+fn well_trained() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("elbo-inference-model-10d");
+        let _ = std::fs::remove_dir_all(&out);
+        let opts = elbo::train::TrainOptions {
+            out: Some(out.clone()),
+            epochs: 3,
+            hidden: Some(elbo::train::Widths(vec![200])),
+            latent_dim: 10,
+            train_limit: Some(10_000),
+            test_limit: Some(500),
+            quiet: true,
+            ..Default::default()
+        };
+        elbo::train::train(&opts).unwrap();
+        out
+    })
+}
+
+/// The well-trained model opened, its outputs into its folder's `out`.
+fn well_trained_session(out: &str) -> OpenModel {
+    let model = well_trained().clone();
+    OpenModel::open(&UseOptions { out: Some(model.join(out)), model, ..use_options() }).unwrap()
+}
+
 fn use_options() -> UseOptions {
     UseOptions {
         model: trained().clone(),
@@ -126,11 +154,142 @@ fn embed_writes_every_mean_with_its_label() {
         assert!(f[2].parse::<f32>().unwrap().is_finite());
     }
     assert_eq!(png_size(&png), (640, 640));
-    // the means match a direct encoding
-    let mut t = s.net(64, 1).unwrap();
-    let (mu, _) = s.encode(&mut t, 3).unwrap();
-    let first: Vec<f32> = lines[1].split(',').skip(2).map(|v| v.parse().unwrap()).collect();
-    assert_close("first embedding", &first, &mu[..2], 1e-6, 1e-6);
+    // every mean is the encoder's, computed here on the CPU from the weights in
+    // model.safetensors (not through the opened model's encode, which embed calls) for
+    // the image its line names
+    let model = elbo::model::Model::load(&trained().join("model.safetensors")).unwrap();
+    let (n, lat) = (lines.len() - 1, model.config.latent);
+    let m = n.next_multiple_of(4);
+    let index: Vec<usize> = lines[1..].iter().map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(index, (0..n).collect::<Vec<_>>(), "the index column counts the test images");
+    let x: Vec<f32> = (0..m)
+        .flat_map(|i| (0..784).map(move |j| (i, j)))
+        .map(|(i, j)| if i < n { s.test.image(i)[j] as f32 / 255.0 } else { 0.0 })
+        .collect();
+    let mut h = x;
+    for l in &model.layout.encoder {
+        h = elbo::reference::layer_forward(&model, l, &h, m);
+    }
+    let mulv = elbo::reference::layer_forward(&model, &model.layout.heads, &h, m);
+    let want: Vec<f32> = (0..n).flat_map(|r| mulv[r * 2 * lat..r * 2 * lat + lat].to_vec()).collect();
+    let got: Vec<f32> =
+        lines[1..].iter().flat_map(|l| l.split(',').skip(2).map(|v| v.parse::<f32>().unwrap())).collect();
+    assert_close("embedding.csv against the CPU encoder's means", &got, &want, 1e-4, 1e-4);
+}
+
+/// The tiles of a one-channel grid PNG of 28x28 images `cols` a row (`plot::save_grid`:
+/// each pixel drawn scale x scale, a border of scale pixels), row by row, in [0, 1].
+fn grid_tiles(path: &std::path::Path, cols: usize) -> Vec<Vec<f32>> {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_luma8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let scale = w / (cols * 29 + 1);
+    assert_eq!(w, cols * 29 * scale + scale, "{}: not a grid of {cols} columns of 28x28 images", path.display());
+    let rows = (h - scale) / (29 * scale);
+    let mut tiles = Vec::new();
+    for r in 0..rows {
+        for c in 0..cols {
+            let (ox, oy) = (c * 29 * scale + scale, r * 29 * scale + scale);
+            tiles.push(
+                (0..784)
+                    .map(|p| {
+                        img.get_pixel((ox + (p % 28) * scale) as u32, (oy + (p / 28) * scale) as u32)[0] as f32 / 255.0
+                    })
+                    .collect(),
+            );
+        }
+    }
+    tiles
+}
+
+/// Mean squared difference of two images.
+fn mse(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64
+}
+
+/// The mean of `f` over the pairs (i, j) of 0..n with `keep(i, j)`.
+fn mean_over(n: usize, keep: impl Fn(usize, usize) -> bool, f: impl Fn(usize, usize) -> f64) -> f64 {
+    let pairs: Vec<(usize, usize)> =
+        (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| keep(i, j)).collect();
+    pairs.iter().map(|&(i, j)| f(i, j)).sum::<f64>() / pairs.len() as f64
+}
+
+#[test]
+fn reconstructions_are_close_to_their_own_inputs() {
+    let s = well_trained_session("reconstruct-meaning");
+    let n = 16;
+    let tiles = grid_tiles(&inf::reconstruct(&s, n).unwrap(), 8);
+    // rows of 8: originals, reconstructions from the mean, from a sample of z
+    let cell = |kind: usize, i: usize| &tiles[(i / 8) * 24 + kind * 8 + i % 8];
+    let originals: Vec<Vec<f32>> =
+        (0..n).map(|i| s.test.image(i).iter().map(|&b| b as f32 / 255.0).collect()).collect();
+    for (i, o) in originals.iter().enumerate() {
+        assert_close(&format!("original {i} in the grid"), cell(0, i), o, 0.5 / 255.0 + 1e-6, 0.0);
+    }
+    let own = |kind| mean_over(n, |i, j| i == j, |i, _| mse(cell(kind, i), &originals[i]));
+    let other = |kind| mean_over(n, |i, j| i != j, |i, j| mse(cell(kind, i), &originals[j]));
+    // a black image's error: the bound that any reconstruction worth the name beats
+    let black = mean_over(n, |i, j| i == j, |i, _| mse(&[0.0; 784], &originals[i]));
+    let evidence = format!(
+        "mean squared error to its own input: from the mean {:.4}, from a sample {:.4}; to the other inputs: {:.4}, {:.4}; a black image's {black:.4}",
+        own(1),
+        own(2),
+        other(1),
+        other(2)
+    );
+    eprintln!("reconstructions: {evidence}");
+    for kind in [1, 2] {
+        assert!(own(kind) < 0.6 * other(kind), "a reconstruction is no closer to its input than to others: {evidence}");
+        assert!(own(kind) < 0.5 * black, "reconstructions no better than black images: {evidence}");
+    }
+}
+
+#[test]
+fn samples_look_more_like_digits_than_noise_does() {
+    let s = well_trained_session("sample-meaning");
+    let samples = grid_tiles(&inf::sample(&s, 16, 1.0, 3).unwrap(), 8);
+    let digits: Vec<Vec<f32>> = (0..300).map(|i| s.test.image(i).iter().map(|&b| b as f32 / 255.0).collect()).collect();
+    let nearest = |img: &[f32]| digits.iter().map(|d| mse(img, d)).fold(f64::INFINITY, f64::min);
+    let mean_nearest = |imgs: &[Vec<f32>]| imgs.iter().map(|i| nearest(i)).sum::<f64>() / imgs.len() as f64;
+    let noise: Vec<Vec<f32>> =
+        (0..16u32).map(|k| (0..784u32).map(|p| elbo::rng::rand_uniform(11, k, 0, p)).collect()).collect();
+    let grey = vec![vec![0.5f32; 784]];
+    let (to_samples, to_noise, to_grey) = (mean_nearest(&samples), mean_nearest(&noise), mean_nearest(&grey));
+    // and the samples are not one picture 16 times
+    let spread = mean_over(16, |i, j| i != j, |i, j| mse(&samples[i], &samples[j]));
+    let evidence = format!(
+        "mean squared error to the nearest of 300 test digits: samples {to_samples:.4}, uniform noise {to_noise:.4}, grey {to_grey:.4}; between samples {spread:.4}"
+    );
+    eprintln!("samples: {evidence}");
+    assert!(to_samples < 0.5 * to_noise && to_samples < to_grey, "{evidence}");
+    assert!(spread > 0.1 * to_samples, "the samples barely differ: {evidence}");
+}
+
+#[test]
+fn neighbouring_manifold_tiles_are_closer_than_distant_ones() {
+    // over the two latent dimensions that carry the most KL (the others hardly move the
+    // decoder), along each axis of the grid: neighbours against the two ends of a row or column
+    let s = well_trained_session("manifold-meaning");
+    let mut t = s.net(128, 1).unwrap();
+    let (kl, by_kl) = inf::kl_per_dimension(&s, &mut t, 200).unwrap();
+    let g = 7;
+    let tiles = grid_tiles(&inf::manifold(&s, g, (by_kl[0], by_kl[1])).unwrap(), g);
+    assert_eq!(tiles.len(), g * g);
+    // (row, column) of tile i
+    let at = |i: usize| (i / g, i % g);
+    let pair = |i: usize, j: usize| mse(&tiles[i], &tiles[j]);
+    let mut evidence = format!("dimensions {} and {} (KL {kl:?}):", by_kl[0], by_kl[1]);
+    let mut pass = true;
+    for (axis, by_row) in [("row", true), ("column", false)] {
+        // (position along the axis, position across it)
+        let pos = |i: usize| if by_row { (at(i).1, at(i).0) } else { at(i) };
+        let apart = |i: usize, j: usize, d: usize| pos(i).1 == pos(j).1 && pos(i).0.abs_diff(pos(j).0) == d;
+        let near = mean_over(g * g, |i, j| apart(i, j, 1), pair);
+        let far = mean_over(g * g, |i, j| apart(i, j, g - 1), pair);
+        evidence += &format!(" along a {axis}, neighbours {near:.4} and the two ends {far:.4} apart;");
+        pass &= near < 0.5 * far;
+    }
+    eprintln!("manifold: {evidence}");
+    assert!(pass, "mean squared difference of tiles: {evidence}");
 }
 
 #[test]
@@ -252,26 +411,37 @@ fn map_gradient_matches_the_reference_decoder() {
 
 #[test]
 fn map_restoration_beats_the_encoder_and_the_mean_image() {
-    // a model good enough for the comparison to mean something: latent 10, 3 epochs on 10,000 images
-    let dir = Scratch::new("restore");
-    let opts = elbo::train::TrainOptions {
-        out: Some(dir.to_path_buf()),
-        epochs: 3,
-        hidden: Some(elbo::train::Widths(vec![200])),
-        latent_dim: 10,
-        train_limit: Some(10_000),
-        test_limit: Some(500),
-        quiet: true,
-        ..Default::default()
-    };
-    elbo::train::train(&opts).unwrap();
-    let s = OpenModel::open(&UseOptions { model: dir.to_path_buf(), out: Some(dir.join("restore")), ..use_options() })
-        .unwrap();
+    // a model good enough for the comparison to mean something
+    let s = well_trained_session("restore");
     let r = inf::restore(&s, 16, &inf::Corruption::Half, 150, 0.05, 1).unwrap();
     assert_eq!(r.values, 16 * 392, "the bottom half of 16 images is unknown");
     assert!(r.mse_restored < r.mse_encoder, "MAP {} not below encoder-only {}", r.mse_restored, r.mse_encoder);
     assert!(r.mse_restored < r.mse_mean_image, "MAP {} not below the mean image {}", r.mse_restored, r.mse_mean_image);
     assert_eq!(png_size(&r.path), (8 * 116 + 4, 8 * 116 + 4));
+    // the picture: per image, original, damaged (unknown grey), encoder only, restored;
+    // the restored bottom halves are nearer the originals' than the damaged ones and
+    // than the encoder's reconstructions of the damaged images
+    let tiles = grid_tiles(&r.path, 8);
+    let bottom = |v: &[f32]| v[392..].to_vec();
+    let (mut restored, mut damaged, mut encoder) = (0f64, 0f64, 0f64);
+    for i in 0..16 {
+        let [orig, shown, enc, rest] = [0, 1, 2, 3].map(|k| &tiles[4 * i + k]);
+        assert_close(
+            &format!("image {i}: the damaged half shown grey"),
+            &bottom(shown),
+            &[128.0 / 255.0; 392],
+            1e-6,
+            0.0,
+        );
+        restored += mse(&bottom(rest), &bottom(orig)) / 16.0;
+        damaged += mse(&bottom(shown), &bottom(orig)) / 16.0;
+        encoder += mse(&bottom(enc), &bottom(orig)) / 16.0;
+    }
+    let evidence = format!(
+        "unknown half's mean squared error in restore.png: restored {restored:.4}, damaged {damaged:.4}, encoder only {encoder:.4}"
+    );
+    eprintln!("restore: {evidence}");
+    assert!(restored < 0.5 * damaged && restored < encoder, "{evidence}");
     assert!("random:0.3".parse::<inf::Corruption>().is_ok() && "random:2".parse::<inf::Corruption>().is_err());
     // noise: scored under the noise that made it, the restored images are nearer the clean
     // digits than the noisy input and the encoder's reconstruction of it

@@ -43,7 +43,7 @@ fn train_step_gradient_matches_reference_model() {
             let samples = hyper.samples;
             let free_bits = hyper.free_bits;
             let hyper = Hyper { fuse_adam, ..hyper.clone() };
-            let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
+            let mut t = Trainer::new(g, model.clone(), hyper.clone(), batch, &train, &test).unwrap();
             assert_eq!(t.adam_fused(), fuse_adam && fusing && all_dense, "{name}: fused Adam");
             // on lavapipe the one-channel Bernoulli decoder's loss reads its taps image
             // (elbo_forward_backward_taps), which this comparison then covers
@@ -72,7 +72,10 @@ fn train_step_gradient_matches_reference_model() {
             let lay = config.loss_layout();
             // the first batch, and the last of the epoch: 5 live images out of 10
             for (i, b) in [0usize, 2].into_iter().enumerate() {
-                let st = t.step_values(if b == 2 { 5 } else { 10 }, b * batch, b, 1.0);
+                // the i-th step's random streams; its KL weight, row count and noise from
+                // the settings, not from the trainer's step_values
+                let images = if b == 2 { 5 } else { 10 };
+                let st = step_for(&config, hyper.seed, i as u32, images, samples, b * batch, hyper.beta);
                 let before = Model { params: t.model().unwrap().params.clone(), ..model.clone() };
                 t.train_step(b).unwrap();
                 t.wait().unwrap();
@@ -133,7 +136,7 @@ fn a_batch_too_large_for_one_reduce_workgroup_takes_the_separate_kernels() {
     );
     let order: Vec<u32> = (0..len as u32).rev().collect();
     t.set_order(&order).unwrap();
-    let st = t.step_values(batch, 0, 0, 1.0);
+    let st = step_for(&config, 9, 0, batch, 1, 0, 0.8);
     t.train_step(0).unwrap();
     t.wait().unwrap();
     let lay = config.loss_layout();
@@ -151,6 +154,7 @@ fn evaluation_matches_reference_model() {
         let model = Model::init(&config, 4);
         let batch = 8;
         let samples = hyper.samples;
+        let (seed, beta) = (hyper.seed, hyper.beta);
         let mut t = Trainer::new(g, model.clone(), hyper, batch, &train, &test).unwrap();
         let got = t.evaluate().unwrap();
         // the same batches through the reference, with the same random-stream counters
@@ -160,8 +164,7 @@ fn evaluation_matches_reference_model() {
         let m = (batch * samples).next_multiple_of(4);
         for b in 0..test.len.div_ceil(batch) {
             let images = batch.min(test.len - b * batch);
-            let mut st = t.step_values(images, b * batch, b, 1.0);
-            st.counter = b as u32;
+            let st = step_for(&config, seed, b as u32, images, samples, b * batch, beta);
             let x =
                 r::gather_batch(&test.pixels, &order, m, lay.pixels, config.channels, lay.x_cp, false, samples, &st);
             let mut h = x.clone();
@@ -367,7 +370,9 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
         conv_channels: vec![4, 8],
         latent_dim: 3,
         batch_size: 8,
-        epochs: 2,
+        // long enough, and fast enough, for the reconstructions to leave the grey they start at
+        epochs: 40,
+        lr: 1e-2,
         test_fraction: 0.2,
         out: Some(out.clone()),
         quiet: true,
@@ -381,6 +386,31 @@ fn a_folder_of_rgb_images_trains_with_the_convolutional_gaussian_model() {
     assert_eq!((model.config.width, model.config.height, model.config.channels), (20, 12, 3));
     let samples = image::open(out.join("samples.png")).unwrap();
     assert_eq!(samples.color(), image::ColorType::Rgb8, "RGB data gives colour grids");
+    // reconstructions.png: 8 test pictures above their reconstructions (20x12 tiles, each
+    // pixel drawn 5x5, a border of 5). The pictures share their red and green gradients
+    // and differ in their blue level: each reconstruction must be near its own picture,
+    // nearer than to the other pictures and than a mid-grey picture
+    let grid = image::open(out.join("reconstructions.png")).unwrap().into_rgb8();
+    let tile = |row: u32, col: u32| -> Vec<f32> {
+        let (ox, oy) = (col * 21 * 5 + 5, row * 13 * 5 + 5);
+        (0..12 * 20)
+            .flat_map(|p| grid.get_pixel(ox + (p % 20) * 5, oy + (p / 20) * 5).0)
+            .map(|v| v as f32 / 255.0)
+            .collect()
+    };
+    let mse =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let (originals, recons): (Vec<_>, Vec<_>) = (0..8).map(|c| (tile(0, c), tile(1, c))).unzip();
+    let own = (0..8).map(|i| mse(&recons[i], &originals[i])).sum::<f64>() / 8.0;
+    let other = (0..8)
+        .flat_map(|i| (0..8).filter(move |&j| j != i).map(move |j| (i, j)))
+        .map(|(i, j)| mse(&recons[i], &originals[j]))
+        .sum::<f64>()
+        / 56.0;
+    let grey = (0..8).map(|i| mse(&[0.5; 240 * 3], &originals[i])).sum::<f64>() / 8.0;
+    let evidence = format!("reconstructions' mean squared error to their own pictures {own:.4}, to the others {other:.4}; a grey picture's {grey:.4}");
+    eprintln!("rgb folder: {evidence}");
+    assert!(own < 0.25 * grey && own < 0.5 * other, "{evidence}");
 }
 
 #[test]
@@ -446,7 +476,7 @@ fn adam_is_fused_and_keeps_its_moments_where_they_pay() {
 }
 
 /// The Adam ε a run asks for (`--adam-eps`, Hyper::adam_eps) is the one its update uses,
-/// fused into the weight gradients or not: one step's parameters against the reference
+/// fused into the weight gradients or not: one step's parameters against the textbook
 /// update with that ε, and far from the update with PyTorch's 1e-8 (which the small
 /// gradients of a first step tell apart).
 #[test]
@@ -457,11 +487,11 @@ fn adams_epsilon_is_the_one_asked_for() {
     let (train, test) = data_for(&config);
     let model = Model::init(&config, 3);
     let mut unfused = None;
+    let lr = hyper.lr as f64;
     for fuse_adam in [false, true] {
         let hyper = Hyper { fuse_adam, adam_eps: eps, ..hyper.clone() };
         let mut t = Trainer::new(g, model.clone(), hyper, 10, &train, &test).unwrap();
         t.set_order(&(0..25).collect::<Vec<u32>>()).unwrap();
-        let st = t.step_values(10, 0, 0, 1.0);
         t.train_step(0).unwrap();
         t.wait().unwrap();
         let got = t.model().unwrap().params.clone();
@@ -471,7 +501,7 @@ fn adams_epsilon_is_the_one_asked_for() {
                 let update = |eps: f32| {
                     let mut p = model.params.clone();
                     let (mut m1, mut m2) = (vec![0.0; p.len()], vec![0.0; p.len()]);
-                    r::adam_update(&mut p, &grads, &mut m1, &mut m2, 0.9, 0.999, eps, &st);
+                    textbook_adam(&mut p, &grads, &mut m1, &mut m2, 1, lr, eps as f64);
                     p
                 };
                 assert_close("parameters after one step, adam eps 1e-4", &got, &update(eps), 1e-7, 1e-5);
@@ -481,5 +511,121 @@ fn adams_epsilon_is_the_one_asked_for() {
             }
             Some(want) => assert_close("parameters after one step, fused Adam, eps 1e-4", &got, want, 1e-7, 1e-5),
         }
+    }
+}
+
+/// Adam as Kingma and Ba write it (Algorithm 1), in f64, with the β1 = 0.9 and
+/// β2 = 0.999 the README promises (PyTorch's defaults): step `t` (from 1) at learning
+/// rate `lr`, both bias corrections applied to the moments themselves.
+fn textbook_adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], t: i32, lr: f64, eps: f64) {
+    let (beta1, beta2) = (0.9f64, 0.999f64);
+    for i in 0..p.len() {
+        let gi = g[i] as f64;
+        let mi = beta1 * m[i] as f64 + (1.0 - beta1) * gi;
+        let vi = beta2 * v[i] as f64 + (1.0 - beta2) * gi * gi;
+        let m_hat = mi / (1.0 - beta1.powi(t));
+        let v_hat = vi / (1.0 - beta2.powi(t));
+        p[i] = (p[i] as f64 - lr * m_hat / (v_hat.sqrt() + eps)) as f32;
+        (m[i], v[i]) = (mi as f32, vi as f32);
+    }
+}
+
+/// The per-step uniform a training or evaluation batch of `images` images must have,
+/// built from the run's settings alone (not from the trainer's `step_values`): the
+/// gradient is the batch average over images x samples rows, an autoencoder decodes
+/// the posterior mean and has no KL term. The Adam terms are left at zero: the
+/// references that take a `Step` do not read them.
+fn step_for(
+    config: &VaeConfig,
+    seed: u32,
+    counter: u32,
+    images: usize,
+    samples: usize,
+    start: usize,
+    beta: f32,
+) -> elbo::kernels::Step {
+    let ae = config.kind == elbo::model::ModelKind::Ae;
+    let rows = images * samples;
+    elbo::kernels::Step {
+        seed,
+        counter,
+        rows: rows as u32,
+        batch_start: start as u32,
+        slot: 0,
+        inv_rows: 1.0 / rows as f32,
+        noise: if ae { 0.0 } else { 1.0 },
+        beta: if ae { 0.0 } else { beta },
+        lr_t: 0.0,
+        bc2_sqrt: 0.0,
+        pad0: 0,
+        pad1: 0,
+    }
+}
+
+/// Two epochs of `elbo train` (a KL warm-up over 1.5 epochs, the learning rate halved
+/// after the first) against a CPU run of the same steps: the reference model's
+/// gradients, the KL weight of the warm-up's linear ramp, the learning rate of each
+/// epoch and Adam from its paper, all computed here from the options. The parameters
+/// and both moments must match the checkpoints after the first epoch and after the
+/// second (three steps each, the last of 4 images).
+#[test]
+fn training_follows_textbook_adam_across_an_epoch_boundary_and_a_learning_rate_change() {
+    let dir = Scratch::new("textbook-adam");
+    let (lr, decay, eps, beta, warmup, seed, batch) = (3e-3f32, 0.5f64, 1e-4f32, 0.8f32, 1.5f64, 5u64, 10usize);
+    let opts = |epochs: usize, out: &str| elbo::train::TrainOptions {
+        out: Some(dir.join(out)),
+        epochs,
+        hidden: Some(elbo::train::Widths(vec![16])),
+        latent_dim: 3,
+        batch_size: batch,
+        train_limit: Some(24),
+        test_limit: Some(8),
+        lr,
+        lr_decay: decay,
+        adam_eps: eps,
+        beta,
+        kl_warmup: warmup,
+        seed,
+        quiet: true,
+        ..Default::default()
+    };
+    elbo::train::train(&opts(1, "one")).unwrap();
+    elbo::train::train(&opts(2, "two")).unwrap();
+    let ckpt =
+        |out: &str| elbo::train::checkpoint::Checkpoint::load(&dir.join(out).join("checkpoint.safetensors")).unwrap();
+    let (after1, after2) = (ckpt("one"), ckpt("two"));
+
+    let config = VaeConfig::mlp(28, 28, 16, 3);
+    let (train, _) = mnist_subset(24, 8);
+    let lay = config.loss_layout();
+    let mut model = Model::init(&config, seed);
+    let n = model.params.len();
+    let (mut m1, mut m2) = (vec![0f32; n], vec![0f32; n]);
+    let steps = train.len.div_ceil(batch);
+    let mut t = 0;
+    for (epoch, got) in [(1usize, &after1), (2, &after2)] {
+        // the random streams go on from where the run left them (evaluation draws too)
+        let counter0 = if epoch == 1 { 0 } else { after1.state.counter };
+        let order = elbo::train::epoch_order(seed, epoch, train.len);
+        // ExponentialLR: lr decayed once after every epoch
+        let lr_e = lr as f64 * decay.powi(epoch as i32 - 1);
+        for b in 0..steps {
+            t += 1;
+            // the KL weight rises linearly over `warmup` epochs of steps, then stays at beta
+            let kl_weight = beta as f64 * (t as f64 / (warmup * steps as f64)).min(1.0);
+            let images = batch.min(train.len - b * batch);
+            let st = step_for(&config, seed as u32, counter0 + b as u32, images, 1, b * batch, kl_weight as f32);
+            let m = batch.next_multiple_of(4);
+            let x = r::gather_batch(&train.pixels, &order, m, lay.pixels, 1, lay.x_cp, false, 1, &st);
+            let (_, grads, _) = r::vae_loss_and_grads(&model, &x, m, 0.0, &st);
+            textbook_adam(&mut model.params, &grads, &mut m1, &mut m2, t, lr_e, eps as f64);
+        }
+        let what = format!("after epoch {epoch} ({t} steps, lr {lr_e:.2e})");
+        let s = &got.state;
+        assert_eq!(s.steps_done, t as u32, "{what}: Adam steps in the checkpoint");
+        assert_close(&format!("{what}: parameters"), &s.params, &model.params, 2e-3 * lr, 1e-4);
+        let scale = |v: &[f32]| v.iter().fold(0f32, |a, x| a.max(x.abs()));
+        assert_close(&format!("{what}: first moment"), &s.moment1, &m1, 1e-4 * scale(&m1), 1e-3);
+        assert_close(&format!("{what}: second moment"), &s.moment2, &m2, 1e-4 * scale(&m2), 1e-3);
     }
 }
