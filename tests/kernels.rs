@@ -35,35 +35,45 @@ fn step(rows: u32) -> Step {
 
 use Bind::{Buffer as B, Texture as T};
 
-/// Set to 1 to let the tests of the subgroup kernels pass without running them on an
-/// adapter that has none of them (a GPU whose subgroups are not 8 or 16 lanes, which
-/// never runs them). Lavapipe, which CI uses, must always have them.
+/// Set to 1 to let the tests of the subgroup kernels pass without running them on a CPU
+/// adapter other than lavapipe that has none of them. Lavapipe, which CI uses, must always
+/// have them.
 const ALLOW_NO_SUBGROUPS: &str = "ELBO_ALLOW_NO_SUBGROUPS";
 
-/// Whether a test of the subgroup kernels runs: Ok(true) where the adapter has them,
-/// Ok(false) (skipped) only where it lacks them, is not lavapipe and the user set
-/// ALLOW_NO_SUBGROUPS=1; otherwise the error to fail with.
-fn subgroup_rule(has_kernels: bool, is_llvmpipe: bool, allow: Option<&str>, adapter: &str) -> Result<bool, String> {
-    match (has_kernels, is_llvmpipe, allow) {
-        (true, _, _) => Ok(true),
-        (false, true, _) => Err(format!("lavapipe ({adapter}) should have the subgroup GEMMs")),
-        (false, false, Some("1")) => Ok(false),
-        (false, false, _) => Err(format!(
+/// Whether a test of the subgroup kernels runs: Ok(true) where the adapter has them;
+/// Ok(false) (skipped, saying so) on a GPU without them (its subgroups are not 8 or 16
+/// lanes, e.g. NVIDIA's 32, so elbo never runs them there), or on another CPU adapter
+/// where the user set ALLOW_NO_SUBGROUPS=1; otherwise the error to fail with: lavapipe
+/// without them, or another CPU adapter (a software fallback) without permission.
+fn subgroup_rule(
+    has_kernels: bool,
+    is_llvmpipe: bool,
+    is_gpu: bool,
+    allow: Option<&str>,
+    adapter: &str,
+) -> Result<bool, String> {
+    match (has_kernels, is_llvmpipe, is_gpu, allow) {
+        (true, _, _, _) => Ok(true),
+        (false, true, _, _) => Err(format!("lavapipe ({adapter}) should have the subgroup GEMMs")),
+        (false, false, true, _) => Ok(false),
+        (false, false, false, Some("1")) => Ok(false),
+        (false, false, false, _) => Err(format!(
             "{adapter} has no subgroup GEMMs (8 or 16 lanes), so this test cannot run what it names; set {ALLOW_NO_SUBGROUPS}=1 to pass it untested on this adapter"
         )),
     }
 }
 
 /// The subgroup GEMM kernels (gemm_subgroup.wgsl and its fusions), which lavapipe must
-/// have. Elsewhere their absence fails the test that needs them unless
-/// ALLOW_NO_SUBGROUPS=1 (`subgroup_rule`): then None, and the test says it skipped.
+/// have. Elsewhere their absence skips the test that needs them only by `subgroup_rule`:
+/// then None, and the test says it skipped.
 fn subgroup_kernels(test: &str) -> Option<&'static kernels::SubgroupKernels> {
     let sub = k().subgroup.as_ref();
     let allow = std::env::var(ALLOW_NO_SUBGROUPS).ok();
-    match subgroup_rule(sub.is_some(), gpu().is_llvmpipe(), allow.as_deref(), &gpu().adapter_line()) {
+    let is_gpu = gpu().info.device_type != wgpu::DeviceType::Cpu;
+    match subgroup_rule(sub.is_some(), gpu().is_llvmpipe(), is_gpu, allow.as_deref(), &gpu().adapter_line()) {
         Ok(true) => sub,
         Ok(false) => {
-            eprintln!("{test}: skipped on {} ({ALLOW_NO_SUBGROUPS}=1, no subgroup GEMMs)", gpu().adapter_line());
+            eprintln!("{test}: skipped on {} (no subgroup GEMMs: elbo does not run them here)", gpu().adapter_line());
             None
         }
         Err(e) => panic!("{test}: {e}"),
@@ -72,18 +82,20 @@ fn subgroup_kernels(test: &str) -> Option<&'static kernels::SubgroupKernels> {
 
 #[test]
 fn a_test_of_the_subgroup_kernels_skips_only_where_allowed_and_never_on_lavapipe() {
-    let run = |has, lavapipe, allow| subgroup_rule(has, lavapipe, allow, "adapter X");
-    assert_eq!(run(true, true, None), Ok(true));
-    assert_eq!(run(true, false, Some("1")), Ok(true), "kernels present run even where a skip is allowed");
+    let run = |has, lavapipe, is_gpu, allow| subgroup_rule(has, lavapipe, is_gpu, allow, "adapter X");
+    assert_eq!(run(true, true, false, None), Ok(true));
+    assert_eq!(run(true, false, false, Some("1")), Ok(true), "kernels present run even where a skip is allowed");
     for allow in [None, Some("1"), Some("0")] {
-        let e = run(false, true, allow).expect_err("lavapipe without the subgroup GEMMs must fail");
+        let e = run(false, true, false, allow).expect_err("lavapipe without the subgroup GEMMs must fail");
         assert!(e.contains("lavapipe"), "{e}");
     }
     for allow in [None, Some("0"), Some("yes")] {
-        let e = run(false, false, allow).expect_err("no subgroup GEMMs and no permission must fail");
+        let e = run(false, false, false, allow).expect_err("a CPU fallback without permission must fail");
         assert!(e.contains(ALLOW_NO_SUBGROUPS) && e.contains("adapter X"), "{e}");
     }
-    assert_eq!(run(false, false, Some("1")), Ok(false));
+    assert_eq!(run(false, false, false, Some("1")), Ok(false));
+    // a GPU of other subgroup widths never runs the kernels: skipped, saying so
+    assert_eq!(run(false, false, true, None), Ok(false));
     // the adapter the tests run on: lavapipe (CI) must have the kernels
     if gpu().is_llvmpipe() {
         assert!(k().subgroup.is_some(), "lavapipe ({}) lacks the subgroup GEMMs", gpu().adapter_line());
