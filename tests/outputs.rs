@@ -76,3 +76,56 @@ fn a_small_batch_still_draws_64_samples_and_an_autoencoder_warns() {
     let o = elbo(&["sample", "--model", r, "--n", "4"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("plain autoencoder"), "{o:?}");
 }
+
+#[test]
+fn half_precision_weights_are_saved_loaded_and_their_cost_printed() {
+    let dir = Scratch::new("outputs_save_dtype");
+    let args = [
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "4",
+    ];
+    let full = dir.as_ref().join("f32");
+    elbo(&[&args[..], &["--quiet", "--out", full.to_str().unwrap()]].concat());
+    for (dtype, name) in [("bf16", safetensors::Dtype::BF16), ("f16", safetensors::Dtype::F16)] {
+        let run = dir.as_ref().join(dtype);
+        let r = run.to_str().unwrap();
+        let o = elbo(&[&args[..], &["--save-dtype", dtype, "--out", r]].concat());
+        let text = String::from_utf8_lossy(&o.stdout);
+        let line =
+            text.lines().find(|l| l.contains(&format!("holds {dtype} weights"))).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("test loss") && line.contains("with the f32 weights"), "{line}");
+        let file = bytes(&run.join("model.safetensors"));
+        let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+        assert!(st.tensors().iter().all(|(_, t)| t.dtype() == name), "{dtype}: not every tensor is {name:?}");
+        let f32_size = bytes(&full.join("model.safetensors")).len();
+        assert!(file.len() * 10 < f32_size * 6, "{dtype}: {} bytes against f32's {f32_size}", file.len());
+        // loaded, the weights are the trained ones (the checkpoint's f32) rounded
+        let loaded = elbo::model::Model::load(&run.join("model.safetensors")).unwrap();
+        let ck = safetensors::SafeTensors::deserialize(&std::fs::read(run.join("checkpoint.safetensors")).unwrap())
+            .unwrap()
+            .tensor("params")
+            .unwrap()
+            .data()
+            .to_vec();
+        let trained: Vec<f32> = bytemuck::pod_collect_to_vec(&ck);
+        let d: elbo::model::SaveDtype = clap::ValueEnum::from_str(dtype, true).unwrap();
+        let want: Vec<f32> = trained.iter().map(|&v| d.round(v)).collect();
+        assert!(
+            loaded.params.iter().zip(&want).all(|(a, b)| a == b),
+            "{dtype}: loaded weights are not the trained ones rounded"
+        );
+        assert!(loaded.params.iter().zip(&trained).any(|(a, b)| a != b), "{dtype}: nothing was rounded");
+        // and every command reads the file
+        let o = elbo(&["eval", "--model", r, "--limit", "20", "--iw-samples", "4"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("log p(x)"), "{o:?}");
+    }
+}

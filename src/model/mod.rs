@@ -14,6 +14,61 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// How model.safetensors stores the parameters (`--save-dtype`): f32 as trained, or
+/// rounded to half precision (IEEE f16, or bfloat16 with f32's range), half the size.
+/// Every elbo command and PyTorch's `load_file` read all three.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaveDtype {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl SaveDtype {
+    /// The name `--save-dtype` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaveDtype::F32 => "f32",
+            SaveDtype::F16 => "f16",
+            SaveDtype::Bf16 => "bf16",
+        }
+    }
+
+    /// `v` rounded to this type and back.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            SaveDtype::F32 => v,
+            SaveDtype::F16 => half::f16::from_f32(v).to_f32(),
+            SaveDtype::Bf16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    fn encode(self, values: &[f32]) -> (safetensors::Dtype, Vec<u8>) {
+        match self {
+            SaveDtype::F32 => (safetensors::Dtype::F32, bytemuck::cast_slice(values).to_vec()),
+            SaveDtype::F16 => {
+                (safetensors::Dtype::F16, values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect())
+            }
+            SaveDtype::Bf16 => {
+                (safetensors::Dtype::BF16, values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect())
+            }
+        }
+    }
+}
+
+/// A tensor's values as f32, from f32, f16 or bf16 (little-endian, as safetensors stores them).
+fn decode(dtype: safetensors::Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    let halves = |f: fn([u8; 2]) -> f32| data.chunks_exact(2).map(|b| f([b[0], b[1]])).collect();
+    match dtype {
+        safetensors::Dtype::F32 => Some(bytemuck::pod_collect_to_vec(data)),
+        safetensors::Dtype::F16 => Some(halves(|b| half::f16::from_le_bytes(b).to_f32())),
+        safetensors::Dtype::BF16 => Some(halves(|b| half::bf16::from_le_bytes(b).to_f32())),
+        _ => None,
+    }
+}
+
 /// A model on the host: configuration, layout and the flat parameters.
 #[derive(Clone)]
 pub struct Model {
@@ -57,34 +112,49 @@ impl Model {
 
     /// Serialises to safetensors bytes (f32, PyTorch names and layouts, configuration in the metadata).
     pub fn to_safetensors(&self, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
-        let blobs: Vec<(String, Vec<usize>, Vec<u8>)> = self
+        self.to_safetensors_as(extra, SaveDtype::F32)
+    }
+
+    /// `to_safetensors` with the tensors stored as `dtype`.
+    pub fn to_safetensors_as(&self, extra: &HashMap<String, String>, dtype: SaveDtype) -> Result<Vec<u8>> {
+        let blobs: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = self
             .layout
             .tensors(&self.config)
             .into_iter()
             .map(|t| {
                 let values: Vec<f32> = t.offsets.iter().map(|&o| self.params[o]).collect();
-                (t.name, t.shape, bytemuck::cast_slice(&values).to_vec())
+                let (dt, bytes) = dtype.encode(&values);
+                (t.name, t.shape, dt, bytes)
             })
             .collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = blobs
             .iter()
-            .map(|(n, shape, d)| {
-                Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)?))
-            })
+            .map(|(n, shape, dt, d)| Ok((n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), d)?)))
             .collect::<Result<_>>()?;
         let mut meta = self.config.to_metadata();
         meta.extend(extra.clone());
         meta.insert(
             crate::CHECKSUM_KEY.to_string(),
-            crate::tensor_checksum(blobs.iter().map(|(n, _, d)| (n.as_str(), d.as_slice()))),
+            crate::tensor_checksum(blobs.iter().map(|(n, _, _, d)| (n.as_str(), d.as_slice()))),
         );
         crate::serialize_sorted(views, meta)
     }
 
     /// Writes the safetensors file atomically: a temporary file beside it, then a rename.
     pub fn save(&self, path: &Path, extra: &HashMap<String, String>) -> Result<()> {
-        let bytes = self.to_safetensors(extra)?;
+        self.save_as(path, extra, SaveDtype::F32)
+    }
+
+    /// `save` with the tensors stored as `dtype`.
+    pub fn save_as(&self, path: &Path, extra: &HashMap<String, String>, dtype: SaveDtype) -> Result<()> {
+        let bytes = self.to_safetensors_as(extra, dtype)?;
         crate::write_atomic(path, &bytes)
+    }
+
+    /// This model with every parameter rounded to `dtype` and back: what a file saved as
+    /// `dtype` loads as.
+    pub fn rounded(&self, dtype: SaveDtype) -> Model {
+        Model { params: self.params.iter().map(|&v| dtype.round(v)).collect(), ..self.clone() }
     }
 
     pub fn load(path: &Path) -> Result<Model> {
@@ -108,7 +178,9 @@ impl Model {
         let layout = Layout::new(&config);
         // metadata that describes a larger model than the file holds is damaged: say so
         // before allocating its parameters (the layout pads rows, never by 8x)
-        let values: usize = st.tensors().iter().map(|(_, t)| t.data().len() / 4).sum();
+        let width =
+            |d: safetensors::Dtype| if matches!(d, safetensors::Dtype::F16 | safetensors::Dtype::BF16) { 2 } else { 4 };
+        let values: usize = st.tensors().iter().map(|(_, t)| t.data().len() / width(t.dtype())).sum();
         if layout.len > 8 * values + 65536 {
             bail!(
                 "its metadata describes a {}x{}x{} model of {} parameters, and its tensors hold {values} values: the metadata is damaged or was edited",
@@ -121,10 +193,10 @@ impl Model {
         let mut params = vec![0f32; layout.len];
         for t in layout.tensors(&config) {
             let v = st.tensor(&t.name).with_context(|| format!("tensor {} is missing", t.name))?;
-            if v.shape() != t.shape.as_slice() || v.dtype() != safetensors::Dtype::F32 {
-                bail!("tensor {} is {:?} {:?}, expected F32 {:?}", t.name, v.dtype(), v.shape(), t.shape);
-            }
-            let values: Vec<f32> = bytemuck::pod_collect_to_vec(v.data());
+            let values = decode(v.dtype(), v.data()).filter(|_| v.shape() == t.shape.as_slice());
+            let Some(values) = values else {
+                bail!("tensor {} is {:?} {:?}, expected F32, F16 or BF16 {:?}", t.name, v.dtype(), v.shape(), t.shape);
+            };
             for (&o, &x) in t.offsets.iter().zip(&values) {
                 params[o] = x;
             }

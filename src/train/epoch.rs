@@ -193,7 +193,7 @@ impl Run<'_, '_> {
                     ("val_loss".to_string(), format!("{loss:.4}")),
                     ("seed".to_string(), opts.seed.to_string()),
                 ]);
-                self.trainer.save_model(&self.out.join("best.safetensors"), extra)?;
+                self.trainer.save_model_as(&self.out.join("best.safetensors"), extra, opts.save_dtype)?;
                 self.best = Some((loss, epoch));
             }
         }
@@ -238,7 +238,7 @@ impl Run<'_, '_> {
             ("test_loss".to_string(), format!("{:.4}", r.test.loss(kl_weight))),
             ("seed".to_string(), opts.seed.to_string()),
         ]);
-        self.trainer.save_model(&self.out.join("model.safetensors"), extra)?;
+        self.trainer.save_model_as(&self.out.join("model.safetensors"), extra, opts.save_dtype)?;
         crate::plot::loss_curves(&self.metrics_path, &self.out.join("loss.png"))?;
         self.save_checkpoint(epoch, 0, LossSums::default())?;
         let moving = opts.lr_decay < 1.0 || opts.lr_decay_start > 1 || opts.lr_schedule != super::LrSchedule::Exp;

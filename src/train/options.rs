@@ -227,6 +227,11 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip)]
     pub overwrite: bool,
+    /// How model.safetensors and best.safetensors store the weights: `f32` as trained, or
+    /// `f16` / `bf16` (half the size; the test loss this costs is printed at the end).
+    /// The checkpoint keeps f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub save_dtype: crate::model::SaveDtype,
     /// Also save a checkpoint every N steps (one is always saved after every epoch and on Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
@@ -313,7 +318,8 @@ impl TrainOptions {
         let saved: TrainOptions = serde_json::from_value(saved.clone())
             .map_err(|e| anyhow::anyhow!("the checkpoint's options are damaged: {e}"))?;
         // what a resumed run may change; the rest defines the run
-        const CHANGEABLE: [&str; 13] = [
+        const CHANGEABLE: [&str; 14] = [
+            "save_dtype",
             "resume",
             "epochs",
             "lr",
@@ -361,6 +367,7 @@ impl TrainOptions {
                 saved.checkpoint_every
             },
             early_stop: if given.given("early_stop") { given.early_stop } else { saved.early_stop },
+            save_dtype: if given.given("save_dtype") { given.save_dtype } else { saved.save_dtype },
             resume: given.resume.clone(),
             given: given.given.clone(),
             stop_after_steps: given.stop_after_steps,

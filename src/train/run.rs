@@ -8,7 +8,7 @@ use super::options::{describe, load_training_data, DatasetChoice, Objective, Tra
 use super::{Hyper, LossSums, Trainer};
 use crate::data::{Dims, ImageSource, TrainSet};
 use crate::gpu::Gpu;
-use crate::model::{Arch, Model, ModelKind, VaeConfig};
+use crate::model::{Arch, Model, ModelKind, SaveDtype, VaeConfig};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -174,6 +174,8 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     ));
     let mut trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &eval_set))?;
     trainer.set_validation_len(validation.as_ref().map_or(0, |v| v.len));
+    // what rounding the saved weights costs is measured on the test set at the end
+    let cost_set = (opts.save_dtype != SaveDtype::F32).then(|| test_set.clone());
     drop((test_set, validation, eval_set));
     if let Some(ck) = &resumed {
         say(format!("resuming after epoch {} step {} ({} steps done)", ck.epoch, ck.step, ck.state.steps_done));
@@ -233,12 +235,46 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             break;
         }
     }
+    if let (Some(test), Some(last)) = (&cost_set, reports.last()) {
+        let model = run.trainer.model()?.clone();
+        let (exact, rounded) = rounding_cost(&gpu, opts, &model, run.trainer.gemm_choice(), test, last.test.iwae)?;
+        say(format!(
+            "model.safetensors holds {} weights (half the size of f32): test loss {rounded:.4} against {exact:.4} with the f32 weights ({:+.4}), z drawn alike",
+            opts.save_dtype.name(),
+            rounded - exact
+        ));
+    }
     let best = if run.best.is_some() { ", best.safetensors" } else { "" };
     say(format!(
         "wrote {}/{{metrics.jsonl, loss.png, model.safetensors{best}, checkpoint.safetensors, samples.png, reconstructions.png}}",
         run.out.display()
     ));
     Ok(reports)
+}
+
+/// The test loss of `model` (its objective, as training reports it) with f32 weights and
+/// with them rounded to `--save-dtype`, over the same draws of z.
+fn rounding_cost(
+    gpu: &Gpu,
+    opts: &TrainOptions,
+    model: &Model,
+    gemm: &crate::kernels::gemm::Choice,
+    test: &crate::data::Dataset,
+    iwae: bool,
+) -> Result<(f64, f64)> {
+    let o = crate::step::ForwardOptions {
+        batch: opts.batch_size.min(test.len).max(1),
+        samples: if iwae { 1 } else { opts.samples() },
+        binarize: opts.binarize,
+        seed: opts.seed as u32,
+    };
+    let beta = if model.config.kind == ModelKind::Ae { 0.0 } else { opts.beta as f64 };
+    let loss = |m: Model| -> Result<f64> {
+        let mut net = crate::step::Net::forward_only(gpu, m, o, gemm.clone(), test)?;
+        net.beta = beta as f32;
+        Ok(net.evaluate()?.loss(beta))
+    };
+    Ok((loss(model.clone())?, loss(model.rounded(opts.save_dtype))?))
 }
 
 /// The options' values that no model could train with.

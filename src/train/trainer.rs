@@ -153,10 +153,20 @@ impl<'g> Trainer<'g> {
     pub fn save_model(
         &mut self,
         path: &std::path::Path,
+        extra: std::collections::HashMap<String, String>,
+    ) -> Result<()> {
+        self.save_model_as(path, extra, crate::model::SaveDtype::F32)
+    }
+
+    /// `save_model` with the weights stored as `dtype`.
+    pub fn save_model_as(
+        &mut self,
+        path: &std::path::Path,
         mut extra: std::collections::HashMap<String, String>,
+        dtype: crate::model::SaveDtype,
     ) -> Result<()> {
         extra.insert("gemm".to_string(), self.gemm_choice.to_json().to_string());
-        self.model()?.save(path, &extra)
+        self.model()?.save_as(path, &extra, dtype)
     }
 
     /// One epoch: the training images in `epoch`'s order (shuffled with the run's seed,
