@@ -129,3 +129,67 @@ fn half_precision_weights_are_saved_loaded_and_their_cost_printed() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("log p(x)"), "{o:?}");
     }
 }
+
+#[test]
+fn commands_on_a_model_show_the_spinner_while_kernels_compile() {
+    // on a terminal (script(1) gives the command one): the line train shows
+    let dir = Scratch::new("outputs_spinner");
+    let run = dir.as_ref().join("run");
+    let r = run.to_str().unwrap();
+    elbo(&[
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "100",
+        "--test-limit",
+        "20",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--quiet",
+        "--out",
+        r,
+    ]);
+    let cmd = format!("{} sample --model {r} --n 4", env!("CARGO_BIN_EXE_elbo"));
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("NODEVICE_SELECT", "1").output();
+    let o = o.expect("script(1) (util-linux) runs the command on a terminal");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("building the kernels for this model"), "{text}");
+}
+
+#[test]
+fn the_embedding_plot_has_a_title_and_labelled_axes() {
+    let dir = Scratch::new("outputs_embed_plot");
+    let run = dir.as_ref().join("run");
+    let r = run.to_str().unwrap();
+    elbo(&[
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "200",
+        "--test-limit",
+        "100",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--quiet",
+        "--out",
+        r,
+    ]);
+    elbo(&["embed", "--model", r]);
+    let img = image::open(run.join("embedding.png")).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    // dark pixels (text) in the strips where the title, the y axis' name and the x axis'
+    // name go: blank margins before
+    let dark = |xs: std::ops::Range<u32>, ys: std::ops::Range<u32>| {
+        ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 128))
+            .count()
+    };
+    let (title, y_name, x_name) = (dark(0..w, 0..30), dark(0..22, h / 3..2 * h / 3), dark(w / 3..2 * w / 3, h - 22..h));
+    assert!(title > 100 && y_name > 20 && x_name > 20, "text pixels: title {title}, y axis {y_name}, x axis {x_name}");
+}

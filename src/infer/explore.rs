@@ -208,7 +208,12 @@ pub fn embed(s: &OpenModel, limit: Option<usize>) -> Result<(PathBuf, PathBuf)> 
     crate::write_atomic(&csv_path, csv.as_bytes())?;
     let points = crate::plot::project_2d(&mu, lat);
     let title =
-        if lat == 2 { "latent space (z0, z1)" } else { "first two principal components of the posterior means" };
-    crate::plot::scatter(&png, &points, labels.as_deref().map(|l| &l[..n]), title)?;
+        format!("posterior means of {n} test images{}", if labels.is_some() { ", coloured by class" } else { "" });
+    let axes = match lat {
+        1 => ("z0", "(none: a 1-D latent)"),
+        2 => ("z0", "z1"),
+        _ => ("first principal component", "second principal component"),
+    };
+    crate::plot::scatter(&png, &points, labels.as_deref().map(|l| &l[..n]), &title, axes)?;
     Ok((csv_path, png))
 }

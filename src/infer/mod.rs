@@ -104,6 +104,8 @@ pub struct OpenModel {
     /// Whether outputs replace files of the same name (`--overwrite`); otherwise each
     /// takes the first free name (`output_path`).
     pub overwrite: bool,
+    /// No spinner while kernels compile (`--quiet`).
+    pub quiet: bool,
 }
 
 impl OpenModel {
@@ -154,7 +156,7 @@ impl OpenModel {
         let gpu = Gpu::new(&opts.adapter)?;
         let out_dir = opts.out.clone().unwrap_or(out_dir);
         std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-        Ok(OpenModel { gpu, model, gemm, train, test, out_dir, overwrite: false })
+        Ok(OpenModel { gpu, model, gemm, train, test, out_dir, overwrite: false, quiet: opts.quiet })
     }
 
     /// The model forward-only over the test set, `samples` rows per image.
@@ -163,8 +165,15 @@ impl OpenModel {
     }
 
     /// The model forward-only over `data` (as its test set).
+    /// Shows `train`'s spinner while the kernels compile (seconds on a CPU adapter the
+    /// first time a model's shapes are seen; Mesa caches them on disk after).
     pub fn net_over(&self, data: &Dataset, o: ForwardOptions) -> Result<Net<'_>> {
-        Net::forward_only(&self.gpu, self.model.clone(), o, self.gemm.clone(), data)
+        let spin = if self.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+        spin.set_message("building the kernels for this model");
+        spin.enable_steady_tick(std::time::Duration::from_millis(120));
+        let net = Net::forward_only(&self.gpu, self.model.clone(), o, self.gemm.clone(), data);
+        spin.finish_and_clear();
+        net
     }
 
     /// Where output `name` goes in the output folder: `name` itself, or, where a file of

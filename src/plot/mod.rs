@@ -21,20 +21,6 @@ pub const PALETTE: [[u8; 3]; 10] = [
     [23, 190, 207],
 ];
 
-/// 3x5 bitmaps of the digits, one row of 3 bits per line, top first.
-const DIGITS: [[u8; 5]; 10] = [
-    [0b111, 0b101, 0b101, 0b101, 0b111],
-    [0b010, 0b110, 0b010, 0b010, 0b111],
-    [0b111, 0b001, 0b111, 0b100, 0b111],
-    [0b111, 0b001, 0b111, 0b001, 0b111],
-    [0b101, 0b101, 0b111, 0b001, 0b001],
-    [0b111, 0b100, 0b111, 0b001, 0b111],
-    [0b111, 0b100, 0b111, 0b101, 0b111],
-    [0b111, 0b001, 0b010, 0b010, 0b010],
-    [0b111, 0b101, 0b111, 0b101, 0b111],
-    [0b111, 0b101, 0b111, 0b001, 0b111],
-];
-
 /// Rows of `v` (n, dim) as 2-D points: the two coordinates themselves when dim
 /// is 2 (or 1, paired with 0), else the first two principal components.
 pub fn project_2d(v: &[f32], dim: usize) -> Vec<[f32; 2]> {
@@ -76,69 +62,88 @@ pub fn project_2d(v: &[f32], dim: usize) -> Vec<[f32; 2]> {
         .collect()
 }
 
-/// A 640x640 scatter plot of `points`, coloured by `labels` (0..9) with a legend
-/// of the classes present, written atomically as PNG.
-pub fn scatter(path: &Path, points: &[[f32; 2]], labels: Option<&[u8]>, _title: &str) -> Result<()> {
-    let (w, h, margin) = (640u32, 640u32, 40f32);
-    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
-    let finite: Vec<&[f32; 2]> = points.iter().filter(|p| p[0].is_finite() && p[1].is_finite()).collect();
-    let lo = |k: usize| finite.iter().map(|p| p[k]).fold(f32::INFINITY, f32::min);
-    let hi = |k: usize| finite.iter().map(|p| p[k]).fold(f32::NEG_INFINITY, f32::max);
-    let (x0, x1, y0, y1) = (lo(0), hi(0), lo(1), hi(1));
-    let sx = (w as f32 - 2.0 * margin - 60.0) / (x1 - x0).max(1e-6);
-    let sy = (h as f32 - 2.0 * margin) / (y1 - y0).max(1e-6);
-    // frame
-    for x in margin as u32..=(w - margin as u32 - 60) {
-        img.put_pixel(x, margin as u32, image::Rgb([0, 0, 0]));
-        img.put_pixel(x, h - margin as u32, image::Rgb([0, 0, 0]));
-    }
-    for y in margin as u32..=(h - margin as u32) {
-        img.put_pixel(margin as u32, y, image::Rgb([0, 0, 0]));
-        img.put_pixel(w - margin as u32 - 60, y, image::Rgb([0, 0, 0]));
-    }
-    for (i, p) in points.iter().enumerate() {
-        if !(p[0].is_finite() && p[1].is_finite()) {
-            continue;
-        }
-        let class = labels.map_or(0, |l| l[i] as usize % 10);
-        let cx = margin + (p[0] - x0) * sx;
-        let cy = h as f32 - margin - (p[1] - y0) * sy;
-        for dy in -1i32..=1 {
-            for dx in -1i32..=1 {
-                let (px, py) = (cx as i32 + dx, cy as i32 + dy);
-                if px >= 0 && py >= 0 && (px as u32) < w && (py as u32) < h {
-                    img.put_pixel(px as u32, py as u32, image::Rgb(PALETTE[class]));
-                }
+/// A scatter plot of `points` coloured by class (`labels`, with a legend of the classes
+/// present), with `title` above and `axes` naming x and y, ticks on both, drawn with
+/// plotters (text in DejaVu Sans, embedded), written atomically as a 640x640 PNG.
+pub fn scatter(path: &Path, points: &[[f32; 2]], labels: Option<&[u8]>, title: &str, axes: (&str, &str)) -> Result<()> {
+    use plotters::prelude::*;
+    register_font();
+    let plot = |e: &dyn std::fmt::Display| anyhow::anyhow!("plot: {e}");
+    let (w, h) = (640u32, 640u32);
+    let finite: Vec<(usize, f64, f64)> = points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p[0].is_finite() && p[1].is_finite())
+        .map(|(i, p)| (i, p[0] as f64, p[1] as f64))
+        .collect();
+    let range = |k: usize| {
+        let v = finite.iter().map(|p| if k == 0 { p.1 } else { p.2 });
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+        let (lo, hi) = if lo.is_finite() { (lo, hi.max(lo + 1e-6)) } else { (-1.0, 1.0) };
+        let pad = (hi - lo) * 0.05;
+        (lo - pad)..(hi + pad)
+    };
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(range(0), range(1))
+            .map_err(|e| plot(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.0)
+            .y_desc(axes.1)
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot(&e))?;
+        for class in 0..10usize {
+            let mine: Vec<(f64, f64)> = finite
+                .iter()
+                .filter(|p| labels.map_or(class == 0, |l| l[p.0] as usize % 10 == class))
+                .map(|p| (p.1, p.2))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let color = RGBColor(PALETTE[class][0], PALETTE[class][1], PALETTE[class][2]);
+            let series = chart
+                .draw_series(mine.into_iter().map(|(x, y)| Circle::new((x, y), 2, color.filled())))
+                .map_err(|e| plot(&e))?;
+            if labels.is_some() {
+                series.label(class.to_string()).legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
             }
         }
-    }
-    // legend: a colour swatch and the class digit for every class present
-    if let Some(l) = labels {
-        let mut present = [false; 10];
-        l.iter().for_each(|&c| present[c as usize % 10] = true);
-        let mut y = margin as u32 + 4;
-        for (c, _) in present.iter().enumerate().filter(|(_, p)| **p) {
-            let x = w - 50;
-            for dy in 0..10 {
-                for dx in 0..10 {
-                    img.put_pixel(x + dx, y + dy, image::Rgb(PALETTE[c]));
-                }
-            }
-            for (row, bits) in DIGITS[c].iter().enumerate() {
-                for col in 0..3u32 {
-                    if bits & (0b100 >> col) != 0 {
-                        for s in 0..4 {
-                            img.put_pixel(x + 16 + col * 2 + s % 2, y + row as u32 * 2 + s / 2, image::Rgb([0, 0, 0]));
-                        }
-                    }
-                }
-            }
-            y += 16;
+        if labels.is_some() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(|e| plot(&e))?;
         }
+        root.present().map_err(|e| plot(&e))?;
     }
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow::anyhow!("plot buffer has the wrong size"))?;
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
     crate::write_atomic(path, &bytes)
+}
+
+/// DejaVu Sans as plotters' "sans-serif", once per process.
+fn register_font() {
+    static FONT: std::sync::Once = std::sync::Once::new();
+    FONT.call_once(|| {
+        let _ =
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, dejavu::sans::regular());
+    });
 }
 
 /// One curve of a panel: its name, its values by epoch and its colour.
@@ -152,10 +157,7 @@ pub struct Curve<'a> {
 /// DejaVu Sans, embedded), written atomically as a PNG.
 pub fn line_panels(path: &Path, panels: &[(&str, Vec<Curve>)]) -> Result<()> {
     use plotters::prelude::*;
-    static FONT: std::sync::Once = std::sync::Once::new();
-    FONT.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
+    register_font();
     let (w, h) = (420 * panels.len().max(1) as u32, 360u32);
     let mut buf = vec![0u8; (w * h * 3) as usize];
     {
