@@ -102,7 +102,7 @@ pub fn scatter(path: &Path, points: &[[f32; 2]], labels: Option<&[u8]>, title: &
             .axis_desc_style(("sans-serif", 14))
             .draw()
             .map_err(|e| plot(&e))?;
-        for class in 0..10usize {
+        for (class, rgb) in PALETTE.iter().enumerate() {
             let mine: Vec<(f64, f64)> = finite
                 .iter()
                 .filter(|p| labels.map_or(class == 0, |l| l[p.0] as usize % 10 == class))
@@ -111,7 +111,7 @@ pub fn scatter(path: &Path, points: &[[f32; 2]], labels: Option<&[u8]>, title: &
             if mine.is_empty() {
                 continue;
             }
-            let color = RGBColor(PALETTE[class][0], PALETTE[class][1], PALETTE[class][2]);
+            let color = RGBColor(rgb[0], rgb[1], rgb[2]);
             let series = chart
                 .draw_series(mine.into_iter().map(|(x, y)| Circle::new((x, y), 2, color.filled())))
                 .map_err(|e| plot(&e))?;
