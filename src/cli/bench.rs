@@ -89,6 +89,10 @@ pub fn devices(a: AdapterChoice) -> Result<()> {
     for (i, adapter) in adapters.iter().enumerate() {
         println!("[{i}] {}", elbo::gpu::describe_adapter(adapter));
     }
+    match elbo::kernels::choice::choice_cache_file() {
+        Some(f) => println!("GEMM choices kept in {} (train --retime times them again)", f.display()),
+        None => println!("GEMM choices are kept nowhere: set ELBO_CACHE_DIR to keep them across runs"),
+    }
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub struct Choice {
     pub decisions: Vec<Decision>,
     /// For shapes no decision covers, in place of the texel kernel.
     pub otherwise: Option<Variant>,
+    /// Decisions `choose` timed itself, and the file that keeps this machine's choices
+    /// where it read or wrote one (`choice_cache_file`).
+    pub timed_now: usize,
+    pub cache: Option<std::path::PathBuf>,
 }
 
 impl Choice {
@@ -161,6 +165,74 @@ pub fn time_variant(
 
 type ChoiceKey = (String, Pass, (usize, usize, usize));
 
+/// The file that keeps this machine's GEMM choices, per adapter, so that a run times
+/// only shapes no earlier run timed, and runs with the same seed choose the same
+/// kernels: gemm-choices.json in $ELBO_CACHE_DIR, else $XDG_CACHE_HOME/elbo, else
+/// ~/.cache/elbo. None where none of those is set.
+pub fn choice_cache_file() -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    var("ELBO_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").filter(|p| p.is_absolute()).map(|p| p.join("elbo")))
+        .or_else(|| var("HOME").map(|p| p.join(".cache/elbo")))
+        .map(|d| d.join("gemm-choices.json"))
+}
+
+/// Time every shape again and replace the file's choices for this adapter (`--retime`).
+pub static RETIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Adapters whose cached choices this process has read (or found none of).
+static LOADED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// What tells adapters apart in the cache: name (llvmpipe's holds its vector width),
+/// backend, driver and its version, and the variants timed on it (another set, from
+/// another build of elbo, is timed afresh).
+pub fn adapter_key(gpu: &Gpu, k: &Kernels) -> String {
+    let i = &gpu.info;
+    let variants: Vec<&str> = timed(gpu, k).iter().map(|v| v.name()).collect();
+    format!("{} | {:?} | {} {} | {}", i.name, i.backend, i.driver, i.driver_info, variants.join(","))
+}
+
+fn decision_json(d: &Decision) -> serde_json::Value {
+    let (m, n, k) = d.shape;
+    let timings: Vec<serde_json::Value> = d.timings.iter().map(|(v, us)| serde_json::json!([v.name(), us])).collect();
+    serde_json::json!({"pass": d.pass.entry(), "m": m, "n": n, "k": k, "variant": d.variant.name(), "timings": timings})
+}
+
+/// The cache file's decisions for adapter `key`.
+fn read_cached(path: &std::path::Path, key: &str) -> Result<Vec<Decision>> {
+    use anyhow::Context;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).context("not JSON")?;
+    let Some(list) = v.get("adapters").and_then(|a| a.get(key)) else { return Ok(Vec::new()) };
+    let mut out = Choice::from_json(list)?.decisions;
+    for (d, j) in out.iter_mut().zip(list.as_array().context("not a list")?) {
+        for t in j["timings"].as_array().into_iter().flatten() {
+            let v = Variant::ALL.into_iter().find(|v| t[0] == v.name()).context("unknown GEMM variant")?;
+            d.timings.push((v, t[1].as_f64().context("a timing is not a number")?));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes adapter `key`'s decisions into the cache file (the other adapters' kept),
+/// atomically.
+fn write_cached(path: &std::path::Path, key: &str, decisions: &[&Decision]) -> Result<()> {
+    let mut v: serde_json::Value = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|v: &serde_json::Value| v.get("adapters").is_some_and(|a| a.is_object()))
+        .unwrap_or_else(|| serde_json::json!({"adapters": {}}));
+    v["adapters"][key] = serde_json::Value::Array(decisions.iter().map(|d| decision_json(d)).collect());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::write_atomic(path, serde_json::to_string_pretty(&v)?.as_bytes())
+}
+
 /// Choices already timed in this process, per adapter: later trainers (evaluation,
 /// tests, a second run) reuse them, so one process never mixes variants for a shape.
 static CHOSEN: std::sync::Mutex<Vec<(ChoiceKey, Decision)>> = std::sync::Mutex::new(Vec::new());
@@ -184,6 +256,33 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
         GemmPreference::Auto => None,
     };
     let mut choice = Choice::default();
+    let adapter = adapter_key(gpu, k);
+    let file = if forced.is_none() { choice_cache_file() } else { None };
+    // this machine's earlier choices for the adapter, once per process (not with --retime)
+    if let Some(path) = &file {
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        if !loaded.contains(&adapter) {
+            loaded.push(adapter.clone());
+            if !RETIME.load(std::sync::atomic::Ordering::Relaxed) {
+                match read_cached(path, &adapter) {
+                    Ok(ds) => {
+                        let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+                        for d in ds {
+                            let key = (adapter.clone(), d.pass, d.shape);
+                            if !chosen.iter().any(|(k, _)| *k == key) {
+                                chosen.push((key, d));
+                            }
+                        }
+                    }
+                    Err(e) => eprintln!(
+                        "warning: ignoring the GEMM choice cache {} ({e:#}); its choices are timed again and the file rewritten",
+                        path.display()
+                    ),
+                }
+            }
+        }
+        choice.cache = Some(path.clone());
+    }
     for &(pass, m, n, kk) in gemms {
         if choice.decisions.iter().any(|d| d.pass == pass && d.shape == (m, n, kk)) {
             continue;
@@ -191,7 +290,7 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
         let (variant, timings) = match forced {
             Some(v) => (v, Vec::new()),
             None => {
-                let key = (gpu.info.name.clone(), pass, (m, n, kk));
+                let key = (adapter.clone(), pass, (m, n, kk));
                 // the lock is held while timing, so concurrent trainers agree on every shape
                 let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
                 match chosen.iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()) {
@@ -211,6 +310,14 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
                         let v = if best.1 < 0.9 * texel { best.0 } else { Variant::Texel };
                         let d = Decision { pass, shape: (m, n, kk), variant: v, timings: timings.clone() };
                         chosen.push((key, d));
+                        choice.timed_now += 1;
+                        if let Some(path) = &file {
+                            let mine: Vec<&Decision> =
+                                chosen.iter().filter(|(k, _)| k.0 == adapter).map(|(_, d)| d).collect();
+                            if let Err(e) = write_cached(path, &adapter, &mine) {
+                                eprintln!("warning: cannot write the GEMM choice cache {}: {e:#}", path.display());
+                            }
+                        }
                         (v, timings)
                     }
                 }

@@ -217,6 +217,11 @@ pub struct TrainOptions {
     #[arg(long, value_enum, default_value = "auto")]
     #[serde(skip)]
     pub gemm: crate::kernels::gemm::GemmPreference,
+    /// Time the GEMM variants again on this adapter, replacing the choices this machine
+    /// keeps (gemm-choices.json in the cache folder `elbo devices` names).
+    #[arg(long)]
+    #[serde(skip)]
+    pub retime: bool,
     /// Continue the run in this folder from its checkpoint, with its saved options
     /// (an --epochs above the saved count extends the run).
     #[arg(long)]
@@ -318,7 +323,8 @@ impl TrainOptions {
         let saved: TrainOptions = serde_json::from_value(saved.clone())
             .map_err(|e| anyhow::anyhow!("the checkpoint's options are damaged: {e}"))?;
         // what a resumed run may change; the rest defines the run
-        const CHANGEABLE: [&str; 14] = [
+        const CHANGEABLE: [&str; 15] = [
+            "retime",
             "save_dtype",
             "resume",
             "epochs",
@@ -361,6 +367,7 @@ impl TrainOptions {
             no_cache: given.no_cache,
             json: given.json,
             gemm: given.gemm,
+            retime: given.retime,
             checkpoint_every: if given.given("checkpoint_every") {
                 given.checkpoint_every
             } else {

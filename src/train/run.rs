@@ -172,6 +172,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         "data: {} training{held} and {} test images of {}x{}x{} from {}",
         dims.len, test_set.len, dims.width, dims.height, dims.channels, from
     ));
+    crate::kernels::choice::RETIME.store(opts.retime, std::sync::atomic::Ordering::Relaxed);
     let mut trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &eval_set))?;
     trainer.set_validation_len(validation.as_ref().map_or(0, |v| v.len));
     // what rounding the saved weights costs is measured on the test set at the end
@@ -193,8 +194,16 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     }
     // the device (or, streamed, the trainer's own reader) holds the training images now
     drop(train_set);
-    if !trainer.gemm_choice().decisions.is_empty() {
-        say(format!("GEMM kernels for this adapter:\n  {}", trainer.gemm_choice().describe().replace('\n', "\n  ")));
+    let choice = trainer.gemm_choice();
+    if !choice.decisions.is_empty() {
+        say(format!("GEMM kernels for this adapter:\n  {}", choice.describe().replace('\n', "\n  ")));
+        match (&choice.cache, choice.timed_now) {
+            (Some(file), 0) => {
+                say(format!("  (as this machine chose them before: {}; --retime times them again)", file.display()))
+            }
+            (Some(file), n) => say(format!("  ({n} timed now, kept in {} for the next runs)", file.display())),
+            (None, _) => {}
+        }
     }
     say(format!(
         "model: {}; {} dispatches and 1 submit per step; writing to {}",

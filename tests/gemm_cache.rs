@@ -1,0 +1,57 @@
+//! The GEMM choice cache: the first run on a machine times the variants and keeps its
+//! choices; later runs read them, time nothing and train to the same bits; a damaged
+//! file is ignored with a warning and rewritten; --retime times again.
+
+mod common;
+use common::Scratch;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn train(cache: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--epochs", "1", "--train-limit", "200", "--test-limit", "40", "--hidden", "24"];
+    args.extend_from_slice(&["--latent-dim", "3", "--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let o = Command::new(env!("CARGO_BIN_EXE_elbo"))
+        .args(&args)
+        .env("ELBO_CACHE_DIR", cache)
+        .env("NODEVICE_SELECT", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn gemm_choices_are_kept_reused_and_retimed() {
+    let dir = Scratch::new("gemm_cache");
+    let cache = dir.as_ref().join("cache");
+    let file = cache.join("gemm-choices.json");
+    let first = train(&cache, &dir.as_ref().join("a"), &[]);
+    assert!(text(&first).contains("timed now, kept in"), "{}", text(&first));
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let adapters = kept["adapters"].as_object().expect("an adapters table");
+    assert_eq!(adapters.len(), 1, "{kept}");
+    let decisions = adapters.values().next().unwrap().as_array().unwrap();
+    assert!(!decisions.is_empty() && decisions.iter().all(|d| d["variant"].is_string() && d["timings"].is_array()));
+    // a second run times nothing and trains to the same bits
+    let second = train(&cache, &dir.as_ref().join("b"), &[]);
+    assert!(text(&second).contains("as this machine chose them before"), "{}", text(&second));
+    let model = |run: &str| std::fs::read(dir.as_ref().join(run).join("model.safetensors")).unwrap();
+    assert_eq!(model("a"), model("b"), "two runs of one seed on one adapter differ");
+    // a damaged file: a warning, the run goes on, and the file is whole again
+    std::fs::write(&file, "{ not json").unwrap();
+    let damaged = train(&cache, &dir.as_ref().join("c"), &[]);
+    assert!(text(&damaged).contains("ignoring the GEMM choice cache"), "{}", text(&damaged));
+    let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(again["adapters"].as_object().is_some_and(|a| a.len() == 1), "{again}");
+    // --retime times every shape again
+    let retimed = train(&cache, &dir.as_ref().join("d"), &["--retime"]);
+    assert!(text(&retimed).contains("timed now"), "{}", text(&retimed));
+    // and devices names the file
+    let o = Command::new(env!("CARGO_BIN_EXE_elbo")).arg("devices").env("ELBO_CACHE_DIR", &cache).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&file.display().to_string()), "{o:?}");
+}
