@@ -55,3 +55,38 @@ fn gemm_choices_are_kept_reused_and_retimed() {
     let o = Command::new(env!("CARGO_BIN_EXE_elbo")).arg("devices").env("ELBO_CACHE_DIR", &cache).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains(&file.display().to_string()), "{o:?}");
 }
+
+#[test]
+fn a_cpu_adapter_compiles_none_of_the_variants_its_rules_leave_out() {
+    // fresh kernels choosing for a model's shapes, then a second choice of the same shapes:
+    // the tiled and wide GEMMs and the wide loss and convolutions stay uncompiled on a CPU
+    // adapter, and the second choice times nothing
+    use elbo::kernels::gemm::{self, GemmPreference, Pass};
+    let g = common::gpu();
+    let k = elbo::kernels::Kernels::new(g).unwrap();
+    let shapes = [(Pass::Forward, 32, 40, 24), (Pass::BackwardInput, 32, 40, 24), (Pass::BackwardWeight, 32, 40, 24)];
+    gemm::choose(g, &k, GemmPreference::Auto, &shapes).unwrap();
+    let before = gemm::variants_timed();
+    let again = gemm::choose(g, &k, GemmPreference::Auto, &shapes).unwrap();
+    assert_eq!(gemm::variants_timed(), before, "the second choice timed {:?}", again.describe());
+    assert_eq!(again.timed_now, 0);
+    let lazy = [
+        ("gemm_forward_wide", &k.gemm_forward_wide),
+        ("gemm_backward_input_wide", &k.gemm_backward_input_wide),
+        ("gemm_backward_weight_wide", &k.gemm_backward_weight_wide),
+        ("gemm_forward_tiled", &k.gemm_forward_tiled),
+        ("gemm_backward_input_tiled", &k.gemm_backward_input_tiled),
+        ("gemm_backward_weight_tiled", &k.gemm_backward_weight_tiled),
+        ("elbo_forward_backward_wide", &k.elbo_forward_backward_wide),
+        ("conv2d_forward_wide", &k.conv2d_forward_wide),
+        ("conv2d_backward_input_wide", &k.conv2d_backward_input_wide),
+        ("conv2d_backward_weight_wide", &k.conv2d_backward_weight_wide),
+    ];
+    if g.info.device_type == wgpu::DeviceType::Cpu {
+        let compiled: Vec<&str> = lazy.iter().filter(|(_, p)| p.compiled()).map(|(n, _)| *n).collect();
+        assert!(compiled.is_empty(), "compiled on a CPU adapter without a dispatch: {compiled:?}");
+    }
+    // and one compiles when a dispatch takes it
+    let _ = k.gemm_forward_wide.get(g);
+    assert!(k.gemm_forward_wide.compiled());
+}

@@ -342,9 +342,9 @@ fn conv_single(
         (ConvVariant::Wide, _, _) => {
             // backward_weight: one workgroup per block of outputs; the others 8 blocks per workgroup
             let (pipeline, per_group) = match entry {
-                "conv2d_forward" => (&k.conv2d_forward_wide, 8),
-                "conv2d_backward_input" => (&k.conv2d_backward_input_wide, 8),
-                "conv2d_backward_weight" => (&k.conv2d_backward_weight_wide, 1),
+                "conv2d_forward" => (k.conv2d_forward_wide.get(gpu), 8),
+                "conv2d_backward_input" => (k.conv2d_backward_input_wide.get(gpu), 8),
+                "conv2d_backward_weight" => (k.conv2d_backward_weight_wide.get(gpu), 1),
                 _ => panic!("{entry} is not a conv.wgsl entry point"),
             };
             let blocks = conv_invocations(entry, s, batch);

@@ -131,7 +131,7 @@ pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
 /// row) when `wide`, else one invocation per row. `binds` as elbo.wgsl's.
 pub fn elbo_dispatch(gpu: &Gpu, k: &Kernels, wide: bool, binds: &[(u32, Bind)], m: usize) -> Dispatch {
     if wide {
-        Dispatch::new(gpu, "elbo_forward_backward_wide", &k.elbo_forward_backward_wide, binds, m, 1)
+        Dispatch::new(gpu, "elbo_forward_backward_wide", k.elbo_forward_backward_wide.get(gpu), binds, m, 1)
     } else {
         Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, binds, m, 64)
     }

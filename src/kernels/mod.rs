@@ -143,6 +143,35 @@ pub struct Step {
     pub pad1: u32,
 }
 
+/// A pipeline compiled the first time a dispatch takes it: the variants an adapter's
+/// rules leave out (the `_tiled` GEMMs on CPU adapters, the `_wide` ones and the wide
+/// loss and convolutions everywhere but where they are chosen) cost nothing at start-up.
+/// On lavapipe each pipeline is an LLVM compilation.
+pub struct LazyPipeline {
+    module: wgpu::ShaderModule,
+    entry: &'static str,
+    pipeline: std::sync::OnceLock<wgpu::ComputePipeline>,
+}
+
+impl LazyPipeline {
+    fn new(module: &wgpu::ShaderModule, entry: &'static str) -> LazyPipeline {
+        LazyPipeline { module: module.clone(), entry, pipeline: std::sync::OnceLock::new() }
+    }
+
+    /// The pipeline, compiled now if it was not. Its module validated when the kernels
+    /// were built, so a failure here is the driver's: it panics naming the entry point.
+    pub fn get(&self, gpu: &Gpu) -> &wgpu::ComputePipeline {
+        self.pipeline.get_or_init(|| {
+            gpu.pipeline(&self.module, self.entry).unwrap_or_else(|e| panic!("compiling {}: {e:#}", self.entry))
+        })
+    }
+
+    /// Whether a dispatch has taken it in this process.
+    pub fn compiled(&self) -> bool {
+        self.pipeline.get().is_some()
+    }
+}
+
 /// Every pipeline, named after its WGSL entry point.
 pub struct Kernels {
     pub gemm_forward: wgpu::ComputePipeline,
@@ -179,18 +208,18 @@ pub struct Kernels {
     pub conv2d_col2im_c4: wgpu::ComputePipeline,
     pub softmax_cross_entropy: wgpu::ComputePipeline,
     /// The `_wide` variants: a workgroup's lanes share one block's reduction.
-    pub gemm_forward_wide: wgpu::ComputePipeline,
-    pub gemm_backward_input_wide: wgpu::ComputePipeline,
-    pub gemm_backward_weight_wide: wgpu::ComputePipeline,
+    pub gemm_forward_wide: LazyPipeline,
+    pub gemm_backward_input_wide: LazyPipeline,
+    pub gemm_backward_weight_wide: LazyPipeline,
     /// The `_tiled` variants: 64x64 output tiles staged through workgroup memory.
-    pub gemm_forward_tiled: wgpu::ComputePipeline,
-    pub gemm_backward_input_tiled: wgpu::ComputePipeline,
-    pub gemm_backward_weight_tiled: wgpu::ComputePipeline,
-    pub elbo_forward_backward_wide: wgpu::ComputePipeline,
+    pub gemm_forward_tiled: LazyPipeline,
+    pub gemm_backward_input_tiled: LazyPipeline,
+    pub gemm_backward_weight_tiled: LazyPipeline,
+    pub elbo_forward_backward_wide: LazyPipeline,
     pub elbo_forward_backward_taps: wgpu::ComputePipeline,
-    pub conv2d_forward_wide: wgpu::ComputePipeline,
-    pub conv2d_backward_input_wide: wgpu::ComputePipeline,
-    pub conv2d_backward_weight_wide: wgpu::ComputePipeline,
+    pub conv2d_forward_wide: LazyPipeline,
+    pub conv2d_backward_input_wide: LazyPipeline,
+    pub conv2d_backward_weight_wide: LazyPipeline,
     /// Whether the loss and the convolutions run their `_wide` variants: on every
     /// adapter but a CPU (see elbo.wgsl and conv.wgsl for the figures).
     pub wide_reductions: bool,
@@ -359,17 +388,17 @@ impl Kernels {
             conv2d_col2im_c1: gpu.pipeline(&conv, "conv2d_col2im_c1")?,
             conv2d_col2im_c4: gpu.pipeline(&conv, "conv2d_col2im_c4")?,
             softmax_cross_entropy: gpu.pipeline(&classify, "softmax_cross_entropy")?,
-            gemm_forward_wide: gpu.pipeline(&gemm, "gemm_forward_wide")?,
-            gemm_backward_input_wide: gpu.pipeline(&gemm, "gemm_backward_input_wide")?,
-            gemm_backward_weight_wide: gpu.pipeline(&gemm, "gemm_backward_weight_wide")?,
-            gemm_forward_tiled: gpu.pipeline(&gemm, "gemm_forward_tiled")?,
-            gemm_backward_input_tiled: gpu.pipeline(&gemm, "gemm_backward_input_tiled")?,
-            gemm_backward_weight_tiled: gpu.pipeline(&gemm, "gemm_backward_weight_tiled")?,
-            elbo_forward_backward_wide: gpu.pipeline(&elbo, "elbo_forward_backward_wide")?,
+            gemm_forward_wide: LazyPipeline::new(&gemm, "gemm_forward_wide"),
+            gemm_backward_input_wide: LazyPipeline::new(&gemm, "gemm_backward_input_wide"),
+            gemm_backward_weight_wide: LazyPipeline::new(&gemm, "gemm_backward_weight_wide"),
+            gemm_forward_tiled: LazyPipeline::new(&gemm, "gemm_forward_tiled"),
+            gemm_backward_input_tiled: LazyPipeline::new(&gemm, "gemm_backward_input_tiled"),
+            gemm_backward_weight_tiled: LazyPipeline::new(&gemm, "gemm_backward_weight_tiled"),
+            elbo_forward_backward_wide: LazyPipeline::new(&elbo, "elbo_forward_backward_wide"),
             elbo_forward_backward_taps: gpu.pipeline(&elbo, "elbo_forward_backward_taps")?,
-            conv2d_forward_wide: gpu.pipeline(&conv, "conv2d_forward_wide")?,
-            conv2d_backward_input_wide: gpu.pipeline(&conv, "conv2d_backward_input_wide")?,
-            conv2d_backward_weight_wide: gpu.pipeline(&conv, "conv2d_backward_weight_wide")?,
+            conv2d_forward_wide: LazyPipeline::new(&conv, "conv2d_forward_wide"),
+            conv2d_backward_input_wide: LazyPipeline::new(&conv, "conv2d_backward_input_wide"),
+            conv2d_backward_weight_wide: LazyPipeline::new(&conv, "conv2d_backward_weight_wide"),
             wide_reductions: gpu.info.device_type != wgpu::DeviceType::Cpu,
             iwae: std::sync::OnceLock::new(),
         })
