@@ -2,7 +2,7 @@
 //! reference (in f64 around f32 functions, so step sizes are modest).
 
 mod common;
-use common::{assert_close, random, ACTIVATIONS};
+use common::{assert_close, flat_layout, random, ACTIVATIONS};
 use elbo::kernels::Step;
 use elbo::model::{Activation, Arch, Likelihood, LossLayout, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
@@ -107,18 +107,6 @@ fn activation_backward_matches_finite_differences() {
 }
 
 /// A flat (MLP, Bernoulli) loss layout over `values` greyscale values.
-fn flat_layout(values: usize, gaussian: bool) -> LossLayout {
-    LossLayout {
-        pixels: values,
-        channels: 1,
-        x_cp: 1,
-        o_cp: 1,
-        o_cols: values * (1 + gaussian as usize),
-        halves: true,
-        gaussian,
-    }
-}
-
 #[test]
 fn reparam_backward_matches_finite_differences() {
     let (m, lat) = (6, 3);

@@ -3,28 +3,16 @@
 //! model, and at K = 1 the ELBO's step.
 
 mod common;
-use common::{assert_close, gpu, random, rows, small_models, Scratch};
+use common::{assert_close, flat_layout, gpu, random, rows, small_models, Scratch};
 use elbo::data::Dataset;
 use elbo::kernels::{self, elbo_slot as es, iwae_slot as is, Dispatch, Step};
-use elbo::model::{Likelihood, LossLayout, Model, ModelKind, VaeConfig};
+use elbo::model::{Likelihood, Model, ModelKind, VaeConfig};
 use elbo::reference as r;
 use elbo::train::{Hyper, Trainer};
 use kernels::Bind::{Buffer as B, Texture as T};
 
 fn step(rows: u32, beta: f32) -> Step {
     Step { seed: 5, counter: 3, rows, slot: 1, inv_rows: 1.0 / rows as f32, noise: 1.0, beta, ..Step::default() }
-}
-
-fn flat_layout(values: usize, gaussian: bool) -> LossLayout {
-    LossLayout {
-        pixels: values,
-        channels: 1,
-        x_cp: 1,
-        o_cp: 1,
-        o_cols: values * (1 + gaussian as usize),
-        halves: true,
-        gaussian,
-    }
 }
 
 #[test]

@@ -212,20 +212,17 @@ pub fn eval(
     }
     let nf = n as f64;
     let d = s.model.config.pixels() as f64;
-    let log_px = per_image.iter().sum::<f64>();
-    let mean = log_px / nf;
-    let var = per_image.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (nf - 1.0).max(1.0);
-    let log_px_se = if n > 1 { (var / nf).sqrt() } else { 0.0 };
+    let (log_px, log_px_se) = mean_and_se(&per_image);
     Ok(EvalReport {
         images: n,
         elbo: -(recon + kl) / nf,
         recon: recon / nf,
         kl: kl / nf,
         iw_samples: k,
-        log_px: log_px / nf,
+        log_px,
         log_px_se,
         per_image,
-        bits_per_dim: -log_px / nf / (d * std::f64::consts::LN_2),
+        bits_per_dim: -log_px / (d * std::f64::consts::LN_2),
         recon_at_mean: recon_at_mean / nf,
         loss_at_mean: (recon_at_mean + kl) / nf,
         discrete: gaussian.then(|| {

@@ -123,43 +123,16 @@ pub fn iwae_reparam_backward(
 /// references as the training step composes the kernels; `x` in the model's stored input
 /// layout (m rows, each image repeated over its K rows).
 pub fn iwae_loss_and_grads(model: &crate::model::Model, x: &[f32], m: usize, k: usize, step: &Step) -> (f64, Vec<f32>) {
-    use super::model::{layer_backward, layer_forward};
-    use super::{elbo_forward_backward, reparam_forward};
-    use crate::model::Activation;
-    let lay = &model.layout;
+    use super::model::{vae_backward, vae_forward};
     let lat = model.config.latent;
-    let mut grads = vec![0f32; lay.len];
-    let mut enc_in = vec![x.to_vec()];
-    for l in &lay.encoder {
-        let y = layer_forward(model, l, enc_in.last().unwrap(), m);
-        enc_in.push(y);
-    }
-    let h = enc_in.pop().unwrap();
-    let mulv = layer_forward(model, &lay.heads, &h, m);
-    let z = reparam_forward(&mulv, m, lat, step);
-    let mut dec_in = vec![z];
-    for l in &lay.decoder {
-        let y = layer_forward(model, l, dec_in.last().unwrap(), m);
-        dec_in.push(y);
-    }
-    let out = dec_in.pop().unwrap();
+    let f = vae_forward(model, x, m, step);
     let loss_layout = model.config.loss_layout();
-    let (_, image_loss) = elbo_forward_backward(&out, x, &mulv, m, &loss_layout, lat, step);
-    let (_, scale, slot) = iwae_weights(&image_loss, &mulv, m, lat, k, step);
-    let mut d = elbo_backward_weighted(&out, x, &scale, m, &loss_layout);
-    for (i, l) in lay.decoder.iter().enumerate().rev() {
-        let act = if i > 0 { lay.decoder[i - 1].act } else { Activation::Identity };
-        d = layer_backward(model, l, &dec_in[i], &d, act, m, &mut grads);
-    }
-    let dmulv = iwae_reparam_backward(&mulv, &d, &scale, m, lat, step);
-    let act = lay.encoder.last().map_or(Activation::Identity, |l| l.act);
-    d = layer_backward(model, &lay.heads, &h, &dmulv, act, m, &mut grads);
-    for (i, l) in lay.encoder.iter().enumerate().rev() {
-        let act = if i > 0 { lay.encoder[i - 1].act } else { Activation::Identity };
-        d = layer_backward(model, l, &enc_in[i], &d, act, m, &mut grads);
-    }
+    let (_, image_loss) = super::elbo_forward_backward(&f.out, x, &f.mulv, m, &loss_layout, lat, step);
+    let (_, scale, slot) = iwae_weights(&image_loss, &f.mulv, m, lat, k, step);
+    let d_out = elbo_backward_weighted(&f.out, x, &scale, m, &loss_layout);
+    let grads = vae_backward(model, &f, &d_out, m, |dz| iwae_reparam_backward(&f.mulv, dz, &scale, m, lat, step));
     let images = slot[2] as usize / k;
-    (image_losses(&image_loss, &mulv, lat, k, images, step).iter().sum::<f64>() / images.max(1) as f64, grads)
+    (image_losses(&image_loss, &f.mulv, lat, k, images, step).iter().sum::<f64>() / images.max(1) as f64, grads)
 }
 
 /// Each of the first `images` images' loss -log (1/K) sum_k w_k, in f64, from its rows'

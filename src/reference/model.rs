@@ -112,25 +112,11 @@ pub fn vae_loss_and_grads(
     free_bits: f32,
     step: &Step,
 ) -> (f32, Vec<f32>, f64) {
-    let lay = &model.layout;
     let lat = model.config.latent;
-    let mut grads = vec![0f32; lay.len];
-    let mut enc_in = vec![x.to_vec()];
-    for l in &lay.encoder {
-        let y = layer_forward(model, l, enc_in.last().unwrap(), m);
-        enc_in.push(y);
-    }
-    let h = enc_in.pop().unwrap();
-    let mulv = layer_forward(model, &lay.heads, &h, m);
-    let z = reparam_forward(&mulv, m, lat, step);
-    let mut dec_in = vec![z];
-    for l in &lay.decoder {
-        let y = layer_forward(model, l, dec_in.last().unwrap(), m);
-        dec_in.push(y);
-    }
-    let out = dec_in.pop().unwrap();
-    let (mut d, image_loss) = elbo_forward_backward(&out, x, &mulv, m, &model.config.loss_layout(), lat, step);
-    let (sums, kl_mask) = loss_reduce(&image_loss, &mulv, lat, free_bits, step);
+    let f = vae_forward(model, x, m, step);
+    let mulv = &f.mulv;
+    let (d, image_loss) = elbo_forward_backward(&f.out, x, mulv, m, &model.config.loss_layout(), lat, step);
+    let (sums, kl_mask) = loss_reduce(&image_loss, mulv, lat, free_bits, step);
     let loss = (sums[0] + step.beta * sums[1]) * step.inv_rows;
     // the objective optimised: with free bits, sum_j max(free_bits, batch-mean KL_j) replaces the KL
     let mut objective = loss as f64;
@@ -146,16 +132,65 @@ pub fn vae_loss_and_grads(
         let floor: f64 = kl_mask.iter().map(|&k| (1.0 - k as f64) * free_bits as f64).sum();
         objective = (sums[0] as f64 + step.beta as f64 * kl_used) * step.inv_rows as f64 + step.beta as f64 * floor;
     }
+    let grads = vae_backward(model, &f, &d, m, |dz| reparam_backward(mulv, dz, &kl_mask, m, lat, step));
+    (loss, grads, objective)
+}
+
+/// A VAE's forward pass as the training step runs it, with what its backward pass reads.
+pub struct VaeForward {
+    /// Each encoder layer's input.
+    enc_in: Vec<Vec<f32>>,
+    /// The heads' input.
+    h: Vec<f32>,
+    /// [mu | logvar] (m, 2L).
+    pub mulv: Vec<f32>,
+    /// Each decoder layer's input (z first).
+    dec_in: Vec<Vec<f32>>,
+    /// The decoder's output.
+    pub out: Vec<f32>,
+}
+
+/// The encoder, z drawn with `step`'s noise, and the decoder, over `x` (m rows, the stored layout).
+pub fn vae_forward(model: &crate::model::Model, x: &[f32], m: usize, step: &Step) -> VaeForward {
+    let lay = &model.layout;
+    let mut enc_in = vec![x.to_vec()];
+    for l in &lay.encoder {
+        let y = layer_forward(model, l, enc_in.last().unwrap(), m);
+        enc_in.push(y);
+    }
+    let h = enc_in.pop().unwrap();
+    let mulv = layer_forward(model, &lay.heads, &h, m);
+    let mut dec_in = vec![reparam_forward(&mulv, m, model.config.latent, step)];
+    for l in &lay.decoder {
+        let y = layer_forward(model, l, dec_in.last().unwrap(), m);
+        dec_in.push(y);
+    }
+    let out = dec_in.pop().unwrap();
+    VaeForward { enc_in, h, mulv, dec_in, out }
+}
+
+/// The flat gradient from d out through the decoder to dz, `d_mulv` of dz (the
+/// objective's reparameterisation backward), and the heads and encoder.
+pub fn vae_backward(
+    model: &crate::model::Model,
+    f: &VaeForward,
+    d_out: &[f32],
+    m: usize,
+    d_mulv: impl FnOnce(&[f32]) -> Vec<f32>,
+) -> Vec<f32> {
+    let lay = &model.layout;
+    let mut grads = vec![0f32; lay.len];
+    let mut d = d_out.to_vec();
     for (i, l) in lay.decoder.iter().enumerate().rev() {
         let act = if i > 0 { lay.decoder[i - 1].act } else { Activation::Identity };
-        d = layer_backward(model, l, &dec_in[i], &d, act, m, &mut grads);
+        d = layer_backward(model, l, &f.dec_in[i], &d, act, m, &mut grads);
     }
-    let dmulv = reparam_backward(&mulv, &d, &kl_mask, m, lat, step);
+    let dmulv = d_mulv(&d);
     let act = lay.encoder.last().map_or(Activation::Identity, |l| l.act);
-    d = layer_backward(model, &lay.heads, &h, &dmulv, act, m, &mut grads);
+    d = layer_backward(model, &lay.heads, &f.h, &dmulv, act, m, &mut grads);
     for (i, l) in lay.encoder.iter().enumerate().rev() {
         let act = if i > 0 { lay.encoder[i - 1].act } else { Activation::Identity };
-        d = layer_backward(model, l, &enc_in[i], &d, act, m, &mut grads);
+        d = layer_backward(model, l, &f.enc_in[i], &d, act, m, &mut grads);
     }
-    (loss, grads, objective)
+    grads
 }

@@ -466,39 +466,28 @@ pub fn burda_stage(epoch: usize) -> u32 {
     7
 }
 
+/// Burda et al.'s model and schedule, shared by both of their presets.
+const BURDA: [(&str, &str); 11] = [
+    ("dataset", "--dataset mnist"),
+    ("arch", "--model mlp"),
+    ("hidden", "--hidden 200,200"),
+    ("activation", "--activation tanh"),
+    ("latent_dim", "--latent-dim 50"),
+    ("binarize", "--binarize dynamic"),
+    ("batch_size", "--batch-size 20"),
+    ("lr", "--lr 1e-3"),
+    ("lr_schedule", "--lr-schedule burda"),
+    ("epochs", "--epochs 3280"),
+    ("adam_eps", "--adam-eps 1e-4"),
+];
+
 /// The option values `preset` sets, as (clap id, the flag as the user would give it).
-fn preset_flags(preset: Preset) -> &'static [(&'static str, &'static str)] {
-    match preset {
-        Preset::BurdaVae => &[
-            ("dataset", "--dataset mnist"),
-            ("arch", "--model mlp"),
-            ("hidden", "--hidden 200,200"),
-            ("activation", "--activation tanh"),
-            ("latent_dim", "--latent-dim 50"),
-            ("binarize", "--binarize dynamic"),
-            ("batch_size", "--batch-size 20"),
-            ("lr", "--lr 1e-3"),
-            ("lr_schedule", "--lr-schedule burda"),
-            ("epochs", "--epochs 3280"),
-            ("adam_eps", "--adam-eps 1e-4"),
-            ("mc_samples", "--mc-samples 1"),
-        ],
-        Preset::BurdaIwae => &[
-            ("dataset", "--dataset mnist"),
-            ("arch", "--model mlp"),
-            ("hidden", "--hidden 200,200"),
-            ("activation", "--activation tanh"),
-            ("latent_dim", "--latent-dim 50"),
-            ("binarize", "--binarize dynamic"),
-            ("batch_size", "--batch-size 20"),
-            ("lr", "--lr 1e-3"),
-            ("lr_schedule", "--lr-schedule burda"),
-            ("epochs", "--epochs 3280"),
-            ("adam_eps", "--adam-eps 1e-4"),
-            ("objective", "--objective iwae"),
-            ("k", "--k 50"),
-        ],
-    }
+fn preset_flags(preset: Preset) -> Vec<(&'static str, &'static str)> {
+    let own: &[(&str, &str)] = match preset {
+        Preset::BurdaVae => &[("mc_samples", "--mc-samples 1")],
+        Preset::BurdaIwae => &[("objective", "--objective iwae"), ("k", "--k 50")],
+    };
+    BURDA.iter().chain(own).copied().collect()
 }
 
 impl TrainOptions {
@@ -513,7 +502,7 @@ impl TrainOptions {
         let mut args = vec!["elbo".to_string()];
         let mut set = Vec::new();
         let mut kept = Vec::new();
-        for (id, flag) in flags {
+        for (id, flag) in &flags {
             if self.given(id) {
                 kept.push(*flag);
                 continue;

@@ -233,3 +233,17 @@ pub fn small_models() -> Vec<(&'static str, VaeConfig, Hyper)> {
         ),
     ]
 }
+
+/// The loss layout of a dense decoder over `values` one-channel values: the means, and
+/// for a Gaussian the raw log-variances after them.
+pub fn flat_layout(values: usize, gaussian: bool) -> elbo::model::LossLayout {
+    elbo::model::LossLayout {
+        pixels: values,
+        channels: 1,
+        x_cp: 1,
+        o_cp: 1,
+        o_cols: values * (1 + gaussian as usize),
+        halves: true,
+        gaussian,
+    }
+}
