@@ -6,9 +6,7 @@ use common::Scratch;
 use std::process::Command;
 
 fn elbo() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_elbo"));
-    c.env("NODEVICE_SELECT", "1");
-    c
+    common::elbo_command()
 }
 
 #[test]

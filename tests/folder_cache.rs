@@ -11,7 +11,6 @@ use elbo::data::cache::HEADER_LEN;
 use elbo::data::{crop_to_multiple, load_image_folder, Dataset, FolderLoad, ImageSource, Source, TrainSet};
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// An RGB image whose pixels vary with position and with `i`, so that every image
 /// differs and resizing has something to do.
@@ -335,7 +334,7 @@ fn no_cache_folder_and_an_unwritable_one_decode_and_go_on() {
 /// larger than the training set (checked once the images are loaded), with `env` set for
 /// the child: its stderr.
 fn train_loads(dir: &Path, flags: &[&str], env: &[(&str, &Path)]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_elbo"));
+    let mut cmd = common::elbo_command();
     cmd.args(["train", "--dataset"]).arg(dir).args(["--channels-in", "3", "--image-size", "8x6"]);
     cmd.args(flags).args(["--validation", "1000000", "--out"]).arg(dir.join("run"));
     for var in ["ELBO_CACHE_DIR", "XDG_CACHE_HOME", "HOME"] {

@@ -5,18 +5,13 @@
 mod common;
 use common::Scratch;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn train(cache: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["train", "--epochs", "1", "--train-limit", "200", "--test-limit", "40", "--hidden", "24"];
     args.extend_from_slice(&["--latent-dim", "3", "--out", out.to_str().unwrap()]);
     args.extend_from_slice(extra);
-    let o = Command::new(env!("CARGO_BIN_EXE_elbo"))
-        .args(&args)
-        .env("ELBO_CACHE_DIR", cache)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .unwrap();
+    let o = common::elbo_command().args(&args).env("ELBO_CACHE_DIR", cache).output().unwrap();
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
@@ -52,7 +47,7 @@ fn gemm_choices_are_kept_reused_and_retimed() {
     let retimed = train(&cache, &dir.as_ref().join("d"), &["--retime"]);
     assert!(text(&retimed).contains("timed now"), "{}", text(&retimed));
     // and devices names the file
-    let o = Command::new(env!("CARGO_BIN_EXE_elbo")).arg("devices").env("ELBO_CACHE_DIR", &cache).output().unwrap();
+    let o = common::elbo_command().arg("devices").env("ELBO_CACHE_DIR", &cache).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains(&file.display().to_string()), "{o:?}");
 }
 
@@ -87,6 +82,6 @@ fn a_cpu_adapter_compiles_none_of_the_variants_its_rules_leave_out() {
         assert!(compiled.is_empty(), "compiled on a CPU adapter without a dispatch: {compiled:?}");
     }
     // and one compiles when a dispatch takes it
-    let _ = k.gemm_forward_wide.get(g);
+    let _ = k.gemm_forward_wide.pipeline();
     assert!(k.gemm_forward_wide.compiled());
 }

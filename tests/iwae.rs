@@ -259,8 +259,7 @@ fn a_one_draw_iwae_step_is_the_elbo_step() {
 #[test]
 fn train_iwae_writes_the_bound_and_refuses_what_does_not_go_with_it() {
     let dir = Scratch::new("train_iwae");
-    let exe = env!("CARGO_BIN_EXE_elbo");
-    let run = |args: &[&str]| std::process::Command::new(exe).args(args).output().unwrap();
+    let run = |args: &[&str]| common::elbo_command().args(args).output().unwrap();
     let out = dir.as_ref().join("run");
     let o = run(&[
         "train",

@@ -553,7 +553,7 @@ fn gemm_choice_picks_an_available_variant_for_every_layer() {
 }
 
 fn elementwise(
-    pipeline: &wgpu::ComputePipeline,
+    pipeline: &elbo::kernels::Kernel,
     label: &'static str,
     src: &[f32],
     grad: Option<&[f32]>,

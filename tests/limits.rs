@@ -3,10 +3,10 @@
 
 mod common;
 use common::Scratch;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn elbo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_elbo")).args(args).env("NODEVICE_SELECT", "1").output().unwrap()
+    common::elbo_command().args(args).output().unwrap()
 }
 
 /// Fails unless `o` is an error exit (1, not an abort) whose message contains `says`.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn elbo(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_elbo")).args(args).env("NODEVICE_SELECT", "1").output().unwrap();
+    let o = common::elbo_command().args(args).output().unwrap();
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
@@ -153,7 +153,11 @@ fn commands_on_a_model_show_the_spinner_while_kernels_compile() {
         r,
     ]);
     let cmd = format!("{} sample --model {r} --n 4", env!("CARGO_BIN_EXE_elbo"));
-    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("NODEVICE_SELECT", "1").output();
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NODEVICE_SELECT", "1")
+        .env(elbo::gpu::validation::ENV, "1")
+        .output();
     let o = o.expect("script(1) (util-linux) runs the command on a terminal");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && text.contains("building the kernels for this model"), "{text}");

@@ -260,11 +260,11 @@ pub fn bench(gpu: &Gpu, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<
             bail!("a bench {what} of 0: sizes must be at least 1");
         }
     }
-    let k = Kernels::new(gpu)?;
+    let k = Kernels::of(gpu)?;
     progress("fixed costs of a submit and a dispatch");
-    let fixed = fixed_costs(gpu, &k, opts.steps)?;
+    let fixed = fixed_costs(gpu, k, opts.steps)?;
     let (mut trainers, mut kernels) = model_kernels(gpu, opts, progress)?;
-    kernels.extend(square_gemms(gpu, &k, opts, progress)?);
+    kernels.extend(square_gemms(gpu, k, opts, progress)?);
     let steps = step_timings(gpu, opts, &mut trainers, progress)?;
     let mut report = Report {
         adapter: Adapter::of(gpu),

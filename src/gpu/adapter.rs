@@ -56,12 +56,23 @@ pub(crate) fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     if let Some((_, i)) = made.iter().find(|(b, _)| *b == backends) {
         return i.clone();
     }
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backends;
-    desc.flags = wgpu::InstanceFlags::empty();
-    let i = wgpu::Instance::new(desc);
+    let i = wgpu::Instance::new(instance_descriptor(backends));
     made.push((backends, i.clone()));
     i
+}
+
+/// How elbo makes its instances: the backends, and the Khronos validation layer where
+/// asked for (`validation`), with DEBUG, without which wgpu opens no messenger for the
+/// layer's messages (they went to stdout). The flags change the SPIR-V wgpu writes, so
+/// an instance that compiles for another (`kernels::warm`) must have the same.
+pub(crate) fn instance_descriptor(backends: wgpu::Backends) -> wgpu::InstanceDescriptor {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    desc.flags = match crate::gpu::validation::requested() {
+        true => wgpu::InstanceFlags::VALIDATION | wgpu::InstanceFlags::DEBUG,
+        false => wgpu::InstanceFlags::empty(),
+    };
+    desc
 }
 
 /// Every adapter the backends expose, best first (discrete, integrated, virtual, CPU).

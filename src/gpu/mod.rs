@@ -9,6 +9,7 @@ pub mod adapter;
 pub mod awake;
 pub mod lavapipe;
 pub mod memory;
+pub mod validation;
 
 use adapter::read_write_texels;
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice, Backend, NO_ADAPTER_HINT};
@@ -19,8 +20,52 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
+/// The module of WGSL `source` on `device`, validated inside an error scope.
+pub fn shader_module(device: &wgpu::Device, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    // Under the validation layer, the module goes to wgpu parsed: given WGSL text with
+    // InstanceFlags::DEBUG, wgpu puts it into the SPIR-V as an OpSource of language
+    // WGSL, which the layer of Debian 12 (1.3.239) rejects ("Invalid source language
+    // operand: 10") for every shader. Text that does not parse goes as text, for
+    // wgpu's own error.
+    let parsed = validation::requested().then(|| naga::front::wgsl::parse_str(source).ok()).flatten();
+    let source = match parsed {
+        Some(module) => wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module)),
+        None => wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        bail!("shader {name} does not compile: {e}");
+    }
+    Ok(module)
+}
+
+/// The compute pipeline of `entry` in `module`, its layout derived from the shader,
+/// created inside an error scope (`kernels::Kernel` creates each when first needed).
+pub fn create_pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+) -> Result<wgpu::ComputePipeline> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        bail!("pipeline {entry} cannot be created: {e}");
+    }
+    Ok(pipeline)
+}
+
 /// The device, its queue and the errors wgpu reported outside error scopes.
 pub struct Gpu {
+    /// The adapter the device was opened on, for `kernels::warm`'s helpers.
+    pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
@@ -32,6 +77,25 @@ pub struct Gpu {
     /// CPU adapters unless `ELBO_SPIN=0`.
     pub spinners: Option<&'static crate::gpu::awake::Spinners>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// The kernels of this device, made on first use (`kernels::Kernels::of`).
+    pub(crate) kernels: std::sync::OnceLock<crate::kernels::Kernels>,
+    /// The last uniforms made, with their contents (`uniform_contents`).
+    uniforms: Mutex<Vec<(wgpu::Buffer, Vec<u8>)>>,
+}
+
+/// How many uniforms `Gpu::uniform_contents` remembers: more than a model's lists make.
+const UNIFORMS_KEPT: usize = 4096;
+
+/// The device elbo asks an adapter for: `features` and `limits`.
+pub(crate) fn device_descriptor(features: wgpu::Features, limits: &wgpu::Limits) -> wgpu::DeviceDescriptor<'static> {
+    wgpu::DeviceDescriptor {
+        label: Some("elbo"),
+        required_features: features,
+        required_limits: limits.clone(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }
 }
 
 impl Gpu {
@@ -45,6 +109,18 @@ impl Gpu {
                 bail!("--backend metal: Metal exists only on Apple's systems, and this is {platform}; use --backend vulkan (or leave --backend out)")
             }
             _ => {}
+        }
+        if validation::requested() {
+            // the manifest's places are the Linux loader's (Windows lists layers in the registry)
+            if cfg!(target_os = "linux") && validation::layer_manifest().is_none() {
+                bail!(
+                    "{} asks for the Vulkan validation layer ({}), which is not installed here: `sudo apt-get install vulkan-validationlayers` (or unset {})",
+                    validation::ENV,
+                    validation::LAYER,
+                    validation::ENV
+                );
+            }
+            validation::install_logger();
         }
         let adapters = list_adapters(choice.backend);
         if adapters.is_empty() {
@@ -88,15 +164,8 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let needed = adapter.features() & wanted;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("elbo"),
-            required_features: needed,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .with_context(|| format!("could not open a device on adapter {} ({:?})", info.name, info.backend))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&device_descriptor(needed, &limits)))
+            .with_context(|| format!("could not open a device on adapter {} ({:?})", info.name, info.backend))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -115,7 +184,19 @@ impl Gpu {
         });
         let spin = std::env::var(crate::gpu::awake::ENV).ok();
         let spinners = crate::gpu::awake::wanted(info.device_type, spin.as_deref()).then(crate::gpu::awake::spinners);
-        Ok(Gpu { features: device.features(), read_write_texels, spinners, device, queue, info, limits, errors })
+        Ok(Gpu {
+            features: device.features(),
+            read_write_texels,
+            spinners,
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            errors,
+            kernels: std::sync::OnceLock::new(),
+            uniforms: Mutex::new(Vec::new()),
+        })
     }
 
     /// Whether the adapter is Mesa's llvmpipe (lavapipe), whose measured rules and limits
@@ -181,9 +262,14 @@ impl Gpu {
         }
     }
 
-    /// Turns errors wgpu reported since the last check into one error.
+    /// Turns errors wgpu reported since the last check, and the validation layer's
+    /// messages where it runs (`validation`), into one error.
     pub fn check(&self) -> Result<()> {
         let mut errors = self.errors.lock().unwrap();
+        let layer = validation::take_messages();
+        if !layer.is_empty() {
+            errors.push(format!("the Vulkan validation layer reported:\n{}", layer.join("\n")));
+        }
         if errors.is_empty() {
             return Ok(());
         }
@@ -203,31 +289,7 @@ impl Gpu {
     /// Compiles WGSL `source` (the kernels pass theirs with `shaders/common.wgsl` in
     /// front: `kernels::source`), reporting WGSL errors readably.
     pub fn shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            bail!("shader {name} does not compile on {}: {e}", self.info.name);
-        }
-        Ok(module)
-    }
-
-    pub fn pipeline(&self, module: &wgpu::ShaderModule, entry: &str) -> Result<wgpu::ComputePipeline> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            bail!("pipeline {entry} cannot be created on {}: {e}", self.info.name);
-        }
-        Ok(pipeline)
+        shader_module(&self.device, name, source).with_context(|| format!("on {}", self.info.name))
     }
 
     /// A storage buffer of `bytes` bytes (zeroed), checked against the adapter's limits.
@@ -254,11 +316,26 @@ impl Gpu {
     }
 
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let contents = bytemuck::bytes_of(value);
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytemuck::bytes_of(value),
+            contents,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        });
+        let mut made = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
+        if made.len() >= UNIFORMS_KEPT {
+            made.remove(0);
+        }
+        made.push((buffer.clone(), contents.to_vec()));
+        buffer
+    }
+
+    /// What `buffer` held when `uniform` made it, if it is one of the last
+    /// `UNIFORMS_KEPT` uniforms made (`kernels::warm` compiles for these values:
+    /// lavapipe builds loop bounds read from a uniform into the compiled kernel).
+    pub fn uniform_contents(&self, buffer: &wgpu::Buffer) -> Option<Vec<u8>> {
+        let made = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
+        made.iter().rev().find(|(b, _)| b == buffer).map(|(_, c)| c.clone())
     }
 
     fn check_size(&self, label: &str, bytes: u64) -> Result<()> {

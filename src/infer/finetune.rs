@@ -45,7 +45,7 @@ impl<'g> Classifier<'g> {
         let (layers, init) = classifier_layers(model, classes, o.seed)?;
         let len = init.len();
 
-        let k = Kernels::new(gpu)?;
+        let k = Kernels::of(gpu)?;
         let m = batch.next_multiple_of(4);
         let floats = (len * 4) as u64;
         let params = gpu.buffer_with("classifier params", bytemuck::cast_slice(&init))?;
@@ -66,7 +66,7 @@ impl<'g> Classifier<'g> {
             |what| -> Result<Vec<Matrix>> { layers.iter().map(|l| gpu.matrix(what, m, l.output.cols())).collect() };
         let (outs, grads_t) = (each("out")?, each("grad")?);
         let choice = gemm::Choice::default(); // the portable texel GEMMs
-        let mut builder = Builder::new(gpu, &k, &choice, m, &params, Some(&grads));
+        let mut builder = Builder::new(gpu, k, &choice, m, &params, Some(&grads));
         let gather = kernels::Gather::new(m, &c.loss_layout(), c.channels, false, 1);
         let refs: Vec<&Layer> = layers.iter().collect();
         let chain = Chain { layers: &refs, weights: &weights, input: &x, outs: &outs, grads: &grads_t, d_input: None };

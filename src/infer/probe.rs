@@ -122,7 +122,7 @@ pub struct LinearProbe<'g> {
 impl<'g> LinearProbe<'g> {
     /// A probe from `k` features to `classes` classes, zero-initialised.
     pub fn new(gpu: &'g Gpu, k: usize, classes: usize, batch: usize, lr: f32) -> Result<LinearProbe<'g>> {
-        let kern = Kernels::new(gpu)?;
+        let kern = Kernels::of(gpu)?;
         let m = batch.next_multiple_of(4);
         let rows = classes.next_multiple_of(4);
         let stride = k.next_multiple_of(64);
@@ -152,7 +152,7 @@ impl<'g> LinearProbe<'g> {
         };
         // the probe's GEMMs are small: the portable texel variant serves
         let choice = gemm::Choice::default();
-        let mut builder = Builder::new(gpu, &kern, &choice, m, &params, Some(&grads));
+        let mut builder = Builder::new(gpu, kern, &choice, m, &params, Some(&grads));
         let forward = builder.forward(&layer, &features, &weight, &logits).remove(0);
         let ce = builder.softmax_cross_entropy(classes, &step_uniform, &logits, &labels, &d_logits, &row_loss);
         let backward = builder.backward_weight(&layer, &features, &weight, &d_logits).remove(0);

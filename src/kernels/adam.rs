@@ -2,7 +2,6 @@
 //! gemm_adam_subgroup.wgsl): its uniform, where its moments live, and the fused
 //! kernel's builds.
 
-use super::source;
 use crate::gpu::Gpu;
 use anyhow::Result;
 use bytemuck::{Pod, Zeroable};
@@ -33,11 +32,11 @@ pub enum MomentStore {
 pub struct GemmAdam {
     pub moments: MomentStore,
     /// Built for the adapter's subgroup width.
-    pub pipeline: wgpu::ComputePipeline,
+    pub pipeline: super::Kernel,
     pub lanes: u32,
     /// The 8-lane build, beside the 16-lane one on 16-lane adapters: for layers of at
     /// most 8 input texels, which leave most of 16 lanes idle (fc3, k = 20: 200 -> 126 us).
-    pub pipeline8: Option<wgpu::ComputePipeline>,
+    pub pipeline8: Option<super::Kernel>,
 }
 
 impl GemmAdam {
@@ -50,7 +49,11 @@ impl GemmAdam {
                 (MomentStore::Buffers, 16) => "gemm_adam_buffers_subgroup16.wgsl",
                 (MomentStore::Buffers, _) => "gemm_adam_buffers_subgroup.wgsl",
             };
-            gpu.pipeline(&gpu.shader(file, &source(file))?, "gemm_backward_weight_adam_subgroup")
+            Ok::<_, anyhow::Error>(super::Kernel::new(
+                gpu,
+                &super::Module::new(gpu, file)?,
+                "gemm_backward_weight_adam_subgroup",
+            ))
         };
         let pipeline8 = if lanes == 16 { Some(build(8)?) } else { None };
         Ok(GemmAdam { moments, pipeline: build(lanes)?, lanes, pipeline8 })

@@ -4,7 +4,7 @@
 
 use super::gemm::{available, dispatch, timed, Gemm, GemmPreference, Pass, Variant};
 use super::timing::Profiler;
-use super::{Bind, Kernels};
+use super::{Bind, Dispatch, Kernels};
 use crate::gpu::Gpu;
 use anyhow::Result;
 
@@ -98,10 +98,9 @@ pub fn variants_timed() -> usize {
 
 static TIMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Microseconds of `runs` runs of `pass` in `variant` on random data of the given shape,
-/// fastest first.
-#[allow(clippy::too_many_arguments)]
-pub fn time_variant(
+/// The dispatch `time_variant` times: `pass` in `variant` on random data of the given
+/// shape (resources its bind group keeps).
+fn timing_dispatch(
     gpu: &Gpu,
     k: &Kernels,
     pass: Pass,
@@ -109,9 +108,7 @@ pub fn time_variant(
     m: usize,
     n: usize,
     kk: usize,
-    runs: usize,
-) -> Result<Vec<f64>> {
-    TIMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+) -> Result<Dispatch> {
     let m = m.next_multiple_of(4);
     let fill = |rows: usize, cols: usize, seed: u32| -> Result<crate::gpu::Matrix> {
         let mat = gpu.matrix("gemm timing", rows, cols)?;
@@ -155,7 +152,24 @@ pub fn time_variant(
         }
         Pass::BackwardWeight => vec![(P, B(&u)), (LHS, T(&lhs.view)), (RHS, T(&rhs.view)), (GRADS, B(&flat))],
     };
-    let d = dispatch(gpu, k, pass, variant, pass.entry(), &binds, m, n, kk);
+    Ok(dispatch(gpu, k, pass, variant, pass.entry(), &binds, m, n, kk))
+}
+
+/// Microseconds of `runs` runs of `pass` in `variant` on random data of the given shape,
+/// fastest first.
+#[allow(clippy::too_many_arguments)]
+pub fn time_variant(
+    gpu: &Gpu,
+    k: &Kernels,
+    pass: Pass,
+    variant: Variant,
+    m: usize,
+    n: usize,
+    kk: usize,
+    runs: usize,
+) -> Result<Vec<f64>> {
+    TIMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = timing_dispatch(gpu, k, pass, variant, m, n, kk)?;
     let profiler = Profiler::new(gpu, 1);
     profiler.run(gpu, &[&d], None)?; // first run compiles the pipeline
     let mut t: Vec<f64> = (0..runs).map(|_| Ok(profiler.run(gpu, &[&d], None)?[0].dur_ns)).collect::<Result<_>>()?;
@@ -282,6 +296,23 @@ pub fn choose(gpu: &Gpu, k: &Kernels, pref: GemmPreference, gemms: &[(Pass, usiz
             }
         }
         choice.cache = Some(path.clone());
+    }
+    if forced.is_none() {
+        // the variants of every shape to time, compiled at once (in parallel on lavapipe,
+        // where each shape is a compilation of its own: `warm`) before any is timed
+        let chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+        let todo: Vec<_> = gemms
+            .iter()
+            .filter(|&&(pass, m, n, kk)| !chosen.iter().any(|(key, _)| *key == (adapter.clone(), pass, (m, n, kk))))
+            .collect();
+        drop(chosen);
+        let mut cases = Vec::new();
+        for &&(pass, m, n, kk) in &todo {
+            for &v in &timed(gpu, k) {
+                cases.push(timing_dispatch(gpu, k, pass, v, m, n, kk)?);
+            }
+        }
+        super::warm::warm(gpu, &cases)?;
     }
     for &(pass, m, n, kk) in gemms {
         if choice.decisions.iter().any(|d| d.pass == pass && d.shape == (m, n, kk)) {

@@ -342,9 +342,9 @@ fn conv_single(
         (ConvVariant::Wide, _, _) => {
             // backward_weight: one workgroup per block of outputs; the others 8 blocks per workgroup
             let (pipeline, per_group) = match entry {
-                "conv2d_forward" => (k.conv2d_forward_wide.get(gpu), 8),
-                "conv2d_backward_input" => (k.conv2d_backward_input_wide.get(gpu), 8),
-                "conv2d_backward_weight" => (k.conv2d_backward_weight_wide.get(gpu), 1),
+                "conv2d_forward" => (&k.conv2d_forward_wide, 8),
+                "conv2d_backward_input" => (&k.conv2d_backward_input_wide, 8),
+                "conv2d_backward_weight" => (&k.conv2d_backward_weight_wide, 1),
                 _ => panic!("{entry} is not a conv.wgsl entry point"),
             };
             let blocks = conv_invocations(entry, s, batch);
@@ -471,7 +471,7 @@ fn slot<'a>(binds: &[(u32, Bind<'a>)], i: u32) -> Bind<'a> {
 /// `image` into the pass's output, with the uniform, mask and bias of `binds`.
 fn col2im_dispatch(
     gpu: &Gpu,
-    (entry, pipeline): (&str, &wgpu::ComputePipeline),
+    (entry, pipeline): (&str, &super::Kernel),
     label: &str,
     binds: &[(u32, Bind)],
     image: &crate::gpu::Matrix,

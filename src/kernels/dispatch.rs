@@ -11,12 +11,74 @@ pub enum Bind<'a> {
     Texture(&'a wgpu::TextureView),
 }
 
+/// What a binding slot held, in the terms that make another device's resource of its
+/// kind (`warm`): a buffer's size and usage, a texture's size, format and usage.
+#[derive(Clone, Debug)]
+pub enum BindShape {
+    /// A uniform's `contents` where `Gpu::uniform` made it.
+    Buffer {
+        size: u64,
+        usage: wgpu::BufferUsages,
+        contents: Option<std::sync::Arc<[u8]>>,
+    },
+    Texture {
+        size: wgpu::Extent3d,
+        format: wgpu::TextureFormat,
+        usage: wgpu::TextureUsages,
+    },
+}
+
+impl BindShape {
+    fn of(gpu: &Gpu, b: &Bind) -> BindShape {
+        match b {
+            Bind::Buffer(buf) => BindShape::Buffer {
+                size: buf.size(),
+                usage: buf.usage(),
+                contents: if buf.usage().contains(wgpu::BufferUsages::UNIFORM) {
+                    gpu.uniform_contents(buf).map(Into::into)
+                } else {
+                    None
+                },
+            },
+            Bind::Texture(view) => {
+                let t = view.texture();
+                BindShape::Texture { size: t.size(), format: t.format(), usage: t.usage() }
+            }
+        }
+    }
+}
+
+/// The state of `binds` that lavapipe compiles a kernel for, beside the shader: each
+/// texture's format and whether its width and height are powers of two (llvmpipe's
+/// variant key holds these for every image), and each uniform's contents (lavapipe
+/// builds loop bounds read from a uniform into the kernel: a GEMM compiles once for
+/// every shape). Two dispatches of one kernel with the same state run one compiled
+/// program.
+fn state_of(binds: &[(u32, BindShape)]) -> u64 {
+    use std::hash::Hash;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (slot, b) in binds {
+        match b {
+            BindShape::Texture { size, format, .. } => {
+                (slot, format, size.width.is_power_of_two(), size.height.is_power_of_two()).hash(&mut h)
+            }
+            BindShape::Buffer { contents: Some(c), .. } => (slot, c).hash(&mut h),
+            BindShape::Buffer { contents: None, .. } => {}
+        }
+    }
+    std::hash::Hasher::finish(&h)
+}
+
 /// One recorded dispatch: pipeline, bind group and workgroup counts (cloning shares the handles).
 #[derive(Clone)]
 pub struct Dispatch {
     pub label: std::borrow::Cow<'static, str>,
-    pub pipeline: wgpu::ComputePipeline,
+    pub kernel: super::Kernel,
     pub bind_group: wgpu::BindGroup,
+    /// What each binding slot holds.
+    pub binds: Vec<(u32, BindShape)>,
+    /// The part of the bindings that lavapipe compiles for (`state_of`).
+    pub state: u64,
     pub groups: [u32; 3],
     /// What the profiler reports: the problem's shape, and napkin-math floating-point
     /// operations and bytes moved (each input read once, each output written once).
@@ -31,7 +93,7 @@ impl Dispatch {
     pub fn new(
         gpu: &Gpu,
         label: impl Into<std::borrow::Cow<'static, str>>,
-        pipeline: &wgpu::ComputePipeline,
+        kernel: &super::Kernel,
         binds: &[(u32, Bind)],
         invocations: usize,
         wg: usize,
@@ -47,17 +109,20 @@ impl Dispatch {
             })
             .collect();
         let label = label.into();
+        let shapes: Vec<(u32, BindShape)> = binds.iter().map(|(slot, b)| (*slot, BindShape::of(gpu, b))).collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&label),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &kernel.pipeline().get_bind_group_layout(0),
             entries: &entries,
         });
         let groups = invocations.div_ceil(wg).max(1);
         let (x, y) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
         Dispatch {
             label,
-            pipeline: pipeline.clone(),
+            kernel: kernel.clone(),
             bind_group,
+            state: state_of(&shapes),
+            binds: shapes,
             groups: [x as u32, y as u32, 1],
             shape: String::new(),
             flops: 0.0,
@@ -69,11 +134,11 @@ impl Dispatch {
     pub fn with_groups(
         gpu: &Gpu,
         label: impl Into<std::borrow::Cow<'static, str>>,
-        pipeline: &wgpu::ComputePipeline,
+        kernel: &super::Kernel,
         binds: &[(u32, Bind)],
         groups: [u32; 3],
     ) -> Dispatch {
-        let mut d = Dispatch::new(gpu, label, pipeline, binds, 1, 1);
+        let mut d = Dispatch::new(gpu, label, kernel, binds, 1, 1);
         d.groups = groups;
         d
     }
@@ -99,7 +164,8 @@ impl Dispatch {
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass) {
-        pass.set_pipeline(&self.pipeline);
+        pass.set_pipeline(self.kernel.pipeline());
+        self.kernel.set_warmed(self.state);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
     }
@@ -119,6 +185,7 @@ pub fn run(gpu: &Gpu, list: &[Dispatch]) -> Result<()> {
 }
 
 pub fn run_refs(gpu: &Gpu, list: &[&Dispatch]) -> Result<()> {
+    super::warm::warm(gpu, list.iter().copied())?;
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass =

@@ -168,25 +168,20 @@ pub fn dispatch(
         },
         // four 4x4 blocks per workgroup of 64 (gemm.wgsl's SPLIT = 16 lanes per block)
         (Variant::Wide, _) => match pass {
-            Pass::Forward => Dispatch::new(gpu, label, k.gemm_forward_wide.get(gpu), binds, (m / 4) * n.div_ceil(4), 4),
+            Pass::Forward => Dispatch::new(gpu, label, &k.gemm_forward_wide, binds, (m / 4) * n.div_ceil(4), 4),
             Pass::BackwardInput => {
-                Dispatch::new(gpu, label, k.gemm_backward_input_wide.get(gpu), binds, (m / 4) * kk.div_ceil(4), 4)
+                Dispatch::new(gpu, label, &k.gemm_backward_input_wide, binds, (m / 4) * kk.div_ceil(4), 4)
             }
-            Pass::BackwardWeight => Dispatch::new(
-                gpu,
-                label,
-                k.gemm_backward_weight_wide.get(gpu),
-                binds,
-                n.div_ceil(4) * kk.div_ceil(4),
-                4,
-            ),
+            Pass::BackwardWeight => {
+                Dispatch::new(gpu, label, &k.gemm_backward_weight_wide, binds, n.div_ceil(4) * kk.div_ceil(4), 4)
+            }
         },
         // a 64x64 output tile per workgroup: texel columns in x, rows in y
         (Variant::Tiled, _) => {
             let (pipeline, rows, cols) = match pass {
-                Pass::Forward => (k.gemm_forward_tiled.get(gpu), m, n),
-                Pass::BackwardInput => (k.gemm_backward_input_tiled.get(gpu), m, kk),
-                Pass::BackwardWeight => (k.gemm_backward_weight_tiled.get(gpu), n, kk),
+                Pass::Forward => (&k.gemm_forward_tiled, m, n),
+                Pass::BackwardInput => (&k.gemm_backward_input_tiled, m, kk),
+                Pass::BackwardWeight => (&k.gemm_backward_weight_tiled, n, kk),
             };
             Dispatch::with_groups(gpu, label, pipeline, binds, [g(cols.div_ceil(64)), g(rows.div_ceil(64)), 1])
         }

@@ -131,7 +131,7 @@ pub fn elbo_wide(gpu: &Gpu, k: &Kernels, o_cols: usize) -> bool {
 /// row) when `wide`, else one invocation per row. `binds` as elbo.wgsl's.
 pub fn elbo_dispatch(gpu: &Gpu, k: &Kernels, wide: bool, binds: &[(u32, Bind)], m: usize) -> Dispatch {
     if wide {
-        Dispatch::new(gpu, "elbo_forward_backward_wide", k.elbo_forward_backward_wide.get(gpu), binds, m, 1)
+        Dispatch::new(gpu, "elbo_forward_backward_wide", &k.elbo_forward_backward_wide, binds, m, 1)
     } else {
         Dispatch::new(gpu, "elbo_forward_backward", &k.elbo_forward_backward, binds, m, 64)
     }
@@ -287,20 +287,21 @@ pub struct Iwae {
 /// weighted per row (one invocation or one workgroup a row, as `elbo_wide` chooses) and
 /// d[mu | logvar] with the sampled KL's gradient.
 pub struct IwaeKernels {
-    pub iwae_weights: wgpu::ComputePipeline,
-    pub elbo_backward_weighted: wgpu::ComputePipeline,
-    pub elbo_backward_weighted_wide: wgpu::ComputePipeline,
-    pub iwae_reparam_backward: wgpu::ComputePipeline,
+    pub iwae_weights: super::Kernel,
+    pub elbo_backward_weighted: super::Kernel,
+    pub elbo_backward_weighted_wide: super::Kernel,
+    pub iwae_reparam_backward: super::Kernel,
 }
 
 impl IwaeKernels {
     pub fn new(gpu: &Gpu) -> anyhow::Result<IwaeKernels> {
-        let m = gpu.shader("iwae.wgsl", &super::source("iwae.wgsl"))?;
+        use super::Kernel;
+        let m = super::Module::new(gpu, "iwae.wgsl")?;
         Ok(IwaeKernels {
-            iwae_weights: gpu.pipeline(&m, "iwae_weights")?,
-            elbo_backward_weighted: gpu.pipeline(&m, "elbo_backward_weighted")?,
-            elbo_backward_weighted_wide: gpu.pipeline(&m, "elbo_backward_weighted_wide")?,
-            iwae_reparam_backward: gpu.pipeline(&m, "iwae_reparam_backward")?,
+            iwae_weights: Kernel::new(gpu, &m, "iwae_weights"),
+            elbo_backward_weighted: Kernel::new(gpu, &m, "elbo_backward_weighted"),
+            elbo_backward_weighted_wide: Kernel::new(gpu, &m, "elbo_backward_weighted_wide"),
+            iwae_reparam_backward: Kernel::new(gpu, &m, "iwae_reparam_backward"),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod gather;
 pub mod gemm;
 pub mod loss;
 pub mod timing;
+pub mod warm;
 
 pub use adam::*;
 pub use classify::*;
@@ -143,83 +144,147 @@ pub struct Step {
     pub pad1: u32,
 }
 
-/// A pipeline compiled the first time a dispatch takes it: the variants an adapter's
-/// rules leave out (the `_tiled` GEMMs on CPU adapters, the `_wide` ones and the wide
-/// loss and convolutions everywhere but where they are chosen) cost nothing at start-up.
-/// On lavapipe each pipeline is an LLVM compilation.
-pub struct LazyPipeline {
+/// A shader file compiled into a module (validated by wgpu) on one device, with the
+/// name it has in `SHADERS`, from which its source is made again (`source`).
+#[derive(Clone)]
+pub struct Module {
+    pub file: &'static str,
     module: wgpu::ShaderModule,
-    entry: &'static str,
-    pipeline: std::sync::OnceLock<wgpu::ComputePipeline>,
 }
 
-impl LazyPipeline {
-    fn new(module: &wgpu::ShaderModule, entry: &'static str) -> LazyPipeline {
-        LazyPipeline { module: module.clone(), entry, pipeline: std::sync::OnceLock::new() }
+impl Module {
+    pub fn new(gpu: &Gpu, file: &'static str) -> Result<Module> {
+        Ok(Module { file, module: gpu.shader(file, &source(file))? })
+    }
+}
+
+/// One kernel: an entry point of a module, whose pipeline is created the first time a
+/// dispatch takes it, so that the kernels a run does not use cost nothing (on a GPU
+/// each pipeline is a compilation). On lavapipe the compilation itself waits for the
+/// pipeline's first dispatch; `warm` does those of a run's new kernels in parallel,
+/// and `warmed` says whether this process compiled it (a dispatch ran it, or `warm`
+/// did). Cloning shares the kernel.
+#[derive(Clone)]
+pub struct Kernel(std::sync::Arc<KernelInner>);
+
+struct KernelInner {
+    device: wgpu::Device,
+    adapter: String,
+    module: Module,
+    entry: &'static str,
+    pipeline: std::sync::OnceLock<wgpu::ComputePipeline>,
+    /// The binding states (`Dispatch::state`) it was compiled for in this process.
+    warmed: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Kernel {
+    pub fn new(gpu: &Gpu, module: &Module, entry: &'static str) -> Kernel {
+        Kernel(std::sync::Arc::new(KernelInner {
+            device: gpu.device.clone(),
+            adapter: gpu.info.name.clone(),
+            module: module.clone(),
+            entry,
+            pipeline: std::sync::OnceLock::new(),
+            warmed: std::sync::Mutex::new(Vec::new()),
+        }))
     }
 
-    /// The pipeline, compiled now if it was not. Its module validated when the kernels
-    /// were built, so a failure here is the driver's: it panics naming the entry point.
-    pub fn get(&self, gpu: &Gpu) -> &wgpu::ComputePipeline {
-        self.pipeline.get_or_init(|| {
-            gpu.pipeline(&self.module, self.entry).unwrap_or_else(|e| panic!("compiling {}: {e:#}", self.entry))
+    /// The pipeline, created now if it was not. Its module validated when it was made,
+    /// so a failure here is the driver's: it panics naming the entry point.
+    pub fn pipeline(&self) -> &wgpu::ComputePipeline {
+        let k = &self.0;
+        k.pipeline.get_or_init(|| {
+            crate::gpu::create_pipeline(&k.device, &k.module.module, k.entry)
+                .unwrap_or_else(|e| panic!("compiling {} ({}) on {}: {e:#}", k.entry, k.module.file, k.adapter))
         })
     }
 
-    /// Whether a dispatch has taken it in this process.
+    /// Whether its pipeline was created in this process.
     pub fn compiled(&self) -> bool {
-        self.pipeline.get().is_some()
+        self.0.pipeline.get().is_some()
+    }
+
+    pub fn entry(&self) -> &'static str {
+        self.0.entry
+    }
+
+    /// The shader file of its module.
+    pub fn file(&self) -> &'static str {
+        self.0.module.file
+    }
+
+    /// Whether this process has run it over bindings of `state` (`Dispatch::state`), or
+    /// compiled it for them (`warm`): lavapipe compiles once for each.
+    pub fn warmed(&self, state: u64) -> bool {
+        self.0.warmed.lock().unwrap_or_else(|e| e.into_inner()).contains(&state)
+    }
+
+    pub(crate) fn set_warmed(&self, state: u64) {
+        let mut w = self.0.warmed.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.contains(&state) {
+            w.push(state);
+        }
+    }
+
+    /// How many binding states it was compiled for in this process.
+    pub fn states_warmed(&self) -> usize {
+        self.0.warmed.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether `other` is this kernel (not only the same entry point).
+    pub fn same(&self, other: &Kernel) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
 /// Every pipeline, named after its WGSL entry point.
 pub struct Kernels {
-    pub gemm_forward: wgpu::ComputePipeline,
-    pub gemm_backward_input: wgpu::ComputePipeline,
-    pub gemm_backward_weight: wgpu::ComputePipeline,
-    pub relu_forward: wgpu::ComputePipeline,
-    pub relu_backward: wgpu::ComputePipeline,
-    pub sigmoid_forward: wgpu::ComputePipeline,
-    pub sigmoid_backward: wgpu::ComputePipeline,
-    pub reparam_forward: wgpu::ComputePipeline,
-    pub reparam_backward: wgpu::ComputePipeline,
-    pub reparam_backward_reduce: wgpu::ComputePipeline,
+    pub gemm_forward: Kernel,
+    pub gemm_backward_input: Kernel,
+    pub gemm_backward_weight: Kernel,
+    pub relu_forward: Kernel,
+    pub relu_backward: Kernel,
+    pub sigmoid_forward: Kernel,
+    pub sigmoid_backward: Kernel,
+    pub reparam_forward: Kernel,
+    pub reparam_backward: Kernel,
+    pub reparam_backward_reduce: Kernel,
     /// reparam_backward_reduce after gemm_forward_elbo_subgroup's loss (recon partial sums)
-    pub reparam_backward_reduce_partials: wgpu::ComputePipeline,
-    pub elbo_forward_backward: wgpu::ComputePipeline,
-    pub loss_reduce: wgpu::ComputePipeline,
-    pub adam_update: wgpu::ComputePipeline,
-    pub gather_batch: wgpu::ComputePipeline,
+    pub reparam_backward_reduce_partials: Kernel,
+    pub elbo_forward_backward: Kernel,
+    pub loss_reduce: Kernel,
+    pub adam_update: Kernel,
+    pub gather_batch: Kernel,
     /// gather_batch for one-channel images, four pixels a texel (`gather_dispatch`).
-    pub gather_batch_words: wgpu::ComputePipeline,
+    pub gather_batch_words: Kernel,
     /// gather_batch for one-channel images, one pixel a texel (`gather_dispatch`).
-    pub gather_batch_pixels: wgpu::ComputePipeline,
-    pub gather_batch_pixels4: wgpu::ComputePipeline,
-    pub gather_batch_rgb4: wgpu::ComputePipeline,
+    pub gather_batch_pixels: Kernel,
+    pub gather_batch_pixels4: Kernel,
+    pub gather_batch_rgb4: Kernel,
     /// touch.wgsl: a dispatch with almost no work (`bench::fixed_costs`)
-    pub touch: wgpu::ComputePipeline,
-    pub conv2d_forward: wgpu::ComputePipeline,
-    pub conv2d_backward_input: wgpu::ComputePipeline,
-    pub conv2d_backward_weight: wgpu::ComputePipeline,
+    pub touch: Kernel,
+    pub conv2d_forward: Kernel,
+    pub conv2d_backward_input: Kernel,
+    pub conv2d_backward_weight: Kernel,
     /// conv.wgsl's two steps around a 1x1 convolution for a 1-channel backward_input
-    pub conv2d_taps_c1: wgpu::ComputePipeline,
-    pub conv2d_col2im_c1: wgpu::ComputePipeline,
+    pub conv2d_taps_c1: Kernel,
+    pub conv2d_col2im_c1: Kernel,
     /// conv.wgsl's step after a 1x1 convolution for a backward_input into 2-4 channels
-    pub conv2d_col2im_c4: wgpu::ComputePipeline,
-    pub softmax_cross_entropy: wgpu::ComputePipeline,
+    pub conv2d_col2im_c4: Kernel,
+    pub softmax_cross_entropy: Kernel,
     /// The `_wide` variants: a workgroup's lanes share one block's reduction.
-    pub gemm_forward_wide: LazyPipeline,
-    pub gemm_backward_input_wide: LazyPipeline,
-    pub gemm_backward_weight_wide: LazyPipeline,
+    pub gemm_forward_wide: Kernel,
+    pub gemm_backward_input_wide: Kernel,
+    pub gemm_backward_weight_wide: Kernel,
     /// The `_tiled` variants: 64x64 output tiles staged through workgroup memory.
-    pub gemm_forward_tiled: LazyPipeline,
-    pub gemm_backward_input_tiled: LazyPipeline,
-    pub gemm_backward_weight_tiled: LazyPipeline,
-    pub elbo_forward_backward_wide: LazyPipeline,
-    pub elbo_forward_backward_taps: wgpu::ComputePipeline,
-    pub conv2d_forward_wide: LazyPipeline,
-    pub conv2d_backward_input_wide: LazyPipeline,
-    pub conv2d_backward_weight_wide: LazyPipeline,
+    pub gemm_forward_tiled: Kernel,
+    pub gemm_backward_input_tiled: Kernel,
+    pub gemm_backward_weight_tiled: Kernel,
+    pub elbo_forward_backward_wide: Kernel,
+    pub elbo_forward_backward_taps: Kernel,
+    pub conv2d_forward_wide: Kernel,
+    pub conv2d_backward_input_wide: Kernel,
+    pub conv2d_backward_weight_wide: Kernel,
     /// Whether the loss and the convolutions run their `_wide` variants: on every
     /// adapter but a CPU (see elbo.wgsl and conv.wgsl for the figures).
     pub wide_reductions: bool,
@@ -227,7 +292,7 @@ pub struct Kernels {
     /// lanes wide (`subgroup_lanes`).
     pub subgroup: Option<SubgroupKernels>,
     /// adam_texel.wgsl (the moments in textures), on CPU adapters with read_write rgba32float.
-    pub adam_update_texel: Option<wgpu::ComputePipeline>,
+    pub adam_update_texel: Option<Kernel>,
     /// gemm_adam_subgroup.wgsl: where both `subgroup` and `adam_update_texel` exist, its
     /// moments where this adapter keeps them (`Gpu::texel_moments_pay`).
     pub gemm_adam: Option<GemmAdam>,
@@ -237,31 +302,31 @@ pub struct Kernels {
 }
 
 pub struct SubgroupKernels {
-    pub gemm_forward_subgroup: wgpu::ComputePipeline,
-    pub gemm_backward_input_subgroup: wgpu::ComputePipeline,
-    pub gemm_backward_weight_subgroup: wgpu::ComputePipeline,
+    pub gemm_forward_subgroup: Kernel,
+    pub gemm_backward_input_subgroup: Kernel,
+    pub gemm_backward_weight_subgroup: Kernel,
     /// gemm_fused_subgroup.wgsl: the heads' forward pass and reparam_forward in one
     /// dispatch, for 2L up to one workgroup's 4 LANES columns
-    pub gemm_forward_reparam_subgroup: wgpu::ComputePipeline,
+    pub gemm_forward_reparam_subgroup: Kernel,
     /// The same for heads wider than one workgroup, where L is a multiple of 4.
-    pub gemm_forward_reparam_pairs_subgroup: wgpu::ComputePipeline,
+    pub gemm_forward_reparam_pairs_subgroup: Kernel,
     /// gemm_fused_subgroup.wgsl: a Bernoulli decoder's last dense layer and its loss in one
     /// dispatch
-    pub gemm_forward_elbo_subgroup: wgpu::ComputePipeline,
+    pub gemm_forward_elbo_subgroup: Kernel,
     /// conv_subgroup.wgsl, built for `lanes`: the forward pass over 32 columns
     /// (conv2d_forward_group8_subgroup: at 16 lanes, each 8-lane half on its own 32 rows),
     /// and the backward passes
-    pub conv2d_forward_subgroup: wgpu::ComputePipeline,
-    pub conv2d_backward_input_subgroup: wgpu::ComputePipeline,
-    pub conv2d_backward_weight_subgroup: wgpu::ComputePipeline,
+    pub conv2d_forward_subgroup: Kernel,
+    pub conv2d_backward_input_subgroup: Kernel,
+    pub conv2d_backward_weight_subgroup: Kernel,
     /// conv_subgroup.wgsl's kernels for 1-channel inputs
-    pub conv2d_forward_c1_subgroup: wgpu::ComputePipeline,
-    pub conv2d_forward_c4_subgroup: wgpu::ComputePipeline,
-    pub conv2d_backward_input_c1_subgroup: wgpu::ComputePipeline,
-    pub conv2d_backward_weight_c1_subgroup: wgpu::ComputePipeline,
+    pub conv2d_forward_c1_subgroup: Kernel,
+    pub conv2d_forward_c4_subgroup: Kernel,
+    pub conv2d_backward_input_c1_subgroup: Kernel,
+    pub conv2d_backward_weight_c1_subgroup: Kernel,
     /// conv2d_forward_subgroup built for 16 lanes, on 16-lane adapters: used where the
     /// output channels fill its 64 columns (conv2d_forward_group8_subgroup elsewhere).
-    pub conv2d_forward_subgroup16: Option<wgpu::ComputePipeline>,
+    pub conv2d_forward_subgroup16: Option<Kernel>,
     /// The subgroup width gemm_subgroup.wgsl and the conv backward passes were built for:
     /// 8 or 16 (`subgroup_lanes`).
     pub lanes: u32,
@@ -304,27 +369,25 @@ impl SubgroupKernels {
     /// gemm_subgroup.wgsl and conv_subgroup.wgsl built for subgroups of `lanes` (8 or 16).
     pub fn new(gpu: &Gpu, lanes: u32) -> Result<SubgroupKernels> {
         let gemm_file = if lanes == 16 { "gemm_subgroup16.wgsl" } else { "gemm_subgroup.wgsl" };
-        let m = gpu.shader(gemm_file, &source(gemm_file))?;
+        let m = Module::new(gpu, gemm_file)?;
         // conv_subgroup.wgsl built for the adapter's width
         let conv_file = if lanes == 16 { "conv_subgroup16.wgsl" } else { "conv_subgroup.wgsl" };
-        let cl = &gpu.shader(conv_file, &source(conv_file))?;
+        let cl = Module::new(gpu, conv_file)?;
         Ok(SubgroupKernels {
-            conv2d_forward_subgroup: gpu.pipeline(cl, "conv2d_forward_group8_subgroup")?,
-            conv2d_backward_input_subgroup: gpu.pipeline(cl, "conv2d_backward_input_subgroup")?,
-            conv2d_backward_weight_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_subgroup")?,
-            conv2d_forward_c1_subgroup: gpu.pipeline(cl, "conv2d_forward_c1_subgroup")?,
-            conv2d_forward_c4_subgroup: gpu.pipeline(cl, "conv2d_forward_c4_subgroup")?,
-            conv2d_backward_input_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_input_c1_subgroup")?,
-            conv2d_backward_weight_c1_subgroup: gpu.pipeline(cl, "conv2d_backward_weight_c1_subgroup")?,
-            gemm_forward_subgroup: gpu.pipeline(&m, "gemm_forward_subgroup")?,
-            gemm_backward_input_subgroup: gpu.pipeline(&m, "gemm_backward_input_subgroup")?,
-            gemm_backward_weight_subgroup: gpu.pipeline(&m, "gemm_backward_weight_subgroup")?,
-            gemm_forward_reparam_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_subgroup")?,
-            gemm_forward_reparam_pairs_subgroup: gpu.pipeline(&m, "gemm_forward_reparam_pairs_subgroup")?,
-            gemm_forward_elbo_subgroup: gpu.pipeline(&m, "gemm_forward_elbo_subgroup")?,
-            conv2d_forward_subgroup16: (lanes == 16)
-                .then(|| gpu.pipeline(cl, "conv2d_forward_subgroup"))
-                .transpose()?,
+            conv2d_forward_subgroup: Kernel::new(gpu, &cl, "conv2d_forward_group8_subgroup"),
+            conv2d_backward_input_subgroup: Kernel::new(gpu, &cl, "conv2d_backward_input_subgroup"),
+            conv2d_backward_weight_subgroup: Kernel::new(gpu, &cl, "conv2d_backward_weight_subgroup"),
+            conv2d_forward_c1_subgroup: Kernel::new(gpu, &cl, "conv2d_forward_c1_subgroup"),
+            conv2d_forward_c4_subgroup: Kernel::new(gpu, &cl, "conv2d_forward_c4_subgroup"),
+            conv2d_backward_input_c1_subgroup: Kernel::new(gpu, &cl, "conv2d_backward_input_c1_subgroup"),
+            conv2d_backward_weight_c1_subgroup: Kernel::new(gpu, &cl, "conv2d_backward_weight_c1_subgroup"),
+            gemm_forward_subgroup: Kernel::new(gpu, &m, "gemm_forward_subgroup"),
+            gemm_backward_input_subgroup: Kernel::new(gpu, &m, "gemm_backward_input_subgroup"),
+            gemm_backward_weight_subgroup: Kernel::new(gpu, &m, "gemm_backward_weight_subgroup"),
+            gemm_forward_reparam_subgroup: Kernel::new(gpu, &m, "gemm_forward_reparam_subgroup"),
+            gemm_forward_reparam_pairs_subgroup: Kernel::new(gpu, &m, "gemm_forward_reparam_pairs_subgroup"),
+            gemm_forward_elbo_subgroup: Kernel::new(gpu, &m, "gemm_forward_elbo_subgroup"),
+            conv2d_forward_subgroup16: (lanes == 16).then(|| Kernel::new(gpu, &cl, "conv2d_forward_subgroup")),
             lanes,
         })
     }
@@ -332,21 +395,21 @@ impl SubgroupKernels {
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
-        let gemm = gpu.shader("gemm.wgsl", &source("gemm.wgsl"))?;
-        let act = gpu.shader("activation.wgsl", &source("activation.wgsl"))?;
-        let reparam = gpu.shader("reparam.wgsl", &source("reparam.wgsl"))?;
-        let elbo = gpu.shader("elbo.wgsl", &source("elbo.wgsl"))?;
-        let adam = gpu.shader("adam.wgsl", &source("adam.wgsl"))?;
-        let gather = gpu.shader("gather.wgsl", &source("gather.wgsl"))?;
-        let touch = gpu.shader("touch.wgsl", &source("touch.wgsl"))?;
-        let conv = gpu.shader("conv.wgsl", &source("conv.wgsl"))?;
-        let classify = gpu.shader("classify.wgsl", &source("classify.wgsl"))?;
+        let gemm = Module::new(gpu, "gemm.wgsl")?;
+        let act = Module::new(gpu, "activation.wgsl")?;
+        let reparam = Module::new(gpu, "reparam.wgsl")?;
+        let elbo = Module::new(gpu, "elbo.wgsl")?;
+        let adam = Module::new(gpu, "adam.wgsl")?;
+        let gather = Module::new(gpu, "gather.wgsl")?;
+        let touch = Module::new(gpu, "touch.wgsl")?;
+        let conv = Module::new(gpu, "conv.wgsl")?;
+        let classify = Module::new(gpu, "classify.wgsl")?;
         let lanes = subgroup_lanes(gpu);
         let subgroup = lanes.map(|lanes| SubgroupKernels::new(gpu, lanes)).transpose()?;
         // only on CPU adapters, where it was measured (adam_texel.wgsl)
         let adam_update_texel = if gpu.read_write_texels && gpu.info.device_type == wgpu::DeviceType::Cpu {
-            let a = gpu.shader("adam_texel.wgsl", &source("adam_texel.wgsl"))?;
-            Some(gpu.pipeline(&a, "adam_update_texel")?)
+            let a = Module::new(gpu, "adam_texel.wgsl")?;
+            Some(Kernel::new(gpu, &a, "adam_update_texel"))
         } else {
             None
         };
@@ -361,47 +424,135 @@ impl Kernels {
             subgroup,
             adam_update_texel,
             gemm_adam,
-            gemm_forward: gpu.pipeline(&gemm, "gemm_forward")?,
-            gemm_backward_input: gpu.pipeline(&gemm, "gemm_backward_input")?,
-            gemm_backward_weight: gpu.pipeline(&gemm, "gemm_backward_weight")?,
-            relu_forward: gpu.pipeline(&act, "relu_forward")?,
-            relu_backward: gpu.pipeline(&act, "relu_backward")?,
-            sigmoid_forward: gpu.pipeline(&act, "sigmoid_forward")?,
-            sigmoid_backward: gpu.pipeline(&act, "sigmoid_backward")?,
-            reparam_forward: gpu.pipeline(&reparam, "reparam_forward")?,
-            reparam_backward: gpu.pipeline(&reparam, "reparam_backward")?,
-            reparam_backward_reduce: gpu.pipeline(&reparam, "reparam_backward_reduce")?,
-            reparam_backward_reduce_partials: gpu.pipeline(&reparam, "reparam_backward_reduce_partials")?,
-            elbo_forward_backward: gpu.pipeline(&elbo, "elbo_forward_backward")?,
-            loss_reduce: gpu.pipeline(&reparam, "loss_reduce")?,
-            adam_update: gpu.pipeline(&adam, "adam_update")?,
-            gather_batch: gpu.pipeline(&gather, "gather_batch")?,
-            gather_batch_words: gpu.pipeline(&gather, "gather_batch_words")?,
-            gather_batch_pixels: gpu.pipeline(&gather, "gather_batch_pixels")?,
-            gather_batch_pixels4: gpu.pipeline(&gather, "gather_batch_pixels4")?,
-            gather_batch_rgb4: gpu.pipeline(&gather, "gather_batch_rgb4")?,
-            touch: gpu.pipeline(&touch, "touch")?,
-            conv2d_forward: gpu.pipeline(&conv, "conv2d_forward")?,
-            conv2d_backward_input: gpu.pipeline(&conv, "conv2d_backward_input")?,
-            conv2d_backward_weight: gpu.pipeline(&conv, "conv2d_backward_weight")?,
-            conv2d_taps_c1: gpu.pipeline(&conv, "conv2d_taps_c1")?,
-            conv2d_col2im_c1: gpu.pipeline(&conv, "conv2d_col2im_c1")?,
-            conv2d_col2im_c4: gpu.pipeline(&conv, "conv2d_col2im_c4")?,
-            softmax_cross_entropy: gpu.pipeline(&classify, "softmax_cross_entropy")?,
-            gemm_forward_wide: LazyPipeline::new(&gemm, "gemm_forward_wide"),
-            gemm_backward_input_wide: LazyPipeline::new(&gemm, "gemm_backward_input_wide"),
-            gemm_backward_weight_wide: LazyPipeline::new(&gemm, "gemm_backward_weight_wide"),
-            gemm_forward_tiled: LazyPipeline::new(&gemm, "gemm_forward_tiled"),
-            gemm_backward_input_tiled: LazyPipeline::new(&gemm, "gemm_backward_input_tiled"),
-            gemm_backward_weight_tiled: LazyPipeline::new(&gemm, "gemm_backward_weight_tiled"),
-            elbo_forward_backward_wide: LazyPipeline::new(&elbo, "elbo_forward_backward_wide"),
-            elbo_forward_backward_taps: gpu.pipeline(&elbo, "elbo_forward_backward_taps")?,
-            conv2d_forward_wide: LazyPipeline::new(&conv, "conv2d_forward_wide"),
-            conv2d_backward_input_wide: LazyPipeline::new(&conv, "conv2d_backward_input_wide"),
-            conv2d_backward_weight_wide: LazyPipeline::new(&conv, "conv2d_backward_weight_wide"),
+            gemm_forward: Kernel::new(gpu, &gemm, "gemm_forward"),
+            gemm_backward_input: Kernel::new(gpu, &gemm, "gemm_backward_input"),
+            gemm_backward_weight: Kernel::new(gpu, &gemm, "gemm_backward_weight"),
+            relu_forward: Kernel::new(gpu, &act, "relu_forward"),
+            relu_backward: Kernel::new(gpu, &act, "relu_backward"),
+            sigmoid_forward: Kernel::new(gpu, &act, "sigmoid_forward"),
+            sigmoid_backward: Kernel::new(gpu, &act, "sigmoid_backward"),
+            reparam_forward: Kernel::new(gpu, &reparam, "reparam_forward"),
+            reparam_backward: Kernel::new(gpu, &reparam, "reparam_backward"),
+            reparam_backward_reduce: Kernel::new(gpu, &reparam, "reparam_backward_reduce"),
+            reparam_backward_reduce_partials: Kernel::new(gpu, &reparam, "reparam_backward_reduce_partials"),
+            elbo_forward_backward: Kernel::new(gpu, &elbo, "elbo_forward_backward"),
+            loss_reduce: Kernel::new(gpu, &reparam, "loss_reduce"),
+            adam_update: Kernel::new(gpu, &adam, "adam_update"),
+            gather_batch: Kernel::new(gpu, &gather, "gather_batch"),
+            gather_batch_words: Kernel::new(gpu, &gather, "gather_batch_words"),
+            gather_batch_pixels: Kernel::new(gpu, &gather, "gather_batch_pixels"),
+            gather_batch_pixels4: Kernel::new(gpu, &gather, "gather_batch_pixels4"),
+            gather_batch_rgb4: Kernel::new(gpu, &gather, "gather_batch_rgb4"),
+            touch: Kernel::new(gpu, &touch, "touch"),
+            conv2d_forward: Kernel::new(gpu, &conv, "conv2d_forward"),
+            conv2d_backward_input: Kernel::new(gpu, &conv, "conv2d_backward_input"),
+            conv2d_backward_weight: Kernel::new(gpu, &conv, "conv2d_backward_weight"),
+            conv2d_taps_c1: Kernel::new(gpu, &conv, "conv2d_taps_c1"),
+            conv2d_col2im_c1: Kernel::new(gpu, &conv, "conv2d_col2im_c1"),
+            conv2d_col2im_c4: Kernel::new(gpu, &conv, "conv2d_col2im_c4"),
+            softmax_cross_entropy: Kernel::new(gpu, &classify, "softmax_cross_entropy"),
+            gemm_forward_wide: Kernel::new(gpu, &gemm, "gemm_forward_wide"),
+            gemm_backward_input_wide: Kernel::new(gpu, &gemm, "gemm_backward_input_wide"),
+            gemm_backward_weight_wide: Kernel::new(gpu, &gemm, "gemm_backward_weight_wide"),
+            gemm_forward_tiled: Kernel::new(gpu, &gemm, "gemm_forward_tiled"),
+            gemm_backward_input_tiled: Kernel::new(gpu, &gemm, "gemm_backward_input_tiled"),
+            gemm_backward_weight_tiled: Kernel::new(gpu, &gemm, "gemm_backward_weight_tiled"),
+            elbo_forward_backward_wide: Kernel::new(gpu, &elbo, "elbo_forward_backward_wide"),
+            elbo_forward_backward_taps: Kernel::new(gpu, &elbo, "elbo_forward_backward_taps"),
+            conv2d_forward_wide: Kernel::new(gpu, &conv, "conv2d_forward_wide"),
+            conv2d_backward_input_wide: Kernel::new(gpu, &conv, "conv2d_backward_input_wide"),
+            conv2d_backward_weight_wide: Kernel::new(gpu, &conv, "conv2d_backward_weight_wide"),
             wide_reductions: gpu.info.device_type != wgpu::DeviceType::Cpu,
             iwae: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The device's kernels, made once (no pipeline is created until a dispatch takes
+    /// it), so that a second model on the device creates only the pipelines that the
+    /// first did not.
+    pub fn of(gpu: &Gpu) -> Result<&Kernels> {
+        if let Some(k) = gpu.kernels.get() {
+            return Ok(k);
+        }
+        let made = Kernels::new(gpu)?;
+        Ok(gpu.kernels.get_or_init(|| made))
+    }
+
+    /// Every kernel made for this device: the adapter's variants, and the importance-
+    /// weighted objective's where a model trained it.
+    pub fn all(&self) -> Vec<&Kernel> {
+        let mut all = vec![
+            &self.gemm_forward,
+            &self.gemm_backward_input,
+            &self.gemm_backward_weight,
+            &self.relu_forward,
+            &self.relu_backward,
+            &self.sigmoid_forward,
+            &self.sigmoid_backward,
+            &self.reparam_forward,
+            &self.reparam_backward,
+            &self.reparam_backward_reduce,
+            &self.reparam_backward_reduce_partials,
+            &self.elbo_forward_backward,
+            &self.loss_reduce,
+            &self.adam_update,
+            &self.gather_batch,
+            &self.gather_batch_words,
+            &self.gather_batch_pixels,
+            &self.gather_batch_pixels4,
+            &self.gather_batch_rgb4,
+            &self.touch,
+            &self.conv2d_forward,
+            &self.conv2d_backward_input,
+            &self.conv2d_backward_weight,
+            &self.conv2d_taps_c1,
+            &self.conv2d_col2im_c1,
+            &self.conv2d_col2im_c4,
+            &self.softmax_cross_entropy,
+            &self.gemm_forward_wide,
+            &self.gemm_backward_input_wide,
+            &self.gemm_backward_weight_wide,
+            &self.gemm_forward_tiled,
+            &self.gemm_backward_input_tiled,
+            &self.gemm_backward_weight_tiled,
+            &self.elbo_forward_backward_wide,
+            &self.elbo_forward_backward_taps,
+            &self.conv2d_forward_wide,
+            &self.conv2d_backward_input_wide,
+            &self.conv2d_backward_weight_wide,
+        ];
+        if let Some(s) = &self.subgroup {
+            all.extend([
+                &s.gemm_forward_subgroup,
+                &s.gemm_backward_input_subgroup,
+                &s.gemm_backward_weight_subgroup,
+                &s.gemm_forward_reparam_subgroup,
+                &s.gemm_forward_reparam_pairs_subgroup,
+                &s.gemm_forward_elbo_subgroup,
+                &s.conv2d_forward_subgroup,
+                &s.conv2d_backward_input_subgroup,
+                &s.conv2d_backward_weight_subgroup,
+                &s.conv2d_forward_c1_subgroup,
+                &s.conv2d_forward_c4_subgroup,
+                &s.conv2d_backward_input_c1_subgroup,
+                &s.conv2d_backward_weight_c1_subgroup,
+            ]);
+            all.extend(&s.conv2d_forward_subgroup16);
+        }
+        all.extend(&self.adam_update_texel);
+        if let Some(a) = &self.gemm_adam {
+            all.push(&a.pipeline);
+            all.extend(&a.pipeline8);
+        }
+        if let Some(i) = self.iwae.get() {
+            all.extend([
+                &i.iwae_weights,
+                &i.elbo_backward_weighted,
+                &i.elbo_backward_weighted_wide,
+                &i.iwae_reparam_backward,
+            ]);
+        }
+        all
     }
 
     /// iwae.wgsl's pipelines, compiled on first use.

@@ -23,9 +23,25 @@ impl Grid {
     }
 }
 
+/// An encoded PNG and its size.
+pub struct Png {
+    pub bytes: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+}
+
 /// Lays out `images` as `grid` says, with a 1-pixel border, and writes a greyscale or
-/// RGB PNG atomically. An empty image leaves its cell blank.
-pub fn save_grid(path: &Path, images: &[&[f32]], grid: &Grid) -> Result<()> {
+/// RGB PNG atomically (`grid_png`). An empty image leaves its cell blank.
+pub fn save_grid(path: &Path, images: &[&[f32]], grid: &Grid) -> Result<Png> {
+    let png = grid_png(images, grid).with_context(|| format!("encoding {}", path.display()))?;
+    crate::write_atomic(path, &png.bytes)?;
+    Ok(png)
+}
+
+/// `images` laid out as `grid` says, with a 1-pixel border, as a greyscale or RGB PNG.
+pub fn grid_png(images: &[&[f32]], grid: &Grid) -> Result<Png> {
     let Grid { width, height, channels, cols, scale } = *grid;
     let rows = images.len().div_ceil(cols).max(1);
     let (cw, chh) = ((width + 1) * scale, (height + 1) * scale);
@@ -47,7 +63,6 @@ pub fn save_grid(path: &Path, images: &[&[f32]], grid: &Grid) -> Result<()> {
         image::DynamicImage::ImageRgb8(img)
     };
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .with_context(|| format!("encoding {}", path.display()))?;
-    crate::write_atomic(path, &bytes)
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    Ok(Png { bytes, width: w, height: h, channels: channels.min(3) })
 }

@@ -1,8 +1,10 @@
 //! Pictures written as PNG: image grids ([`grid`]), and small plots drawn straight
 //! into PNGs: a class-coloured scatter of 2-D points with a legend, and the 2-D
-//! projection it needs.
+//! projection it needs. [`tensorboard`] writes a run's scalars and grids as
+//! TensorBoard event files.
 
 pub mod grid;
+pub mod tensorboard;
 
 use anyhow::Result;
 use std::path::Path;

@@ -115,7 +115,7 @@ impl Builder<'_> {
         l: &Layer,
         (x, w, y): (&Matrix, &Matrix, &Matrix),
         entry: &str,
-        pipeline: fn(&SubgroupKernels) -> &wgpu::ComputePipeline,
+        pipeline: fn(&SubgroupKernels) -> &kernels::Kernel,
         extra: &[(u32, Bind)],
         cols: impl Fn(u32) -> u32,
     ) -> Dispatch {
@@ -149,12 +149,11 @@ impl Builder<'_> {
         let n = l.gemm_nk().0 as u32;
         match how {
             HeadsReparam::OneGroup => {
-                let pipeline: fn(&SubgroupKernels) -> &wgpu::ComputePipeline = |s| &s.gemm_forward_reparam_subgroup;
+                let pipeline: fn(&SubgroupKernels) -> &kernels::Kernel = |s| &s.gemm_forward_reparam_subgroup;
                 self.fused_forward(l, (x, w, mulv), "gemm_forward_reparam", pipeline, &extra, |_| 1)
             }
             HeadsReparam::Pairs => {
-                let pipeline: fn(&SubgroupKernels) -> &wgpu::ComputePipeline =
-                    |s| &s.gemm_forward_reparam_pairs_subgroup;
+                let pipeline: fn(&SubgroupKernels) -> &kernels::Kernel = |s| &s.gemm_forward_reparam_pairs_subgroup;
                 let cols = |lanes: u32| (n / 2).div_ceil(2 * lanes);
                 self.fused_forward(l, (x, w, mulv), "gemm_forward_reparam", pipeline, &extra, cols)
             }
@@ -179,7 +178,7 @@ impl Builder<'_> {
         let n = l.gemm_nk().0;
         let extra = [(STEP, B(step)), (TARGET_X, T(&target.view)), (RECON_PARTIALS, B(partials))];
         let blocks = |lanes| kernels::elbo_gemm_blocks(n, lanes) as u32;
-        let pipeline: fn(&SubgroupKernels) -> &wgpu::ComputePipeline = |s| &s.gemm_forward_elbo_subgroup;
+        let pipeline: fn(&SubgroupKernels) -> &kernels::Kernel = |s| &s.gemm_forward_elbo_subgroup;
         self.fused_forward(l, (x, w, d_out), "gemm_forward_elbo", pipeline, &extra, blocks)
     }
 }

@@ -137,12 +137,12 @@ impl<'g> Net<'g> {
         if test.len == 0 {
             bail!("the test set is empty");
         }
-        let k = Kernels::new(gpu)?;
-        let choice = Choice::untimed(&k, recorded);
+        let k = Kernels::of(gpu)?;
+        let choice = Choice::untimed(k, recorded);
         let history_slots = test.len.div_ceil(o.batch) + 1;
         let mut net = Net::alloc(gpu, model, (o.batch, o.samples, o.seed), test, history_slots)?;
-        let f = net.fusions(&k, GemmPreference::Auto, false, MomentStore::Buffers);
-        let mut b = Builder::new(gpu, &k, &choice, net.t.x.rows, &net.params, None);
+        let f = net.fusions(k, GemmPreference::Auto, false, MomentStore::Buffers);
+        let mut b = Builder::new(gpu, k, &choice, net.t.x.rows, &net.params, None);
         let sampling = Sampling { binarize: o.binarize, samples: o.samples, free_bits: 0.0, iwae: false };
         let lists = net.build_lists(&mut b, f, None, sampling)?;
         let keep = b.keep;
@@ -155,6 +155,13 @@ impl<'g> Net<'g> {
     /// The model on the device: for a forward-only model, as it was opened.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Every dispatch of the model's lists (training step, evaluation, decoding,
+    /// encoding, restoration, scoring).
+    pub fn all_dispatches(&self) -> impl Iterator<Item = &kernels::Dispatch> {
+        let l = &self.lists;
+        l.train.iter().chain(&l.eval).chain(&l.decode).chain(&l.encode).chain(&l.restore).chain(&l.score)
     }
 
     /// Dispatches per training step (none in a forward-only model).
@@ -243,27 +250,29 @@ impl<'g> Net<'g> {
         len.div_ceil(self.batch)
     }
 
-    fn eval_batch(&mut self, b: usize, noise: f32) {
+    fn eval_batch(&mut self, b: usize, noise: f32) -> Result<()> {
         self.eval_batch_of(0, self.test_len, b, noise)
     }
 
     /// Batch `b` of the evaluation images `first..first + len` (the test set's, or the
     /// validation set's after them), its loss into history slot `b`.
-    fn eval_batch_of(&mut self, first: usize, len: usize, b: usize, noise: f32) {
+    fn eval_batch_of(&mut self, first: usize, len: usize, b: usize, noise: f32) -> Result<()> {
         let start = first + b * self.batch;
         let rows = self.batch.min(first + len - start);
         let step = self.step_values(rows, start, b, noise);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        kernels::warm::warm(self.gpu, &self.lists.eval)?;
         kernels::encode_all(&mut enc, "eval step", &self.lists.eval);
         self.gpu.submit(enc.finish());
         self.counter += 1;
+        Ok(())
     }
 
     /// Runs test batch `b` forward (z sampled when `noise` is 1, the posterior mean when 0)
     /// and returns per row: (recon, kl), then mu and logvar (rows, L each) and z (rows, L).
     pub fn eval_rows(&mut self, b: usize, noise: f32) -> Result<EvalRows> {
-        self.eval_batch(b, noise);
+        self.eval_batch(b, noise)?;
         let images = self.batch.min(self.test_len - b * self.batch);
         let rows = images * self.samples;
         let lat = self.model.config.latent;
@@ -301,7 +310,7 @@ impl<'g> Net<'g> {
     pub fn evaluate_validation(&mut self) -> Result<LossSums> {
         let n = self.batches(self.val_len);
         for b in 0..n {
-            self.eval_batch_of(self.test_len, self.val_len, b, 1.0);
+            self.eval_batch_of(self.test_len, self.val_len, b, 1.0)?;
         }
         self.read_history(n)
     }
@@ -310,7 +319,7 @@ impl<'g> Net<'g> {
     pub fn evaluate(&mut self) -> Result<LossSums> {
         let n = self.batches(self.test_len);
         for b in 0..n {
-            self.eval_batch(b, 1.0);
+            self.eval_batch(b, 1.0)?;
         }
         self.read_history(n)
     }
@@ -318,7 +327,7 @@ impl<'g> Net<'g> {
     /// The first test batch and its reconstructions from the posterior mean, both
     /// (images, pixels * channels) channels-last with values in [0, 1].
     pub fn reconstruct_first_batch(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
-        self.eval_batch(0, 0.0);
+        self.eval_batch(0, 0.0)?;
         kernels::run_refs(self.gpu, &[self.lists.decode.last().unwrap()])?;
         let rows = self.batch.min(self.test_len) * self.samples;
         let c = &self.model.config;

@@ -6,7 +6,8 @@ use super::options::{epoch_order, TrainOptions};
 use super::run::{EpochReport, Interrupted, INTERRUPTED};
 use super::{LossSums, Trainer};
 use crate::model::{ModelKind, VaeConfig};
-use crate::plot::grid::{save_grid, Grid};
+use crate::plot::grid::{save_grid, Grid, Png};
+use crate::plot::tensorboard::EventFile;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ pub(crate) struct Run<'o, 'g> {
     pub steps_this_process: u32,
     /// The lowest validation loss so far and its epoch (`--validation`).
     pub best: Option<(f64, usize)>,
+    /// This process's TensorBoard event file, made at its first event (`events`).
+    pub events: Option<EventFile>,
+    /// Whether the run goes on from a checkpoint (whose event files stay beside ours).
+    pub resumed: bool,
 }
 
 impl Run<'_, '_> {
@@ -36,6 +41,24 @@ impl Run<'_, '_> {
         if !self.quiet {
             println!("{s}");
         }
+    }
+
+    /// The event file, made now if this is the process's first event. A new run's
+    /// first event removes the event files an older run in its folder left
+    /// (`--overwrite`), as its first metrics replace theirs; a resumed run adds a file.
+    fn events(&mut self) -> Result<&mut EventFile> {
+        if self.events.is_none() {
+            if !self.resumed {
+                for e in std::fs::read_dir(&self.out)?.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("events.out.tfevents.") {
+                        std::fs::remove_file(e.path())
+                            .with_context(|| format!("cannot remove the old run's {}", e.path().display()))?;
+                    }
+                }
+            }
+            self.events = Some(EventFile::create(&self.out)?);
+        }
+        Ok(self.events.as_mut().expect("made above"))
     }
 
     fn save_checkpoint(&self, epoch: usize, step: usize, partial: LossSums) -> Result<()> {
@@ -169,6 +192,17 @@ impl Run<'_, '_> {
             let rate = (sums.images - base.images) / opts.samples() as f64 / t0.elapsed().as_secs_f64();
             bar.set_message(format!("loss {loss:.2} {rate:.0} img/s"));
             bar.set_position(n as u64);
+            // the epoch's running means so far, at the run's step count
+            if !last {
+                let step = ((epoch - 1) * steps + n) as u64;
+                let values = [
+                    ("train/loss", loss),
+                    ("train/recon", sums.recon_per_image()),
+                    ("train/kl", sums.kl_per_image() * self.kl_weight),
+                    ("train/images_per_second", rate),
+                ];
+                self.events()?.scalars(step, &values)?;
+            }
         }
         Ok(())
     }
@@ -232,7 +266,26 @@ impl Run<'_, '_> {
         writeln!(metrics, "{line}")
             .and_then(|_| metrics.flush())
             .with_context(|| format!("cannot write {}", self.metrics_path.display()))?;
-        self.save_pictures()?;
+        let (samples, recons) = self.save_pictures()?;
+        let step = (epoch * self.trainer.train_batches()) as u64;
+        let mut values = vec![
+            ("train/loss", r.train.loss(kl_weight)),
+            ("train/recon", r.train.recon_per_image()),
+            ("train/kl", r.train.kl_per_image() * kl_weight),
+            ("test/loss", r.test.loss(kl_weight)),
+            ("test/recon", r.test.recon_per_image()),
+            ("test/kl", r.test.kl_per_image() * kl_weight),
+            ("lr", self.trainer.hyper().lr as f64),
+            ("train/images_per_second", r.images_per_second),
+            ("epoch", epoch as f64),
+        ];
+        if let Some(v) = &r.validation {
+            values.push(("validation/loss", v.loss(kl_weight)));
+        }
+        let events = self.events()?;
+        events.scalars(step, &values)?;
+        events.image(step, "samples", &samples)?;
+        events.image(step, "reconstructions", &recons)?;
         let extra = std::collections::HashMap::from([
             ("epoch".to_string(), epoch.to_string()),
             ("test_loss".to_string(), format!("{:.4}", r.test.loss(kl_weight))),
@@ -262,8 +315,8 @@ impl Run<'_, '_> {
     }
 
     /// samples.png (64 draws from the prior) and reconstructions.png (test images above
-    /// their reconstructions from the posterior mean).
-    fn save_pictures(&mut self) -> Result<()> {
+    /// their reconstructions from the posterior mean); their PNGs, for TensorBoard.
+    fn save_pictures(&mut self) -> Result<(Png, Png)> {
         let c = &self.config;
         let d = c.pixels();
         // all 64, in as many calls as the batch's rows take
@@ -272,7 +325,7 @@ impl Run<'_, '_> {
             drawn.extend(self.trainer.decode(z)?);
         }
         let tiles: Vec<&[f32]> = drawn.chunks(d).collect();
-        save_grid(&self.out.join("samples.png"), &tiles, &Grid::of(c, 8))?;
+        let samples = save_grid(&self.out.join("samples.png"), &tiles, &Grid::of(c, 8))?;
         let (x, recon) = self.trainer.reconstruct_first_batch()?;
         let n = (x.len() / d).min(32);
         // originals above their reconstructions; a short last row is padded with blank tiles
@@ -288,6 +341,7 @@ impl Run<'_, '_> {
             tiles.extend((row * 8..row * 8 + 8).map(|i| cell(&x, i, n, d)));
             tiles.extend((row * 8..row * 8 + 8).map(|i| cell(&recon, i, n, d)));
         }
-        save_grid(&self.out.join("reconstructions.png"), &tiles, &Grid::of(&self.config, 8))
+        let recons = save_grid(&self.out.join("reconstructions.png"), &tiles, &Grid::of(&self.config, 8))?;
+        Ok((samples, recons))
     }
 }

@@ -231,6 +231,8 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         quiet,
         steps_this_process: 0,
         best,
+        events: None,
+        resumed: resumed.is_some(),
     };
     let (first_epoch, first_step, first_partial) = match &resumed {
         Some(ck) => (ck.epoch + 1, ck.step, ck.partial),
@@ -255,7 +257,7 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
     }
     let best = if run.best.is_some() { ", best.safetensors" } else { "" };
     say(format!(
-        "wrote {}/{{metrics.jsonl, loss.png, model.safetensors{best}, checkpoint.safetensors, samples.png, reconstructions.png}}",
+        "wrote {}/{{metrics.jsonl, loss.png, model.safetensors{best}, checkpoint.safetensors, samples.png, reconstructions.png, events.out.tfevents.*}}",
         run.out.display()
     ));
     Ok(reports)

@@ -69,15 +69,15 @@ impl<'g> Trainer<'g> {
             bail!("--batch-size and --mc-samples must be at least 1");
         }
         crate::model::fit::check_fits(&c, batch, hyper.samples, &crate::model::fit::DeviceLimits::of(&gpu.limits))?;
-        let k = Kernels::new(gpu)?;
+        let k = Kernels::of(gpu)?;
         let m = (batch * hyper.samples).next_multiple_of(4);
-        check_loop_turns(gpu, &k, &model.layout, batch, hyper.samples)?;
+        check_loop_turns(gpu, k, &model.layout, batch, hyper.samples)?;
         if hyper.iwae {
             check_iwae(gpu, &c, &hyper, m)?;
         }
         let len = model.layout.len;
         let grads = gpu.buffer("grads", (len * 4) as u64, wgpu::BufferUsages::empty())?;
-        let moments = Moments::new(gpu, &k, len)?;
+        let moments = Moments::new(gpu, k, len)?;
         let data = TrainData::new(gpu, train, batch, hyper.data_limit)?;
         let history_slots = train.dims().len.div_ceil(batch).max(test.len.div_ceil(batch)) + 1;
         let mut net = Net::alloc(gpu, model, (batch, hyper.samples, hyper.seed), test, history_slots)?;
@@ -87,12 +87,12 @@ impl<'g> Trainer<'g> {
         let layers = net.model.layout.layers();
         let choice = match &hyper.gemm_fixed {
             Some(c) => c.clone(),
-            None => gemm::choose(gpu, &k, hyper.gemm, &gemm_shapes(&layers, m))?,
+            None => gemm::choose(gpu, k, hyper.gemm, &gemm_shapes(&layers, m))?,
         };
         let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: hyper.adam_eps };
         let adam_u = gpu.uniform("adam", &adam);
-        let f = net.fusions(&k, hyper.gemm, hyper.fuse_adam, moments.store());
-        let mut b = Builder::new(gpu, &k, &choice, m, &net.params, Some(&grads));
+        let f = net.fusions(k, hyper.gemm, hyper.fuse_adam, moments.store());
+        let mut b = Builder::new(gpu, k, &choice, m, &net.params, Some(&grads));
         if f.adam {
             let kernel = k.gemm_adam.as_ref().expect("Fusions::adam needs the fused kernel");
             b.fused_adam = Some(FusedAdam { kernel, adam: &adam_u, step: &net.step_uniform, moments: moments.binds() });
@@ -102,6 +102,8 @@ impl<'g> Trainer<'g> {
         let sampling =
             Sampling { binarize: hyper.binarize, samples: hyper.samples, free_bits: hyper.free_bits, iwae: hyper.iwae };
         let lists = net.build_lists(&mut b, f, Some(buffers), sampling)?;
+        // what a run's first epoch runs, compiled at once (in parallel on lavapipe)
+        kernels::warm::warm(gpu, lists.train.iter().chain(&lists.eval).chain(&lists.decode))?;
         let keep = b.keep;
         net.lists = lists;
         net.keep.extend(keep);

@@ -11,11 +11,14 @@ use std::sync::OnceLock;
 pub const ACTIVATIONS: [Activation; 5] =
     [Activation::Identity, Activation::Relu, Activation::Tanh, Activation::Elu, Activation::LeakyRelu];
 
-/// The adapter every GPU test runs on. No adapter is a failure, not a skip:
-/// CI installs lavapipe, so a missing adapter means a broken setup.
+/// The adapter every GPU test runs on, under the Khronos validation layer (whose
+/// messages fail the test that checks the GPU next). No adapter, or no layer, is a
+/// failure, not a skip: CI installs lavapipe and the layer, so either missing means a
+/// broken setup.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
+        elbo::gpu::validation::enable();
         // as the program does (src/main.rs); `rerun_at_other_vector_width` covers the other
         elbo::gpu::prefer_wide_cpu_vectors();
         match Gpu::new(&AdapterChoice::default()) {
@@ -26,6 +29,14 @@ pub fn gpu() -> &'static Gpu {
             Err(e) => panic!("GPU tests need an adapter: {e:#}"),
         }
     })
+}
+
+/// The elbo program as the tests run it: no device-select layer's choice
+/// (`NODEVICE_SELECT`), and under the Khronos validation layer as `gpu()` is.
+pub fn elbo_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_elbo"));
+    c.env("NODEVICE_SELECT", "1").env(elbo::gpu::validation::ENV, "1");
+    c
 }
 
 /// On lavapipe, runs this test binary again (all tests but `this_test`) with llvmpipe's
