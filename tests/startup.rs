@@ -1,5 +1,6 @@
 //! Start-up compiles only what runs: a trainer creates pipelines only for the kernels
-//! its lists dispatch or its GEMM timing ran, and a second trainer of the model on the
+//! its lists dispatch or its GEMM timing ran, times only the GEMMs its lists run as
+//! GEMMs, and a second trainer of the model on the
 //! same device creates none, compiles none (`kernels::warm`) and times none. One test
 //! alone in its binary, so that no other test's kernels are counted.
 
@@ -35,6 +36,13 @@ fn a_second_trainer_compiles_and_times_nothing() {
     let unused: Vec<&&str> =
         created.iter().filter(|e| !first.all_dispatches().any(|d| d.kernel.entry() == **e) && !gemm_timed(e)).collect();
     assert!(unused.is_empty(), "pipelines created but neither dispatched nor timed: {unused:?}");
+    // only the GEMMs the lists run as GEMMs were chosen (timed): none a fusion replaces
+    let choice = first.gemm_choice();
+    assert!(!choice.decisions.is_empty(), "no GEMM was chosen");
+    for d in &choice.decisions {
+        let run = first.all_dispatches().any(|x| x.label.starts_with(d.pass.entry()) && gemm_timed(x.kernel.entry()));
+        assert!(run, "{:?} at {:?} was chosen but no list runs it as a GEMM", d.pass, d.shape);
+    }
     let compiled: usize = k.all().iter().map(|p| p.states_warmed()).sum();
     eprintln!(
         "first trainer: {} pipelines created, {compiled} kernel states compiled, {timed_first} GEMM variants timed, {} compiled in parallel",

@@ -66,7 +66,7 @@ impl<'g> Classifier<'g> {
             |what| -> Result<Vec<Matrix>> { layers.iter().map(|l| gpu.matrix(what, m, l.output.cols())).collect() };
         let (outs, grads_t) = (each("out")?, each("grad")?);
         let choice = gemm::Choice::default(); // the portable texel GEMMs
-        let mut builder = Builder::new(gpu, k, &choice, m, &params, Some(&grads));
+        let mut builder = Builder::new(gpu, k, choice, m, &params, Some(&grads));
         let gather = kernels::Gather::new(m, &c.loss_layout(), c.channels, false, 1);
         let refs: Vec<&Layer> = layers.iter().collect();
         let chain = Chain { layers: &refs, weights: &weights, input: &x, outs: &outs, grads: &grads_t, d_input: None };

@@ -152,7 +152,7 @@ impl<'g> LinearProbe<'g> {
         };
         // the probe's GEMMs are small: the portable texel variant serves
         let choice = gemm::Choice::default();
-        let mut builder = Builder::new(gpu, kern, &choice, m, &params, Some(&grads));
+        let mut builder = Builder::new(gpu, kern, choice, m, &params, Some(&grads));
         let forward = builder.forward(&layer, &features, &weight, &logits).remove(0);
         let ce = builder.softmax_cross_entropy(classes, &step_uniform, &logits, &labels, &d_logits, &row_loss);
         let backward = builder.backward_weight(&layer, &features, &weight, &d_logits).remove(0);

@@ -48,6 +48,23 @@ impl Choice {
         nearest.map(|d| d.variant).or(self.otherwise).unwrap_or(Variant::Texel)
     }
 
+    /// Whether a decision was made for exactly `pass` at (m, n, k).
+    pub fn has(&self, pass: Pass, m: usize, n: usize, k: usize) -> bool {
+        self.decisions.iter().any(|d| d.pass == pass && d.shape == (m, n, k))
+    }
+
+    /// `other`'s decisions added to these (those for shapes these lack), with its
+    /// timing count and cache file.
+    pub fn merge(&mut self, other: Choice) {
+        for d in other.decisions {
+            if !self.has(d.pass, d.shape.0, d.shape.1, d.shape.2) {
+                self.decisions.push(d);
+            }
+        }
+        self.timed_now += other.timed_now;
+        self.cache = self.cache.take().or(other.cache);
+    }
+
     /// The decisions as JSON (pass, shape, variant), as checkpoints and models record them.
     pub fn to_json(&self) -> serde_json::Value {
         let one = |d: &Decision| {

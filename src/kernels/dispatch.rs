@@ -185,7 +185,6 @@ pub fn run(gpu: &Gpu, list: &[Dispatch]) -> Result<()> {
 }
 
 pub fn run_refs(gpu: &Gpu, list: &[&Dispatch]) -> Result<()> {
-    super::warm::warm(gpu, list.iter().copied())?;
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass =

@@ -65,8 +65,15 @@ pub fn cold<'a>(dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Vec<&'a D
 /// Compiles the kernels of `dispatches` that this process has not run, in parallel
 /// where that pays (`applies`); afterwards they count as run.
 pub fn warm<'a>(gpu: &Gpu, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Result<Warmed> {
-    let jobs = cold(dispatches);
-    if jobs.is_empty() || !applies(gpu) {
+    if !applies(gpu) {
+        return Ok(Warmed::default());
+    }
+    // what an earlier process compiled into the same shader cache is read from it at
+    // its first dispatch, as fast as a helper would
+    let mut record = Record::load(gpu);
+    let jobs: Vec<&Dispatch> = cold(dispatches).into_iter().filter(|d| !record.has(d)).collect();
+    // one kernel compiles as fast at its first dispatch, without a helper to open
+    if jobs.len() < 2 {
         return Ok(Warmed::default());
     }
     let threads = threads().min(jobs.len());
@@ -82,7 +89,54 @@ pub fn warm<'a>(gpu: &Gpu, dispatches: impl IntoIterator<Item = &'a Dispatch>) -
         d.kernel.set_warmed(d.state);
     }
     WARMED.fetch_add(jobs.len(), Ordering::Relaxed);
+    record.add(&jobs);
     Ok(Warmed { kernels: jobs.len(), threads })
+}
+
+/// The kernels (at their binding states) that `warm` compiled into a shader cache, in
+/// earlier processes too: `lavapipe-compiled.txt` beside the GEMM choice cache, a key a
+/// line. A key is a hash of the adapter, its driver, Mesa's cache folder, the kernel's
+/// source and entry point, and the binding state; a folder emptied since only costs
+/// the run its compilations on one thread, as before `warm`.
+struct Record {
+    path: Option<std::path::PathBuf>,
+    base: u64,
+    keys: std::collections::HashSet<u64>,
+}
+
+impl Record {
+    fn load(gpu: &Gpu) -> Record {
+        use std::hash::{Hash, Hasher};
+        let path = super::choice::choice_cache_file().map(|f| f.with_file_name("lavapipe-compiled.txt"));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&gpu.info.name, &gpu.info.driver_info, std::env::var_os(crate::gpu::SHADER_CACHE_DIR)).hash(&mut h);
+        let text = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        let keys = text.lines().filter_map(|l| u64::from_str_radix(l.trim(), 16).ok()).collect();
+        Record { path, base: h.finish(), keys }
+    }
+
+    fn key(&self, d: &Dispatch) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.base, source(d.kernel.file()), d.kernel.entry(), d.state).hash(&mut h);
+        h.finish()
+    }
+
+    fn has(&self, d: &Dispatch) -> bool {
+        self.keys.contains(&self.key(d))
+    }
+
+    /// Appends `jobs`' keys (a failure to write only costs a later run its warming).
+    fn add(&mut self, jobs: &[&Dispatch]) {
+        use std::io::Write;
+        let Some(path) = &self.path else { return };
+        let keys: Vec<u64> = jobs.iter().map(|d| self.key(d)).collect();
+        let new: Vec<u64> = keys.into_iter().filter(|k| self.keys.insert(*k)).collect();
+        let text: String = new.iter().map(|k| format!("{k:016x}\n")).collect();
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        let _ = file.and_then(|mut f| f.write_all(text.as_bytes()));
+    }
 }
 
 /// One helper: its own instance and device on the same adapter, taking `jobs` in turn.

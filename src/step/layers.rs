@@ -55,7 +55,16 @@ fn conv_flops(s: &ConvShape, m: usize) -> f64 {
 impl Builder<'_> {
     fn gemm(&self, pass: Pass, l: &Layer, binds: &[(u32, Bind)]) -> Dispatch {
         let (n, k) = l.gemm_nk();
-        let v = self.choice.get(pass, self.m, n, k);
+        if let Some(pref) = self.choose.filter(|_| !self.choice.borrow().has(pass, self.m, n, k)) {
+            match gemm::choose(self.gpu, self.k, pref, &[(pass, self.m, n, k)]) {
+                Ok(made) => self.choice.borrow_mut().merge(made),
+                // a forced variant the adapter lacks was refused before the build
+                Err(e) => {
+                    eprintln!("warning: choosing the GEMM of {} failed ({e:#}); it runs the texel kernel", l.name)
+                }
+            }
+        }
+        let v = self.choice.borrow().get(pass, self.m, n, k);
         gemm::dispatch(self.gpu, self.k, pass, v, label(l, pass.entry()), binds, self.m, n, k)
     }
 

@@ -35,7 +35,11 @@ pub struct Builder<'a> {
     pub gpu: &'a Gpu,
     pub k: &'a Kernels,
     /// The GEMM variant of each dense layer's passes.
-    pub choice: &'a Choice,
+    pub choice: std::cell::RefCell<Choice>,
+    /// Where set, a GEMM shape `choice` lacks is chosen when a pass first asks for it
+    /// (`gemm::choose`, timed unless the preference forces a variant): only the GEMMs
+    /// the lists run as GEMMs are timed, none that a fusion replaces.
+    pub choose: Option<crate::kernels::gemm::GemmPreference>,
     /// Rows of every activation: images times Monte-Carlo samples, a multiple of 4.
     pub m: usize,
     /// The flat parameters and gradient (`model::Layout`); no gradient for a forward-only
@@ -53,12 +57,13 @@ impl<'a> Builder<'a> {
     pub fn new(
         gpu: &'a Gpu,
         k: &'a Kernels,
-        choice: &'a Choice,
+        choice: Choice,
         m: usize,
         params: &'a wgpu::Buffer,
         grads: Option<&'a wgpu::Buffer>,
     ) -> Builder<'a> {
-        Builder { gpu, k, choice, m, params, grads, keep: Vec::new(), fused_adam: None, taps: None }
+        let choice = std::cell::RefCell::new(choice);
+        Builder { gpu, k, choice, choose: None, m, params, grads, keep: Vec::new(), fused_adam: None, taps: None }
     }
 
     /// The flat gradient, which only the training lists bind.

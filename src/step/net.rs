@@ -142,7 +142,7 @@ impl<'g> Net<'g> {
         let history_slots = test.len.div_ceil(o.batch) + 1;
         let mut net = Net::alloc(gpu, model, (o.batch, o.samples, o.seed), test, history_slots)?;
         let f = net.fusions(k, GemmPreference::Auto, false, MomentStore::Buffers);
-        let mut b = Builder::new(gpu, k, &choice, net.t.x.rows, &net.params, None);
+        let mut b = Builder::new(gpu, k, choice, net.t.x.rows, &net.params, None);
         let sampling = Sampling { binarize: o.binarize, samples: o.samples, free_bits: 0.0, iwae: false };
         let lists = net.build_lists(&mut b, f, None, sampling)?;
         let keep = b.keep;
@@ -369,6 +369,7 @@ impl<'g> Net<'g> {
             bail!("can decode at most {} codes at once, got {n}", self.t.z.rows);
         }
         self.gpu.write_matrix(&self.t.z, z);
+        kernels::warm::warm(self.gpu, &self.lists.decode)?;
         kernels::run(self.gpu, &self.lists.decode)?;
         self.decoded_means(n)
     }
@@ -376,6 +377,7 @@ impl<'g> Net<'g> {
     /// Posterior [mu | logvar] (rows, 2L) of images x (rows, x columns) given directly.
     pub fn encode_images(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         self.gpu.write_matrix(&self.t.x, x);
+        kernels::warm::warm(self.gpu, &self.lists.encode)?;
         kernels::run(self.gpu, &self.lists.encode)?;
         let rows = x.len() / self.model.config.input_shape().cols();
         let v = self.gpu.read_matrix(self.t.mulv())?;
@@ -401,6 +403,7 @@ impl<'g> Net<'g> {
         self.gpu.write_matrix(&self.t.z, z);
         self.gpu.write_matrix(&self.t.x, x);
         self.gpu.write_matrix(&self.t.observed, observed);
+        kernels::warm::warm(self.gpu, &self.lists.restore)?;
         kernels::run(self.gpu, &self.lists.restore)?;
         let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
         let dz = self.gpu.read_matrix(&self.t.dz)?;
@@ -419,6 +422,7 @@ impl<'g> Net<'g> {
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         self.gpu.write_matrix(&self.t.z, z);
         self.gpu.write_matrix(&self.t.x, x);
+        kernels::warm::warm(self.gpu, &self.lists.score)?;
         kernels::run(self.gpu, &self.lists.score)?;
         let loss = self.gpu.read_f32(&self.image_loss, 0, 2 * rows)?;
         Ok(loss.chunks(2).map(|v| v[0]).collect())

@@ -11,9 +11,9 @@ use super::shards::TrainData;
 use super::state::Moments;
 use crate::data::{Dataset, ImageSource};
 use crate::gpu::Gpu;
-use crate::kernels::gemm::{self, Pass};
+use crate::kernels::gemm;
 use crate::kernels::{self, Dispatch, Kernels, Step};
-use crate::model::{Layer, Layout, Model, Op, VaeConfig};
+use crate::model::{Layout, Model, Op, VaeConfig};
 use crate::step::vae::{Sampling, TrainBuffers};
 use crate::step::{Builder, FusedAdam, LossSums, Net};
 use anyhow::{bail, Result};
@@ -84,15 +84,19 @@ impl<'g> Trainer<'g> {
         net.beta = hyper.beta;
         net.iwae = hyper.iwae;
 
-        let layers = net.model.layout.layers();
+        // a resumed run's recorded variants; else each GEMM the lists run is chosen when
+        // the builder first asks for it (a forced --gemm the adapter lacks is refused here)
         let choice = match &hyper.gemm_fixed {
             Some(c) => c.clone(),
-            None => gemm::choose(gpu, k, hyper.gemm, &gemm_shapes(&layers, m))?,
+            None => gemm::choose(gpu, k, hyper.gemm, &[])?,
         };
         let adam = kernels::Adam { count: (len / 4) as u32, beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: hyper.adam_eps };
         let adam_u = gpu.uniform("adam", &adam);
         let f = net.fusions(k, hyper.gemm, hyper.fuse_adam, moments.store());
-        let mut b = Builder::new(gpu, k, &choice, m, &net.params, Some(&grads));
+        let mut b = Builder::new(gpu, k, choice, m, &net.params, Some(&grads));
+        if hyper.gemm_fixed.is_none() {
+            b.choose = Some(hyper.gemm);
+        }
         if f.adam {
             let kernel = k.gemm_adam.as_ref().expect("Fusions::adam needs the fused kernel");
             b.fused_adam = Some(FusedAdam { kernel, adam: &adam_u, step: &net.step_uniform, moments: moments.binds() });
@@ -104,7 +108,7 @@ impl<'g> Trainer<'g> {
         let lists = net.build_lists(&mut b, f, Some(buffers), sampling)?;
         // what a run's first epoch runs, compiled at once (in parallel on lavapipe)
         kernels::warm::warm(gpu, lists.train.iter().chain(&lists.eval).chain(&lists.decode))?;
-        let keep = b.keep;
+        let (keep, choice) = (b.keep, b.choice.into_inner());
         net.lists = lists;
         net.keep.extend(keep);
         net.keep.push(adam_u);
@@ -302,15 +306,6 @@ fn check_loop_turns(gpu: &Gpu, k: &Kernels, layout: &Layout, batch: usize, sampl
         }
     }
     Ok(())
-}
-
-/// Every dense layer's passes at m rows: the GEMMs whose variant is chosen.
-fn gemm_shapes(layers: &[&Layer], m: usize) -> Vec<(Pass, usize, usize, usize)> {
-    layers
-        .iter()
-        .filter(|ly| ly.op == Op::Dense)
-        .flat_map(|ly| Pass::ALL.map(|p| (p, m, ly.gemm_nk().0, ly.gemm_nk().1)))
-        .collect()
 }
 
 /// What the importance-weighted objective needs: a VAE (an autoencoder has no q(z|x) to
