@@ -32,9 +32,15 @@ fn gemm_choices_are_kept_reused_and_retimed() {
     assert_eq!(adapters.len(), 1, "{kept}");
     let decisions = adapters.values().next().unwrap().as_array().unwrap();
     assert!(!decisions.is_empty() && decisions.iter().all(|d| d["variant"].is_string() && d["timings"].is_array()));
-    // a second run times nothing and trains to the same bits
+    // on lavapipe with more than one core the first run compiled its kernels in parallel
+    let parallel = elbo::kernels::warm::applies(common::gpu());
+    assert_eq!(text(&first).contains("compiled in parallel"), parallel, "{}", text(&first));
+    // a second run times nothing, compiles nothing in parallel (what the first compiled is
+    // in the shader cache: lavapipe-compiled.txt) and trains to the same bits
     let second = train(&cache, &dir.as_ref().join("b"), &[]);
     assert!(text(&second).contains("as this machine chose them before"), "{}", text(&second));
+    assert!(!text(&second).contains("compiled in parallel"), "{}", text(&second));
+    assert_eq!(cache.join("lavapipe-compiled.txt").exists(), parallel);
     let model = |run: &str| std::fs::read(dir.as_ref().join(run).join("model.safetensors")).unwrap();
     assert_eq!(model("a"), model("b"), "two runs of one seed on one adapter differ");
     // a damaged file: a warning, the run goes on, and the file is whole again

@@ -173,7 +173,9 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
         dims.len, test_set.len, dims.width, dims.height, dims.channels, from
     ));
     crate::kernels::choice::RETIME.store(opts.retime, std::sync::atomic::Ordering::Relaxed);
+    let (warmed_before, built) = (crate::kernels::warm::warmed_so_far(), std::time::Instant::now());
     let mut trainer = new_trainer(&gpu, opts, &config, resumed.as_ref(), (&train_set, &eval_set))?;
+    let warmed = crate::kernels::warm::warmed_so_far() - warmed_before;
     trainer.set_validation_len(validation.as_ref().map_or(0, |v| v.len));
     // what rounding the saved weights costs is measured on the test set at the end
     let cost_set = (opts.save_dtype != SaveDtype::F32).then(|| test_set.clone());
@@ -204,6 +206,12 @@ pub fn train(given: &TrainOptions) -> Result<Vec<EpochReport>> {
             (Some(file), n) => say(format!("  ({n} timed now, kept in {} for the next runs)", file.display())),
             (None, _) => {}
         }
+    }
+    if warmed > 0 {
+        say(format!(
+            "kernels: {warmed} compiled in parallel, a thread a core ({:.1} s to build the model in all); Mesa's shader cache keeps them for the next runs",
+            built.elapsed().as_secs_f64()
+        ));
     }
     say(format!(
         "model: {}; {} dispatches and 1 submit per step; writing to {}",
