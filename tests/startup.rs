@@ -5,21 +5,19 @@
 //! alone in its binary, so that no other test's kernels are counted.
 
 mod common;
-use common::gpu;
-use elbo::data::Dataset;
+use common::{gpu, synthetic};
 use elbo::kernels::{gemm, warm, Kernels};
 use elbo::model::{Model, VaeConfig};
 use elbo::train::{Hyper, Trainer};
 
-fn synthetic(len: usize, seed: u32) -> Dataset {
-    let pixels = (0..len * 28 * 28).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
-    Dataset { name: "synthetic".into(), channels: 1, width: 28, height: 28, pixels, labels: None, len }
-}
-
 #[test]
 fn a_second_trainer_compiles_and_times_nothing() {
+    // an empty choice cache and compile record, whatever earlier runs on this machine
+    // left (the test is alone in its binary, so no other thread reads the environment)
+    let scratch = common::Scratch::created("startup_cache");
+    std::env::set_var("ELBO_CACHE_DIR", scratch.as_ref());
     let g = gpu();
-    let (train, test) = (synthetic(96, 1), synthetic(40, 2));
+    let (train, test) = (synthetic(96, 28, 28, 1), synthetic(40, 28, 28, 2));
     let config = VaeConfig::mlp(28, 28, 24, 3);
     let k = Kernels::of(g).unwrap();
     assert!(k.all().iter().all(|p| !p.compiled()), "kernels compiled before any model was built");

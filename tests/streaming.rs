@@ -2,15 +2,10 @@
 //! computes what the same set resident computes.
 
 mod common;
-use common::gpu;
+use common::{gpu, synthetic};
 use elbo::data::Dataset;
 use elbo::model::{Model, VaeConfig};
 use elbo::train::{Hyper, Trainer};
-
-fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
-    let pixels = (0..len * width * height).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
-    Dataset { name: "synthetic".into(), channels: 1, width, height, pixels, labels: None, len }
-}
 
 /// The loss sums of three epochs and the parameters after them, with the training set
 /// held under `limit` bytes (None: resident), and the shard size the trainer chose.

@@ -2,17 +2,12 @@
 //! training runs: the loss falls, and the same seed gives the same losses.
 
 mod common;
-use common::{assert_close, gpu, small_models, Scratch};
+use common::{assert_close, gpu, small_models, synthetic, Scratch};
 use elbo::data::Dataset;
 use elbo::kernels::MomentStore;
 use elbo::model::{Arch, Likelihood, Model, VaeConfig};
 use elbo::reference as r;
 use elbo::train::{Hyper, Trainer};
-
-fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> Dataset {
-    let pixels = (0..len * width * height).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
-    Dataset { name: "synthetic".into(), channels: 1, width, height, pixels, labels: None, len }
-}
 
 fn data_for(c: &VaeConfig) -> (Dataset, Dataset) {
     let mk = |len, seed| {

@@ -79,6 +79,9 @@ pub struct Dispatch {
     pub binds: Vec<(u32, BindShape)>,
     /// The part of the bindings that lavapipe compiles for (`state_of`).
     pub state: u64,
+    /// Whether this dispatch (or a clone) was encoded: the kernel then knows its state,
+    /// and later encodes of the step's lists touch nothing but this flag.
+    encoded: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub groups: [u32; 3],
     /// What the profiler reports: the problem's shape, and napkin-math floating-point
     /// operations and bytes moved (each input read once, each output written once).
@@ -122,6 +125,7 @@ impl Dispatch {
             kernel: kernel.clone(),
             bind_group,
             state: state_of(&shapes),
+            encoded: Default::default(),
             binds: shapes,
             groups: [x as u32, y as u32, 1],
             shape: String::new(),
@@ -165,7 +169,9 @@ impl Dispatch {
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass) {
         pass.set_pipeline(self.kernel.pipeline());
-        self.kernel.set_warmed(self.state);
+        if !self.encoded.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.kernel.set_warmed(self.state);
+        }
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
     }

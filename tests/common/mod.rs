@@ -67,6 +67,12 @@ pub fn rerun_at_other_vector_width(this_test: &str) {
     eprintln!("the tests also passed at {other}-bit vectors ({lanes}-lane subgroups)");
 }
 
+/// `len` one-channel images of random bytes.
+pub fn synthetic(len: usize, width: usize, height: usize, seed: u32) -> elbo::data::Dataset {
+    let pixels = (0..len * width * height).map(|i| (elbo::rng::rand_bits(seed, 7, 0, i as u32) & 0xff) as u8).collect();
+    elbo::data::Dataset { name: "synthetic".into(), channels: 1, width, height, pixels, labels: None, len }
+}
+
 /// Deterministic values uniform in [lo, hi).
 pub fn random(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|i| lo + (hi - lo) * elbo::rng::rand_uniform(seed, 99, 0, i as u32)).collect()
